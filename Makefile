@@ -1,0 +1,62 @@
+# Developer and CI entry points. `make test` works on a fresh Debian 12 / Ubuntu machine:
+# it installs the system tools the tests need (docker-registry, skopeo) and the venv.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV := .venv
+PYTEST_ARGS ?=
+
+# root runs apt-get directly; anyone else goes through sudo
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+
+.PHONY: deps venv test demo clean
+
+## deps: install docker-registry, skopeo (and python3-venv) with apt-get when missing
+deps:
+	@pkgs=""; \
+	command -v docker-registry >/dev/null 2>&1 || pkgs="$$pkgs docker-registry"; \
+	command -v skopeo >/dev/null 2>&1 || pkgs="$$pkgs skopeo"; \
+	if [ ! -x $(VENV)/bin/python ] && ! $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1; then \
+	  pkgs="$$pkgs python3-venv"; \
+	fi; \
+	if [ -n "$$pkgs" ]; then \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "error: missing$$pkgs and no apt-get to install them; install them by hand" >&2; exit 1; \
+	  fi; \
+	  if [ -n "$(SUDO)" ] && ! command -v sudo >/dev/null 2>&1; then \
+	    echo "error: missing$$pkgs; not root and no sudo: install them as root" >&2; exit 1; \
+	  fi; \
+	  echo ">> installing$$pkgs with apt-get"; \
+	  $(APT) update; \
+	  $(APT) install -y --no-install-recommends $$pkgs; \
+	fi
+
+## venv: .venv with the package installed editable plus its test extra
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml | deps
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "error: Python >= 3.11 is required, but $(PYTHON) is '$$($(PYTHON) -V 2>&1 || echo missing)'." >&2; \
+	  echo "       Run e.g. 'make $(or $(MAKECMDGOALS),test) PYTHON=python3.11'." >&2; exit 1; }
+	@if [ -e $(VENV) ] && ! $(VENV)/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then \
+	  echo ">> $(VENV) is broken or older than Python 3.11: recreating it"; rm -rf $(VENV); \
+	fi
+	@[ -x $(VENV)/bin/python ] || { echo ">> creating $(VENV) with $$($(PYTHON) -V)"; $(PYTHON) -m venv $(VENV); }
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -e '.[test]'
+	@touch $@
+
+## test: run the test suite (extra pytest arguments: make test PYTEST_ARGS="-k push")
+test: deps venv
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+## demo: push, inspect, list and pull an example model in ./demo
+demo: deps venv
+	bash examples/demo.sh
+
+## clean: remove the venv and generated files
+clean:
+	rm -rf $(VENV) demo build dist .pytest_cache
+	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -type d -prune -exec rm -rf {} +

@@ -1,0 +1,114 @@
+"""Typed errors. Every error a user can meet carries a one-line message and, where there is
+one, a hint saying what to do next. The CLI prints ``message`` (and ``hint``) and exits 1,
+or 2 for a :class:`UsageError`. Messages never contain credentials."""
+
+from __future__ import annotations
+
+
+class OcimodelError(Exception):
+    """Base of every error ocimodel raises on purpose."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(OcimodelError):
+    """The caller asked for something malformed (bad reference, bad option value)."""
+
+
+class InvalidReference(UsageError):
+    """A model reference (``registry/repo:tag@digest`` or ``oci:PATH:tag``) is malformed."""
+
+
+class InvalidDigest(OcimodelError):
+    """A digest string is not ``algorithm:hex`` in a form we accept."""
+
+
+class IntegrityError(OcimodelError):
+    """Bytes did not match the digest or size they were announced with."""
+
+
+class DigestMismatch(IntegrityError):
+    def __init__(self, expected: str, actual: str, what: str = "content") -> None:
+        super().__init__(
+            f"digest mismatch for {what}: expected {expected}, got {actual}",
+            hint="the registry or the network altered the data; nothing was written",
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class SizeMismatch(IntegrityError):
+    def __init__(self, digest: str, expected: int, actual: int | str) -> None:
+        super().__init__(
+            f"size mismatch for {digest}: expected {expected} bytes, got {actual}",
+            hint="the registry or the network altered the data; nothing was written",
+        )
+        self.digest = digest
+        self.expected = expected
+        self.actual = actual
+
+
+class InvalidManifest(OcimodelError):
+    """A manifest or index is malformed, too large, or of a type we cannot use here."""
+
+
+class NotAModel(OcimodelError):
+    """The artifact holds nothing ocimodel can turn into files."""
+
+
+class UnsafePath(OcimodelError):
+    """A file path from an artifact would escape the destination or is otherwise unsafe."""
+
+
+class PackagingError(OcimodelError):
+    """The model directory cannot be packaged (missing, unreadable, special files)."""
+
+
+class DestinationExists(OcimodelError):
+    """The pull destination holds files that would be overwritten."""
+
+
+class StoreError(OcimodelError):
+    """An OCI layout directory is missing, malformed or not writable."""
+
+
+class TransportError(OcimodelError):
+    """The registry could not be reached or the connection failed."""
+
+
+class RegistryError(OcimodelError):
+    """The registry answered with an error. ``code`` is the OCI error code when it sent one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.code = code
+
+
+class NotFound(RegistryError):
+    """MANIFEST_UNKNOWN, BLOB_UNKNOWN, NAME_UNKNOWN or a plain 404."""
+
+
+class AuthenticationError(RegistryError):
+    """401: no credentials, wrong credentials, or the token service refused them."""
+
+
+class PermissionDenied(RegistryError):
+    """403 / DENIED: the credentials are valid but not allowed to do this."""
+
+
+class TooManyRequests(RegistryError):
+    """429 / TOOMANYREQUESTS."""

@@ -1,0 +1,198 @@
+"""The one engine that moves a manifest graph between two targets.
+
+Push (directory -> store), pull (store -> directory) and copy (store -> store) all run
+here: blobs first, in parallel, skipping what the destination has; then manifests,
+children before parents, the tagged root last, so no tag ever points at a partial model.
+Every byte read from the source is hashed on the way through and checked against its
+descriptor before the destination is allowed to keep it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ocimodel.errors import InvalidManifest, OcimodelError
+from ocimodel.oci import mediatypes as mt
+from ocimodel.oci.digest import VerifyingHasher
+from ocimodel.oci.models import Descriptor, Index, parse_manifest
+from ocimodel.targets.base import ReadableTarget, WritableTarget
+
+DEFAULT_CONCURRENCY = 4
+# Indexes of indexes are legal but a cycle or a deep chain is an attack, not a model.
+MAX_GRAPH_DEPTH = 8
+
+
+class Progress(Protocol):
+    """What the copy engine reports; the CLI draws bars from it, the API may ignore it."""
+
+    def blob_started(self, descriptor: Descriptor, label: str) -> None: ...
+
+    def blob_advanced(self, descriptor: Descriptor, nbytes: int) -> None: ...
+
+    def blob_finished(self, descriptor: Descriptor, skipped: bool) -> None: ...
+
+
+class Cancelled(OcimodelError):
+    """Another transfer in the same copy failed, or the user interrupted."""
+
+
+@dataclass
+class CopyResult:
+    descriptor: Descriptor
+    copied: list[Descriptor] = field(default_factory=list)
+    skipped: list[Descriptor] = field(default_factory=list)
+
+    @property
+    def bytes_copied(self) -> int:
+        return sum(d.size for d in self.copied)
+
+    @property
+    def bytes_skipped(self) -> int:
+        return sum(d.size for d in self.skipped)
+
+
+@dataclass
+class Graph:
+    """A root manifest and everything it names, as read (and verified) from the source."""
+
+    root: Descriptor
+    manifests: list[tuple[Descriptor, bytes]]  # children before parents; root last
+    blobs: list[Descriptor]  # unique by digest, in manifest order
+
+
+def read_graph(source: ReadableTarget, root: Descriptor) -> Graph:
+    manifests: list[tuple[Descriptor, bytes]] = []
+    blobs: dict[str, Descriptor] = {}
+    seen: set[str] = set()
+
+    def visit(descriptor: Descriptor, depth: int) -> None:
+        if depth > MAX_GRAPH_DEPTH:
+            raise InvalidManifest(f"manifest graph deeper than {MAX_GRAPH_DEPTH} levels at {descriptor.digest}")
+        if descriptor.digest in seen:
+            return
+        seen.add(descriptor.digest)
+        data = source.fetch_manifest(descriptor)
+        parsed = parse_manifest(data, descriptor.media_type)
+        if isinstance(parsed, Index):
+            for child in parsed.manifests:
+                if child.media_type not in mt.MANIFEST_TYPES + mt.INDEX_TYPES:
+                    raise InvalidManifest(f"index {descriptor.digest} names a non-manifest {child.media_type!r}")
+                visit(child, depth + 1)
+        else:
+            for blob in [parsed.config, *parsed.layers]:
+                blobs.setdefault(blob.digest, blob)
+        manifests.append((descriptor, data))
+
+    visit(root, 0)
+    return Graph(root=root, manifests=manifests, blobs=list(blobs.values()))
+
+
+def copy_graph(
+    source: ReadableTarget,
+    destination: WritableTarget,
+    root: Descriptor,
+    *,
+    tag: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    progress: Progress | None = None,
+    graph: Graph | None = None,
+) -> CopyResult:
+    """Copy ``root`` and all it names from ``source`` to ``destination``, tagging the root."""
+    graph = graph or read_graph(source, root)
+    result = CopyResult(descriptor=root)
+    copy_blobs(source, destination, graph.blobs, result, concurrency=concurrency, progress=progress)
+    for descriptor, data in graph.manifests:
+        is_root = descriptor.digest == root.digest
+        if not is_root and destination.has_manifest(descriptor):
+            continue
+        destination.push_manifest(descriptor, data, tag if is_root else None)
+    return result
+
+
+def copy_blobs(
+    source: ReadableTarget,
+    destination: WritableTarget,
+    blobs: list[Descriptor],
+    result: CopyResult,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    progress: Progress | None = None,
+) -> None:
+    cancel = threading.Event()
+    lock = threading.Lock()
+
+    def transfer(descriptor: Descriptor) -> None:
+        label = descriptor.annotation(mt.ANNOTATION_TITLE) or _short(descriptor.digest)
+        if cancel.is_set():
+            raise Cancelled("cancelled")
+        if destination.has_blob(descriptor):
+            with lock:
+                result.skipped.append(descriptor)
+            if progress:
+                progress.blob_started(descriptor, label)
+                progress.blob_finished(descriptor, skipped=True)
+            return
+        if progress:
+            progress.blob_started(descriptor, label)
+        with source.open_blob(descriptor) as chunks:
+            destination.push_blob(descriptor, verified(chunks, descriptor, cancel, progress))
+        with lock:
+            result.copied.append(descriptor)
+        if progress:
+            progress.blob_finished(descriptor, skipped=False)
+
+    if concurrency <= 1 or len(blobs) <= 1:
+        for descriptor in blobs:
+            transfer(descriptor)
+        return
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ocimodel-copy")
+    futures = [pool.submit(transfer, d) for d in blobs]
+    try:
+        wait(futures, return_when=FIRST_EXCEPTION)
+    except BaseException:  # Ctrl-C in the main thread: workers stop at their next chunk
+        cancel.set()
+        raise
+    finally:
+        if any(f.done() and f.exception() is not None for f in futures):
+            cancel.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+    errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
+    if errors:
+        # Report the failure that caused the others to stop, not their cancellations.
+        raise next((e for e in errors if not isinstance(e, Cancelled)), errors[0])
+
+
+def verified(
+    chunks: Iterable[bytes],
+    descriptor: Descriptor,
+    cancel: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> Iterator[bytes]:
+    """Pass chunks through while hashing them; raise before the last chunk is released if
+    the bytes do not match the descriptor, so the consumer never commits bad data."""
+    hasher = VerifyingHasher(descriptor.digest, descriptor.size)
+    pending: bytes | None = None
+    for chunk in chunks:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled")
+        if not chunk:
+            continue
+        hasher.update(chunk)
+        if pending is not None:
+            yield pending
+            if progress:
+                progress.blob_advanced(descriptor, len(pending))
+        pending = chunk
+    hasher.finish()
+    if pending is not None:
+        yield pending
+        if progress:
+            progress.blob_advanced(descriptor, len(pending))
+
+
+def _short(digest: str) -> str:
+    return digest.split(":", 1)[-1][:12]
+

@@ -1,0 +1,243 @@
+"""An OCI image layout directory (``oci-layout``, ``index.json``, ``blobs/<alg>/<hex>``) as a
+Target: the embedded default store, no server needed. skopeo's ``oci:`` transport and
+other tools read the same directory; tags are ``org.opencontainers.image.ref.name``
+annotations on the entries of ``index.json``.
+
+Every write is atomic: blobs land in a temporary file and are renamed into place, and
+``index.json`` is rewritten whole under an exclusive lock on the directory."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ocimodel.errors import InvalidManifest, NotFound, StoreError
+from ocimodel.oci import mediatypes as mt
+from ocimodel.oci.digest import algorithm_of, hex_of, validate_digest, verify_bytes
+from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, loads_strict, media_type_of
+
+CHUNK_SIZE = 1024 * 1024
+MAX_INDEX_BYTES = 64 * 1024 * 1024
+
+
+class OciLayout:
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = False) -> None:
+        self.path = Path(path)
+        self.name = f"oci:{path}"
+        if (self.path / "oci-layout").is_file():
+            self._check_layout_file()
+        elif create:
+            self._initialise()
+        elif self.path.exists():
+            raise StoreError(f"{self.path} is not an OCI layout (no oci-layout file)")
+        else:
+            raise NotFound(f"no OCI layout at {self.path}", hint="push to it first, or check the path")
+
+    # -- setup ----------------------------------------------------------------------------
+
+    def _check_layout_file(self) -> None:
+        try:
+            document = loads_strict((self.path / "oci-layout").read_bytes()[:4096], "oci-layout")
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.path / 'oci-layout'}: {exc.strerror}") from None
+        except Exception:
+            raise StoreError(f"{self.path / 'oci-layout'} is not valid JSON") from None
+        version = document.get("imageLayoutVersion") if isinstance(document, dict) else None
+        if not isinstance(version, str) or not version.startswith("1."):
+            raise StoreError(f"{self.path} has unsupported imageLayoutVersion {version!r}")
+
+    def _initialise(self) -> None:
+        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+            raise StoreError(
+                f"{self.path} exists and is not an OCI layout",
+                hint="choose an empty or new directory for the layout",
+            )
+        try:
+            (self.path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+            _write_atomic(self.path / "oci-layout", json.dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}).encode())
+            if not (self.path / "index.json").exists():
+                _write_atomic(self.path / "index.json", _index_bytes([]))
+        except OSError as exc:
+            raise StoreError(f"cannot create an OCI layout at {self.path}: {exc.strerror}") from None
+
+    # -- blobs ----------------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        validate_digest(digest)
+        return self.path / "blobs" / algorithm_of(digest) / hex_of(digest)
+
+    def has_blob(self, descriptor: Descriptor) -> bool:
+        path = self.blob_path(descriptor.digest)
+        try:
+            return path.stat().st_size == descriptor.size
+        except FileNotFoundError:
+            return False
+
+    @contextmanager
+    def open_blob(self, descriptor: Descriptor) -> Iterator[Iterator[bytes]]:
+        path = self.blob_path(descriptor.digest)
+        try:
+            handle = open(path, "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {descriptor.digest} not found in {self.name}") from None
+        with handle:
+            yield _read_chunks(handle)
+
+    def push_blob(self, descriptor: Descriptor, chunks: Iterable[bytes]) -> None:
+        path = self.blob_path(descriptor.digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+
+    # -- manifests ------------------------------------------------------------------------
+
+    def has_manifest(self, descriptor: Descriptor) -> bool:
+        return self.has_blob(descriptor)
+
+    def fetch_manifest(self, descriptor: Descriptor) -> bytes:
+        if descriptor.size > MAX_MANIFEST_BYTES:
+            raise InvalidManifest(f"manifest {descriptor.digest} is over the {MAX_MANIFEST_BYTES}-byte limit")
+        data = self._read_blob_capped(descriptor.digest, MAX_MANIFEST_BYTES)
+        verify_bytes(data, descriptor.digest, descriptor.size, f"manifest {descriptor.digest}")
+        return data
+
+    def push_manifest(self, descriptor: Descriptor, data: bytes, tag: str | None = None) -> None:
+        verify_bytes(data, descriptor.digest, descriptor.size, "manifest")
+        if not self.has_blob(descriptor):
+            self.push_blob(descriptor, [data])
+        with self._locked_index() as entries:
+            _point(entries, descriptor, tag)
+
+    def resolve(self, reference: str) -> Descriptor:
+        entries = self._read_index()
+        if ":" in reference and reference.split(":", 1)[0] in ("sha256", "sha512"):
+            validate_digest(reference)
+            for entry in entries:
+                if entry.get("digest") == reference:
+                    return _descriptor(entry)
+            data = self._read_blob_capped(reference, MAX_MANIFEST_BYTES)
+            verify_bytes(data, reference, None, f"manifest {reference}")
+            return Descriptor(mediaType=media_type_of(data), digest=reference, size=len(data))
+        matches = [e for e in entries if (e.get("annotations") or {}).get(mt.ANNOTATION_REF_NAME) == reference]
+        if not matches:
+            raise NotFound(
+                f"tag {reference!r} not found in {self.name}",
+                hint=f"`ocimodel ls {self.name}` lists the tags it has",
+            )
+        return _descriptor(matches[-1])
+
+    def tag(self, descriptor: Descriptor, tag: str) -> None:
+        if not self.has_blob(descriptor):
+            raise NotFound(f"manifest {descriptor.digest} not found in {self.name}")
+        with self._locked_index() as entries:
+            _point(entries, descriptor, tag)
+
+    def list_tags(self) -> list[str]:
+        names = {
+            (entry.get("annotations") or {}).get(mt.ANNOTATION_REF_NAME) for entry in self._read_index()
+        }
+        return sorted(name for name in names if isinstance(name, str))
+
+    # -- index.json -----------------------------------------------------------------------
+
+    def _read_index(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path / "index.json", "rb") as handle:
+                data = handle.read(MAX_INDEX_BYTES + 1)
+        except FileNotFoundError:
+            return []
+        if len(data) > MAX_INDEX_BYTES:
+            raise StoreError(f"{self.path / 'index.json'} is too large")
+        try:
+            document = loads_strict(data, "index.json")
+        except Exception as exc:
+            raise StoreError(f"{self.path / 'index.json'} is malformed: {exc}") from None
+        manifests = document.get("manifests") if isinstance(document, dict) else None
+        if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
+            raise StoreError(f"{self.path / 'index.json'} has no valid manifests list")
+        return manifests
+
+    @contextmanager
+    def _locked_index(self) -> Iterator[list[dict[str, Any]]]:
+        """Read-modify-write index.json with concurrent writers (other processes) excluded."""
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            entries = self._read_index()
+            yield entries
+            _write_atomic(self.path / "index.json", _index_bytes(entries))
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _read_blob_capped(self, digest: str, cap: int) -> bytes:
+        try:
+            with open(self.blob_path(digest), "rb") as handle:
+                data = handle.read(cap + 1)
+        except FileNotFoundError:
+            raise NotFound(f"manifest {digest} not found in {self.name}") from None
+        if len(data) > cap:
+            raise InvalidManifest(f"manifest {digest} is over the {cap}-byte limit")
+        return data
+
+
+def _point(entries: list[dict[str, Any]], descriptor: Descriptor, tag: str | None) -> None:
+    """Make ``tag`` (or an untagged entry) in ``entries`` point at ``descriptor``."""
+    entry = json.loads(descriptor.to_json())
+    if tag is None:
+        if not any(e.get("digest") == descriptor.digest for e in entries):
+            entry.pop("annotations", None)
+            entries.append(entry)
+        return
+    entries[:] = [e for e in entries if (e.get("annotations") or {}).get(mt.ANNOTATION_REF_NAME) != tag]
+    # Drop an untagged entry for the same manifest: the tagged one now keeps it reachable.
+    entries[:] = [e for e in entries if e.get("digest") != descriptor.digest or e.get("annotations")]
+    entry["annotations"] = {mt.ANNOTATION_REF_NAME: tag}
+    entries.append(entry)
+
+
+def _descriptor(entry: dict[str, Any]) -> Descriptor:
+    try:
+        return Descriptor.model_validate(entry)
+    except Exception:
+        raise StoreError(f"index.json holds a malformed descriptor for {str(entry.get('digest'))[:80]}") from None
+
+
+def _index_bytes(entries: list[dict[str, Any]]) -> bytes:
+    document = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def _read_chunks(handle) -> Iterator[bytes]:
+    while chunk := handle.read(CHUNK_SIZE):
+        yield chunk
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def _unlink_quietly(path: str | Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,420 @@
+"""An OCI distribution client on httpx.
+
+One instance talks to one registry host and may be shared by transfer threads. Every
+manifest it returns has been checked against the digest asked for or announced; blob
+streams are checked by the caller (the copy engine), which knows the descriptor."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import httpx
+
+from ocimodel.errors import (
+    AuthenticationError,
+    DigestMismatch,
+    InvalidDigest,
+    InvalidManifest,
+    NotFound,
+    PermissionDenied,
+    RegistryError,
+    TooManyRequests,
+    TransportError,
+)
+from ocimodel.oci import mediatypes as mt
+from ocimodel.oci.digest import algorithm_of, digest_bytes, validate_digest
+from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, loads_strict
+from ocimodel.transport.auth import Credentials, RegistryAuth
+
+# Error bodies and tag lists are small; a hostile registry must not make us buffer more.
+MAX_ERROR_BODY = 64 * 1024
+MAX_LIST_BODY = 8 * 1024 * 1024
+MAX_LIST_PAGES = 1000
+CHUNK_SIZE = 1024 * 1024
+USER_AGENT = "ocimodel/0.1"
+
+
+def is_loopback_host(registry: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1, with or without a port."""
+    host = registry
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else host[1:]
+    elif host.count(":") == 1:
+        host = host.rsplit(":", 1)[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def plain_http_wanted(registry: str, plain_http: bool | None) -> bool:
+    """Plain HTTP only when asked (argument or OCIMODEL_PLAIN_HTTP=1) or for loopback hosts."""
+    if plain_http is not None:
+        return plain_http
+    if os.environ.get("OCIMODEL_PLAIN_HTTP", "").lower() in ("1", "true", "yes"):
+        return True
+    return is_loopback_host(registry)
+
+
+@dataclass(frozen=True)
+class FetchedManifest:
+    descriptor: Descriptor
+    data: bytes
+
+
+class RegistryClient:
+    def __init__(
+        self,
+        registry: str,
+        *,
+        plain_http: bool | None = None,
+        credentials: Credentials | None = None,
+        transport: httpx.BaseTransport | None = None,
+        max_connections: int = 16,
+    ) -> None:
+        self.registry = registry
+        scheme = "http" if plain_http_wanted(registry, plain_http) else "https"
+        self.base_url = f"{scheme}://{registry}"
+        # No total-time cap: a multi-GB body that is still moving must not time out. Each
+        # individual read or write waits at most `read`/`write` seconds for progress.
+        timeout = httpx.Timeout(connect=30.0, read=300.0, write=300.0, pool=None)
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        common = dict(timeout=timeout, headers={"User-Agent": USER_AGENT}, transport=transport)
+        self._token_client = httpx.Client(**common)
+        self._auth = RegistryAuth(credentials, self._token_client)
+        self._http = httpx.Client(limits=limits, auth=self._auth, **common)
+
+    def close(self) -> None:
+        self._http.close()
+        self._token_client.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def _send(self, method: str, url: str | httpx.URL, *, what: str, stream: bool = False, **kwargs):
+        """Send a request; map connection failures to TransportError.
+
+        With ``stream=False`` the body is read with a cap, so no answer can make us buffer
+        an unbounded amount."""
+        request = self._http.build_request(method, url, **kwargs)
+        try:
+            response = self._http.send(request, stream=True, follow_redirects=method in ("GET", "HEAD"))
+        except httpx.TimeoutException:
+            raise TransportError(
+                f"timed out talking to {self.registry} ({what})",
+                hint="check the network, or retry",
+            ) from None
+        except httpx.HTTPError as exc:
+            raise TransportError(
+                f"cannot reach {self.registry} ({what}): {_describe_http_error(exc)}",
+                hint=_connection_hint(self.base_url),
+            ) from None
+        if not stream:
+            try:
+                _read_capped(response, MAX_LIST_BODY, truncate=True)
+            finally:
+                response.close()
+        return response
+
+    def _check(self, response: httpx.Response, what: str, ok: tuple[int, ...]) -> None:
+        if response.status_code in ok:
+            return
+        raise error_from_response(response, what, self.registry)
+
+    # -- API ----------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        response = self._send("GET", self._url("/v2/"), what="ping")
+        self._check(response, "ping", (200,))
+
+    def get_manifest(self, repository: str, reference: str) -> FetchedManifest:
+        """GET a manifest by tag or digest; its bytes are verified before they are returned."""
+        url = self._url(f"/v2/{repository}/manifests/{reference}")
+        what = f"manifest {repository}:{reference}" if ":" not in reference else f"manifest {repository}@{reference}"
+        response = self._send("GET", url, what=what, stream=True, headers={"Accept": mt.MANIFEST_ACCEPT})
+        try:
+            self._check_streamed(response, what, (200,))
+            declared = response.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > MAX_MANIFEST_BYTES:
+                raise InvalidManifest(f"{what} is {declared} bytes, over the {MAX_MANIFEST_BYTES} limit")
+            data = _read_capped(response, MAX_MANIFEST_BYTES, what=what)
+        finally:
+            response.close()
+        algorithm = algorithm_of(reference) if _looks_like_digest(reference) else "sha256"
+        actual = digest_bytes(data, algorithm)
+        if _looks_like_digest(reference) and actual != reference:
+            raise DigestMismatch(reference, actual, what)
+        announced = response.headers.get("docker-content-digest")
+        if announced:
+            try:
+                validate_digest(announced)
+            except InvalidDigest as exc:
+                raise InvalidManifest(f"{what}: registry announced a malformed digest: {exc}") from None
+            if algorithm_of(announced) == algorithm and announced != actual:
+                raise DigestMismatch(announced, actual, what)
+        media_type = _media_type(response) or _declared_media_type(data)
+        return FetchedManifest(Descriptor(mediaType=media_type, digest=actual, size=len(data)), data)
+
+    def head_manifest(self, repository: str, reference: str) -> Descriptor | None:
+        url = self._url(f"/v2/{repository}/manifests/{reference}")
+        response = self._send("HEAD", url, what="manifest check", headers={"Accept": mt.MANIFEST_ACCEPT})
+        if response.status_code == 404:
+            return None
+        self._check(response, f"manifest {repository}:{reference}", (200,))
+        digest = response.headers.get("docker-content-digest")
+        size = response.headers.get("content-length")
+        if not digest or size is None or not size.isdigit():
+            return None
+        return Descriptor(mediaType=_media_type(response) or mt.OCI_MANIFEST, digest=digest, size=int(size))
+
+    def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
+        url = self._url(f"/v2/{repository}/manifests/{reference}")
+        response = self._send(
+            "PUT", url, what=f"manifest upload to {repository}", content=data,
+            headers={"Content-Type": media_type},
+        )
+        self._check(response, f"manifest upload to {repository}", (201, 200, 202))
+        expected = digest_bytes(data)
+        announced = response.headers.get("docker-content-digest")
+        if announced and announced.startswith("sha256:") and announced != expected:
+            raise DigestMismatch(expected, announced, f"manifest stored in {repository}")
+        return expected
+
+    def delete_manifest(self, repository: str, digest: str) -> None:
+        url = self._url(f"/v2/{repository}/manifests/{digest}")
+        response = self._send("DELETE", url, what=f"delete {repository}@{digest}")
+        self._check(response, f"delete {repository}@{digest}", (202, 200))
+
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        url = self._url(f"/v2/{repository}/blobs/{digest}")
+        response = self._send("HEAD", url, what=f"blob check {digest}")
+        if response.status_code == 404:
+            return False
+        self._check(response, f"blob {digest}", (200,))
+        return True
+
+    @contextmanager
+    def stream_blob(self, repository: str, digest: str) -> Iterator[Iterator[bytes]]:
+        """Yield an iterator over the blob's bytes. The caller verifies digest and size."""
+        url = self._url(f"/v2/{repository}/blobs/{digest}")
+        # identity: the digest is over the stored bytes, and a compressed answer could hide
+        # a decompression bomb behind a small size.
+        response = self._send(
+            "GET", url, what=f"blob {digest}", stream=True, headers={"Accept-Encoding": "identity"}
+        )
+        try:
+            self._check_streamed(response, f"blob {digest}", (200,))
+            yield self._iter_body(response, f"blob {digest}")
+        finally:
+            response.close()
+
+    def _iter_body(self, response: httpx.Response, what: str) -> Iterator[bytes]:
+        try:
+            yield from response.iter_raw(CHUNK_SIZE)
+        except httpx.HTTPError as exc:
+            raise TransportError(
+                f"connection to {self.registry} failed while reading {what}: {_describe_http_error(exc)}"
+            ) from None
+
+    def start_upload(self, repository: str) -> httpx.URL:
+        """POST an upload session. Bodiless, so it also obtains push auth before any stream."""
+        url = self._url(f"/v2/{repository}/blobs/uploads/")
+        response = self._send("POST", url, what=f"blob upload to {repository}")
+        self._check(response, f"blob upload to {repository}", (202,))
+        location = response.headers.get("location")
+        if not location:
+            raise RegistryError(f"registry started an upload to {repository} without a Location")
+        return httpx.URL(urljoin(self.base_url + "/", location))
+
+    def upload_blob(self, repository: str, digest: str, size: int, chunks: Iterable[bytes]) -> None:
+        """Monolithic upload: POST a session, then PUT the whole body with ?digest=.
+
+        The registry hashes what it receives and refuses a body whose digest differs."""
+        location = self.start_upload(repository)
+        # copy_merge_params keeps the registry's own query (_state); params= would drop it.
+        url = location.copy_merge_params({"digest": digest})
+        response = self._send(
+            "PUT", url, what=f"blob upload {digest}", content=_iter_chunks(chunks),
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+        )
+        self._check(response, f"blob upload {digest}", (201, 204))
+
+    def list_tags(self, repository: str) -> list[str]:
+        tags: list[str] = []
+        for page in self._paginate(f"/v2/{repository}/tags/list", f"tags of {repository}"):
+            values = page.get("tags") if isinstance(page, dict) else None
+            if values is None:
+                continue
+            if not isinstance(values, list) or not all(isinstance(t, str) for t in values):
+                raise RegistryError(f"registry sent a malformed tag list for {repository}")
+            tags.extend(values)
+        return sorted(set(tags))
+
+    def catalog(self) -> list[str]:
+        names: list[str] = []
+        for page in self._paginate("/v2/_catalog", "catalog"):
+            values = page.get("repositories") if isinstance(page, dict) else None
+            if isinstance(values, list):
+                names.extend(str(v) for v in values)
+        return sorted(set(names))
+
+    def _paginate(self, path: str, what: str) -> Iterator[object]:
+        url: str | None = self._url(path)
+        for _ in range(MAX_LIST_PAGES):
+            if url is None:
+                return
+            response = self._send("GET", url, what=what)
+            self._check(response, what, (200,))
+            try:
+                yield loads_strict(response.content, what)
+            except InvalidManifest as exc:
+                raise RegistryError(f"registry sent a malformed {what}: {exc}") from None
+            url = _next_link(response, self.base_url)
+        raise RegistryError(f"registry sent more than {MAX_LIST_PAGES} pages of {what}")
+
+    def _check_streamed(self, response: httpx.Response, what: str, ok: tuple[int, ...]) -> None:
+        if response.status_code not in ok:
+            _read_capped(response, MAX_ERROR_BODY, truncate=True)
+            raise error_from_response(response, what, self.registry)
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def _iter_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    yield from chunks
+
+
+def _looks_like_digest(reference: str) -> bool:
+    return ":" in reference
+
+
+def _media_type(response: httpx.Response) -> str | None:
+    value = response.headers.get("content-type")
+    if not value:
+        return None
+    value = value.split(";", 1)[0].strip()
+    if value in mt.MANIFEST_TYPES or value in mt.INDEX_TYPES:
+        return value
+    return None
+
+
+def _declared_media_type(data: bytes) -> str:
+    document = loads_strict(data, "manifest")
+    declared = document.get("mediaType") if isinstance(document, dict) else None
+    if isinstance(declared, str):
+        return declared
+    return mt.OCI_INDEX if isinstance(document, dict) and "manifests" in document else mt.OCI_MANIFEST
+
+
+def _read_capped(response: httpx.Response, cap: int, *, what: str = "response", truncate: bool = False) -> bytes:
+    """Read at most ``cap`` bytes of a streamed response and store them as its content."""
+    if hasattr(response, "_content"):
+        return response.content
+    buffer = bytearray()
+    try:
+        for chunk in response.iter_raw(64 * 1024):
+            buffer += chunk
+            if len(buffer) > cap:
+                if truncate:
+                    del buffer[cap:]
+                    break
+                raise InvalidManifest(f"{what} is larger than the {cap}-byte limit")
+    except httpx.HTTPError as exc:
+        raise TransportError(f"connection failed while reading {what}: {_describe_http_error(exc)}") from None
+    response._content = bytes(buffer)
+    return response._content
+
+
+def _next_link(response: httpx.Response, base_url: str) -> str | None:
+    link = response.headers.get("link")
+    if not link:
+        return None
+    for part in link.split(","):
+        target, _, params = part.partition(";")
+        if 'rel="next"' in params.replace(" ", "") or "rel=next" in params.replace(" ", ""):
+            target = target.strip().strip("<>")
+            resolved = urljoin(base_url + "/", target)
+            # A Link must not send us (and our token) to another host.
+            if httpx.URL(resolved).host != httpx.URL(base_url).host:
+                raise RegistryError("registry sent a pagination Link to another host")
+            return resolved
+    return None
+
+
+def error_from_response(response: httpx.Response, what: str, registry: str) -> RegistryError:
+    """Map a registry error answer to a typed error carrying the OCI error code."""
+    status = response.status_code
+    code, detail = _parse_error_body(getattr(response, "_content", b"") or b"")
+    if status == 401:
+        return AuthenticationError(
+            f"{what}: authentication required or refused by {registry}" + (f" ({code})" if code else ""),
+            status=status, code=code or "UNAUTHORIZED",
+            hint="check the credentials (OCIMODEL_USERNAME / OCIMODEL_PASSWORD)",
+        )
+    if status == 403:
+        return PermissionDenied(
+            f"{what}: access denied by {registry}" + (f": {detail}" if detail else ""),
+            status=status, code=code or "DENIED",
+        )
+    if status == 404:
+        return NotFound(
+            f"{what}: not found on {registry}" + (f" ({code})" if code else ""),
+            status=status, code=code or "NOT_FOUND",
+            hint="check the repository, tag or digest (`ocimodel ls` lists tags)",
+        )
+    if status == 429:
+        return TooManyRequests(f"{what}: rate limited by {registry}", status=status, code=code or "TOOMANYREQUESTS")
+    message = f"{what}: {registry} answered {status}"
+    if code:
+        message += f" {code}"
+    if detail:
+        message += f": {detail}"
+    return RegistryError(message, status=status, code=code)
+
+
+def _parse_error_body(body: bytes) -> tuple[str | None, str | None]:
+    """(code, message) from an OCI error body; None for HTML, plain text or odd JSON."""
+    try:
+        document = loads_strict(body[:MAX_ERROR_BODY], "error body")
+    except InvalidManifest:
+        return None, None
+    errors = document.get("errors") if isinstance(document, dict) else None
+    if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
+        return None, None
+    code = errors[0].get("code")
+    message = errors[0].get("message")
+    code = code if isinstance(code, str) and code.replace("_", "").isalnum() else None
+    message = _printable(message) if isinstance(message, str) else None
+    return (code[:64] if code else None), message
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in text)
+    return cleaned[:limit]
+
+
+def _describe_http_error(exc: httpx.HTTPError) -> str:
+    text = str(exc) or type(exc).__name__
+    return _printable(text)
+
+
+def _connection_hint(base_url: str) -> str:
+    if base_url.startswith("https://"):
+        return "is the registry up? for a registry without TLS, pass --plain-http"
+    return "is the registry up and listening on that address?"

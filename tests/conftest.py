@@ -1,0 +1,89 @@
+"""Shared fixtures: a real local registry, unique repository names, a small model."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import struct
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Test modules import helpers as `tests.support.*`: make that work for a bare `pytest`
+# too (`python -m pytest` from the repo root already has the root on sys.path).
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from tests.support.registry import LocalRegistry  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[LocalRegistry]:
+    """A started plain (no auth, HTTP) distribution registry shared by the session."""
+    with LocalRegistry() as reg:
+        yield reg
+
+
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+@pytest.fixture
+def repo_name(request: pytest.FixtureRequest) -> str:
+    """A repository name unique to this test: ``test/<test name>-<6 hex>``.
+
+    Each path component matches ``[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*``.
+    """
+    stem = _NON_ALNUM.sub("-", request.node.name.lower()).strip("-")[:48].strip("-")
+    return f"test/{stem or 't'}-{secrets.token_hex(3)}"
+
+
+def _tiny_safetensors() -> bytes:
+    header = json.dumps(
+        {"w": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 64]}},
+        separators=(",", ":"),
+    ).encode()
+    header += b" " * (-len(header) % 8)
+    data = struct.pack("<16f", *(i * 0.25 - 2.0 for i in range(16)))
+    return struct.pack("<Q", len(header)) + header + data
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A small multi-file model directory with fixed contents and permission bits."""
+    root = tmp_path / "model"
+    files: dict[str, tuple[bytes, int]] = {
+        "model.safetensors": (_tiny_safetensors(), 0o644),
+        "config.json": (
+            json.dumps(
+                {"model_type": "tiny", "hidden_size": 4, "num_layers": 1}, indent=2
+            ).encode() + b"\n",
+            0o644,
+        ),
+        "tokenizer/tokenizer.json": (
+            json.dumps(
+                {"version": "1.0", "model": {"type": "WordLevel",
+                                             "vocab": {"[UNK]": 0, "hello": 1, "world": 2},
+                                             "unk_token": "[UNK]"}},
+                indent=2,
+            ).encode() + b"\n",
+            0o644,
+        ),
+        "README.md": (b"# Tiny test model\n\nFour by four float32 weights.\n", 0o644),
+        "src/train.py": (
+            b"#!/usr/bin/env python3\n\"\"\"Train the tiny model.\"\"\"\n\n"
+            b"if __name__ == \"__main__\":\n    print(\"training\")\n",
+            0o755,
+        ),
+        "data/eval.csv": (b"input,expected\nhello,1\nworld,2\n", 0o644),
+        "empty.txt": (b"", 0o644),
+    }
+    for rel, (content, mode) in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(content)
+        p.chmod(mode)  # explicit: independent of the umask
+    return root

@@ -1,0 +1,248 @@
+"""A real OCI registry for tests: Debian's ``docker-registry`` (CNCF distribution 2.8).
+
+Stdlib only (no ocimodel imports), so it can be used to test ocimodel itself.
+
+    with LocalRegistry() as reg:
+        reg.url        # "http://127.0.0.1:PORT"
+        reg.host       # "127.0.0.1:PORT"
+        reg.root       # Path of the filesystem storage
+        reg.blob_path("sha256:...")  # on-disk data file of a stored blob
+
+The registry is never skipped when missing: tests must fail loudly instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+__all__ = ["LocalRegistry", "RegistryStartError"]
+
+_MISSING = (
+    "docker-registry not installed: run `make test` (installs it) "
+    "or apt-get install docker-registry"
+)
+
+START_TIMEOUT = 20.0  # seconds until GET /v2/ must answer
+STOP_TIMEOUT = 5.0  # seconds between terminate() and kill()
+
+
+class RegistryStartError(RuntimeError):
+    """The registry process did not come up."""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _q(value: object) -> str:
+    """A YAML scalar: JSON strings are valid double-quoted YAML scalars."""
+    return json.dumps(str(value))
+
+
+class LocalRegistry:
+    """Runs ``docker-registry serve CONFIG.yml`` on a free loopback port.
+
+    ``htpasswd``: path of a bcrypt htpasswd file -> basic auth with realm ``basic-realm``.
+    ``token_auth`` / ``tls``: reserved for later issues (token server, HTTPS).
+    """
+
+    BASIC_REALM = "basic-realm"
+
+    def __init__(
+        self,
+        *,
+        htpasswd: Path | None = None,
+        token_auth: dict | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        if token_auth is not None:
+            # Reserved: `auth: {token: {realm, service, issuer, rootcertbundle}}` with a
+            # test token server (see REGISTRY-FACTS.md). Not implemented yet.
+            raise NotImplementedError("LocalRegistry(token_auth=...) is not implemented yet")
+        if tls is not None:
+            # Reserved: `http: {tls: {certificate, key}}` and an https:// url.
+            # Not implemented yet.
+            raise NotImplementedError("LocalRegistry(tls=...) is not implemented yet")
+        binary = shutil.which("docker-registry")
+        if binary is None:
+            raise RuntimeError(_MISSING)
+        self._binary = binary
+        self.htpasswd = Path(htpasswd).resolve() if htpasswd is not None else None
+        self._tmp: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: Path | None = None
+        self.port: int = 0
+        self.host: str = ""
+        self.url: str = ""
+        self.root: Path = Path()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> "LocalRegistry":
+        if self._proc is not None:
+            raise RuntimeError("LocalRegistry already started")
+        self._tmp = Path(tempfile.mkdtemp(prefix="ocimodel-registry-"))
+        self.root = self._tmp / "data"
+        self.root.mkdir()
+        self._log = self._tmp / "registry.log"
+        last_error: Exception | None = None
+        # The free port is found by binding and releasing it; another process may grab it
+        # in between, so retry a few times on an early exit.
+        for _ in range(3):
+            try:
+                self._spawn(_free_port())
+                self._wait_ready()
+                return self
+            except _EarlyExit as exc:
+                last_error = exc
+                self._reap()
+                if "address already in use" not in exc.tail.lower():
+                    break
+            except BaseException:
+                self.stop()
+                raise
+        self.stop()
+        raise RegistryStartError(str(last_error))
+
+    def stop(self) -> None:
+        self._reap()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> "LocalRegistry":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __del__(self) -> None:  # last resort: never leave a registry running
+        proc = getattr(self, "_proc", None)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+
+    # -- helpers for tests ---------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        """The on-disk data file of blob ``digest`` ("sha256:<hex>")."""
+        algo, sep, hexpart = digest.partition(":")
+        if not sep or algo != "sha256" or len(hexpart) != 64:
+            raise ValueError(f"expected a sha256:<64 hex> digest, got {digest!r}")
+        return (
+            self.root / "docker" / "registry" / "v2" / "blobs" / "sha256"
+            / hexpart[:2] / hexpart / "data"
+        )
+
+    def log_tail(self, max_bytes: int = 4000) -> str:
+        """The last bytes of the registry's stdout+stderr."""
+        if self._log is None or not self._log.exists():
+            return ""
+        data = self._log.read_bytes()[-max_bytes:]
+        return data.decode("utf-8", "replace")
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _config(self) -> str:
+        assert self._tmp is not None
+        lines = [
+            "version: 0.1",
+            "log:",
+            "  level: warn",
+            "  accesslog: {disabled: true}",
+            "storage:",
+            f"  filesystem: {{rootdirectory: {_q(self.root)}}}",
+            "  delete: {enabled: true}",
+            "  maintenance:",
+            "    uploadpurging: {enabled: false}",
+            "http:",
+            f"  addr: {_q(self.host)}",
+            "  secret: local-test-only",
+            # health checks and notifications off: no background probes, no endpoints
+            "health:",
+            "  storagedriver: {enabled: false}",
+            "notifications:",
+            "  endpoints: []",
+        ]
+        if self.htpasswd is not None:
+            lines += [
+                "auth:",
+                f"  htpasswd: {{realm: {_q(self.BASIC_REALM)}, path: {_q(self.htpasswd)}}}",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def _spawn(self, port: int) -> None:
+        assert self._tmp is not None and self._log is not None
+        self.port = port
+        self.host = f"127.0.0.1:{port}"
+        self.url = f"http://{self.host}"
+        config = self._tmp / "config.yml"
+        config.write_text(self._config())
+        # REGISTRY_* variables would override the config file: drop them.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        with open(self._log, "ab") as log:
+            self._proc = subprocess.Popen(
+                [self._binary, "serve", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self._tmp,
+                env=env,
+            )
+
+    def _wait_ready(self) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self._proc.poll() is not None:
+                raise _EarlyExit(
+                    f"docker-registry exited with code {self._proc.returncode} before "
+                    f"answering on {self.url}/v2/; its output ends with:\n{self.log_tail()}",
+                    self.log_tail(),
+                )
+            try:
+                with urllib.request.urlopen(f"{self.url}/v2/", timeout=1) as resp:
+                    resp.read()
+                return
+            except urllib.error.HTTPError:
+                return  # any HTTP answer (e.g. 401 with auth) means it is serving
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise RegistryStartError(
+                    f"docker-registry did not answer GET {self.url}/v2/ within "
+                    f"{START_TIMEOUT:.0f} s; its output ends with:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def _reap(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def __repr__(self) -> str:
+        state = "running" if self._proc is not None and self._proc.poll() is None else "stopped"
+        return f"<LocalRegistry {self.url or '(not started)'} {state}>"
+
+
+class _EarlyExit(RegistryStartError):
+    def __init__(self, message: str, tail: str) -> None:
+        super().__init__(message)
+        self.tail = tail
