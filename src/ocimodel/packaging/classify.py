@@ -22,7 +22,8 @@ import stat
 import struct
 import zipfile
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
@@ -109,11 +110,11 @@ _NAME_KINDS: dict[str, FileKind] = {
     # TensorFlow SavedModel graph, and the checkpoint pointer file of TF checkpoints
     "saved_model.pb": FileKind.WEIGHT,
     "saved_model.pbtxt": FileKind.WEIGHT,
+    "checkpoint": FileKind.WEIGHT_CONFIG,
 }
 
 # File-name prefixes (lower-cased), checked after exact names.
 _PREFIX_KINDS: tuple[tuple[str, FileKind], ...] = (
-    ("requirements", FileKind.CODE),  # requirements.txt, requirements-dev.txt, requirements.in
     ("vocab.", FileKind.WEIGHT_CONFIG),  # vocab.json, vocab.txt, vocab.bpe
     ("chat_template.", FileKind.WEIGHT_CONFIG),
     ("readme", FileKind.DOC),
@@ -191,8 +192,9 @@ _SHARD = re.compile(r"(?:^|[-_.])\d+-of-\d+(?:\.|$)")
 
 
 def _normalise(relpath: str) -> PurePosixPath:
-    text = relpath.replace("\\", "/") if "/" not in relpath else relpath
-    return PurePosixPath(text.lstrip("/").removeprefix("./"))
+    # PurePosixPath drops "." components and repeated slashes; a leading "/" is not meaningful
+    # for a path inside the model directory.
+    return PurePosixPath(relpath.lstrip("/"))
 
 
 def classify_file(relpath: str, path: Path | None = None) -> FileKind:
@@ -213,6 +215,9 @@ def classify_file(relpath: str, path: Path | None = None) -> FileKind:
         return FileKind.DATASET
     if name in _NAME_KINDS:
         return _NAME_KINDS[name]
+    suffix = PurePosixPath(name).suffix
+    if name.startswith("requirements") and suffix in ("", ".txt", ".in"):
+        return FileKind.CODE  # requirements.txt, requirements-dev.txt, requirements.in
     for prefix, kind in _PREFIX_KINDS:
         if name.startswith(prefix):
             return kind
@@ -224,7 +229,6 @@ def classify_file(relpath: str, path: Path | None = None) -> FileKind:
         if name.endswith(ending):
             return kind
 
-    suffix = PurePosixPath(name).suffix
     if suffix in (".npy", ".npz"):
         return FileKind.WEIGHT if _WEIGHTISH.search(name) else FileKind.DATASET
     if suffix in _SUFFIX_KINDS:
@@ -244,7 +248,7 @@ def _looks_like_weight(path: Path) -> bool:
             head = f.read(_SNIFF_BYTES)
     except OSError:
         return False
-    if _magic_format(head) is not None or _pickle_protocol(head) is not None:
+    if _head_kind(head) is not None:
         return True
     if _safetensors_prefix_ok(head, size):
         return True
@@ -269,19 +273,18 @@ class _BudgetExceeded(Exception):
     """A parser tried to read more than its budget: treat the file as not that format."""
 
 
-class _BoundedReader(io.RawIOBase):
+class _BoundedReader:
     """A read-only view of a file that refuses to read more than ``budget`` bytes in total.
 
-    The check comes before the read, so a forged length can never make us allocate it.
+    A request is first cut to what the file still holds, then checked against the budget,
+    both before reading, so a forged length can never make us allocate it. Provides what
+    zipfile needs of a file object: read, seek, tell, seekable.
     """
 
-    def __init__(self, f: BinaryIO, budget: int) -> None:
-        super().__init__()
+    def __init__(self, f: BinaryIO, size: int, budget: int) -> None:
         self._f = f
+        self._size = size
         self._left = budget
-
-    def readable(self) -> bool:
-        return True
 
     def seekable(self) -> bool:
         return True
@@ -293,16 +296,14 @@ class _BoundedReader(io.RawIOBase):
         return self._f.tell()
 
     def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0 or size > self._left:
+        remaining = max(0, self._size - self._f.tell())
+        if size is None or size < 0 or size > remaining:
+            size = remaining
+        if size > self._left:
             raise _BudgetExceeded
         data = self._f.read(size)
         self._left -= len(data)
         return data
-
-    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
 
     def exact(self, size: int) -> bytes:
         data = self.read(size)
@@ -311,29 +312,22 @@ class _BoundedReader(io.RawIOBase):
         return data
 
 
-class _open_regular:  # noqa: N801 - used as a context manager like open()
-    """Open a regular file for reading without blocking on FIFOs or devices; yield (f, size)."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._f: BinaryIO | None = None
-
-    def __enter__(self) -> tuple[BinaryIO, int]:
-        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-        fd = os.open(self._path, flags)
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise OSError(f"not a regular file: {self._path}")
-            self._f = os.fdopen(fd, "rb")
-        except BaseException:
-            os.close(fd)
-            raise
-        return self._f, st.st_size
-
-    def __exit__(self, *exc: object) -> None:
-        if self._f is not None:
-            self._f.close()
+@contextmanager
+def _open_regular(path: Path) -> Iterator[tuple[BinaryIO, int]]:
+    """Open a regular file for reading, yielding (file, size). O_NONBLOCK keeps a FIFO from
+    hanging us before fstat can refuse it; it changes nothing for regular files."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"not a regular file: {path}")
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
+        yield f, st.st_size
 
 
 # --------------------------------------------------------------------------- format sniffing
@@ -358,24 +352,24 @@ _GGUF_BUDGET = 32 * _MiB
 _TORCH_NAMES = (".pt", ".pth", ".bin", ".ckpt", ".pt2")
 
 
-def _magic_format(head: bytes) -> str | None:
-    """Formats recognisable from the first few KiB alone."""
+def _head_kind(head: bytes) -> str | None:
+    """What the first few KiB say: a format name, or "zip" / "pickle" for containers that
+    need a closer look. Magics at offset 0 are tried before those further in, so that, say,
+    a pickle cannot pass for HDF5 by carrying the HDF5 signature at offset 512."""
+    if head[:4] in _ZIP_MAGICS:
+        return "zip"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "pickle"  # PROTO opcode, protocols 2-5; 0 and 1 have no header
     if head[:4] == _GGUF_MAGIC:
         return "gguf"
     if head[:4] in _GGML_MAGICS:
         return "ggml"
-    if any(head[o : o + 8] == _HDF5_MAGIC for o in _HDF5_OFFSETS):
-        return "h5"
-    if head[4:8] == b"TFL3":
-        return "tflite"
     if head[:6] == _NUMPY_MAGIC:
         return "numpy"
-    return None
-
-
-def _pickle_protocol(head: bytes) -> int | None:
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return head[1]
+    if head[4:8] == b"TFL3":
+        return "tflite"
+    if any(head[o : o + 8] == _HDF5_MAGIC for o in _HDF5_OFFSETS):
+        return "h5"
     return None
 
 
@@ -415,19 +409,19 @@ def _sniff(path: Path, relpath: str) -> _Sniffed | None:
     try:
         with _open_regular(path) as (f, size):
             head = f.read(_SNIFF_BYTES)
-            fmt = _magic_format(head)
-            if fmt == "gguf":
+            kind = _head_kind(head)
+            if kind == "zip":
                 f.seek(0)
-                return _Sniffed("gguf", size, _gguf_stats(f, size))
-            if fmt is not None:
-                return _Sniffed(fmt, size)
-            if head[:4] in _ZIP_MAGICS:
-                f.seek(0)
-                return _Sniffed(_zip_format(f), size)
-            if _pickle_protocol(head) is not None:
+                return _Sniffed(_zip_format(f, size), size)
+            if kind == "pickle":
                 if head.startswith(_TORCH_LEGACY_PREFIX) or suffix in _TORCH_NAMES:
                     return _Sniffed("pytorch", size)
                 return _Sniffed("joblib" if suffix == ".joblib" else "pickle", size)
+            if kind == "gguf":
+                f.seek(0)
+                return _Sniffed("gguf", size, _gguf_stats(f, size))
+            if kind is not None:
+                return _Sniffed(kind, size)
             if _safetensors_prefix_ok(head, size):
                 f.seek(0)
                 stats = _safetensors_stats(f, size)
@@ -447,10 +441,10 @@ def _sniff(path: Path, relpath: str) -> _Sniffed | None:
     return _Sniffed(None, size)
 
 
-def _zip_format(f: BinaryIO) -> str | None:
+def _zip_format(f: BinaryIO, size: int) -> str | None:
     """Look inside a zip's central directory (read through a budget) for a known layout."""
     try:
-        with zipfile.ZipFile(_BoundedReader(f, _ZIP_DIRECTORY_BUDGET)) as zf:
+        with zipfile.ZipFile(_BoundedReader(f, size, _ZIP_DIRECTORY_BUDGET)) as zf:
             names = zf.namelist()
     except (_BudgetExceeded, zipfile.BadZipFile, ValueError, OSError, EOFError):
         return None
@@ -579,7 +573,7 @@ def _gguf_stats(f: BinaryIO, size: int) -> _TensorStats | None:
     them; fixed-size arrays are skipped by seeking. Anything odd gives up (None) and the
     file still counts as GGUF.
     """
-    r = _BoundedReader(f, _GGUF_BUDGET)
+    r = _BoundedReader(f, size, _GGUF_BUDGET)
     try:
         return _gguf_walk(r, size)
     except (_BudgetExceeded, _GGUFError, struct.error, OSError, ValueError, OverflowError):
@@ -697,7 +691,7 @@ def format_param_size(count: int) -> str:
 
 
 def _safe_relpath(relpath: str) -> PurePosixPath | None:
-    rel = _normalise(relpath)
+    rel = PurePosixPath(relpath)
     if rel.is_absolute() or not rel.parts or ".." in rel.parts:
         return None
     return rel

@@ -1,0 +1,318 @@
+"""The Python API: push, pull, inspect, copy, tag, list_tags.
+
+Each function takes references as strings (``localhost:5000/team/model:1.0`` or
+``oci:./store:model:1.0``), does its work through the layers beneath (packaging, targets,
+the copy engine) and returns a typed result. The CLI is a thin shell over these."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from ocimodel.errors import InvalidManifest, NotAModel, UsageError
+from ocimodel.oci import mediatypes as mt
+from ocimodel.oci.models import Descriptor, Index, Manifest, loads_strict, parse_manifest
+from ocimodel.oci.reference import Reference, parse_reference
+from ocimodel.packaging.classify import FileKind
+from ocimodel.packaging.package import PackageOptions, package_directory
+from ocimodel.packaging.unpack import DirectoryWriter, layer_path, plan_files
+from ocimodel.targets.copy import Graph, Progress, copy_graph, read_graph, verified
+from ocimodel.targets.open import RegistryOptions, open_target
+from ocimodel.transport.auth import Credentials
+
+DEFAULT_TAG = "latest"
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
+class FileEntry(BaseModel):
+    path: str
+    digest: str
+    size: int
+    media_type: str = Field(serialization_alias="mediaType")
+    kind: str | None = None
+
+
+class PushResult(BaseModel):
+    reference: str
+    digest: str
+    tag: str | None
+    files: list[FileEntry]
+    uploaded: list[str]
+    bytes_uploaded: int
+    bytes_skipped: int
+
+
+class PullResult(BaseModel):
+    reference: str
+    digest: str
+    destination: str
+    files: list[FileEntry]
+    bytes_downloaded: int
+    files_unchanged: int
+
+
+class CopyResult(BaseModel):
+    source: str
+    destination: str
+    digest: str
+    blobs_copied: int
+    blobs_skipped: int
+    bytes_copied: int
+
+
+class ModelInfo(BaseModel):
+    reference: str
+    digest: str
+    media_type: str
+    artifact_type: str | None
+    size: int
+    annotations: dict[str, str]
+    files: list[FileEntry]
+    total_size: int
+    manifest: dict[str, Any]
+    config: dict[str, Any] | None
+
+
+def _options(plain_http: bool | None, credentials: Credentials | tuple[str, str] | None, concurrency: int) -> RegistryOptions:
+    if isinstance(credentials, tuple):
+        credentials = Credentials(*credentials)
+    if concurrency < 1:
+        raise UsageError(f"concurrency must be at least 1, got {concurrency}")
+    return RegistryOptions(plain_http=plain_http, credentials=credentials, concurrency=concurrency)
+
+
+def _reference(text: str | Reference) -> Reference:
+    return parse_reference(text) if isinstance(text, str) else text
+
+
+def push(
+    path: str | os.PathLike[str],
+    reference: str,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    description: str | None = None,
+    title: str | None = None,
+    licenses: Sequence[str] = (),
+    authors: Sequence[str] = (),
+    source: str | None = None,
+    revision: str | None = None,
+    created: datetime | None = None,
+    kinds: Mapping[str, FileKind | str] | None = None,
+    exclude: Sequence[str] = (),
+    annotations: Mapping[str, str] | None = None,
+    plain_http: bool | None = None,
+    credentials: Credentials | tuple[str, str] | None = None,
+    concurrency: int = 4,
+    progress: Progress | None = None,
+) -> PushResult:
+    """Package the model directory ``path`` as a ModelPack artifact and push it to ``reference``.
+
+    Returns the manifest digest and what was uploaded; files the destination already had
+    are not sent again."""
+    ref = _reference(reference)
+    if ref.digest is not None:
+        raise UsageError(f"push needs a tag, not a digest: {reference}", hint="e.g. registry/team/model:1.0")
+    tag = ref.tag or DEFAULT_TAG
+    options = PackageOptions(
+        name=name, version=version, description=description, title=title,
+        licenses=tuple(licenses), authors=tuple(authors), source=source, revision=revision,
+        created=created,
+        kinds={pattern: FileKind(kind) for pattern, kind in (kinds or {}).items()},
+        exclude=tuple(exclude), annotations=dict(annotations or {}),
+    )
+    model = package_directory(path, options)
+    registry_options = _options(plain_http, credentials, concurrency)
+    with open_target(ref, registry_options, for_write=True) as target:
+        graph = Graph(
+            root=model.descriptor,
+            manifests=[(model.descriptor, model.manifest_bytes)],
+            blobs=_unique([model.config_descriptor, *(f.layer() for f in model.files)]),
+        )
+        result = copy_graph(model, target, model.descriptor, tag=tag, concurrency=concurrency, progress=progress, graph=graph)
+    return PushResult(
+        reference=str(ref.with_tag(tag)),
+        digest=model.descriptor.digest,
+        tag=tag,
+        files=[
+            FileEntry(path=f.relpath, digest=f.digest, size=f.size, media_type=mt.model_layer(f.kind.value), kind=f.kind.value)
+            for f in model.files
+        ],
+        uploaded=[d.digest for d in result.copied],
+        bytes_uploaded=result.bytes_copied,
+        bytes_skipped=result.bytes_skipped,
+    )
+
+
+def pull(
+    reference: str,
+    destination: str | os.PathLike[str],
+    *,
+    plain_http: bool | None = None,
+    credentials: Credentials | tuple[str, str] | None = None,
+    concurrency: int = 4,
+    progress: Progress | None = None,
+) -> PullResult:
+    """Download the model at ``reference`` into the directory ``destination``.
+
+    Every path is checked before anything is downloaded, every byte is verified against its
+    digest, and files are moved into place only when all of them have been verified."""
+    ref = _reference(reference)
+    registry_options = _options(plain_http, credentials, concurrency)
+    with open_target(ref, registry_options) as source:
+        root = source.resolve(ref.reference or DEFAULT_TAG)
+        manifest = _model_manifest(source.fetch_manifest(root), root, str(ref))
+        files = plan_files(manifest)
+        # Only the files travel; the writer's manifest step is the commit (no bytes needed).
+        graph = Graph(root=root, manifests=[(root, b"")], blobs=_unique([f.descriptor for f in files]))
+        with DirectoryWriter(destination, files) as writer:
+            result = copy_graph(source, writer, root, concurrency=concurrency, progress=progress, graph=graph)
+            unchanged = len(writer.unchanged)
+    return PullResult(
+        reference=str(ref),
+        digest=root.digest,
+        destination=str(destination),
+        files=[_file_entry(f.relpath, f.descriptor) for f in files],
+        bytes_downloaded=result.bytes_copied,
+        files_unchanged=unchanged,
+    )
+
+
+def inspect(
+    reference: str,
+    *,
+    plain_http: bool | None = None,
+    credentials: Credentials | tuple[str, str] | None = None,
+) -> ModelInfo:
+    """Manifest, config and file list of the artifact at ``reference``, without its files."""
+    ref = _reference(reference)
+    with open_target(ref, _options(plain_http, credentials, 1)) as source:
+        root = source.resolve(ref.reference or DEFAULT_TAG)
+        data = source.fetch_manifest(root)
+        parsed = parse_manifest(data, root.media_type)
+        document = loads_strict(data, "manifest")
+        config = None
+        files: list[FileEntry] = []
+        if isinstance(parsed, Manifest):
+            config = _read_config(source, parsed.config)
+            files = [_file_entry(layer_path(layer) or "", layer) for layer in parsed.layers]
+    return ModelInfo(
+        reference=str(ref),
+        digest=root.digest,
+        media_type=root.media_type,
+        artifact_type=parsed.artifact_type or (parsed.config.media_type if isinstance(parsed, Manifest) else None),
+        size=root.size,
+        annotations=dict(parsed.annotations or {}),
+        files=files,
+        total_size=sum(f.size for f in files),
+        manifest=document,
+        config=config,
+    )
+
+
+def copy(
+    source: str,
+    destination: str,
+    *,
+    plain_http: bool | None = None,
+    credentials: Credentials | tuple[str, str] | None = None,
+    concurrency: int = 4,
+    progress: Progress | None = None,
+) -> CopyResult:
+    """Copy an artifact (any manifest or index and all it names) between two stores,
+    keeping its digest. The destination tag defaults to the source's."""
+    src_ref = _reference(source)
+    dst_ref = _reference(destination)
+    if dst_ref.digest is not None:
+        raise UsageError(f"copy destination takes a tag, not a digest: {destination}")
+    tag = dst_ref.tag or src_ref.tag or (None if src_ref.digest else DEFAULT_TAG)
+    options = _options(plain_http, credentials, concurrency)
+    with open_target(src_ref, options) as src, open_target(dst_ref, options, for_write=True) as dst:
+        root = src.resolve(src_ref.reference or DEFAULT_TAG)
+        graph = read_graph(src, root)
+        result = copy_graph(src, dst, root, tag=tag, concurrency=concurrency, progress=progress, graph=graph)
+    return CopyResult(
+        source=str(src_ref),
+        destination=str(dst_ref.with_tag(tag) if tag else dst_ref.with_digest(root.digest)),
+        digest=root.digest,
+        blobs_copied=len(result.copied),
+        blobs_skipped=len(result.skipped),
+        bytes_copied=result.bytes_copied,
+    )
+
+
+def tag(
+    reference: str,
+    new_tag: str,
+    *,
+    plain_http: bool | None = None,
+    credentials: Credentials | tuple[str, str] | None = None,
+) -> str:
+    """Point ``new_tag`` in the same repository at the manifest ``reference`` names.
+    Returns the manifest digest."""
+    ref = _reference(reference)
+    target_ref = ref.with_digest(None).with_tag(new_tag)  # validates the tag for this store
+    with open_target(ref, _options(plain_http, credentials, 1)) as target:
+        root = target.resolve(ref.reference or DEFAULT_TAG)
+        target.tag(root, target_ref.tag)
+    return root.digest
+
+
+def list_tags(
+    repository: str,
+    *,
+    plain_http: bool | None = None,
+    credentials: Credentials | tuple[str, str] | None = None,
+) -> list[str]:
+    """Tags of a repository (``registry/team/model``) or an OCI layout (``oci:./store``)."""
+    ref = _reference(repository)
+    with open_target(ref, _options(plain_http, credentials, 1)) as target:
+        return target.list_tags()
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _unique(descriptors) -> list[Descriptor]:
+    seen: dict[str, Descriptor] = {}
+    for descriptor in descriptors:
+        seen.setdefault(descriptor.digest, descriptor)
+    return list(seen.values())
+
+
+def _model_manifest(data: bytes, root: Descriptor, shown: str) -> Manifest:
+    parsed = parse_manifest(data, root.media_type)
+    if isinstance(parsed, Index):
+        raise NotAModel(
+            f"{shown} is an image index, not a model manifest",
+            hint="pull one of its manifests by digest (`ocimodel inspect` lists them)",
+        )
+    return parsed
+
+
+def _read_config(source, descriptor: Descriptor) -> dict[str, Any] | None:
+    """The config as JSON if it is small JSON; other configs are reported by descriptor only."""
+    if descriptor.size > MAX_CONFIG_BYTES or not descriptor.media_type.endswith("json"):
+        return None
+    with source.open_blob(descriptor) as chunks:
+        data = b"".join(verified(chunks, descriptor))
+    try:
+        document = loads_strict(data, "config")
+    except InvalidManifest:
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _file_entry(path: str, layer: Descriptor) -> FileEntry:
+    parsed = mt.parse_model_layer(layer.media_type)
+    return FileEntry(path=path, digest=layer.digest, size=layer.size, media_type=layer.media_type, kind=parsed[0] if parsed else None)
+
+
+__all__ = [
+    "CopyResult", "FileEntry", "ModelInfo", "PullResult", "PushResult",
+    "copy", "inspect", "list_tags", "pull", "push", "tag",
+]

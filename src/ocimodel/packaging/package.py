@@ -1,0 +1,274 @@
+"""A model directory -> a ModelPack manifest, config and one raw layer per file.
+
+The result, :class:`PackagedModel`, is a read-only target, so pushing a directory is just
+the copy engine copying from it. Packaging is deterministic: files in sorted order, modes
+normalised to 0644/0755 as git does, owner 0, mtime the epoch; the only time recorded is
+the creation time the caller asks for. The same directory gives the same manifest digest
+on any machine."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ocimodel.errors import NotFound, PackagingError, UsageError
+from ocimodel.oci import mediatypes as mt
+from ocimodel.oci.models import Descriptor, Manifest
+from ocimodel.packaging.classify import FileKind, classify_file, detect_format, parse_kind
+from ocimodel.packaging.modelpack import ModelConfig, ModelDescriptor, ModelFS, ModelSettings
+
+CHUNK_SIZE = 1024 * 1024
+HASH_WORKERS = 4
+# Never part of a model: version control and interpreter caches.
+DEFAULT_EXCLUDES = (".git", ".hg", ".svn", "__pycache__", ".DS_Store", ".ipynb_checkpoints")
+EPOCH = "1970-01-01T00:00:00Z"
+TAR_TYPEFLAG_REGULAR = ord("0")
+
+
+@dataclass(frozen=True)
+class PackageOptions:
+    """What a user says about a model at push time. Every field is optional."""
+
+    name: str | None = None
+    version: str | None = None
+    description: str | None = None
+    title: str | None = None
+    licenses: Sequence[str] = ()
+    authors: Sequence[str] = ()
+    source: str | None = None
+    revision: str | None = None
+    created: datetime | None = None
+    # glob (matched against the relative POSIX path) -> kind, first match wins
+    kinds: Mapping[str, FileKind] = field(default_factory=dict)
+    exclude: Sequence[str] = ()
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    relpath: str
+    path: Path
+    size: int
+    mode: int
+    digest: str
+    kind: FileKind
+    kind_overridden: bool
+
+    def layer(self) -> Descriptor:
+        metadata = {
+            "name": self.relpath.rsplit("/", 1)[-1],
+            "mode": self.mode,
+            "uid": 0,
+            "gid": 0,
+            "size": self.size,
+            "mtime": EPOCH,
+            "typeflag": TAR_TYPEFLAG_REGULAR,
+        }
+        return Descriptor(
+            mediaType=mt.model_layer(self.kind.value, "raw"),
+            digest=self.digest,
+            size=self.size,
+            annotations={
+                mt.ANNOTATION_TITLE: self.relpath,
+                mt.ANNOTATION_FILEPATH: self.relpath,
+                mt.ANNOTATION_FILE_METADATA: json.dumps(metadata, separators=(",", ":")),
+                mt.ANNOTATION_MEDIATYPE_UNTESTED: "false" if self.kind_overridden else "true",
+            },
+        )
+
+
+class PackagedModel:
+    """A packaged directory as a read-only target: manifest and config in memory, layers
+    streamed from the files."""
+
+    def __init__(self, root: Path, files: list[ModelFile], manifest: bytes, config: bytes) -> None:
+        self.root = root
+        self.name = f"directory {root}"
+        self.files = files
+        self.manifest_bytes = manifest
+        self.config_bytes = config
+        self.descriptor = Descriptor.for_bytes(mt.OCI_MANIFEST, manifest)
+        self.config_descriptor = Descriptor.for_bytes(mt.MODEL_CONFIG, config)
+        self._paths = {f.digest: f.path for f in files}
+
+    @property
+    def manifest(self) -> Manifest:
+        return Manifest.model_validate_json(self.manifest_bytes)
+
+    def resolve(self, reference: str) -> Descriptor:
+        return self.descriptor
+
+    def fetch_manifest(self, descriptor: Descriptor) -> bytes:
+        if descriptor.digest != self.descriptor.digest:
+            raise NotFound(f"{descriptor.digest} is not the manifest of {self.root}")
+        return self.manifest_bytes
+
+    @contextmanager
+    def open_blob(self, descriptor: Descriptor) -> Iterator[Iterator[bytes]]:
+        if descriptor.digest == self.config_descriptor.digest:
+            yield iter([self.config_bytes])
+            return
+        path = self._paths.get(descriptor.digest)
+        if path is None:
+            raise NotFound(f"{descriptor.digest} is not a file of {self.root}")
+        try:
+            handle = open(path, "rb")
+        except OSError as exc:
+            raise PackagingError(f"cannot read {path}: {exc.strerror}") from None
+        with handle:
+            yield _chunks(handle)
+
+
+def package_directory(root: str | os.PathLike[str], options: PackageOptions | None = None) -> PackagedModel:
+    options = options or PackageOptions()
+    root = Path(root)
+    if not root.exists():
+        raise PackagingError(f"model directory {root} does not exist")
+    if not root.is_dir():
+        raise PackagingError(f"{root} is not a directory", hint="push takes a model directory")
+    entries = scan_directory(root, options.exclude)
+    if not entries:
+        raise PackagingError(f"model directory {root} has no files to push")
+    with ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="ocimodel-hash") as pool:
+        digests = list(pool.map(lambda entry: _hash_file(entry[1]), entries))
+    files = []
+    for (relpath, path, st), digest in zip(entries, digests):
+        kind, overridden = _kind_for(relpath, path, options.kinds)
+        mode = 0o755 if st.st_mode & 0o111 else 0o644
+        files.append(ModelFile(relpath, path, st.st_size, mode, digest, kind, overridden))
+    fmt = detect_format(root, [f.relpath for f in files if f.kind == FileKind.WEIGHT] or [f.relpath for f in files])
+    config = build_config(files, options, fmt)
+    config_bytes = config.to_json()
+    manifest = build_manifest(files, config_bytes, options)
+    return PackagedModel(root, files, manifest, config_bytes)
+
+
+def build_config(files: list[ModelFile], options: PackageOptions, fmt) -> ModelConfig:
+    return ModelConfig(
+        descriptor=ModelDescriptor(
+            name=options.name or None,
+            version=options.version,
+            description=options.description,
+            title=options.title,
+            licenses=list(options.licenses) or None,
+            authors=list(options.authors) or None,
+            sourceURL=options.source,
+            revision=options.revision,
+            createdAt=options.created,
+        ),
+        config=ModelSettings(format=fmt.format, precision=fmt.precision, paramSize=fmt.param_size),
+        modelfs=ModelFS(diffIds=[f.digest for f in files]),
+    )
+
+
+def build_manifest(files: list[ModelFile], config_bytes: bytes, options: PackageOptions) -> bytes:
+    annotations = dict(options.annotations)
+    standard = {
+        mt.ANNOTATION_TITLE: options.title or options.name,
+        mt.ANNOTATION_VERSION: options.version,
+        mt.ANNOTATION_DESCRIPTION: options.description,
+        mt.ANNOTATION_LICENSES: " AND ".join(options.licenses) or None,
+        mt.ANNOTATION_AUTHORS: ", ".join(options.authors) or None,
+        mt.ANNOTATION_SOURCE: options.source,
+        mt.ANNOTATION_REVISION: options.revision,
+        mt.ANNOTATION_CREATED: _rfc3339(options.created) if options.created else None,
+    }
+    annotations.update({k: v for k, v in standard.items() if v})
+    manifest = Manifest(
+        schemaVersion=2,
+        mediaType=mt.OCI_MANIFEST,
+        artifactType=mt.MODEL_ARTIFACT,
+        config=Descriptor.for_bytes(mt.MODEL_CONFIG, config_bytes),
+        layers=[f.layer() for f in files],
+        annotations=dict(sorted(annotations.items())) or None,
+    )
+    return manifest.to_json()
+
+
+def scan_directory(root: Path, exclude: Sequence[str] = ()) -> list[tuple[str, Path, os.stat_result]]:
+    """Regular files under ``root`` as (relative POSIX path, path, stat), sorted by path.
+
+    Symlinks to files are followed (Hugging Face snapshots are made of them); symlinked
+    directories, devices, fifos and sockets are refused rather than silently skipped."""
+    found: list[tuple[str, Path, os.stat_result]] = []
+
+    def walk(directory: Path, prefix: str) -> None:
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError as exc:
+            raise PackagingError(f"cannot read directory {directory}: {exc.strerror}") from None
+        for name in names:
+            relpath = f"{prefix}{name}"
+            if name in DEFAULT_EXCLUDES or _excluded(relpath, exclude):
+                continue
+            path = directory / name
+            try:
+                lst = os.lstat(path)
+                st = os.stat(path) if stat.S_ISLNK(lst.st_mode) else lst
+            except FileNotFoundError:
+                raise PackagingError(f"{path} is a broken symlink") from None
+            except OSError as exc:
+                raise PackagingError(f"cannot read {path}: {exc.strerror}") from None
+            if stat.S_ISDIR(st.st_mode):
+                if stat.S_ISLNK(lst.st_mode):
+                    raise PackagingError(
+                        f"{path} is a symlink to a directory", hint="copy it into the model directory, or --exclude it"
+                    )
+                walk(path, relpath + "/")
+            elif stat.S_ISREG(st.st_mode):
+                found.append((relpath, path, st))
+            else:
+                raise PackagingError(f"{path} is not a regular file", hint="--exclude it")
+
+    walk(root, "")
+    return found
+
+
+def parse_kind_overrides(values: Sequence[str]) -> dict[str, FileKind]:
+    """``PATTERN=KIND`` strings from the command line -> {pattern: kind}."""
+    overrides: dict[str, FileKind] = {}
+    for value in values:
+        pattern, sep, kind = value.partition("=")
+        if not sep or not pattern:
+            raise UsageError(f"--kind expects PATTERN=KIND, got {value!r}", hint="e.g. --kind 'extra/*.bin=dataset'")
+        overrides[pattern] = parse_kind(kind)
+    return overrides
+
+
+def _kind_for(relpath: str, path: Path, overrides: Mapping[str, FileKind]) -> tuple[FileKind, bool]:
+    for pattern, kind in overrides.items():
+        if fnmatch.fnmatchcase(relpath, pattern):
+            return kind, True
+    return classify_file(relpath, path), False
+
+
+def _excluded(relpath: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(relpath, p) or fnmatch.fnmatchcase(relpath.rsplit("/", 1)[-1], p) for p in patterns)
+
+
+def _hash_file(path: Path) -> str:
+    try:
+        with open(path, "rb") as handle:
+            return "sha256:" + hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError as exc:
+        raise PackagingError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _chunks(handle) -> Iterator[bytes]:
+    while chunk := handle.read(CHUNK_SIZE):
+        yield chunk
+
+
+def _rfc3339(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
