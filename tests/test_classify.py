@@ -196,6 +196,7 @@ HDF5 = b"\x89HDF\r\n\x1a\n"
         ("setup.py", FileKind.CODE),
         ("uv.lock", FileKind.CODE),
         (".gitattributes", FileKind.CODE),
+        ("model_card_utils.py", FileKind.CODE),
         # datasets
         ("eval.csv", FileKind.DATASET),
         ("eval.tsv", FileKind.DATASET),
@@ -360,12 +361,13 @@ def test_sharded_safetensors_sum_params_majority_precision(tmp_path: Path) -> No
 
 def test_duplicate_copies_in_one_directory_count_once(tmp_path: Path) -> None:
     # Mistral-style: consolidated.safetensors next to HF shards of the same weights.
-    write(tmp_path, "consolidated.safetensors", safetensors_bytes({"w": ("F16", [1000, 1000])}))
-    write(tmp_path, "model-00001-of-00002.safetensors", safetensors_bytes({"a": ("F16", [500, 1000])}))
-    write(tmp_path, "model-00002-of-00002.safetensors", safetensors_bytes({"b": ("F16", [500, 1000])}))
-    # A component in another directory (diffusers-style) adds up.
-    write(tmp_path, "vae/diffusion_pytorch_model.safetensors", safetensors_bytes({"v": ("F32", [1000])}))
-    assert detect(tmp_path) == FormatInfo("safetensors", "float16", "1M")
+    st = safetensors_bytes
+    write(tmp_path, "consolidated.safetensors", st({"w": ("F16", [1000, 1000])}))
+    write(tmp_path, "model-00001-of-00002.safetensors", st({"a": ("F16", [500, 1000])}))
+    write(tmp_path, "model-00002-of-00002.safetensors", st({"b": ("F16", [500, 1000])}))
+    # A component in another directory (diffusers-style) adds up: 1M + 100K.
+    write(tmp_path, "vae/diffusion_pytorch_model.safetensors", st({"v": ("F32", [100_000])}))
+    assert detect(tmp_path) == FormatInfo("safetensors", "float16", "1.1M")
 
 
 def test_gguf(tmp_path: Path) -> None:

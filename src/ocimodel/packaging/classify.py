@@ -218,9 +218,12 @@ def classify_file(relpath: str, path: Path | None = None) -> FileKind:
     suffix = PurePosixPath(name).suffix
     if name.startswith("requirements") and suffix in ("", ".txt", ".in"):
         return FileKind.CODE  # requirements.txt, requirements-dev.txt, requirements.in
-    for prefix, kind in _PREFIX_KINDS:
-        if name.startswith(prefix):
-            return kind
+    # A prefix names what a file is (README, LICENSE, vocab.*) unless its extension clearly
+    # says otherwise: model_card_utils.py is code, license.safetensors a weight.
+    if _SUFFIX_KINDS.get(suffix) not in (FileKind.CODE, FileKind.WEIGHT, FileKind.DATASET):
+        for prefix, kind in _PREFIX_KINDS:
+            if name.startswith(prefix):
+                return kind
     if len(parts) > 1 and parts[-2] == "variables":  # TF SavedModel variables/
         return FileKind.WEIGHT
     if _TF_DATA_SHARD.search(name):
@@ -248,7 +251,7 @@ def _looks_like_weight(path: Path) -> bool:
             head = f.read(_SNIFF_BYTES)
     except OSError:
         return False
-    if _head_kind(head) is not None:
+    if _head_kind(head) not in (None, "zip"):  # any zip could be anything: size decides
         return True
     if _safetensors_prefix_ok(head, size):
         return True

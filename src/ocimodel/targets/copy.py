@@ -26,7 +26,10 @@ MAX_GRAPH_DEPTH = 8
 
 
 class Progress(Protocol):
-    """What the copy engine reports; the CLI draws bars from it, the API may ignore it."""
+    """What the copy engine reports; the CLI draws bars from it, the API may ignore it.
+    Methods are called from worker threads."""
+
+    def transfer_started(self, blobs: list[Descriptor]) -> None: ...
 
     def blob_started(self, descriptor: Descriptor, label: str) -> None: ...
 
@@ -123,6 +126,8 @@ def copy_blobs(
 ) -> None:
     cancel = threading.Event()
     lock = threading.Lock()
+    if progress:
+        progress.transfer_started(blobs)
 
     def transfer(descriptor: Descriptor) -> None:
         label = descriptor.annotation(mt.ANNOTATION_TITLE) or _short(descriptor.digest)

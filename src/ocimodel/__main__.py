@@ -1,0 +1,3 @@
+from ocimodel.cli.app import main
+
+main()

@@ -1,0 +1,384 @@
+"""The ``ocimodel`` command. Parses, calls the API, prints. No logic of its own.
+
+Exit codes: 0 success, 1 failure (the registry, the network, the data), 2 usage error."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from ocimodel import api
+from ocimodel.cli.progress import TransferBars
+from ocimodel.errors import OcimodelError, UsageError
+from ocimodel.packaging.package import parse_kind_overrides
+
+app = typer.Typer(
+    name="ocimodel",
+    help=(
+        "Store ML models as OCI artifacts (CNCF ModelPack) in any OCI registry, "
+        "or in a local OCI layout directory (oci:PATH:TAG) with no server at all.\n\n"
+        "Quick start:\n\n"
+        "  ocimodel push ./my-model oci:./store:sentiment:1.0 --name sentiment --version 1.0\n\n"
+        "  ocimodel inspect oci:./store:sentiment:1.0\n\n"
+        "  ocimodel pull localhost:5000/team/sentiment:1.0 ./out\n\n"
+        "References: [registry/]repository[:tag][@sha256:...] or oci:PATH[:tag][@digest]. "
+        "Plain HTTP is used for localhost/127.0.0.1/::1, or with --plain-http / OCIMODEL_PLAIN_HTTP=1. "
+        "Credentials: OCIMODEL_USERNAME and OCIMODEL_PASSWORD."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+_state = {"debug": False}
+
+T = TypeVar("T")
+
+# -- shared options -----------------------------------------------------------------------
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; print only the digest.")]
+PlainHttpOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--plain-http/--no-plain-http",
+        help="Talk HTTP instead of HTTPS (default: only for loopback hosts, or OCIMODEL_PLAIN_HTTP=1).",
+        show_default=False,
+    ),
+]
+ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-j", min=1, max=32, help="Files transferred at once.")]
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    _state["debug"] = debug or os.environ.get("OCIMODEL_DEBUG", "") not in ("", "0")
+    if version:
+        from ocimodel import __version__
+
+        stdout.print(f"ocimodel {__version__}")
+        raise typer.Exit(0)
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+@app.command()
+def push(
+    directory: Annotated[Path, typer.Argument(help="The model directory to push.", show_default=False)],
+    reference: Annotated[str, typer.Argument(help="Where to: registry/repo:tag or oci:PATH:tag (tag defaults to latest).")],
+    name: Annotated[str | None, typer.Option(help="Model name (config and annotations).")] = None,
+    version: Annotated[str | None, typer.Option("--version", help="Model version, e.g. 1.0.")] = None,
+    description: Annotated[str | None, typer.Option(help="One-line description.")] = None,
+    title: Annotated[str | None, typer.Option(help="Human title (defaults to --name).")] = None,
+    license: Annotated[list[str] | None, typer.Option("--license", help="SPDX license id; repeatable.")] = None,
+    author: Annotated[list[str] | None, typer.Option("--author", help="Author; repeatable.")] = None,
+    source: Annotated[str | None, typer.Option(help="Source URL (e.g. the git repository).")] = None,
+    revision: Annotated[str | None, typer.Option(help="Source revision (e.g. a git commit).")] = None,
+    created: Annotated[
+        str | None,
+        typer.Option(help="Record a creation time: 'now' or an ISO 8601 time. Omitted by default so pushes are reproducible."),
+    ] = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option("--kind", help="Override a file's layer kind: 'GLOB=KIND' (weight, weight.config, doc, code, dataset); repeatable."),
+    ] = None,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Skip files matching GLOB; repeatable.")] = None,
+    annotation: Annotated[list[str] | None, typer.Option("--annotation", "-a", help="Extra manifest annotation KEY=VALUE; repeatable.")] = None,
+    plain_http: PlainHttpOpt = None,
+    concurrency: ConcurrencyOpt = 4,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Package a model directory as a ModelPack artifact and push it.
+
+    One layer per file (its digest is the file's sha256), so files a registry already has
+    are not sent again. Examples:
+
+      ocimodel push ./my-model localhost:5000/team/sentiment:1.0 --name sentiment --version 1.0 --license Apache-2.0
+
+      ocimodel push ./my-model oci:./store:sentiment:1.0
+
+      ocimodel push ./my-model ghcr.io/org/m:2 --kind 'extra/*.bin=dataset' --exclude '*.log'
+    """
+
+    def run(progress):
+        return api.push(
+            directory, reference, name=name, version=version, description=description, title=title,
+            licenses=license or (), authors=author or (), source=source, revision=revision,
+            created=_parse_created(created), kinds=parse_kind_overrides(kind or []),
+            exclude=exclude or (), annotations=_parse_pairs(annotation or [], "--annotation"),
+            plain_http=plain_http, concurrency=concurrency, progress=progress,
+        )
+
+    result = _run(run, verb="push", show_progress=not (quiet or as_json))
+    if as_json:
+        _print_json(result)
+    elif quiet:
+        stdout.print(result.digest, highlight=False)
+    else:
+        total = sum(f.size for f in result.files)
+        stdout.print(f"Pushed {result.reference}", highlight=False)
+        stdout.print(f"Digest: {result.digest}", highlight=False)
+        stdout.print(
+            f"Files: {len(result.files)} ({_size(total)}); uploaded {_size(result.bytes_uploaded)}, "
+            f"already there {_size(result.bytes_skipped)}",
+            highlight=False,
+        )
+
+
+@app.command()
+def pull(
+    reference: Annotated[str, typer.Argument(help="What to pull: registry/repo:tag, repo@sha256:..., or oci:PATH:tag.")],
+    directory: Annotated[Path, typer.Argument(help="Destination directory (created if missing).")],
+    plain_http: PlainHttpOpt = None,
+    concurrency: ConcurrencyOpt = 4,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Download a model's files into a directory, verifying every byte.
+
+    Paths are checked before anything is downloaded; files are moved into place only when
+    all of them have been verified, so a failed pull leaves the destination as it was.
+    Files already present with the right content are not downloaded again. Examples:
+
+      ocimodel pull localhost:5000/team/sentiment:1.0 ./out
+
+      ocimodel pull oci:./store:sentiment:1.0 ./out
+    """
+    result = _run(
+        lambda progress: api.pull(reference, directory, plain_http=plain_http, concurrency=concurrency, progress=progress),
+        verb="pull",
+        show_progress=not (quiet or as_json),
+    )
+    if as_json:
+        _print_json(result)
+    elif quiet:
+        stdout.print(result.digest, highlight=False)
+    else:
+        total = sum(f.size for f in result.files)
+        stdout.print(f"Pulled {result.reference} into {result.destination}", highlight=False)
+        stdout.print(f"Digest: {result.digest}", highlight=False)
+        stdout.print(
+            f"Files: {len(result.files)} ({_size(total)}); downloaded {_size(result.bytes_downloaded)}, "
+            f"{result.files_unchanged} already up to date",
+            highlight=False,
+        )
+
+
+@app.command()
+def inspect(
+    reference: Annotated[str, typer.Argument(help="registry/repo:tag, repo@sha256:..., or oci:PATH:tag.")],
+    plain_http: PlainHttpOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a model's digest, metadata and files without downloading them.
+
+      ocimodel inspect localhost:5000/team/sentiment:1.0
+
+      ocimodel inspect oci:./store:sentiment:1.0 --json | jq .config
+    """
+    info = _run(lambda _: api.inspect(reference, plain_http=plain_http), verb="inspect", show_progress=False)
+    if as_json:
+        _print_json(info)
+        return
+    _print_info(info)
+
+
+@app.command()
+def tag(
+    reference: Annotated[str, typer.Argument(help="The model to tag: registry/repo:tag or oci:PATH:tag.")],
+    new_tag: Annotated[str, typer.Argument(help="The new tag, in the same repository.")],
+    plain_http: PlainHttpOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Point another tag at the same model (no data is copied).
+
+      ocimodel tag localhost:5000/team/sentiment:1.0 latest
+    """
+    digest = _run(lambda _: api.tag(reference, new_tag, plain_http=plain_http), verb="tag", show_progress=False)
+    if as_json:
+        _print_json({"reference": reference, "tag": new_tag, "digest": digest})
+    else:
+        stdout.print(f"Tagged {digest} as {new_tag}", highlight=False)
+
+
+@app.command("ls")
+def list_tags(
+    repository: Annotated[str, typer.Argument(help="registry/repo or oci:PATH.")],
+    plain_http: PlainHttpOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the tags of a repository or an OCI layout.
+
+      ocimodel ls localhost:5000/team/sentiment
+
+      ocimodel ls oci:./store
+    """
+    tags = _run(lambda _: api.list_tags(repository, plain_http=plain_http), verb="ls", show_progress=False)
+    if as_json:
+        _print_json(tags)
+    else:
+        for name in tags:
+            stdout.print(name, highlight=False)
+
+
+@app.command()
+def copy(
+    source: Annotated[str, typer.Argument(help="From: registry/repo:tag, repo@digest or oci:PATH:tag.")],
+    destination: Annotated[str, typer.Argument(help="To: registry/repo[:tag] or oci:PATH[:tag] (tag defaults to the source's).")],
+    plain_http: PlainHttpOpt = None,
+    concurrency: ConcurrencyOpt = 4,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Copy a model between registries and OCI layouts, keeping its digest.
+
+      ocimodel copy localhost:5000/team/sentiment:1.0 oci:./store:sentiment-1.0
+
+      ocimodel copy oci:./store:sentiment-1.0 registry.example.com/team/sentiment:1.0
+    """
+    result = _run(
+        lambda progress: api.copy(source, destination, plain_http=plain_http, concurrency=concurrency, progress=progress),
+        verb="copy",
+        show_progress=not (quiet or as_json),
+    )
+    if as_json:
+        _print_json(result)
+    elif quiet:
+        stdout.print(result.digest, highlight=False)
+    else:
+        stdout.print(f"Copied {result.source} -> {result.destination}", highlight=False)
+        stdout.print(f"Digest: {result.digest}", highlight=False)
+        stdout.print(
+            f"Blobs: {result.blobs_copied} copied ({_size(result.bytes_copied)}), {result.blobs_skipped} already there",
+            highlight=False,
+        )
+
+
+# -- plumbing ---------------------------------------------------------------------------
+
+
+def _run(action: Callable[[Any], T], *, verb: str, show_progress: bool) -> T:
+    """Run an API call with progress bars; turn our errors into one line and an exit code."""
+    bars = TransferBars(stderr, verb) if show_progress and stderr.is_terminal else None
+    try:
+        with bars or nullcontext():
+            return action(bars)
+    except OcimodelError as exc:
+        if _state["debug"]:
+            stderr.print_exception()
+        stderr.print(f"error: {exc.message}", highlight=False, markup=False)
+        if exc.hint:
+            stderr.print(f"hint: {exc.hint}", highlight=False, markup=False)
+        raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
+    except KeyboardInterrupt:
+        stderr.print("interrupted", highlight=False)
+        raise typer.Exit(130) from None
+
+
+def _print_json(value: Any) -> None:
+    if isinstance(value, BaseModel):
+        text = value.model_dump_json(by_alias=True, indent=2)
+    else:
+        text = json.dumps(value, indent=2)
+    sys.stdout.write(text + "\n")
+
+
+def _print_info(info: api.ModelInfo) -> None:
+    a = info.annotations
+    config = info.config or {}
+    model = config.get("config", {}) if isinstance(config.get("config"), dict) else {}
+    rows = [
+        ("Reference", info.reference),
+        ("Digest", info.digest),
+        ("Artifact type", info.artifact_type or "-"),
+        ("Name", a.get("org.opencontainers.image.title") or (config.get("descriptor") or {}).get("name")),
+        ("Version", a.get("org.opencontainers.image.version")),
+        ("Description", a.get("org.opencontainers.image.description")),
+        ("Licenses", a.get("org.opencontainers.image.licenses")),
+        ("Created", a.get("org.opencontainers.image.created")),
+        ("Source", a.get("org.opencontainers.image.source")),
+        ("Revision", a.get("org.opencontainers.image.revision")),
+        ("Format", model.get("format")),
+        ("Parameters", model.get("paramSize")),
+        ("Precision", model.get("precision")),
+        ("Size", f"{_size(info.total_size)} in {len(info.files)} files"),
+    ]
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    for label, value in rows:
+        if value:
+            summary.add_row(label, str(value))
+    stdout.print(summary)
+    if info.files:
+        files = Table(show_edge=False, box=None, header_style="bold")
+        files.add_column("FILE")
+        files.add_column("KIND")
+        files.add_column("SIZE", justify="right")
+        files.add_column("DIGEST")
+        for entry in info.files:
+            files.add_row(entry.path, entry.kind or entry.media_type, _size(entry.size), entry.digest[:19])
+        stdout.print()
+        stdout.print(files)
+
+
+def _parse_created(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    if value == "now":
+        return datetime.now(timezone.utc).replace(microsecond=0)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--created expects 'now' or an ISO 8601 time, got {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _parse_pairs(values: list[str], option: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        key, sep, item = value.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{option} expects KEY=VALUE, got {value!r}")
+        pairs[key] = item
+    return pairs
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def main() -> None:
+    try:
+        app()
+    except UsageError as exc:  # raised while parsing options, before _run
+        stderr.print(f"error: {exc.message}", highlight=False, markup=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

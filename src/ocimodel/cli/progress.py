@@ -1,0 +1,75 @@
+"""Transfer progress on the terminal: one overall bar (bytes, speed) and a bar per file in
+flight. Drawn on stderr so stdout stays clean for --json and pipes."""
+
+from __future__ import annotations
+
+import threading
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from ocimodel.oci.models import Descriptor
+
+# Below this size a file finishes before a bar could be seen; it only moves the total.
+PER_FILE_BAR_MIN_BYTES = 4 * 1024 * 1024
+
+
+class TransferBars:
+    """Implements the copy engine's Progress protocol with rich bars."""
+
+    def __init__(self, console: Console, verb: str) -> None:
+        self._verb = verb
+        self._bars = Progress(
+            TextColumn("{task.description}", justify="left"),
+            BarColumn(bar_width=None),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+            refresh_per_second=8,
+        )
+        self._total: TaskID | None = None
+        self._files: dict[str, TaskID] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> TransferBars:
+        self._bars.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._bars.stop()
+
+    def transfer_started(self, blobs: list[Descriptor]) -> None:
+        total = sum(d.size for d in blobs)
+        self._total = self._bars.add_task(f"{self._verb} {len(blobs)} blobs", total=total or 1)
+
+    def blob_started(self, descriptor: Descriptor, label: str) -> None:
+        if descriptor.size < PER_FILE_BAR_MIN_BYTES:
+            return
+        with self._lock:
+            shown = label if len(label) <= 40 else "…" + label[-39:]
+            self._files[descriptor.digest] = self._bars.add_task(f"  {shown}", total=descriptor.size)
+
+    def blob_advanced(self, descriptor: Descriptor, nbytes: int) -> None:
+        if self._total is not None:
+            self._bars.advance(self._total, nbytes)
+        task = self._files.get(descriptor.digest)
+        if task is not None:
+            self._bars.advance(task, nbytes)
+
+    def blob_finished(self, descriptor: Descriptor, skipped: bool) -> None:
+        if skipped and self._total is not None:
+            self._bars.advance(self._total, descriptor.size)
+        with self._lock:
+            task = self._files.pop(descriptor.digest, None)
+        if task is not None:
+            self._bars.remove_task(task)
