@@ -61,7 +61,7 @@ PlainHttpOpt = Annotated[
         show_default=False,
     ),
 ]
-ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-j", min=1, max=32, help="Files transferred at once.")]
+ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-j", min=1, max=32, metavar="N", help="Files transferred at once.")]
 
 
 @app.callback()
@@ -82,26 +82,26 @@ def main_options(
 
 @app.command()
 def push(
-    directory: Annotated[Path, typer.Argument(help="The model directory to push.", show_default=False)],
-    reference: Annotated[str, typer.Argument(help="Where to: registry/repo:tag or oci:PATH:tag (tag defaults to latest).")],
-    name: Annotated[str | None, typer.Option(help="Model name (config and annotations).")] = None,
-    version: Annotated[str | None, typer.Option("--version", help="Model version, e.g. 1.0.")] = None,
-    description: Annotated[str | None, typer.Option(help="One-line description.")] = None,
-    title: Annotated[str | None, typer.Option(help="Human title (defaults to --name).")] = None,
-    license: Annotated[list[str] | None, typer.Option("--license", help="SPDX license id; repeatable.")] = None,
-    author: Annotated[list[str] | None, typer.Option("--author", help="Author; repeatable.")] = None,
-    source: Annotated[str | None, typer.Option(help="Source URL (e.g. the git repository).")] = None,
-    revision: Annotated[str | None, typer.Option(help="Source revision (e.g. a git commit).")] = None,
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="The model directory to push.", show_default=False)],
+    reference: Annotated[str, typer.Argument(metavar="REF", help="Where to: registry/repo:tag or oci:PATH:tag (tag defaults to latest).")],
+    name: Annotated[str | None, typer.Option(metavar="NAME", help="Model name (config and annotations).")] = None,
+    version: Annotated[str | None, typer.Option("--version", metavar="VERSION", help="Model version, e.g. 1.0.")] = None,
+    description: Annotated[str | None, typer.Option(metavar="TEXT", help="One-line description.")] = None,
+    title: Annotated[str | None, typer.Option(metavar="TEXT", help="Human title (defaults to --name).")] = None,
+    license: Annotated[list[str] | None, typer.Option("--license", metavar="SPDX", help="SPDX license id; repeatable.")] = None,
+    author: Annotated[list[str] | None, typer.Option("--author", metavar="NAME", help="Author; repeatable.")] = None,
+    source: Annotated[str | None, typer.Option(metavar="URL", help="Source URL (e.g. the git repository).")] = None,
+    revision: Annotated[str | None, typer.Option(metavar="REV", help="Source revision (e.g. a git commit).")] = None,
     created: Annotated[
         str | None,
-        typer.Option(help="Record a creation time: 'now' or an ISO 8601 time. Omitted by default so pushes are reproducible."),
+        typer.Option(metavar="TIME", help="Record a creation time: 'now' or an ISO 8601 time. Omitted by default so pushes are reproducible."),
     ] = None,
     kind: Annotated[
         list[str] | None,
-        typer.Option("--kind", help="Override a file's layer kind: 'GLOB=KIND' (weight, weight.config, doc, code, dataset); repeatable."),
+        typer.Option("--kind", metavar="GLOB=KIND", help="Override a file's layer kind: 'GLOB=KIND' (weight, weight.config, doc, code, dataset); repeatable."),
     ] = None,
-    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Skip files matching GLOB; repeatable.")] = None,
-    annotation: Annotated[list[str] | None, typer.Option("--annotation", "-a", help="Extra manifest annotation KEY=VALUE; repeatable.")] = None,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", metavar="GLOB", help="Skip files matching GLOB; repeatable.")] = None,
+    annotation: Annotated[list[str] | None, typer.Option("--annotation", "-a", metavar="KEY=VALUE", help="Extra manifest annotation KEY=VALUE; repeatable.")] = None,
     plain_http: PlainHttpOpt = None,
     concurrency: ConcurrencyOpt = 4,
     as_json: JsonOpt = False,
@@ -146,8 +146,8 @@ def push(
 
 @app.command()
 def pull(
-    reference: Annotated[str, typer.Argument(help="What to pull: registry/repo:tag, repo@sha256:..., or oci:PATH:tag.")],
-    directory: Annotated[Path, typer.Argument(help="Destination directory (created if missing).")],
+    reference: Annotated[str, typer.Argument(metavar="REF", help="What to pull: registry/repo:tag, repo@sha256:..., or oci:PATH:tag.")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Destination directory (created if missing).")],
     plain_http: PlainHttpOpt = None,
     concurrency: ConcurrencyOpt = 4,
     as_json: JsonOpt = False,
@@ -185,7 +185,7 @@ def pull(
 
 @app.command()
 def inspect(
-    reference: Annotated[str, typer.Argument(help="registry/repo:tag, repo@sha256:..., or oci:PATH:tag.")],
+    reference: Annotated[str, typer.Argument(metavar="REF", help="registry/repo:tag, repo@sha256:..., or oci:PATH:tag.")],
     plain_http: PlainHttpOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -204,8 +204,8 @@ def inspect(
 
 @app.command()
 def tag(
-    reference: Annotated[str, typer.Argument(help="The model to tag: registry/repo:tag or oci:PATH:tag.")],
-    new_tag: Annotated[str, typer.Argument(help="The new tag, in the same repository.")],
+    reference: Annotated[str, typer.Argument(metavar="REF", help="The model to tag: registry/repo:tag or oci:PATH:tag.")],
+    new_tag: Annotated[str, typer.Argument(metavar="TAG", help="The new tag, in the same repository.")],
     plain_http: PlainHttpOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -222,7 +222,7 @@ def tag(
 
 @app.command("ls")
 def list_tags(
-    repository: Annotated[str, typer.Argument(help="registry/repo or oci:PATH.")],
+    repository: Annotated[str, typer.Argument(metavar="REPO", help="registry/repo or oci:PATH.")],
     plain_http: PlainHttpOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -242,8 +242,8 @@ def list_tags(
 
 @app.command()
 def copy(
-    source: Annotated[str, typer.Argument(help="From: registry/repo:tag, repo@digest or oci:PATH:tag.")],
-    destination: Annotated[str, typer.Argument(help="To: registry/repo[:tag] or oci:PATH[:tag] (tag defaults to the source's).")],
+    source: Annotated[str, typer.Argument(metavar="SRC", help="From: registry/repo:tag, repo@digest or oci:PATH:tag.")],
+    destination: Annotated[str, typer.Argument(metavar="DEST", help="To: registry/repo[:tag] or oci:PATH[:tag] (tag defaults to the source's).")],
     plain_http: PlainHttpOpt = None,
     concurrency: ConcurrencyOpt = 4,
     as_json: JsonOpt = False,
@@ -322,13 +322,10 @@ def _print_info(info: api.ModelInfo) -> None:
         ("Precision", model.get("precision")),
         ("Size", f"{_size(info.total_size)} in {len(info.files)} files"),
     ]
-    summary = Table.grid(padding=(0, 2))
-    summary.add_column(style="bold")
-    summary.add_column()
+    # Plain lines, not a table: a digest must never be cut to fit the terminal.
     for label, value in rows:
         if value:
-            summary.add_row(label, str(value))
-    stdout.print(summary)
+            stdout.print(f"{label + ':':<15}{value}", highlight=False, markup=False)
     if info.files:
         files = Table(show_edge=False, box=None, header_style="bold")
         files.add_column("FILE")

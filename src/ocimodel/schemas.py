@@ -1,0 +1,38 @@
+"""JSON Schemas generated from the pydantic models, checked in under ``schemas/``.
+
+Regenerate with ``python -m ocimodel.schemas schemas/``; a test fails when the checked-in
+files drift from the models."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from ocimodel.packaging.modelpack import ModelConfig
+
+SCHEMAS: dict[str, type[BaseModel]] = {
+    "modelpack-config.schema.json": ModelConfig,
+}
+
+
+def render(model: type[BaseModel]) -> str:
+    schema = model.model_json_schema(by_alias=True, mode="serialization")
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    out = Path(argv[0] if argv else "schemas")
+    out.mkdir(parents=True, exist_ok=True)
+    for filename, model in SCHEMAS.items():
+        (out / filename).write_text(render(model))
+        print(out / filename)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
