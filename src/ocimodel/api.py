@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from ocimodel.errors import InvalidManifest, NotAModel, UsageError
 from ocimodel.oci import mediatypes as mt
@@ -32,7 +32,7 @@ class FileEntry(BaseModel):
     path: str
     digest: str
     size: int
-    media_type: str = Field(serialization_alias="mediaType")
+    media_type: str
     kind: str | None = None
 
 
