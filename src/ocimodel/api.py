@@ -13,16 +13,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ocimodel.errors import InvalidManifest, NotAModel, UsageError
+from ocimodel.errors import InvalidManifest, InvalidReference, NotAModel, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, Index, Manifest, loads_strict, parse_manifest
-from ocimodel.oci.reference import Reference, parse_reference
+from ocimodel.oci.reference import Reference, RegistryReference, parse_reference
 from ocimodel.packaging.classify import FileKind
 from ocimodel.packaging.package import PackageOptions, package_directory
 from ocimodel.packaging.unpack import DirectoryWriter, layer_path, plan_files
 from ocimodel.targets.copy import Graph, Progress, copy_graph, read_graph, verified
 from ocimodel.targets.open import RegistryOptions, open_target
 from ocimodel.transport.auth import Credentials
+from ocimodel.transport.client import RegistryClient
 
 DEFAULT_TAG = "latest"
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -274,6 +275,22 @@ def list_tags(
         return target.list_tags()
 
 
+def catalog(
+    registry: str,
+    *,
+    plain_http: bool | None = None,
+    credentials: Credentials | tuple[str, str] | None = None,
+) -> list[str]:
+    """Repository names of a registry (``localhost:5000``), where the registry allows it."""
+    try:
+        RegistryReference(registry, "x")  # validates host[:port]
+    except InvalidReference:
+        raise InvalidReference(f"invalid registry {registry!r}: expected host[:port], e.g. localhost:5000") from None
+    options = _options(plain_http, credentials, 1)
+    with RegistryClient(registry, plain_http=options.plain_http, credentials=options.resolved_credentials()) as client:
+        return client.catalog(page_size=1000)
+
+
 # -- helpers ----------------------------------------------------------------------------
 
 
@@ -314,5 +331,5 @@ def _file_entry(path: str, layer: Descriptor) -> FileEntry:
 
 __all__ = [
     "CopyResult", "FileEntry", "ModelInfo", "PullResult", "PushResult",
-    "copy", "inspect", "list_tags", "pull", "push", "tag",
+    "catalog", "copy", "inspect", "list_tags", "pull", "push", "tag",
 ]

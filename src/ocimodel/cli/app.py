@@ -241,6 +241,24 @@ def list_tags(
 
 
 @app.command()
+def catalog(
+    registry: Annotated[str, typer.Argument(metavar="REGISTRY", help="host[:port], e.g. localhost:5000.")],
+    plain_http: PlainHttpOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the repositories of a registry (where the registry allows it).
+
+      ocimodel catalog localhost:5000
+    """
+    names = _run(lambda _: api.catalog(registry, plain_http=plain_http), verb="catalog", show_progress=False)
+    if as_json:
+        _print_json(names)
+    else:
+        for name in names:
+            stdout.print(name, highlight=False)
+
+
+@app.command()
 def copy(
     source: Annotated[str, typer.Argument(metavar="SRC", help="From: registry/repo:tag, repo@digest or oci:PATH:tag.")],
     destination: Annotated[str, typer.Argument(metavar="DEST", help="To: registry/repo[:tag] or oci:PATH[:tag] (tag defaults to the source's).")],

@@ -265,9 +265,11 @@ class RegistryClient:
             tags.extend(values)
         return sorted(set(tags))
 
-    def catalog(self) -> list[str]:
+    def catalog(self, page_size: int | None = None) -> list[str]:
+        """Repository names, following Link pagination (``page_size`` asks for ``n`` per page)."""
         names: list[str] = []
-        for page in self._paginate("/v2/_catalog", "catalog"):
+        path = "/v2/_catalog" + (f"?n={page_size}" if page_size else "")
+        for page in self._paginate(path, "catalog"):
             values = page.get("repositories") if isinstance(page, dict) else None
             if isinstance(values, list):
                 names.extend(str(v) for v in values)
