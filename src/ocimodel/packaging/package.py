@@ -129,13 +129,19 @@ class PackagedModel:
 
 
 def package_directory(root: str | os.PathLike[str], options: PackageOptions | None = None) -> PackagedModel:
+    """Package a model directory (or a single model file) deterministically."""
     options = options or PackageOptions()
     root = Path(root)
     if not root.exists():
         raise PackagingError(f"model directory {root} does not exist")
-    if not root.is_dir():
-        raise PackagingError(f"{root} is not a directory", hint="push takes a model directory")
-    entries = scan_directory(root, options.exclude)
+    if root.is_dir():
+        entries = scan_directory(root, options.exclude)
+    elif root.is_file():
+        # A single-file model (one .gguf, one .onnx) is a directory of one file.
+        entries = [(root.name, root, root.stat())]
+        root = root.parent
+    else:
+        raise PackagingError(f"{root} is neither a directory nor a regular file")
     if not entries:
         raise PackagingError(f"model directory {root} has no files to push")
     with ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="ocimodel-hash") as pool:
