@@ -129,19 +129,13 @@ def push(
         )
 
     result = _run(run, verb="push", show_progress=not (quiet or as_json))
-    if as_json:
-        _print_json(result)
-    elif quiet:
-        stdout.print(result.digest, highlight=False)
-    else:
-        total = sum(f.size for f in result.files)
-        stdout.print(f"Pushed {result.reference}", highlight=False)
-        stdout.print(f"Digest: {result.digest}", highlight=False)
-        stdout.print(
-            f"Files: {len(result.files)} ({_size(total)}); uploaded {_size(result.bytes_uploaded)}, "
-            f"already there {_size(result.bytes_skipped)}",
-            highlight=False,
-        )
+    total = sum(f.size for f in result.files)
+    _print_result(result, as_json, quiet, [
+        f"Pushed {result.reference}",
+        f"Digest: {result.digest}",
+        f"Files: {len(result.files)} ({_size(total)}); uploaded {_size(result.bytes_uploaded)}, "
+        f"already there {_size(result.bytes_skipped)}",
+    ])
 
 
 @app.command()
@@ -168,19 +162,13 @@ def pull(
         verb="pull",
         show_progress=not (quiet or as_json),
     )
-    if as_json:
-        _print_json(result)
-    elif quiet:
-        stdout.print(result.digest, highlight=False)
-    else:
-        total = sum(f.size for f in result.files)
-        stdout.print(f"Pulled {result.reference} into {result.destination}", highlight=False)
-        stdout.print(f"Digest: {result.digest}", highlight=False)
-        stdout.print(
-            f"Files: {len(result.files)} ({_size(total)}); downloaded {_size(result.bytes_downloaded)}, "
-            f"{result.files_unchanged} already up to date",
-            highlight=False,
-        )
+    total = sum(f.size for f in result.files)
+    _print_result(result, as_json, quiet, [
+        f"Pulled {result.reference} into {result.destination}",
+        f"Digest: {result.digest}",
+        f"Files: {len(result.files)} ({_size(total)}); downloaded {_size(result.bytes_downloaded)}, "
+        f"{result.files_unchanged} already up to date",
+    ])
 
 
 @app.command()
@@ -278,17 +266,11 @@ def copy(
         verb="copy",
         show_progress=not (quiet or as_json),
     )
-    if as_json:
-        _print_json(result)
-    elif quiet:
-        stdout.print(result.digest, highlight=False)
-    else:
-        stdout.print(f"Copied {result.source} -> {result.destination}", highlight=False)
-        stdout.print(f"Digest: {result.digest}", highlight=False)
-        stdout.print(
-            f"Blobs: {result.blobs_copied} copied ({_size(result.bytes_copied)}), {result.blobs_skipped} already there",
-            highlight=False,
-        )
+    _print_result(result, as_json, quiet, [
+        f"Copied {result.source} -> {result.destination}",
+        f"Digest: {result.digest}",
+        f"Blobs: {result.blobs_copied} copied ({_size(result.bytes_copied)}), {result.blobs_skipped} already there",
+    ])
 
 
 # -- plumbing ---------------------------------------------------------------------------
@@ -310,6 +292,17 @@ def _run(action: Callable[[Any], T], *, verb: str, show_progress: bool) -> T:
     except KeyboardInterrupt:
         stderr.print("interrupted", highlight=False)
         raise typer.Exit(130) from None
+
+
+def _print_result(result: Any, as_json: bool, quiet: bool, lines: list[str]) -> None:
+    """--json: the whole result; --quiet: the digest alone; else a few lines for people."""
+    if as_json:
+        _print_json(result)
+    elif quiet:
+        stdout.print(result.digest, highlight=False)
+    else:
+        for line in lines:
+            stdout.print(line, highlight=False, markup=False)
 
 
 def _print_json(value: Any) -> None:

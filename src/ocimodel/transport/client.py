@@ -28,7 +28,7 @@ from ocimodel.errors import (
 )
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, digest_bytes, validate_digest
-from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, loads_strict
+from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, loads_strict, media_type_of
 from ocimodel.transport.auth import Credentials, RegistryAuth
 
 # Error bodies and tag lists are small; a hostile registry must not make us buffer more.
@@ -167,7 +167,7 @@ class RegistryClient:
                 raise InvalidManifest(f"{what}: registry announced a malformed digest: {exc}") from None
             if algorithm_of(announced) == algorithm and announced != actual:
                 raise DigestMismatch(announced, actual, what)
-        media_type = _media_type(response) or _declared_media_type(data)
+        media_type = _media_type(response) or media_type_of(data)
         return FetchedManifest(Descriptor(mediaType=media_type, digest=actual, size=len(data)), data)
 
     def head_manifest(self, repository: str, reference: str) -> Descriptor | None:
@@ -314,14 +314,6 @@ def _media_type(response: httpx.Response) -> str | None:
     if value in mt.MANIFEST_TYPES or value in mt.INDEX_TYPES:
         return value
     return None
-
-
-def _declared_media_type(data: bytes) -> str:
-    document = loads_strict(data, "manifest")
-    declared = document.get("mediaType") if isinstance(document, dict) else None
-    if isinstance(declared, str):
-        return declared
-    return mt.OCI_INDEX if isinstance(document, dict) and "manifests" in document else mt.OCI_MANIFEST
 
 
 def _read_capped(response: httpx.Response, cap: int, *, what: str = "response", truncate: bool = False) -> bytes:
