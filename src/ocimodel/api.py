@@ -231,6 +231,8 @@ def copy(
     if dst_ref.digest is not None:
         raise UsageError(f"copy destination takes a tag, not a digest: {destination}")
     tag = dst_ref.tag or src_ref.tag or (None if src_ref.digest else DEFAULT_TAG)
+    # Checked before any byte moves: a layout tag (`name:1.0`) is not a valid registry tag.
+    shown_destination = dst_ref.with_tag(tag) if tag else dst_ref
     options = _options(plain_http, credentials, concurrency)
     with open_target(src_ref, options) as src, open_target(dst_ref, options, for_write=True) as dst:
         root = src.resolve(src_ref.reference or DEFAULT_TAG)
@@ -238,7 +240,7 @@ def copy(
         result = copy_graph(src, dst, root, tag=tag, concurrency=concurrency, progress=progress, graph=graph)
     return CopyResult(
         source=str(src_ref),
-        destination=str(dst_ref.with_tag(tag) if tag else dst_ref.with_digest(root.digest)),
+        destination=str(shown_destination if tag else dst_ref.with_digest(root.digest)),
         digest=root.digest,
         blobs_copied=len(result.copied),
         blobs_skipped=len(result.skipped),

@@ -169,7 +169,7 @@ def build_config(files: list[ModelFile], options: PackageOptions, fmt) -> ModelC
             authors=list(options.authors) or None,
             sourceURL=options.source,
             revision=options.revision,
-            createdAt=options.created,
+            createdAt=_utc(options.created) if options.created else None,
         ),
         config=ModelSettings(format=fmt.format, precision=fmt.precision, paramSize=fmt.param_size),
         modelfs=ModelFS(diffIds=[f.digest for f in files]),
@@ -274,7 +274,13 @@ def _chunks(handle) -> Iterator[bytes]:
         yield chunk
 
 
-def _rfc3339(moment: datetime) -> str:
+def _utc(moment: datetime) -> datetime:
+    """A time without a zone is taken as UTC, so both the config and the annotation carry
+    a valid RFC 3339 time (the ModelPack schema requires an offset)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(timezone.utc)
+
+
+def _rfc3339(moment: datetime) -> str:
+    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")

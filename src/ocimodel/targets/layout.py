@@ -53,16 +53,28 @@ class OciLayout:
             raise StoreError(f"{self.path} has unsupported imageLayoutVersion {version!r}")
 
     def _initialise(self) -> None:
-        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
-            raise StoreError(
-                f"{self.path} exists and is not an OCI layout",
-                hint="choose an empty or new directory for the layout",
-            )
+        """Create the layout. Several processes may do this at once (first pushes to a new
+        store), so the check and the writes happen under the directory lock, and
+        ``oci-layout`` is written last: its presence means the layout is complete."""
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"{self.path} exists and is not a directory")
         try:
-            (self.path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-            _write_atomic(self.path / "oci-layout", json.dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}).encode())
-            if not (self.path / "index.json").exists():
-                _write_atomic(self.path / "index.json", _index_bytes([]))
+            self.path.mkdir(parents=True, exist_ok=True)
+            with self._directory_lock():
+                if (self.path / "oci-layout").is_file():
+                    self._check_layout_file()
+                    return
+                unexpected = {p.name for p in self.path.iterdir()} - {"blobs", "index.json"}
+                if unexpected:
+                    raise StoreError(
+                        f"{self.path} exists and is not an OCI layout",
+                        hint="choose an empty or new directory for the layout",
+                    )
+                (self.path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+                if not (self.path / "index.json").exists():
+                    _write_atomic(self.path / "index.json", _index_bytes([]))
+                layout = json.dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}).encode()
+                _write_atomic(self.path / "oci-layout", layout)
         except OSError as exc:
             raise StoreError(f"cannot create an OCI layout at {self.path}: {exc.strerror}") from None
 
@@ -171,16 +183,22 @@ class OciLayout:
         return manifests
 
     @contextmanager
-    def _locked_index(self) -> Iterator[list[dict[str, Any]]]:
-        """Read-modify-write index.json with concurrent writers (other processes) excluded."""
+    def _directory_lock(self) -> Iterator[None]:
+        """An exclusive lock between processes, held on the layout directory itself."""
         fd = os.open(self.path, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    @contextmanager
+    def _locked_index(self) -> Iterator[list[dict[str, Any]]]:
+        """Read-modify-write index.json with concurrent writers (other processes) excluded."""
+        with self._directory_lock():
             entries = self._read_index()
             yield entries
             _write_atomic(self.path / "index.json", _index_bytes(entries))
-        finally:
-            os.close(fd)  # closing releases the lock
 
     def _read_blob_capped(self, digest: str, cap: int) -> bytes:
         try:
