@@ -40,7 +40,8 @@ class Platform(_Model):
 class Descriptor(_Model):
     media_type: str = Field(alias="mediaType")
     digest: Digest
-    size: int = Field(ge=0)
+    # A JSON integer in int64 range, nothing pydantic would coerce ("1", true, 1.0).
+    size: int = Field(ge=0, le=2**63 - 1, strict=True)
     urls: list[str] | None = None
     annotations: dict[str, str] | None = None
     artifact_type: str | None = Field(default=None, alias="artifactType")
@@ -109,9 +110,12 @@ def parse_manifest(data: bytes, media_type: str | None = None) -> Manifest | Ind
     document = loads_strict(data, "manifest")
     if not isinstance(document, dict):
         raise InvalidManifest("manifest is not a JSON object")
-    if document.get("schemaVersion") != 2:
-        raise InvalidManifest(f"unsupported manifest schemaVersion {document.get('schemaVersion')!r}")
+    version = document.get("schemaVersion")
+    if type(version) is not int or version != 2:
+        raise InvalidManifest(f"unsupported manifest schemaVersion {str(version)[:40]!r}")
     declared = document.get("mediaType")
+    if declared is not None and declared not in mt.MANIFEST_TYPES + mt.INDEX_TYPES:
+        raise InvalidManifest(f"unsupported manifest media type {str(declared)[:100]!r}")
     if declared is not None and media_type is not None and declared != media_type:
         if not (media_type.startswith("application/json") or media_type == "text/plain"):
             raise InvalidManifest(
