@@ -4,38 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.files import tree_digest
+from tests.support.htpasswd import write_htpasswd
 from tests.support.registry import LocalRegistry
 
 COMPONENT = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
-
-
-def write_htpasswd(path: Path, user: str, password: str) -> Path:
-    """A bcrypt (cost 4) htpasswd file: the `bcrypt` module, else `htpasswd -B`."""
-    try:
-        import bcrypt
-    except ImportError:
-        if shutil.which("htpasswd") is None:
-            raise RuntimeError(
-                "need the bcrypt module (pip install -e '.[test]') or htpasswd "
-                "(apt-get install apache2-utils) to write an htpasswd file"
-            ) from None
-        line = subprocess.run(
-            ["htpasswd", "-nbB", "-C", "4", user, password],
-            check=True, capture_output=True, text=True,
-        ).stdout.strip()
-    else:
-        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
-        line = f"{user}:{hashed}"
-    path.write_text(line + "\n")
-    return path
 
 
 def test_v2_answers_with_api_version(registry: LocalRegistry) -> None:
@@ -102,10 +80,14 @@ def test_missing_binary_fails(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
         LocalRegistry()
 
 
-@pytest.mark.parametrize("kwargs", [{"token_auth": {}}, {"tls": (Path("c"), Path("k"))}])
-def test_reserved_options(kwargs: dict) -> None:
+def test_reserved_options() -> None:
     with pytest.raises(NotImplementedError):
-        LocalRegistry(**kwargs)
+        LocalRegistry(tls=(Path("c"), Path("k")))
+
+
+def test_token_auth_needs_all_settings() -> None:
+    with pytest.raises(ValueError, match="missing realm"):
+        LocalRegistry(token_auth={})
 
 
 def test_model_dir_fixture(model_dir: Path) -> None:

@@ -50,11 +50,34 @@ def _q(value: object) -> str:
     return json.dumps(str(value))
 
 
+_TOKEN_AUTH_KEYS = ("realm", "service", "issuer", "rootcertbundle")
+
+
+def _check_token_auth(token_auth: dict) -> dict[str, str]:
+    """The four settings of distribution's `auth: token:` section, all required."""
+    missing = [k for k in _TOKEN_AUTH_KEYS if not token_auth.get(k)]
+    extra = sorted(set(token_auth) - set(_TOKEN_AUTH_KEYS))
+    if missing or extra:
+        raise ValueError(
+            f"token_auth needs exactly {', '.join(_TOKEN_AUTH_KEYS)}"
+            + (f"; missing {', '.join(missing)}" if missing else "")
+            + (f"; unknown {', '.join(extra)}" if extra else "")
+        )
+    bundle = Path(token_auth["rootcertbundle"]).resolve()
+    if not bundle.is_file():
+        raise ValueError(f"token_auth rootcertbundle {bundle} is not a file")
+    result = {k: str(token_auth[k]) for k in _TOKEN_AUTH_KEYS}
+    result["rootcertbundle"] = str(bundle)
+    return result
+
+
 class LocalRegistry:
     """Runs ``docker-registry serve CONFIG.yml`` on a free loopback port.
 
     ``htpasswd``: path of a bcrypt htpasswd file -> basic auth with realm ``basic-realm``.
-    ``token_auth`` / ``tls``: reserved for later issues (token server, HTTPS).
+    ``token_auth``: ``{"realm", "service", "issuer", "rootcertbundle"}`` -> Bearer token
+    auth (``TokenServer.registry_auth()`` in tests/support/tokenserver.py gives one).
+    ``tls``: reserved for a later issue (HTTPS).
     """
 
     BASIC_REALM = "basic-realm"
@@ -66,10 +89,9 @@ class LocalRegistry:
         token_auth: dict | None = None,
         tls: tuple[Path, Path] | None = None,
     ) -> None:
-        if token_auth is not None:
-            # Reserved: `auth: {token: {realm, service, issuer, rootcertbundle}}` with a
-            # test token server (see REGISTRY-FACTS.md). Not implemented yet.
-            raise NotImplementedError("LocalRegistry(token_auth=...) is not implemented yet")
+        if htpasswd is not None and token_auth is not None:
+            raise ValueError("LocalRegistry: htpasswd and token_auth are exclusive")
+        self.token_auth = _check_token_auth(token_auth) if token_auth is not None else None
         if tls is not None:
             # Reserved: `http: {tls: {certificate, key}}` and an https:// url.
             # Not implemented yet.
@@ -178,6 +200,16 @@ class LocalRegistry:
             lines += [
                 "auth:",
                 f"  htpasswd: {{realm: {_q(self.BASIC_REALM)}, path: {_q(self.htpasswd)}}}",
+            ]
+        if self.token_auth is not None:
+            t = self.token_auth
+            lines += [
+                "auth:",
+                "  token:",
+                f"    realm: {_q(t['realm'])}",
+                f"    service: {_q(t['service'])}",
+                f"    issuer: {_q(t['issuer'])}",
+                f"    rootcertbundle: {_q(t['rootcertbundle'])}",
             ]
         return "\n".join(lines) + "\n"
 
