@@ -4,7 +4,13 @@
 is a write-only target for the copy engine: verified blobs land in a staging directory
 beside the destination, and only when every blob has arrived and been verified (the
 manifest "push" at the end of a copy) are the files moved into place. On any failure the
-staging directory is removed and the destination is untouched."""
+staging directory is removed and the destination is untouched.
+
+Archive layers (ModelPack ``.tar`` / ``.tar+gzip``, current and legacy names, and ORAS
+directories marked ``io.deis.oras.content.unpack: "true"``) are extracted while they
+stream into the same staging tree by :mod:`ocimodel.packaging.archive`; their members must
+lie at or under the path the layer declares. A wrong digest is only known at the end of
+such a stream, which is fine: nothing leaves the staging directory before the commit."""
 
 from __future__ import annotations
 
@@ -14,25 +20,40 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable
+import threading
+import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ocimodel.errors import NotAModel, PackagingError, UnsafePath
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, Manifest
+from ocimodel.packaging.archive import (
+    Compression,
+    ExtractedEntry,
+    ExtractLimits,
+    extract_tar_stream,
+    zstd_module,
+)
 from ocimodel.packaging.paths import check_no_symlink_parents, check_relative_path, check_unique_paths
 
 # ORAS marks a tar+gzip directory layer with this annotation.
 ORAS_UNPACK = "io.deis.oras.content.unpack"
 DEFAULT_FILE_MODE = 0o644
+# ModelPack packing suffix -> compression of the tar stream.
+_TAR_PACKINGS: dict[str, Compression] = {"tar": "none", "tar+gzip": "gzip", "tar+zstd": "zstd"}
 
 
 @dataclass(frozen=True)
 class PlannedFile:
+    """One layer of a pull. A raw layer is the file at ``relpath``; an archive layer
+    (``archive`` is its compression) is extracted at and under ``relpath``."""
+
     relpath: str
     descriptor: Descriptor
     mode: int
+    archive: Compression | None = None
 
 
 def layer_path(layer: Descriptor) -> str | None:
@@ -45,7 +66,10 @@ def layer_path(layer: Descriptor) -> str | None:
 
 
 def plan_files(manifest: Manifest) -> list[PlannedFile]:
-    """The files a manifest describes, every path checked; raises before anything is fetched."""
+    """The layers a manifest describes, every path checked; raises before anything is fetched.
+
+    Raw layers and archive roots must not collide: no duplicates after NFC + case folding,
+    and no file of one layer inside the declared path of another."""
     planned: list[PlannedFile] = []
     for layer in manifest.layers:
         name = layer_path(layer)
@@ -54,18 +78,51 @@ def plan_files(manifest: Manifest) -> list[PlannedFile]:
                 f"layer {layer.digest} has no file name annotation ({mt.ANNOTATION_TITLE})",
                 hint="ocimodel pulls ModelPack models and ORAS-style artifacts whose layers carry titles",
             )
-        parsed = mt.parse_model_layer(layer.media_type)
-        packed = (parsed is not None and parsed[1] != "raw") or layer.annotation(ORAS_UNPACK) == "true"
-        if packed:
-            raise NotAModel(
-                f"layer {name[:120]!r} is an archive ({layer.media_type}); unpacking archive layers is not supported yet",
-                hint="ocimodel writes and reads one raw layer per file",
-            )
-        planned.append(PlannedFile(check_relative_path(name), layer, _mode_of(layer)))
+        relpath = check_relative_path(name)
+        planned.append(PlannedFile(relpath, layer, _mode_of(layer), archive_compression(layer, relpath)))
     if not planned:
         raise NotAModel("the artifact has no files")
     check_unique_paths(p.relpath for p in planned)
     return planned
+
+
+def archive_compression(layer: Descriptor, name: str) -> Compression | None:
+    """None for a raw layer; else the compression of the tar stream the layer holds.
+    Raises NotAModel for a packing ocimodel cannot read."""
+    parsed = mt.parse_model_layer(layer.media_type)
+    unpack = layer.annotation(ORAS_UNPACK) == "true"
+    shown = repr(name[:120])
+    if parsed is not None:
+        packing = parsed[1]
+        if packing == "raw":
+            if unpack:
+                raise NotAModel(
+                    f"layer {shown} is a raw ModelPack layer ({layer.media_type}) but is also marked "
+                    f"{ORAS_UNPACK}=true; refusing to guess whether it is an archive"
+                )
+            return None
+        compression = _TAR_PACKINGS.get(packing)
+        if compression is None:
+            raise NotAModel(
+                f"layer {shown} has an unsupported packing {packing!r} ({layer.media_type})",
+                hint="ocimodel reads ModelPack raw, tar, tar+gzip and (with `zstandard`) tar+zstd layers",
+            )
+    elif unpack:
+        # ORAS always gunzips an unpack layer; honour an explicit tar or zstd media type.
+        if layer.media_type.endswith("+zstd"):
+            compression = "zstd"
+        elif layer.media_type.endswith("tar"):
+            compression = "none"
+        else:
+            compression = "gzip"
+    else:
+        return None
+    if compression == "zstd" and zstd_module() is None:
+        raise NotAModel(
+            f"layer {shown} is a zstd-compressed tar ({layer.media_type}); Python 3.11 cannot decompress zstd",
+            hint="install the `zstandard` package to pull tar+zstd layers",
+        )
+    return compression
 
 
 def _mode_of(layer: Descriptor) -> int:
@@ -84,12 +141,21 @@ def _mode_of(layer: Descriptor) -> int:
 
 
 class DirectoryWriter:
-    """Write side of a pull. Use as a context manager: leaving it with an error cleans up."""
+    """Write side of a pull. Use as a context manager: leaving it with an error cleans up.
 
-    def __init__(self, destination: str | os.PathLike[str], files: list[PlannedFile]) -> None:
+    ``extracted`` lists what archive layers wrote (paths relative to the destination)."""
+
+    def __init__(
+        self,
+        destination: str | os.PathLike[str],
+        files: list[PlannedFile],
+        *,
+        limits: ExtractLimits | None = None,
+    ) -> None:
         self.destination = Path(destination)
         self.name = f"directory {self.destination}"
         self.files = files
+        self.limits = limits or ExtractLimits()
         self._by_digest: dict[str, list[PlannedFile]] = {}
         for planned in files:
             self._by_digest.setdefault(planned.descriptor.digest, []).append(planned)
@@ -97,13 +163,22 @@ class DirectoryWriter:
             raise PackagingError(f"destination {self.destination} exists and is not a directory")
         for planned in files:
             check_no_symlink_parents(self.destination, planned.relpath)
-        parent = self.destination.absolute().parent
+        # Staged in the nearest existing ancestor (same filesystem, so the commit is a
+        # rename); missing parents of the destination are only created by the commit.
+        anchor = _existing_ancestor(self.destination.absolute().parent)
         try:
-            parent.mkdir(parents=True, exist_ok=True)
-            self._staging = Path(tempfile.mkdtemp(prefix=".ocimodel-pull-", dir=parent))
+            self._staging = Path(tempfile.mkdtemp(prefix=".ocimodel-pull-", dir=anchor))
+            # The staged tree mirrors the destination; blobs needed twice are spooled apart
+            # from it, so no model path can collide with the spool.
+            self._tree = self._staging / "tree"
+            self._spool = self._staging / "spool"
+            self._tree.mkdir()
+            self._spool.mkdir()
         except OSError as exc:
             raise PackagingError(f"cannot write next to {self.destination}: {exc.strerror}") from None
+        self._lock = threading.Lock()
         self._staged: list[PlannedFile] = []
+        self.extracted: list[ExtractedEntry] = []
         self.unchanged: list[PlannedFile] = []
         self.committed = False
 
@@ -117,8 +192,11 @@ class DirectoryWriter:
         targets = self._by_digest.get(descriptor.digest)
         if targets is None:
             return True  # not a file of the model (the config): nothing to write
+        if any(p.archive for p in targets):
+            return False  # an archive is always fetched and extracted again
         if all(_holds(self.destination / p.relpath, descriptor) for p in targets):
-            self.unchanged.extend(targets)
+            with self._lock:
+                self.unchanged.extend(targets)
             return True
         return False
 
@@ -128,34 +206,144 @@ class DirectoryWriter:
             for _ in chunks:  # still verified by the engine, then dropped
                 pass
             return
-        first = self._staging / targets[0].relpath
+        raws = [p for p in targets if not p.archive]
+        archives = [p for p in targets if p.archive]
+        if not archives:
+            self._write_raw(raws, chunks)
+        elif len(targets) == 1:
+            self._extract(archives[0], chunks)
+        else:
+            # The same bytes are needed more than once: verify them whole first, then reuse.
+            spooled = self._spool / descriptor.digest.replace(":", "-")
+            with open(spooled, "xb") as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+            if raws:
+                self._write_raw(raws, _read_chunks(spooled))
+            for planned in archives:
+                self._extract(planned, _read_chunks(spooled))
+            spooled.unlink()
+
+    def _write_raw(self, targets: list[PlannedFile], chunks: Iterable[bytes]) -> None:
+        first = self._tree / targets[0].relpath
         first.parent.mkdir(parents=True, exist_ok=True)
         with open(first, "xb") as handle:
             for chunk in chunks:
                 handle.write(chunk)
         for other in targets[1:]:
-            path = self._staging / other.relpath
+            path = self._tree / other.relpath
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(first, path)
-        self._staged.extend(targets)
+        with self._lock:
+            self._staged.extend(targets)
+
+    def _extract(self, planned: PlannedFile, chunks: Iterable[bytes]) -> None:
+        entries = extract_tar_stream(
+            chunks,
+            self._tree,
+            compression=planned.archive or "none",
+            prefix=planned.relpath,
+            limits=self.limits,
+            label=f"{planned.relpath[:120]!r} ({planned.descriptor.digest[:19]})",
+        )
+        with self._lock:
+            self.extracted.extend(entries)
 
     def has_manifest(self, descriptor: Descriptor) -> bool:
         return False
 
     def push_manifest(self, descriptor: Descriptor, data: bytes, tag: str | None = None) -> None:
-        """Every blob is in and verified: move the files into place."""
-        self.destination.mkdir(parents=True, exist_ok=True)
-        for planned in self._staged:
-            staged = self._staging / planned.relpath
-            final = self.destination / planned.relpath
-            # Checked again now: the destination may have changed during the download.
+        """Every blob is in and verified: check every target path, then move the files into
+        place. Nothing is moved if any check fails."""
+        files = [p.relpath for p in self._staged] + [e.relpath for e in self.extracted if e.kind == "file"]
+        dirs = [e.relpath for e in self.extracted if e.kind == "dir"]
+        _check_final_paths(files, dirs)
+        for relpath in files:
+            self._check_file_target(relpath)
+        for relpath in dirs:
+            self._check_dir_target(relpath)
+        for planned in self.unchanged:
             check_no_symlink_parents(self.destination, planned.relpath)
+        self.destination.mkdir(parents=True, exist_ok=True)
+        for relpath in sorted(dirs, key=lambda r: r.count("/")):
+            # Checked again now: the destination may have changed since the check above.
+            self._check_dir_target(relpath)
+            final = self.destination / relpath
             final.parent.mkdir(parents=True, exist_ok=True)
-            if final.is_dir() and not final.is_symlink():
-                raise UnsafePath(f"destination {final} is a directory; cannot write a file there")
+            final.mkdir(exist_ok=True)
+        for planned in self._staged:
+            self._check_file_target(planned.relpath)
+            staged = self._tree / planned.relpath
+            final = self.destination / planned.relpath
+            final.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(staged, planned.mode)
             _move(staged, final)
+        for entry in self.extracted:
+            if entry.kind != "file":
+                continue
+            self._check_file_target(entry.relpath)
+            final = self.destination / entry.relpath
+            final.parent.mkdir(parents=True, exist_ok=True)
+            _move(self._tree / entry.relpath, final)  # mode already masked at extraction
+        for planned in self.unchanged:
+            _restore_mode(self.destination, planned)
         self.committed = True
+
+    def _check_file_target(self, relpath: str) -> None:
+        check_no_symlink_parents(self.destination, relpath)
+        final = self.destination / relpath
+        if final.is_dir() and not final.is_symlink():
+            raise UnsafePath(f"destination {final} is a directory; cannot write a file there")
+
+    def _check_dir_target(self, relpath: str) -> None:
+        check_no_symlink_parents(self.destination, relpath)
+        final = self.destination / relpath
+        try:
+            mode = os.lstat(final).st_mode
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(mode):
+            raise UnsafePath(f"destination {final} is a symlink; refusing to write a directory through it")
+        if not stat.S_ISDIR(mode):
+            raise UnsafePath(f"destination {final} is a file; the model needs a directory there")
+
+
+def _check_final_paths(files: list[str], dirs: list[str]) -> None:
+    """The whole model at once: no file twice (after NFC + casefold), no file inside a file,
+    no path that is a file in one layer and a directory in another."""
+    check_unique_paths(files)
+    folded = {unicodedata.normalize("NFC", f).casefold(): f for f in files}
+    for relpath in dirs:
+        clash = folded.get(unicodedata.normalize("NFC", relpath).casefold())
+        if clash is not None:
+            raise UnsafePath(f"artifact names {clash[:120]!r} as a file and {relpath[:120]!r} as a directory")
+
+
+def _existing_ancestor(path: Path) -> Path:
+    while not path.is_dir() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _restore_mode(root: Path, planned: PlannedFile) -> None:
+    """An unchanged file keeps its bytes but gets the artifact's mode back (mode-for-mode),
+    never through a symlink."""
+    check_no_symlink_parents(root, planned.relpath)
+    path = root / planned.relpath
+    try:
+        st = os.lstat(path)
+        if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != planned.mode:
+            os.chmod(path, planned.mode, follow_symlinks=False)
+    except NotImplementedError:  # no lchmod on this platform: the lstat above was enough
+        os.chmod(path, planned.mode)
+    except OSError as exc:
+        raise PackagingError(f"cannot set the mode of {path}: {exc.strerror}") from None
+
+
+def _read_chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            yield chunk
 
 
 def _holds(path: Path, descriptor: Descriptor) -> bool:

@@ -1,0 +1,520 @@
+"""Tar layers -> regular files and directories in a private staging directory (THREATS.md 10).
+
+A tar layer is attacker-controlled twice over: its member names and its member types. The
+policy is deliberately narrow: only regular files and directories are extracted; symlinks,
+hardlinks, devices, fifos, sparse files and unknown types are refused outright, so nothing
+can point outside the staging directory and a later member can never be written through an
+earlier one. Every name is checked like a layer title (:func:`check_relative_path`), names
+equal after NFC normalisation and case folding are refused, permission bits are masked
+(never setuid, setgid, sticky, or group/other write) and owners are never applied.
+
+Extraction streams: the chunks are read once, in order, with constant memory (tarfile's
+``r|`` mode over a file-like view of the chunk iterator; nothing seeks). A decompression
+bomb is bounded by a cap on the bytes written, a cap on the member count, a cap on the
+size of pax / GNU long-name headers, and a cap on decompressed bytes that no member
+accounts for. The chunk iterator is always read to its end on success, so a verifying
+iterator (the copy engine's) gets to check the digest before the caller commits anything.
+Callers extract into a private staging directory and discard it on any error."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import tarfile
+import unicodedata
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ocimodel.errors import NotAModel, OcimodelError, PackagingError, UnsafePath
+from ocimodel.packaging.paths import check_relative_path
+
+Compression = Literal["none", "gzip", "zstd"]
+
+DEFAULT_MAX_TOTAL_BYTES = 1 << 40  # 1 TiB of file content per layer
+DEFAULT_MAX_MEMBERS = 1_000_000
+# pax and GNU long-name records are read into memory whole by tarfile: cap each one, and
+# the chain of them in front of one member (tarfile follows such chains recursively).
+MAX_HEADER_RECORD_BYTES = 1 << 20
+MAX_HEADER_CHAIN = 8
+# Decompressed bytes may run ahead of what members account for by tarfile's read-ahead
+# plus the end-of-archive padding; anything beyond this is hidden data.
+STREAM_SLACK_BYTES = 4 << 20
+COPY_CHUNK = 1 << 20
+STREAM_BUFFER = 256 << 10  # tarfile reads the stream in pieces of this size
+
+_EXTENSION_TYPES = frozenset(
+    (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+     tarfile.SOLARIS_XHDTYPE)
+)
+
+
+class UnsafeArchive(UnsafePath):
+    """A tar layer holds a member that would escape, alias or not be a plain file or directory."""
+
+
+class ArchiveTooLarge(UnsafeArchive):
+    """A tar layer exceeds an extraction limit (bytes, members, header size): a likely bomb."""
+
+
+class InvalidArchive(OcimodelError):
+    """A tar layer cannot be read: not a tar, a corrupt or truncated stream, bad compression."""
+
+
+@dataclass(frozen=True)
+class ExtractLimits:
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
+    max_members: int = DEFAULT_MAX_MEMBERS
+
+
+@dataclass(frozen=True)
+class ExtractedEntry:
+    """One member written under the staging root. ``relpath`` is relative to that root."""
+
+    relpath: str
+    kind: Literal["file", "dir"]
+    size: int
+    mode: int
+
+
+def extract_tar_stream(
+    chunks: Iterable[bytes],
+    staging_root: str | os.PathLike[str],
+    *,
+    compression: Compression = "none",
+    prefix: str | None = None,
+    limits: ExtractLimits | None = None,
+    label: str | None = None,
+) -> list[ExtractedEntry]:
+    """Extract the tar stream ``chunks`` under ``staging_root``; return what was written.
+
+    ``prefix``: the path the layer declares (ModelPack filepath or ORAS title). Member names
+    are read as relative to the model root, as modctl and ORAS write them, and every member
+    must be ``prefix`` itself or lie under it. If the first member is instead named by the
+    last component of ``prefix`` (older modctl and ``modctl attach`` name the single member
+    by its base name), names are read relative to ``prefix``'s parent. Directory members
+    that are ancestors of ``prefix``, and a ``.`` root member, are accepted and skipped.
+
+    Raises :class:`UnsafeArchive` / :class:`ArchiveTooLarge` (both :class:`UnsafePath`),
+    :class:`InvalidArchive`, or :class:`NotAModel` for zstd without the ``zstandard``
+    module. Whatever was written before an error stays in ``staging_root``: the caller
+    owns that directory and removes it."""
+    limits = limits or ExtractLimits()
+    root = Path(staging_root)
+    shown = label or (repr(prefix[:120]) if prefix else "layer")
+    state = _State(limits=limits)
+    raw = _ChunkReader(chunks)
+    try:
+        decoded = _decoder(raw, compression, shown)
+        counted = _CountingReader(decoded, state, shown)
+        tarinfo_cls = type("_BoundTarInfo", (_SafeTarInfo,), {"_state": state, "_shown": shown})
+        mapper = _NameMapper(prefix, shown)
+        names = _UniqueNames(shown)
+        entries: list[ExtractedEntry] = []
+        with tarfile.open(fileobj=counted, mode="r|", tarinfo=tarinfo_cls, bufsize=STREAM_BUFFER) as tar:
+            while True:
+                member = tar.next()
+                tar.members.clear()  # stream mode needs no history; keep memory constant
+                if member is None:
+                    break
+                state.members += 1
+                if state.members > limits.max_members:
+                    raise ArchiveTooLarge(
+                        f"tar layer {shown} has more than {limits.max_members} members",
+                        hint="a likely decompression bomb; nothing was written to the destination",
+                    )
+                entry = _extract_member(tar, member, root, mapper, names, state, shown)
+                if entry is not None:
+                    entries.append(entry)
+            _check_clean_end(state, shown)
+            _drain_stream(tar, shown)
+        _drain_decoder(decoded)
+        raw.drain(shown, compressed=compression != "none")
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise InvalidArchive(
+            f"tar layer {shown} is not a valid {_format_name(compression)}: {exc}",
+            hint="the layer is corrupt or was altered in transit; nothing was written to the destination",
+        ) from None
+    return entries
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    limits: ExtractLimits
+    members: int = 0
+    written: int = 0  # file content bytes written
+    overhead: int = 0  # header blocks, header records and padding the members account for
+    chain: int = 0  # extension headers in front of the current member
+    bad_header: str | None = None
+
+    @property
+    def stream_allowance(self) -> int:
+        return self.written + self.overhead + STREAM_SLACK_BYTES
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read-only, forward-only file over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks: Iterator[bytes] = iter(chunks)
+        self._buffer = b""
+        self._offset = 0
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        view = memoryview(target).cast("B")
+        while self._offset >= len(self._buffer):
+            if self._done:
+                return 0
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                self._done = True
+                return 0
+            self._buffer, self._offset = bytes(chunk), 0
+        n = min(len(view), len(self._buffer) - self._offset)
+        view[:n] = self._buffer[self._offset:self._offset + n]
+        self._offset += n
+        return n
+
+    def drain(self, shown: str, *, compressed: bool) -> None:
+        """Read the iterator to its end (a verifying iterator checks the digest there).
+        After a compressed stream ended, nothing but zero padding may follow it."""
+        trailing = bool(self._buffer[self._offset:].strip(b"\0"))
+        self._buffer, self._offset = b"", 0
+        if not self._done:
+            for chunk in self._chunks:  # normally none: the decompressor read to the end
+                trailing = trailing or bool(chunk.strip(b"\0"))
+            self._done = True
+        if compressed and trailing:
+            raise InvalidArchive(f"tar layer {shown} has data after the end of its compressed stream")
+
+
+class _CountingReader(io.RawIOBase):
+    """Counts decompressed bytes and refuses any not accounted for by a member."""
+
+    def __init__(self, inner, state: _State, shown: str) -> None:
+        self._inner = inner
+        self._state = state
+        self._shown = shown
+        self.produced = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = COPY_CHUNK
+        data = self._inner.read(size)
+        self.produced += len(data)
+        if self.produced > self._state.stream_allowance:
+            raise ArchiveTooLarge(
+                f"tar layer {self._shown} decompresses to more data than its members account for",
+                hint="a likely decompression bomb; nothing was written to the destination",
+            )
+        return data
+
+    def readinto(self, target) -> int:
+        data = self.read(len(target))
+        target[: len(data)] = data
+        return len(data)
+
+
+def _decoder(raw: _ChunkReader, compression: str, shown: str):
+    if compression == "none":
+        return raw
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if compression == "zstd":
+        zstandard = zstd_module()
+        if zstandard is None:
+            raise NotAModel(
+                f"tar layer {shown} is zstd-compressed, which this Python cannot decompress",
+                hint="install the `zstandard` package to pull tar+zstd layers",
+            )
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+    raise NotAModel(f"tar layer {shown} has an unknown compression {compression!r}")
+
+
+def zstd_module():
+    """The optional ``zstandard`` module, or None."""
+    try:
+        import zstandard  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return zstandard
+
+
+class _SafeTarInfo(tarfile.TarInfo):
+    """Caps header records before tarfile reads them into memory, and accounts for header
+    bytes so that unaccounted decompressed data can be detected."""
+
+    _state: _State
+    _shown: str
+
+    @classmethod
+    def fromtarfile(cls, tarfile_obj):
+        try:
+            return super().fromtarfile(tarfile_obj)
+        except (tarfile.InvalidHeaderError, tarfile.TruncatedHeaderError) as exc:
+            # tarfile reads a bad header after the first member as the end of the archive;
+            # remember it so that the archive is refused instead of silently cut short.
+            cls._state.bad_header = str(exc) or type(exc).__name__
+            raise
+
+    def _proc_member(self, tarfile_obj):  # the documented hook for TarInfo subclasses
+        state = self._state
+        if self.type in _EXTENSION_TYPES:
+            state.chain += 1
+            if self.size > MAX_HEADER_RECORD_BYTES:
+                raise ArchiveTooLarge(
+                    f"tar layer {self._shown} has a {self.size}-byte header record "
+                    f"(limit {MAX_HEADER_RECORD_BYTES})"
+                )
+            if state.chain > MAX_HEADER_CHAIN:
+                raise UnsafeArchive(f"tar layer {self._shown} chains more than {MAX_HEADER_CHAIN} header records")
+            state.overhead += tarfile.BLOCKSIZE + self._block(self.size)
+        else:
+            state.chain = 0
+            state.overhead += tarfile.BLOCKSIZE
+            if self.type in tarfile.REGULAR_TYPES:
+                state.overhead += self._block(self.size) - self.size  # padding after the data
+        return super()._proc_member(tarfile_obj)
+
+
+def _check_clean_end(state: _State, shown: str) -> None:
+    """A real end is a zero block or the plain end of the data, not a bad header."""
+    if state.bad_header is not None:
+        raise InvalidArchive(f"tar layer {shown} has a corrupt or truncated member header ({state.bad_header})")
+
+
+def _drain_stream(tar: tarfile.TarFile, shown: str) -> None:
+    """Read past the end-of-archive marker to the end: only zero padding may follow."""
+    while True:
+        data = tar.fileobj.read(COPY_CHUNK)
+        if not data:
+            return
+        if data.strip(b"\0"):
+            raise InvalidArchive(f"tar layer {shown} has data after the end of the archive")
+
+
+def _drain_decoder(decoded) -> None:
+    """Finish decompression so that gzip checks its CRC and length trailer."""
+    while decoded.read(COPY_CHUNK):
+        pass
+
+
+def _format_name(compression: str) -> str:
+    return {"none": "tar archive", "gzip": "gzip-compressed tar archive"}.get(
+        compression, f"{compression}-compressed tar archive"
+    )
+
+
+# -- names -------------------------------------------------------------------------------
+
+
+class _NameMapper:
+    """Member name -> path relative to the staging root, confined to the layer's prefix."""
+
+    def __init__(self, prefix: str | None, shown: str) -> None:
+        self.prefix = prefix
+        self.shown = shown
+        self.base: str | None = None if prefix is not None else ""  # decided on first member
+        if prefix is not None:
+            parent, _, leaf = prefix.rpartition("/")
+            self._parent, self._leaf = parent, leaf
+
+    def map(self, name: str, is_dir: bool) -> str | None:
+        """The staging-relative path of ``name``, or None for a directory member to skip."""
+        if self.prefix is None:
+            return name
+        prefix = self.prefix
+        if self.base is None:
+            if _within(name, prefix):
+                self.base = ""
+            elif self._parent and _within(name, self._leaf):
+                self.base = self._parent
+            elif is_dir and _within(prefix, name):
+                return None  # an ancestor directory of the declared path
+            else:
+                raise self._outside(name)
+        if self.base == "" and is_dir and name != prefix and _within(prefix, name):
+            return None
+        path = f"{self.base}/{name}" if self.base else name
+        if not _within(path, prefix):
+            raise self._outside(name)
+        return path
+
+    def _outside(self, name: str) -> UnsafeArchive:
+        return UnsafeArchive(
+            f"tar layer {self.shown}: member {name[:120]!r} is outside the layer's declared path "
+            f"{self.prefix[:120]!r}"
+        )
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + "/")
+
+
+class _UniqueNames:
+    """Incremental form of paths.check_unique_paths for one archive: refuses duplicates and
+    names equal after NFC + casefold, and a name that is a file and a directory at once."""
+
+    def __init__(self, shown: str) -> None:
+        self.shown = shown
+        self.members: dict[str, tuple[str, bool]] = {}  # folded -> (name, is_dir)
+        self.implied_dirs: dict[str, str] = {}  # folded ancestor -> a name under it
+
+    def add(self, name: str, is_dir: bool) -> None:
+        key = unicodedata.normalize("NFC", name).casefold()
+        if key in self.members:
+            raise UnsafeArchive(
+                f"tar layer {self.shown} names the same path twice: "
+                f"{self.members[key][0][:120]!r} and {name[:120]!r}"
+            )
+        if not is_dir and key in self.implied_dirs:
+            raise UnsafeArchive(
+                f"tar layer {self.shown} names {name[:120]!r} as a file and as a directory of "
+                f"{self.implied_dirs[key][:120]!r}"
+            )
+        parts = key.split("/")
+        for depth in range(1, len(parts)):
+            ancestor = "/".join(parts[:depth])
+            seen = self.members.get(ancestor)
+            if seen is not None and not seen[1]:
+                raise UnsafeArchive(
+                    f"tar layer {self.shown} names {seen[0][:120]!r} as a file and as a directory of "
+                    f"{name[:120]!r}"
+                )
+            self.implied_dirs.setdefault(ancestor, name)
+        self.members[key] = (name, is_dir)
+
+
+def _member_name(member: tarfile.TarInfo, shown: str) -> str | None:
+    """The checked member name, one leading ``./`` removed; None for the ``.`` root entry."""
+    name = member.name
+    if name.startswith("./"):
+        name = name[2:]
+    if member.isdir() and name.rstrip("/") in ("", "."):
+        return None
+    if member.isdir():
+        name = name.rstrip("/")
+    try:
+        return check_relative_path(name)
+    except UnsafePath as exc:
+        raise UnsafeArchive(f"tar layer {shown}: member {member.name[:120]!r}: {exc.message}") from None
+
+
+def _refuse_type(member: tarfile.TarInfo, shown: str) -> UnsafeArchive:
+    name = repr(member.name[:120])
+    if member.issym():
+        what = f"a symlink (to {member.linkname[:120]!r})"
+    elif member.islnk():
+        what = f"a hardlink (to {member.linkname[:120]!r})"
+    elif member.ischr() or member.isblk():
+        what = "a device"
+    elif member.isfifo():
+        what = "a fifo"
+    elif member.sparse is not None or member.type == tarfile.GNUTYPE_SPARSE:
+        what = "a sparse file"
+    else:
+        what = f"of unsupported type {member.type!r}"
+    return UnsafeArchive(
+        f"tar layer {shown}: member {name} is {what}; only regular files and directories are extracted",
+        hint="links, devices and fifos in a model archive are refused so nothing can point outside the destination",
+    )
+
+
+# -- writing -----------------------------------------------------------------------------
+
+
+def _extract_member(
+    tar: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    root: Path,
+    mapper: _NameMapper,
+    names: _UniqueNames,
+    state: _State,
+    shown: str,
+) -> ExtractedEntry | None:
+    is_file = member.isreg() and member.sparse is None and member.type != tarfile.GNUTYPE_SPARSE
+    if not (is_file or member.isdir()):
+        raise _refuse_type(member, shown)
+    name = _member_name(member, shown)
+    if name is None:
+        return None
+    relpath = mapper.map(name, member.isdir())
+    if relpath is None:
+        return None
+    names.add(relpath, member.isdir())
+    target = root / relpath
+    if member.isdir():
+        _makedirs(root, relpath)
+        return ExtractedEntry(relpath, "dir", 0, 0o755)
+    limit = state.limits.max_total_bytes
+    if state.written + member.size > limit:
+        raise ArchiveTooLarge(
+            f"tar layer {shown} extracts to more than {limit} bytes (at member {member.name[:120]!r})",
+            hint="a likely decompression bomb; nothing was written to the destination",
+        )
+    if "/" in relpath:
+        _makedirs(root, relpath.rsplit("/", 1)[0])
+    mode = (member.mode & 0o755) | 0o600
+    source = tar.extractfile(member)
+    assert source is not None  # a regular file always has a file object
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        raise UnsafeArchive(f"tar layer {shown}: member {member.name[:120]!r} collides with another file") from None
+    except OSError as exc:
+        raise PackagingError(f"cannot write {target}: {exc.strerror}") from None
+    written = 0
+    with os.fdopen(fd, "wb") as handle:
+        while True:
+            data = source.read(COPY_CHUNK)
+            if not data:
+                break
+            written += len(data)
+            state.written += len(data)
+            if state.written > limit:  # cannot happen with a truthful size; belt and braces
+                raise ArchiveTooLarge(f"tar layer {shown} extracts to more than {limit} bytes")
+            try:
+                handle.write(data)
+            except OSError as exc:
+                raise PackagingError(f"cannot write {target}: {exc.strerror}") from None
+        os.fchmod(handle.fileno(), mode)
+    if written != member.size:
+        raise InvalidArchive(f"tar layer {shown}: member {member.name[:120]!r} is truncated")
+    return ExtractedEntry(relpath, "file", written, mode)
+
+
+def _makedirs(root: Path, relpath: str) -> None:
+    """Create ``root/relpath`` one component at a time, refusing anything but a directory on
+    the way (the staging root is private, but an earlier member must not redirect a later
+    one)."""
+    current = root
+    for part in relpath.split("/"):
+        current = current / part
+        try:
+            os.mkdir(current, 0o755)
+            continue
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise PackagingError(f"cannot create {current}: {exc.strerror}") from None
+        if not current.is_dir() or current.is_symlink():
+            raise UnsafeArchive(f"cannot create directory {relpath!r}: {current} is not a directory")
+
+
+__all__ = [
+    "ArchiveTooLarge", "Compression", "ExtractLimits", "ExtractedEntry", "InvalidArchive",
+    "UnsafeArchive", "extract_tar_stream", "zstd_module",
+]
