@@ -136,3 +136,57 @@ def test_plain_http_when_asked(monkeypatch):
     assert plain_http_wanted("localhost:5000", False) is False
     monkeypatch.setenv("OCIMODEL_PLAIN_HTTP", "1")
     assert RegistryClient("registry.example.com").base_url == "http://registry.example.com"
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Registry A asks for Basic auth and sends uploads to host B; both record headers."""
+
+    seen: list[tuple[str, str, str | None]] = []
+    upload_location = ""
+
+    def _answer(self, status, headers=()):
+        self.seen.append((self.server.label, f"{self.command} {self.path}", self.headers.get("Authorization")))
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        self.send_response(status)
+        for key, value in headers:
+            self.send_header(key, value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_POST(self):  # noqa: N802
+        if self.headers.get("Authorization") is None:
+            self._answer(401, [("WWW-Authenticate", 'Basic realm="test"')])
+        else:
+            self._answer(202, [("Location", self.upload_location)])
+
+    def do_PUT(self):  # noqa: N802
+        self._answer(201)
+
+    def log_message(self, *args):
+        pass
+
+
+def _serve(host: str, label: str) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer((host, 0), _Recorder)
+    server.label = label
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_credentials_never_follow_an_upload_location_to_another_host():
+    _Recorder.seen = []
+    registry = _serve("127.0.0.1", "registry")
+    elsewhere = _serve("127.0.0.2", "elsewhere")
+    try:
+        _Recorder.upload_location = f"http://127.0.0.2:{elsewhere.server_port}/upload?_state=x"
+        data = b"model bytes"
+        with RegistryClient(f"127.0.0.1:{registry.server_port}", credentials=ocimodel.Credentials("alice", "s3cret")) as client:
+            client.upload_blob("team/m", digest_bytes(data), len(data), [data])
+    finally:
+        registry.shutdown()
+        elsewhere.shutdown()
+    assert any(label == "registry" and auth and auth.startswith("Basic ") for label, _, auth in _Recorder.seen)
+    puts = [(label, auth) for label, request, auth in _Recorder.seen if request.startswith("PUT")]
+    assert puts == [("elsewhere", None)]

@@ -123,7 +123,12 @@ def required_scopes(request: httpx.Request) -> tuple[Scope, ...]:
 class RegistryAuth(httpx.Auth):
     """Answers 401 challenges. Thread-safe: one instance serves all transfer workers."""
 
-    def __init__(self, credentials: Credentials | None, token_client: httpx.Client) -> None:
+    def __init__(
+        self, credentials: Credentials | None, token_client: httpx.Client, *, origin: str | None = None
+    ) -> None:
+        # Only requests to this scheme://host:port carry credentials or tokens. A registry
+        # can send us elsewhere (an upload Location, a redirect); those go without them.
+        self._origin = httpx.URL(origin) if origin is not None else None
         self._credentials = credentials
         self._token_client = token_client
         self._tokens: list[_Token] = []  # newest first
@@ -137,6 +142,9 @@ class RegistryAuth(httpx.Auth):
     # -- the flow ------------------------------------------------------------------------
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._origin is not None and not _same_origin(request.url, self._origin):
+            yield request
+            return
         scopes = required_scopes(request)
         token, fresh = self._authorize(request, scopes)
         response = yield request

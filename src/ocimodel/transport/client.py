@@ -37,6 +37,7 @@ MAX_LIST_BODY = 8 * 1024 * 1024
 MAX_LIST_PAGES = 1000
 CHUNK_SIZE = 1024 * 1024
 USER_AGENT = "ocimodel/0.1"
+DOCKER_HUB_API_HOST = "registry-1.docker.io"
 
 
 def is_loopback_host(registry: str) -> bool:
@@ -81,14 +82,16 @@ class RegistryClient:
     ) -> None:
         self.registry = registry
         scheme = "http" if plain_http_wanted(registry, plain_http) else "https"
-        self.base_url = f"{scheme}://{registry}"
+        # Docker Hub's name and its API host differ, as docker and oras know.
+        host = DOCKER_HUB_API_HOST if registry == "docker.io" else registry
+        self.base_url = f"{scheme}://{host}"
         # No total-time cap: a multi-GB body that is still moving must not time out. Each
         # individual read or write waits at most `read`/`write` seconds for progress.
         timeout = httpx.Timeout(connect=30.0, read=300.0, write=300.0, pool=None)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         common = dict(timeout=timeout, headers={"User-Agent": USER_AGENT}, transport=transport)
         self._token_client = httpx.Client(**common)
-        self._auth = RegistryAuth(credentials, self._token_client)
+        self._auth = RegistryAuth(credentials, self._token_client, origin=self.base_url)
         self._http = httpx.Client(limits=limits, auth=self._auth, **common)
 
     def close(self) -> None:
@@ -180,6 +183,10 @@ class RegistryClient:
         size = response.headers.get("content-length")
         if not digest or size is None or not size.isdigit():
             return None
+        try:
+            validate_digest(digest)
+        except InvalidDigest as exc:
+            raise InvalidManifest(f"manifest {repository}:{reference}: registry announced a malformed digest: {exc}") from None
         return Descriptor(mediaType=_media_type(response) or mt.OCI_MANIFEST, digest=digest, size=int(size))
 
     def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
@@ -239,7 +246,10 @@ class RegistryClient:
         location = response.headers.get("location")
         if not location:
             raise RegistryError(f"registry started an upload to {repository} without a Location")
-        return httpx.URL(urljoin(self.base_url + "/", location))
+        url = httpx.URL(urljoin(self.base_url + "/", location))
+        if url.scheme not in ("http", "https") or (url.scheme == "http" and self.base_url.startswith("https:")):
+            raise RegistryError(f"registry sent an upload Location that leaves HTTPS ({url.scheme}://{url.host})")
+        return url
 
     def upload_blob(self, repository: str, digest: str, size: int, chunks: Iterable[bytes]) -> None:
         """Monolithic upload: POST a session, then PUT the whole body with ?digest=.
@@ -345,7 +355,8 @@ def _next_link(response: httpx.Response, base_url: str) -> str | None:
             target = target.strip().strip("<>")
             resolved = urljoin(base_url + "/", target)
             # A Link must not send us (and our token) to another host.
-            if httpx.URL(resolved).host != httpx.URL(base_url).host:
+            here, there = httpx.URL(base_url), httpx.URL(resolved)
+            if (there.scheme, there.host, there.port) != (here.scheme, here.host, here.port):
                 raise RegistryError("registry sent a pagination Link to another host")
             return resolved
     return None
