@@ -20,7 +20,8 @@ from ocimodel.oci.reference import Reference, RegistryReference, parse_reference
 from ocimodel.packaging.classify import FileKind
 from ocimodel.packaging.package import PackageOptions, package_directory
 from ocimodel.packaging.unpack import DirectoryWriter, layer_path, plan_files
-from ocimodel.targets.copy import Graph, Progress, copy_graph, read_graph, verified
+from ocimodel.targets.copy import TransferResult
+from ocimodel.targets.copy import Graph, Progress, copy_blobs, copy_graph, read_graph, verified
 from ocimodel.targets.open import RegistryOptions, open_target
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.client import RegistryClient
@@ -168,10 +169,10 @@ def pull(
         root = source.resolve(ref.reference or DEFAULT_TAG)
         manifest = _model_manifest(source.fetch_manifest(root), root, str(ref))
         files = plan_files(manifest)
-        # Only the files travel; the writer's manifest step is the commit (no bytes needed).
-        graph = Graph(root=root, manifests=[(root, b"")], blobs=_unique([f.descriptor for f in files]))
+        result = TransferResult(descriptor=root)
         with DirectoryWriter(destination, files) as writer:
-            result = copy_graph(source, writer, root, concurrency=concurrency, progress=progress, graph=graph)
+            copy_blobs(source, writer, _unique([f.descriptor for f in files]), result, concurrency=concurrency, progress=progress)
+            writer.commit()
             unchanged = len(writer.unchanged)
     return PullResult(
         reference=str(ref),

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ocimodel.errors import NotAModel, PackagingError, UnsafePath
+from ocimodel.errors import DestinationExists, NotAModel, PackagingError, UnsafePath
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, Manifest
 from ocimodel.packaging.archive import (
@@ -41,6 +41,7 @@ from ocimodel.packaging.paths import check_no_symlink_parents, check_relative_pa
 # ORAS marks a tar+gzip directory layer with this annotation.
 ORAS_UNPACK = "io.deis.oras.content.unpack"
 DEFAULT_FILE_MODE = 0o644
+STAGING_PREFIX = ".ocimodel-pull-"
 # ModelPack packing suffix -> compression of the tar stream.
 _TAR_PACKINGS: dict[str, Compression] = {"tar": "none", "tar+gzip": "gzip", "tar+zstd": "zstd"}
 
@@ -161,13 +162,23 @@ class DirectoryWriter:
             self._by_digest.setdefault(planned.descriptor.digest, []).append(planned)
         if self.destination.exists() and not self.destination.is_dir():
             raise PackagingError(f"destination {self.destination} exists and is not a directory")
+        if (self.destination / "oci-layout").exists():
+            raise DestinationExists(
+                f"destination {self.destination} is an OCI layout; pulling files into it would damage it",
+                hint="pull into another directory (to copy the model into the layout, use `ocimodel copy`)",
+            )
         for planned in files:
+            _check_not_staging_name(planned.relpath)
             check_no_symlink_parents(self.destination, planned.relpath)
-        # Staged in the nearest existing ancestor (same filesystem, so the commit is a
-        # rename); missing parents of the destination are only created by the commit.
-        anchor = _existing_ancestor(self.destination.absolute().parent)
+        # Staged inside the destination when it exists (the one place we know is writable
+        # and on the same filesystem: a mounted volume's parent may be read-only), else in
+        # its nearest existing ancestor; missing parents are only created by the commit.
+        if self.destination.is_dir():
+            anchor = self.destination
+        else:
+            anchor = _existing_ancestor(self.destination.absolute().parent)
         try:
-            self._staging = Path(tempfile.mkdtemp(prefix=".ocimodel-pull-", dir=anchor))
+            self._staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=anchor))
             # The staged tree mirrors the destination; blobs needed twice are spooled apart
             # from it, so no model path can collide with the spool.
             self._tree = self._staging / "tree"
@@ -253,6 +264,10 @@ class DirectoryWriter:
         return False
 
     def push_manifest(self, descriptor: Descriptor, data: bytes, tag: str | None = None) -> None:
+        """As a copy target, the manifest comes last: that is the moment to commit."""
+        self.commit()
+
+    def commit(self) -> None:
         """Every blob is in and verified: check every target path, then move the files into
         place. Nothing is moved if any check fails."""
         files = [p.relpath for p in self._staged] + [e.relpath for e in self.extracted if e.kind == "file"]
@@ -308,9 +323,16 @@ class DirectoryWriter:
             raise UnsafePath(f"destination {final} is a file; the model needs a directory there")
 
 
+def _check_not_staging_name(relpath: str) -> None:
+    if relpath.split("/", 1)[0].startswith(STAGING_PREFIX):
+        raise UnsafePath(f"artifact file path {relpath[:120]!r} uses the name reserved for pull staging")
+
+
 def _check_final_paths(files: list[str], dirs: list[str]) -> None:
     """The whole model at once: no file twice (after NFC + casefold), no file inside a file,
     no path that is a file in one layer and a directory in another."""
+    for relpath in files + dirs:
+        _check_not_staging_name(relpath)
     check_unique_paths(files)
     folded = {unicodedata.normalize("NFC", f).casefold(): f for f in files}
     for relpath in dirs:

@@ -43,7 +43,7 @@ class Cancelled(OcimodelError):
 
 
 @dataclass
-class CopyResult:
+class TransferResult:
     descriptor: Descriptor
     copied: list[Descriptor] = field(default_factory=list)
     skipped: list[Descriptor] = field(default_factory=list)
@@ -102,10 +102,10 @@ def copy_graph(
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: Progress | None = None,
     graph: Graph | None = None,
-) -> CopyResult:
+) -> TransferResult:
     """Copy ``root`` and all it names from ``source`` to ``destination``, tagging the root."""
     graph = graph or read_graph(source, root)
-    result = CopyResult(descriptor=root)
+    result = TransferResult(descriptor=root)
     copy_blobs(source, destination, graph.blobs, result, concurrency=concurrency, progress=progress)
     for descriptor, data in graph.manifests:
         is_root = descriptor.digest == root.digest
@@ -119,7 +119,7 @@ def copy_blobs(
     source: ReadableTarget,
     destination: WritableTarget,
     blobs: list[Descriptor],
-    result: CopyResult,
+    result: TransferResult,
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: Progress | None = None,
