@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -16,9 +17,9 @@ from pydantic import BaseModel
 from ocimodel.errors import InvalidManifest, InvalidReference, NotAModel, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, Index, Manifest, loads_strict, parse_manifest
-from ocimodel.oci.reference import Reference, RegistryReference, parse_reference
+from ocimodel.oci.reference import LayoutReference, Reference, RegistryReference, parse_reference
 from ocimodel.packaging.classify import FileKind
-from ocimodel.packaging.package import PackageOptions, package_directory
+from ocimodel.packaging.package import PackageOptions, package_directory, parse_created, parse_kind_overrides
 from ocimodel.packaging.unpack import DirectoryWriter, layer_path, plan_files
 from ocimodel.targets.copy import TransferResult
 from ocimodel.targets.copy import Graph, Progress, copy_blobs, copy_graph, read_graph, verified
@@ -103,8 +104,8 @@ def push(
     authors: Sequence[str] = (),
     source: str | None = None,
     revision: str | None = None,
-    created: datetime | None = None,
-    kinds: Mapping[str, FileKind | str] | None = None,
+    created: datetime | str | None = None,
+    kinds: Mapping[str, FileKind | str] | Sequence[str] | None = None,
     exclude: Sequence[str] = (),
     annotations: Mapping[str, str] | None = None,
     plain_http: bool | None = None,
@@ -114,8 +115,10 @@ def push(
 ) -> PushResult:
     """Package the model directory ``path`` as a ModelPack artifact and push it to ``reference``.
 
-    Returns the manifest digest and what was uploaded; files the destination already had
-    are not sent again."""
+    ``created`` is a datetime, ``"now"`` or an ISO 8601 string (omitted: no time is
+    recorded, so the push is reproducible). ``kinds`` maps globs to layer kinds, as a
+    mapping or as ``"GLOB=KIND"`` strings. Returns the manifest digest and what was
+    uploaded; files the destination already had are not sent again."""
     ref = _reference(reference)
     if ref.digest is not None:
         raise UsageError(f"push needs a tag, not a digest: {reference}", hint="e.g. registry/team/model:1.0")
@@ -123,9 +126,9 @@ def push(
     options = PackageOptions(
         name=name, version=version, description=description, title=title,
         licenses=tuple(licenses), authors=tuple(authors), source=source, revision=revision,
-        created=created,
-        kinds={pattern: FileKind(kind) for pattern, kind in (kinds or {}).items()},
-        exclude=tuple(exclude), annotations=dict(annotations or {}),
+        created=parse_created(created),
+        kinds=parse_kind_overrides(kinds or ()),
+        exclude=(*exclude, *_layout_inside(ref, path)), annotations=dict(annotations or {}),
     )
     model = package_directory(path, options)
     registry_options = _options(plain_http, credentials, concurrency)
@@ -295,6 +298,17 @@ def catalog(
 
 
 # -- helpers ----------------------------------------------------------------------------
+
+
+def _layout_inside(ref: Reference, model: str | os.PathLike[str]) -> tuple[str, ...]:
+    """An OCI layout written inside the model directory must not become part of the model."""
+    if not isinstance(ref, LayoutReference):
+        return ()
+    try:
+        inside = Path(ref.path).resolve().relative_to(Path(model).resolve())
+    except ValueError:
+        return ()
+    return (inside.as_posix(),) if inside.parts else ()
 
 
 def _unique(descriptors) -> list[Descriptor]:

@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from datetime import datetime, timezone
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -21,7 +20,6 @@ from rich.table import Table
 from ocimodel import api
 from ocimodel.cli.progress import TransferBars
 from ocimodel.errors import OcimodelError, UsageError
-from ocimodel.packaging.package import parse_kind_overrides
 
 app = typer.Typer(
     name="ocimodel",
@@ -123,7 +121,7 @@ def push(
         return api.push(
             directory, reference, name=name, version=version, description=description, title=title,
             licenses=license or (), authors=author or (), source=source, revision=revision,
-            created=_parse_created(created), kinds=parse_kind_overrides(kind or []),
+            created=created, kinds=kind or (),
             exclude=exclude or (), annotations=_parse_pairs(annotation or [], "--annotation"),
             plain_http=plain_http, concurrency=concurrency, progress=progress,
         )
@@ -289,6 +287,12 @@ def _run(action: Callable[[Any], T], *, verb: str, show_progress: bool) -> T:
         if exc.hint:
             stderr.print(f"hint: {exc.hint}", highlight=False, markup=False)
         raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
+    except OSError as exc:  # a full disk or a permission the library did not foresee
+        if _state["debug"]:
+            stderr.print_exception()
+        where = f": {exc.filename}" if exc.filename else ""
+        stderr.print(f"error: {exc.strerror or exc}{where}", highlight=False, markup=False)
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         stderr.print("interrupted", highlight=False)
         raise typer.Exit(130) from None
@@ -347,18 +351,6 @@ def _print_info(info: api.ModelInfo) -> None:
             files.add_row(entry.path, entry.kind or entry.media_type, _size(entry.size), entry.digest[:19])
         stdout.print()
         stdout.print(files)
-
-
-def _parse_created(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    if value == "now":
-        return datetime.now(timezone.utc).replace(microsecond=0)
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"--created expects 'now' or an ISO 8601 time, got {value!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _parse_pairs(values: list[str], option: str) -> dict[str, str]:

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ocimodel.errors import NotFound, PackagingError, UsageError
+from ocimodel.errors import NotFound, PackagingError, UnsafePath, UsageError
 from ocimodel.oci import mediatypes as mt
-from ocimodel.oci.models import Descriptor, Manifest
+from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, Manifest
 from ocimodel.packaging.classify import FileKind, classify_file, detect_format, parse_kind
 from ocimodel.packaging.modelpack import ModelConfig, ModelDescriptor, ModelFS, ModelSettings
+from ocimodel.packaging.paths import check_relative_path, check_unique_paths
 
 CHUNK_SIZE = 1024 * 1024
 HASH_WORKERS = 4
@@ -155,6 +156,12 @@ def package_directory(root: str | os.PathLike[str], options: PackageOptions | No
     config = build_config(files, options, fmt)
     config_bytes = config.to_json()
     manifest = build_manifest(files, config_bytes, options)
+    if len(manifest) > MAX_MANIFEST_BYTES:
+        # Registries refuse it, and so would our own pull: say so before uploading anything.
+        raise PackagingError(
+            f"{len(files)} files make a {len(manifest)}-byte manifest, over the {MAX_MANIFEST_BYTES}-byte limit",
+            hint="pack the many small files into an archive inside the model directory",
+        )
     return PackagedModel(root, files, manifest, config_bytes)
 
 
@@ -236,11 +243,27 @@ def scan_directory(root: Path, exclude: Sequence[str] = ()) -> list[tuple[str, P
                 raise PackagingError(f"{path} is not a regular file", hint="--exclude it")
 
     walk(root, "")
+    # Pull refuses these paths (THREATS.md 9); refuse them here so we never write a model
+    # that cannot be pulled back.
+    try:
+        for relpath, path, _ in found:
+            try:
+                relpath.encode("utf-8")
+            except UnicodeEncodeError:
+                raise PackagingError(
+                    f"file name {os.fsencode(path)!r} is not valid UTF-8", hint="rename it, or --exclude it"
+                ) from None
+            check_relative_path(relpath)
+        check_unique_paths(relpath for relpath, _, _ in found)
+    except UnsafePath as exc:
+        raise PackagingError(f"cannot package {root}: {exc.message}", hint="rename the file, or --exclude it") from None
     return found
 
 
-def parse_kind_overrides(values: Sequence[str]) -> dict[str, FileKind]:
-    """``PATTERN=KIND`` strings from the command line -> {pattern: kind}."""
+def parse_kind_overrides(values: Mapping[str, FileKind | str] | Sequence[str]) -> dict[str, FileKind]:
+    """``PATTERN=KIND`` strings (or a {pattern: kind} mapping) -> {pattern: kind}."""
+    if isinstance(values, Mapping):
+        return {pattern: parse_kind(str(kind)) for pattern, kind in values.items()}
     overrides: dict[str, FileKind] = {}
     for value in values:
         pattern, sep, kind = value.partition("=")
@@ -248,6 +271,19 @@ def parse_kind_overrides(values: Sequence[str]) -> dict[str, FileKind]:
             raise UsageError(f"--kind expects PATTERN=KIND, got {value!r}", hint="e.g. --kind 'extra/*.bin=dataset'")
         overrides[pattern] = parse_kind(kind)
     return overrides
+
+
+def parse_created(value: datetime | str | None) -> datetime | None:
+    """A creation time: a datetime, ``"now"``, or an ISO 8601 string (no zone means UTC)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if value == "now":
+        return datetime.now(timezone.utc).replace(microsecond=0)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"creation time must be 'now' or an ISO 8601 time, got {value!r}") from None
+    return _utc(moment)
 
 
 def _kind_for(relpath: str, path: Path, overrides: Mapping[str, FileKind]) -> tuple[FileKind, bool]:

@@ -14,6 +14,7 @@ such a stream, which is fine: nothing leaves the staging directory before the co
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -42,6 +43,8 @@ from ocimodel.packaging.paths import check_no_symlink_parents, check_relative_pa
 ORAS_UNPACK = "io.deis.oras.content.unpack"
 DEFAULT_FILE_MODE = 0o644
 STAGING_PREFIX = ".ocimodel-pull-"
+COMPRESSED_EXPANSION = 50
+MIN_EXPANSION_BYTES = 1 << 30
 # ModelPack packing suffix -> compression of the tar stream.
 _TAR_PACKINGS: dict[str, Compression] = {"tar": "none", "tar+gzip": "gzip", "tar+zstd": "zstd"}
 
@@ -254,7 +257,7 @@ class DirectoryWriter:
             self._tree,
             compression=planned.archive or "none",
             prefix=planned.relpath,
-            limits=self.limits,
+            limits=_layer_limits(self.limits, planned),
             label=f"{planned.relpath[:120]!r} ({planned.descriptor.digest[:19]})",
         )
         with self._lock:
@@ -321,6 +324,16 @@ class DirectoryWriter:
             raise UnsafePath(f"destination {final} is a symlink; refusing to write a directory through it")
         if not stat.S_ISDIR(mode):
             raise UnsafePath(f"destination {final} is a file; the model needs a directory there")
+
+
+def _layer_limits(limits: ExtractLimits, planned: PlannedFile) -> ExtractLimits:
+    """A compressed layer may expand at most COMPRESSED_EXPANSION times its size (at least
+    1 GiB): a bomb is stopped long before it fills the disk. An uncompressed tar cannot hold
+    more content than its own size, so it needs no extra bound."""
+    if planned.archive in (None, "none"):
+        return limits
+    bound = max(MIN_EXPANSION_BYTES, planned.descriptor.size * COMPRESSED_EXPANSION)
+    return dataclasses.replace(limits, max_total_bytes=min(limits.max_total_bytes, bound))
 
 
 def _check_not_staging_name(relpath: str) -> None:

@@ -23,6 +23,10 @@ from ocimodel.targets.base import ReadableTarget, WritableTarget
 DEFAULT_CONCURRENCY = 4
 # Indexes of indexes are legal but a cycle or a deep chain is an attack, not a model.
 MAX_GRAPH_DEPTH = 8
+# Manifests of a graph are held in memory until the copy ends: bound them (a hostile index
+# could name thousands of 4 MiB manifests).
+MAX_GRAPH_MANIFESTS = 10_000
+MAX_GRAPH_MANIFEST_BYTES = 64 * 1024 * 1024
 
 
 class Progress(Protocol):
@@ -70,6 +74,7 @@ def read_graph(source: ReadableTarget, root: Descriptor) -> Graph:
     manifests: list[tuple[Descriptor, bytes]] = []
     blobs: dict[str, Descriptor] = {}
     seen: set[str] = set()
+    held = [0]  # manifest bytes read so far
 
     def visit(descriptor: Descriptor, depth: int) -> None:
         if depth > MAX_GRAPH_DEPTH:
@@ -77,7 +82,12 @@ def read_graph(source: ReadableTarget, root: Descriptor) -> Graph:
         if descriptor.digest in seen:
             return
         seen.add(descriptor.digest)
+        if len(seen) > MAX_GRAPH_MANIFESTS:
+            raise InvalidManifest(f"manifest graph names more than {MAX_GRAPH_MANIFESTS} manifests")
         data = source.fetch_manifest(descriptor)
+        held[0] += len(data)
+        if held[0] > MAX_GRAPH_MANIFEST_BYTES:
+            raise InvalidManifest(f"manifest graph holds more than {MAX_GRAPH_MANIFEST_BYTES} bytes of manifests")
         parsed = parse_manifest(data, descriptor.media_type)
         if isinstance(parsed, Index):
             for child in parsed.manifests:

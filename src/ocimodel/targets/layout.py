@@ -24,6 +24,11 @@ from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, loads_strict, me
 
 CHUNK_SIZE = 1024 * 1024
 MAX_INDEX_BYTES = 64 * 1024 * 1024
+# mkstemp creates 0600 files; a layout is shared (other users, skopeo), so its files get
+# the mode a plain open() would give them. Read once: os.umask can only be read by setting it.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
 
 
 class OciLayout:
@@ -106,10 +111,14 @@ class OciLayout:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
         try:
+            os.fchmod(fd, FILE_MODE)
             with os.fdopen(fd, "wb") as handle:
                 for chunk in chunks:
                     handle.write(chunk)
             os.replace(tmp, path)
+        except OSError as exc:
+            _unlink_quietly(tmp)
+            raise StoreError(f"cannot write blob {descriptor.digest} in {self.path}: {exc.strerror}") from None
         except BaseException:
             _unlink_quietly(tmp)
             raise
@@ -246,9 +255,13 @@ def _read_chunks(handle) -> Iterator[bytes]:
 def _write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise StoreError(f"cannot write {path}: {exc.strerror}") from None
     except BaseException:
         _unlink_quietly(tmp)
         raise
