@@ -201,7 +201,7 @@ def tag(
     """
     digest = _run(lambda _: api.tag(reference, new_tag, plain_http=plain_http), verb="tag", show_progress=False)
     if as_json:
-        _print_json({"reference": reference, "tag": new_tag, "digest": digest})
+        _print_json({"reference": reference, "tag": new_tag, "digest": digest})  # as typed: already validated
     else:
         stdout.print(f"Tagged {digest} as {new_tag}", highlight=False)
 
@@ -220,7 +220,7 @@ def list_tags(
     """
     tags = _run(lambda _: api.list_tags(repository, plain_http=plain_http), verb="ls", show_progress=False)
     if as_json:
-        _print_json(tags)
+        _print_json({"repository": repository, "tags": tags})
     else:
         for name in tags:
             stdout.print(name, highlight=False)
@@ -238,7 +238,7 @@ def catalog(
     """
     names = _run(lambda _: api.catalog(registry, plain_http=plain_http), verb="catalog", show_progress=False)
     if as_json:
-        _print_json(names)
+        _print_json({"registry": registry, "repositories": names})
     else:
         for name in names:
             stdout.print(name, highlight=False)
