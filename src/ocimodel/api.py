@@ -19,10 +19,22 @@ from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, Index, Manifest, loads_strict, parse_manifest
 from ocimodel.oci.reference import LayoutReference, Reference, RegistryReference, parse_reference
 from ocimodel.packaging.classify import FileKind
-from ocimodel.packaging.package import PackageOptions, package_directory, parse_created, parse_kind_overrides
+from ocimodel.packaging.package import (
+    PackageOptions,
+    package_directory,
+    parse_created,
+    parse_kind_overrides,
+)
 from ocimodel.packaging.unpack import DirectoryWriter, layer_path, plan_files
-from ocimodel.targets.copy import TransferResult
-from ocimodel.targets.copy import Graph, Progress, copy_blobs, copy_graph, read_graph, verified
+from ocimodel.targets.copy import (
+    Graph,
+    Progress,
+    TransferResult,
+    copy_blobs,
+    copy_graph,
+    read_graph,
+    verified,
+)
 from ocimodel.targets.open import RegistryOptions, open_target
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.client import RegistryClient

@@ -297,16 +297,7 @@ class RegistryReference:
     @property
     def is_loopback(self) -> bool:
         """True for localhost, 127.0.0.0/8 and ::1 (any port): where plain HTTP is allowed."""
-        host = self.host
-        if host.lower() == "localhost":
-            return True
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return address.is_loopback
+        return is_loopback_host(self.registry)
 
 
 @dataclass(frozen=True)
@@ -358,6 +349,23 @@ class LayoutReference:
 
 
 Reference = RegistryReference | LayoutReference
+
+
+def is_loopback_host(registry: str) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ::1 (also IPv4-mapped), with or without a port."""
+    try:
+        host = _split_host(registry, None)[0]
+    except InvalidReference:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 # --- parsing -------------------------------------------------------------------------------

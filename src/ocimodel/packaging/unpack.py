@@ -37,7 +37,11 @@ from ocimodel.packaging.archive import (
     extract_tar_stream,
     zstd_module,
 )
-from ocimodel.packaging.paths import check_no_symlink_parents, check_relative_path, check_unique_paths
+from ocimodel.packaging.paths import (
+    check_no_symlink_parents,
+    check_relative_path,
+    check_unique_paths,
+)
 
 # ORAS marks a tar+gzip directory layer with this annotation.
 ORAS_UNPACK = "io.deis.oras.content.unpack"

@@ -6,7 +6,6 @@ streams are checked by the caller (the copy engine), which knows the descriptor.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from ocimodel.errors import (
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, digest_bytes, validate_digest
 from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, loads_strict, media_type_of
+from ocimodel.oci.reference import is_loopback_host
 from ocimodel.transport.auth import Credentials, RegistryAuth
 
 # Error bodies and tag lists are small; a hostile registry must not make us buffer more.
@@ -38,21 +38,6 @@ MAX_LIST_PAGES = 1000
 CHUNK_SIZE = 1024 * 1024
 USER_AGENT = "ocimodel/0.1"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
-
-
-def is_loopback_host(registry: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1, with or without a port."""
-    host = registry
-    if host.startswith("["):
-        host = host[1 : host.find("]")] if "]" in host else host[1:]
-    elif host.count(":") == 1:
-        host = host.rsplit(":", 1)[0]
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def plain_http_wanted(registry: str, plain_http: bool | None) -> bool:
