@@ -248,7 +248,13 @@ def copy(
         raise UsageError(f"copy destination takes a tag, not a digest: {destination}")
     tag = dst_ref.tag or src_ref.tag or (None if src_ref.digest else DEFAULT_TAG)
     # Checked before any byte moves: a layout tag (`name:1.0`) is not a valid registry tag.
-    shown_destination = dst_ref.with_tag(tag) if tag else dst_ref
+    try:
+        shown_destination = dst_ref.with_tag(tag) if tag else dst_ref
+    except InvalidReference as exc:
+        raise InvalidReference(
+            f"the source tag {tag!r} is not a valid tag for {destination}: {exc.message}",
+            hint=f"name the destination tag, e.g. {destination}:1.0",
+        ) from None
     options = _options(plain_http, credentials, concurrency)
     with open_target(src_ref, options) as src, open_target(dst_ref, options, for_write=True) as dst:
         root = src.resolve(src_ref.reference or DEFAULT_TAG)
