@@ -221,16 +221,21 @@ def files() -> dict[str, tuple[bytes, int]]:
     }
 
 
+def write_model(dest: Path) -> int:
+    """Write the example model into ``dest``; returns its size in bytes."""
+    for rel, (content, mode) in files().items():
+        path = dest / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        path.chmod(mode)
+    return sum(len(c) for c, _ in files().values())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dest", type=Path, help="directory to write (created if missing)")
     args = parser.parse_args()
-    for rel, (content, mode) in files().items():
-        path = args.dest / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-        path.chmod(mode)
-    total = sum(len(c) for c, _ in files().values())
+    total = write_model(args.dest)
     print(f"wrote {len(files())} files ({total / 1024:.0f} KiB) to {args.dest}")
     return 0
 
