@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import struct
@@ -19,6 +20,11 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from tests.support.registry import LocalRegistry  # noqa: E402
+
+# Tests that feed bad answers want the first failure, not five tries with backoff: retries
+# are off unless a test asks for them (tests of retrying set their own policy). Set here,
+# before any test starts, so subprocesses running the CLI inherit it too.
+os.environ.setdefault("OCIMODEL_RETRIES", "1")
 
 
 @pytest.fixture(scope="session")

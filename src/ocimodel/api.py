@@ -6,6 +6,7 @@ the copy engine) and returns a typed result. The CLI is a thin shell over these.
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -137,10 +138,11 @@ def push(
     tag = ref.tag or DEFAULT_TAG
     options = PackageOptions(
         name=name, version=version, description=description, title=title,
-        licenses=tuple(licenses), authors=tuple(authors), source=source, revision=revision,
+        licenses=_strings(licenses, "licenses"), authors=_strings(authors, "authors"),
+        source=source, revision=revision,
         created=parse_created(created),
         kinds=parse_kind_overrides(kinds or ()),
-        exclude=(*exclude, *_layout_inside(ref, path)), annotations=dict(annotations or {}),
+        exclude=(*_strings(exclude, "exclude"), *_layout_inside(ref, path)), annotations=dict(annotations or {}),
     )
     model = package_directory(path, options)
     registry_options = _options(plain_http, credentials, concurrency)
@@ -318,6 +320,15 @@ def catalog(
 # -- helpers ----------------------------------------------------------------------------
 
 
+def _strings(values: str | Sequence[str], name: str) -> tuple[str, ...]:
+    """A list argument given a single string means that one value, not its characters."""
+    if isinstance(values, str):
+        return (values,)
+    if not all(isinstance(v, str) for v in values):
+        raise UsageError(f"{name} must be strings")
+    return tuple(values)
+
+
 def _layout_inside(ref: Reference, model: str | os.PathLike[str]) -> tuple[str, ...]:
     """An OCI layout written inside the model directory must not become part of the model."""
     if not isinstance(ref, LayoutReference):
@@ -326,7 +337,7 @@ def _layout_inside(ref: Reference, model: str | os.PathLike[str]) -> tuple[str, 
         inside = Path(ref.path).resolve().relative_to(Path(model).resolve())
     except ValueError:
         return ()
-    return (inside.as_posix(),) if inside.parts else ()
+    return (glob.escape(inside.as_posix()),) if inside.parts else ()  # a literal path, not a pattern
 
 
 def _unique(descriptors) -> list[Descriptor]:

@@ -4,9 +4,19 @@ or 2 for a :class:`UsageError`. Messages never contain credentials."""
 
 from __future__ import annotations
 
+# Answers that may pass if the request is tried again.
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# distribution kills an upload session whose PATCH was cut: starting the blob over works.
+TRANSIENT_CODES = frozenset({"BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN"})
+
 
 class OcimodelError(Exception):
-    """Base of every error ocimodel raises on purpose."""
+    """Base of every error ocimodel raises on purpose.
+
+    ``transient`` says whether the same operation, started over, may succeed: the copy
+    engine restarts a blob transfer on such errors and on no others."""
+
+    transient = False
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -81,6 +91,8 @@ class StoreError(OcimodelError):
 class TransportError(OcimodelError):
     """The registry could not be reached or the connection failed."""
 
+    transient = True
+
 
 class RegistryError(OcimodelError):
     """The registry answered with an error. ``code`` is the OCI error code when it sent one."""
@@ -96,6 +108,7 @@ class RegistryError(OcimodelError):
         super().__init__(message, hint=hint)
         self.status = status
         self.code = code
+        self.transient = status in TRANSIENT_STATUS or code in TRANSIENT_CODES
 
 
 class NotFound(RegistryError):

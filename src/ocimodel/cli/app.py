@@ -16,6 +16,7 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
+from typer.exceptions import TyperException
 
 from ocimodel import api
 from ocimodel.cli.progress import TransferBars
@@ -62,17 +63,22 @@ PlainHttpOpt = Annotated[
 ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-j", min=1, max=32, metavar="N", help="Files transferred at once.")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from ocimodel import __version__
+
+        stdout.print(f"ocimodel {__version__}", highlight=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
 def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     _state["debug"] = debug or os.environ.get("OCIMODEL_DEBUG", "") not in ("", "0")
-    if version:
-        from ocimodel import __version__
-
-        stdout.print(f"ocimodel {__version__}")
-        raise typer.Exit(0)
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -373,11 +379,25 @@ def _size(n: int) -> str:
 
 
 def main() -> None:
+    """Entry point: our own exit codes and one-line errors, also for mistakes the option
+    parser catches (an unknown option, a missing argument, a value out of range)."""
     try:
-        app()
-    except UsageError as exc:  # raised while parsing options, before _run
+        code = app(standalone_mode=False)
+    except TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # bare `ocimodel` or `ocimodel push`: the help is the answer
+            sys.exit(2)
+        stderr.print(f"error: {exc.format_message()}", highlight=False, markup=False)
+        command = getattr(getattr(exc, "ctx", None), "command_path", "ocimodel")
+        stderr.print(f"hint: `{command} --help` shows the options, with examples", highlight=False, markup=False)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except UsageError as exc:
         stderr.print(f"error: {exc.message}", highlight=False, markup=False)
         sys.exit(2)
+    except typer.Abort:  # Ctrl-C while the parser was still at work
+        stderr.print("interrupted", highlight=False)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

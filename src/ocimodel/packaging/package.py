@@ -134,7 +134,7 @@ def package_directory(root: str | os.PathLike[str], options: PackageOptions | No
     options = options or PackageOptions()
     root = Path(root)
     if not root.exists():
-        raise PackagingError(f"model directory {root} does not exist")
+        raise PackagingError(f"model directory {root} does not exist", hint="check the path (push takes a model directory or file)")
     if root.is_dir():
         entries = scan_directory(root, options.exclude)
     elif root.is_file():
@@ -142,9 +142,9 @@ def package_directory(root: str | os.PathLike[str], options: PackageOptions | No
         entries = [(root.name, root, root.stat())]
         root = root.parent
     else:
-        raise PackagingError(f"{root} is neither a directory nor a regular file")
+        raise PackagingError(f"{root} is neither a directory nor a regular file", hint="push takes a model directory or file")
     if not entries:
-        raise PackagingError(f"model directory {root} has no files to push")
+        raise PackagingError(f"model directory {root} has no files to push", hint="check the path and any --exclude patterns")
     with ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="ocimodel-hash") as pool:
         digests = list(pool.map(lambda entry: _hash_file(entry[1]), entries))
     files = []

@@ -19,6 +19,8 @@ from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import VerifyingHasher
 from ocimodel.oci.models import Descriptor, Index, parse_manifest
 from ocimodel.targets.base import ReadableTarget, WritableTarget
+from ocimodel.transport import retry as retry_module
+from ocimodel.transport.retry import RetryPolicy
 
 DEFAULT_CONCURRENCY = 4
 # Indexes of indexes are legal but a cycle or a deep chain is an attack, not a model.
@@ -51,6 +53,7 @@ class TransferResult:
     descriptor: Descriptor
     copied: list[Descriptor] = field(default_factory=list)
     skipped: list[Descriptor] = field(default_factory=list)
+    restarts: int = 0  # blob transfers started over after a failure that passed
 
     @property
     def bytes_copied(self) -> int:
@@ -112,11 +115,12 @@ def copy_graph(
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: Progress | None = None,
     graph: Graph | None = None,
+    retry: RetryPolicy | None = None,
 ) -> TransferResult:
     """Copy ``root`` and all it names from ``source`` to ``destination``, tagging the root."""
     graph = graph or read_graph(source, root)
     result = TransferResult(descriptor=root)
-    copy_blobs(source, destination, graph.blobs, result, concurrency=concurrency, progress=progress)
+    copy_blobs(source, destination, graph.blobs, result, concurrency=concurrency, progress=progress, retry=retry)
     for descriptor, data in graph.manifests:
         is_root = descriptor.digest == root.digest
         if not is_root and destination.has_manifest(descriptor):
@@ -133,9 +137,11 @@ def copy_blobs(
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: Progress | None = None,
+    retry: RetryPolicy | None = None,
 ) -> None:
     cancel = threading.Event()
     lock = threading.Lock()
+    policy = retry or RetryPolicy.from_environment()
     if progress:
         progress.transfer_started(blobs)
 
@@ -152,9 +158,9 @@ def copy_blobs(
             return
         if progress:
             progress.blob_started(descriptor, label)
-        with source.open_blob(descriptor) as chunks:
-            destination.push_blob(descriptor, verified(chunks, descriptor, cancel, progress))
+        restarts = _transfer_with_restarts(source, destination, descriptor, policy, cancel, progress)
         with lock:
+            result.restarts += restarts
             result.copied.append(descriptor)
         if progress:
             progress.blob_finished(descriptor, skipped=False)
@@ -178,6 +184,45 @@ def copy_blobs(
     if errors:
         # Report the failure that caused the others to stop, not their cancellations.
         raise next((e for e in errors if not isinstance(e, Cancelled)), errors[0])
+
+
+def _transfer_with_restarts(
+    source: ReadableTarget,
+    destination: WritableTarget,
+    descriptor: Descriptor,
+    policy: RetryPolicy,
+    cancel: threading.Event,
+    progress: Progress | None,
+) -> int:
+    """Move one blob; on a failure that may pass (a cut connection, a killed upload
+    session, a 5xx), start that blob over: neither stream can be rewound. Blobs already
+    done are not touched, and nothing is retried after a digest mismatch. Returns the
+    number of restarts."""
+    for attempt in range(1, policy.attempts + 1):
+        moved = _Counter(progress)
+        try:
+            with source.open_blob(descriptor) as chunks:
+                destination.push_blob(descriptor, verified(chunks, descriptor, cancel, moved))
+            return attempt - 1
+        except OcimodelError as exc:
+            if not exc.transient or attempt == policy.attempts or cancel.is_set():
+                raise
+            if progress and moved.total:
+                progress.blob_advanced(descriptor, -moved.total)  # the bar starts this blob over
+            retry_module.wait(policy, attempt, f"blob {descriptor.digest}", exc.message)
+
+
+class _Counter:
+    """Passes progress on and remembers how much this attempt reported."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.total = 0
+
+    def blob_advanced(self, descriptor: Descriptor, nbytes: int) -> None:
+        self.total += nbytes
+        if self.progress:
+            self.progress.blob_advanced(descriptor, nbytes)
 
 
 def verified(

@@ -15,6 +15,7 @@ from urllib.parse import urljoin
 import httpx
 
 from ocimodel.errors import (
+    TRANSIENT_STATUS,
     AuthenticationError,
     DigestMismatch,
     InvalidDigest,
@@ -29,7 +30,9 @@ from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, digest_bytes, validate_digest
 from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, loads_strict, media_type_of
 from ocimodel.oci.reference import is_loopback_host
+from ocimodel.transport import retry
 from ocimodel.transport.auth import Credentials, RegistryAuth
+from ocimodel.transport.retry import RetryPolicy, RetryStats
 
 # Error bodies and tag lists are small; a hostile registry must not make us buffer more.
 MAX_ERROR_BODY = 64 * 1024
@@ -64,8 +67,11 @@ class RegistryClient:
         credentials: Credentials | None = None,
         transport: httpx.BaseTransport | None = None,
         max_connections: int = 16,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.registry = registry
+        self.retry = retry or RetryPolicy.from_environment()
+        self.stats = RetryStats()
         scheme = "http" if plain_http_wanted(registry, plain_http) else "https"
         # Docker Hub's name and its API host differ, as docker and oras know.
         host = DOCKER_HUB_API_HOST if registry == "docker.io" else registry
@@ -95,23 +101,43 @@ class RegistryClient:
         return f"{self.base_url}{path}"
 
     def _send(self, method: str, url: str | httpx.URL, *, what: str, stream: bool = False, **kwargs):
-        """Send a request; map connection failures to TransportError.
+        """Send a request; retry what may pass; map connection failures to TransportError.
 
-        With ``stream=False`` the body is read with a cap, so no answer can make us buffer
-        an unbounded amount."""
-        request = self._http.build_request(method, url, **kwargs)
-        try:
-            response = self._http.send(request, stream=True, follow_redirects=method in ("GET", "HEAD"))
-        except httpx.TimeoutException:
-            raise TransportError(
-                f"timed out talking to {self.registry} ({what})",
-                hint="check the network, or retry",
-            ) from None
-        except httpx.HTTPError as exc:
-            raise TransportError(
-                f"cannot reach {self.registry} ({what}): {_describe_http_error(exc)}",
-                hint=_connection_hint(self.base_url),
-            ) from None
+        A request is retried only if its body can be sent again (none, or bytes): a
+        streamed upload is restarted whole by the copy engine instead. With
+        ``stream=False`` the body is read with a cap, so no answer can make us buffer an
+        unbounded amount."""
+        replayable = kwargs.get("content") is None or isinstance(kwargs.get("content"), bytes)
+        attempt = 0
+        while True:
+            attempt += 1
+            can_retry = replayable and attempt < self.retry.attempts
+            request = self._http.build_request(method, url, **kwargs)
+            try:
+                response = self._http.send(request, stream=True, follow_redirects=method in ("GET", "HEAD"))
+            except httpx.HTTPError as exc:
+                # A refused connection is retried once (a registry restarting); more would
+                # only make "registry is down" slow to report.
+                if can_retry and (attempt < 2 or not isinstance(exc, httpx.ConnectError)):
+                    self.stats.record(type(exc).__name__)
+                    retry.wait(self.retry, attempt, f"{method} {what}", type(exc).__name__)
+                    continue
+                if isinstance(exc, httpx.TimeoutException):
+                    raise TransportError(
+                        f"timed out talking to {self.registry} ({what})", hint="check the network, or retry"
+                    ) from None
+                raise TransportError(
+                    f"cannot reach {self.registry} ({what}): {_describe_http_error(exc)}",
+                    hint=_connection_hint(self.base_url),
+                ) from None
+            if can_retry and response.status_code in TRANSIENT_STATUS:
+                _read_capped(response, MAX_ERROR_BODY, truncate=True)
+                response.close()
+                self.stats.record(str(response.status_code))
+                after = retry.parse_retry_after(response.headers.get("retry-after"))
+                retry.wait(self.retry, attempt, f"{method} {what}", str(response.status_code), after)
+                continue
+            break
         if not stream:
             try:
                 _read_capped(response, MAX_LIST_BODY, truncate=True)
@@ -202,26 +228,63 @@ class RegistryClient:
 
     @contextmanager
     def stream_blob(self, repository: str, digest: str) -> Iterator[Iterator[bytes]]:
-        """Yield an iterator over the blob's bytes. The caller verifies digest and size."""
-        url = self._url(f"/v2/{repository}/blobs/{digest}")
-        # identity: the digest is over the stored bytes, and a compressed answer could hide
-        # a decompression bomb behind a small size.
-        response = self._send(
-            "GET", url, what=f"blob {digest}", stream=True, headers={"Accept-Encoding": "identity"}
-        )
-        try:
-            self._check_streamed(response, f"blob {digest}", (200,))
-            yield self._iter_body(response, f"blob {digest}")
-        finally:
-            response.close()
+        """Yield an iterator over the blob's bytes. The caller verifies digest and size.
 
-    def _iter_body(self, response: httpx.Response, what: str) -> Iterator[bytes]:
+        A connection cut mid-body is resumed with a Range request from the last byte
+        received (or, if the registry ignores Range, by skipping what was already read),
+        so the caller sees one continuous stream and its hash covers every byte."""
+        url = self._url(f"/v2/{repository}/blobs/{digest}")
+        what = f"blob {digest}"
+        open_responses: list[httpx.Response] = []
+
+        def get(offset: int) -> httpx.Response:
+            # identity: the digest is over the stored bytes, and a compressed answer could
+            # hide a decompression bomb behind a small size.
+            headers = {"Accept-Encoding": "identity"}
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
+            response = self._send("GET", url, what=what, stream=True, headers=headers)
+            open_responses.append(response)
+            self._check_streamed(response, what, (200, 206) if offset else (200,))
+            return response
+
+        def body() -> Iterator[bytes]:
+            received = 0
+            response = get(0)
+            resumes = 0
+            while True:
+                skip = 0
+                if received and response.status_code == 200:
+                    skip = received  # the registry ignored Range: drop what we already have
+                elif received:
+                    _check_content_range(response, received, what)
+                try:
+                    for chunk in response.iter_raw(CHUNK_SIZE):
+                        if skip:
+                            cut = min(skip, len(chunk))
+                            chunk, skip = chunk[cut:], skip - cut
+                            if not chunk:
+                                continue
+                        received += len(chunk)
+                        yield chunk
+                    return
+                except httpx.HTTPError as exc:
+                    response.close()
+                    resumes += 1
+                    if resumes >= self.retry.attempts:
+                        raise TransportError(
+                            f"connection to {self.registry} failed while reading {what}: {_describe_http_error(exc)}",
+                            hint="check the network, or retry",
+                        ) from None
+                    self.stats.record("resume")
+                    retry.wait(self.retry, resumes, f"GET {what} from byte {received}", type(exc).__name__)
+                    response = get(received)
+
         try:
-            yield from response.iter_raw(CHUNK_SIZE)
-        except httpx.HTTPError as exc:
-            raise TransportError(
-                f"connection to {self.registry} failed while reading {what}: {_describe_http_error(exc)}"
-            ) from None
+            yield body()
+        finally:
+            for response in open_responses:
+                response.close()
 
     def start_upload(self, repository: str) -> httpx.URL:
         """POST an upload session. Bodiless, so it also obtains push auth before any stream."""
@@ -247,7 +310,13 @@ class RegistryClient:
             "PUT", url, what=f"blob upload {digest}", content=_iter_chunks(chunks),
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
         )
-        self._check(response, f"blob upload {digest}", (201, 204))
+        try:
+            self._check(response, f"blob upload {digest}", (201, 204))
+        except AuthenticationError as exc:
+            # The token expired or was revoked during a long upload. The auth flow has
+            # dropped it and cannot replay a stream; starting this blob over will work.
+            exc.transient = True
+            raise
 
     def list_tags(self, repository: str) -> list[str]:
         tags: list[str] = []
@@ -295,6 +364,13 @@ class RegistryClient:
 
 def _iter_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
     yield from chunks
+
+
+def _check_content_range(response: httpx.Response, offset: int, what: str) -> None:
+    """A 206 must continue exactly where we stopped."""
+    value = response.headers.get("content-range", "")
+    if not value.startswith(f"bytes {offset}-"):
+        raise RegistryError(f"{what}: registry resumed at the wrong place ({value[:60]!r}, wanted byte {offset})")
 
 
 def _looks_like_digest(reference: str) -> bool:
