@@ -21,10 +21,13 @@ from ocimodel.api import (
 )
 from ocimodel.errors import OcimodelError
 from ocimodel.transport.auth import Credentials
+from ocimodel.transport.connection import ConnectionOptions, TlsOptions
+from ocimodel.transport.retry import RetryPolicy
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConnectionOptions",
     "CopyResult",
     "Credentials",
     "FileEntry",
@@ -32,6 +35,8 @@ __all__ = [
     "OcimodelError",
     "PullResult",
     "PushResult",
+    "RetryPolicy",
+    "TlsOptions",
     "catalog",
     "copy",
     "inspect",

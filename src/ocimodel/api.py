@@ -36,9 +36,9 @@ from ocimodel.targets.copy import (
     read_graph,
     verified,
 )
-from ocimodel.targets.open import RegistryOptions, open_target
+from ocimodel.targets.open import open_target
 from ocimodel.transport.auth import Credentials
-from ocimodel.transport.client import RegistryClient
+from ocimodel.transport.connection import ConnectionOptions
 
 DEFAULT_TAG = "latest"
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -93,12 +93,20 @@ class ModelInfo(BaseModel):
     config: dict[str, Any] | None
 
 
-def _options(plain_http: bool | None, credentials: Credentials | tuple[str, str] | None, concurrency: int) -> RegistryOptions:
+def _options(
+    options: ConnectionOptions | None,
+    plain_http: bool | None,
+    credentials: Credentials | tuple[str, str] | None,
+    concurrency: int | None = None,
+) -> ConnectionOptions:
+    """The connection options of a call: ``options`` with the shortcut arguments on top."""
     if isinstance(credentials, tuple):
         credentials = Credentials(*credentials)
-    if concurrency < 1:
+    if concurrency is not None and concurrency < 1:
         raise UsageError(f"concurrency must be at least 1, got {concurrency}")
-    return RegistryOptions(plain_http=plain_http, credentials=credentials, concurrency=concurrency)
+    return (options or ConnectionOptions()).with_overrides(
+        plain_http=plain_http, credentials=credentials, concurrency=concurrency
+    )
 
 
 def _reference(text: str | Reference) -> Reference:
@@ -123,6 +131,7 @@ def push(
     annotations: Mapping[str, str] | None = None,
     plain_http: bool | None = None,
     credentials: Credentials | tuple[str, str] | None = None,
+    options: ConnectionOptions | None = None,
     concurrency: int = 4,
     progress: Progress | None = None,
 ) -> PushResult:
@@ -136,7 +145,7 @@ def push(
     if ref.digest is not None:
         raise UsageError(f"push needs a tag, not a digest: {reference}", hint="e.g. registry/team/model:1.0")
     tag = ref.tag or DEFAULT_TAG
-    options = PackageOptions(
+    package_options = PackageOptions(
         name=name, version=version, description=description, title=title,
         licenses=_strings(licenses, "licenses"), authors=_strings(authors, "authors"),
         source=source, revision=revision,
@@ -144,15 +153,15 @@ def push(
         kinds=parse_kind_overrides(kinds or ()),
         exclude=(*_strings(exclude, "exclude"), *_layout_inside(ref, path)), annotations=dict(annotations or {}),
     )
-    model = package_directory(path, options)
-    registry_options = _options(plain_http, credentials, concurrency)
+    model = package_directory(path, package_options)
+    registry_options = _options(options, plain_http, credentials, concurrency)
     with open_target(ref, registry_options, for_write=True) as target:
         graph = Graph(
             root=model.descriptor,
             manifests=[(model.descriptor, model.manifest_bytes)],
             blobs=_unique([model.config_descriptor, *(f.layer() for f in model.files)]),
         )
-        result = copy_graph(model, target, model.descriptor, tag=tag, concurrency=concurrency, progress=progress, graph=graph)
+        result = copy_graph(model, target, model.descriptor, tag=tag, concurrency=concurrency, progress=progress, graph=graph, retry=registry_options.retry)
     return PushResult(
         reference=str(ref.with_tag(tag)),
         digest=model.descriptor.digest,
@@ -173,6 +182,7 @@ def pull(
     *,
     plain_http: bool | None = None,
     credentials: Credentials | tuple[str, str] | None = None,
+    options: ConnectionOptions | None = None,
     concurrency: int = 4,
     progress: Progress | None = None,
 ) -> PullResult:
@@ -181,14 +191,14 @@ def pull(
     Every path is checked before anything is downloaded, every byte is verified against its
     digest, and files are moved into place only when all of them have been verified."""
     ref = _reference(reference)
-    registry_options = _options(plain_http, credentials, concurrency)
+    registry_options = _options(options, plain_http, credentials, concurrency)
     with open_target(ref, registry_options) as source:
         root = source.resolve(ref.reference or DEFAULT_TAG)
         manifest = _model_manifest(source.fetch_manifest(root), root, str(ref))
         files = plan_files(manifest)
         result = TransferResult(descriptor=root)
         with DirectoryWriter(destination, files) as writer:
-            copy_blobs(source, writer, _unique([f.descriptor for f in files]), result, concurrency=concurrency, progress=progress)
+            copy_blobs(source, writer, _unique([f.descriptor for f in files]), result, concurrency=concurrency, progress=progress, retry=registry_options.retry)
             writer.commit()
             unchanged = len(writer.unchanged)
     return PullResult(
@@ -206,10 +216,11 @@ def inspect(
     *,
     plain_http: bool | None = None,
     credentials: Credentials | tuple[str, str] | None = None,
+    options: ConnectionOptions | None = None,
 ) -> ModelInfo:
     """Manifest, config and file list of the artifact at ``reference``, without its files."""
     ref = _reference(reference)
-    with open_target(ref, _options(plain_http, credentials, 1)) as source:
+    with open_target(ref, _options(options, plain_http, credentials)) as source:
         root = source.resolve(ref.reference or DEFAULT_TAG)
         data = source.fetch_manifest(root)
         parsed = parse_manifest(data, root.media_type)
@@ -239,6 +250,7 @@ def copy(
     *,
     plain_http: bool | None = None,
     credentials: Credentials | tuple[str, str] | None = None,
+    options: ConnectionOptions | None = None,
     concurrency: int = 4,
     progress: Progress | None = None,
 ) -> CopyResult:
@@ -257,11 +269,11 @@ def copy(
             f"the source tag {tag!r} is not a valid tag for {destination}: {exc.message}",
             hint=f"name the destination tag, e.g. {destination}:1.0",
         ) from None
-    options = _options(plain_http, credentials, concurrency)
-    with open_target(src_ref, options) as src, open_target(dst_ref, options, for_write=True) as dst:
+    registry_options = _options(options, plain_http, credentials, concurrency)
+    with open_target(src_ref, registry_options) as src, open_target(dst_ref, registry_options, for_write=True) as dst:
         root = src.resolve(src_ref.reference or DEFAULT_TAG)
         graph = read_graph(src, root)
-        result = copy_graph(src, dst, root, tag=tag, concurrency=concurrency, progress=progress, graph=graph)
+        result = copy_graph(src, dst, root, tag=tag, concurrency=concurrency, progress=progress, graph=graph, retry=registry_options.retry)
     return CopyResult(
         source=str(src_ref),
         destination=str(shown_destination if tag else dst_ref.with_digest(root.digest)),
@@ -278,12 +290,13 @@ def tag(
     *,
     plain_http: bool | None = None,
     credentials: Credentials | tuple[str, str] | None = None,
+    options: ConnectionOptions | None = None,
 ) -> str:
     """Point ``new_tag`` in the same repository at the manifest ``reference`` names.
     Returns the manifest digest."""
     ref = _reference(reference)
     target_ref = ref.with_digest(None).with_tag(new_tag)  # validates the tag for this store
-    with open_target(ref, _options(plain_http, credentials, 1)) as target:
+    with open_target(ref, _options(options, plain_http, credentials)) as target:
         root = target.resolve(ref.reference or DEFAULT_TAG)
         target.tag(root, target_ref.tag)
     return root.digest
@@ -294,10 +307,11 @@ def list_tags(
     *,
     plain_http: bool | None = None,
     credentials: Credentials | tuple[str, str] | None = None,
+    options: ConnectionOptions | None = None,
 ) -> list[str]:
     """Tags of a repository (``registry/team/model``) or an OCI layout (``oci:./store``)."""
     ref = _reference(repository)
-    with open_target(ref, _options(plain_http, credentials, 1)) as target:
+    with open_target(ref, _options(options, plain_http, credentials)) as target:
         return target.list_tags()
 
 
@@ -306,14 +320,15 @@ def catalog(
     *,
     plain_http: bool | None = None,
     credentials: Credentials | tuple[str, str] | None = None,
+    options: ConnectionOptions | None = None,
 ) -> list[str]:
     """Repository names of a registry (``localhost:5000``), where the registry allows it."""
     try:
         RegistryReference(registry, "x")  # validates host[:port]
     except InvalidReference:
         raise InvalidReference(f"invalid registry {registry!r}: expected host[:port], e.g. localhost:5000") from None
-    options = _options(plain_http, credentials, 1)
-    with RegistryClient(registry, plain_http=options.plain_http, credentials=options.resolved_credentials()) as client:
+    options = _options(options, plain_http, credentials)
+    with options.client_for(registry) as client:
         return client.catalog(page_size=1000)
 
 
