@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 failure (the registry, the network, the data), 2 usage 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from typer.exceptions import TyperException
 from ocimodel import api
 from ocimodel.cli.progress import TransferBars
 from ocimodel.errors import OcimodelError, UsageError
+from ocimodel.transport.connection import ConnectionOptions, TlsOptions
 
 app = typer.Typer(
     name="ocimodel",
@@ -44,7 +46,7 @@ app = typer.Typer(
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False, "connection": None}
 
 T = TypeVar("T")
 
@@ -73,12 +75,36 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and transport logs (never secrets).")] = False,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option("--ca-file", metavar="PEM", envvar="OCIMODEL_CA_FILE", help="Also trust the CAs in this PEM file (e.g. a corporate CA)."),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option("--insecure", envvar="OCIMODEL_INSECURE", help="Do not verify TLS certificates. Dangerous: for tests only."),
+    ] = False,
+    client_cert: Annotated[
+        Path | None,
+        typer.Option("--cert", metavar="PEM", envvar="OCIMODEL_CLIENT_CERT", help="Client certificate for registries that require mutual TLS."),
+    ] = None,
+    client_key: Annotated[
+        Path | None,
+        typer.Option("--key", metavar="PEM", envvar="OCIMODEL_CLIENT_KEY", help="Private key of --cert (if not in the same file)."),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit.")
     ] = False,
 ) -> None:
     _state["debug"] = debug or os.environ.get("OCIMODEL_DEBUG", "") not in ("", "0")
+    if _state["debug"]:
+        logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+        logging.getLogger("ocimodel").setLevel(logging.DEBUG)
+    if insecure:
+        stderr.print("warning: --insecure: TLS certificates are not verified", highlight=False)
+    _state["connection"] = ConnectionOptions(
+        tls=TlsOptions(ca_file=ca_file, insecure=insecure, client_cert=client_cert, client_key=client_key)
+    )
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -129,7 +155,7 @@ def push(
             licenses=license or (), authors=author or (), source=source, revision=revision,
             created=created, kinds=kind or (),
             exclude=exclude or (), annotations=_parse_pairs(annotation or [], "--annotation"),
-            plain_http=plain_http, concurrency=concurrency, progress=progress,
+            plain_http=plain_http, concurrency=concurrency, progress=progress, options=_connection(),
         )
 
     result = _run(run, verb="push", show_progress=not (quiet or as_json))
@@ -162,7 +188,7 @@ def pull(
       ocimodel pull oci:./store:sentiment:1.0 ./out
     """
     result = _run(
-        lambda progress: api.pull(reference, directory, plain_http=plain_http, concurrency=concurrency, progress=progress),
+        lambda progress: api.pull(reference, directory, plain_http=plain_http, concurrency=concurrency, progress=progress, options=_connection()),
         verb="pull",
         show_progress=not (quiet or as_json),
     )
@@ -187,7 +213,7 @@ def inspect(
 
       ocimodel inspect oci:./store:sentiment:1.0 --json | jq .config
     """
-    info = _run(lambda _: api.inspect(reference, plain_http=plain_http), verb="inspect", show_progress=False)
+    info = _run(lambda _: api.inspect(reference, plain_http=plain_http, options=_connection()), verb="inspect", show_progress=False)
     if as_json:
         _print_json(info)
         return
@@ -205,7 +231,7 @@ def tag(
 
       ocimodel tag localhost:5000/team/sentiment:1.0 latest
     """
-    digest = _run(lambda _: api.tag(reference, new_tag, plain_http=plain_http), verb="tag", show_progress=False)
+    digest = _run(lambda _: api.tag(reference, new_tag, plain_http=plain_http, options=_connection()), verb="tag", show_progress=False)
     if as_json:
         _print_json({"reference": reference, "tag": new_tag, "digest": digest})  # as typed: already validated
     else:
@@ -224,7 +250,7 @@ def list_tags(
 
       ocimodel ls oci:./store
     """
-    tags = _run(lambda _: api.list_tags(repository, plain_http=plain_http), verb="ls", show_progress=False)
+    tags = _run(lambda _: api.list_tags(repository, plain_http=plain_http, options=_connection()), verb="ls", show_progress=False)
     if as_json:
         _print_json({"repository": repository, "tags": tags})
     else:
@@ -242,7 +268,7 @@ def catalog(
 
       ocimodel catalog localhost:5000
     """
-    names = _run(lambda _: api.catalog(registry, plain_http=plain_http), verb="catalog", show_progress=False)
+    names = _run(lambda _: api.catalog(registry, plain_http=plain_http, options=_connection()), verb="catalog", show_progress=False)
     if as_json:
         _print_json({"registry": registry, "repositories": names})
     else:
@@ -266,7 +292,7 @@ def copy(
       ocimodel copy oci:./store:sentiment-1.0 registry.example.com/team/sentiment:1.0
     """
     result = _run(
-        lambda progress: api.copy(source, destination, plain_http=plain_http, concurrency=concurrency, progress=progress),
+        lambda progress: api.copy(source, destination, plain_http=plain_http, concurrency=concurrency, progress=progress, options=_connection()),
         verb="copy",
         show_progress=not (quiet or as_json),
     )
@@ -302,6 +328,11 @@ def _run(action: Callable[[Any], T], *, verb: str, show_progress: bool) -> T:
     except KeyboardInterrupt:
         stderr.print("interrupted", highlight=False)
         raise typer.Exit(130) from None
+
+
+def _connection() -> ConnectionOptions:
+    """The connection settings the global options chose (TLS; the rest per command)."""
+    return _state["connection"] or ConnectionOptions()
 
 
 def _print_result(result: Any, as_json: bool, quiet: bool, lines: list[str]) -> None:
