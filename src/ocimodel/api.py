@@ -77,6 +77,7 @@ class CopyResult(BaseModel):
     digest: str
     blobs_copied: int
     blobs_skipped: int
+    blobs_mounted: int  # linked from the source repository on the same registry, no bytes moved
     bytes_copied: int
 
 
@@ -280,6 +281,7 @@ def copy(
         digest=root.digest,
         blobs_copied=len(result.copied),
         blobs_skipped=len(result.skipped),
+        blobs_mounted=len(result.mounted),
         bytes_copied=result.bytes_copied,
     )
 

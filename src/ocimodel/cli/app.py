@@ -299,7 +299,8 @@ def copy(
     _print_result(result, as_json, quiet, [
         f"Copied {result.source} -> {result.destination}",
         f"Digest: {result.digest}",
-        f"Blobs: {result.blobs_copied} copied ({_size(result.bytes_copied)}), {result.blobs_skipped} already there",
+        f"Blobs: {result.blobs_copied} copied ({_size(result.bytes_copied)}), {result.blobs_mounted} mounted, "
+        f"{result.blobs_skipped} already there",
     ])
 
 

@@ -53,6 +53,7 @@ class TransferResult:
     descriptor: Descriptor
     copied: list[Descriptor] = field(default_factory=list)
     skipped: list[Descriptor] = field(default_factory=list)
+    mounted: list[Descriptor] = field(default_factory=list)  # linked from a sibling repository
     restarts: int = 0  # blob transfers started over after a failure that passed
 
     @property
@@ -152,6 +153,15 @@ def copy_blobs(
         if destination.has_blob(descriptor):
             with lock:
                 result.skipped.append(descriptor)
+            if progress:
+                progress.blob_started(descriptor, label)
+                progress.blob_finished(descriptor, skipped=True)
+            return
+        mount = getattr(destination, "mount_from", None)
+        if mount is not None and mount(descriptor, source):
+            # Same registry, other repository: linked in place, no bytes moved.
+            with lock:
+                result.mounted.append(descriptor)
             if progress:
                 progress.blob_started(descriptor, label)
                 progress.blob_finished(descriptor, skipped=True)

@@ -42,6 +42,14 @@ class RemoteRepository:
     def has_blob(self, descriptor: Descriptor) -> bool:
         return self.client.blob_exists(self.repository, descriptor.digest)
 
+    def mount_from(self, descriptor: Descriptor, source: object) -> bool:
+        """Cross-repository mount when ``source`` is another repository of this registry."""
+        if not isinstance(source, RemoteRepository) or source.repository == self.repository:
+            return False
+        if source.client.base_url != self.client.base_url:
+            return False
+        return self.client.mount_blob(self.repository, descriptor.digest, source.repository)
+
     def push_blob(self, descriptor: Descriptor, chunks: Iterable[bytes]) -> None:
         self.client.upload_blob(self.repository, descriptor.digest, descriptor.size, chunks)
 

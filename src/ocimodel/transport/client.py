@@ -299,6 +299,19 @@ class RegistryClient:
             raise RegistryError(f"registry sent an upload Location that leaves HTTPS ({url.scheme}://{url.host})")
         return url
 
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
+        """Ask the registry to link a blob it already holds in another repository (no bytes
+        move). True if it did (201); False if it opened an ordinary upload instead (202),
+        which registries do when the blob is absent or the token does not cover the source."""
+        url = httpx.URL(self._url(f"/v2/{repository}/blobs/uploads/")).copy_merge_params(
+            {"mount": digest, "from": from_repository}
+        )
+        response = self._send("POST", url, what=f"blob mount {digest} from {from_repository}")
+        if response.status_code == 201:
+            return True
+        self._check(response, f"blob mount {digest} from {from_repository}", (202,))
+        return False
+
     def upload_blob(self, repository: str, digest: str, size: int, chunks: Iterable[bytes]) -> None:
         """Monolithic upload: POST a session, then PUT the whole body with ?digest=.
 
