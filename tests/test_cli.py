@@ -24,8 +24,8 @@ from tests.support.files import tree_digest
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 COMMANDS = ["push", "pull", "inspect", "tag", "ls", "catalog", "copy"]
 
-PUSH_KEYS = {"reference", "digest", "tag", "files", "uploaded", "bytes_uploaded", "bytes_skipped"}
-PULL_KEYS = {"reference", "digest", "destination", "files", "bytes_downloaded", "files_unchanged"}
+PUSH_KEYS = {"reference", "digest", "tag", "files", "uploaded", "bytes_uploaded", "bytes_skipped", "retries"}
+PULL_KEYS = {"reference", "digest", "destination", "files", "bytes_downloaded", "files_unchanged", "retries"}
 INSPECT_KEYS = {
     "reference",
     "digest",
@@ -39,7 +39,7 @@ INSPECT_KEYS = {
 TAG_KEYS = {"reference", "tag", "digest"}
 LS_KEYS = {"repository", "tags"}
 CATALOG_KEYS = {"registry", "repositories"}
-COPY_KEYS = {"source", "destination", "digest", "blobs_copied", "blobs_skipped", "bytes_copied"}
+COPY_KEYS = {"source", "destination", "digest", "blobs_copied", "blobs_skipped", "blobs_mounted", "bytes_copied", "retries"}
 
 
 @dataclass

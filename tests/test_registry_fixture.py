@@ -80,8 +80,8 @@ def test_missing_binary_fails(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
         LocalRegistry()
 
 
-def test_reserved_options() -> None:
-    with pytest.raises(NotImplementedError):
+def test_tls_needs_existing_files() -> None:
+    with pytest.raises(ValueError, match="is not a file"):
         LocalRegistry(tls=(Path("c"), Path("k")))
 
 

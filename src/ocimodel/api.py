@@ -15,7 +15,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ocimodel.errors import InvalidManifest, InvalidReference, NotAModel, UsageError
+from ocimodel.errors import (
+    AuthenticationError,
+    InvalidManifest,
+    InvalidReference,
+    NotAModel,
+    PermissionDenied,
+    UsageError,
+)
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, Index, Manifest, loads_strict, parse_manifest
 from ocimodel.oci.reference import LayoutReference, Reference, RegistryReference, parse_reference
@@ -37,6 +44,7 @@ from ocimodel.targets.copy import (
     verified,
 )
 from ocimodel.targets.open import open_target
+from ocimodel.transport import credentials as stored_credentials
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
 
@@ -60,6 +68,7 @@ class PushResult(BaseModel):
     uploaded: list[str]
     bytes_uploaded: int
     bytes_skipped: int
+    retries: int = 0  # requests retried and blob transfers started over after a fault
 
 
 class PullResult(BaseModel):
@@ -69,6 +78,7 @@ class PullResult(BaseModel):
     files: list[FileEntry]
     bytes_downloaded: int
     files_unchanged: int
+    retries: int = 0  # requests retried, downloads resumed, blob transfers started over
 
 
 class CopyResult(BaseModel):
@@ -79,6 +89,7 @@ class CopyResult(BaseModel):
     blobs_skipped: int
     blobs_mounted: int  # linked from the source repository on the same registry, no bytes moved
     bytes_copied: int
+    retries: int = 0  # requests retried, downloads resumed, blob transfers started over
 
 
 class ModelInfo(BaseModel):
@@ -163,6 +174,7 @@ def push(
             blobs=_unique([model.config_descriptor, *(f.layer() for f in model.files)]),
         )
         result = copy_graph(model, target, model.descriptor, tag=tag, concurrency=concurrency, progress=progress, graph=graph, retry=registry_options.retry)
+        retries = result.restarts + _client_retries(target)
     return PushResult(
         reference=str(ref.with_tag(tag)),
         digest=model.descriptor.digest,
@@ -174,6 +186,7 @@ def push(
         uploaded=[d.digest for d in result.copied],
         bytes_uploaded=result.bytes_copied,
         bytes_skipped=result.bytes_skipped,
+        retries=retries,
     )
 
 
@@ -202,6 +215,7 @@ def pull(
             copy_blobs(source, writer, _unique([f.descriptor for f in files]), result, concurrency=concurrency, progress=progress, retry=registry_options.retry)
             writer.commit()
             unchanged = len(writer.unchanged)
+        retries = result.restarts + _client_retries(source)
     return PullResult(
         reference=str(ref),
         digest=root.digest,
@@ -209,6 +223,7 @@ def pull(
         files=[_file_entry(f.relpath, f.descriptor) for f in files],
         bytes_downloaded=result.bytes_copied,
         files_unchanged=unchanged,
+        retries=retries,
     )
 
 
@@ -275,6 +290,7 @@ def copy(
         root = src.resolve(src_ref.reference or DEFAULT_TAG)
         graph = read_graph(src, root)
         result = copy_graph(src, dst, root, tag=tag, concurrency=concurrency, progress=progress, graph=graph, retry=registry_options.retry)
+        retries = result.restarts + _client_retries(src, dst)
     return CopyResult(
         source=str(src_ref),
         destination=str(shown_destination if tag else dst_ref.with_digest(root.digest)),
@@ -283,6 +299,7 @@ def copy(
         blobs_skipped=len(result.skipped),
         blobs_mounted=len(result.mounted),
         bytes_copied=result.bytes_copied,
+        retries=retries,
     )
 
 
@@ -357,6 +374,11 @@ def _layout_inside(ref: Reference, model: str | os.PathLike[str]) -> tuple[str, 
     return (glob.escape(inside.as_posix()),) if inside.parts else ()  # a literal path, not a pattern
 
 
+def _client_retries(*targets) -> int:
+    """Requests the registry clients of ``targets`` retried (and blob downloads resumed)."""
+    return sum(t.client.stats.total for t in targets if getattr(t, "client", None) is not None)
+
+
 def _unique(descriptors) -> list[Descriptor]:
     seen: dict[str, Descriptor] = {}
     for descriptor in descriptors:
@@ -393,6 +415,86 @@ def _file_entry(path: str, layer: Descriptor) -> FileEntry:
 
 
 __all__ = [
-    "CopyResult", "FileEntry", "ModelInfo", "PullResult", "PushResult",
-    "catalog", "copy", "inspect", "list_tags", "pull", "push", "tag",
+    "CopyResult", "FileEntry", "LoginResult", "LogoutResult", "ModelInfo", "PullResult", "PushResult",
+    "catalog", "copy", "inspect", "list_tags", "login", "logout", "pull", "push", "tag",
 ]
+
+
+# -- credentials ------------------------------------------------------------------------------
+
+
+class LoginResult(BaseModel):
+    registry: str
+    username: str
+    stored_in: str  # "credential helper 'NAME'" or the docker config file's path
+    helper: str | None
+    verified: bool  # the registry was asked first (it accepted them, or asks for none)
+
+
+class LogoutResult(BaseModel):
+    registry: str
+    removed: bool
+    removed_from: str | None
+    helper: str | None
+
+
+def login(
+    registry: str,
+    username: str,
+    password: str,
+    *,
+    verify: bool = True,
+    plain_http: bool | None = None,
+    options: ConnectionOptions | None = None,
+) -> LoginResult:
+    """Store ``username`` / ``password`` for ``registry`` (``ghcr.io``, ``localhost:5000``,
+    ``docker.io``) where docker would: the credential helper the docker config names for it
+    (``credHelpers``, else ``credsStore``), else ``auths`` of ``$DOCKER_CONFIG/config.json``
+    (``~/.docker/config.json``), mode 0600. Every later call finds them there, as do
+    docker, oras, crane and skopeo.
+
+    With ``verify`` the registry is asked first (``GET /v2/`` and, for token auth, a token),
+    so a mistyped password raises AuthenticationError and nothing is stored."""
+    host = _registry_host(registry)
+    if not username or ":" in username or not username.isprintable():
+        raise UsageError("login needs a username without ':' or control characters")
+    if not password:
+        raise UsageError("login needs a password (or token)")
+    if verify:
+        connection = _options(options, plain_http, Credentials(username, password))
+        try:
+            with connection.client_for(host) as client:
+                client.ping()
+        except (AuthenticationError, PermissionDenied) as exc:
+            raise AuthenticationError(
+                f"login to {host} failed: {exc.message.removeprefix('ping: ')}",
+                status=exc.status, code=exc.code,
+                hint="check the username and password (or token); nothing was stored",
+            ) from None
+    where = stored_credentials.store(host, username, password)
+    return LoginResult(registry=host, username=username, stored_in=str(where), helper=where.helper, verified=verify)
+
+
+def logout(registry: str) -> LogoutResult:
+    """Remove the stored credentials for ``registry``: from its credential helper, and any
+    entry for it in the docker config's ``auths``."""
+    host = _registry_host(registry)
+    where = stored_credentials.erase(host)
+    return LogoutResult(
+        registry=host, removed=where is not None,
+        removed_from=str(where) if where is not None else None,
+        helper=where.helper if where is not None else None,
+    )
+
+
+def _registry_host(registry: str) -> str:
+    """``host[:port]`` from what a user typed (``https://ghcr.io/`` works; Docker Hub's
+    names become ``docker.io``), validated."""
+    host = stored_credentials.normalize_registry(registry) if isinstance(registry, str) else ""
+    try:
+        RegistryReference(host, "x")  # validates host[:port]
+    except InvalidReference:
+        raise InvalidReference(
+            f"invalid registry {registry!r}: expected host[:port], e.g. ghcr.io or localhost:5000"
+        ) from None
+    return host

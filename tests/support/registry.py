@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -77,7 +78,13 @@ class LocalRegistry:
     ``htpasswd``: path of a bcrypt htpasswd file -> basic auth with realm ``basic-realm``.
     ``token_auth``: ``{"realm", "service", "issuer", "rootcertbundle"}`` -> Bearer token
     auth (``TokenServer.registry_auth()`` in tests/support/tokenserver.py gives one).
-    ``tls``: reserved for a later issue (HTTPS).
+    ``tls``: ``(certificate, key)`` PEM files -> HTTPS only (``url`` is ``https://...``).
+    ``client_ca``: with ``tls``, a PEM of CAs whose client certificates the registry
+    requires (mutual TLS: distribution's ``http.tls.clientcas``).
+    ``ca``: with ``tls``, the CA the readiness probe verifies the server with (None: the
+    probe does not verify, for registries serving a deliberately bad certificate).
+    The probe counts any TLS answer as "serving", including a verification failure or the
+    alert of an mTLS registry that wants a client certificate the probe does not have.
     """
 
     BASIC_REALM = "basic-realm"
@@ -88,14 +95,26 @@ class LocalRegistry:
         htpasswd: Path | None = None,
         token_auth: dict | None = None,
         tls: tuple[Path, Path] | None = None,
+        client_ca: Path | None = None,
+        ca: Path | None = None,
     ) -> None:
         if htpasswd is not None and token_auth is not None:
             raise ValueError("LocalRegistry: htpasswd and token_auth are exclusive")
         self.token_auth = _check_token_auth(token_auth) if token_auth is not None else None
+        if tls is None and (client_ca is not None or ca is not None):
+            raise ValueError("LocalRegistry: client_ca and ca need tls=(certificate, key)")
+        self.tls: tuple[Path, Path] | None = None
         if tls is not None:
-            # Reserved: `http: {tls: {certificate, key}}` and an https:// url.
-            # Not implemented yet.
-            raise NotImplementedError("LocalRegistry(tls=...) is not implemented yet")
+            cert, key = (Path(p).resolve() for p in tls)
+            for path in (cert, key):
+                if not path.is_file():
+                    raise ValueError(f"LocalRegistry tls file {path} is not a file")
+            self.tls = (cert, key)
+        self.client_ca = Path(client_ca).resolve() if client_ca is not None else None
+        self.ca = Path(ca).resolve() if ca is not None else None
+        for path in (self.client_ca, self.ca):
+            if path is not None and not path.is_file():
+                raise ValueError(f"LocalRegistry CA file {path} is not a file")
         binary = shutil.which("docker-registry")
         if binary is None:
             raise RuntimeError(_MISSING)
@@ -190,6 +209,16 @@ class LocalRegistry:
             "http:",
             f"  addr: {_q(self.host)}",
             "  secret: local-test-only",
+        ]
+        if self.tls is not None:
+            lines += [
+                "  tls:",
+                f"    certificate: {_q(self.tls[0])}",
+                f"    key: {_q(self.tls[1])}",
+            ]
+            if self.client_ca is not None:
+                lines += ["    clientcas:", f"      - {_q(self.client_ca)}"]
+        lines += [
             # health checks and notifications off: no background probes, no endpoints
             "health:",
             "  storagedriver: {enabled: false}",
@@ -217,7 +246,7 @@ class LocalRegistry:
         assert self._tmp is not None and self._log is not None
         self.port = port
         self.host = f"127.0.0.1:{port}"
-        self.url = f"http://{self.host}"
+        self.url = f"{'https' if self.tls is not None else 'http'}://{self.host}"
         config = self._tmp / "config.yml"
         config.write_text(self._config())
         # REGISTRY_* variables would override the config file: drop them.
@@ -232,9 +261,21 @@ class LocalRegistry:
                 env=env,
             )
 
+    def _probe_context(self) -> ssl.SSLContext | None:
+        """The TLS context of the readiness probe: the registry's CA, or no verification."""
+        if self.tls is None:
+            return None
+        if self.ca is not None:
+            return ssl.create_default_context(cafile=str(self.ca))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+
     def _wait_ready(self) -> None:
         assert self._proc is not None
         deadline = time.monotonic() + START_TIMEOUT
+        context = self._probe_context()
         while True:
             if self._proc.poll() is not None:
                 raise _EarlyExit(
@@ -243,13 +284,15 @@ class LocalRegistry:
                     self.log_tail(),
                 )
             try:
-                with urllib.request.urlopen(f"{self.url}/v2/", timeout=1) as resp:
+                with urllib.request.urlopen(f"{self.url}/v2/", timeout=1, context=context) as resp:
                     resp.read()
                 return
             except urllib.error.HTTPError:
                 return  # any HTTP answer (e.g. 401 with auth) means it is serving
-            except (urllib.error.URLError, OSError):
-                pass
+            except (urllib.error.URLError, OSError) as exc:
+                cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+                if isinstance(cause, ssl.SSLError):
+                    return  # a TLS answer (bad certificate, client certificate wanted)
             if time.monotonic() > deadline:
                 raise RegistryStartError(
                     f"docker-registry did not answer GET {self.url}/v2/ within "

@@ -14,6 +14,10 @@ the default lets "alice" pull, push and delete anywhere, "reader" only pull, and
 (anonymous included) pull repositories under ``public/``. A request with wrong
 credentials gets 401; a scope the user may not have is left out of the token (as the
 spec says), so the registry answers ``insufficient_scope``.
+
+Identity tokens: ``TokenServer(refresh_tokens={"rt-...": "alice"})`` also answers
+``POST /token`` with the OAuth2 refresh-token grant docker uses for them
+(``rotate_refresh_tokens=True``: each answer hands out a new one and retires the old).
 """
 
 from __future__ import annotations
@@ -63,6 +67,9 @@ class TokenRequest:
     had_authorization: bool
     user: str | None  # the username when the credentials were right, else None
     status: int
+    # "POST": the OAuth2 refresh-token grant; ``query`` then holds the form fields, without
+    # the refresh token itself.
+    method: str = "GET"
 
     @property
     def scopes(self) -> list[str]:
@@ -99,8 +106,15 @@ class TokenServer:
         policy: Policy = default_policy,
         expires_in: int = 300,
         accepted_for: int | None = None,
+        refresh_tokens: Mapping[str, str] | None = None,
+        rotate_refresh_tokens: bool = False,
     ) -> None:
         self.users = dict(users or {})
+        # identity tokens (OAuth2 refresh tokens) -> user, for `POST /token` with
+        # grant_type=refresh_token. With rotation each answer carries a new refresh token
+        # and the one used stops working.
+        self.refresh_tokens = dict(refresh_tokens or {})
+        self.rotate_refresh_tokens = rotate_refresh_tokens
         self.service = service
         self.issuer = issuer
         self.policy = policy
@@ -247,6 +261,20 @@ class TokenServer:
             return False, None
         return True, user
 
+    def _redeem(self, refresh_token: str) -> tuple[str | None, str | None]:
+        """(user, new refresh token or None) for a known refresh token; (None, None) if unknown."""
+        with self._lock:
+            user = next(
+                (u for t, u in self.refresh_tokens.items() if secrets.compare_digest(t.encode(), refresh_token.encode())),
+                None,
+            )
+            if user is None or not self.rotate_refresh_tokens:
+                return user, None
+            del self.refresh_tokens[refresh_token]
+            rotated = "rt-" + secrets.token_urlsafe(24)
+            self.refresh_tokens[rotated] = user
+            return user, rotated
+
     def _grant(self, user: str | None, scopes: list[str]) -> list[dict]:
         access: dict[tuple[str, str], list[str]] = {}
         for scope_param in scopes:
@@ -310,6 +338,46 @@ class TokenServer:
                         "issued_at": dt.datetime.now(dt.timezone.utc).isoformat(),
                     },
                 )
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server API)
+                """The OAuth2 refresh-token grant docker uses for identity tokens: a form with
+                grant_type=refresh_token, refresh_token, service, scope (space-separated),
+                client_id. A bad refresh token gets 400 invalid_grant (RFC 6749 5.2)."""
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                form = parse_qsl(self.rfile.read(min(length, 1 << 16)).decode("utf-8", "replace"), keep_blank_values=True)
+                fields = dict(form)
+                recorded = tuple((k, v) for k, v in form if k != "refresh_token")  # never log a secret
+                had_auth = self.headers.get("Authorization") is not None
+
+                def answer(status: int, body: dict, user: str | None = None) -> None:
+                    owner._record(TokenRequest(parts.path, recorded, had_auth, user, status, method="POST"))
+                    self._send(status, body)
+
+                if parts.path != owner.PATH:
+                    answer(404, {"error": "not found"})
+                elif fields.get("grant_type") != "refresh_token":
+                    answer(400, {"error": "unsupported_grant_type"})
+                elif not fields.get("client_id"):
+                    answer(400, {"error": "invalid_request", "error_description": "client_id is required"})
+                elif fields.get("service", owner.service) != owner.service:
+                    answer(400, {"error": "invalid_request", "error_description": "unknown service"})
+                else:
+                    user, rotated = owner._redeem(fields.get("refresh_token", ""))
+                    if user is None:
+                        answer(400, {"error": "invalid_grant"})
+                        return
+                    access = owner._grant(user, [fields.get("scope", "")])
+                    body = {
+                        "access_token": owner.issue(user, access),
+                        "token_type": "Bearer",
+                        "expires_in": owner.expires_in,
+                        "issued_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                        "scope": fields.get("scope", ""),
+                    }
+                    if rotated is not None:
+                        body["refresh_token"] = rotated
+                    answer(200, body, user)
 
             def _send(self, status: int, body: dict, headers: Mapping[str, str] | None = None) -> None:
                 data = json.dumps(body).encode()

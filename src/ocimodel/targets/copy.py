@@ -179,21 +179,53 @@ def copy_blobs(
         for descriptor in blobs:
             transfer(descriptor)
         return
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ocimodel-copy")
-    futures = [pool.submit(transfer, d) for d in blobs]
+    # Daemon threads, not a ThreadPoolExecutor (whose workers the interpreter joins at
+    # exit): after a failure or Ctrl-C the workers stop at their next chunk, and one stuck
+    # in a stalled socket read or write is left behind after a short grace instead of
+    # holding up the error, Ctrl-C and the exit of the process until its timeout.
+    cancel_grace = 2.0  # seconds
+    pending = list(reversed(blobs))  # popped from the end: in order
+    errors: list[BaseException] = []
+    running = [min(concurrency, len(blobs))]
+    all_done = threading.Event()  # every worker has returned
+    stop_waiting = threading.Event()  # every worker has returned, or one failed
+
+    def worker() -> None:
+        try:
+            while not cancel.is_set():
+                with lock:
+                    if not pending:
+                        return
+                    descriptor = pending.pop()
+                try:
+                    transfer(descriptor)
+                except BaseException as exc:  # reported by the main thread
+                    with lock:
+                        errors.append(exc)
+                    cancel.set()
+                    stop_waiting.set()
+                    return
+        finally:
+            with lock:
+                running[0] -= 1
+                if running[0] == 0:
+                    all_done.set()
+                    stop_waiting.set()
+
+    for number in range(running[0]):
+        threading.Thread(target=worker, name=f"ocimodel-copy-{number}", daemon=True).start()
     try:
-        wait(futures, return_when=FIRST_EXCEPTION)
-    except BaseException:  # Ctrl-C in the main thread: workers stop at their next chunk
+        stop_waiting.wait()
+    except BaseException:  # Ctrl-C in the main thread
         cancel.set()
+        all_done.wait(cancel_grace)
         raise
-    finally:
-        if any(f.done() and f.exception() is not None for f in futures):
-            cancel.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-    errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
     if errors:
+        all_done.wait(cancel_grace)
+        with lock:
+            failures = list(errors)
         # Report the failure that caused the others to stop, not their cancellations.
-        raise next((e for e in errors if not isinstance(e, Cancelled)), errors[0])
+        raise next((e for e in failures if not isinstance(e, Cancelled)), failures[0])
 
 
 def _transfer_with_restarts(

@@ -5,7 +5,8 @@ A token is fetched per scope (``repository:team/model:pull`` for reads,
 any cached token whose grants cover it. Once a registry has sent a Bearer challenge,
 tokens for new scopes are fetched *before* the request is sent, so a streamed body (which
 cannot be replayed after a 401) goes out with a valid token. Concurrent requests needing
-the same scope share one token fetch.
+the same scope share one token fetch. With an identity token (docker's ``identitytoken``)
+tokens are fetched as docker does: a POST of the OAuth2 refresh-token grant to the realm.
 
 Credentials are held in this object only and never formatted into messages. They go to
 the registry itself after it asked for Basic, or to the token realm named by the
@@ -35,16 +36,26 @@ _EXPIRY_MARGIN_SECONDS = 10
 _DEFAULT_TOKEN_LIFETIME = 60  # the token spec's default when expires_in is absent
 _MAX_CACHED_TOKENS = 64
 _MAX_TOKEN_RESPONSE = 1024 * 1024
-_ENV_HINT = "set OCIMODEL_USERNAME and OCIMODEL_PASSWORD (or pass credentials)"
+_ENV_HINT = "run `ocimodel login REGISTRY`, or set OCIMODEL_USERNAME and OCIMODEL_PASSWORD (or pass credentials)"
+# docker's OAuth2 flow for identity tokens names its client; the token spec requires one.
+OAUTH_CLIENT_ID = "ocimodel"
 
 
 @dataclass(frozen=True)
 class Credentials:
+    """A username and password, and/or an identity token: the long-lived OAuth2 refresh
+    token some registries hand out at login (docker's ``identitytoken``). With an identity
+    token, Bearer tokens are fetched with the refresh-token grant instead of the password.
+    ``source`` says where they were found (for hints), never what they are."""
+
     username: str
     password: str
+    identity_token: str | None = None
+    source: str | None = field(default=None, compare=False)
 
-    def __repr__(self) -> str:  # never show the secret, even in a debugger or traceback
-        return f"Credentials(username={self.username!r}, password=***)"
+    def __repr__(self) -> str:  # never show a secret, even in a debugger or traceback
+        token = ", identity_token=***" if self.identity_token else ""
+        return f"Credentials(username={self.username!r}, password=***{token})"
 
 
 @dataclass(frozen=True)
@@ -130,6 +141,9 @@ class RegistryAuth(httpx.Auth):
         # can send us elsewhere (an upload Location, a redirect); those go without them.
         self._origin = httpx.URL(origin) if origin is not None else None
         self._credentials = credentials
+        # An identity token is a refresh token: a token service may hand out a new one
+        # with each answer; the newest is used for the rest of this session (as docker does).
+        self._refresh_token = credentials.identity_token if credentials is not None else None
         self._token_client = token_client
         self._tokens: list[_Token] = []  # newest first
         self._basic = False
@@ -154,8 +168,10 @@ class RegistryAuth(httpx.Auth):
             return
         scheme, params = parse_challenge(response.headers.get("www-authenticate", ""))
         if scheme == "basic":
-            if self._credentials is None or request.headers.get("authorization", "").startswith("Basic "):
-                return  # anonymous, or these credentials were just refused: nothing to retry
+            if not _has_password(self._credentials) or request.headers.get("authorization", "").startswith("Basic "):
+                # anonymous (an identity token alone is for token services), or these
+                # credentials were just refused: nothing to retry
+                return
             with self._lock:
                 self._basic = True
         elif scheme == "bearer":
@@ -192,7 +208,7 @@ class RegistryAuth(httpx.Auth):
         """Set Authorization from what is known. Returns (token used, whether it was
         fetched for this request)."""
         with self._lock:
-            if self._basic and self._credentials is not None:
+            if self._basic and _has_password(self._credentials):
                 basic = True
             else:
                 basic = False
@@ -283,20 +299,34 @@ class RegistryAuth(httpx.Auth):
 
     def _fetch(self, bearer: dict[str, str], scopes: tuple[Scope, ...], key: str) -> _Token:
         realm = httpx.URL(bearer["realm"])
-        query: list[tuple[str, str]] = []
-        if bearer["service"]:
-            query.append(("service", bearer["service"]))
-        for scope in scopes:
-            query.append(("scope", str(scope)))
+        with self._lock:
+            refresh_token = self._refresh_token
         headers = {}
-        if self._credentials is not None:
-            query.append(("account", self._credentials.username))
-            headers["Authorization"] = _basic_header(self._credentials)
+        form: dict[str, str] | None = None
+        if refresh_token is not None:
+            # docker's identity-token flow: the OAuth2 refresh-token grant, POSTed as a form
+            # (so the token is in no URL and no access log).
+            method, url = "POST", realm
+            form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": OAUTH_CLIENT_ID}
+            if bearer["service"]:
+                form["service"] = bearer["service"]
+            if scopes:
+                form["scope"] = " ".join(str(scope) for scope in scopes)
+        else:
+            query: list[tuple[str, str]] = []
+            if bearer["service"]:
+                query.append(("service", bearer["service"]))
+            for scope in scopes:
+                query.append(("scope", str(scope)))
+            if self._credentials is not None:
+                query.append(("account", self._credentials.username))
+                headers["Authorization"] = _basic_header(self._credentials)
+            method, url = "GET", realm.copy_merge_params(query)
         where = _printable(realm.netloc.decode("ascii", "replace"))
         try:
             # No redirects: the credentials go to the realm the registry named, nowhere else.
             with self._token_client.stream(
-                "GET", realm.copy_merge_params(query), headers=headers, follow_redirects=False
+                method, url, headers=headers, data=form, follow_redirects=False
             ) as response:
                 data = bytearray()
                 for chunk in response.iter_bytes():
@@ -309,6 +339,16 @@ class RegistryAuth(httpx.Auth):
             raise AuthenticationError(
                 f"cannot reach the token service at {where}: {type(exc).__name__}", status=None
             ) from None
+        if refresh_token is not None and response.status_code in (400, 401, 403):
+            # RFC 6749 answers a bad refresh token with 400 invalid_grant; some services 401.
+            oauth_error = _oauth_error(bytes(data))
+            raise AuthenticationError(
+                f"the token service at {where} refused the identity token "
+                f"({response.status_code}{' ' + oauth_error if oauth_error else ''})",
+                status=response.status_code, code="UNAUTHORIZED",
+                hint="the stored login may have expired or been revoked: run `ocimodel login REGISTRY` again"
+                + (f" (it came from {self._credentials.source})" if self._credentials and self._credentials.source else ""),
+            )
         if response.status_code in (401, 403):
             if self._credentials is None:
                 raise AuthenticationError(
@@ -320,7 +360,11 @@ class RegistryAuth(httpx.Auth):
                 f"the token service at {where} refused the credentials ({response.status_code})",
                 status=response.status_code,
                 code="UNAUTHORIZED" if response.status_code == 401 else "DENIED",
-                hint="check the username and password (OCIMODEL_USERNAME / OCIMODEL_PASSWORD)",
+                hint=(
+                    f"check the username and password from {self._credentials.source}"
+                    if self._credentials.source
+                    else "check the username and password (OCIMODEL_USERNAME / OCIMODEL_PASSWORD)"
+                ),
             )
         if response.status_code != 200:
             raise AuthenticationError(
@@ -336,6 +380,10 @@ class RegistryAuth(httpx.Auth):
             lifetime = 0.0
         if not isinstance(value, str) or not value or not value.isprintable() or "\n" in value:
             raise AuthenticationError(f"the token service at {where} answered without a usable token", status=200)
+        rotated = body.get("refresh_token") if refresh_token is not None else None
+        if isinstance(rotated, str) and rotated and rotated.isprintable() and rotated != refresh_token:
+            with self._lock:
+                self._refresh_token = rotated
         lifetime = max(lifetime, 1.0)
         expires_at = time.monotonic() + lifetime - min(_EXPIRY_MARGIN_SECONDS, lifetime / 2)
         return _Token(value, _grants(value, scopes), expires_at, key)
@@ -416,6 +464,20 @@ def _verb(actions: frozenset[str]) -> str:
 
 def _printable(text: str, limit: int = 200) -> str:
     return "".join(ch if ch.isprintable() else " " for ch in text)[:limit]
+
+
+def _has_password(credentials: Credentials | None) -> bool:
+    """Whether Basic auth can be answered: an identity token alone is only for token services."""
+    return credentials is not None and bool(credentials.password or not credentials.identity_token)
+
+
+def _oauth_error(body: bytes) -> str | None:
+    """The ``error`` code of an OAuth2 error answer (``invalid_grant``), if it is one."""
+    try:
+        code = json.loads(body[:_MAX_TOKEN_RESPONSE]).get("error")
+    except (ValueError, AttributeError):
+        return None
+    return code if isinstance(code, str) and re.fullmatch(r"[a-z_]{1,40}", code) else None
 
 
 def _basic_header(credentials: Credentials) -> str:

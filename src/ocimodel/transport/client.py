@@ -33,6 +33,8 @@ from ocimodel.oci.reference import is_loopback_host
 from ocimodel.transport import retry
 from ocimodel.transport.auth import Credentials, RegistryAuth
 from ocimodel.transport.retry import RetryPolicy, RetryStats
+from ocimodel.transport.tls import TlsError  # noqa: F401  (re-exported: TLS failures are typed)
+from ocimodel.transport.tls import TlsOptions, build_tls, tls_failure
 
 # Error bodies and tag lists are small; a hostile registry must not make us buffer more.
 MAX_ERROR_BODY = 64 * 1024
@@ -68,7 +70,11 @@ class RegistryClient:
         transport: httpx.BaseTransport | None = None,
         max_connections: int = 16,
         retry: RetryPolicy | None = None,
+        tls: TlsOptions | None = None,
     ) -> None:
+        """``tls``: CA file, insecure, client certificate (default: verify against the
+        system's store and docker's ``certs.d`` directory of this registry). A file that
+        cannot be used raises :class:`TlsError` here, before any request."""
         self.registry = registry
         self.retry = retry or RetryPolicy.from_environment()
         self.stats = RetryStats()
@@ -78,9 +84,18 @@ class RegistryClient:
         self.base_url = f"{scheme}://{host}"
         # No total-time cap: a multi-GB body that is still moving must not time out. Each
         # individual read or write waits at most `read`/`write` seconds for progress.
-        timeout = httpx.Timeout(connect=30.0, read=300.0, write=300.0, pool=None)
+        # OCIMODEL_READ_TIMEOUT (seconds) shortens the wait for each read, e.g. to test stalls.
+        try:
+            read_timeout = max(0.1, float(os.environ.get("OCIMODEL_READ_TIMEOUT") or 300.0))
+        except ValueError:
+            read_timeout = 300.0  # a malformed setting keeps the default, as retry settings do
+        timeout = httpx.Timeout(connect=30.0, read=read_timeout, write=300.0, pool=None)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        common = dict(timeout=timeout, headers={"User-Agent": USER_AGENT}, transport=transport)
+        # One context for the registry and its token service: the same trust for both.
+        self._tls = build_tls(registry, tls)
+        common = dict(
+            timeout=timeout, headers={"User-Agent": USER_AGENT}, transport=transport, verify=self._tls.context
+        )
         self._token_client = httpx.Client(**common)
         self._auth = RegistryAuth(credentials, self._token_client, origin=self.base_url)
         self._http = httpx.Client(limits=limits, auth=self._auth, **common)
@@ -123,26 +138,48 @@ class RegistryClient:
                     retry.wait(self.retry, attempt, f"{method} {what}", type(exc).__name__)
                     continue
                 if isinstance(exc, httpx.TimeoutException):
-                    raise TransportError(
+                    error = TransportError(
                         f"timed out talking to {self.registry} ({what})", hint="check the network, or retry"
-                    ) from None
-                raise TransportError(
-                    f"cannot reach {self.registry} ({what}): {_describe_http_error(exc)}",
-                    hint=_connection_hint(self.base_url),
-                ) from None
-            if can_retry and response.status_code in TRANSIENT_STATUS:
-                _read_capped(response, MAX_ERROR_BODY, truncate=True)
-                response.close()
+                    )
+                else:
+                    error = tls_failure(exc, self.registry, self._tls) or TransportError(
+                        f"cannot reach {self.registry} ({what}): {_describe_http_error(exc)}",
+                        hint=_connection_hint(self.base_url),
+                    )
+                # Retried here as often as the policy allows: not transient any more, or the
+                # copy engine would start the blob over and multiply the tries. A streamed
+                # body could not be retried here; starting that blob over is the engine's job.
+                error.transient = error.transient and not replayable
+                raise error from None
+            if response.status_code in TRANSIENT_STATUS and replayable:
+                try:
+                    _read_capped(response, MAX_ERROR_BODY, truncate=True)
+                except TransportError:
+                    pass  # cut inside an error body: the answer is known
+                finally:
+                    response.close()
+                if not can_retry:
+                    error = error_from_response(response, what, self.registry)
+                    error.transient = False  # the tries are spent (see above)
+                    raise error
                 self.stats.record(str(response.status_code))
                 after = retry.parse_retry_after(response.headers.get("retry-after"))
                 retry.wait(self.retry, attempt, f"{method} {what}", str(response.status_code), after)
                 continue
+            if not stream:
+                # Read here, with a cap, so a cut inside a small body is retried like any cut.
+                try:
+                    _read_capped(response, MAX_LIST_BODY, truncate=True)
+                except TransportError as exc:
+                    if not can_retry:
+                        exc.transient = exc.transient and not replayable
+                        raise
+                    self.stats.record("body")
+                    retry.wait(self.retry, attempt, f"{method} {what}", "cut body")
+                    continue
+                finally:
+                    response.close()
             break
-        if not stream:
-            try:
-                _read_capped(response, MAX_LIST_BODY, truncate=True)
-            finally:
-                response.close()
         return response
 
     def _check(self, response: httpx.Response, what: str, ok: tuple[int, ...]) -> None:
@@ -272,10 +309,12 @@ class RegistryClient:
                     response.close()
                     resumes += 1
                     if resumes >= self.retry.attempts:
-                        raise TransportError(
+                        error = TransportError(
                             f"connection to {self.registry} failed while reading {what}: {_describe_http_error(exc)}",
                             hint="check the network, or retry",
-                        ) from None
+                        )
+                        error.transient = False  # this blob's tries are spent: no restart on top
+                        raise error from None
                     self.stats.record("resume")
                     retry.wait(self.retry, resumes, f"GET {what} from byte {received}", type(exc).__name__)
                     response = get(received)

@@ -5,21 +5,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from pathlib import Path
 
+from ocimodel.transport import credentials as stored_credentials
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.client import RegistryClient
 from ocimodel.transport.retry import RetryPolicy
-
-
-@dataclass(frozen=True)
-class TlsOptions:
-    """TLS settings. Verification is on unless ``insecure`` is asked for."""
-
-    ca_file: Path | None = None  # extra CA bundle to trust (a corporate or private CA)
-    insecure: bool = False  # do not verify certificates (warned about at the CLI)
-    client_cert: Path | None = None  # for registries that require mutual TLS
-    client_key: Path | None = None
+from ocimodel.transport.tls import TlsOptions  # defined there (client.py needs it too); re-exported
 
 
 @dataclass(frozen=True)
@@ -38,14 +29,16 @@ class ConnectionOptions:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def credentials_for(self, registry: str) -> Credentials | None:
-        """Explicit credentials win; then OCIMODEL_USERNAME / OCIMODEL_PASSWORD."""
+        """Explicit beats implicit: the ``credentials`` given; then OCIMODEL_USERNAME /
+        OCIMODEL_PASSWORD; then docker's config (credential helpers, ``auths``), as
+        ``docker login`` / ``ocimodel login`` left it. None: anonymous."""
         if self.credentials is not None:
             return self.credentials
         user = os.environ.get("OCIMODEL_USERNAME")
         password = os.environ.get("OCIMODEL_PASSWORD")
         if user and password is not None:
-            return Credentials(user, password)
-        return None
+            return Credentials(user, password, source="OCIMODEL_USERNAME / OCIMODEL_PASSWORD")
+        return stored_credentials.find(registry)
 
     def client_for(self, registry: str) -> RegistryClient:
         return RegistryClient(
@@ -54,4 +47,5 @@ class ConnectionOptions:
             credentials=self.credentials_for(registry),
             max_connections=max(self.concurrency * 2, 4),
             retry=self.retry,
+            tls=self.tls,
         )
