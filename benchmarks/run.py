@@ -596,14 +596,15 @@ class Bench:
             home = self.fresh_home(run, tool)
             try:
                 with self.fresh_registry() as reg:
-                    return self.push(tool, ds, reg.host, self.repo(tool, ds), "v1", ds.dir, env=self.env_with_home(home))
+                    repo = self.repo(tool, ds, suffix=f"-r{run}")
+                    return self.push(tool, ds, reg.host, repo, "v1", ds.dir, env=self.env_with_home(home))
             finally:
                 shutil.rmtree(home, ignore_errors=True)
         if scenario == "push-again":
             return self.push(tool, ds, main, self.repo(tool, ds), "v1", ds.dir)
         if scenario == "push-v2":
             with self.fresh_registry() as reg:
-                repo = self.repo(tool, ds)
+                repo = self.repo(tool, ds, suffix=f"-r{run}")
                 first = self.push(tool, ds, reg.host, repo, "v1", ds.dir)  # untimed
                 if first.error:
                     return Sample(error=f"v1 push failed: {first.error}")
@@ -627,7 +628,8 @@ class Bench:
                 shutil.rmtree(dest.parent, ignore_errors=True)
         if scenario == "copy":
             with self.fresh_registry() as reg:
-                return self.copy(tool, ds, f"{main}/{self.repo(tool, ds)}:v1", f"{reg.host}/{self.repo(tool, ds)}:v1")
+                dst = f"{reg.host}/{self.repo(tool, ds, suffix=f'-r{run}')}:v1"
+                return self.copy(tool, ds, f"{main}/{self.repo(tool, ds)}:v1", dst)
         if scenario == "copy-mount":
             dst = f"{main}/{self.repo(tool, ds, suffix=f'-copy{run}')}:v1"
             return self.copy(tool, ds, f"{main}/{self.repo(tool, ds)}:v1", dst)

@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 import struct
+import tempfile
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,9 @@ from tests.support.registry import LocalRegistry  # noqa: E402
 # are off unless a test asks for them (tests of retrying set their own policy). Set here,
 # before any test starts, so subprocesses running the CLI inherit it too.
 os.environ.setdefault("OCIMODEL_RETRIES", "1")
+# Nobody's own `docker login` may change what the tests see: an empty docker config
+# directory, unless a test points DOCKER_CONFIG elsewhere.
+os.environ["DOCKER_CONFIG"] = tempfile.mkdtemp(prefix="ocimodel-test-docker-config-")
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ import ocimodel
 from tests.support.files import tree_digest
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-COMMANDS = ["push", "pull", "inspect", "tag", "ls", "catalog", "copy"]
+COMMANDS = ["push", "pull", "inspect", "tag", "ls", "catalog", "copy", "login", "logout"]
 
 PUSH_KEYS = {"reference", "digest", "tag", "files", "uploaded", "bytes_uploaded", "bytes_skipped", "retries"}
 PULL_KEYS = {"reference", "digest", "destination", "files", "bytes_downloaded", "files_unchanged", "retries"}
