@@ -60,3 +60,10 @@ demo: deps venv
 clean:
 	rm -rf $(VENV) demo build dist .pytest_cache
 	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -type d -prune -exec rm -rf {} +
+
+## bench: speed benchmark against skopeo and oras-py on a local registry (see benchmarks/README.md)
+##        e.g. make bench BENCH_ARGS="--quick"   or   make bench BENCH_ARGS="--with-4g --out results.md"
+BENCH_ARGS ?=
+.PHONY: bench
+bench: deps venv
+	$(VENV)/bin/python benchmarks/run.py $(BENCH_ARGS)

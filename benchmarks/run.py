@@ -39,6 +39,7 @@ import urllib.request
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar, Self
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
@@ -68,6 +69,16 @@ CHUNK = 1 * MiB
 
 SKOPEO_UPLOAD = re.compile(r"Upload of layer (sha256:[0-9a-f]{64}) complete")
 SKOPEO_DOWNLOAD = re.compile(r'msg="Downloading /v2/\S+/blobs/(sha256:[0-9a-f]{64})"')
+
+HASHLIB_SCRIPT = (
+    "import hashlib, sys\n"
+    "for p in sys.argv[1:]:\n"
+    "    h = hashlib.sha256()\n"
+    "    with open(p, 'rb', buffering=0) as f:\n"
+    "        while b := f.read(1 << 20):\n"
+    "            h.update(b)\n"
+    "    print(h.hexdigest(), p)\n"
+)
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -214,7 +225,7 @@ def free_port() -> int:
 class Registry:
     """docker-registry serve on 127.0.0.1:<free port>, storage under ``parent``."""
 
-    live: list["Registry"] = []
+    live: ClassVar[list[Registry]] = []
 
     def __init__(self, parent: Path, env: dict[str, str]) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="registry-", dir=parent))
@@ -222,7 +233,7 @@ class Registry:
         self.proc: subprocess.Popen[bytes] | None = None
         self.host = ""
 
-    def start(self) -> "Registry":
+    def start(self) -> Registry:
         Registry.live.append(self)
         for _attempt in range(3):
             port = free_port()
@@ -238,15 +249,12 @@ class Registry:
                 f"http: {{addr: {json.dumps(self.host)}, secret: local-bench-only}}\n"
                 "health: {storagedriver: {enabled: false}}\n"
             )
-            logf = open(self.dir / "registry.log", "ab")
-            try:
+            with open(self.dir / "registry.log", "ab") as logf:
                 self.proc = subprocess.Popen(
                     ["docker-registry", "serve", str(config)],
                     stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                     cwd=self.dir, env=self.env,
                 )
-            finally:
-                logf.close()
             deadline = time.monotonic() + REGISTRY_START_TIMEOUT
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
@@ -283,7 +291,7 @@ class Registry:
         if self in Registry.live:
             Registry.live.remove(self)
 
-    def __enter__(self) -> "Registry":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -642,6 +650,8 @@ class Bench:
         paths = [str(ds.dir / f.relpath) for f in ds.files]
         timeout = self.timeout(ds.size)
         self.add_ceiling(ds, "sha256sum", measure(["sha256sum", *paths], self.env, self.logs, timeout))
+        # what a Python tool can reach: hashlib (OpenSSL, SHA extensions) with 1 MiB reads
+        self.add_ceiling(ds, "python hashlib", measure([self.python, "-c", HASHLIB_SCRIPT, *paths], self.env, self.logs, timeout))
 
         curl = ["curl", "-sS", "-H", "Expect:", "-w", "%{http_code}\\n"]
         with self.fresh_registry() as reg:
@@ -715,7 +725,7 @@ class Bench:
         rows = ["| data set | ceiling | wall s | MB/s | CPU s | peak RSS MiB | runs |",
                 "|---|---|---:|---:|---:|---:|---:|"]
         for ds in self.datasets:
-            for what in ("sha256sum", "curl -T upload", "curl download"):
+            for what in ("sha256sum", "python hashlib", "curl -T upload", "curl download"):
                 samples = self.ceilings.get((ds.key, what), [])
                 ok = [s for s in samples if not s.error]
                 if not samples:
@@ -778,7 +788,7 @@ def rss_text(samples: list[Sample]) -> str:
 
 def first_line(argv: list[str]) -> str:
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
         return (out.stdout or out.stderr).strip().splitlines()[0]
     except (OSError, subprocess.TimeoutExpired, IndexError):
         return "?"
@@ -803,9 +813,9 @@ def machine_info(bench: Bench) -> list[str]:
     oras_version = first_line([sys.executable, "-c", "import oras.version as v; print(v.__version__)"])
     return [
         f"- machine: {len(os.sched_getaffinity(0))} cores ({cpu}), {mem}, {platform.system()} {platform.release()}",
-        f"- tools: {first_line([bench.ocimodel, '--version'])}; {first_line(['skopeo', '--version'])}; "
+        (f"- tools: {first_line([bench.ocimodel, '--version'])}; {first_line(['skopeo', '--version'])}; "
         f"oras-py {oras_version}; {first_line(['docker-registry', '--version'])}; "
-        f"{' '.join(first_line(['curl', '--version']).split()[:2])}; Python {platform.python_version()}",
+        f"{' '.join(first_line(['curl', '--version']).split()[:2])}; Python {platform.python_version()}"),
     ]
 
 
@@ -815,7 +825,7 @@ def check_prerequisites(tools: list[str]) -> None:
     if missing:
         raise BenchError(f"missing: {', '.join(missing)} (run `make deps`, or apt-get install docker-registry skopeo curl)")
     if "oras-py" in tools:
-        probe = subprocess.run([sys.executable, "-c", "import oras.client"], capture_output=True, timeout=60)
+        probe = subprocess.run([sys.executable, "-c", "import oras.client"], capture_output=True, timeout=60, check=False)
         if probe.returncode != 0:
             raise BenchError(f"oras-py is not importable by {sys.executable}: pip install oras")
 
@@ -887,13 +897,13 @@ def main(argv: list[str]) -> int:
         command = "python benchmarks/run.py" + ("" if not argv else " " + shlex.join(argv))
         model = next(ds for ds in bench.datasets if ds.is_model)
         header = [
-            f"Benchmark run {_dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}: `{command}` "
-            f"({args.runs} run{'s' if args.runs > 1 else ''} per cell, medians; {elapsed / 60:.1f} min in all)",
+            (f"Benchmark run {_dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}: `{command}` "
+            f"({args.runs} run{'s' if args.runs > 1 else ''} per cell, medians; {elapsed / 60:.1f} min in all)"),
             "",
             *machine_info(bench),
             f"- load average (1 min) before / after: {load_before[0]:.2f} / {load_after[0]:.2f}",
-            f"- model v2 changes {len(model.changed)} files = {model.changed_bytes:,} bytes "
-            f"({', '.join(model.changed)})",
+            (f"- model v2 changes {len(model.changed)} files = {model.changed_bytes:,} bytes "
+            f"({', '.join(model.changed)})"),
         ]
         report = "\n".join([
             *header, "",
