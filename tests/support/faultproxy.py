@@ -20,7 +20,9 @@ target, query included) and still has uses left. ``ignore_range`` rules are chec
 apart, so a request may both lose its Range and meet a cut or a stall. ``times=None`` means forever; ``skip``
 lets that many matching requests pass first. A rule counts as used only when its fault
 takes effect (``fired``): a cut "after 8 MiB" attached to a 1 KiB response does not fire
-and stays available for the next matching request.
+and stays available for the next matching request. (So two concurrent requests may both
+get a cut or stall rule with one use left; the one that reaches its byte first uses it
+and the other goes through unharmed. A reply is used as soon as it is attached.)
 
 ``after`` counts body bytes relayed in ``direction`` ("up": the request body, "down":
 the response body) and the fault fires before byte ``after + 1`` is relayed, so a cut
@@ -232,6 +234,8 @@ class FaultProxy:
                     rule.skip -= 1
                     continue
                 rule.matched += 1
+                if rule.kind == "reply":
+                    rule.fired += 1  # used now, so concurrent requests fall to the next rule
                 return rule
         return None
 
@@ -301,7 +305,7 @@ class FaultProxy:
                 strip_range = self._match(method, target, ("ignore_range",))
                 request_framing = _request_framing(headers)
 
-                if rule is not None and rule.kind == "reply" and self._take(rule):
+                if rule is not None and rule.kind == "reply":
                     seen.fault = "reply"
                     if not rule.close:
                         self._relay(reader, request_framing, _Pipe(self, None, None, seen, "up"))
@@ -339,7 +343,7 @@ class FaultProxy:
                 self._relay(up_reader, framing, _Pipe(self, client, down_rule, seen, "down"))
                 if framing[0] == "eof" or _wants_close(headers) or _wants_close(response_headers):
                     return
-        except (_Closed, OSError, ValueError):
+        except (_Closed, OSError, ValueError, IndexError):  # a cut, a timeout, a malformed head
             return
         finally:
             self._untrack(client)
