@@ -233,7 +233,7 @@ class DirectoryWriter:
         else:
             # The same bytes are needed more than once: verify them whole first, then reuse.
             spooled = self._spool / descriptor.digest.replace(":", "-")
-            with open(spooled, "xb") as handle:
+            with _open_staged(spooled) as handle:
                 for chunk in chunks:
                     handle.write(chunk)
             if raws:
@@ -245,7 +245,7 @@ class DirectoryWriter:
     def _write_raw(self, targets: list[PlannedFile], chunks: Iterable[bytes]) -> None:
         first = self._tree / targets[0].relpath
         first.parent.mkdir(parents=True, exist_ok=True)
-        with open(first, "xb") as handle:
+        with _open_staged(first) as handle:
             for chunk in chunks:
                 handle.write(chunk)
         for other in targets[1:]:
@@ -356,6 +356,13 @@ def _check_final_paths(files: list[str], dirs: list[str]) -> None:
         clash = folded.get(unicodedata.normalize("NFC", relpath).casefold())
         if clash is not None:
             raise UnsafePath(f"artifact names {clash[:120]!r} as a file and {relpath[:120]!r} as a directory")
+
+
+def _open_staged(path: Path):
+    """Open a staging file for writing, truncating what an earlier try of the same blob left
+    (the copy engine may start a blob over); never through a symlink."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    return os.fdopen(fd, "wb")
 
 
 def _existing_ancestor(path: Path) -> Path:

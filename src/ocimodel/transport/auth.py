@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from ocimodel.errors import AuthenticationError, PermissionDenied
+from ocimodel.transport.tls import tls_failure
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]+))')
 _REPO_PATH = re.compile(r"^/v2/(?P<name>.+?)/(?:manifests|blobs|tags|referrers)(?:/|$)")
@@ -336,6 +337,9 @@ class RegistryAuth(httpx.Auth):
                             f"the token service at {where} sent an oversized answer", status=None
                         )
         except httpx.HTTPError as exc:
+            tls_error = tls_failure(exc, where, None)
+            if tls_error is not None:
+                raise tls_error from None
             raise AuthenticationError(
                 f"cannot reach the token service at {where}: {type(exc).__name__}", status=None
             ) from None

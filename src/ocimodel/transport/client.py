@@ -33,8 +33,12 @@ from ocimodel.oci.reference import is_loopback_host
 from ocimodel.transport import retry
 from ocimodel.transport.auth import Credentials, RegistryAuth
 from ocimodel.transport.retry import RetryPolicy, RetryStats
-from ocimodel.transport.tls import TlsError  # noqa: F401  (re-exported: TLS failures are typed)
-from ocimodel.transport.tls import TlsOptions, build_tls, tls_failure
+from ocimodel.transport.tls import (
+    TlsError,  # noqa: F401  (re-exported: TLS failures are typed)
+    TlsOptions,
+    build_tls,
+    tls_failure,
+)
 
 # Error bodies and tag lists are small; a hostile registry must not make us buffer more.
 MAX_ERROR_BODY = 64 * 1024
@@ -131,6 +135,9 @@ class RegistryClient:
             try:
                 response = self._http.send(request, stream=True, follow_redirects=method in ("GET", "HEAD"))
             except httpx.HTTPError as exc:
+                tls_error = tls_failure(exc, self.registry, self._tls)
+                if tls_error is not None:
+                    raise tls_error from None  # an untrusted certificate does not pass by waiting
                 # A refused connection is retried once (a registry restarting); more would
                 # only make "registry is down" slow to report.
                 if can_retry and (attempt < 2 or not isinstance(exc, httpx.ConnectError)):
@@ -142,7 +149,7 @@ class RegistryClient:
                         f"timed out talking to {self.registry} ({what})", hint="check the network, or retry"
                     )
                 else:
-                    error = tls_failure(exc, self.registry, self._tls) or TransportError(
+                    error = TransportError(
                         f"cannot reach {self.registry} ({what}): {_describe_http_error(exc)}",
                         hint=_connection_hint(self.base_url),
                     )
@@ -197,15 +204,23 @@ class RegistryClient:
         """GET a manifest by tag or digest; its bytes are verified before they are returned."""
         url = self._url(f"/v2/{repository}/manifests/{reference}")
         what = f"manifest {repository}:{reference}" if ":" not in reference else f"manifest {repository}@{reference}"
-        response = self._send("GET", url, what=what, stream=True, headers={"Accept": mt.MANIFEST_ACCEPT})
-        try:
-            self._check_streamed(response, what, (200,))
-            declared = response.headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > MAX_MANIFEST_BYTES:
-                raise InvalidManifest(f"{what} is {declared} bytes, over the {MAX_MANIFEST_BYTES} limit")
-            data = _read_capped(response, MAX_MANIFEST_BYTES, what=what)
-        finally:
-            response.close()
+        for attempt in range(1, self.retry.attempts + 1):
+            response = self._send("GET", url, what=what, stream=True, headers={"Accept": mt.MANIFEST_ACCEPT})
+            try:
+                self._check_streamed(response, what, (200,))
+                declared = response.headers.get("content-length")
+                if declared is not None and declared.isdigit() and int(declared) > MAX_MANIFEST_BYTES:
+                    raise InvalidManifest(f"{what} is {declared} bytes, over the {MAX_MANIFEST_BYTES} limit")
+                data = _read_capped(response, MAX_MANIFEST_BYTES, what=what)
+                break
+            except TransportError as exc:  # cut inside the manifest body: ask again
+                if attempt == self.retry.attempts:
+                    exc.transient = False
+                    raise
+                self.stats.record("body")
+                retry.wait(self.retry, attempt, f"GET {what}", "cut body")
+            finally:
+                response.close()
         algorithm = algorithm_of(reference) if _looks_like_digest(reference) else "sha256"
         actual = digest_bytes(data, algorithm)
         if _looks_like_digest(reference) and actual != reference:
@@ -483,7 +498,7 @@ def error_from_response(response: httpx.Response, what: str, registry: str) -> R
         return AuthenticationError(
             f"{what}: authentication required or refused by {registry}" + (f" ({code})" if code else ""),
             status=status, code=code or "UNAUTHORIZED",
-            hint="check the credentials (OCIMODEL_USERNAME / OCIMODEL_PASSWORD)",
+            hint="log in (`ocimodel login`), or set OCIMODEL_USERNAME / OCIMODEL_PASSWORD",
         )
     if status == 403:
         return PermissionDenied(
@@ -498,6 +513,11 @@ def error_from_response(response: httpx.Response, what: str, registry: str) -> R
         )
     if status == 429:
         return TooManyRequests(f"{what}: rate limited by {registry}", status=status, code=code or "TOOMANYREQUESTS")
+    if status == 400 and b"HTTP request to an HTTPS server" in (getattr(response, "_content", b"") or b""):
+        return RegistryError(
+            f"{what}: {registry} speaks HTTPS, not plain HTTP", status=status,
+            hint="pass --no-plain-http (loopback registries default to plain HTTP)",
+        )
     message = f"{what}: {registry} answered {status}"
     if code:
         message += f" {code}"
