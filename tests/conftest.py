@@ -29,6 +29,8 @@ os.environ.setdefault("OCIMODEL_RETRIES", "1")
 # Nobody's own `docker login` may change what the tests see: an empty docker config
 # directory, unless a test points DOCKER_CONFIG elsewhere.
 os.environ["DOCKER_CONFIG"] = tempfile.mkdtemp(prefix="ocimodel-test-docker-config-")
+# The digest cache of the tests is their own, not the developer's.
+os.environ["OCIMODEL_CACHE_DIR"] = tempfile.mkdtemp(prefix="ocimodel-test-cache-")
 
 
 @pytest.fixture(scope="session")

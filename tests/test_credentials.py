@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 
 from ocimodel import api
-from ocimodel.errors import AuthenticationError
+from ocimodel.errors import AuthenticationError, NotFound
 from ocimodel.transport import credentials
 from ocimodel.transport.auth import Credentials
+from ocimodel.transport.connection import ConnectionOptions
 from ocimodel.transport.credentials import CredentialHelperError, CredentialStoreError
 from tests.support.files import tree_digest
 from tests.support.htpasswd import write_htpasswd
@@ -535,11 +536,16 @@ def test_rotated_refresh_token_is_used_for_the_next_fetch(
     token_registry: LocalRegistry, tokens: TokenServer, repo_name: str, model_dir: Path
 ) -> None:
     """A token service that hands out a new refresh token with each answer and retires the
-    old one: the push needs two scopes (pull, then pull,push), so the second fetch works only
-    with the rotated token."""
+    old one: a copy to a second repository needs a token for another scope, so that fetch
+    works only with the rotated token."""
     tokens.rotate_refresh_tokens = True
     tokens.refresh_tokens = {"rt-rotating-first": "alice"}
-    api.push(model_dir, f"{token_registry.host}/{repo_name}:v1", credentials=Credentials("", "", identity_token="rt-rotating-first"))
+    credentials = Credentials("", "", identity_token="rt-rotating-first")
+    options = ConnectionOptions(credentials=credentials)
+    with options.client_for(token_registry.host) as client:
+        for repository in (repo_name, f"{repo_name}-b"):  # the second scope needs the rotated token
+            with pytest.raises(NotFound):  # nothing pushed there: answered, so authorised
+                client.list_tags(repository)
     requests = tokens.token_requests()
     assert len(requests) >= 2 and all(r.status == 200 for r in requests)
     assert "rt-rotating-first" not in tokens.refresh_tokens

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -27,11 +28,15 @@ from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, Index, Manifest, loads_strict, parse_manifest
 from ocimodel.oci.reference import LayoutReference, Reference, RegistryReference, parse_reference
 from ocimodel.packaging.classify import FileKind
+from ocimodel.packaging.digestcache import DigestCache
 from ocimodel.packaging.package import (
+    ModelSource,
     PackageOptions,
-    package_directory,
+    hash_files,
+    package_files,
     parse_created,
     parse_kind_overrides,
+    scan_model,
 )
 from ocimodel.packaging.unpack import DirectoryWriter, layer_path, plan_files
 from ocimodel.targets.copy import (
@@ -41,6 +46,7 @@ from ocimodel.targets.copy import (
     copy_blobs,
     copy_graph,
     read_graph,
+    upload_unhashed,
     verified,
 )
 from ocimodel.targets.open import open_target
@@ -165,22 +171,35 @@ def push(
         kinds=parse_kind_overrides(kinds or ()),
         exclude=(*_strings(exclude, "exclude"), *_layout_inside(ref, path)), annotations=dict(annotations or {}),
     )
-    model = package_directory(path, package_options)
+    source = scan_model(path, package_options)
     registry_options = _options(options, plain_http, credentials, concurrency)
-    with open_target(ref, registry_options, for_write=True) as target:
-        graph = Graph(
-            root=model.descriptor,
-            manifests=[(model.descriptor, model.manifest_bytes)],
-            blobs=_unique([model.config_descriptor, *(f.layer() for f in model.files)]),
-        )
-        result = copy_graph(model, target, model.descriptor, tag=tag, concurrency=concurrency, progress=progress, graph=graph, retry=registry_options.retry)
-        retries = result.restarts + _client_retries(target)
+    cache = DigestCache()
+    try:
+        with open_target(ref, registry_options, for_write=True) as target:
+            digests, result = _digests_for_push(source, target, cache, concurrency, progress, registry_options)
+            model = package_files(source, digests)
+            streamed = {d.digest for d in result.copied}
+            graph = Graph(
+                root=model.descriptor,
+                manifests=[(model.descriptor, model.manifest_bytes)],
+                blobs=_unique([model.config_descriptor, *(f.layer() for f in model.files if f.digest not in streamed)]),
+            )
+            rest = copy_graph(
+                model, target, model.descriptor, tag=tag, concurrency=concurrency, progress=progress,
+                graph=graph, retry=registry_options.retry,
+            )
+            result.copied += rest.copied
+            result.skipped += rest.skipped
+            result.restarts += rest.restarts
+            retries = result.restarts + _client_retries(target)
+    finally:
+        cache.close()
     return PushResult(
         reference=str(ref.with_tag(tag)),
         digest=model.descriptor.digest,
         tag=tag,
         files=[
-            FileEntry(path=f.relpath, digest=f.digest, size=f.size, media_type=mt.model_layer(f.kind.value), kind=f.kind.value)
+            FileEntry(path=f.relpath, digest=f.digest, size=f.size, media_type=f.layer().media_type, kind=f.kind.value)
             for f in model.files
         ],
         uploaded=[d.digest for d in result.copied],
@@ -352,6 +371,39 @@ def catalog(
 
 
 # -- helpers ----------------------------------------------------------------------------
+
+
+def _digests_for_push(source, target, cache, concurrency, progress, options) -> tuple[dict[str, str], TransferResult]:
+    """Digests of every file of the model. Unchanged files come from the cache; the others
+    are uploaded while they are hashed, where the target can take bytes of unknown digest
+    (one read of each file instead of two), else hashed here."""
+    digests: dict[str, str] = {}
+    unknown: list[tuple[str, Path, int]] = []
+    stats = {}
+    racy = []
+    for relpath, path, st in source.entries:
+        found = cache.lookup_entry(st)
+        if found is not None and found[1]:
+            digests[relpath] = found[0]
+        elif found is not None:
+            racy.append((relpath, path, st))  # seen, but maybe changed since: hash again
+        else:
+            unknown.append((relpath, path, st.st_size))
+            stats[relpath] = st
+    if racy:
+        digests.update(hash_files(ModelSource(source.root, racy, source.options), cache))
+    result = TransferResult(descriptor=Descriptor(mediaType=mt.OCI_MANIFEST, digest=mt.EMPTY_DIGEST, size=0))
+    if not unknown:
+        return digests, result
+    if not hasattr(target, "push_unhashed"):
+        return {**digests, **hash_files(source, cache)}, result
+    started = time.time()
+    streamed = upload_unhashed(
+        target, unknown, result, concurrency=concurrency, progress=progress, retry=options.retry
+    )
+    for relpath, digest in streamed.items():
+        cache.store(stats[relpath], digest, started)
+    return {**digests, **streamed}, result
 
 
 def _strings(values: str | Sequence[str], name: str) -> tuple[str, ...]:

@@ -38,6 +38,7 @@ class TransferBars:
             refresh_per_second=8,
         )
         self._total: TaskID | None = None
+        self._count = 0
         self._files: dict[str, TaskID] = {}
         self._lock = threading.Lock()
 
@@ -49,8 +50,17 @@ class TransferBars:
         self._bars.stop()
 
     def transfer_started(self, blobs: list[Descriptor]) -> None:
+        """One overall bar per command: a push announces its files in two steps (those
+        uploaded while hashed, then the rest), which add up on the same bar."""
         total = sum(d.size for d in blobs)
-        self._total = self._bars.add_task(f"{self._verb} {len(blobs)} blobs", total=total or 1)
+        with self._lock:
+            if self._total is None:
+                self._count = len(blobs)
+                self._total = self._bars.add_task(f"{self._verb} {self._count} blobs", total=total or 1)
+                return
+            self._count += len(blobs)
+            task = self._bars.tasks[[t.id for t in self._bars.tasks].index(self._total)]
+            self._bars.update(self._total, total=(task.total or 0) + total, description=f"{self._verb} {self._count} blobs")
 
     def blob_started(self, descriptor: Descriptor, label: str) -> None:
         if descriptor.size < PER_FILE_BAR_MIN_BYTES:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import stat
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -23,7 +24,14 @@ from pathlib import Path
 from ocimodel.errors import NotFound, PackagingError, UnsafePath, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, Manifest
-from ocimodel.packaging.classify import FileKind, classify_file, detect_format, parse_kind
+from ocimodel.packaging.classify import (
+    FileKind,
+    FormatInfo,
+    classify_file,
+    detect_format,
+    parse_kind,
+)
+from ocimodel.packaging.digestcache import DigestCache
 from ocimodel.packaging.modelpack import ModelConfig, ModelDescriptor, ModelFS, ModelSettings
 from ocimodel.packaging.paths import check_relative_path, check_unique_paths
 
@@ -33,6 +41,7 @@ HASH_WORKERS = 4
 DEFAULT_EXCLUDES = (".git", ".hg", ".svn", "__pycache__", ".DS_Store", ".ipynb_checkpoints")
 EPOCH = "1970-01-01T00:00:00Z"
 TAR_TYPEFLAG_REGULAR = ord("0")
+PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 
 
 @dataclass(frozen=True)
@@ -129,8 +138,27 @@ class PackagedModel:
             yield _chunks(handle)
 
 
-def package_directory(root: str | os.PathLike[str], options: PackageOptions | None = None) -> PackagedModel:
-    """Package a model directory (or a single model file) deterministically."""
+@dataclass
+class ModelSource:
+    """A scanned model: its files and their stats, not hashed yet."""
+
+    root: Path
+    entries: list[tuple[str, Path, os.stat_result]]
+    options: PackageOptions
+    _format: FormatInfo | None = None
+
+    @property
+    def format(self) -> FormatInfo:
+        """The model format, from the weight files' headers (read once)."""
+        if self._format is None:
+            kinds = {rel: _kind_for(rel, path, self.options.kinds)[0] for rel, path, _ in self.entries}
+            weights = [rel for rel, kind in kinds.items() if kind == FileKind.WEIGHT]
+            self._format = detect_format(self.root, weights or list(kinds))
+        return self._format
+
+
+def scan_model(root: str | os.PathLike[str], options: PackageOptions | None = None) -> ModelSource:
+    """The files of a model directory (or a single model file), checked, not yet read."""
     options = options or PackageOptions()
     root = Path(root)
     if not root.exists():
@@ -145,16 +173,47 @@ def package_directory(root: str | os.PathLike[str], options: PackageOptions | No
         raise PackagingError(f"{root} is neither a directory nor a regular file", hint="push takes a model directory or file")
     if not entries:
         raise PackagingError(f"model directory {root} has no files to push", hint="check the path and any --exclude patterns")
+    source = ModelSource(root, entries, options)
+    # Every digest has the same length: with placeholders the manifest has its final size,
+    # so an oversized model is refused before a byte is uploaded.
+    package_files(source, {rel: PLACEHOLDER_DIGEST for rel, _, _ in entries})
+    return source
+
+
+def hash_files(source: ModelSource, cache: DigestCache | None = None) -> dict[str, str]:
+    """Digests of the model's files: from the cache where the file is unchanged, else
+    hashed (in parallel: hashlib releases the GIL) and remembered."""
+    digests: dict[str, str] = {}
+    missing = []
+    for relpath, path, st in source.entries:
+        cached = cache.lookup(st) if cache else None
+        if cached:
+            digests[relpath] = cached
+        else:
+            missing.append((relpath, path, st))
+
+    def hash_one(entry) -> tuple[str, str]:
+        relpath, path, st = entry
+        started = time.time()
+        digest = _hash_file(path)
+        if cache:
+            cache.store(st, digest, started)
+        return relpath, digest
+
     with ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="ocimodel-hash") as pool:
-        digests = list(pool.map(lambda entry: _hash_file(entry[1]), entries))
+        digests.update(pool.map(hash_one, missing))
+    return digests
+
+
+def package_files(source: ModelSource, digests: Mapping[str, str]) -> PackagedModel:
+    """The manifest and config of a scanned model whose file digests are known."""
+    options = source.options
     files = []
-    for (relpath, path, st), digest in zip(entries, digests):
+    for relpath, path, st in source.entries:
         kind, overridden = _kind_for(relpath, path, options.kinds)
         mode = 0o755 if st.st_mode & 0o111 else 0o644
-        files.append(ModelFile(relpath, path, st.st_size, mode, digest, kind, overridden))
-    fmt = detect_format(root, [f.relpath for f in files if f.kind == FileKind.WEIGHT] or [f.relpath for f in files])
-    config = build_config(files, options, fmt)
-    config_bytes = config.to_json()
+        files.append(ModelFile(relpath, path, st.st_size, mode, digests[relpath], kind, overridden))
+    config_bytes = build_config(files, options, source.format).to_json()
     manifest = build_manifest(files, config_bytes, options)
     if len(manifest) > MAX_MANIFEST_BYTES:
         # Registries refuse it, and so would our own pull: say so before uploading anything.
@@ -162,7 +221,15 @@ def package_directory(root: str | os.PathLike[str], options: PackageOptions | No
             f"{len(files)} files make a {len(manifest)}-byte manifest, over the {MAX_MANIFEST_BYTES}-byte limit",
             hint="pack the many small files into an archive inside the model directory",
         )
-    return PackagedModel(root, files, manifest, config_bytes)
+    return PackagedModel(source.root, files, manifest, config_bytes)
+
+
+def package_directory(
+    root: str | os.PathLike[str], options: PackageOptions | None = None, cache: DigestCache | None = None
+) -> PackagedModel:
+    """Package a model directory (or a single model file) deterministically."""
+    source = scan_model(root, options)
+    return package_files(source, hash_files(source, cache))
 
 
 def build_config(files: list[ModelFile], options: PackageOptions, fmt) -> ModelConfig:

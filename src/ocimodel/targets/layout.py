@@ -9,6 +9,7 @@ Every write is atomic: blobs land in a temporary file and are renamed into place
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ocimodel.errors import InvalidManifest, NotFound, StoreError
+from ocimodel.errors import InvalidManifest, NotFound, SizeMismatch, StoreError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, hex_of, validate_digest, verify_bytes
 from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, loads_strict, media_type_of
@@ -119,6 +120,33 @@ class OciLayout:
         except OSError as exc:
             _unlink_quietly(tmp)
             raise StoreError(f"cannot write blob {descriptor.digest} in {self.path}: {exc.strerror}") from None
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+
+    def push_unhashed(self, size: int, chunks: Iterable[bytes]) -> str:
+        """Store bytes of unknown digest: written and hashed in one pass, then renamed to
+        the digest's path; returns the digest."""
+        directory = self.path / "blobs" / "sha256"
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+        hasher = hashlib.sha256()
+        written = 0
+        try:
+            os.fchmod(fd, FILE_MODE)
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in chunks:
+                    hasher.update(chunk)
+                    handle.write(chunk)
+                    written += len(chunk)
+            if written != size:
+                raise SizeMismatch(f"file stored in {self.name}", size, written)
+            digest = f"sha256:{hasher.hexdigest()}"
+            os.replace(tmp, self.blob_path(digest))
+            return digest
+        except OSError as exc:
+            _unlink_quietly(tmp)
+            raise StoreError(f"cannot write a blob in {self.path}: {exc.strerror}") from None
         except BaseException:
             _unlink_quietly(tmp)
             raise

@@ -53,6 +53,10 @@ class RemoteRepository:
     def push_blob(self, descriptor: Descriptor, chunks: Iterable[bytes]) -> None:
         self.client.upload_blob(self.repository, descriptor.digest, descriptor.size, chunks)
 
+    def push_unhashed(self, size: int, chunks: Iterable[bytes]) -> str:
+        """Upload bytes of unknown digest, hashing them on the way; returns the digest."""
+        return self.client.upload_unhashed(self.repository, size, chunks)
+
     def has_manifest(self, descriptor: Descriptor) -> bool:
         return self.client.head_manifest(self.repository, descriptor.digest) is not None
 
