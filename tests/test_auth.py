@@ -558,3 +558,29 @@ def test_token_expiring_between_requests_is_renewed_before_a_streamed_body() -> 
     with client:
         client.upload_blob("team/m", digest_bytes(data), len(data), iter([data]))
     assert puts == ["t2"] and issued == ["t1", "t2"]
+
+
+def test_explicit_and_env_credentials_go_to_one_registry_only(basic_registry, registry, five_files, repo_name, monkeypatch, tmp_path):
+    """A copy from an open registry to a protected one: the credentials reach only the
+    destination; the source registry (another host:port) never sees them."""
+    seen: list[str | None] = []
+    import ocimodel.transport.auth as auth_module
+
+    real_apply = auth_module.RegistryAuth._apply_basic
+
+    def spy(self, request):
+        seen.append(f"{request.url.host}:{request.url.port}")
+        return real_apply(self, request)
+
+    monkeypatch.setattr(auth_module.RegistryAuth, "_apply_basic", spy)
+    source = f"{registry.host}/{repo_name}:v1"
+    api.push(five_files, source)
+    monkeypatch.setenv("OCIMODEL_USERNAME", BASIC_USER)
+    monkeypatch.setenv("OCIMODEL_PASSWORD", BASIC_PW)
+    api.copy(source, f"{basic_registry.host}/{repo_name}:v1")
+    assert seen and set(seen) == {basic_registry.host}
+    # The other direction: credentials bound to the destination (the open registry).
+    seen.clear()
+    with pytest.raises(AuthenticationError):
+        api.copy(f"{basic_registry.host}/{repo_name}:v1", f"{registry.host}/{repo_name}:v2")
+    assert registry.host not in set(seen)

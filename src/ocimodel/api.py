@@ -172,7 +172,7 @@ def push(
         exclude=(*_strings(exclude, "exclude"), *_layout_inside(ref, path)), annotations=dict(annotations or {}),
     )
     source = scan_model(path, package_options)
-    registry_options = _options(options, plain_http, credentials, concurrency)
+    registry_options = _options(options, plain_http, credentials, concurrency).bound_to(_registry_of(ref))
     cache = DigestCache()
     try:
         with open_target(ref, registry_options, for_write=True) as target:
@@ -224,7 +224,7 @@ def pull(
     Every path is checked before anything is downloaded, every byte is verified against its
     digest, and files are moved into place only when all of them have been verified."""
     ref = _reference(reference)
-    registry_options = _options(options, plain_http, credentials, concurrency)
+    registry_options = _options(options, plain_http, credentials, concurrency).bound_to(_registry_of(ref))
     with open_target(ref, registry_options) as source:
         root = source.resolve(ref.reference or DEFAULT_TAG)
         manifest = _model_manifest(source.fetch_manifest(root), root, str(ref))
@@ -255,7 +255,7 @@ def inspect(
 ) -> ModelInfo:
     """Manifest, config and file list of the artifact at ``reference``, without its files."""
     ref = _reference(reference)
-    with open_target(ref, _options(options, plain_http, credentials)) as source:
+    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as source:
         root = source.resolve(ref.reference or DEFAULT_TAG)
         data = source.fetch_manifest(root)
         parsed = parse_manifest(data, root.media_type)
@@ -290,7 +290,11 @@ def copy(
     progress: Progress | None = None,
 ) -> CopyResult:
     """Copy an artifact (any manifest or index and all it names) between two stores,
-    keeping its digest. The destination tag defaults to the source's."""
+    keeping its digest. The destination tag defaults to the source's.
+
+    ``credentials`` (and OCIMODEL_USERNAME / OCIMODEL_PASSWORD) belong to the destination
+    registry (the source's, when the destination is a layout): they are never sent to
+    the other registry, which uses docker's config (``ocimodel login``) or goes anonymous."""
     src_ref = _reference(source)
     dst_ref = _reference(destination)
     if dst_ref.digest is not None:
@@ -304,7 +308,9 @@ def copy(
             f"the source tag {tag!r} is not a valid tag for {destination}: {exc.message}",
             hint=f"name the destination tag, e.g. {destination}:1.0",
         ) from None
-    registry_options = _options(options, plain_http, credentials, concurrency)
+    registry_options = _options(options, plain_http, credentials, concurrency).bound_to(
+        _registry_of(dst_ref) or _registry_of(src_ref)
+    )
     with open_target(src_ref, registry_options) as src, open_target(dst_ref, registry_options, for_write=True) as dst:
         root = src.resolve(src_ref.reference or DEFAULT_TAG)
         graph = read_graph(src, root)
@@ -334,7 +340,7 @@ def tag(
     Returns the manifest digest."""
     ref = _reference(reference)
     target_ref = ref.with_digest(None).with_tag(new_tag)  # validates the tag for this store
-    with open_target(ref, _options(options, plain_http, credentials)) as target:
+    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
         root = target.resolve(ref.reference or DEFAULT_TAG)
         target.tag(root, target_ref.tag)
     return root.digest
@@ -349,7 +355,7 @@ def list_tags(
 ) -> list[str]:
     """Tags of a repository (``registry/team/model``) or an OCI layout (``oci:./store``)."""
     ref = _reference(repository)
-    with open_target(ref, _options(options, plain_http, credentials)) as target:
+    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
         return target.list_tags()
 
 
@@ -365,7 +371,7 @@ def catalog(
         RegistryReference(registry, "x")  # validates host[:port]
     except InvalidReference:
         raise InvalidReference(f"invalid registry {registry!r}: expected host[:port], e.g. localhost:5000") from None
-    options = _options(options, plain_http, credentials)
+    options = _options(options, plain_http, credentials).bound_to(registry)
     with options.client_for(registry) as client:
         return client.catalog(page_size=1000)
 
@@ -404,6 +410,10 @@ def _digests_for_push(source, target, cache, concurrency, progress, options) -> 
     for relpath, digest in streamed.items():
         cache.store(stats[relpath], digest, started)
     return {**digests, **streamed}, result
+
+
+def _registry_of(ref: Reference) -> str | None:
+    return ref.registry if isinstance(ref, RegistryReference) else None
 
 
 def _strings(values: str | Sequence[str], name: str) -> tuple[str, ...]:
@@ -513,7 +523,7 @@ def login(
     if not password:
         raise UsageError("login needs a password (or token)")
     if verify:
-        connection = _options(options, plain_http, Credentials(username, password))
+        connection = _options(options, plain_http, Credentials(username, password)).bound_to(registry)
         try:
             with connection.client_for(host) as client:
                 client.ping()

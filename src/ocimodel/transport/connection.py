@@ -20,6 +20,10 @@ class ConnectionOptions:
 
     plain_http: bool | None = None
     credentials: Credentials | None = None
+    # The registry that explicit and environment credentials belong to. They are never
+    # sent anywhere else (a copy between two registries must not hand one registry's
+    # token to the other); other registries use docker's config. None: not bound yet.
+    credentials_registry: str | None = None
     tls: TlsOptions = TlsOptions()
     retry: RetryPolicy | None = None
     concurrency: int = 4
@@ -32,13 +36,22 @@ class ConnectionOptions:
         """Explicit beats implicit: the ``credentials`` given; then OCIMODEL_USERNAME /
         OCIMODEL_PASSWORD; then docker's config (credential helpers, ``auths``), as
         ``docker login`` / ``ocimodel login`` left it. None: anonymous."""
-        if self.credentials is not None:
-            return self.credentials
-        user = os.environ.get("OCIMODEL_USERNAME")
-        password = os.environ.get("OCIMODEL_PASSWORD")
-        if user and password is not None:
-            return Credentials(user, password, source="OCIMODEL_USERNAME / OCIMODEL_PASSWORD")
+        bound = self.credentials_registry or os.environ.get("OCIMODEL_REGISTRY") or registry
+        if _same_registry(bound, registry):
+            if self.credentials is not None:
+                return self.credentials
+            user = os.environ.get("OCIMODEL_USERNAME")
+            password = os.environ.get("OCIMODEL_PASSWORD")
+            if user and password is not None:
+                return Credentials(user, password, source="OCIMODEL_USERNAME / OCIMODEL_PASSWORD")
         return stored_credentials.find(registry)
+
+    def bound_to(self, registry: str | None) -> ConnectionOptions:
+        """These options with explicit and environment credentials tied to ``registry``
+        (unless already tied)."""
+        if registry is None or self.credentials_registry is not None:
+            return self
+        return replace(self, credentials_registry=registry)
 
     def client_for(self, registry: str) -> RegistryClient:
         return RegistryClient(
@@ -49,3 +62,7 @@ class ConnectionOptions:
             retry=self.retry,
             tls=self.tls,
         )
+
+
+def _same_registry(a: str, b: str) -> bool:
+    return stored_credentials.normalize_registry(a) == stored_credentials.normalize_registry(b)
