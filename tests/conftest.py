@@ -29,8 +29,14 @@ os.environ.setdefault("OCIMODEL_RETRIES", "1")
 # Nobody's own `docker login` may change what the tests see: an empty docker config
 # directory, unless a test points DOCKER_CONFIG elsewhere.
 os.environ["DOCKER_CONFIG"] = tempfile.mkdtemp(prefix="ocimodel-test-docker-config-")
-# The digest cache of the tests is their own, not the developer's.
+# The digest cache of the tests is their own, not the developer's (and each test gets an
+# empty one: see the fixture below), so no test depends on which ran before it.
 os.environ["OCIMODEL_CACHE_DIR"] = tempfile.mkdtemp(prefix="ocimodel-test-cache-")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_digest_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OCIMODEL_CACHE_DIR", str(tmp_path_factory.mktemp("digest-cache")))
 
 
 @pytest.fixture(scope="session")

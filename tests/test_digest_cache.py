@@ -4,6 +4,7 @@ at all on an unchanged re-push, and a changed file is always hashed again."""
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
 import pytest
@@ -22,7 +23,7 @@ def hashed(monkeypatch):
 
     def counting(path):
         calls.append(os.fspath(path))
-        return real(path)
+        return real(path)  # (digest, stat)
 
     monkeypatch.setattr(package, "_hash_file", counting)
     return calls
@@ -99,3 +100,38 @@ def test_cache_can_be_turned_off_and_a_broken_cache_is_ignored(registry, repo_na
     (cache_dir / "digests.v1.sqlite").write_bytes(b"this is not a database" * 100)
     pushed = ocimodel.push(model_dir, f"{registry.host}/{repo_name}:2")
     assert pushed.digest
+
+
+def test_a_fresh_checkout_still_skips_what_the_registry_has(registry, repo_name, model_dir, tmp_path, cache_dir):
+    """A cold cache (another machine, a new CI runner) pushing v2 next to v1: files are
+    hashed first and only the changed one travels, not the whole model."""
+    ref = f"{registry.host}/{repo_name}"
+    ocimodel.push(model_dir, f"{ref}:v1")
+    checkout = tmp_path / "checkout"
+    shutil.copytree(model_dir, checkout)
+    (checkout / "README.md").write_text("v2 readme\n")
+    for name in os.listdir(cache_dir):  # nothing remembered from the first push
+        shutil.rmtree(cache_dir / name) if (cache_dir / name).is_dir() else os.unlink(cache_dir / name)
+    v2 = ocimodel.push(checkout, f"{ref}:v2")
+    readme = next(f.digest for f in v2.files if f.path == "README.md")
+    assert readme in v2.uploaded and len(v2.uploaded) == 2  # README.md and the config
+    assert v2.bytes_skipped == sum(f.size for f in v2.files if f.path != "README.md")
+
+
+def test_a_file_that_grows_during_the_upload_is_a_clean_error(registry, repo_name, tmp_path, monkeypatch):
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "w.bin").write_bytes(b"x" * 3_000_000)
+    from ocimodel.targets import copy as engine
+
+    real = engine._read_chunks
+
+    def growing(handle):
+        for chunk in real(handle):
+            yield chunk
+        yield b"appended while pushing"
+
+    monkeypatch.setattr(engine, "_read_chunks", growing)
+    with pytest.raises(ocimodel.errors.SizeMismatch):
+        ocimodel.push(model, f"{registry.host}/{repo_name}:1")
+    assert ocimodel.list_tags(f"{registry.host}/{repo_name}") == []

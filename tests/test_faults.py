@@ -148,7 +148,7 @@ def _registry_tags(registry, repo: str) -> list[str]:
     if response.status_code == 404:
         return []
     response.raise_for_status()
-    return response.json().get("tags") or []
+    return sorted(response.json().get("tags") or [])  # the registry lists them unsorted
 
 
 def _registry_has_blob(registry, repo: str, hexdigest: str) -> bool:
@@ -281,6 +281,16 @@ def test_copy_to_a_layout_resumes_cut_downloads(proxy, pushed, digests, clients,
         assert hashlib.sha256(blob.read_bytes()).hexdigest() == hexdigest
 
 
+def _seed(registry, repo_name, tmp_path) -> None:
+    """Give the repository a tag first: into a repository that holds something, files are
+    hashed before upload (known digests, one PUT each), the path these tests target. A
+    new repository gets files uploaded while hashed: see the *_streamed tests."""
+    seed = tmp_path / "seed"
+    seed.mkdir(exist_ok=True)
+    (seed / "seed.txt").write_text("seed\n")
+    ocimodel.push(seed, f"{registry.host}/{repo_name}:seed", options=OPTIONS)
+
+
 # -- push ---------------------------------------------------------------------------------
 
 
@@ -309,6 +319,7 @@ def test_push_rides_out_error_bursts(registry, proxy, big_model, digests, repo_n
 def test_push_restarts_only_the_blob_whose_upload_broke(
     fault, registry, proxy, big_model, digests, repo_name, clients, tmp_path
 ):
+    _seed(registry, repo_name, tmp_path)
     target = _shard_hex(digests, 1)
     if fault == "cut":
         rule = proxy.cut("PUT", target, direction="up", after=10 * MiB)
@@ -326,14 +337,15 @@ def test_push_restarts_only_the_blob_whose_upload_broke(
     assert proxy.count("POST", r"/blobs/uploads/") == len(digests) + 2
     assert result.retries == 1 and _retries(clients) == Counter()
     assert len(result.uploaded) == len(digests) + 1
-    assert _registry_tags(registry, repo_name) == ["v1"]
+    assert _registry_tags(registry, repo_name) == ["seed", "v1"]
     out = tmp_path / "out"
     ocimodel.pull(f"{registry.host}/{repo_name}:v1", out, options=OPTIONS)
     _assert_same_files(out, big_model)
 
 
 @pytest.mark.parametrize("fault", ["blob upload cut", "manifest 500"])
-def test_push_that_keeps_failing_leaves_no_tag(fault, registry, proxy, big_model, repo_name, clients):
+def test_push_that_keeps_failing_leaves_no_tag(fault, registry, proxy, big_model, repo_name, clients, tmp_path):
+    _seed(registry, repo_name, tmp_path)
     if fault == "blob upload cut":
         proxy.cut("PUT", r"/blobs/uploads/", direction="up", after=1 * MiB, times=None)
         expected = TransportError
@@ -364,6 +376,7 @@ def test_push_that_keeps_failing_leaves_no_tag(fault, registry, proxy, big_model
 def test_cli_push_interrupted_mid_upload_leaves_no_tag_and_resumes(
     sig, registry, proxy, big_model, digests, repo_name, tmp_path
 ):
+    _seed(registry, repo_name, tmp_path)
     target = _shard_hex(digests, 0)
     stall = proxy.stall(60, "PUT", target, direction="up", after=8 * MiB, then="cut")
     env = dict(os.environ, OCIMODEL_RETRIES="5", OCIMODEL_RETRY_DELAY="0.01")
@@ -391,7 +404,7 @@ def test_cli_push_interrupted_mid_upload_leaves_no_tag_and_resumes(
         assert process.returncode == -signal.SIGKILL
 
     assert proxy.count("PUT", r"/manifests/") == 0
-    assert _registry_tags(registry, repo_name) == []
+    assert _registry_tags(registry, repo_name) == ["seed"]
     missing = {h for h in set(digests.values()) if not _registry_has_blob(registry, repo_name, h)}
     assert target in missing
 
@@ -400,7 +413,7 @@ def test_cli_push_interrupted_mid_upload_leaves_no_tag_and_resumes(
     uploaded = {d.rpartition(":")[2] for d in result.uploaded}
     assert uploaded & set(digests.values()) == missing
     assert set(_upload_puts(proxy)) & set(digests.values()) == missing
-    assert _registry_tags(registry, repo_name) == ["v1"]
+    assert _registry_tags(registry, repo_name) == ["seed", "v1"]
     out = tmp_path / "out"
     ocimodel.pull(f"{registry.host}/{repo_name}:v1", out, options=OPTIONS)
     _assert_same_files(out, big_model)
@@ -463,3 +476,51 @@ def test_pull_writer_takes_a_restarted_blob(tmp_path):
         writer.commit()
     assert result.restarts == 1
     assert (tmp_path / "out" / "w.bin").read_bytes() == data
+
+
+# -- push into a new repository: files are uploaded while hashed (POST, PATCH, PUT ?digest=)
+
+
+def test_streamed_upload_cut_restarts_only_that_file(registry, proxy, big_model, digests, repo_name, clients, tmp_path):
+    rule = proxy.cut("PATCH", r"/blobs/uploads/", direction="up", after=10 * MiB, times=1)
+    result = ocimodel.push(big_model, f"{proxy.host}/{repo_name}:v1", options=OPTIONS)
+    assert rule.fired == 1
+    files = len(list(p for p in big_model.rglob("*") if p.is_file()))
+    assert proxy.count("PATCH", r"/blobs/uploads/") == files + 1  # one file sent twice
+    assert result.retries == 1
+    assert _registry_tags(registry, repo_name) == ["v1"]
+    out = tmp_path / "out"
+    ocimodel.pull(f"{registry.host}/{repo_name}:v1", out, options=OPTIONS)
+    _assert_same_files(out, big_model)
+
+
+def test_streamed_upload_that_keeps_failing_leaves_no_tag(registry, proxy, big_model, repo_name, clients):
+    proxy.cut("PATCH", r"/blobs/uploads/", direction="up", after=1 * MiB, times=None)
+    with pytest.raises(TransportError):
+        ocimodel.push(big_model, f"{proxy.host}/{repo_name}:v1", options=OPTIONS)
+    assert proxy.count("PUT", r"/manifests/") == 0
+    assert _registry_tags(registry, repo_name) == []
+
+
+def test_cli_push_interrupted_during_a_streamed_upload_leaves_no_tag(registry, proxy, big_model, repo_name, tmp_path):
+    stall = proxy.stall(60, "PATCH", r"/blobs/uploads/", direction="up", after=8 * MiB, then="cut")
+    env = dict(os.environ, OCIMODEL_RETRIES="5", OCIMODEL_RETRY_DELAY="0.01")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ocimodel.cli.app", "push", str(big_model), f"{proxy.host}/{repo_name}:v1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        assert stall.started.wait(30), "the upload never reached the stall"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        stall.release()
+    assert process.returncode == 130, stderr
+    assert proxy.count("PUT", r"/manifests/") == 0
+    assert _registry_tags(registry, repo_name) == []
+    proxy.clear()
+    ocimodel.push(big_model, f"{proxy.host}/{repo_name}:v1", options=OPTIONS)
+    assert _registry_tags(registry, repo_name) == ["v1"]

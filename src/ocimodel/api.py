@@ -380,36 +380,36 @@ def catalog(
 
 
 def _digests_for_push(source, target, cache, concurrency, progress, options) -> tuple[dict[str, str], TransferResult]:
-    """Digests of every file of the model. Unchanged files come from the cache; the others
-    are uploaded while they are hashed, where the target can take bytes of unknown digest
-    (one read of each file instead of two), else hashed here."""
+    """Digests of every file of the model, reading each file at most once.
+
+    Unchanged files come from the cache. Into a new repository or an empty layout (where
+    nothing can be skipped) the other files are uploaded while they are hashed: one read
+    instead of two. Anywhere else they are hashed here first, so that the copy engine can
+    skip what the destination already holds (a second machine, a fresh CI checkout)."""
     digests: dict[str, str] = {}
-    unknown: list[tuple[str, Path, int]] = []
-    stats = {}
-    racy = []
+    unknown: list[tuple[str, Path, os.stat_result]] = []
     for relpath, path, st in source.entries:
         found = cache.lookup_entry(st)
         if found is not None and found[1]:
             digests[relpath] = found[0]
-        elif found is not None:
-            racy.append((relpath, path, st))  # seen, but maybe changed since: hash again
         else:
-            unknown.append((relpath, path, st.st_size))
-            stats[relpath] = st
-    if racy:
-        digests.update(hash_files(ModelSource(source.root, racy, source.options), cache))
-    result = TransferResult(descriptor=Descriptor(mediaType=mt.OCI_MANIFEST, digest=mt.EMPTY_DIGEST, size=0))
+            unknown.append((relpath, path, st))  # new, or seen a moment after a change
+    result = TransferResult()
     if not unknown:
         return digests, result
-    if not hasattr(target, "push_unhashed"):
-        return {**digests, **hash_files(source, cache)}, result
+    if target.list_tags():
+        digests.update(hash_files(ModelSource(source.root, unknown, source.options), cache))
+        return digests, result
     started = time.time()
     streamed = upload_unhashed(
-        target, unknown, result, concurrency=concurrency, progress=progress, retry=options.retry
+        target, [(rel, path, st.st_size) for rel, path, st in unknown], result,
+        concurrency=concurrency, progress=progress, retry=options.retry,
     )
-    for relpath, digest in streamed.items():
-        cache.store(stats[relpath], digest, started)
-    return {**digests, **streamed}, result
+    for relpath, (digest, stat) in streamed.items():
+        digests[relpath] = digest
+        if stat is not None:
+            cache.store(stat, digest, started)
+    return digests, result
 
 
 def _registry_of(ref: Reference) -> str | None:

@@ -1,7 +1,9 @@
 """A local cache of file digests, so an unchanged file is never hashed twice.
 
-Entries are keyed on (device, inode, size, mtime_ns), as git's index and skopeo's blob
-cache do: a file rewritten in place gets a new mtime, a replaced file a new inode. The
+Entries are keyed on (device, inode, size, mtime_ns, ctime_ns), as git's index does: a
+file rewritten in place gets a new mtime, a replaced file a new inode, and a file whose
+mtime was set back (``touch -r``, ``cp -p`` over it) still gets a new ctime, which no user
+can set. An entry is stored only for a file whose stat did not change while it was read. The
 cache only decides what to *ask* the registry about; it is never trusted for what is sent
 (the registry hashes every upload and refuses a body whose digest differs).
 
@@ -25,7 +27,7 @@ log = logging.getLogger("ocimodel.cache")
 
 # A file whose mtime is this close to the moment it was hashed may still be changing.
 RACY_SECONDS = 2.0
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -50,8 +52,8 @@ class DigestCache:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(
                 "CREATE TABLE IF NOT EXISTS digests (dev INTEGER, ino INTEGER, size INTEGER,"
-                " mtime_ns INTEGER, digest TEXT NOT NULL, hashed_at REAL NOT NULL,"
-                " PRIMARY KEY (dev, ino, size, mtime_ns))"
+                " mtime_ns INTEGER, ctime_ns INTEGER, digest TEXT NOT NULL, hashed_at REAL NOT NULL,"
+                " PRIMARY KEY (dev, ino, size, mtime_ns, ctime_ns))"
             )
             self._db = db
         except (OSError, sqlite3.Error) as exc:
@@ -69,7 +71,8 @@ class DigestCache:
         try:
             with self._lock:
                 row = self._db.execute(
-                    "SELECT digest, hashed_at FROM digests WHERE dev=? AND ino=? AND size=? AND mtime_ns=?",
+                    "SELECT digest, hashed_at FROM digests"
+                    " WHERE dev=? AND ino=? AND size=? AND mtime_ns=? AND ctime_ns=?",
                     _key(st),
                 ).fetchone()
         except sqlite3.Error as exc:
@@ -88,20 +91,28 @@ class DigestCache:
         try:
             with self._lock:
                 self._db.execute(
-                    "INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?)", (*_key(st), digest, hashed_at)
+                    "INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?, ?)", (*_key(st), digest, hashed_at)
                 )
         except sqlite3.Error as exc:
             self._disable(exc)
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     def _disable(self, exc: Exception) -> None:
         log.debug("digest cache disabled: %s", exc)
-        self.close()
+        db, self._db = self._db, None
+        if db is not None:
+            db.close()
 
 
-def _key(st: os.stat_result) -> tuple[int, int, int, int]:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+def _key(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def same_file_state(a: os.stat_result, b: os.stat_result) -> bool:
+    """True if two stats of one file show no change in between (the cache's key)."""
+    return _key(a) == _key(b)

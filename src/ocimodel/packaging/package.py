@@ -13,9 +13,9 @@ import hashlib
 import json
 import os
 import stat
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,9 +31,10 @@ from ocimodel.packaging.classify import (
     detect_format,
     parse_kind,
 )
-from ocimodel.packaging.digestcache import DigestCache
+from ocimodel.packaging.digestcache import DigestCache, same_file_state
 from ocimodel.packaging.modelpack import ModelConfig, ModelDescriptor, ModelFS, ModelSettings
 from ocimodel.packaging.paths import check_relative_path, check_unique_paths
+from ocimodel.targets.copy import run_parallel
 
 CHUNK_SIZE = 1024 * 1024
 HASH_WORKERS = 4
@@ -192,16 +193,17 @@ def hash_files(source: ModelSource, cache: DigestCache | None = None) -> dict[st
         else:
             missing.append((relpath, path, st))
 
-    def hash_one(entry) -> tuple[str, str]:
-        relpath, path, st = entry
+    def hash_one(entry) -> None:
+        relpath, path, _ = entry
         started = time.time()
-        digest = _hash_file(path)
-        if cache:
-            cache.store(st, digest, started)
-        return relpath, digest
+        digest, stable = _hash_file(path)
+        if cache and stable is not None:
+            cache.store(stable, digest, started)
+        with lock:
+            digests[relpath] = digest
 
-    with ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="ocimodel-hash") as pool:
-        digests.update(pool.map(hash_one, missing))
+    lock = threading.Lock()
+    run_parallel(missing, hash_one, HASH_WORKERS, threading.Event())
     return digests
 
 
@@ -364,12 +366,17 @@ def _excluded(relpath: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(relpath, p) or fnmatch.fnmatchcase(relpath.rsplit("/", 1)[-1], p) for p in patterns)
 
 
-def _hash_file(path: Path) -> str:
+def _hash_file(path: Path) -> tuple[str, os.stat_result | None]:
+    """(digest, stat) of a file read once; the stat is None if the file changed while it
+    was read (then the digest is not worth remembering)."""
     try:
         with open(path, "rb") as handle:
-            return "sha256:" + hashlib.file_digest(handle, "sha256").hexdigest()
+            before = os.fstat(handle.fileno())
+            digest = "sha256:" + hashlib.file_digest(handle, "sha256").hexdigest()
+            after = os.fstat(handle.fileno())
     except OSError as exc:
         raise PackagingError(f"cannot read {path}: {exc.strerror}") from None
+    return digest, (before if same_file_state(before, after) else None)
 
 
 def _chunks(handle) -> Iterator[bytes]:

@@ -394,20 +394,34 @@ class RegistryClient:
         location = self.start_upload(repository)
         hasher = hashlib.sha256()
         sent = [0]
+        last = [b""]
 
         def hashed() -> Iterator[bytes]:
+            # Bounded by the size announced in Content-Length: a file that grows or shrinks
+            # while it is sent is our error to report, not the HTTP library's.
             for chunk in chunks:
+                if sent[0] + len(chunk) > size:
+                    raise SizeMismatch(f"upload to {repository}", size, f"more than {size}")
                 hasher.update(chunk)
                 sent[0] += len(chunk)
+                if sent[0] == size:
+                    last[0] = chunk  # held back: released below only if nothing follows
+                    continue
                 yield chunk
+            if sent[0] != size:
+                raise SizeMismatch(f"upload to {repository}", size, sent[0])
+            if size:
+                yield last[0]
 
         response = self._send(
             "PATCH", location, what=f"blob upload to {repository}", content=hashed(),
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
         )
-        self._check(response, f"blob upload to {repository}", (202, 204))
-        if sent[0] != size:
-            raise SizeMismatch(f"upload to {repository}", size, sent[0])
+        try:
+            self._check(response, f"blob upload to {repository}", (202, 204))
+        except AuthenticationError as exc:
+            exc.transient = True  # a token that expired mid-upload: starting over works
+            raise
         digest = f"sha256:{hasher.hexdigest()}"
         location = _follow_location(response, location, self.base_url)
         response = self._send(
