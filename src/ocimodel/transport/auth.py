@@ -81,7 +81,7 @@ class Scope:
 
 @dataclass
 class _Token:
-    value: str
+    value: str = field(repr=False)  # a bearer token is a secret: never in a repr or log
     # (type, name) -> actions: from the JWT's `access` claim when it has one (read without
     # verification: only a cache hint, the registry decides), else what was asked for.
     grants: dict[tuple[str, str], frozenset[str]]

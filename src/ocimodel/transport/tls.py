@@ -131,7 +131,7 @@ def build_tls(registry: str, options: TlsOptions | None = None) -> TlsSetup:
     if options.insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        log.debug("TLS verification is off for %s (insecure)", registry)
+        log.warning("TLS certificates of %s are not verified (insecure)", registry)
     if directory is not None:
         log.debug("TLS for %s: read %d CA(s)%s from %s", registry, len(cas), " and a client certificate" if pair else "", directory)
     return TlsSetup(context, client, directory, options.insecure)
