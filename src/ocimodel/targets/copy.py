@@ -8,6 +8,8 @@ descriptor before the destination is allowed to keep it."""
 
 from __future__ import annotations
 
+import collections
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -15,7 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from ocimodel.errors import DigestMismatch, InvalidManifest, OcimodelError, PackagingError, SizeMismatch
+from ocimodel.errors import (
+    DigestMismatch,
+    InvalidManifest,
+    OcimodelError,
+    PackagingError,
+    SizeMismatch,
+)
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, digest_bytes, new_hasher
 from ocimodel.oci.models import Descriptor, Index, parse_manifest
@@ -53,7 +61,7 @@ class Cancelled(OcimodelError):
 
 @dataclass
 class TransferResult:
-    descriptor: Descriptor
+    descriptor: Descriptor | None = None  # the root of a graph copy
     copied: list[Descriptor] = field(default_factory=list)
     skipped: list[Descriptor] = field(default_factory=list)
     mounted: list[Descriptor] = field(default_factory=list)  # linked from a sibling repository
@@ -178,7 +186,35 @@ def copy_blobs(
         if progress:
             progress.blob_finished(descriptor, skipped=False)
 
-    run_parallel(blobs, transfer, concurrency, cancel)
+    schedule = _Schedule(blobs, concurrency)
+    run_parallel([None] * len(blobs), lambda _: schedule.run(transfer), concurrency, cancel)
+
+
+class _Schedule:
+    """The order blobs are transferred in: about half the workers take the largest blob
+    left, the others the smallest. A big blob started last would finish alone while the
+    other workers idle; and a small blob costs the registry a request (~3.5 ms of its CPU
+    for a GET) while a big one costs this process hashing and writing, so running both
+    kinds at once keeps both sides busy (see "Profiling notes: pull" in
+    benchmarks/README.md)."""
+
+    def __init__(self, blobs: list[Descriptor], concurrency: int) -> None:
+        self._left = collections.deque(sorted(blobs, key=lambda d: d.size, reverse=True))
+        self._big_slots = max(1, (concurrency + 1) // 2)
+        self._big_running = 0
+        self._lock = threading.Lock()
+
+    def run(self, work: Callable[[Descriptor], None]) -> None:
+        with self._lock:
+            big = self._big_running < self._big_slots
+            descriptor = self._left.popleft() if big else self._left.pop()
+            self._big_running += big
+        try:
+            work(descriptor)
+        finally:
+            if big:
+                with self._lock:
+                    self._big_running -= 1
 
 
 def upload_unhashed(
@@ -189,16 +225,17 @@ def upload_unhashed(
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: Progress | None = None,
     retry: RetryPolicy | None = None,
-) -> dict[str, str]:
+) -> dict[str, tuple[str, os.stat_result | None]]:
     """Upload files whose digests are not known, hashing them on the way (one read
     instead of two). ``files`` are (label, path, size); returns {label: digest}.
 
     ``destination`` must have ``push_unhashed(size, chunks) -> digest``. A transient
-    failure starts that file over; the others are not touched."""
+    failure starts that file over; the others are not touched. Returns {label: (digest,
+    stat)}, the stat None for a file that changed while it was read."""
     policy = retry or RetryPolicy.from_environment()
     cancel = threading.Event()
     lock = threading.Lock()
-    digests: dict[str, str] = {}
+    digests: dict[str, tuple[str, os.stat_result | None]] = {}
     # Progress is keyed by descriptor; until a file's digest is known it is keyed by a
     # stand-in digest derived from its label (never stored or sent anywhere).
     keys = {label: Descriptor(mediaType="application/octet-stream", digest=digest_bytes(label.encode()), size=size)
@@ -215,7 +252,9 @@ def upload_unhashed(
             moved = _Counter(progress)
             try:
                 with open(path, "rb") as handle:
+                    before = os.fstat(handle.fileno())
                     digest = destination.push_unhashed(size, _counted(_read_chunks(handle), key, cancel, moved))
+                    after = os.fstat(handle.fileno())
                 break
             except OSError as exc:
                 raise PackagingError(f"cannot read {path}: {exc.strerror}") from None
@@ -228,13 +267,21 @@ def upload_unhashed(
                     result.restarts += 1
                 retry_module.wait(policy, attempt, f"upload of {label}", exc.message)
         with lock:
-            digests[label] = digest
+            # The stat the file had while it was read, if it did not change meanwhile: what
+            # a digest cache may remember the digest under.
+            digests[label] = (digest, before if _unchanged(before, after) else None)
             result.copied.append(Descriptor(mediaType="application/octet-stream", digest=digest, size=size))
         if progress:
             progress.blob_finished(key, skipped=False)
 
     run_parallel(files, upload, concurrency, cancel)
     return digests
+
+
+def _unchanged(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (
+        b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns, b.st_ctime_ns
+    )
 
 
 def _read_chunks(handle) -> Iterator[bytes]:
@@ -412,16 +459,23 @@ def verified(
 
 
 class _HashThread:
-    """A hash computed by a helper thread, fed references to the pieces (no copies).
+    """A hash computed by a helper thread.
 
-    Only immutable ``bytes`` are handed over, so nothing can change a piece between the
-    moment the consumer sees it and the moment it is hashed."""
+    Pieces are copied into a few fixed buffers (a memcpy is far cheaper than the hash) and
+    each buffer is hashed in one call, so the helper gives up and takes back the GIL once
+    per HASH_BATCH_BYTES rather than once per piece: feeding it every 64 KiB piece made
+    the two threads fight over the GIL and cost more CPU than hashing inline. A buffer is
+    refilled only after the helper is done with it, so no byte changes while it is hashed,
+    and the worker waits when the helper is HASH_QUEUE_BATCHES buffers behind."""
 
     def __init__(self, digest: str) -> None:
         self._hash = new_hasher(digest)
-        self._batch: list[bytes] = []
-        self._batched = 0
-        self._queue: queue.Queue[list[bytes] | None] = queue.Queue(HASH_QUEUE_BATCHES)
+        self._full: queue.Queue[tuple[memoryview, int] | None] = queue.Queue()
+        self._free: queue.Queue[memoryview] = queue.Queue()
+        for _ in range(HASH_QUEUE_BATCHES - 1):
+            self._free.put(memoryview(bytearray(HASH_BATCH_BYTES)))
+        self._buffer = memoryview(bytearray(HASH_BATCH_BYTES))
+        self._filled = 0
         self._stopped = False
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="ocimodel-hash", daemon=True)
@@ -430,26 +484,31 @@ class _HashThread:
     def _run(self) -> None:
         update = self._hash.update
         try:
-            while (batch := self._queue.get()) is not None and not self._stopped:
-                for chunk in batch:
-                    update(chunk)
+            while (item := self._full.get()) is not None and not self._stopped:
+                buffer, length = item
+                update(buffer[:length])
+                self._free.put(buffer)
         except BaseException as exc:  # re-raised in the worker by hexdigest()
             self._error = exc
 
     def update(self, chunk: bytes) -> None:
-        if type(chunk) is not bytes:
-            chunk = bytes(chunk)  # a buffer its source may reuse: hash a copy
-        self._batch.append(chunk)
-        self._batched += len(chunk)
-        if self._batched >= HASH_BATCH_BYTES:
-            self._put(self._batch)
-            self._batch, self._batched = [], 0
+        view = memoryview(chunk)
+        while view:
+            room = HASH_BATCH_BYTES - self._filled
+            piece = view[:room]
+            self._buffer[self._filled : self._filled + len(piece)] = piece
+            self._filled += len(piece)
+            view = view[len(piece) :]
+            if self._filled == HASH_BATCH_BYTES:
+                self._full.put((self._buffer, self._filled))
+                self._buffer = self._take_free()
+                self._filled = 0
 
     def hexdigest(self) -> str:
-        if self._batch:
-            self._put(self._batch)
-            self._batch, self._batched = [], 0
-        self._put(None)
+        if self._filled:
+            self._full.put((self._buffer, self._filled))
+            self._filled = 0
+        self._full.put(None)
         self._thread.join()
         if self._error is not None:
             raise self._error
@@ -458,18 +517,13 @@ class _HashThread:
     def close(self) -> None:
         """Stop the helper (done, or the transfer failed); never blocks."""
         self._stopped = True
-        self._batch = []
-        try:
-            self._queue.put_nowait(None)
-        except queue.Full:
-            pass  # it sees _stopped after the batch in hand
+        self._full.put(None)
 
-    def _put(self, item: list[bytes] | None) -> None:
+    def _take_free(self) -> memoryview:
         while True:
             try:
-                self._queue.put(item, timeout=1.0)
-                return
-            except queue.Full:
+                return self._free.get(timeout=1.0)
+            except queue.Empty:
                 if not self._thread.is_alive():
                     raise self._error or RuntimeError("hash thread stopped") from None
 
