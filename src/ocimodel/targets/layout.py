@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -108,41 +108,42 @@ class OciLayout:
             yield _read_chunks(handle)
 
     def push_blob(self, descriptor: Descriptor, chunks: Iterable[bytes]) -> None:
-        path = self.blob_path(descriptor.digest)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        try:
-            os.fchmod(fd, FILE_MODE)
-            with os.fdopen(fd, "wb") as handle:
-                for chunk in chunks:
-                    handle.write(chunk)
-            os.replace(tmp, path)
-        except OSError as exc:
-            _unlink_quietly(tmp)
-            raise StoreError(f"cannot write blob {descriptor.digest} in {self.path}: {exc.strerror}") from None
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
+        self._store(chunks, lambda: descriptor.digest)
 
     def push_unhashed(self, size: int, chunks: Iterable[bytes]) -> str:
         """Store bytes of unknown digest: written and hashed in one pass, then renamed to
         the digest's path; returns the digest."""
+        hasher = hashlib.sha256()
+        counted = [0]
+
+        def hashed() -> Iterator[bytes]:
+            for chunk in chunks:
+                hasher.update(chunk)
+                counted[0] += len(chunk)
+                yield chunk
+
+        def digest() -> str:
+            if counted[0] != size:
+                raise SizeMismatch(f"file stored in {self.name}", size, counted[0])
+            return f"sha256:{hasher.hexdigest()}"
+
+        return self._store(hashed(), digest)
+
+    def _store(self, chunks: Iterable[bytes], name: Callable[[], str]) -> str:
+        """Write ``chunks`` to a temporary file beside the blobs and rename it to the digest
+        ``name()`` gives once everything is written; nothing is left on failure."""
         directory = self.path / "blobs" / "sha256"
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-        hasher = hashlib.sha256()
-        written = 0
         try:
             os.fchmod(fd, FILE_MODE)
             with os.fdopen(fd, "wb") as handle:
                 for chunk in chunks:
-                    hasher.update(chunk)
                     handle.write(chunk)
-                    written += len(chunk)
-            if written != size:
-                raise SizeMismatch(f"file stored in {self.name}", size, written)
-            digest = f"sha256:{hasher.hexdigest()}"
-            os.replace(tmp, self.blob_path(digest))
+            digest = name()
+            path = self.blob_path(digest)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, path)
             return digest
         except OSError as exc:
             _unlink_quietly(tmp)
