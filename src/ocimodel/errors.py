@@ -10,6 +10,12 @@ TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 TRANSIENT_CODES = frozenset({"BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN"})
 
 
+def printable(text: str, limit: int = 200) -> str:
+    """Text from a registry or a helper made safe for one line of a message: control and
+    escape characters become spaces (no terminal tricks), and the length is capped."""
+    return "".join(ch if ch.isprintable() else " " for ch in text)[:limit]
+
+
 class OcimodelError(Exception):
     """Base of every error ocimodel raises on purpose.
 

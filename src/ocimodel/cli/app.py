@@ -252,11 +252,7 @@ def list_tags(
       ocimodel ls oci:./store
     """
     tags = _run(lambda _: api.list_tags(repository, plain_http=plain_http, options=_connection()), verb="ls", show_progress=False)
-    if as_json:
-        _print_json({"repository": repository, "tags": tags})
-    else:
-        for name in tags:
-            stdout.print(name, highlight=False)
+    _print_names(tags, as_json, {"repository": repository, "tags": tags})
 
 
 @app.command()
@@ -270,11 +266,7 @@ def catalog(
       ocimodel catalog localhost:5000
     """
     names = _run(lambda _: api.catalog(registry, plain_http=plain_http, options=_connection()), verb="catalog", show_progress=False)
-    if as_json:
-        _print_json({"registry": registry, "repositories": names})
-    else:
-        for name in names:
-            stdout.print(name, highlight=False)
+    _print_names(names, as_json, {"registry": registry, "repositories": names})
 
 
 @app.command()
@@ -434,6 +426,15 @@ def _print_result(result: Any, as_json: bool, quiet: bool, lines: list[str]) -> 
     else:
         for line in lines:
             stdout.print(line, highlight=False, markup=False)
+
+
+def _print_names(names: list[str], as_json: bool, document: dict[str, Any]) -> None:
+    """A list for people (one name a line) or for machines (one JSON object)."""
+    if as_json:
+        _print_json(document)
+    else:
+        for name in names:
+            stdout.print(name, highlight=False, markup=False)
 
 
 def _print_json(value: Any) -> None:

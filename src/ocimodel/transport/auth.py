@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from ocimodel.errors import AuthenticationError, PermissionDenied
+from ocimodel.errors import AuthenticationError, PermissionDenied, printable
 from ocimodel.transport.tls import tls_failure
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]+))')
@@ -242,7 +242,7 @@ class RegistryAuth(httpx.Auth):
             raise AuthenticationError("the registry sent a malformed token realm", status=401) from None
         if url.scheme not in ("http", "https") or not url.host or url.userinfo:
             raise AuthenticationError(
-                f"the registry sent an unusable token realm ({_printable(url.scheme)} URL)", status=401
+                f"the registry sent an unusable token realm ({printable(url.scheme)} URL)", status=401
             )
         if url.scheme == "http" and request.url.scheme == "https" and self._credentials is not None:
             # THREATS.md 8: never send credentials over plain HTTP unless asked to.
@@ -323,7 +323,7 @@ class RegistryAuth(httpx.Auth):
                 query.append(("account", self._credentials.username))
                 headers["Authorization"] = _basic_header(self._credentials)
             method, url = "GET", realm.copy_merge_params(query)
-        where = _printable(realm.netloc.decode("ascii", "replace"))
+        where = printable(realm.netloc.decode("ascii", "replace"))
         try:
             # No redirects: the credentials go to the realm the registry named, nowhere else.
             with self._token_client.stream(
@@ -393,10 +393,10 @@ class RegistryAuth(httpx.Auth):
         return _Token(value, _grants(value, scopes), expires_at, key)
 
     def _denied(self, request: httpx.Request, scopes: tuple[Scope, ...], token: _Token) -> Exception:
-        host = _printable(request.url.netloc.decode("ascii", "replace"))
+        host = printable(request.url.netloc.decode("ascii", "replace"))
         wanted = scopes[0] if scopes else None
         if wanted is None:
-            what = f"{request.method} {_printable(request.url.path)}"
+            what = f"{request.method} {printable(request.url.path)}"
             granted = ""
         else:
             what = f"{_verb(wanted.actions)} {wanted.name}"
@@ -464,10 +464,6 @@ def _verb(actions: frozenset[str]) -> str:
     if "pull" in actions:
         return "pull from"
     return "access"
-
-
-def _printable(text: str, limit: int = 200) -> str:
-    return "".join(ch if ch.isprintable() else " " for ch in text)[:limit]
 
 
 def _has_password(credentials: Credentials | None) -> bool:

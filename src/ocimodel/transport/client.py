@@ -27,6 +27,7 @@ from ocimodel.errors import (
     SizeMismatch,
     TooManyRequests,
     TransportError,
+    printable,
 )
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, digest_bytes, validate_digest
@@ -595,18 +596,13 @@ def _parse_error_body(body: bytes) -> tuple[str | None, str | None]:
     code = errors[0].get("code")
     message = errors[0].get("message")
     code = code if isinstance(code, str) and code.replace("_", "").isalnum() else None
-    message = _printable(message) if isinstance(message, str) else None
+    message = printable(message) if isinstance(message, str) else None
     return (code[:64] if code else None), message
-
-
-def _printable(text: str, limit: int = 200) -> str:
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in text)
-    return cleaned[:limit]
 
 
 def _describe_http_error(exc: httpx.HTTPError) -> str:
     text = str(exc) or type(exc).__name__
-    return _printable(text)
+    return printable(text)
 
 
 def _connection_hint(base_url: str) -> str:

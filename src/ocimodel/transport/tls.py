@@ -22,7 +22,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from ocimodel.errors import TransportError
+from ocimodel.errors import TransportError, printable
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def tls_failure(exc: BaseException, registry: str, setup: TlsSetup | None) -> Tl
         return None
     where = _certs_hint_dir(registry, setup)
     if isinstance(cause, ssl.SSLCertVerificationError):
-        detail = _printable(str(getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or "verification failed")).rstrip(".")
+        detail = printable(str(getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or "verification failed")).rstrip(".")
         code = getattr(cause, "verify_code", None)
         if code in _VALIDITY_CODES:
             hint = "the registry's certificate is outside its validity period: it must be renewed (or this machine's clock is wrong)"
@@ -281,7 +281,7 @@ def _check_file(path: Path, label: str, hint: str) -> None:
 
 
 def _ssl_reason(exc: ssl.SSLError) -> str:
-    return _printable(str(getattr(exc, "reason", None) or getattr(exc, "library", None) or "invalid").replace("_", " ").lower())
+    return printable(str(getattr(exc, "reason", None) or getattr(exc, "library", None) or "invalid").replace("_", " ").lower())
 
 
 def _alert_text(exc: ssl.SSLError) -> str:
@@ -290,13 +290,9 @@ def _alert_text(exc: ssl.SSLError) -> str:
     if "] " in text:
         text = text.split("] ", 1)[1]
     text = text.rsplit(" (_ssl.c", 1)[0]
-    return _printable(text) or "TLS error"
+    return printable(text) or "TLS error"
 
 
 def _host(registry: str) -> str:
     host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
     return host
-
-
-def _printable(text: str, limit: int = 200) -> str:
-    return "".join(ch if ch.isprintable() else " " for ch in text)[:limit]
