@@ -14,7 +14,9 @@ bomb is bounded by a cap on the bytes written, a cap on the member count, a cap 
 size of pax / GNU long-name headers, and a cap on decompressed bytes that no member
 accounts for. The chunk iterator is always read to its end on success, so a verifying
 iterator (the copy engine's) gets to check the digest before the caller commits anything.
-Callers extract into a private staging directory and discard it on any error."""
+Callers extract into a private staging directory and discard it on any error. The guards
+on the tar stream itself (the caps, type refusal, end-of-archive checks) are
+:mod:`ocimodel.oci.targuard`, shared with the OCI layout archive reader."""
 
 from __future__ import annotations
 
@@ -29,45 +31,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ocimodel.errors import NotAModel, OcimodelError, PackagingError, UnsafePath
+from ocimodel.errors import NotAModel, PackagingError, UnsafePath
+from ocimodel.oci.targuard import (
+    COPY_CHUNK,
+    DEFAULT_MAX_MEMBERS,
+    DEFAULT_MAX_TOTAL_BYTES,
+    MAX_HEADER_CHAIN,
+    MAX_HEADER_RECORD_BYTES,
+    STREAM_BUFFER,
+    STREAM_SLACK_BYTES,
+    ArchiveTooLarge,
+    CountingReader,
+    ExtractLimits,
+    InvalidArchive,
+    ReadState,
+    UnsafeArchive,
+    check_clean_end,
+    drain_decoder,
+    drain_stream,
+    is_plain_file,
+    refuse_type,
+    safe_tarinfo,
+)
 from ocimodel.packaging.paths import check_relative_path
 
 Compression = Literal["none", "gzip", "zstd"]
 
-DEFAULT_MAX_TOTAL_BYTES = 1 << 40  # 1 TiB of file content per layer
-DEFAULT_MAX_MEMBERS = 1_000_000
-# pax and GNU long-name records are read into memory whole by tarfile: cap each one, and
-# the chain of them in front of one member (tarfile follows such chains recursively).
-MAX_HEADER_RECORD_BYTES = 1 << 20
-MAX_HEADER_CHAIN = 8
-# Decompressed bytes may run ahead of what members account for by tarfile's read-ahead
-# plus the end-of-archive padding; anything beyond this is hidden data.
-STREAM_SLACK_BYTES = 4 << 20
-COPY_CHUNK = 1 << 20
-STREAM_BUFFER = 256 << 10  # tarfile reads the stream in pieces of this size
-
-_EXTENSION_TYPES = frozenset(
-    (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
-     tarfile.SOLARIS_XHDTYPE)
-)
-
-
-class UnsafeArchive(UnsafePath):
-    """A tar layer holds a member that would escape, alias or not be a plain file or directory."""
-
-
-class ArchiveTooLarge(UnsafeArchive):
-    """A tar layer exceeds an extraction limit (bytes, members, header size): a likely bomb."""
-
-
-class InvalidArchive(OcimodelError):
-    """A tar layer cannot be read: not a tar, a corrupt or truncated stream, bad compression."""
-
-
-@dataclass(frozen=True)
-class ExtractLimits:
-    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
-    max_members: int = DEFAULT_MAX_MEMBERS
+_LABEL = "tar layer"  # how messages name what they refuse (ocimodel.oci.targuard)
 
 
 @dataclass(frozen=True)
@@ -105,12 +95,12 @@ def extract_tar_stream(
     limits = limits or ExtractLimits()
     root = Path(staging_root)
     shown = label or (repr(prefix[:120]) if prefix else "layer")
-    state = _State(limits=limits)
+    state = ReadState(limits=limits)
     raw = _ChunkReader(chunks)
     try:
         decoded = _decoder(raw, compression, shown)
-        counted = _CountingReader(decoded, state, shown)
-        tarinfo_cls = type("_BoundTarInfo", (_SafeTarInfo,), {"_state": state, "_shown": shown})
+        counted = CountingReader(decoded, state, shown, _LABEL)
+        tarinfo_cls = safe_tarinfo(state, shown, _LABEL)
         mapper = _NameMapper(prefix, shown)
         names = _UniqueNames(shown)
         entries: list[ExtractedEntry] = []
@@ -129,9 +119,9 @@ def extract_tar_stream(
                 entry = _extract_member(tar, member, root, mapper, names, state, shown)
                 if entry is not None:
                     entries.append(entry)
-            _check_clean_end(state, shown)
-            _drain_stream(tar, shown)
-        _drain_decoder(decoded)
+            check_clean_end(state, shown, _LABEL)
+            drain_stream(tar, shown, _LABEL)
+        drain_decoder(decoded)
         raw.drain(shown, compressed=compression != "none")
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise InvalidArchive(
@@ -142,20 +132,6 @@ def extract_tar_stream(
 
 
 # -- reading -----------------------------------------------------------------------------
-
-
-@dataclass
-class _State:
-    limits: ExtractLimits
-    members: int = 0
-    written: int = 0  # file content bytes written
-    overhead: int = 0  # header blocks, header records and padding the members account for
-    chain: int = 0  # extension headers in front of the current member
-    bad_header: str | None = None
-
-    @property
-    def stream_allowance(self) -> int:
-        return self.written + self.overhead + STREAM_SLACK_BYTES
 
 
 class _ChunkReader(io.RawIOBase):
@@ -198,36 +174,6 @@ class _ChunkReader(io.RawIOBase):
             raise InvalidArchive(f"tar layer {shown} has data after the end of its compressed stream")
 
 
-class _CountingReader(io.RawIOBase):
-    """Counts decompressed bytes and refuses any not accounted for by a member."""
-
-    def __init__(self, inner, state: _State, shown: str) -> None:
-        self._inner = inner
-        self._state = state
-        self._shown = shown
-        self.produced = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            size = COPY_CHUNK
-        data = self._inner.read(size)
-        self.produced += len(data)
-        if self.produced > self._state.stream_allowance:
-            raise ArchiveTooLarge(
-                f"tar layer {self._shown} decompresses to more data than its members account for",
-                hint="a likely decompression bomb; nothing was written to the destination",
-            )
-        return data
-
-    def readinto(self, target) -> int:
-        data = self.read(len(target))
-        target[: len(data)] = data
-        return len(data)
-
-
 def _decoder(raw: _ChunkReader, compression: str, shown: str):
     if compression == "none":
         return raw
@@ -251,65 +197,6 @@ def zstd_module():
     except ImportError:
         return None
     return zstandard
-
-
-class _SafeTarInfo(tarfile.TarInfo):
-    """Caps header records before tarfile reads them into memory, and accounts for header
-    bytes so that unaccounted decompressed data can be detected."""
-
-    _state: _State
-    _shown: str
-
-    @classmethod
-    def fromtarfile(cls, tarfile_obj):
-        try:
-            return super().fromtarfile(tarfile_obj)
-        except (tarfile.InvalidHeaderError, tarfile.TruncatedHeaderError) as exc:
-            # tarfile reads a bad header after the first member as the end of the archive;
-            # remember it so that the archive is refused instead of silently cut short.
-            cls._state.bad_header = str(exc) or type(exc).__name__
-            raise
-
-    def _proc_member(self, tarfile_obj):  # the documented hook for TarInfo subclasses
-        state = self._state
-        if self.type in _EXTENSION_TYPES:
-            state.chain += 1
-            if self.size > MAX_HEADER_RECORD_BYTES:
-                raise ArchiveTooLarge(
-                    f"tar layer {self._shown} has a {self.size}-byte header record "
-                    f"(limit {MAX_HEADER_RECORD_BYTES})"
-                )
-            if state.chain > MAX_HEADER_CHAIN:
-                raise UnsafeArchive(f"tar layer {self._shown} chains more than {MAX_HEADER_CHAIN} header records")
-            state.overhead += tarfile.BLOCKSIZE + self._block(self.size)
-        else:
-            state.chain = 0
-            state.overhead += tarfile.BLOCKSIZE
-            if self.type in tarfile.REGULAR_TYPES:
-                state.overhead += self._block(self.size) - self.size  # padding after the data
-        return super()._proc_member(tarfile_obj)
-
-
-def _check_clean_end(state: _State, shown: str) -> None:
-    """A real end is a zero block or the plain end of the data, not a bad header."""
-    if state.bad_header is not None:
-        raise InvalidArchive(f"tar layer {shown} has a corrupt or truncated member header ({state.bad_header})")
-
-
-def _drain_stream(tar: tarfile.TarFile, shown: str) -> None:
-    """Read past the end-of-archive marker to the end: only zero padding may follow."""
-    while True:
-        data = tar.fileobj.read(COPY_CHUNK)
-        if not data:
-            return
-        if data.strip(b"\0"):
-            raise InvalidArchive(f"tar layer {shown} has data after the end of the archive")
-
-
-def _drain_decoder(decoded) -> None:
-    """Finish decompression so that gzip checks its CRC and length trailer."""
-    while decoded.read(COPY_CHUNK):
-        pass
 
 
 def _format_name(compression: str) -> str:
@@ -413,26 +300,6 @@ def _member_name(member: tarfile.TarInfo, shown: str) -> str | None:
         raise UnsafeArchive(f"tar layer {shown}: member {member.name[:120]!r}: {exc.message}") from None
 
 
-def _refuse_type(member: tarfile.TarInfo, shown: str) -> UnsafeArchive:
-    name = repr(member.name[:120])
-    if member.issym():
-        what = f"a symlink (to {member.linkname[:120]!r})"
-    elif member.islnk():
-        what = f"a hardlink (to {member.linkname[:120]!r})"
-    elif member.ischr() or member.isblk():
-        what = "a device"
-    elif member.isfifo():
-        what = "a fifo"
-    elif member.sparse is not None or member.type == tarfile.GNUTYPE_SPARSE:
-        what = "a sparse file"
-    else:
-        what = f"of unsupported type {member.type!r}"
-    return UnsafeArchive(
-        f"tar layer {shown}: member {name} is {what}; only regular files and directories are extracted",
-        hint="links, devices and fifos in a model archive are refused so nothing can point outside the destination",
-    )
-
-
 # -- writing -----------------------------------------------------------------------------
 
 
@@ -442,12 +309,11 @@ def _extract_member(
     root: Path,
     mapper: _NameMapper,
     names: _UniqueNames,
-    state: _State,
+    state: ReadState,
     shown: str,
 ) -> ExtractedEntry | None:
-    is_file = member.isreg() and member.sparse is None and member.type != tarfile.GNUTYPE_SPARSE
-    if not (is_file or member.isdir()):
-        raise _refuse_type(member, shown)
+    if not (is_plain_file(member) or member.isdir()):
+        raise refuse_type(member, shown, _LABEL)
     name = _member_name(member, shown)
     if name is None:
         return None
@@ -514,7 +380,11 @@ def _makedirs(root: Path, relpath: str) -> None:
             raise UnsafeArchive(f"cannot create directory {relpath!r}: {current} is not a directory")
 
 
+# ArchiveTooLarge, ExtractLimits, InvalidArchive, UnsafeArchive and the limits live in
+# ocimodel.oci.targuard, shared with the layout archive reader; they stay importable here.
 __all__ = [
+    "COPY_CHUNK", "DEFAULT_MAX_MEMBERS", "DEFAULT_MAX_TOTAL_BYTES", "MAX_HEADER_CHAIN",
+    "MAX_HEADER_RECORD_BYTES", "STREAM_BUFFER", "STREAM_SLACK_BYTES",
     "ArchiveTooLarge", "Compression", "ExtractLimits", "ExtractedEntry", "InvalidArchive",
     "UnsafeArchive", "extract_tar_stream", "zstd_module",
 ]
