@@ -26,6 +26,10 @@ from tests.support.registry import LocalRegistry  # noqa: E402
 # are off unless a test asks for them (tests of retrying set their own policy). Set here,
 # before any test starts, so subprocesses running the CLI inherit it too.
 os.environ.setdefault("OCIMODEL_RETRIES", "1")
+# Writers of a fallback referrers index wait this long to see that their update survived
+# (targets/referrers.py); on loopback a read-modify-write takes milliseconds. The test of
+# concurrent writers uses the default.
+os.environ.setdefault("OCIMODEL_REFERRERS_SETTLE", "0.2")
 # Nobody's own `docker login` may change what the tests see: an empty docker config
 # directory, unless a test points DOCKER_CONFIG elsewhere.
 os.environ["DOCKER_CONFIG"] = tempfile.mkdtemp(prefix="ocimodel-test-docker-config-")

@@ -39,7 +39,7 @@ INSPECT_KEYS = {
 TAG_KEYS = {"reference", "tag", "digest"}
 LS_KEYS = {"repository", "tags"}
 CATALOG_KEYS = {"registry", "repositories"}
-COPY_KEYS = {"source", "destination", "digest", "blobs_copied", "blobs_skipped", "blobs_mounted", "bytes_copied", "retries"}
+COPY_KEYS = {"source", "destination", "digest", "blobs_copied", "blobs_skipped", "blobs_mounted", "bytes_copied", "retries", "referrers_copied", "referrers_ignored"}
 
 
 @dataclass

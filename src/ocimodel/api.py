@@ -50,6 +50,7 @@ from ocimodel.targets.copy import (
     verified,
 )
 from ocimodel.targets.open import open_target
+from ocimodel.targets.referrers import copy_with_referrers
 from ocimodel.transport import credentials as stored_credentials
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
@@ -96,6 +97,8 @@ class CopyResult(BaseModel):
     blobs_mounted: int  # linked from the source repository on the same registry, no bytes moved
     bytes_copied: int
     retries: int = 0  # requests retried, downloads resumed, blob transfers started over
+    referrers_copied: list[str] = []  # digests of referrers copied (with_referrers=True)
+    referrers_ignored: list[str] = []  # listed at the source but not referring to it
 
 
 class ModelInfo(BaseModel):
@@ -288,9 +291,11 @@ def copy(
     options: ConnectionOptions | None = None,
     concurrency: int = 4,
     progress: Progress | None = None,
+    with_referrers: bool = False,
 ) -> CopyResult:
     """Copy an artifact (any manifest or index and all it names) between two stores,
-    keeping its digest. The destination tag defaults to the source's.
+    keeping its digest. The destination tag defaults to the source's. ``with_referrers``
+    also copies what refers to it (signatures, attestations...), recursively, after it.
 
     ``credentials`` (and OCIMODEL_USERNAME / OCIMODEL_PASSWORD) belong to the destination
     registry (the source's, when the destination is a layout): they are never sent to
@@ -314,7 +319,17 @@ def copy(
     with open_target(src_ref, registry_options) as src, open_target(dst_ref, registry_options, for_write=True) as dst:
         root = src.resolve(src_ref.reference or DEFAULT_TAG)
         graph = read_graph(src, root)
-        result = copy_graph(src, dst, root, tag=tag, concurrency=concurrency, progress=progress, graph=graph, retry=registry_options.retry)
+        referrers_copied: list[str] = []
+        referrers_ignored: list[str] = []
+        if with_referrers:
+            copied = copy_with_referrers(
+                src, dst, root, tag=tag, graph=graph, concurrency=concurrency, progress=progress, retry=registry_options.retry
+            )
+            result = copied.transfer
+            referrers_copied = [d.digest for d in copied.referrers]
+            referrers_ignored = copied.ignored
+        else:
+            result = copy_graph(src, dst, root, tag=tag, concurrency=concurrency, progress=progress, graph=graph, retry=registry_options.retry)
         retries = result.restarts + _client_retries(src, dst)
     return CopyResult(
         source=str(src_ref),
@@ -325,6 +340,8 @@ def copy(
         blobs_mounted=len(result.mounted),
         bytes_copied=result.bytes_copied,
         retries=retries,
+        referrers_copied=referrers_copied,
+        referrers_ignored=referrers_ignored,
     )
 
 

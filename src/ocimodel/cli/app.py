@@ -275,17 +275,22 @@ def copy(
     destination: Annotated[str, typer.Argument(metavar="DEST", help="To: registry/repo[:tag] or oci:PATH[:tag] (tag defaults to the source's).")],
     plain_http: PlainHttpOpt = None,
     concurrency: ConcurrencyOpt = 4,
+    with_referrers: Annotated[bool, typer.Option("--with-referrers", "-r", help="Also copy what refers to it (signatures, attestations...), recursively.")] = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Copy a model between registries and OCI layouts, keeping its digest.
+    """Copy a model between registries and OCI layouts, keeping its digest (so signatures
+    made at the source verify at the destination).
 
       ocimodel copy localhost:5000/team/sentiment:1.0 oci:./store:sentiment-1.0
 
-      ocimodel copy oci:./store:sentiment-1.0 registry.example.com/team/sentiment:1.0
+      ocimodel copy oci:./store:sentiment-1.0 registry.example.com/team/sentiment:1.0 --with-referrers
     """
     result = _run(
-        lambda progress: api.copy(source, destination, plain_http=plain_http, concurrency=concurrency, progress=progress, options=_connection()),
+        lambda progress: api.copy(
+            source, destination, plain_http=plain_http, concurrency=concurrency, progress=progress,
+            options=_connection(), with_referrers=with_referrers,
+        ),
         verb="copy",
         show_progress=not (quiet or as_json),
     )
@@ -294,6 +299,8 @@ def copy(
         f"Digest: {result.digest}",
         f"Blobs: {result.blobs_copied} copied ({_size(result.bytes_copied)}), {result.blobs_mounted} mounted, "
         f"{result.blobs_skipped} already there",
+        *([f"Referrers: {len(result.referrers_copied)} copied"] if with_referrers else []),
+        *[f"warning: ignored {line}" for line in result.referrers_ignored],
     ])
 
 
@@ -521,6 +528,9 @@ def main() -> None:
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
 
+
+# The referrer commands live in their own module; importing it registers them on `app`.
+from ocimodel.cli import referrers as _referrer_commands  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

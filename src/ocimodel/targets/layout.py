@@ -18,10 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ocimodel.errors import InvalidManifest, NotFound, SizeMismatch, StoreError
+from ocimodel.errors import IntegrityError, InvalidManifest, NotFound, SizeMismatch, StoreError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, hex_of, validate_digest, verify_bytes
 from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, loads_strict, media_type_of
+from ocimodel.targets import referrers as rf
 
 CHUNK_SIZE = 1024 * 1024
 MAX_INDEX_BYTES = 64 * 1024 * 1024
@@ -36,6 +37,8 @@ class OciLayout:
     def __init__(self, path: str | os.PathLike[str], *, create: bool = False) -> None:
         self.path = Path(path)
         self.name = f"oci:{path}"
+        # digest -> (subject digest, listing descriptor) or None; manifests never change
+        self._referrer_cache: dict[str, tuple[str, Descriptor] | None] = {}
         if (self.path / "oci-layout").is_file():
             self._check_layout_file()
         elif create:
@@ -194,6 +197,63 @@ class OciLayout:
             raise NotFound(f"manifest {descriptor.digest} not found in {self.name}")
         with self._locked_index() as entries:
             _point(entries, descriptor, tag)
+
+    # -- referrers ------------------------------------------------------------------------
+    # A layout has no referrers API and needs no fallback tag: every manifest pushed to it
+    # has an entry in index.json (untagged if need be), so its referrers are the entries
+    # whose manifest names the subject.
+
+    def referrers(self, subject_digest: str, artifact_type: str | None = None) -> list[Descriptor]:
+        validate_digest(subject_digest)
+        found: list[Descriptor] = []
+        for entry in self._read_index():
+            listed = self._as_referrer(_descriptor(entry))
+            if listed is not None and listed[0] == subject_digest:
+                found.append(listed[1])
+        return rf.of_type(rf.bounded(found, f"referrers of {self.name}@{subject_digest}"), artifact_type)
+
+    def remove_referrer(self, subject_digest: str, digest: str) -> bool:
+        """Drop the referrer's untagged entry from index.json (its blob stays: a layout has
+        no garbage collector, and another entry may name the same bytes)."""
+        with self._locked_index() as entries:
+            entries[:] = [
+                e for e in entries if e.get("digest") != digest or (e.get("annotations") or {}).get(mt.ANNOTATION_REF_NAME)
+            ]
+        return True
+
+    def uses_fallback_tag(self) -> bool:
+        return False
+
+    def entries(self) -> list[Descriptor]:
+        """Every manifest index.json names, tagged or not."""
+        return [_descriptor(entry) for entry in self._read_index()]
+
+    def referrers_subject(self, descriptor: Descriptor) -> str | None:
+        """The subject digest of the manifest ``descriptor`` names, if it has one."""
+        listed = self._as_referrer(descriptor)
+        return listed[0] if listed else None
+
+    def delete_manifest(self, digest: str) -> None:
+        """Drop every index.json entry (tags included) for ``digest``; the blob stays."""
+        with self._locked_index() as entries:
+            entries[:] = [e for e in entries if e.get("digest") != digest]
+
+    def drop_fallback_index(self, subject_digest: str) -> None:
+        return None  # a layout keeps no fallback tags
+
+    def _as_referrer(self, descriptor: Descriptor) -> tuple[str, Descriptor] | None:
+        """(subject digest, listing descriptor) of a manifest entry that has a subject."""
+        if descriptor.media_type not in mt.MANIFEST_TYPES + mt.INDEX_TYPES:
+            return None
+        if descriptor.digest not in self._referrer_cache:
+            try:
+                data = self.fetch_manifest(descriptor)
+                subject = rf.subject_of(data)
+                listed = rf.referrer_descriptor(data, descriptor.digest) if subject else None
+            except (NotFound, InvalidManifest, IntegrityError):
+                subject = listed = None  # an entry we cannot read refers to nothing
+            self._referrer_cache[descriptor.digest] = (subject.digest, listed) if subject and listed else None
+        return self._referrer_cache[descriptor.digest]
 
     def list_tags(self) -> list[str]:
         names = {

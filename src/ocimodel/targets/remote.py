@@ -5,10 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from ocimodel.errors import NotFound
+from ocimodel.errors import InvalidManifest, NotFound, RegistryError
+from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import verify_bytes
-from ocimodel.oci.models import Descriptor
+from ocimodel.oci.models import Descriptor, Index, parse_manifest
+from ocimodel.targets import referrers as rf
 from ocimodel.transport.client import RegistryClient
+
+# Registries known (in this process) to have the referrers API, by base URL: probing costs
+# a request, and the answer does not change while we run.
+_REFERRERS_API: dict[str, bool] = {}
 
 
 class RemoteRepository:
@@ -61,7 +67,106 @@ class RemoteRepository:
         return self.client.head_manifest(self.repository, descriptor.digest) is not None
 
     def push_manifest(self, descriptor: Descriptor, data: bytes, tag: str | None = None) -> None:
-        self.client.put_manifest(self.repository, tag or descriptor.digest, data, descriptor.media_type)
+        """Store a manifest; one with a ``subject`` is also made findable as a referrer."""
+        subject = _subject(data)
+        _, indexed = self.client.put_manifest_indexed(
+            self.repository, tag or descriptor.digest, data, descriptor.media_type
+        )
+        if subject is None:
+            return
+        if indexed == subject.digest:
+            _REFERRERS_API[self.client.base_url] = True
+            return
+        # No OCI-Subject: the registry did not index it, so the fallback tag must list it
+        # (the distribution spec's rule, even where a GET of the API works).
+        entry = rf.referrer_descriptor(data, descriptor.digest)
+        rf.update_fallback_index(self._fallback_io(subject.digest), *rf.adding(entry))
+
+    # -- referrers ------------------------------------------------------------------------
+
+    def referrers(self, subject_digest: str, artifact_type: str | None = None) -> list[Descriptor]:
+        """What the registry lists as referring to ``subject_digest`` (untrusted: check each
+        referrer's own subject before relying on it)."""
+        what = f"referrers of {self.name}@{subject_digest}"
+        if _REFERRERS_API.get(self.client.base_url, True):
+            listing = self.client.get_referrers(self.repository, subject_digest, artifact_type)
+            if listing is not None:
+                _REFERRERS_API[self.client.base_url] = True
+                found: list[Descriptor] = []
+                for page in listing.pages:
+                    found.extend(rf.parse_listing(page, what))
+                    rf.bounded(found, what)
+                found = rf.bounded(found, what)
+                return found if listing.filtered else rf.of_type(found, artifact_type)
+            _REFERRERS_API[self.client.base_url] = False
+        return rf.of_type(self._read_fallback(subject_digest), artifact_type)
+
+    def remove_referrer(self, subject_digest: str, digest: str) -> bool:
+        """Take a referrer out of the listing and delete its manifest. Returns False when
+        the registry refused the delete (it is no longer listed where the client keeps the
+        listing, but its manifest stays)."""
+        if not _REFERRERS_API.get(self.client.base_url, False):
+            rf.update_fallback_index(self._fallback_io(subject_digest), *rf.removing(digest))
+        try:
+            self.client.delete_manifest(self.repository, digest)
+        except NotFound:
+            return True
+        except RegistryError as exc:
+            if _REFERRERS_API.get(self.client.base_url, False) or exc.status not in (400, 403, 405):
+                raise
+            return False
+        return True
+
+    def uses_fallback_tag(self) -> bool:
+        return not _REFERRERS_API.get(self.client.base_url, False)
+
+    def delete_manifest(self, digest: str) -> None:
+        """Delete a manifest by digest (distribution also drops every tag pointing at it)."""
+        self.client.delete_manifest(self.repository, digest)
+
+    def drop_fallback_index(self, subject_digest: str) -> None:
+        """Delete the fallback tag of a subject that is going away, so no index tag is
+        left dangling. Distribution deletes only by digest, which also drops any other tag
+        on the same index bytes: only another empty index, so nothing listed is lost."""
+        try:
+            fetched = self.client.get_manifest(self.repository, rf.fallback_tag(subject_digest))
+        except NotFound:
+            return
+        if fetched.descriptor.digest == subject_digest:
+            return  # the registry aliases the tag to the subject itself
+        if rf.parse_listing(fetched.data, "referrers index"):
+            raise RegistryError(
+                f"referrers index {rf.fallback_tag(subject_digest)} still lists referrers; remove them first"
+            )
+        self.client.delete_manifest(self.repository, fetched.descriptor.digest)
+
+    def _read_fallback(self, subject_digest: str) -> list[Descriptor]:
+        what = f"referrers index {self.repository}:{rf.fallback_tag(subject_digest)}"
+        try:
+            fetched = self.client.get_manifest(self.repository, rf.fallback_tag(subject_digest))
+        except NotFound:
+            return []
+        if fetched.descriptor.digest == subject_digest:
+            return []  # GitLab resolves the fallback tag to the subject itself
+        try:
+            parsed = parse_manifest(fetched.data, fetched.descriptor.media_type)
+        except InvalidManifest as exc:
+            raise RegistryError(f"{what} is malformed: {exc.message}") from None
+        if not isinstance(parsed, Index):
+            raise RegistryError(f"{what} is not an image index", hint="another tool may have used that tag")
+        return rf.bounded(list(parsed.manifests), what)
+
+    def _fallback_io(self, subject_digest: str) -> rf.FallbackIO:
+        tag = rf.fallback_tag(subject_digest)
+
+        def write(descriptors: list[Descriptor]) -> None:
+            self.client.put_manifest(self.repository, tag, rf.index_bytes(descriptors), mt.OCI_INDEX)
+
+        return rf.FallbackIO(
+            read=lambda: self._read_fallback(subject_digest),
+            write=write,
+            what=f"referrers index {self.repository}:{tag}",
+        )
 
     def tag(self, descriptor: Descriptor, tag: str) -> None:
         data = self.fetch_manifest(descriptor)
@@ -72,3 +177,11 @@ class RemoteRepository:
             return self.client.list_tags(self.repository)
         except NotFound:
             return []
+
+
+def _subject(data: bytes) -> Descriptor | None:
+    try:
+        parsed = parse_manifest(data)
+    except InvalidManifest:
+        return None  # not ours to judge here; the registry decides whether it takes it
+    return parsed.subject

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import urljoin
+from urllib.parse import quote, urljoin
 
 import httpx
 
@@ -59,6 +59,15 @@ def plain_http_wanted(registry: str, plain_http: bool | None) -> bool:
     if os.environ.get("OCIMODEL_PLAIN_HTTP", "").lower() in ("1", "true", "yes"):
         return True
     return is_loopback_host(registry)
+
+
+@dataclass
+class ReferrerPages:
+    """Raw pages of a referrers listing (each an image index, at most 4 MiB), and whether
+    the registry applied the artifactType filter asked for (else the caller must)."""
+
+    pages: list[bytes]
+    filtered: bool
 
 
 @dataclass(frozen=True)
@@ -256,6 +265,11 @@ class RegistryClient:
         return Descriptor(mediaType=_media_type(response) or mt.OCI_MANIFEST, digest=digest, size=int(size))
 
     def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
+        return self.put_manifest_indexed(repository, reference, data, media_type)[0]
+
+    def put_manifest_indexed(self, repository: str, reference: str, data: bytes, media_type: str) -> tuple[str, str | None]:
+        """PUT a manifest; returns its digest and the ``OCI-Subject`` header, which a
+        registry with the referrers API sends when it indexed the manifest's subject."""
         url = self._url(f"/v2/{repository}/manifests/{reference}")
         response = self._send(
             "PUT", url, what=f"manifest upload to {repository}", content=data,
@@ -266,7 +280,38 @@ class RegistryClient:
         announced = response.headers.get("docker-content-digest")
         if announced and announced.startswith("sha256:") and announced != expected:
             raise DigestMismatch(expected, announced, f"manifest stored in {repository}")
-        return expected
+        return expected, response.headers.get("oci-subject")
+
+    def get_referrers(self, repository: str, digest: str, artifact_type: str | None = None) -> ReferrerPages | None:
+        """The referrers API (``GET /v2/<name>/referrers/<digest>``), page by page; None when
+        the registry does not have it (it answers 404, as distribution 2.x does)."""
+        validate_digest(digest)
+        what = f"referrers of {repository}@{digest}"
+        path = f"/v2/{repository}/referrers/{digest}"
+        url: str | None = self._url(path) + (f"?artifactType={quote(artifact_type, safe='')}" if artifact_type else "")
+        pages: list[bytes] = []
+        filtered = True
+        for _ in range(MAX_LIST_PAGES):
+            if url is None:
+                return ReferrerPages(pages, filtered)
+            response = self._send("GET", url, what=what, stream=True, headers={"Accept": mt.OCI_INDEX})
+            try:
+                if response.status_code == 404 and not pages:
+                    _read_capped(response, MAX_ERROR_BODY, truncate=True)
+                    return None
+                self._check_streamed(response, what, (200,))
+                if _media_type(response) != mt.OCI_INDEX:
+                    # A proxy or a registry without the API answering 200 with something else.
+                    if not pages:
+                        return None
+                    raise RegistryError(f"registry sent a {what} page that is not an image index")
+                pages.append(_read_capped(response, MAX_MANIFEST_BYTES, what=what))
+                applied = response.headers.get("oci-filters-applied", "")
+                filtered = filtered and (artifact_type is None or "artifactType" in [f.strip() for f in applied.split(",")])
+                url = _next_link(response, self.base_url)
+            finally:
+                response.close()
+        raise RegistryError(f"registry sent more than {MAX_LIST_PAGES} pages of {what}")
 
     def delete_manifest(self, repository: str, digest: str) -> None:
         url = self._url(f"/v2/{repository}/manifests/{digest}")

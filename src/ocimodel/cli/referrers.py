@@ -1,0 +1,218 @@
+"""Commands for referrers: attach, discover, detach, delete (export and import too: an
+air-gapped copy is a copy with referrers into a tar)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.tree import Tree
+
+from ocimodel import api_referrers
+from ocimodel.cli.app import (
+    JsonOpt,
+    PlainHttpOpt,
+    QuietOpt,
+    _connection,
+    _parse_pairs,
+    _print_json,
+    _print_result,
+    _run,
+    _size,
+    app,
+    stdout,
+)
+
+ArtifactTypeOpt = Annotated[
+    str | None,
+    typer.Option("--artifact-type", metavar="TYPE", help="Only referrers of this artifact type (a media type)."),
+]
+
+
+@app.command()
+def attach(
+    reference: Annotated[str, typer.Argument(metavar="REF", help="The model: registry/repo:tag, repo@digest or oci:PATH:tag.")],
+    files: Annotated[list[Path] | None, typer.Argument(metavar="[FILE]...", help="Files to attach (none: annotations only).")] = None,
+    artifact_type: Annotated[str, typer.Option("--artifact-type", metavar="TYPE", help="What the referrer is, as a media type, e.g. application/vnd.example.eval.v1+json.")] = ...,  # type: ignore[assignment]
+    media_type: Annotated[str | None, typer.Option("--media-type", metavar="TYPE", help="Media type of the file layers (default: the artifact type).")] = None,
+    annotation: Annotated[list[str] | None, typer.Option("--annotation", "-a", metavar="KEY=VALUE", help="Annotation on the referrer; repeatable.")] = None,
+    plain_http: PlainHttpOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Attach files to a model as a referrer (an OCI 1.1 manifest whose subject is the
+    model): an evaluation, an SBOM, a report. Prints the referrer's digest.
+
+      ocimodel attach localhost:5000/team/sentiment:1.0 ./eval.json --artifact-type application/vnd.example.eval.v1+json -a dataset=imdb
+
+    Works on registries with the referrers API, on those without it (the fallback tag
+    sha256-<hex> is kept up to date) and on oci: layouts.
+    """
+    pairs = _parse_pairs(annotation or [], "--annotation")
+    result = _run(
+        lambda _: api_referrers.attach(
+            reference, files or [], artifact_type=artifact_type, annotations=pairs, media_type=media_type,
+            plain_http=plain_http, options=_connection(),
+        ),
+        verb="attach",
+        show_progress=False,
+    )
+    _print_result(result, as_json, quiet, [
+        f"Attached {result.artifact_type} to {result.subject}",
+        f"Digest: {result.digest}",
+        f"Listed by: {result.listed_by}",
+    ])
+
+
+@app.command()
+def discover(
+    reference: Annotated[str, typer.Argument(metavar="REF", help="The model: registry/repo:tag, repo@digest or oci:PATH:tag.")],
+    artifact_type: ArtifactTypeOpt = None,
+    depth: Annotated[int, typer.Option("--depth", min=1, max=8, metavar="N", help="Levels of referrers of referrers to follow.")] = 8,
+    plain_http: PlainHttpOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what refers to a model (signatures, attestations, evaluations...) and what
+    refers to those, as a tree by artifact type.
+
+      ocimodel discover localhost:5000/team/sentiment:1.0
+
+      ocimodel discover oci:./store:sentiment:1.0 --artifact-type application/vnd.dev.sigstore.bundle.v0.3+json --json
+
+    Only referrers whose own manifest names the model are shown; anything else a
+    listing holds is reported as ignored.
+    """
+    result = _run(
+        lambda _: api_referrers.referrers(
+            reference, artifact_type=artifact_type, depth=depth, plain_http=plain_http, options=_connection()
+        ),
+        verb="discover",
+        show_progress=False,
+    )
+    if as_json:
+        _print_json(result)
+        return
+    tree = Tree(f"{result.reference}@{result.digest}", highlight=False)
+
+    def add(branch: Tree, nodes: list[api_referrers.Referrer]) -> None:
+        for node in nodes:
+            created = node.annotations.get("org.opencontainers.image.created", "")
+            label = f"{node.artifact_type or node.media_type}  {node.digest}  {_size(node.size)}  {created}".rstrip()
+            add(branch.add(label, highlight=False), node.referrers)
+
+    add(tree, result.referrers)
+    stdout.print(tree, highlight=False, markup=False)
+    if not result.referrers:
+        stdout.print("no referrers", highlight=False, markup=False)
+    for line in result.ignored:
+        stdout.print(f"warning: ignored {line}", highlight=False, markup=False)
+
+
+@app.command()
+def detach(
+    reference: Annotated[str, typer.Argument(metavar="REF", help="The model the referrer refers to.")],
+    referrer: Annotated[str, typer.Argument(metavar="DIGEST", help="The referrer's digest (from `ocimodel discover`).")],
+    plain_http: PlainHttpOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Remove a referrer (and what refers to it) from a model.
+
+      ocimodel detach localhost:5000/team/sentiment:1.0 sha256:1f2e...
+    """
+    result = _run(
+        lambda _: api_referrers.detach(reference, referrer, plain_http=plain_http, options=_connection()),
+        verb="detach",
+        show_progress=False,
+    )
+    kept = "" if result.manifest_deleted else " (no longer listed; the registry refused to delete its manifest)"
+    _print_result(result, as_json, quiet, [f"Detached {result.digest} from {result.subject}{kept}"])
+
+
+@app.command()
+def delete(
+    reference: Annotated[str, typer.Argument(metavar="REF", help="The model to delete: registry/repo:tag, repo@digest or oci:PATH:tag.")],
+    force: Annotated[bool, typer.Option("--force", help="Delete even when other tags point at the same manifest (they go too).")] = False,
+    plain_http: PlainHttpOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Delete a model with its referrers and their index tags, so nothing dangles.
+
+      ocimodel delete localhost:5000/team/sentiment:0.9
+
+    Registries delete by digest, which removes every tag on that manifest; without
+    --force this refuses when other tags would go too. The registry must allow deletes
+    (distribution: storage.delete.enabled); blobs are freed by its garbage collector.
+    """
+    result = _run(
+        lambda _: api_referrers.delete(reference, force=force, plain_http=plain_http, options=_connection()),
+        verb="delete",
+        show_progress=False,
+    )
+    _print_result(result, as_json, quiet, [
+        f"Deleted {result.reference} ({result.digest})",
+        f"Tags removed: {', '.join(result.tags_removed) or '-'}",
+        f"Referrers removed: {len(result.referrers_removed)}",
+    ])
+
+
+@app.command()
+def export(
+    reference: Annotated[str, typer.Argument(metavar="REF", help="The model: registry/repo:tag, repo@digest or oci:PATH:tag.")],
+    output: Annotated[Path, typer.Argument(metavar="FILE", help="The archive to write, e.g. model.tar.")],
+    no_referrers: Annotated[bool, typer.Option("--no-referrers", help="Leave signatures and other referrers out.")] = False,
+    gzip: Annotated[bool, typer.Option("--gzip", help="Compress the archive (weights rarely shrink; slower).")] = False,
+    plain_http: PlainHttpOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write a model and its referrers to one file for an air-gapped site: a deterministic
+    tar of an OCI layout, which skopeo reads too (oci-archive:FILE:TAG).
+
+      ocimodel export registry.example.com/team/sentiment:1.0 sentiment-1.0.tar
+
+      ocimodel import sentiment-1.0.tar airgap-registry.local/team/sentiment
+    """
+    result = _run(
+        lambda progress: api_referrers.export(
+            reference, output, with_referrers=not no_referrers, compression="gzip" if gzip else "none",
+            progress=progress, plain_http=plain_http, options=_connection(),
+        ),
+        verb="export",
+        show_progress=not (quiet or as_json),
+    )
+    _print_result(result, as_json, quiet, [
+        f"Exported {result.reference} -> {result.path} ({_size(result.size)}, {result.blobs} blobs)",
+        f"Digest: {result.digest}",
+        f"Referrers: {len(result.referrers)}",
+    ])
+
+
+@app.command("import")
+def import_archive(
+    archive: Annotated[Path, typer.Argument(metavar="FILE", help="An archive `ocimodel export` (or skopeo's oci-archive) wrote.")],
+    destination: Annotated[str, typer.Argument(metavar="DEST", help="registry/repo[:tag] or oci:PATH[:tag] (tag defaults to the archive's).")],
+    plain_http: PlainHttpOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Copy the model in an export archive, with its referrers, into a registry or a
+    layout. Every digest is verified before anything is written to the destination.
+
+      ocimodel import sentiment-1.0.tar airgap-registry.local/team/sentiment
+    """
+    result = _run(
+        lambda progress: api_referrers.import_(
+            archive, destination, progress=progress, plain_http=plain_http, options=_connection()
+        ),
+        verb="import",
+        show_progress=not (quiet or as_json),
+    )
+    _print_result(result, as_json, quiet, [
+        f"Imported {result.archive} -> {result.destination}",
+        f"Digest: {result.digest}",
+        f"Blobs: {result.blobs_copied} copied ({_size(result.bytes_copied)}), {result.blobs_skipped} already there",
+        f"Referrers: {len(result.referrers)}",
+    ])

@@ -1,0 +1,312 @@
+"""Referrers: manifests whose ``subject`` is another manifest (signatures, attestations,
+evaluations, promotion records, lineage links).
+
+Registries with the OCI 1.1 referrers API index them themselves. Registries without it
+(distribution 2.x, GHCR) get the fallback the distribution spec defines: an image index
+under the tag ``sha256-<hex of the subject>`` listing the referrers, which the client
+maintains. Those registries ignore ``If-Match`` (REGISTRY-FACTS.md), so two writers can
+overwrite each other; :func:`update_fallback_index` detects that and repairs it.
+
+Listings are untrusted input: they are capped in count and bytes (THREATS.md 5-6) and a
+referrer named in one is not believed to refer to anything until its own manifest, fetched
+by digest, says so (:func:`check_subject`)."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ocimodel.errors import IntegrityError, InvalidManifest, NotFound, RegistryError, UsageError
+from ocimodel.oci import mediatypes as mt
+from ocimodel.oci.digest import algorithm_of, hex_of, validate_digest
+from ocimodel.oci.models import Descriptor, Index, Manifest, parse_manifest
+
+# More than any honest subject has (Kyverno gives up at 50); a hostile registry could
+# otherwise make discover or copy walk forever.
+MAX_REFERRERS = 1000
+# Referrers of referrers: a signature of an SBOM of a model is depth 2.
+MAX_REFERRER_DEPTH = 8
+# See update_fallback_index: the longest one writer's read-modify-write of a fallback index
+# may take; every writer waits this long before trusting its update survived.
+DEFAULT_SETTLE = 1.0
+MAX_FALLBACK_ATTEMPTS = 20
+
+
+def fallback_tag(subject_digest: str) -> str:
+    """``sha256:abc...`` -> ``sha256-abc...`` (the OCI 1.1 referrers tag schema)."""
+    validate_digest(subject_digest)
+    return f"{algorithm_of(subject_digest)}-{hex_of(subject_digest)}"[:128]
+
+
+def parse_listing(data: bytes, what: str) -> list[Descriptor]:
+    """The descriptors of one referrers index (an API page or a fallback tag's index)."""
+    try:
+        parsed = parse_manifest(data, mt.OCI_INDEX)
+    except InvalidManifest as exc:
+        raise RegistryError(f"{what} is malformed: {exc.message}") from None
+    if not isinstance(parsed, Index):
+        raise RegistryError(f"{what} is not an image index")
+    return [d for d in parsed.manifests]
+
+
+def bounded(descriptors: list[Descriptor], what: str) -> list[Descriptor]:
+    """Drop duplicates (first wins) and refuse listings over the cap."""
+    unique: dict[str, Descriptor] = {}
+    for descriptor in descriptors:
+        unique.setdefault(descriptor.digest, descriptor)
+        if len(unique) > MAX_REFERRERS:
+            raise RegistryError(f"{what} names more than {MAX_REFERRERS} referrers; refusing to go on")
+    return list(unique.values())
+
+
+def of_type(descriptors: list[Descriptor], artifact_type: str | None) -> list[Descriptor]:
+    if artifact_type is None:
+        return descriptors
+    return [d for d in descriptors if d.artifact_type == artifact_type]
+
+
+def index_bytes(descriptors: list[Descriptor]) -> bytes:
+    """The fallback index we write: an OCI image index, compact JSON, entries in order."""
+    entries = b",".join(d.to_json() for d in descriptors)
+    return (
+        b'{"schemaVersion":2,"mediaType":"' + mt.OCI_INDEX.encode() + b'","manifests":[' + entries + b"]}"
+    )
+
+
+def referrer_descriptor(data: bytes, digest: str) -> Descriptor:
+    """How a referrer is listed: media type, digest, size, artifactType, annotations."""
+    parsed = parse_manifest(data)
+    if isinstance(parsed, Manifest):
+        artifact_type = parsed.effective_artifact_type
+        media_type = parsed.media_type or mt.OCI_MANIFEST
+    else:
+        artifact_type = parsed.artifact_type
+        media_type = parsed.media_type or mt.OCI_INDEX
+    return Descriptor(
+        mediaType=media_type,
+        digest=digest,
+        size=len(data),
+        artifactType=artifact_type,
+        annotations=parsed.annotations or None,
+    )
+
+
+def subject_of(data: bytes) -> Descriptor | None:
+    return parse_manifest(data).subject
+
+
+def check_subject(data: bytes, digest: str, subject_digest: str) -> None:
+    """A listed referrer counts only if its own manifest names the subject."""
+    subject = subject_of(data)
+    if subject is None or subject.digest != subject_digest:
+        named = subject.digest if subject else "no subject"
+        raise InvalidManifest(
+            f"referrer {digest} is listed for {subject_digest} but its manifest names {named}"
+        )
+
+
+@dataclass
+class FallbackIO:
+    """How :func:`update_fallback_index` reads and writes one subject's fallback index."""
+
+    read: Callable[[], list[Descriptor]]  # [] when the tag does not exist
+    write: Callable[[list[Descriptor]], None]
+    what: str
+
+
+def update_fallback_index(
+    io: FallbackIO,
+    change: Callable[[list[Descriptor]], list[Descriptor]],
+    holds: Callable[[list[Descriptor]], bool],
+    *,
+    settle: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Apply ``change`` to the fallback index until ``holds`` is true of a read made after
+    every concurrent writer has had to finish.
+
+    Without a compare-and-swap, writer W's update is lost only when another writer X read
+    before W's write and writes after it. So no writer sends a write based on a read older
+    than ``settle`` seconds (it reads again instead), and W checks the index again
+    ``settle`` seconds (plus its own write time) after its write: by then every X that read
+    before it has written or given up, and if W's entry is gone, W starts over from a fresh
+    read, keeping what the others added. Every writer must use the same ``settle``:
+    OCIMODEL_REFERRERS_SETTLE, default 1 s, which bounds how long one read-modify-write
+    may take on a slow registry."""
+    settle = settle_time() if settle is None else settle
+    for attempt in range(MAX_FALLBACK_ATTEMPTS):
+        started = clock()
+        current = io.read()
+        if holds(current):
+            if attempt == 0:
+                return  # nothing to do: we did not write, so nothing of ours can be lost
+            written = 0.0
+        else:
+            updated = change(current)
+            if settle and clock() - started > settle:
+                continue  # our read is stale: another writer may have written since
+            before = clock()
+            io.write(updated)
+            written = clock() - before
+        sleep(settle + 2 * written + random.uniform(0, 0.02))
+        if holds(io.read()):
+            return
+        sleep(random.uniform(0, 0.02 * (attempt + 1)))
+    raise RegistryError(
+        f"{io.what}: other writers kept overwriting the referrers index; gave up after "
+        f"{MAX_FALLBACK_ATTEMPTS} attempts",
+        hint="try again; if it persists, attach from one process at a time",
+    )
+
+
+def settle_time() -> float:
+    value = os.environ.get("OCIMODEL_REFERRERS_SETTLE", "")
+    try:
+        seconds = float(value) if value else DEFAULT_SETTLE
+    except ValueError:
+        raise UsageError(f"OCIMODEL_REFERRERS_SETTLE must be a number of seconds, not {value[:40]!r}") from None
+    if not 0 <= seconds <= 60:
+        raise UsageError("OCIMODEL_REFERRERS_SETTLE must be between 0 and 60 seconds")
+    return seconds
+
+
+def adding(descriptor: Descriptor) -> tuple[Callable, Callable]:
+    """(change, holds) that put ``descriptor`` in a fallback index."""
+
+    def change(current: list[Descriptor]) -> list[Descriptor]:
+        return [d for d in current if d.digest != descriptor.digest] + [descriptor]
+
+    def holds(current: list[Descriptor]) -> bool:
+        return any(d.digest == descriptor.digest for d in current)
+
+    return change, holds
+
+
+def removing(digest: str) -> tuple[Callable, Callable]:
+    """(change, holds) that take ``digest`` out of a fallback index."""
+
+    def change(current: list[Descriptor]) -> list[Descriptor]:
+        return [d for d in current if d.digest != digest]
+
+    def holds(current: list[Descriptor]) -> bool:
+        return all(d.digest != digest for d in current)
+
+    return change, holds
+
+
+# -- walking and copying the referrer tree ---------------------------------------------
+
+
+@dataclass
+class ReferrerNode:
+    """A referrer whose own manifest was fetched (by digest, verified) and names its subject."""
+
+    descriptor: Descriptor
+    manifest: bytes
+    children: list[ReferrerNode]
+
+
+@dataclass
+class ReferrerTree:
+    nodes: list[ReferrerNode]
+    # Listed for a subject but not referring to it (a stale or hostile listing): left out.
+    ignored: list[str]
+
+    def flatten(self) -> list[ReferrerNode]:
+        """Every node, parents before their children."""
+        out: list[ReferrerNode] = []
+        stack = list(reversed(self.nodes))
+        while stack:
+            node = stack.pop()
+            out.append(node)
+            stack.extend(reversed(node.children))
+        return out
+
+
+def walk(
+    target,
+    subject_digest: str,
+    *,
+    artifact_type: str | None = None,
+    depth: int = MAX_REFERRER_DEPTH,
+) -> ReferrerTree:
+    """The referrers of ``subject_digest`` and, ``depth`` levels down, theirs. The
+    ``artifact_type`` filter applies to the first level (a signature of an SBOM is wanted
+    with the SBOM whatever its type)."""
+    if depth < 1 or depth > MAX_REFERRER_DEPTH:
+        raise UsageError(f"referrer depth must be between 1 and {MAX_REFERRER_DEPTH}, got {depth}")
+    tree = ReferrerTree(nodes=[], ignored=[])
+    seen = {subject_digest}
+
+    def visit(subject: str, level: int, wanted: str | None) -> list[ReferrerNode]:
+        nodes: list[ReferrerNode] = []
+        for listed in target.referrers(subject, wanted):
+            if listed.digest in seen:
+                continue  # a cycle or a repeat: each referrer appears once
+            seen.add(listed.digest)
+            if len(seen) > MAX_REFERRERS:
+                raise RegistryError(f"more than {MAX_REFERRERS} referrers under {subject_digest}; refusing to go on")
+            if listed.media_type not in mt.MANIFEST_TYPES + mt.INDEX_TYPES:
+                tree.ignored.append(f"{listed.digest}: listed with media type {listed.media_type!r}")
+                continue
+            try:
+                data = target.fetch_manifest(listed)
+                check_subject(data, listed.digest, subject)
+            except (InvalidManifest, IntegrityError, NotFound) as exc:
+                tree.ignored.append(f"{listed.digest}: {exc.message}")
+                continue
+            actual = referrer_descriptor(data, listed.digest)
+            children = visit(listed.digest, level + 1, None) if level < depth else []
+            nodes.append(ReferrerNode(descriptor=actual, manifest=data, children=children))
+        return nodes
+
+    tree.nodes = visit(subject_digest, 1, artifact_type)
+    return tree
+
+
+@dataclass
+class ArtifactCopy:
+    transfer: object  # TransferResult of the model and its referrers together
+    referrers: list[Descriptor]  # copied (or found already there), parents first
+    ignored: list[str]
+
+
+def copy_with_referrers(source, destination, root: Descriptor, *, tag: str | None, graph=None, **copy_options) -> ArtifactCopy:
+    """Copy ``root`` and every referrer below it (recursively), digests unchanged, so a
+    signature made at the source verifies at the destination.
+
+    Everything is read and verified from the source first; then the model goes in
+    untagged, its referrers after it, and the tag last: whoever sees the tag sees the
+    model with its signatures, never before them."""
+    from ocimodel.targets.copy import read_graph, copy_graph  # copy does not import this module
+
+    graph = graph or read_graph(source, root)
+    tree = walk(source, root.digest)
+    nodes = tree.flatten()
+    graphs = [read_graph(source, node.descriptor) for node in nodes]
+    result = copy_graph(source, destination, root, tag=None, graph=graph, **copy_options)
+    for node, node_graph in zip(nodes, graphs):
+        part = copy_graph(source, destination, node.descriptor, graph=node_graph, **copy_options)
+        result.copied += part.copied
+        result.skipped += part.skipped
+        result.mounted += part.mounted
+        result.restarts += part.restarts
+    if tag is not None:
+        destination.push_manifest(root, graph.manifests[-1][1], tag)
+    return ArtifactCopy(transfer=result, referrers=[n.descriptor for n in nodes], ignored=tree.ignored)
+
+
+def remove_tree(target, subject_digest: str, digest: str) -> bool:
+    """Remove referrer ``digest`` of ``subject_digest`` and, first, everything that refers
+    to it (a signature of a removed evaluation would dangle). Returns False if a registry
+    kept a manifest it refused to delete (no longer listed, though)."""
+    removed_all = True
+    for node in reversed(walk(target, digest).nodes):
+        removed_all = remove_tree(target, digest, node.descriptor.digest) and removed_all
+    removed_all = target.remove_referrer(subject_digest, digest) and removed_all
+    target.drop_fallback_index(digest)
+    return removed_all
