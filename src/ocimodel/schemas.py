@@ -11,10 +11,12 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from ocimodel.metadata.card import ModelCard
 from ocimodel.packaging.modelpack import ModelConfig
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "modelpack-config.schema.json": ModelConfig,
+    "model-card.schema.json": ModelCard,
 }
 
 
