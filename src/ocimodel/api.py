@@ -9,7 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -221,16 +221,22 @@ def pull(
     options: ConnectionOptions | None = None,
     concurrency: int = 4,
     progress: Progress | None = None,
+    verify: Callable[[Any, Descriptor, bytes], None] | None = None,
 ) -> PullResult:
     """Download the model at ``reference`` into the directory ``destination``.
 
     Every path is checked before anything is downloaded, every byte is verified against its
-    digest, and files are moved into place only when all of them have been verified."""
+    digest, and files are moved into place only when all of them have been verified.
+    ``verify(source, root, manifest_bytes)`` runs after the tag is resolved to a digest and
+    before a byte of the model is downloaded (signature checks: it raises to refuse)."""
     ref = _reference(reference)
     registry_options = _options(options, plain_http, credentials, concurrency).bound_to(_registry_of(ref))
     with open_target(ref, registry_options) as source:
         root = source.resolve(ref.reference or DEFAULT_TAG)
-        manifest = _model_manifest(source.fetch_manifest(root), root, str(ref))
+        data = source.fetch_manifest(root)
+        manifest = _model_manifest(data, root, str(ref))
+        if verify is not None:
+            verify(source, root, data)
         files = plan_files(manifest)
         result = TransferResult(descriptor=root)
         with DirectoryWriter(destination, files) as writer:

@@ -97,22 +97,7 @@ def attach(
     with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref)), for_write=True) as target:
         subject = target.resolve(ref.reference or DEFAULT_TAG)
         layers = [_push_file(target, path, layer_type) for path in paths]
-        empty = Descriptor(mediaType=mt.OCI_EMPTY, digest=mt.EMPTY_DIGEST, size=len(mt.EMPTY_JSON))
-        if not target.has_blob(empty):
-            target.push_blob(empty, verified([mt.EMPTY_JSON], empty))
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": mt.OCI_MANIFEST,
-            "artifactType": artifact_type,
-            "config": _plain(empty),
-            # The image spec asks for at least one layer; the empty descriptor stands in.
-            "layers": [_plain(d) for d in layers] or [_plain(empty)],
-            "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": subject.size},
-            "annotations": {mt.ANNOTATION_CREATED: _now(), **extra},
-        }
-        data = _json(manifest)
-        descriptor = Descriptor.for_bytes(mt.OCI_MANIFEST, data)
-        target.push_manifest(descriptor, data)
+        descriptor, _ = push_referrer(target, subject, artifact_type, layers, extra)
         listed_by = _listed_by(target, subject.digest)
     return AttachResult(
         subject=str(ref.with_digest(subject.digest).with_tag(None)),
@@ -232,6 +217,39 @@ def _check_digest_argument(value: str, command: str) -> str:
         return validate_digest(value)
     except Exception:
         raise UsageError(f"{command} takes the referrer's digest (sha256:...), not {str(value)[:80]!r}") from None
+
+
+def push_referrer(
+    target, subject: Descriptor, artifact_type: str, layers: list[Descriptor], annotations: Mapping[str, str]
+) -> tuple[Descriptor, bytes]:
+    """Write a referrer manifest of ``artifact_type`` for ``subject`` into an open target
+    whose ``layers`` blobs are already there; returns its descriptor and bytes. The
+    ``org.opencontainers.image.created`` annotation is set to now unless given."""
+    empty = Descriptor(mediaType=mt.OCI_EMPTY, digest=mt.EMPTY_DIGEST, size=len(mt.EMPTY_JSON))
+    if not target.has_blob(empty):
+        target.push_blob(empty, verified([mt.EMPTY_JSON], empty))
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": _plain(empty),
+        # The image spec asks for at least one layer; the empty descriptor stands in.
+        "layers": [_plain(d) for d in layers] or [_plain(empty)],
+        "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": subject.size},
+        "annotations": {mt.ANNOTATION_CREATED: _now(), **annotations},
+    }
+    data = _json(manifest)
+    descriptor = Descriptor.for_bytes(mt.OCI_MANIFEST, data)
+    target.push_manifest(descriptor, data)
+    return descriptor, data
+
+
+def push_bytes(target, media_type: str, data: bytes, annotations: Mapping[str, str] | None = None) -> Descriptor:
+    """Store a small blob (a bundle, a record) in an open target; returns its descriptor."""
+    descriptor = Descriptor.for_bytes(media_type, data, dict(annotations) if annotations else None)
+    if not target.has_blob(descriptor):
+        target.push_blob(descriptor, verified([data], descriptor))
+    return descriptor
 
 
 # -- helpers ----------------------------------------------------------------------------
