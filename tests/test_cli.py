@@ -24,8 +24,8 @@ from tests.support.files import tree_digest
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 COMMANDS = ["push", "pull", "inspect", "tag", "ls", "catalog", "copy", "login", "logout"]
 
-PUSH_KEYS = {"reference", "digest", "tag", "files", "uploaded", "bytes_uploaded", "bytes_skipped", "retries"}
-PULL_KEYS = {"reference", "digest", "destination", "files", "bytes_downloaded", "files_unchanged", "retries"}
+PUSH_KEYS = {"reference", "digest", "tag", "files", "uploaded", "bytes_uploaded", "bytes_skipped", "retries", "lineage"}
+PULL_KEYS = {"reference", "digest", "destination", "files", "bytes_downloaded", "files_unchanged", "files_not_selected", "retries"}
 INSPECT_KEYS = {
     "reference",
     "digest",

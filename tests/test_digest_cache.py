@@ -68,7 +68,7 @@ def test_a_changed_file_is_hashed_again(registry, repo_name, model_dir, cache_di
     target = model_dir / "config.json"
     content = target.read_bytes()
     target.write_bytes(content.replace(b"{", b"[", 1)[: len(content)])  # same size, new bytes
-    second = ocimodel.push(model_dir, ref)
+    second = ocimodel.push(model_dir, f"{registry.host}/{repo_name}:2")
     changed = {f.path: f.digest for f in second.files}
     before = {f.path: f.digest for f in first.files}
     assert changed["config.json"] != before["config.json"]

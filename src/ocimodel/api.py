@@ -10,7 +10,7 @@ import glob
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from pydantic import BaseModel
 
 from ocimodel.errors import (
     AuthenticationError,
+    DestinationExists,
+    NotFound,
     InvalidManifest,
     InvalidReference,
     NotAModel,
@@ -27,6 +29,10 @@ from ocimodel.errors import (
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, Index, Manifest, loads_strict, parse_manifest
 from ocimodel.oci.reference import LayoutReference, Reference, RegistryReference, parse_reference
+from ocimodel.lineage import is_version_tag, link_to_parents, pin_base_digests
+from ocimodel.metadata.card import ModelCard
+from ocimodel.metadata.encoding import encode_card
+from ocimodel.metadata.sources import MetadataFlags, collect_card, merge_cards, parse_flags
 from ocimodel.packaging.classify import FileKind
 from ocimodel.packaging.digestcache import DigestCache
 from ocimodel.packaging.package import (
@@ -38,6 +44,7 @@ from ocimodel.packaging.package import (
     parse_kind_overrides,
     scan_model,
 )
+from ocimodel.packaging.selection import select_files
 from ocimodel.packaging.unpack import DirectoryWriter, layer_path, plan_files
 from ocimodel.targets.copy import (
     Graph,
@@ -76,6 +83,7 @@ class PushResult(BaseModel):
     bytes_uploaded: int
     bytes_skipped: int
     retries: int = 0  # requests retried and blob transfers started over after a fault
+    lineage: list[dict[str, str]] = []  # lineage links left on base models: {parent, status}
 
 
 class PullResult(BaseModel):
@@ -85,6 +93,7 @@ class PullResult(BaseModel):
     files: list[FileEntry]
     bytes_downloaded: int
     files_unchanged: int
+    files_not_selected: int = 0  # layers a selective pull (include / kinds) left out
     retries: int = 0  # requests retried, downloads resumed, blob transfers started over
 
 
@@ -150,6 +159,13 @@ def push(
     kinds: Mapping[str, FileKind | str] | Sequence[str] | None = None,
     exclude: Sequence[str] = (),
     annotations: Mapping[str, str] | None = None,
+    metadata: ModelCard | MetadataFlags | Mapping[str, Any] | None = None,
+    metadata_file: str | os.PathLike[str] | None = None,
+    source_dir: str | os.PathLike[str] | None = None,
+    detect_git: bool = True,
+    record_environment: bool = False,
+    force: bool = False,
+    link_parents: bool = True,
     plain_http: bool | None = None,
     credentials: Credentials | tuple[str, str] | None = None,
     options: ConnectionOptions | None = None,
@@ -161,26 +177,55 @@ def push(
     ``created`` is a datetime, ``"now"`` or an ISO 8601 string (omitted: no time is
     recorded, so the push is reproducible). ``kinds`` maps globs to layer kinds, as a
     mapping or as ``"GLOB=KIND"`` strings. Returns the manifest digest and what was
-    uploaded; files the destination already had are not sent again."""
+    uploaded; files the destination already had are not sent again.
+
+    The model card (metrics, datasets, base models...) comes from ``metadata`` (a
+    ModelCard, a mapping, or MetadataFlags strings), over an ``ocimodel.yaml`` /
+    ``ocimodel.json`` beside the model (or ``metadata_file``), over what is detected: the
+    git checkout of ``source_dir`` (default: the model's) unless ``detect_git`` is off, and
+    Python package versions when ``record_environment``. The keyword arguments above
+    (``name``, ``licenses``...) win over all of them. A version tag that already holds a
+    different model is refused unless ``force`` (``latest`` and aliases move freely). With
+    ``link_parents``, each base model in a registry or layout gets a lineage link back to
+    this one (best effort: failures are reported in ``lineage``, not raised)."""
     ref = _reference(reference)
     if ref.digest is not None:
         raise UsageError(f"push needs a tag, not a digest: {reference}", hint="e.g. registry/team/model:1.0")
     tag = ref.tag or DEFAULT_TAG
+    card = merge_cards(
+        collect_card(path, metadata, card_file=metadata_file, source_dir=source_dir,
+                     detect_git=detect_git, detect_env=record_environment),
+        parse_flags(MetadataFlags(
+            name=name, version=version, description=description, licenses=_strings(licenses, "licenses"),
+            authors=_strings(authors, "authors"), source=source, revision=revision,
+            created=_aware(parse_created(created)),
+        )),
+    )
+    registry_options = _options(options, plain_http, credentials, concurrency).bound_to(_registry_of(ref))
+    card = pin_base_digests(card, registry_options)
+    encoded = encode_card(card)
+    described = encoded.descriptor
+    user_annotations = dict(annotations or {})
+    clashing = sorted(set(user_annotations) & set(encoded.annotations))
+    if clashing:
+        raise UsageError(f"annotation {clashing[0]} is set by the model card; give it as metadata instead")
     package_options = PackageOptions(
-        name=name, version=version, description=description, title=title,
-        licenses=_strings(licenses, "licenses"), authors=_strings(authors, "authors"),
-        source=source, revision=revision,
-        created=parse_created(created),
+        name=described.get("name"), version=described.get("version"), description=described.get("description"),
+        title=title, licenses=tuple(described.get("licenses", ())), authors=tuple(described.get("authors", ())),
+        source=described.get("sourceURL"), revision=described.get("revision"),
+        created=card.created,
+        datasets_url=tuple(described.get("datasetsURL", ())), format=encoded.config.get("format"),
         kinds=parse_kind_overrides(kinds or ()),
-        exclude=(*_strings(exclude, "exclude"), *_layout_inside(ref, path)), annotations=dict(annotations or {}),
+        exclude=(*_strings(exclude, "exclude"), *_layout_inside(ref, path)),
+        annotations={**user_annotations, **encoded.annotations},
     )
     source = scan_model(path, package_options)
-    registry_options = _options(options, plain_http, credentials, concurrency).bound_to(_registry_of(ref))
     cache = DigestCache()
     try:
         with open_target(ref, registry_options, for_write=True) as target:
             digests, result = _digests_for_push(source, target, cache, concurrency, progress, registry_options)
             model = package_files(source, digests)
+            _check_version_tag(target, tag, model.descriptor.digest, force)
             streamed = {d.digest for d in result.copied}
             graph = Graph(
                 root=model.descriptor,
@@ -197,6 +242,8 @@ def push(
             retries = result.restarts + _client_retries(target)
     finally:
         cache.close()
+    lineage = link_to_parents(card, ref.with_tag(None).with_digest(model.descriptor.digest), model.descriptor,
+                              registry_options) if link_parents else []
     return PushResult(
         reference=str(ref.with_tag(tag)),
         digest=model.descriptor.digest,
@@ -209,7 +256,29 @@ def push(
         bytes_uploaded=result.bytes_copied,
         bytes_skipped=result.bytes_skipped,
         retries=retries,
+        lineage=lineage,
     )
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """A time without a zone is UTC (as `--created` always read it)."""
+    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
+
+
+def _check_version_tag(target, tag: str, digest: str, force: bool) -> None:
+    """Versions are immutable: a tag that names a version and holds another model is not
+    silently moved (aliases such as ``latest`` or ``production`` are, by design)."""
+    if force or not is_version_tag(tag):
+        return
+    try:
+        existing = target.resolve(tag)
+    except NotFound:
+        return
+    if existing.digest != digest:
+        raise DestinationExists(
+            f"{target.name}:{tag} already holds another model ({existing.digest}); versions are immutable",
+            hint="push a new version tag, or pass --force to replace it",
+        )
 
 
 def pull(
@@ -222,13 +291,21 @@ def pull(
     concurrency: int = 4,
     progress: Progress | None = None,
     verify: Callable[[Any, Descriptor, bytes], None] | None = None,
+    include: Sequence[str] = (),
+    kinds: Sequence[str] = (),
 ) -> PullResult:
     """Download the model at ``reference`` into the directory ``destination``.
 
     Every path is checked before anything is downloaded, every byte is verified against its
     digest, and files are moved into place only when all of them have been verified.
     ``verify(source, root, manifest_bytes)`` runs after the tag is resolved to a digest and
-    before a byte of the model is downloaded (signature checks: it raises to refuse)."""
+    before a byte of the model is downloaded (signature checks: it raises to refuse).
+
+    ``include`` (globs on the file path, its name or a leading directory: ``tokenizer*``,
+    ``*.json``) and ``kinds`` (``weight``, ``weight.config``, ``doc``, ``code``,
+    ``dataset``) pull only the files that match any of them; other layers are not
+    downloaded, and files already in ``destination`` that were not selected are left
+    alone. A selection that matches nothing raises NothingSelected, naming the files."""
     ref = _reference(reference)
     registry_options = _options(options, plain_http, credentials, concurrency).bound_to(_registry_of(ref))
     with open_target(ref, registry_options) as source:
@@ -237,7 +314,8 @@ def pull(
         manifest = _model_manifest(data, root, str(ref))
         if verify is not None:
             verify(source, root, data)
-        files = plan_files(manifest)
+        planned = plan_files(manifest)
+        files = select_files(planned, include, kinds, shown=str(ref))
         result = TransferResult(descriptor=root)
         with DirectoryWriter(destination, files) as writer:
             copy_blobs(source, writer, _unique([f.descriptor for f in files]), result, concurrency=concurrency, progress=progress, retry=registry_options.retry)
@@ -251,6 +329,7 @@ def pull(
         files=[_file_entry(f.relpath, f.descriptor) for f in files],
         bytes_downloaded=result.bytes_copied,
         files_unchanged=unchanged,
+        files_not_selected=len(planned) - len(files),
         retries=retries,
     )
 

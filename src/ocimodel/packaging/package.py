@@ -62,6 +62,8 @@ class PackageOptions:
     kinds: Mapping[str, FileKind] = field(default_factory=dict)
     exclude: Sequence[str] = ()
     annotations: Mapping[str, str] = field(default_factory=dict)
+    datasets_url: Sequence[str] = ()
+    format: str | None = None  # overrides the format detected from the files
 
 
 @dataclass(frozen=True)
@@ -246,8 +248,9 @@ def build_config(files: list[ModelFile], options: PackageOptions, fmt) -> ModelC
             sourceURL=options.source,
             revision=options.revision,
             createdAt=_utc(options.created) if options.created else None,
+            datasetsURL=list(options.datasets_url) or None,
         ),
-        config=ModelSettings(format=fmt.format, precision=fmt.precision, paramSize=fmt.param_size),
+        config=ModelSettings(format=options.format or fmt.format, precision=fmt.precision, paramSize=fmt.param_size),
         modelfs=ModelFS(diffIds=[f.digest for f in files]),
     )
 
@@ -258,7 +261,8 @@ def build_manifest(files: list[ModelFile], config_bytes: bytes, options: Package
         mt.ANNOTATION_TITLE: options.title or options.name,
         mt.ANNOTATION_VERSION: options.version,
         mt.ANNOTATION_DESCRIPTION: options.description,
-        mt.ANNOTATION_LICENSES: " AND ".join(options.licenses) or None,
+        # "MIT OR Apache-2.0" next to another license must stay one term of the AND.
+        mt.ANNOTATION_LICENSES: " AND ".join(f"({x})" if " " in x else x for x in options.licenses) or None,
         mt.ANNOTATION_AUTHORS: ", ".join(options.authors) or None,
         mt.ANNOTATION_SOURCE: options.source,
         mt.ANNOTATION_REVISION: options.revision,

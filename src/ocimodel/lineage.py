@@ -1,0 +1,278 @@
+"""Lineage: which model was derived from which, by digest.
+
+Upward links are in the child itself: its model card names its base models (reference,
+digest, relation), covered by the child's manifest digest. Downward links are referrers on
+the parent (artifact type ``application/vnd.ocimodel.lineage.v1+json``) that a push leaves
+on each base model it can write to. A downward link is only a claim made by whoever could
+write to the parent's repository, so walking down checks that the child's own card names
+the parent before the edge counts as verified."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ocimodel.errors import InvalidManifest, InvalidReference, NotFound, OcimodelError, UsageError
+from ocimodel.metadata.card import BaseModelRef, ModelCard
+from ocimodel.metadata.encoding import read_card
+from ocimodel.oci import mediatypes as mt
+from ocimodel.oci.models import Descriptor, Manifest, parse_manifest
+from ocimodel.oci.reference import Reference, parse_reference
+from ocimodel.targets.open import open_target
+from ocimodel.transport.connection import ConnectionOptions
+
+LINEAGE_ARTIFACT = "application/vnd.ocimodel.lineage.v1+json"
+ANNOTATION_CHILD = "dev.ocimodel.lineage.child"
+ANNOTATION_RELATION = "dev.ocimodel.lineage.relation"
+MAX_LINEAGE_DEPTH = 16
+MAX_LINEAGE_NODES = 500
+
+# A version tag starts with a digit, or v and a digit: 1, 1.2, 2024-05-01, v3.0.0-rc1.
+# Any other tag (latest, production, champion) is an alias and moves by design.
+_VERSION_TAG = re.compile(r"^v?[0-9]")
+
+
+def is_version_tag(tag: str) -> bool:
+    return bool(_VERSION_TAG.match(tag))
+
+
+# -- at push time ----------------------------------------------------------------------
+
+
+def pin_base_digests(card: ModelCard, options: ConnectionOptions) -> ModelCard:
+    """Fill in the digest of each base model given by tag only, so the link survives the
+    tag moving. Bases that are not OCI references (``hf://...``) or cannot be reached are
+    left as they are: the push does not depend on the parent's registry being up."""
+    if not card.base_models or all(b.digest for b in card.base_models):
+        return card
+    pinned = []
+    for base in card.base_models:
+        ref = _oci_reference(base.reference)
+        if base.digest is None and ref is not None:
+            try:
+                with open_target(ref, options) as target:
+                    base = base.model_copy(update={"digest": target.resolve(ref.reference or "latest").digest})
+            except OcimodelError:
+                pass
+        pinned.append(base)
+    return card.model_copy(update={"base_models": pinned})
+
+
+def link_to_parents(card: ModelCard, child: Reference, child_descriptor: Descriptor, options: ConnectionOptions) -> list[dict[str, str]]:
+    """Leave a lineage link on each base model this push can write to. Best effort: a
+    parent in a read-only or unreachable registry is reported, not an error."""
+    from ocimodel.api_referrers import push_bytes, push_referrer  # api modules sit above this one
+
+    report = []
+    for base in card.base_models or []:
+        ref = _oci_reference(base.reference)
+        if ref is None:
+            report.append({"parent": base.reference, "status": "not an OCI reference: no link"})
+            continue
+        record = {"child": str(child), "childDigest": child_descriptor.digest, "relation": base.relation}
+        try:
+            with open_target(ref, options, for_write=True) as target:
+                parent = target.resolve(base.digest or ref.reference or "latest")
+                if base.digest and parent.digest != base.digest:
+                    raise InvalidManifest(f"{base.reference} is {parent.digest}, not {base.digest}")
+                if any(_links_to(d, child_descriptor.digest) for d in target.referrers(parent.digest, LINEAGE_ARTIFACT)):
+                    report.append({"parent": f"{base.reference}@{parent.digest}", "status": "linked already"})
+                    continue
+                layer = push_bytes(target, LINEAGE_ARTIFACT, json.dumps(record, sort_keys=True).encode())
+                push_referrer(target, parent, LINEAGE_ARTIFACT, [layer], {
+                    ANNOTATION_CHILD: f"{child}",
+                    ANNOTATION_RELATION: base.relation,
+                })
+                report.append({"parent": f"{base.reference}@{parent.digest}", "status": "linked"})
+        except OcimodelError as exc:
+            report.append({"parent": base.reference, "status": f"not linked: {exc.message}"})
+    return report
+
+
+def _links_to(listed: Descriptor, child_digest: str) -> bool:
+    return (listed.annotation(ANNOTATION_CHILD) or "").endswith("@" + child_digest)
+
+
+def _oci_reference(text: str) -> Reference | None:
+    if "://" in text:
+        return None  # another hub's id (hf://...), not ours to resolve
+    try:
+        return parse_reference(text)
+    except InvalidReference:
+        return None
+
+
+# -- walking the graph -----------------------------------------------------------------
+
+
+@dataclass
+class LineageNode:
+    digest: str
+    reference: str
+    name: str | None = None
+    version: str | None = None
+    reachable: bool = True
+
+
+@dataclass
+class LineageEdge:
+    parent: str  # digests
+    child: str
+    relation: str
+    verified: bool  # the child's own card names the parent (always so upward)
+
+
+@dataclass
+class LineageGraph:
+    root: str
+    nodes: dict[str, LineageNode] = field(default_factory=dict)
+    edges: list[LineageEdge] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def walk_lineage(
+    reference: str, options: ConnectionOptions, *, up: bool = True, down: bool = True, depth: int = 4
+) -> LineageGraph:
+    if not 1 <= depth <= MAX_LINEAGE_DEPTH:
+        raise UsageError(f"lineage depth must be between 1 and {MAX_LINEAGE_DEPTH}, got {depth}")
+    ref = parse_reference(reference)
+    with _reader(options) as read:
+        root = read(ref)
+        if root is None:
+            raise NotFound(f"{reference} not found")
+        graph = LineageGraph(root=root.digest)
+        graph.nodes[root.digest] = root.node
+        if up:
+            _walk_up(read, graph, root, depth)
+        if down:
+            _walk_down(read, graph, root, depth)
+    return graph
+
+
+@dataclass
+class _Model:
+    digest: str
+    ref: Reference  # repository reference with the digest
+    card: ModelCard
+    node: LineageNode
+    target: Any
+
+
+@contextmanager
+def _reader(options: ConnectionOptions) -> Iterator:
+    """read(ref) -> _Model or None; one open target per repository, kept for the walk."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        targets: dict[str, Any] = {}
+
+        def read(ref: Reference) -> _Model | None:
+            key = str(ref.with_tag(None).with_digest(None))
+            if key not in targets:
+                targets[key] = stack.enter_context(open_target(ref, options))
+            target = targets[key]
+            try:
+                descriptor = target.resolve(ref.reference or "latest")
+                data = target.fetch_manifest(descriptor)
+                manifest = parse_manifest(data, descriptor.media_type)
+            except OcimodelError:
+                return None
+            annotations = manifest.annotations or {}
+            card = read_card(None, annotations).card
+            pinned = ref.with_tag(None).with_digest(descriptor.digest)
+            node = LineageNode(
+                digest=descriptor.digest, reference=str(pinned),
+                name=annotations.get(mt.ANNOTATION_TITLE), version=annotations.get(mt.ANNOTATION_VERSION),
+            )
+            if not isinstance(manifest, Manifest):
+                card = ModelCard()
+            return _Model(descriptor.digest, pinned, card, node, target)
+
+        yield read
+
+
+def _walk_up(read, graph: LineageGraph, model: _Model, depth: int) -> None:
+    for base in model.card.base_models or []:
+        parent = _read_base(read, base)
+        digest = base.digest or (parent.digest if parent else None)
+        key = digest or base.reference
+        if key not in graph.nodes:
+            if len(graph.nodes) >= MAX_LINEAGE_NODES:
+                graph.notes.append(f"stopped at {MAX_LINEAGE_NODES} models")
+                return
+            graph.nodes[key] = parent.node if parent else LineageNode(digest=key, reference=base.reference, reachable=False)
+        graph.edges.append(LineageEdge(parent=key, child=model.digest, relation=base.relation, verified=True))
+        if parent is not None and base.digest and parent.digest != base.digest:
+            graph.notes.append(f"{base.reference} now resolves to {parent.digest}, not the recorded {base.digest}")
+            continue
+        if parent is not None and depth > 1:
+            _walk_up(read, graph, parent, depth - 1)
+
+
+def _read_base(read, base: BaseModelRef) -> _Model | None:
+    ref = _oci_reference(base.reference)
+    if ref is None:
+        return None
+    return read(ref.with_digest(base.digest) if base.digest else ref)
+
+
+def _walk_down(read, graph: LineageGraph, model: _Model, depth: int) -> None:
+    try:
+        links = model.target.referrers(model.digest, LINEAGE_ARTIFACT)
+    except OcimodelError as exc:
+        graph.notes.append(f"cannot list lineage links of {model.node.reference}: {exc.message}")
+        return
+    for link in links:
+        claimed = _oci_reference(link.annotation(ANNOTATION_CHILD) or "")
+        if claimed is None or claimed.digest is None:
+            graph.notes.append(f"lineage link {link.digest} names no child by digest: ignored")
+            continue
+        child = read(claimed)
+        if child is None:
+            graph.notes.append(f"lineage link {link.digest}: child {claimed} is not reachable")
+            continue
+        named = [b for b in child.card.base_models or [] if b.digest == model.digest]
+        if child.digest not in graph.nodes:
+            if len(graph.nodes) >= MAX_LINEAGE_NODES:
+                graph.notes.append(f"stopped at {MAX_LINEAGE_NODES} models")
+                return
+            graph.nodes[child.digest] = child.node
+        if any(e.parent == model.digest and e.child == child.digest for e in graph.edges):
+            continue
+        relation = named[0].relation if named else (link.annotation(ANNOTATION_RELATION) or "?")
+        graph.edges.append(LineageEdge(parent=model.digest, child=child.digest, relation=relation, verified=bool(named)))
+        if not named:
+            graph.notes.append(f"{child.node.reference} is linked from {model.node.reference} but its card does not name it")
+        elif depth > 1:
+            _walk_down(read, graph, child, depth - 1)
+
+
+# -- pictures --------------------------------------------------------------------------
+
+
+def to_dot(graph: LineageGraph) -> str:
+    lines = ["digraph lineage {", "  rankdir=LR;"]
+    for digest, node in graph.nodes.items():
+        label = f"{node.name or node.reference}\\n{node.version or ''}\\n{digest[:19]}".replace('"', "'")
+        lines.append(f'  "{digest}" [label="{label}"{", style=dashed" if not node.reachable else ""}];')
+    for edge in graph.edges:
+        style = "" if edge.verified else ", style=dotted"
+        lines.append(f'  "{edge.parent}" -> "{edge.child}" [label="{edge.relation}"{style}];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def to_mermaid(graph: LineageGraph) -> str:
+    ids = {digest: f"n{i}" for i, digest in enumerate(graph.nodes)}
+    lines = ["graph LR"]
+    for digest, node in graph.nodes.items():
+        label = f"{node.name or node.reference} {node.version or ''} {digest[7:19]}".strip().replace('"', "'")
+        lines.append(f'  {ids[digest]}["{label}"]')
+    for edge in graph.edges:
+        arrow = "-->" if edge.verified else "-.->"
+        lines.append(f"  {ids[edge.parent]} {arrow}|{edge.relation}| {ids[edge.child]}")
+    return "\n".join(lines) + "\n"
