@@ -133,6 +133,20 @@ def push(
     ] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", metavar="GLOB", help="Skip files matching GLOB; repeatable.")] = None,
     annotation: Annotated[list[str] | None, typer.Option("--annotation", "-a", metavar="KEY=VALUE", help="Extra manifest annotation KEY=VALUE; repeatable.")] = None,
+    metric: Annotated[list[str] | None, typer.Option("--metric", metavar="NAME=NUMBER[@DATASET[:SPLIT]]", help="A metric, e.g. accuracy=0.93@imdb:test; repeatable.", rich_help_panel="Model card")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", metavar="NAME=VALUE", help="A hyperparameter, e.g. lr=3e-4; repeatable.", rich_help_panel="Model card")] = None,
+    dataset: Annotated[list[str] | None, typer.Option("--dataset", metavar="URI[@sha256:HEX]", help="A dataset used; repeatable.", rich_help_panel="Model card")] = None,
+    base: Annotated[list[str] | None, typer.Option("--base", metavar="REF[@sha256:HEX]", help="A base model this one derives from; repeatable. Gets a lineage link back.", rich_help_panel="Model card")] = None,
+    base_relation: Annotated[list[str] | None, typer.Option("--base-relation", metavar="REL", help="fine-tune, quantize, distill, merge or adapter (once for all --base, or once each).", rich_help_panel="Model card")] = None,
+    model_tag: Annotated[list[str] | None, typer.Option("--tag", metavar="WORD", help="A keyword for search (not the OCI tag: that is in REF); repeatable.", rich_help_panel="Model card")] = None,
+    task: Annotated[str | None, typer.Option("--task", metavar="WORD", help="e.g. text-classification.", rich_help_panel="Model card")] = None,
+    framework: Annotated[str | None, typer.Option("--framework", metavar="WORD", help="e.g. pytorch.", rich_help_panel="Model card")] = None,
+    model_format: Annotated[str | None, typer.Option("--format", metavar="WORD", help="Override the detected format, e.g. safetensors.", rich_help_panel="Model card")] = None,
+    metadata_file: Annotated[Path | None, typer.Option("--metadata", metavar="FILE", help="A model card file (default: ocimodel.yaml/.json beside the model).", rich_help_panel="Model card")] = None,
+    source_dir: Annotated[Path | None, typer.Option("--source-dir", metavar="DIR", help="The git checkout the model was built from (default: the model's).", rich_help_panel="Model card")] = None,
+    no_detect: Annotated[bool, typer.Option("--no-detect", help="Do not record the git repository, commit and dirty state.", rich_help_panel="Model card")] = False,
+    record_environment: Annotated[bool, typer.Option("--record-environment", help="Record the Python and key package versions of this machine.", rich_help_panel="Model card")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace a version tag that holds another model (versions are immutable otherwise).")] = False,
     plain_http: PlainHttpOpt = None,
     concurrency: ConcurrencyOpt = 4,
     as_json: JsonOpt = False,
@@ -148,14 +162,29 @@ def push(
       ocimodel push ./my-model oci:./store:sentiment:1.0
 
       ocimodel push ./my-model ghcr.io/org/m:2 --kind 'extra/*.bin=dataset' --exclude '*.log'
+
+      ocimodel push ./ft localhost:5000/team/sentiment:1.1 --metric accuracy=0.94@imdb:test --param lr=3e-5 --base localhost:5000/team/base:1.0
+
+    The model card (metrics, datasets, base models...) also comes from an ocimodel.yaml
+    beside the model; flags win over it. The git commit of the model's checkout is
+    recorded unless --no-detect. A version tag (1.0, v2...) is never moved to another
+    model without --force; aliases (latest, production) move with `ocimodel promote`.
     """
+    from ocimodel.metadata.sources import MetadataFlags
 
     def run(progress):
+        card_flags = MetadataFlags(
+            metrics=metric or (), params=param or (), datasets=dataset or (), bases=base or (),
+            base_relations=base_relation or (), tags=model_tag or (), task=task, framework=framework,
+            format=model_format,
+        )
         return api.push(
             directory, reference, name=name, version=version, description=description, title=title,
             licenses=license or (), authors=author or (), source=source, revision=revision,
             created=created, kinds=kind or (),
             exclude=exclude or (), annotations=_parse_pairs(annotation or [], "--annotation"),
+            metadata=card_flags, metadata_file=metadata_file, source_dir=source_dir,
+            detect_git=not no_detect, record_environment=record_environment, force=force,
             plain_http=plain_http, concurrency=concurrency, progress=progress, options=_connection(),
         )
 
@@ -166,6 +195,7 @@ def push(
         f"Digest: {result.digest}",
         f"Files: {len(result.files)} ({_size(total)}); uploaded {_size(result.bytes_uploaded)}, "
         f"already there {_size(result.bytes_skipped)}",
+        *[f"Lineage: {link['parent']}: {link['status']}" for link in result.lineage],
     ])
 
 
@@ -173,6 +203,14 @@ def push(
 def pull(
     reference: Annotated[str, typer.Argument(metavar="REF", help="What to pull: registry/repo:tag, repo@sha256:..., or oci:PATH:tag.")],
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Destination directory (created if missing).")],
+    include: Annotated[
+        list[str] | None,
+        typer.Option("--include", metavar="GLOB", help="Only files whose path, name or directory matches GLOB, e.g. 'tokenizer*'; repeatable."),
+    ] = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option("--kind", metavar="KIND", help="Only files of this kind: weight, weight.config, doc, code, dataset; repeatable."),
+    ] = None,
     plain_http: PlainHttpOpt = None,
     concurrency: ConcurrencyOpt = 4,
     as_json: JsonOpt = False,
@@ -182,23 +220,31 @@ def pull(
 
     Paths are checked before anything is downloaded; files are moved into place only when
     all of them have been verified, so a failed pull leaves the destination as it was.
-    Files already present with the right content are not downloaded again. Examples:
+    Files already present with the right content are not downloaded again. With --include
+    or --kind only the files matching any of them are downloaded (other files in DIR are
+    left alone). Examples:
 
       ocimodel pull localhost:5000/team/sentiment:1.0 ./out
 
       ocimodel pull oci:./store:sentiment:1.0 ./out
+
+      ocimodel pull localhost:5000/team/sentiment:1.0 ./tok --include 'tokenizer*' --kind weight.config
     """
     result = _run(
-        lambda progress: api.pull(reference, directory, plain_http=plain_http, concurrency=concurrency, progress=progress, options=_connection()),
+        lambda progress: api.pull(
+            reference, directory, plain_http=plain_http, concurrency=concurrency, progress=progress,
+            options=_connection(), include=include or (), kinds=kind or (),
+        ),
         verb="pull",
         show_progress=not (quiet or as_json),
     )
     total = sum(f.size for f in result.files)
+    left_out = f"; {result.files_not_selected} not selected" if result.files_not_selected else ""
     _print_result(result, as_json, quiet, [
         f"Pulled {result.reference} into {result.destination}",
         f"Digest: {result.digest}",
         f"Files: {len(result.files)} ({_size(total)}); downloaded {_size(result.bytes_downloaded)}, "
-        f"{result.files_unchanged} already up to date",
+        f"{result.files_unchanged} already up to date{left_out}",
     ])
 
 
@@ -531,6 +577,7 @@ def main() -> None:
 
 # The referrer commands live in their own module; importing it registers them on `app`.
 from ocimodel.cli import referrers as _referrer_commands  # noqa: E402,F401
+from ocimodel.cli import registry as _registry_commands  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

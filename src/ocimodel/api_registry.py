@@ -1,0 +1,376 @@
+"""The Python API of the model registry: versions, promote, rollback, history, lineage.
+
+Versions are tags that look like versions (``1.2``, ``v3``, ``2024-05-01``); aliases are
+all other tags (``production``, ``champion``, ``latest``) and move. Moving an alias with
+``promote`` or ``rollback`` first writes a promotion record (a referrer of the model it
+now names: alias, from, to, actor, time, reason), then moves the tag. ``history`` reads
+the records back and checks them against each other and against where the alias points
+now, so a tag moved by another tool shows up as a gap instead of vanishing."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel
+
+from ocimodel.api import DEFAULT_TAG, _options, _reference, _registry_of
+from ocimodel.api_referrers import push_bytes, push_referrer
+from ocimodel.errors import NotFound, OcimodelError, UsageError
+from ocimodel.lineage import LineageGraph, is_version_tag, walk_lineage
+from ocimodel.metadata.card import metric_value
+from ocimodel.metadata.encoding import read_card
+from ocimodel.oci import mediatypes as mt
+from ocimodel.oci.models import Manifest, parse_manifest
+from ocimodel.oci.reference import validate_tag
+from ocimodel.targets.open import open_target
+from ocimodel.transport.auth import Credentials
+from ocimodel.transport.connection import ConnectionOptions
+
+PROMOTION_ARTIFACT = "application/vnd.ocimodel.promotion.v1+json"
+A_ALIAS = "dev.ocimodel.promotion.alias"
+A_FROM = "dev.ocimodel.promotion.from"
+A_TO = "dev.ocimodel.promotion.to"
+A_ACTOR = "dev.ocimodel.promotion.actor"
+A_TIME = "dev.ocimodel.promotion.time"
+A_REASON = "dev.ocimodel.promotion.reason"
+A_ACTION = "dev.ocimodel.promotion.action"
+MAX_VERSIONS = 2000  # tags read by `versions` and `history`
+MAX_REASON = 1000
+
+
+class VersionInfo(BaseModel):
+    tag: str
+    digest: str
+    created: str | None
+    size: int  # bytes of the files
+    metrics: dict[str, float | int]
+    aliases: list[str]  # alias tags pointing at the same manifest
+
+
+class VersionsResult(BaseModel):
+    repository: str
+    versions: list[VersionInfo]
+    aliases: dict[str, str]  # alias -> digest (also aliases pointing at no listed version)
+
+
+class PromotionRecord(BaseModel):
+    alias: str
+    action: str  # promote or rollback
+    from_digest: str | None
+    to_digest: str
+    actor: str
+    time: str
+    reason: str | None
+    record: str  # the record's own digest
+
+
+class PromoteResult(BaseModel):
+    repository: str
+    alias: str
+    from_digest: str | None
+    to_digest: str
+    record: str
+    action: str
+
+
+class HistoryEvent(BaseModel):
+    time: str | None
+    digest: str
+    from_digest: str | None
+    actor: str | None
+    reason: str | None
+    action: str  # promote, rollback, or "moved outside ocimodel" (no record)
+    recorded: bool
+
+
+class HistoryResult(BaseModel):
+    repository: str
+    alias: str
+    current: str | None
+    events: list[HistoryEvent]  # oldest first
+    warnings: list[str]
+
+
+def versions(
+    repository: str,
+    *,
+    plain_http: bool | None = None,
+    credentials: Credentials | tuple[str, str] | None = None,
+    options: ConnectionOptions | None = None,
+) -> VersionsResult:
+    """Every version of a repository, oldest first (semver-aware), with its digest,
+    creation time, size, metrics and the aliases that point at it."""
+    ref = _reference(repository)
+    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
+        resolved = _resolve_tags(target)
+        version_rows = []
+        models = _read_models(target, {d for t, d in resolved.items() if is_version_tag(t)})
+    aliases = {t: d for t, d in resolved.items() if not is_version_tag(t)}
+    for tag, digest in resolved.items():
+        if not is_version_tag(tag):
+            continue
+        manifest, card = models.get(digest, (None, None))
+        version_rows.append(VersionInfo(
+            tag=tag,
+            digest=digest,
+            created=(manifest.annotations or {}).get(mt.ANNOTATION_CREATED) if manifest else None,
+            size=sum(layer.size for layer in manifest.layers) if manifest else 0,
+            metrics={k: metric_value(v) for k, v in (card.metrics or {}).items()} if card else {},
+            aliases=sorted(a for a, d in aliases.items() if d == digest),
+        ))
+    version_rows.sort(key=lambda v: version_key(v.tag))
+    return VersionsResult(repository=str(ref.with_tag(None).with_digest(None)), versions=version_rows, aliases=aliases)
+
+
+def promote(
+    reference: str,
+    alias: str,
+    *,
+    reason: str | None = None,
+    plain_http: bool | None = None,
+    credentials: Credentials | tuple[str, str] | None = None,
+    options: ConnectionOptions | None = None,
+) -> PromoteResult:
+    """Point ``alias`` (e.g. ``production``) at the model ``reference`` names, recording
+    who moved it, from where, when and why."""
+    _check_alias(alias)
+    ref = _reference(reference)
+    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref)), for_write=True) as target:
+        model = target.resolve(ref.reference or DEFAULT_TAG)
+        current = _current(target, alias)
+        return _move(target, ref, alias, current, model, reason, "promote")
+
+
+def rollback(
+    repository: str,
+    alias: str,
+    *,
+    reason: str | None = None,
+    plain_http: bool | None = None,
+    credentials: Credentials | tuple[str, str] | None = None,
+    options: ConnectionOptions | None = None,
+) -> PromoteResult:
+    """Point ``alias`` back at the model it held before its last move, recorded as a rollback."""
+    _check_alias(alias)
+    ref = _reference(repository)
+    if ref.tag is not None or ref.digest is not None:
+        raise UsageError(f"rollback takes the repository, not a tag or digest: {repository}", hint="e.g. ocimodel rollback registry/team/model --alias production")
+    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref)), for_write=True) as target:
+        current = _current(target, alias)
+        if current is None:
+            raise NotFound(f"{ref}:{alias} does not exist: nothing to roll back")
+        records = [r for r in _records(target, alias) if r.to_digest == current.digest]
+        if not records:
+            raise NotFound(
+                f"no promotion record says where {alias} was before {current.digest}",
+                hint=f"`ocimodel history {ref} --alias {alias}` shows what is known; promote an explicit version instead",
+            )
+        previous = max(records, key=lambda r: r.time).from_digest
+        if previous is None:
+            raise NotFound(f"{alias} held nothing before {current.digest}: nothing to roll back to")
+        target_descriptor = target.resolve(previous)
+        return _move(target, ref, alias, current, target_descriptor, reason, "rollback")
+
+
+def history(
+    repository: str,
+    alias: str,
+    *,
+    plain_http: bool | None = None,
+    credentials: Credentials | tuple[str, str] | None = None,
+    options: ConnectionOptions | None = None,
+) -> HistoryResult:
+    """Which model held ``alias`` when, who moved it and why, oldest first. Moves made
+    without a record (another tool re-tagging) are listed and flagged."""
+    _check_alias(alias)
+    ref = _reference(repository)
+    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
+        current = _current(target, alias)
+        records = sorted(_records(target, alias), key=lambda r: r.time)
+    events: list[HistoryEvent] = []
+    warnings: list[str] = []
+    held: str | None = None
+    for record in records:
+        if record.from_digest != held:
+            events.append(HistoryEvent(
+                time=None, digest=record.from_digest or "(none)", from_digest=held, actor=None, reason=None,
+                action="moved outside ocimodel", recorded=False,
+            ))
+            warnings.append(f"{alias} moved to {record.from_digest or 'nothing'} without a record before {record.time}")
+        events.append(HistoryEvent(
+            time=record.time, digest=record.to_digest, from_digest=record.from_digest, actor=record.actor,
+            reason=record.reason, action=record.action, recorded=True,
+        ))
+        held = record.to_digest
+    now = current.digest if current else None
+    if now != held:
+        events.append(HistoryEvent(time=None, digest=now or "(deleted)", from_digest=held, actor=None, reason=None,
+                                   action="moved outside ocimodel", recorded=False))
+        warnings.append(f"{alias} now points at {now or 'nothing'}, which no promotion record explains")
+    return HistoryResult(repository=str(ref.with_tag(None).with_digest(None)), alias=alias, current=now, events=events, warnings=warnings)
+
+
+def lineage(
+    reference: str,
+    *,
+    up: bool = True,
+    down: bool = True,
+    depth: int = 4,
+    plain_http: bool | None = None,
+    credentials: Credentials | tuple[str, str] | None = None,
+    options: ConnectionOptions | None = None,
+) -> LineageGraph:
+    """The models ``reference`` was derived from (up) and those derived from it (down)."""
+    ref = _reference(reference)
+    return walk_lineage(str(ref), _options(options, plain_http, credentials).bound_to(_registry_of(ref)), up=up, down=down, depth=depth)
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def version_key(tag: str) -> tuple:
+    """Semver-aware order: 1.2 < 1.10 < 2.0; 1.0-rc1 < 1.0; text parts compare as text."""
+    base, _, pre = tag.removeprefix("v").partition("-")
+    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.+_]", base))
+    # A release sorts after its pre-releases (1.0-rc1 < 1.0).
+    return parts + ((1, 0, "") if not pre else (0, 0, pre),)
+
+
+def actor() -> str:
+    """Who is moving an alias: OCIMODEL_ACTOR, else the CI's user, else user@host."""
+    if os.environ.get("OCIMODEL_ACTOR"):
+        return os.environ["OCIMODEL_ACTOR"][:200]
+    if os.environ.get("GITHUB_ACTOR"):
+        run = os.environ.get("GITHUB_RUN_ID")
+        return f"{os.environ['GITHUB_ACTOR']} (GitHub Actions{' run ' + run if run else ''})"
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _check_alias(alias: str) -> None:
+    validate_tag(alias)
+    if is_version_tag(alias):
+        raise UsageError(
+            f"{alias!r} looks like a version; aliases are names such as production or champion",
+            hint="versions are immutable: push a new version instead of moving one",
+        )
+    if alias.startswith(("sha256-", "sha512-")):
+        raise UsageError(f"{alias!r} is a referrers index tag, not an alias")
+
+
+def _current(target, alias: str):
+    try:
+        return target.resolve(alias)
+    except NotFound:
+        return None
+
+
+def _move(target, ref, alias: str, current, model, reason: str | None, action: str) -> PromoteResult:
+    if reason is not None and len(reason) > MAX_REASON:
+        raise UsageError(f"--reason is over {MAX_REASON} characters")
+    if current is not None and current.digest == model.digest:
+        raise UsageError(f"{alias} already points at {model.digest}")
+    record = {
+        "alias": alias,
+        "action": action,
+        "from": current.digest if current else None,
+        "to": model.digest,
+        "actor": actor(),
+        "time": datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "reason": reason,
+    }
+    annotations = {
+        A_ALIAS: alias, A_ACTION: action, A_TO: model.digest, A_ACTOR: record["actor"], A_TIME: record["time"],
+        **({A_FROM: current.digest} if current else {}),
+        **({A_REASON: reason} if reason else {}),
+    }
+    # The record first, then the tag: a crash in between leaves a record of a move that
+    # did not happen, which history shows (the alias still points elsewhere), never a move
+    # without a record.
+    layer = push_bytes(target, PROMOTION_ARTIFACT, json.dumps(record, sort_keys=True).encode())
+    descriptor, _ = push_referrer(target, model, PROMOTION_ARTIFACT, [layer], annotations)
+    target.tag(model, alias)
+    return PromoteResult(
+        repository=str(ref.with_tag(None).with_digest(None)), alias=alias,
+        from_digest=record["from"], to_digest=model.digest, record=descriptor.digest, action=action,
+    )
+
+
+def _resolve_tags(target) -> dict[str, str]:
+    tags = [t for t in target.list_tags() if not t.startswith(("sha256-", "sha512-"))]
+    if len(tags) > MAX_VERSIONS:
+        raise UsageError(f"{target.name} has {len(tags)} tags; over the {MAX_VERSIONS} this reads")
+
+    def resolve(tag: str) -> tuple[str, str | None]:
+        try:
+            return tag, target.resolve(tag).digest
+        except NotFound:
+            return tag, None  # deleted meanwhile
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return {tag: digest for tag, digest in pool.map(resolve, tags) if digest}
+
+
+def _read_models(target, digests: set[str]) -> dict[str, tuple[Manifest, Any]]:
+    """Manifest and model card of each digest (manifests only, never weights)."""
+
+    def read(digest: str):
+        try:
+            descriptor = target.resolve(digest)
+            manifest = parse_manifest(target.fetch_manifest(descriptor), descriptor.media_type)
+        except OcimodelError:
+            return digest, None
+        if not isinstance(manifest, Manifest):
+            return digest, None
+        return digest, (manifest, read_card(None, manifest.annotations).card)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return {d: row for d, row in pool.map(read, sorted(digests)) if row}
+
+
+def _records(target, alias: str) -> list[PromotionRecord]:
+    """Promotion records for ``alias`` on every model the repository's tags point at.
+
+    A record is a claim by whoever could write to the repository; it is read from the
+    referrer's annotations, which the record's manifest digest covers."""
+    digests = set(_resolve_tags(target).values())
+    found: dict[str, PromotionRecord] = {}
+
+    def scan(digest: str) -> list[PromotionRecord]:
+        out = []
+        try:
+            listed = target.referrers(digest, PROMOTION_ARTIFACT)
+        except OcimodelError:
+            return out
+        for descriptor in listed:
+            try:
+                data = target.fetch_manifest(descriptor)
+                manifest = parse_manifest(data, descriptor.media_type)
+            except OcimodelError:
+                continue
+            a = manifest.annotations or {}
+            if not isinstance(manifest, Manifest) or manifest.subject is None or manifest.subject.digest != digest:
+                continue
+            if a.get(A_ALIAS) != alias or a.get(A_TO) != digest or not a.get(A_TIME):
+                continue
+            out.append(PromotionRecord(
+                alias=alias, action=a.get(A_ACTION, "promote"), from_digest=a.get(A_FROM), to_digest=digest,
+                actor=a.get(A_ACTOR, "?"), time=a[A_TIME], reason=a.get(A_REASON), record=descriptor.digest,
+            ))
+        return out
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for records in pool.map(scan, sorted(digests)):
+            for record in records:
+                found[record.record] = record
+    return list(found.values())

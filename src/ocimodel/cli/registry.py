@@ -1,0 +1,176 @@
+"""Commands of the model registry: versions, promote, rollback, history, lineage."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ocimodel import api_registry
+from ocimodel.cli.app import JsonOpt, PlainHttpOpt, QuietOpt, _connection, _print_json, _print_result, _run, _size, app, stdout
+from ocimodel.errors import UsageError
+from ocimodel.lineage import to_dot, to_mermaid
+
+AliasOpt = Annotated[str, typer.Option("--alias", metavar="ALIAS", help="The alias, e.g. production.")]
+ReasonOpt = Annotated[str | None, typer.Option("--reason", metavar="TEXT", help="Why: kept in the promotion record.")]
+
+
+@app.command()
+def versions(
+    repository: Annotated[str, typer.Argument(metavar="REPO", help="registry/team/model or oci:PATH.")],
+    plain_http: PlainHttpOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List every version of a model, oldest first (1.2 < 1.10), with its digest, size,
+    key metrics and the aliases (production, champion...) that point at it.
+
+      ocimodel versions localhost:5000/team/sentiment
+    """
+    result = _run(lambda _: api_registry.versions(repository, plain_http=plain_http, options=_connection()), verb="versions", show_progress=False)
+    if as_json:
+        _print_json(result)
+        return
+    if not result.versions:
+        stdout.print(f"no versions in {result.repository}", highlight=False, markup=False)
+    table = Table(show_edge=False, box=None, header_style="bold")
+    for column in ("VERSION", "DIGEST", "CREATED", "SIZE", "METRICS", "ALIASES"):
+        table.add_column(column, justify="right" if column == "SIZE" else "left")
+    for v in result.versions:
+        metrics = " ".join(f"{k}={val:g}" for k, val in list(v.metrics.items())[:4])
+        table.add_row(v.tag, v.digest[:19], v.created or "-", _size(v.size), metrics or "-", ", ".join(v.aliases) or "-")
+    if result.versions:
+        stdout.print(table)
+    orphans = {a: d for a, d in result.aliases.items() if all(d != v.digest for v in result.versions)}
+    for alias, digest in sorted(orphans.items()):
+        stdout.print(f"alias {alias} -> {digest} (no version tag)", highlight=False, markup=False)
+
+
+@app.command()
+def promote(
+    reference: Annotated[str, typer.Argument(metavar="REF", help="The version to promote: registry/repo:1.2 or repo@digest.")],
+    to: Annotated[str, typer.Option("--to", metavar="ALIAS", help="The alias to move, e.g. production.")],
+    reason: ReasonOpt = None,
+    plain_http: PlainHttpOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Point an alias (production, champion...) at a version, recording who moved it,
+    from which version, when and why (a promotion record attached to the model).
+
+      ocimodel promote localhost:5000/team/sentiment:1.2 --to production --reason "beats 1.1 on imdb"
+
+    The actor is OCIMODEL_ACTOR, else the GitHub Actions user, else user@host.
+    """
+    result = _run(lambda _: api_registry.promote(reference, to, reason=reason, plain_http=plain_http, options=_connection()), verb="promote", show_progress=False)
+    _print_move(result, as_json, quiet)
+
+
+@app.command()
+def rollback(
+    repository: Annotated[str, typer.Argument(metavar="REPO", help="registry/team/model or oci:PATH.")],
+    alias: AliasOpt,
+    reason: ReasonOpt = None,
+    plain_http: PlainHttpOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Point an alias back at the version it held before its last move, recorded as a
+    rollback.
+
+      ocimodel rollback localhost:5000/team/sentiment --alias production --reason "latency regression"
+    """
+    result = _run(lambda _: api_registry.rollback(repository, alias, reason=reason, plain_http=plain_http, options=_connection()), verb="rollback", show_progress=False)
+    _print_move(result, as_json, quiet)
+
+
+@app.command()
+def history(
+    repository: Annotated[str, typer.Argument(metavar="REPO", help="registry/team/model or oci:PATH.")],
+    alias: AliasOpt,
+    plain_http: PlainHttpOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show which version held an alias when, who moved it and why, oldest first. Moves
+    made by other tools (a plain re-tag) have no record and are flagged.
+
+      ocimodel history localhost:5000/team/sentiment --alias production
+    """
+    result = _run(lambda _: api_registry.history(repository, alias, plain_http=plain_http, options=_connection()), verb="history", show_progress=False)
+    if as_json:
+        _print_json(result)
+        return
+    table = Table(show_edge=False, box=None, header_style="bold")
+    for column in ("TIME", "ACTION", "DIGEST", "FROM", "ACTOR", "REASON"):
+        table.add_column(column)
+    for e in result.events:
+        table.add_row(e.time or "?", e.action, e.digest[:19], (e.from_digest or "-")[:19], e.actor or "?", e.reason or "")
+    stdout.print(table)
+    stdout.print(f"{result.alias} now: {result.current or '(no such tag)'}", highlight=False, markup=False)
+    for warning in result.warnings:
+        stdout.print(f"warning: {warning}", highlight=False, markup=False)
+
+
+@app.command()
+def lineage(
+    reference: Annotated[str, typer.Argument(metavar="REF", help="The model: registry/repo:tag, repo@digest or oci:PATH:tag.")],
+    up: Annotated[bool, typer.Option("--up", help="Only the models it derives from.")] = False,
+    down: Annotated[bool, typer.Option("--down", help="Only the models derived from it.")] = False,
+    depth: Annotated[int, typer.Option("--depth", min=1, max=16, metavar="N", help="Generations to follow.")] = 4,
+    output_format: Annotated[str, typer.Option("--format", metavar="FORMAT", help="text, dot (Graphviz) or mermaid.")] = "text",
+    plain_http: PlainHttpOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a model's lineage by digest: its base models (from its model card) and the
+    models derived from it (lineage links their pushes left on it).
+
+      ocimodel lineage localhost:5000/team/base:1.0 --down
+
+      ocimodel lineage localhost:5000/team/sentiment:1.2 --format mermaid
+    """
+    if output_format not in ("text", "dot", "mermaid"):
+        _run(lambda _: _refuse(f"--format must be text, dot or mermaid, not {output_format!r}"), verb="lineage", show_progress=False)
+    both = not up and not down
+    graph = _run(
+        lambda _: api_registry.lineage(reference, up=up or both, down=down or both, depth=depth, plain_http=plain_http, options=_connection()),
+        verb="lineage", show_progress=False,
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(dataclasses.asdict(graph), indent=2) + "\n")
+        return
+    if output_format == "dot":
+        sys.stdout.write(to_dot(graph))
+        return
+    if output_format == "mermaid":
+        sys.stdout.write(to_mermaid(graph))
+        return
+    def label(digest: str) -> str:
+        node = graph.nodes.get(digest)
+        return f"{node.reference}" + (f" ({node.name} {node.version or ''})".rstrip() if node and node.name else "") if node else digest
+
+    for edge in graph.edges:
+        mark = "" if edge.verified else "  [unverified: the child does not name this parent]"
+        stdout.print(f"{label(edge.parent)}  --{edge.relation}-->  {label(edge.child)}{mark}", highlight=False, markup=False)
+    if not graph.edges:
+        stdout.print("no lineage recorded", highlight=False, markup=False)
+    for note in graph.notes:
+        stdout.print(f"note: {note}", highlight=False, markup=False)
+
+
+def _refuse(message: str) -> None:
+    raise UsageError(message)
+
+
+def _print_move(result: api_registry.PromoteResult, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        _print_json(result)
+    elif quiet:
+        stdout.print(result.to_digest, highlight=False)
+    else:
+        verb = "Rolled back" if result.action == "rollback" else "Promoted"
+        stdout.print(f"{verb} {result.repository}:{result.alias} -> {result.to_digest}", highlight=False, markup=False)
+        stdout.print(f"Was: {result.from_digest or '(new alias)'}", highlight=False, markup=False)
+        stdout.print(f"Record: {result.record}", highlight=False, markup=False)
