@@ -1,5 +1,6 @@
 """The examples in examples/ run as documented (against a layout and the real registry)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,3 +20,22 @@ def test_python_api_example_on_the_registry(registry, repo_name):
     assert done.returncode == 0, done.stderr
     assert f"pushed {store}:1.0" in done.stdout
     assert "tags: ['1.0', 'latest']" in done.stdout
+
+
+def _workflow(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OCIMODEL": str(Path(sys.executable).parent / "ocimodel"), "PYTHON": sys.executable, "WORK": str(tmp_path)}
+    env = {k: v for k, v in env.items() if k not in ("OCIMODEL_USERNAME", "OCIMODEL_PASSWORD")}
+    return subprocess.run(["bash", str(EXAMPLES / "registry_workflow.sh"), *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_registry_workflow_example_on_a_layout(tmp_path):
+    done = _workflow(tmp_path=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "registry workflow OK" in done.stdout
+    assert "latency regression in 1.2" in done.stdout and "rollback" in done.stdout
+
+
+def test_registry_workflow_example_on_the_registry(registry, repo_name, tmp_path):
+    done = _workflow(f"{registry.host}/{repo_name}", tmp_path=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "registry workflow OK" in done.stdout

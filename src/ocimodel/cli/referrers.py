@@ -3,11 +3,11 @@ air-gapped copy is a copy with referrers into a tar)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.tree import Tree
 
 from ocimodel import api_referrers
 from ocimodel.cli.app import (
@@ -93,16 +93,19 @@ def discover(
     if as_json:
         _print_json(result)
         return
-    tree = Tree(f"{result.reference}@{result.digest}", highlight=False)
+    # Plain lines, not rich's Tree: a digest must never be cut to fit the terminal.
+    lines = [f"{result.reference}@{result.digest}"]
 
-    def add(branch: Tree, nodes: list[api_referrers.Referrer]) -> None:
-        for node in nodes:
+    def add(nodes: list[api_referrers.Referrer], prefix: str) -> None:
+        for i, node in enumerate(nodes):
+            last = i == len(nodes) - 1
             created = node.annotations.get("org.opencontainers.image.created", "")
             label = f"{node.artifact_type or node.media_type}  {node.digest}  {_size(node.size)}  {created}".rstrip()
-            add(branch.add(label, highlight=False), node.referrers)
+            lines.append(f"{prefix}{'└── ' if last else '├── '}{label}")
+            add(node.referrers, prefix + ("    " if last else "│   "))
 
-    add(tree, result.referrers)
-    stdout.print(tree, highlight=False, markup=False)
+    add(result.referrers, "")
+    sys.stdout.write("\n".join(lines) + "\n")
     if not result.referrers:
         stdout.print("no referrers", highlight=False, markup=False)
     for line in result.ignored:
