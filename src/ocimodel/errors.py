@@ -41,6 +41,15 @@ class InvalidReference(UsageError):
     """A model reference (``registry/repo:tag@digest`` or ``oci:PATH:tag``) is malformed."""
 
 
+class NothingSelected(UsageError):
+    """A selective pull (``include`` / ``kinds``) matched no file of the model.
+    ``available`` lists what the model has, as (path, kind or None) pairs."""
+
+    def __init__(self, message: str, *, available: list[tuple[str, str | None]], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.available = available
+
+
 class InvalidDigest(OcimodelError):
     """A digest string is not ``algorithm:hex`` in a form we accept."""
 

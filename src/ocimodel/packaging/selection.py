@@ -1,0 +1,85 @@
+"""Which files of a model a selective pull takes (``--include GLOB``, ``--kind KIND``).
+
+A layer is taken when its path matches any ``include`` pattern or its ModelPack kind is any
+of ``kinds`` (the union: ``--include 'tokenizer*' --kind weight.config`` means "the
+tokenizer files and every weight config"). A pattern is an fnmatch glob tried against the
+whole POSIX path, against the file name alone (``tokenizer*`` finds
+``tokenizer/tokenizer.json``... and ``tokenizer_config.json``), and against each leading
+directory (``data`` takes everything under ``data/``). Matching is case-sensitive, as
+paths are. An archive layer (a directory packed as one tar) is taken or left whole, by the
+path it declares. Kinds come from the layer media type, never from the file name, so a
+layer of another tool (no ModelPack media type) has no kind and is reached by path only."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import Counter
+from collections.abc import Sequence
+
+from ocimodel.errors import NothingSelected, UsageError
+from ocimodel.oci import mediatypes as mt
+from ocimodel.packaging.classify import parse_kind
+from ocimodel.packaging.unpack import PlannedFile
+
+__all__ = ["layer_kind", "matches_include", "select_files"]
+
+# How many file names the "nothing matched" message shows before "and N more".
+_SHOWN = 20
+
+
+def layer_kind(planned: PlannedFile) -> str | None:
+    parsed = mt.parse_model_layer(planned.descriptor.media_type)
+    return parsed[0] if parsed else None
+
+
+def matches_include(relpath: str, pattern: str) -> bool:
+    """``pattern`` against the path, its file name, and each of its leading directories."""
+    if fnmatch.fnmatchcase(relpath, pattern):
+        return True
+    parts = relpath.split("/")
+    if fnmatch.fnmatchcase(parts[-1], pattern):
+        return True
+    directory = pattern.rstrip("/")
+    return bool(directory) and any(
+        fnmatch.fnmatchcase("/".join(parts[:i]), directory) for i in range(1, len(parts))
+    )
+
+
+def select_files(
+    files: list[PlannedFile], include: Sequence[str] = (), kinds: Sequence[str] = (), *, shown: str = "the model"
+) -> list[PlannedFile]:
+    """The files of ``files`` a selective pull takes; all of them when neither ``include``
+    nor ``kinds`` is given. Raises UsageError for an empty pattern or an unknown kind, and
+    NothingSelected (naming what the model has) when the selection is empty."""
+    patterns = _strings(include, "include")
+    wanted = {parse_kind(k).value for k in _strings(kinds, "kinds")}
+    for pattern in patterns:
+        if not pattern.strip():
+            raise UsageError("an include pattern is empty", hint="e.g. --include 'tokenizer*' or --include '*.json'")
+    if not patterns and not wanted:
+        return list(files)
+    chosen = [
+        f for f in files
+        if layer_kind(f) in wanted or any(matches_include(f.relpath, p) for p in patterns)
+    ]
+    if chosen:
+        return chosen
+    available = [(f.relpath, layer_kind(f)) for f in files]
+    asked = " ".join([*(f"--include {p!r}" for p in patterns), *(f"--kind {k}" for k in sorted(wanted))])
+    counts = Counter(kind or "no kind" for _, kind in available)
+    listing = ", ".join(f"{path} ({kind or 'no kind'})" for path, kind in available[:_SHOWN])
+    more = f" and {len(available) - _SHOWN} more" if len(available) > _SHOWN else ""
+    raise NothingSelected(
+        f"nothing in {shown} matches {asked}; it has {len(available)} files: {listing}{more}",
+        available=available,
+        hint="kinds present: " + ", ".join(f"{k} ({n})" for k, n in sorted(counts.items()))
+        + "; patterns match the path, the file name or a directory, e.g. --include 'tokenizer*'",
+    )
+
+
+def _strings(values: str | Sequence[str], name: str) -> tuple[str, ...]:
+    if isinstance(values, str):
+        return (values,)
+    if not all(isinstance(v, str) for v in values):
+        raise UsageError(f"{name} must be strings")
+    return tuple(values)
