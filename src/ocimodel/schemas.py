@@ -13,10 +13,12 @@ from pydantic import BaseModel
 
 from ocimodel.metadata.card import ModelCard
 from ocimodel.packaging.modelpack import ModelConfig
+from ocimodel.trust.policy import Policy
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "modelpack-config.schema.json": ModelConfig,
     "model-card.schema.json": ModelCard,
+    "policy.schema.json": Policy,
 }
 
 

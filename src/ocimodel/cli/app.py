@@ -578,6 +578,7 @@ def main() -> None:
 # The referrer commands live in their own module; importing it registers them on `app`.
 from ocimodel.cli import referrers as _referrer_commands  # noqa: E402,F401
 from ocimodel.cli import registry as _registry_commands  # noqa: E402,F401
+from ocimodel.cli import trust as _trust_commands  # noqa: E402,F401
 from ocimodel.cli import compare as _compare_commands  # noqa: E402,F401
 
 if __name__ == "__main__":

@@ -45,6 +45,26 @@ class Reason(StrEnum):
     MISSING_FILE = "missing-file"
     FILE_DIGEST_MISMATCH = "file-digest-mismatch"
     UNSUPPORTED_FILE = "unsupported-file"  # symlink or special file in a directory
+    # Keyless (Sigstore certificate) verification: ocimodel.trust.keyless
+    NOT_A_KEYLESS_BUNDLE = "not-a-keyless-bundle"  # a key bundle: verified elsewhere
+    NO_IDENTITIES = "no-identities"  # no (identity, issuer) pair to accept, or an empty one
+    TRUST_ROOT_UNAVAILABLE = "trust-root-unavailable"  # missing / unreadable trusted root
+    TRUST_ROOT_INVALID = "trust-root-invalid"  # not a usable trusted_root.json
+    TRUST_ROOT_STALE = "trust-root-stale"  # its authorities were not valid at signing time
+    IDENTITY_MISMATCH = "identity-mismatch"  # certificate SAN is not an allowed identity
+    ISSUER_MISMATCH = "issuer-mismatch"  # allowed SAN, but from another OIDC issuer
+    UNTRUSTED_CHAIN = "untrusted-chain"  # certificate does not chain to the trusted root
+    CERTIFICATE_NOT_VALID_AT_SIGNING = "certificate-not-valid-at-signing"  # expired / not yet
+    CERTIFICATE_USAGE = "certificate-usage"  # no code-signing EKU / digital signature usage
+    BAD_SCT = "bad-sct"  # certificate transparency proof missing or not by a trusted CT log
+    NO_VERIFIED_TIME = "no-verified-time"
+    BAD_TIMESTAMP = "bad-timestamp"  # RFC 3161 timestamp problems
+    LOG_ENTRY_MISMATCH = "log-entry-mismatch"  # the log entry is for other content
+    BAD_INCLUSION_PROOF = "bad-inclusion-proof"
+    BAD_CHECKPOINT = "bad-checkpoint"
+    BAD_SET = "bad-set"  # signed entry timestamp (inclusion promise)
+    BAD_LOG_ENTRY = "bad-log-entry"  # any other transparency log entry failure
+    KEYLESS_UNVERIFIED = "keyless-unverified"  # any other sigstore verification failure
 
 
 class SigningError(OcimodelError):

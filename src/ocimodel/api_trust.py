@@ -1,0 +1,336 @@
+"""The Python API for signatures, attestations and verification.
+
+    import ocimodel.api_trust as trust
+    trust.generate_key_pair("release.key", "release.pub")
+    trust.sign("localhost:5000/team/sentiment:1.0", key="release.key")
+    decision = trust.verify("localhost:5000/team/sentiment:1.0", keys=["release.pub"])
+    assert decision.allowed, decision.lines()
+    ocimodel.pull(ref, "./out", verify=trust.verify_hook(policy="policy.yaml"))
+
+Signatures and attestations are Sigstore bundles stored as referrers of the model, as
+cosign v3 stores them; a tag is resolved to a digest once, and everything after that is
+about the digest (THREATS.md 1)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from ocimodel.api import DEFAULT_TAG, _options, _read_config, _reference, _registry_of
+from ocimodel.errors import NotFound, UsageError
+from ocimodel.metadata.encoding import read_card
+from ocimodel.oci.models import Descriptor, Manifest, parse_manifest
+from ocimodel.oci.reference import LayoutReference, Reference
+from ocimodel.signing import keys as signing_keys
+from ocimodel.signing.files_statement import MODEL_SIGNING_PREDICATE
+from ocimodel.signing.statement import attestation_statement
+from ocimodel.targets.open import open_target
+from ocimodel.transport.auth import Credentials
+from ocimodel.transport.connection import ConnectionOptions
+from ocimodel.trust import attest as attestations
+from ocimodel.trust.policy import Policy, TrustPolicy, load_policy, policy_for
+from ocimodel.trust.sign import BundleSigner, KeylessSigner, KeySigner, attest_model, sign_model
+from ocimodel.trust.store import StoredBundle, read_bundles
+from ocimodel.trust.verify import (
+    Decision,
+    KeylessOptions,
+    PolicyDenied,
+    check_trusted_root,
+    evaluate,
+)
+
+PathLike = str | os.PathLike[str]
+
+
+class SignedBundle(BaseModel):
+    predicate_type: str
+    referrer: str  # digest of the bundle referrer manifest
+
+
+class SignResult(BaseModel):
+    reference: str
+    digest: str  # the model's manifest digest: what was signed
+    signer: str
+    bundles: list[SignedBundle]
+
+
+class AttestResult(BaseModel):
+    reference: str
+    digest: str
+    signer: str
+    predicate_type: str
+    referrer: str
+
+
+class ExportSignatureResult(BaseModel):
+    reference: str
+    digest: str
+    format: str
+    referrer: str
+    path: str
+    candidates: int  # file-level bundles found; the newest is exported unless one is named
+
+
+class KeyPairResult(BaseModel):
+    private_key: str
+    public_key: str
+    key_hint: str  # sha256 of the public key's PEM: the hint bundles carry
+    encrypted: bool
+
+
+def sign(
+    reference: str,
+    *,
+    key: PathLike | None = None,
+    password: str | bytes | None = None,
+    identity_token: str | None = None,
+    trust_config: PathLike | None = None,
+    staging: bool = False,
+    file_signature: bool = True,
+    plain_http: bool | None = None,
+    credentials: Credentials | tuple[str, str] | None = None,
+    options: ConnectionOptions | None = None,
+) -> SignResult:
+    """Sign the model at ``reference``: a cosign signature of its manifest digest and (with
+    ``file_signature``) an OpenSSF model-signing statement over its files, each stored as a
+    bundle referrer. With ``key`` (ECDSA P-256 PEM; ``password`` or $OCIMODEL_KEY_PASSWORD
+    if encrypted) the bundles are key bundles; without, keyless through Sigstore."""
+    signer = _signer(key, password, identity_token, trust_config, staging)
+    ref = _reference(reference)
+    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref)), for_write=True) as target:
+        root = target.resolve(ref.reference or DEFAULT_TAG)
+        data = target.fetch_manifest(root)
+        written = sign_model(target, root, data, signer, file_signature=file_signature, name=_fallback_name(ref))
+    return SignResult(
+        reference=str(ref),
+        digest=root.digest,
+        signer=signer.description,
+        bundles=[SignedBundle(predicate_type=w.predicate_type, referrer=w.referrer.digest) for w in written],
+    )
+
+
+def attest(
+    reference: str,
+    *,
+    predicate_file: PathLike | None = None,
+    predicate_type: str | None = None,
+    predicate: Mapping[str, Any] | None = None,
+    provenance: bool = False,
+    source_dir: PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    key: PathLike | None = None,
+    password: str | bytes | None = None,
+    identity_token: str | None = None,
+    trust_config: PathLike | None = None,
+    staging: bool = False,
+    plain_http: bool | None = None,
+    credentials: Credentials | tuple[str, str] | None = None,
+    options: ConnectionOptions | None = None,
+) -> AttestResult:
+    """Attest something about the model at ``reference`` and store the signed statement as
+    a bundle referrer.
+
+    Either a predicate (``predicate_file`` or ``predicate``) with its ``predicate_type``
+    URI, or ``provenance=True``: SLSA provenance v1 for the current build (GitHub Actions
+    from its GITHUB_* variables, else a local build from git in ``source_dir``), with the
+    model's datasets and base models as materials."""
+    given = sum(x is not None for x in (predicate_file, predicate)) + bool(provenance)
+    if given != 1:
+        raise UsageError("attest needs exactly one of a predicate file, a predicate, or provenance")
+    if provenance:
+        if predicate_type not in (None, attestations.SLSA_PROVENANCE_V1):
+            raise UsageError(f"provenance is of type {attestations.SLSA_PROVENANCE_V1}, not {predicate_type}")
+        predicate_type = attestations.SLSA_PROVENANCE_V1
+    elif predicate_type is None:
+        raise UsageError("an attestation needs its predicate type (a URI)", hint="e.g. --type https://cyclonedx.org/bom")
+    predicate_type = attestations.check_predicate_type(predicate_type)
+    body = attestations.load_predicate(predicate_file) if predicate_file is not None else dict(predicate or {})
+    signer = _signer(key, password, identity_token, trust_config, staging)
+    ref = _reference(reference)
+    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref)), for_write=True) as target:
+        root = target.resolve(ref.reference or DEFAULT_TAG)
+        if provenance:
+            body = attestations.provenance(_card_of(target, root), env=env, source_dir=source_dir)
+        statement = attestation_statement(root.digest, predicate_type, body)
+        written = attest_model(target, root, statement, signer, name=_fallback_name(ref))
+    return AttestResult(
+        reference=str(ref), digest=root.digest, signer=signer.description,
+        predicate_type=predicate_type, referrer=written.referrer.digest,
+    )
+
+
+def verify(
+    reference: str,
+    *,
+    keys: Sequence[PathLike] = (),
+    identities: Sequence[tuple[str, str]] = (),
+    policy: Policy | PathLike | None = None,
+    trusted_root: PathLike | None = None,
+    offline: bool = True,
+    plain_http: bool | None = None,
+    credentials: Credentials | tuple[str, str] | None = None,
+    options: ConnectionOptions | None = None,
+) -> Decision:
+    """Decide whether the model at ``reference`` is allowed by ``policy`` (a Policy or a
+    YAML / JSON file), or else by "signed by any of ``keys`` / ``identities``" (pairs of
+    identity and OIDC issuer). Returns the Decision; it does not raise on deny.
+
+    Keyless bundles are verified against ``trusted_root`` (a trusted_root.json), else the
+    Sigstore production root embedded in sigstore-python (offline: not refreshed by TUF)."""
+    trust = _trust(keys, identities, policy)
+    keyless = KeylessOptions(trusted_root=check_trusted_root(trusted_root), offline=offline)
+    ref = _reference(reference)
+    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
+        root = target.resolve(ref.reference or DEFAULT_TAG)
+        data = target.fetch_manifest(root)
+        return evaluate(target, root, data, trust, reference=str(ref), keyless=keyless)
+
+
+def verify_hook(
+    *,
+    keys: Sequence[PathLike] = (),
+    identities: Sequence[tuple[str, str]] = (),
+    policy: Policy | PathLike | None = None,
+    trusted_root: PathLike | None = None,
+    offline: bool = True,
+) -> Callable[[Any, Descriptor, bytes], None]:
+    """A ``verify=`` hook for :func:`ocimodel.pull`: it judges the digest pull resolved,
+    before any file is downloaded, and raises :class:`PolicyDenied` (a
+    VerificationFailed) when the policy denies. Keys and the policy are loaded now, so a
+    wrong path fails before the pull starts."""
+    trust = _trust(keys, identities, policy)
+    keyless = KeylessOptions(trusted_root=check_trusted_root(trusted_root), offline=offline)
+
+    def hook(source, root: Descriptor, manifest_bytes: bytes) -> None:
+        decision = evaluate(source, root, manifest_bytes, trust, reference=f"{source.name}@{root.digest}", keyless=keyless)
+        if not decision.allowed:
+            raise PolicyDenied(decision)
+
+    return hook
+
+
+def export_signature(
+    reference: str,
+    output: PathLike,
+    *,
+    fmt: str = "model-signing",
+    referrer: str | None = None,
+    plain_http: bool | None = None,
+    credentials: Credentials | tuple[str, str] | None = None,
+    options: ConnectionOptions | None = None,
+) -> ExportSignatureResult:
+    """Write the model's file-level (OpenSSF model-signing) bundle to ``output``, so that
+    ``model_signing verify key DIR --signature OUTPUT --public_key PUB`` checks a pulled
+    copy of the model. The newest such bundle is taken unless ``referrer`` names one.
+
+    This exports; it does not verify (model_signing, or ``verify``, does that)."""
+    if fmt != "model-signing":
+        raise UsageError(f"unknown signature format {fmt!r}: the one format is model-signing")
+    out = Path(output)
+    if out.is_dir():
+        raise UsageError(f"{out} is a directory: give the file to write, e.g. {out / 'model.sig'}")
+    ref = _reference(reference)
+    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
+        root = target.resolve(ref.reference or DEFAULT_TAG)
+        found = [
+            b for b in read_bundles(target, root.digest)
+            if isinstance(b, StoredBundle) and b.predicate_type == MODEL_SIGNING_PREDICATE
+        ]
+    if referrer is not None:
+        found = [b for b in found if b.referrer.digest == referrer]
+    if not found:
+        named = f" named {referrer}" if referrer else ""
+        raise NotFound(
+            f"{ref} ({root.digest}) has no file-level signature{named}",
+            hint="sign it with `ocimodel sign` (the file-level signature is on by default)",
+        )
+    chosen = max(found, key=lambda b: b.created or "")
+    _write_atomic(out, chosen.bundle)
+    return ExportSignatureResult(
+        reference=str(ref), digest=root.digest, format=fmt, referrer=chosen.referrer.digest,
+        path=str(out), candidates=len(found),
+    )
+
+
+def generate_key_pair(
+    private_key: PathLike = "ocimodel.key",
+    public_key: PathLike = "ocimodel.pub",
+    password: str | bytes | None = None,
+) -> KeyPairResult:
+    """Write a new ECDSA P-256 key pair: PKCS#8 PEM private key (mode 0600; encrypted when
+    ``password`` is given) and PEM public key, as cosign and model-signing read them. An
+    existing file is never overwritten."""
+    key = signing_keys.generate_key_pair(private_key, public_key, password or None)
+    return KeyPairResult(
+        private_key=str(private_key), public_key=str(public_key),
+        key_hint=signing_keys.key_hint(key), encrypted=bool(password),
+    )
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _signer(key, password, identity_token, trust_config, staging) -> BundleSigner:
+    if key is not None:
+        if identity_token is not None or staging or trust_config is not None:
+            raise UsageError("sign with a key or keyless, not both", hint="drop --key, or the keyless options")
+        return KeySigner(signing_keys.load_private_key(key, password))
+    return KeylessSigner(
+        identity_token=identity_token, trust_config=Path(trust_config) if trust_config else None, staging=staging
+    )
+
+
+def _trust(keys: Sequence[PathLike], identities: Sequence[tuple[str, str]], policy) -> TrustPolicy:
+    if isinstance(keys, (str, os.PathLike)):
+        keys = [keys]
+    if policy is not None:
+        if keys or identities:
+            raise UsageError("give either a policy or keys / identities, not both")
+        if not isinstance(policy, Policy):
+            policy = load_policy(policy)
+        return policy.compile()
+    pairs = []
+    for item in identities:
+        if not (isinstance(item, tuple) and len(item) == 2 and all(isinstance(x, str) and x for x in item)):
+            raise UsageError("identities are (identity, issuer) pairs")
+        pairs.append(item)
+    return policy_for([(str(k), k) for k in keys], pairs).compile()
+
+
+def _card_of(target, root: Descriptor):
+    manifest = parse_manifest(target.fetch_manifest(root), root.media_type)
+    if not isinstance(manifest, Manifest):
+        raise UsageError(f"{root.digest} is an index: provenance describes a model manifest")
+    config = _read_config(target, manifest.config)
+    return read_card(config, manifest.annotations).card
+
+
+def _fallback_name(ref: Reference) -> str:
+    if isinstance(ref, LayoutReference):
+        return ref.tag or Path(ref.path).name or "model"
+    return ref.repository.rsplit("/", 1)[-1]
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o644)  # a signature is public; mkstemp made it 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+__all__ = [
+    "AttestResult", "Decision", "ExportSignatureResult", "KeyPairResult", "Policy", "PolicyDenied",
+    "SignResult", "SignedBundle", "attest", "export_signature", "generate_key_pair", "load_policy",
+    "sign", "verify", "verify_hook",
+]

@@ -1,0 +1,283 @@
+"""Commands for trust: sign, attest, verify, signature export, key generate."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ocimodel import api_trust
+from ocimodel.cli.app import (
+    JsonOpt,
+    PlainHttpOpt,
+    QuietOpt,
+    _connection,
+    _print_json,
+    _print_result,
+    _run,
+    app,
+    stdout,
+)
+from ocimodel.errors import UsageError
+from ocimodel.signing.errors import KeyPasswordRequired
+from ocimodel.signing.keys import PASSWORD_ENV, load_private_key
+
+signature_app = typer.Typer(
+    name="signature",
+    help="Signatures in other formats.\n\n  ocimodel signature export localhost:5000/team/sentiment:1.0 --format model-signing -o model.sig",
+    no_args_is_help=True,
+)
+key_app = typer.Typer(
+    name="key",
+    help="Signing keys.\n\n  ocimodel key generate --output-key-prefix release",
+    no_args_is_help=True,
+)
+app.add_typer(signature_app, name="signature")
+app.add_typer(key_app, name="key")
+
+RefArg = Annotated[str, typer.Argument(metavar="REF", help="The model: registry/repo:tag, repo@digest or oci:PATH:tag.")]
+SigningKeyOpt = Annotated[
+    Path | None,
+    typer.Option("--key", metavar="PEM", help=f"ECDSA P-256 private key (PEM). Encrypted: ${PASSWORD_ENV}, or asked for on a terminal. Omitted: keyless (Sigstore)."),
+]
+IdentityTokenOpt = Annotated[
+    str | None,
+    typer.Option("--identity-token", metavar="JWT", envvar="SIGSTORE_ID_TOKEN", help="Keyless: the OIDC identity token (default: the CI's ambient credential)."),
+]
+TrustConfigOpt = Annotated[
+    Path | None, typer.Option("--trust-config", metavar="FILE", help="Keyless: a Sigstore ClientTrustConfig JSON (default: the public instance).")
+]
+StagingOpt = Annotated[bool, typer.Option("--staging", help="Keyless: use Sigstore's staging instance.")]
+
+
+def _password_for(key: Path | None) -> str | None:
+    """Ask for the key's password on a terminal when it is encrypted and none is set."""
+    if key is None:
+        return None
+    try:
+        load_private_key(key)
+    except KeyPasswordRequired:
+        if not sys.stdin.isatty():
+            raise
+        return typer.prompt(f"Password for {key}", hide_input=True, err=True)
+    return None
+
+
+@app.command()
+def sign(
+    reference: RefArg,
+    key: SigningKeyOpt = None,
+    identity_token: IdentityTokenOpt = None,
+    trust_config: TrustConfigOpt = None,
+    staging: StagingOpt = False,
+    no_file_signature: Annotated[bool, typer.Option("--no-file-signature", help="Only the cosign signature; no OpenSSF model-signing file statement.")] = False,
+    plain_http: PlainHttpOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Sign a model. Two bundles are attached as referrers (cosign v3 format): a cosign
+    signature of the manifest digest, and an OpenSSF model-signing statement over its
+    files (for `model_signing verify` on a pulled copy).
+
+      ocimodel sign localhost:5000/team/sentiment:1.0 --key release.key
+
+      ocimodel sign ghcr.io/org/sentiment:1.0          (keyless, in CI)
+
+    Prints the referrer digests. `ocimodel verify` checks them.
+    """
+    result = _run(
+        lambda _: api_trust.sign(
+            reference, key=key, password=_password_for(key), identity_token=identity_token,
+            trust_config=trust_config, staging=staging, file_signature=not no_file_signature,
+            plain_http=plain_http, options=_connection(),
+        ),
+        verb="sign",
+        show_progress=False,
+    )
+    if as_json:
+        _print_json(result)
+    elif quiet:
+        for bundle in result.bundles:
+            stdout.print(bundle.referrer, highlight=False)
+    else:
+        stdout.print(f"Signed {result.reference} ({result.digest}) with {result.signer}", highlight=False, markup=False)
+        for bundle in result.bundles:
+            stdout.print(f"{bundle.predicate_type}  {bundle.referrer}", highlight=False, markup=False)
+
+
+@app.command()
+def attest(
+    reference: RefArg,
+    predicate: Annotated[Path | None, typer.Option("--predicate", metavar="FILE", help="The predicate: a JSON object (an SBOM, an evaluation...).")] = None,
+    predicate_type: Annotated[str | None, typer.Option("--type", metavar="URI", help="The predicate type URI, e.g. https://cyclonedx.org/bom.")] = None,
+    provenance: Annotated[bool, typer.Option("--provenance", help="Generate SLSA provenance v1 for this build (GitHub Actions or local git).")] = False,
+    source: Annotated[Path | None, typer.Option("--source", metavar="DIR", help="Local provenance: the git checkout that built the model (default: here).")] = None,
+    key: SigningKeyOpt = None,
+    identity_token: IdentityTokenOpt = None,
+    trust_config: TrustConfigOpt = None,
+    staging: StagingOpt = False,
+    plain_http: PlainHttpOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Attach a signed attestation (an in-toto statement in a Sigstore bundle) to a model.
+
+      ocimodel attest localhost:5000/team/sentiment:1.0 --predicate sbom.json --type https://cyclonedx.org/bom --key release.key
+
+      ocimodel attest ghcr.io/org/sentiment:1.0 --provenance
+
+    Provenance lists the model's datasets and base models (from its card) as materials.
+    """
+    result = _run(
+        lambda _: api_trust.attest(
+            reference, predicate_file=predicate, predicate_type=predicate_type, provenance=provenance,
+            source_dir=source, key=key, password=_password_for(key), identity_token=identity_token,
+            trust_config=trust_config, staging=staging, plain_http=plain_http, options=_connection(),
+        ),
+        verb="attest",
+        show_progress=False,
+    )
+    if quiet and not as_json:
+        stdout.print(result.referrer, highlight=False)
+        return
+    _print_result(result, as_json, False, [
+        f"Attested {result.predicate_type} for {result.reference} ({result.digest}) with {result.signer}",
+        f"Referrer: {result.referrer}",
+    ])
+
+
+def _identities(identities: list[str], issuers: list[str]) -> list[tuple[str, str]]:
+    if not identities and not issuers:
+        return []
+    if not identities or not issuers:
+        raise UsageError("keyless trust needs both --certificate-identity and --certificate-oidc-issuer")
+    if len(issuers) == 1:
+        return [(identity, issuers[0]) for identity in identities]
+    if len(issuers) != len(identities):
+        raise UsageError("give one --certificate-oidc-issuer for all identities, or one per --certificate-identity")
+    return list(zip(identities, issuers))
+
+
+@app.command()
+def verify(
+    reference: RefArg,
+    key: Annotated[list[Path] | None, typer.Option("--key", metavar="PUB", help="A trusted public key (PEM); repeatable: any one suffices.")] = None,
+    certificate_identity: Annotated[list[str] | None, typer.Option("--certificate-identity", metavar="ID", help="A trusted keyless identity (exact SAN); repeatable.")] = None,
+    certificate_oidc_issuer: Annotated[list[str] | None, typer.Option("--certificate-oidc-issuer", metavar="URL", help="Its OIDC issuer: once for all identities, or once per identity.")] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", metavar="FILE", help="A policy file (YAML or JSON) instead of --key / --certificate-*.")] = None,
+    trusted_root: Annotated[Path | None, typer.Option("--trusted-root", metavar="FILE", help="Keyless: the Sigstore trusted_root.json (default: the embedded public root, not refreshed).")] = None,
+    offline: Annotated[bool, typer.Option("--offline/--online", help="Keyless: verify without the network (default), or refresh the trust root first.")] = True,
+    plain_http: PlainHttpOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a model's signatures and attestations against the trusted signers. Exit 0
+    when allowed, 1 when denied; one line per rule says why. Unsigned is denied.
+
+      ocimodel verify localhost:5000/team/sentiment:1.0 --key release.pub
+
+      ocimodel verify ghcr.io/org/sentiment:1.0 --certificate-identity https://github.com/org/repo/.github/workflows/release.yml@refs/heads/main --certificate-oidc-issuer https://token.actions.githubusercontent.com
+
+      ocimodel verify ghcr.io/org/sentiment:1.0 --policy policy.yaml --json
+
+    The tag is resolved to a digest once; everything checked is about that digest.
+    """
+    decision = _run(
+        lambda _: api_trust.verify(
+            reference, keys=key or [], identities=_identities(certificate_identity or [], certificate_oidc_issuer or []),
+            policy=policy, trusted_root=trusted_root, offline=offline, plain_http=plain_http, options=_connection(),
+        ),
+        verb="verify",
+        show_progress=False,
+    )
+    if as_json:
+        _print_json(decision)
+    else:
+        verdict = "Allowed" if decision.allowed else "Denied"
+        stdout.print(f"{verdict}: {decision.reference} ({decision.digest})", highlight=False, markup=False)
+        for line in decision.lines():
+            stdout.print(line, highlight=False, markup=False)
+    raise typer.Exit(0 if decision.allowed else 1)
+
+
+@signature_app.command("export")
+def signature_export(
+    reference: RefArg,
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="Where to write the signature.")],
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="The format: model-signing (OpenSSF).")] = "model-signing",
+    referrer: Annotated[str | None, typer.Option("--referrer", metavar="DIGEST", help="Which bundle, when there are several (default: the newest).")] = None,
+    plain_http: PlainHttpOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a model's file-level signature as a file that `model_signing verify` reads
+    beside a pulled copy of the model.
+
+      ocimodel signature export localhost:5000/team/sentiment:1.0 --format model-signing -o model.sig
+
+      model_signing verify key ./sentiment --signature model.sig --public_key release.pub
+    """
+    result = _run(
+        lambda _: api_trust.export_signature(
+            reference, output, fmt=fmt, referrer=referrer, plain_http=plain_http, options=_connection()
+        ),
+        verb="signature export",
+        show_progress=False,
+    )
+    _print_result(result, as_json, False, [
+        f"Wrote the {result.format} signature of {result.reference} ({result.digest}) to {result.path}",
+        f"Referrer: {result.referrer}" + (f" (newest of {result.candidates})" if result.candidates > 1 else ""),
+    ])
+
+
+def _new_key_password(no_password: bool) -> str | None:
+    if no_password:
+        return None
+    if PASSWORD_ENV in os.environ:
+        return os.environ[PASSWORD_ENV] or None
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "the new private key needs a password",
+            hint=f"set {PASSWORD_ENV}, run on a terminal, or pass --no-password for an unencrypted key",
+        )
+    return typer.prompt("Password for the new private key (empty: unencrypted)", default="", show_default=False,
+                        hide_input=True, confirmation_prompt=True, err=True) or None
+
+
+def _generate(prefix: str, no_password: bool, as_json: bool) -> None:
+    result = _run(
+        lambda _: api_trust.generate_key_pair(f"{prefix}.key", f"{prefix}.pub", _new_key_password(no_password)),
+        verb="key generate",
+        show_progress=False,
+    )
+    _print_result(result, as_json, False, [
+        f"Private key: {result.private_key}" + ("" if result.encrypted else " (unencrypted)"),
+        f"Public key:  {result.public_key}",
+        f"Key hint:    {result.key_hint}",
+    ])
+
+
+PrefixOpt = Annotated[str, typer.Option("--output-key-prefix", metavar="PREFIX", help="Write PREFIX.key and PREFIX.pub.")]
+NoPasswordOpt = Annotated[bool, typer.Option("--no-password", help="Leave the private key unencrypted.")]
+
+
+@key_app.command("generate")
+def key_generate(prefix: PrefixOpt = "ocimodel", no_password: NoPasswordOpt = False, as_json: JsonOpt = False) -> None:
+    """Generate an ECDSA P-256 key pair for signing (cosign and model-signing read it).
+
+      ocimodel key generate --output-key-prefix release
+
+    The password comes from $OCIMODEL_KEY_PASSWORD, else it is asked for on a terminal.
+    An existing file is never overwritten.
+    """
+    _generate(prefix, no_password, as_json)
+
+
+@app.command("generate-key-pair", hidden=True)
+def generate_key_pair(prefix: PrefixOpt = "ocimodel", no_password: NoPasswordOpt = False, as_json: JsonOpt = False) -> None:
+    """Generate an ECDSA P-256 key pair (as `ocimodel key generate`; cosign's name).
+
+      ocimodel generate-key-pair --output-key-prefix release
+    """
+    _generate(prefix, no_password, as_json)

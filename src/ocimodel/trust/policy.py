@@ -1,0 +1,289 @@
+"""Who is trusted to vouch for a model, and for what: the verification policy.
+
+A policy names its signers once (a public key, or a keyless identity with its OIDC
+issuer) and then says what must be present, each requirement a rule that passes or
+fails on its own:
+
+    version: 1
+    signers:
+      release:   {key: keys/release.pub}          # PEM, relative to this file
+      ci:        {identity: https://github.com/org/repo/.github/workflows/release.yml@refs/heads/main,
+                  issuer: https://token.actions.githubusercontent.com}
+    signature:                                     # always required: unsigned is denied
+      signers: [release, ci]
+      match: any-of                                # or all-of
+      files: true                                  # also the OpenSSF model-signing file signature
+    attestations:
+      - type: https://slsa.dev/provenance/v1
+        signers: [ci]
+
+YAML or JSON; unknown fields, duplicate keys, YAML aliases and unknown signer names are
+refused, because a typo in a policy must not quietly weaken it (``match: all_of`` is an
+error, not "any-of"). There is no rule that allows an unsigned model."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from ocimodel.errors import InvalidManifest, UsageError
+from ocimodel.oci.models import loads_strict
+from ocimodel.signing.keys import PublicKey, key_hint, load_public_key
+
+MAX_POLICY_BYTES = 1024 * 1024
+
+SignerName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+PredicateUri = Annotated[
+    str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$")
+]
+Match = Literal["any-of", "all-of"]
+
+
+class PolicyError(UsageError):
+    """The policy file is missing, malformed, or names something it does not define."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KeySigner(_Strict):
+    """A signer known by its ECDSA P-256 public key."""
+
+    key: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
+        description="Path of the PEM public key (cosign.pub style); relative to the policy file."
+    )
+
+
+class KeylessSigner(_Strict):
+    """A keyless (Sigstore) signer: the certificate's identity and OIDC issuer, matched exactly."""
+
+    identity: Annotated[str, StringConstraints(min_length=1, max_length=1024)] = Field(
+        description="The certificate's subject alternative name: an e-mail or a workflow URI."
+    )
+    issuer: Annotated[str, StringConstraints(min_length=1, max_length=1024)] = Field(
+        description="The OIDC issuer, e.g. https://token.actions.githubusercontent.com."
+    )
+
+
+class SignatureRule(_Strict):
+    """The model's signature (predicate https://sigstore.dev/cosign/sign/v1). Always checked."""
+
+    signers: list[SignerName] | None = Field(
+        default=None, min_length=1, description="Names from `signers`; omitted: every signer."
+    )
+    match: Match = Field(default="any-of", description="any-of: one of them suffices; all-of: each must have signed.")
+    files: bool = Field(
+        default=False,
+        description="Also require the OpenSSF model-signing file-level signature by the same signers.",
+    )
+
+
+class AttestationRule(_Strict):
+    """An attestation that must be present, of exactly this predicate type."""
+
+    type: PredicateUri = Field(description="The predicate type URI, e.g. https://slsa.dev/provenance/v1.")
+    signers: list[SignerName] | None = Field(
+        default=None, min_length=1, description="Names from `signers`; omitted: every signer."
+    )
+    match: Match = Field(default="any-of", description="any-of: one of them suffices; all-of: each must have attested.")
+
+
+class Policy(_Strict):
+    """What `ocimodel verify` requires of a model before it is allowed."""
+
+    version: Literal[1] = Field(default=1, description="Format version of this policy file.")
+    signers: dict[SignerName, KeySigner | KeylessSigner] = Field(
+        min_length=1, description="The trusted signers, by a name the rules refer to."
+    )
+    signature: SignatureRule = Field(default_factory=SignatureRule, description="The signature requirement.")
+    attestations: list[AttestationRule] = Field(default_factory=list, description="Attestations that must be present.")
+
+    # Key paths are relative to the policy file; the directory is remembered here.
+    _base: Path = PrivateAttr(default_factory=Path)
+
+    @model_validator(mode="after")
+    def _names_are_defined(self) -> Policy:
+        rules: list[tuple[str, list[str] | None]] = [("signature", self.signature.signers)]
+        rules += [(f"attestations[{i}]", rule.signers) for i, rule in enumerate(self.attestations)]
+        for where, names in rules:
+            for name in names or ():
+                if name not in self.signers:
+                    raise ValueError(f"{where} names the signer {name!r}, which `signers` does not define")
+            if names is not None and len(set(names)) != len(names):
+                raise ValueError(f"{where} names a signer twice")
+        types = [rule.type for rule in self.attestations]
+        if len(set(types)) != len(types):
+            raise ValueError("two attestation rules have the same type; put their signers in one rule")
+        return self
+
+    def with_base(self, directory: str | os.PathLike[str]) -> Policy:
+        copy = self.model_copy()
+        copy._base = Path(directory)
+        return copy
+
+    def compile(self) -> TrustPolicy:
+        """Load every key now, so a missing or wrong key fails before any registry is asked."""
+        keys: dict[str, TrustedKey] = {}
+        identities: dict[str, TrustedIdentity] = {}
+        for name, signer in self.signers.items():
+            if isinstance(signer, KeySigner):
+                path = Path(signer.key)
+                key = load_public_key(path if path.is_absolute() else self._base / path)
+                keys[name] = TrustedKey(name=name, key=key, hint=key_hint(key))
+            else:
+                identities[name] = TrustedIdentity(name=name, identity=signer.identity, issuer=signer.issuer)
+        return TrustPolicy(policy=self, keys=keys, identities=identities)
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    name: str
+    key: PublicKey
+    hint: str  # sha256 of the PEM SPKI: how a verified signature is mapped back to a name
+
+
+@dataclass(frozen=True)
+class TrustedIdentity:
+    name: str
+    identity: str
+    issuer: str
+
+
+@dataclass(frozen=True)
+class TrustPolicy:
+    """A policy with its keys loaded: what the verifier works from."""
+
+    policy: Policy
+    keys: dict[str, TrustedKey] = field(default_factory=dict)
+    identities: dict[str, TrustedIdentity] = field(default_factory=dict)
+
+    def names_for_keys(self, keys: tuple[PublicKey, ...]) -> set[str]:
+        hints = {key_hint(key) for key in keys}
+        return {k.name for k in self.keys.values() if k.hint in hints}
+
+    def signers_of(self, names: list[str] | None) -> list[str]:
+        return list(names) if names is not None else list(self.policy.signers)
+
+
+def load_policy(path: str | os.PathLike[str]) -> Policy:
+    """A policy from a YAML or JSON file (``.json``: JSON only; anything else: YAML, of
+    which JSON is a subset). Key paths in it are relative to the file."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_POLICY_BYTES:
+            raise PolicyError(f"policy {path} is {size} bytes, over the {MAX_POLICY_BYTES}-byte limit")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise PolicyError(f"policy {path} does not exist") from None
+    except IsADirectoryError:
+        raise PolicyError(f"policy {path} is a directory, not a file") from None
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy {path}: {exc.strerror}") from None
+    document = _load_json(data, path) if path.suffix.lower() == ".json" else _load_yaml(data, path)
+    return parse_policy(document, str(path)).with_base(path.parent)
+
+
+def parse_policy(document: Any, what: str = "policy") -> Policy:
+    if not isinstance(document, dict):
+        raise PolicyError(f"{what}: expected a mapping at the top level (version, signers, signature, attestations)")
+    try:
+        return Policy.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        # A union's branch name (KeySigner) in the location helps nobody: drop it.
+        loc = [str(p) for p in first["loc"] if str(p) not in ("KeySigner", "KeylessSigner")]
+        where = ".".join(loc) or "top level"
+        message = first["msg"].removeprefix("Value error, ")
+        hint = None
+        if loc[:1] == ["signers"] and len(loc) >= 2:
+            hint = "a signer is either {key: PATH} or {identity: ..., issuer: ...}"
+        raise PolicyError(f"{what}: {where}: {message}", hint=hint) from None
+
+
+def _load_json(data: bytes, path: Path) -> Any:
+    try:
+        return loads_strict(data, f"policy {path}")
+    except InvalidManifest as exc:
+        raise PolicyError(exc.message) from None
+
+
+_loader: type | None = None
+
+
+def _strict_yaml_loader() -> type:
+    """yaml.SafeLoader refusing duplicate keys and aliases (a policy is short; an alias can
+    only make it harder to read, and a duplicate key hides one of two rules)."""
+    global _loader
+    if _loader is not None:
+        return _loader
+    import yaml
+    from yaml.composer import ComposerError
+    from yaml.constructor import ConstructorError
+
+    class PolicyLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):  # type: ignore[override]
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise ComposerError(None, None, "aliases (*name) are not allowed in a policy", event.start_mark)
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node, deep=False):  # type: ignore[override]
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                except TypeError:
+                    raise ConstructorError(None, None, "a key must be a plain value", key_node.start_mark) from None
+                if duplicate:
+                    raise ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    _loader = PolicyLoader
+    return PolicyLoader
+
+
+def _load_yaml(data: bytes, path: Path) -> Any:
+    import yaml
+
+    try:
+        return yaml.load(data, Loader=_strict_yaml_loader())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise PolicyError(f"policy {path} is not valid YAML: {problem}{where}") from None
+
+
+def policy_for(keys: list[tuple[str, str | os.PathLike[str]]], identities: list[tuple[str, str]]) -> Policy:
+    """The policy of a command line without --policy: any one of the given keys or
+    identities must have signed; no attestation is required.
+
+    ``keys`` are (name, path) pairs; identities (identity, issuer) pairs."""
+    signers: dict[str, Any] = {}
+    for name, path in keys:
+        signers[name] = {"key": str(Path(path).absolute())}
+    for identity, issuer in identities:
+        signers[f"{identity} ({issuer})"] = {"identity": identity, "issuer": issuer}
+    if not signers:
+        raise UsageError(
+            "nothing to trust: give a public key, a keyless identity and issuer, or a policy",
+            hint="e.g. --key cosign.pub, or --certificate-identity ID --certificate-oidc-issuer URL, or --policy FILE",
+        )
+    return parse_policy({"signers": signers}, "trust options")
+
