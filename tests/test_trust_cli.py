@@ -59,6 +59,15 @@ def test_key_generate_sign_verify_round_trip(registry, repo_name, model_dir, tmp
     assert decision["allowed"] is False and decision["reasons"][0]["rule"] == "signature"
     assert {r["reason"] for r in decision["refused"]} == {"untrusted-signature"}
 
+    # pull --verify: denied before any file is written; allowed pulls as usual.
+    denied_pull = ocimodel_cli("pull", ref, tmp_path / "denied", "--verify", "--key", tmp_path / "other.pub")
+    assert denied_pull.code == 1 and "denied by the policy" in denied_pull.err and "Traceback" not in denied_pull.err
+    assert not (tmp_path / "denied").exists()
+    ok("pull", ref, tmp_path / "allowed", "--verify", "--key", tmp_path / "release.pub")
+    assert (tmp_path / "allowed" / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()
+    for args in (("--key", tmp_path / "release.pub"), ("--verify",)):
+        assert not usage_error_problems(ocimodel_cli("pull", ref, tmp_path / "x", *args)), args
+
 
 def test_unsigned_attest_policy_and_export(model_dir, tmp_path: Path):
     ref = f"oci:{tmp_path / 'store'}:1"

@@ -211,6 +211,12 @@ def pull(
         list[str] | None,
         typer.Option("--kind", metavar="KIND", help="Only files of this kind: weight, weight.config, doc, code, dataset; repeatable."),
     ] = None,
+    verify: Annotated[bool, typer.Option("--verify", help="Check signatures first (with --key, --certificate-identity/--certificate-oidc-issuer or --policy); nothing is downloaded when denied.", rich_help_panel="Verification")] = False,
+    key: Annotated[list[Path] | None, typer.Option("--key", metavar="PUB", help="A trusted public key (PEM); repeatable.", rich_help_panel="Verification")] = None,
+    certificate_identity: Annotated[list[str] | None, typer.Option("--certificate-identity", metavar="ID", help="A trusted keyless signer (cosign's flag); pairs with --certificate-oidc-issuer.", rich_help_panel="Verification")] = None,
+    certificate_oidc_issuer: Annotated[list[str] | None, typer.Option("--certificate-oidc-issuer", metavar="URL", help="The OIDC issuer of each --certificate-identity.", rich_help_panel="Verification")] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", metavar="FILE", help="A policy file (YAML or JSON) naming trusted signers and required attestations.", rich_help_panel="Verification")] = None,
+    trusted_root: Annotated[Path | None, typer.Option("--trusted-root", metavar="FILE", help="Sigstore trusted_root.json for keyless checks (default: the embedded public-good root).", rich_help_panel="Verification")] = None,
     plain_http: PlainHttpOpt = None,
     concurrency: ConcurrencyOpt = 4,
     as_json: JsonOpt = False,
@@ -229,12 +235,32 @@ def pull(
       ocimodel pull oci:./store:sentiment:1.0 ./out
 
       ocimodel pull localhost:5000/team/sentiment:1.0 ./tok --include 'tokenizer*' --kind weight.config
+
+      ocimodel pull localhost:5000/team/sentiment:1.0 ./out --verify --key release.pub
     """
-    result = _run(
-        lambda progress: api.pull(
+
+    def run(progress):
+        hook = None
+        trust_given = bool(key or certificate_identity or certificate_oidc_issuer or policy)
+        if trust_given and not verify:
+            raise UsageError("--key, --certificate-identity and --policy take effect with --verify")
+        if verify:
+            from ocimodel.api_trust import verify_hook
+            from ocimodel.cli.trust import identity_pairs
+
+            if not trust_given:
+                raise UsageError("--verify needs --key, --certificate-identity with --certificate-oidc-issuer, or --policy")
+            hook = verify_hook(
+                keys=key or (), identities=identity_pairs(certificate_identity or [], certificate_oidc_issuer or []),
+                policy=policy, trusted_root=trusted_root,
+            )
+        return api.pull(
             reference, directory, plain_http=plain_http, concurrency=concurrency, progress=progress,
-            options=_connection(), include=include or (), kinds=kind or (),
-        ),
+            options=_connection(), include=include or (), kinds=kind or (), verify=hook,
+        )
+
+    result = _run(
+        run,
         verb="pull",
         show_progress=not (quiet or as_json),
     )

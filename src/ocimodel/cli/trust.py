@@ -149,7 +149,7 @@ def attest(
     ])
 
 
-def _identities(identities: list[str], issuers: list[str]) -> list[tuple[str, str]]:
+def identity_pairs(identities: list[str], issuers: list[str]) -> list[tuple[str, str]]:
     if not identities and not issuers:
         return []
     if not identities or not issuers:
@@ -186,7 +186,7 @@ def verify(
     """
     decision = _run(
         lambda _: api_trust.verify(
-            reference, keys=key or [], identities=_identities(certificate_identity or [], certificate_oidc_issuer or []),
+            reference, keys=key or [], identities=identity_pairs(certificate_identity or [], certificate_oidc_issuer or []),
             policy=policy, trusted_root=trusted_root, offline=offline, plain_http=plain_http, options=_connection(),
         ),
         verb="verify",
