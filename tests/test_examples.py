@@ -39,3 +39,21 @@ def test_registry_workflow_example_on_the_registry(registry, repo_name, tmp_path
     done = _workflow(f"{registry.host}/{repo_name}", tmp_path=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "registry workflow OK" in done.stdout
+
+
+def _sign_example(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OCIMODEL": str(Path(sys.executable).parent / "ocimodel"), "PYTHON": sys.executable, "WORK": str(tmp_path)}
+    return subprocess.run(["bash", str(EXAMPLES / "sign_and_verify.sh"), *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_sign_and_verify_example_on_a_layout(tmp_path):
+    done = _sign_example(tmp_path=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "pass attestation https://example.com/eval/v1" in done.stdout
+    assert "Verification succeeded" in done.stdout + done.stderr  # the OpenSSF model_signing CLI agrees
+
+
+def test_sign_and_verify_example_on_the_registry(registry, repo_name, tmp_path):
+    done = _sign_example(f"{registry.host}/{repo_name}", tmp_path=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "sign and verify OK" in done.stdout
