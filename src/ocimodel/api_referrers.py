@@ -10,6 +10,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from ocimodel.api import DEFAULT_TAG, _options, _reference, _registry_of
-from ocimodel.errors import NotFound, UsageError
+from ocimodel.errors import NotFound, RegistryError, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import new_hasher, validate_digest
 from ocimodel.oci.models import Descriptor
@@ -33,6 +34,7 @@ _MEDIA_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A
 # An attached file is evidence (a report, an SBOM), not a model: bounded, read twice.
 MAX_ATTACH_FILE_BYTES = 512 * 1024 * 1024
 CHUNK_SIZE = 1024 * 1024
+MAX_ANNOTATION_BYTES = 16 * 1024
 
 
 class AttachResult(BaseModel):
@@ -240,7 +242,19 @@ def push_referrer(
     }
     data = _json(manifest)
     descriptor = Descriptor.for_bytes(mt.OCI_MANIFEST, data)
-    target.push_manifest(descriptor, data)
+    for attempt in range(3):
+        try:
+            target.push_manifest(descriptor, data)
+            break
+        except RegistryError as exc:
+            # distribution now and then refuses a manifest whose blobs another process is
+            # uploading at the same moment (several writers attaching to one new repository
+            # all push the empty config): make sure they are there, and try again.
+            if exc.code not in ("DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN") or attempt == 2:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+            if not target.has_blob(empty):
+                target.push_blob(empty, verified([mt.EMPTY_JSON], empty))
     return descriptor, data
 
 
@@ -282,6 +296,13 @@ def _check_media_type(value: str, what: str) -> str:
 
 
 def _check_annotations(annotations: Mapping[str, str]) -> dict[str, str]:
+    # A referrer's annotations are copied into the fallback index of its subject, which a
+    # registry caps at 4 MiB for all referrers together: one large value must not fill it.
+    if sum(len(str(k)) + len(str(v)) for k, v in annotations.items()) > MAX_ANNOTATION_BYTES:
+        raise UsageError(
+            f"annotations of a referrer are limited to {MAX_ANNOTATION_BYTES >> 10} KiB",
+            hint="put large content in an attached file instead",
+        )
     out: dict[str, str] = {}
     for key, value in annotations.items():
         if not isinstance(key, str) or not key or len(key) > 256 or any(c.isspace() or c == "=" for c in key):
@@ -428,12 +449,15 @@ def import_(
     if dst_ref.digest is not None:
         raise UsageError(f"import destination takes a tag, not a digest: {destination}")
     registry_options = _options(options, plain_http, credentials, concurrency).bound_to(_registry_of(dst_ref))
-    with tempfile.TemporaryDirectory(prefix=".ocimodel-import-", dir=path.parent) as tmp:
+    # Unpacked beside the archive (same disk, usually roomy) unless that is read-only (a
+    # DVD, a locked USB stick at the air-gapped site): then in the system's temp directory.
+    staging_dir = path.parent if os.access(path.parent, os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix=".ocimodel-import-", dir=staging_dir) as tmp:
         staging = OciLayout(extract_layout_archive(path, Path(tmp) / "layout"))
         root, archive_tag = _archive_root(staging, path)
         tag = dst_ref.tag or archive_tag
         with open_target(dst_ref, registry_options, for_write=True) as target:
-            copied = _copy(staging, target, root, tag, True, concurrency, progress, registry_options)
+            copied = _copy(staging, target, root, tag, True, concurrency, progress, registry_options, check_source=True)
     transfer = copied.transfer
     return ImportResult(
         archive=str(path),
@@ -446,12 +470,13 @@ def import_(
     )
 
 
-def _copy(source, destination, root, tag, with_referrers, concurrency, progress, registry_options) -> rf.ArtifactCopy:
+def _copy(source, destination, root, tag, with_referrers, concurrency, progress, registry_options, check_source=False) -> rf.ArtifactCopy:
     from ocimodel.targets.copy import copy_graph
 
     if with_referrers:
         return rf.copy_with_referrers(
-            source, destination, root, tag=tag, concurrency=concurrency, progress=progress, retry=registry_options.retry
+            source, destination, root, tag=tag, check_source=check_source, concurrency=concurrency,
+            progress=progress, retry=registry_options.retry,
         )
     result = copy_graph(source, destination, root, tag=tag, concurrency=concurrency, progress=progress, retry=registry_options.retry)
     return rf.ArtifactCopy(transfer=result, referrers=[], ignored=[])

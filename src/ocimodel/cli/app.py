@@ -19,10 +19,12 @@ from rich.console import Console
 from rich.table import Table
 from typer.exceptions import TyperException
 
-from ocimodel import api
+from ocimodel.cli.lazy import lazy_import
 from ocimodel.cli.progress import TransferBars
 from ocimodel.errors import OcimodelError, UsageError
 from ocimodel.transport.connection import ConnectionOptions, TlsOptions
+
+api = lazy_import("ocimodel.api")
 
 app = typer.Typer(
     name="ocimodel",
@@ -372,8 +374,9 @@ def copy(
         f"Blobs: {result.blobs_copied} copied ({_size(result.bytes_copied)}), {result.blobs_mounted} mounted, "
         f"{result.blobs_skipped} already there",
         *([f"Referrers: {len(result.referrers_copied)} copied"] if with_referrers else []),
-        *[f"warning: ignored {line}" for line in result.referrers_ignored],
     ])
+    for line in result.referrers_ignored:
+        stderr.print(f"warning: ignored {line}", highlight=False, markup=False)
 
 
 @app.command()

@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ocimodel import api_compare
 from ocimodel.cli.app import (
     JsonOpt,
     PlainHttpOpt,
@@ -20,6 +19,9 @@ from ocimodel.cli.app import (
     app,
     stdout,
 )
+from ocimodel.cli.lazy import lazy_import
+
+api_compare = lazy_import("ocimodel.api_compare")
 
 
 @app.command()

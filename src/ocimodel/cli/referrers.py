@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from ocimodel import api_referrers
 from ocimodel.cli.app import (
     JsonOpt,
     PlainHttpOpt,
@@ -21,13 +20,17 @@ from ocimodel.cli.app import (
     _run,
     _size,
     app,
+    stderr,
     stdout,
 )
+from ocimodel.cli.lazy import lazy_import
 
 ArtifactTypeOpt = Annotated[
     str | None,
     typer.Option("--artifact-type", metavar="TYPE", help="Only referrers of this artifact type (a media type)."),
 ]
+
+api_referrers = lazy_import("ocimodel.api_referrers")
 
 
 @app.command()
@@ -109,7 +112,7 @@ def discover(
     if not result.referrers:
         stdout.print("no referrers", highlight=False, markup=False)
     for line in result.ignored:
-        stdout.print(f"warning: ignored {line}", highlight=False, markup=False)
+        stderr.print(f"warning: ignored {line}", highlight=False, markup=False)
 
 
 @app.command()

@@ -10,13 +10,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ocimodel import api_registry
 from ocimodel.cli.app import JsonOpt, PlainHttpOpt, QuietOpt, _connection, _print_json, _print_result, _run, _size, app, stdout
+from ocimodel.cli.lazy import lazy_import
 from ocimodel.errors import UsageError
-from ocimodel.lineage import to_dot, to_mermaid
 
 AliasOpt = Annotated[str, typer.Option("--alias", metavar="ALIAS", help="The alias, e.g. production.")]
 ReasonOpt = Annotated[str | None, typer.Option("--reason", metavar="TEXT", help="Why: kept in the promotion record.")]
+
+api_registry = lazy_import("ocimodel.api_registry")
+lineage_graph = lazy_import("ocimodel.lineage")
 
 
 @app.command()
@@ -142,10 +144,10 @@ def lineage(
         sys.stdout.write(json.dumps(dataclasses.asdict(graph), indent=2) + "\n")
         return
     if output_format == "dot":
-        sys.stdout.write(to_dot(graph))
+        sys.stdout.write(lineage_graph.to_dot(graph))
         return
     if output_format == "mermaid":
-        sys.stdout.write(to_mermaid(graph))
+        sys.stdout.write(lineage_graph.to_mermaid(graph))
         return
     def label(digest: str) -> str:
         node = graph.nodes.get(digest)

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from ocimodel import api_trust
 from ocimodel.cli.app import (
     JsonOpt,
     PlainHttpOpt,
@@ -21,9 +20,12 @@ from ocimodel.cli.app import (
     app,
     stdout,
 )
+from ocimodel.cli.lazy import lazy_import
 from ocimodel.errors import UsageError
-from ocimodel.signing.errors import KeyPasswordRequired
-from ocimodel.signing.keys import PASSWORD_ENV, load_private_key
+
+api_trust = lazy_import("ocimodel.api_trust")
+# Named here so --help does not load the signing modules (keys.PASSWORD_ENV would).
+PASSWORD_ENV = "OCIMODEL_KEY_PASSWORD"
 
 signature_app = typer.Typer(
     name="signature",
@@ -55,6 +57,9 @@ StagingOpt = Annotated[bool, typer.Option("--staging", help="Keyless: use Sigsto
 
 def _password_for(key: Path | None) -> str | None:
     """Ask for the key's password on a terminal when it is encrypted and none is set."""
+    from ocimodel.signing.errors import KeyPasswordRequired
+    from ocimodel.signing.keys import load_private_key
+
     if key is None:
         return None
     try:

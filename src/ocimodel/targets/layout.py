@@ -213,12 +213,10 @@ class OciLayout:
         return rf.of_type(rf.bounded(found, f"referrers of {self.name}@{subject_digest}"), artifact_type)
 
     def remove_referrer(self, subject_digest: str, digest: str) -> bool:
-        """Drop the referrer's untagged entry from index.json (its blob stays: a layout has
-        no garbage collector, and another entry may name the same bytes)."""
-        with self._locked_index() as entries:
-            entries[:] = [
-                e for e in entries if e.get("digest") != digest or (e.get("annotations") or {}).get(mt.ANNOTATION_REF_NAME)
-            ]
+        """Drop every index.json entry of the referrer, tags included, as a registry's
+        delete by digest would (its blob stays: a layout has no garbage collector, and
+        another entry may name the same bytes)."""
+        self.delete_manifest(digest)
         return True
 
     def uses_fallback_tag(self) -> bool:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ocimodel.errors import IntegrityError, InvalidManifest, NotFound, RegistryError, UsageError
+from ocimodel.errors import TRANSIENT_STATUS, IntegrityError, InvalidManifest, NotFound, RegistryError, TransportError, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, hex_of, validate_digest
 from ocimodel.oci.models import Descriptor, Index, Manifest, parse_manifest
@@ -33,12 +33,15 @@ MAX_REFERRER_DEPTH = 8
 # may take; every writer waits this long before trusting its update survived.
 DEFAULT_SETTLE = 1.0
 MAX_FALLBACK_ATTEMPTS = 20
+# Manifest bytes one walk of a referrer tree may fetch.
+MAX_WALK_BYTES = 64 * 1024 * 1024
 
 
 def fallback_tag(subject_digest: str) -> str:
-    """``sha256:abc...`` -> ``sha256-abc...`` (the OCI 1.1 referrers tag schema)."""
+    """``sha256:abc...`` -> ``sha256-abc...`` (the OCI 1.1 referrers tag schema: the
+    algorithm cut to 32 characters, the encoded part to 64)."""
     validate_digest(subject_digest)
-    return f"{algorithm_of(subject_digest)}-{hex_of(subject_digest)}"[:128]
+    return f"{algorithm_of(subject_digest)[:32]}-{hex_of(subject_digest)[:64]}"
 
 
 def parse_listing(data: bytes, what: str) -> list[Descriptor]:
@@ -113,8 +116,11 @@ class FallbackIO:
     """How :func:`update_fallback_index` reads and writes one subject's fallback index."""
 
     read: Callable[[], list[Descriptor]]  # [] when the tag does not exist
-    write: Callable[[list[Descriptor]], None]
+    write: Callable[[list[Descriptor], float | None], None]  # entries, deadline in seconds
     what: str
+    # Drop entries whose manifests no longer exist (the registry refuses an index naming
+    # one: another tool deleted a referrer), so one dangling entry cannot block the subject.
+    prune: Callable[[], None] | None = None
 
 
 def update_fallback_index(
@@ -130,13 +136,19 @@ def update_fallback_index(
     every concurrent writer has had to finish.
 
     Without a compare-and-swap, writer W's update is lost only when another writer X read
-    before W's write and writes after it. So no writer sends a write based on a read older
-    than ``settle`` seconds (it reads again instead), and W checks the index again
-    ``settle`` seconds (plus its own write time) after its write: by then every X that read
-    before it has written or given up, and if W's entry is gone, W starts over from a fresh
-    read, keeping what the others added. Every writer must use the same ``settle``:
-    OCIMODEL_REFERRERS_SETTLE, default 1 s, which bounds how long one read-modify-write
-    may take on a slow registry."""
+    before W's write and X's write lands after it. So every write is bounded in time: no
+    writer sends a write based on a read older than ``settle`` seconds (it reads again),
+    and the write itself is sent once, never retried, and abandoned after ``settle``
+    seconds (``io.write`` is given the deadline). X's write therefore lands within
+    2 x ``settle`` of its read, which was before W's write; W checks the index again
+    2 x ``settle`` after its write, and if its entry is gone it starts over from a fresh
+    read, keeping what the others added.
+
+    The guarantee rests on every writer using the same ``settle`` (OCIMODEL_REFERRERS_SETTLE,
+    default 1 s) and on no writer pausing for longer than that between its check and its
+    write (a process stopped by a debugger, a VM frozen mid-write); a registry that applies
+    a write after its client gave up on it can still break it. Registries with the
+    referrers API need none of this."""
     settle = settle_time() if settle is None else settle
     for attempt in range(MAX_FALLBACK_ATTEMPTS):
         started = clock()
@@ -149,10 +161,16 @@ def update_fallback_index(
             updated = change(current)
             if settle and clock() - started > settle:
                 continue  # our read is stale: another writer may have written since
-            before = clock()
-            io.write(updated)
-            written = clock() - before
-        sleep(settle + 2 * written + random.uniform(0, 0.02))
+            try:
+                io.write(updated, settle or None)
+            except (RegistryError, TransportError) as exc:
+                if getattr(exc, "code", None) == "MANIFEST_BLOB_UNKNOWN" and io.prune is not None:
+                    io.prune()  # an entry names a manifest deleted by someone else
+                elif not (isinstance(exc, TransportError) or exc.transient or getattr(exc, "status", None) in TRANSIENT_STATUS):
+                    raise
+                sleep(random.uniform(0, 0.05 * (attempt + 1)))
+                continue  # a write that failed or timed out may still land: start over
+        sleep(2 * settle + random.uniform(0, 0.02))
         if holds(io.read()):
             return
         sleep(random.uniform(0, 0.02 * (attempt + 1)))
@@ -178,7 +196,14 @@ def adding(descriptor: Descriptor) -> tuple[Callable, Callable]:
     """(change, holds) that put ``descriptor`` in a fallback index."""
 
     def change(current: list[Descriptor]) -> list[Descriptor]:
-        return [d for d in current if d.digest != descriptor.digest] + [descriptor]
+        kept = [d for d in current if d.digest != descriptor.digest]
+        if len(kept) >= MAX_REFERRERS:
+            # Past the cap no reader would accept the index; refuse rather than wedge it.
+            raise RegistryError(
+                f"the referrers index already lists {len(kept)} referrers, the most ocimodel reads",
+                hint="detach referrers that are no longer needed",
+            )
+        return kept + [descriptor]
 
     def holds(current: list[Descriptor]) -> bool:
         return any(d.digest == descriptor.digest for d in current)
@@ -206,7 +231,6 @@ class ReferrerNode:
     """A referrer whose own manifest was fetched (by digest, verified) and names its subject."""
 
     descriptor: Descriptor
-    manifest: bytes
     children: list[ReferrerNode]
 
 
@@ -241,6 +265,7 @@ def walk(
         raise UsageError(f"referrer depth must be between 1 and {MAX_REFERRER_DEPTH}, got {depth}")
     tree = ReferrerTree(nodes=[], ignored=[])
     seen = {subject_digest}
+    read = [0]  # manifest bytes fetched: a hostile listing must not make us read gigabytes
 
     def visit(subject: str, level: int, wanted: str | None) -> list[ReferrerNode]:
         nodes: list[ReferrerNode] = []
@@ -248,7 +273,7 @@ def walk(
             if listed.digest in seen:
                 continue  # a cycle or a repeat: each referrer appears once
             seen.add(listed.digest)
-            if len(seen) > MAX_REFERRERS:
+            if len(seen) - 1 > MAX_REFERRERS:
                 raise RegistryError(f"more than {MAX_REFERRERS} referrers under {subject_digest}; refusing to go on")
             if listed.media_type not in mt.MANIFEST_TYPES + mt.INDEX_TYPES:
                 tree.ignored.append(f"{listed.digest}: listed with media type {listed.media_type!r}")
@@ -259,9 +284,16 @@ def walk(
             except (InvalidManifest, IntegrityError, NotFound) as exc:
                 tree.ignored.append(f"{listed.digest}: {exc.message}")
                 continue
+            read[0] += len(data)
+            if read[0] > MAX_WALK_BYTES:
+                raise RegistryError(f"referrers of {subject_digest} hold more than {MAX_WALK_BYTES >> 20} MiB of manifests; refusing to go on")
             actual = referrer_descriptor(data, listed.digest)
+            if wanted is not None and actual.artifact_type != wanted:
+                # The listing (or the registry's filter) said otherwise; the manifest decides.
+                tree.ignored.append(f"{listed.digest}: listed as {wanted} but is {actual.artifact_type}")
+                continue
             children = visit(listed.digest, level + 1, None) if level < depth else []
-            nodes.append(ReferrerNode(descriptor=actual, manifest=data, children=children))
+            nodes.append(ReferrerNode(descriptor=actual, children=children))
         return nodes
 
     tree.nodes = visit(subject_digest, 1, artifact_type)
@@ -275,7 +307,9 @@ class ArtifactCopy:
     ignored: list[str]
 
 
-def copy_with_referrers(source, destination, root: Descriptor, *, tag: str | None, graph=None, **copy_options) -> ArtifactCopy:
+def copy_with_referrers(
+    source, destination, root: Descriptor, *, tag: str | None, graph=None, check_source: bool = False, **copy_options
+) -> ArtifactCopy:
     """Copy ``root`` and every referrer below it (recursively), digests unchanged, so a
     signature made at the source verifies at the destination.
 
@@ -288,6 +322,16 @@ def copy_with_referrers(source, destination, root: Descriptor, *, tag: str | Non
     tree = walk(source, root.digest)
     nodes = tree.flatten()
     graphs = [read_graph(source, node.descriptor) for node in nodes]
+    if check_source:
+        # An archive being imported: every blob must be there before the first is copied.
+        for part in [graph, *graphs]:
+            missing = [b.digest for b in part.blobs if not source.has_blob(b)]
+            if missing:
+                raise IntegrityError(
+                    f"incomplete: blob {missing[0]} of {part.root.digest} is missing"
+                    + (f" ({len(missing) - 1} more)" if len(missing) > 1 else ""),
+                    hint="export the model again; nothing was written to the destination",
+                )
     result = copy_graph(source, destination, root, tag=None, graph=graph, **copy_options)
     for node, node_graph in zip(nodes, graphs):
         part = copy_graph(source, destination, node.descriptor, graph=node_graph, **copy_options)

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from ocimodel.errors import InvalidManifest, NotFound, RegistryError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import verify_bytes
-from ocimodel.oci.models import Descriptor, Index, parse_manifest
+from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, Index, parse_manifest
 from ocimodel.targets import referrers as rf
 from ocimodel.transport.client import RegistryClient
 
@@ -88,16 +88,24 @@ class RemoteRepository:
         """What the registry lists as referring to ``subject_digest`` (untrusted: check each
         referrer's own subject before relying on it)."""
         what = f"referrers of {self.name}@{subject_digest}"
-        if _REFERRERS_API.get(self.client.base_url, True):
+        known = _REFERRERS_API.get(self.client.base_url)
+        if known is not False:
             listing = self.client.get_referrers(self.repository, subject_digest, artifact_type)
             if listing is not None:
                 _REFERRERS_API[self.client.base_url] = True
                 found: list[Descriptor] = []
                 for page in listing.pages:
-                    found.extend(rf.parse_listing(page, what))
-                    rf.bounded(found, what)
-                found = rf.bounded(found, what)
-                return found if listing.filtered else rf.of_type(found, artifact_type)
+                    before = len(found)
+                    found = rf.bounded(found + rf.parse_listing(page, what), what)
+                    if len(found) == before and len(listing.pages) > 1:
+                        break  # a page that adds nothing: a Link going round in circles
+                # Filtered again whatever the registry says it did: cheap, and a registry
+                # that claims a filter it did not apply must not choose what we see.
+                return rf.of_type(found, artifact_type)
+            if known:
+                # It has the API (it indexed a referrer for us): a 404 now is a fault,
+                # not a reason to believe there are no referrers.
+                raise RegistryError(f"{what}: the registry's referrers API answered 404", hint="try again")
             _REFERRERS_API[self.client.base_url] = False
         return rf.of_type(self._read_fallback(subject_digest), artifact_type)
 
@@ -125,28 +133,33 @@ class RemoteRepository:
         self.client.delete_manifest(self.repository, digest)
 
     def drop_fallback_index(self, subject_digest: str) -> None:
-        """Delete the fallback tag of a subject that is going away, so no index tag is
-        left dangling. Distribution deletes only by digest, which also drops any other tag
-        on the same index bytes: only another empty index, so nothing listed is lost."""
+        """Delete the fallback tag of a subject that is going away (its referrers were
+        removed first), so no index tag is left dangling. Distribution deletes only by
+        digest, which also drops any other tag on the same index bytes: only an index
+        listing exactly the same entries, i.e. none once they are gone."""
         try:
             fetched = self.client.get_manifest(self.repository, rf.fallback_tag(subject_digest))
         except NotFound:
             return
         if fetched.descriptor.digest == subject_digest:
             return  # the registry aliases the tag to the subject itself
-        if rf.parse_listing(fetched.data, "referrers index"):
-            raise RegistryError(
-                f"referrers index {rf.fallback_tag(subject_digest)} still lists referrers; remove them first"
-            )
         self.client.delete_manifest(self.repository, fetched.descriptor.digest)
 
-    def _read_fallback(self, subject_digest: str) -> list[Descriptor]:
+    def _read_fallback(self, subject_digest: str, *, for_update: bool = False) -> list[Descriptor]:
+        """The fallback index of a subject. Read for an update, it is not capped in count
+        (so an index someone else grew past the cap can still be repaired) and a registry
+        that aliases the tag to the subject itself is an error (it cannot hold an index)."""
         what = f"referrers index {self.repository}:{rf.fallback_tag(subject_digest)}"
         try:
             fetched = self.client.get_manifest(self.repository, rf.fallback_tag(subject_digest))
         except NotFound:
             return []
         if fetched.descriptor.digest == subject_digest:
+            if for_update:
+                raise RegistryError(
+                    f"{what}: the registry resolves this tag to the model itself, so it cannot hold a referrers index",
+                    hint="this registry (GitLab does this) cannot store referrers without the referrers API",
+                )
             return []  # GitLab resolves the fallback tag to the subject itself
         try:
             parsed = parse_manifest(fetched.data, fetched.descriptor.media_type)
@@ -154,18 +167,30 @@ class RemoteRepository:
             raise RegistryError(f"{what} is malformed: {exc.message}") from None
         if not isinstance(parsed, Index):
             raise RegistryError(f"{what} is not an image index", hint="another tool may have used that tag")
-        return rf.bounded(list(parsed.manifests), what)
+        return list(parsed.manifests) if for_update else rf.bounded(list(parsed.manifests), what)
 
     def _fallback_io(self, subject_digest: str) -> rf.FallbackIO:
         tag = rf.fallback_tag(subject_digest)
+        what = f"referrers index {self.repository}:{tag}"
 
-        def write(descriptors: list[Descriptor]) -> None:
-            self.client.put_manifest(self.repository, tag, rf.index_bytes(descriptors), mt.OCI_INDEX)
+        def write(descriptors: list[Descriptor], deadline: float | None) -> None:
+            data = rf.index_bytes(descriptors)
+            if len(data) > MAX_MANIFEST_BYTES:
+                raise RegistryError(f"{what} would be over {MAX_MANIFEST_BYTES >> 20} MiB", hint="detach referrers that are no longer needed")
+            try:
+                self.client.put_manifest(self.repository, tag, data, mt.OCI_INDEX, deadline=deadline)
+            except RegistryError as exc:
+                exc.message = f"{what}: {exc.message}"
+                raise
+
+        def prune() -> None:
+            current = self._read_fallback(subject_digest, for_update=True)
+            alive = [d for d in current if self.client.head_manifest(self.repository, d.digest) is not None]
+            if len(alive) != len(current):
+                self.client.put_manifest(self.repository, tag, rf.index_bytes(alive), mt.OCI_INDEX)
 
         return rf.FallbackIO(
-            read=lambda: self._read_fallback(subject_digest),
-            write=write,
-            what=f"referrers index {self.repository}:{tag}",
+            read=lambda: self._read_fallback(subject_digest, for_update=True), write=write, what=what, prune=prune,
         )
 
     def tag(self, descriptor: Descriptor, tag: str) -> None:

@@ -131,7 +131,7 @@ class RegistryClient:
     def _url(self, path: str) -> str:
         return f"{self.base_url}{path}"
 
-    def _send(self, method: str, url: str | httpx.URL, *, what: str, stream: bool = False, **kwargs):
+    def _send(self, method: str, url: str | httpx.URL, *, what: str, stream: bool = False, once: bool = False, **kwargs):
         """Send a request; retry what may pass; map connection failures to TransportError.
 
         A request is retried only if its body can be sent again (none, or bytes): a
@@ -142,7 +142,7 @@ class RegistryClient:
         attempt = 0
         while True:
             attempt += 1
-            can_retry = replayable and attempt < self.retry.attempts
+            can_retry = replayable and not once and attempt < self.retry.attempts
             request = self._http.build_request(method, url, **kwargs)
             try:
                 response = self._http.send(request, stream=True, follow_redirects=method in ("GET", "HEAD"))
@@ -264,16 +264,21 @@ class RegistryClient:
             raise InvalidManifest(f"manifest {repository}:{reference}: registry announced a malformed digest: {exc}") from None
         return Descriptor(mediaType=_media_type(response) or mt.OCI_MANIFEST, digest=digest, size=int(size))
 
-    def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
-        return self.put_manifest_indexed(repository, reference, data, media_type)[0]
+    def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str, *, deadline: float | None = None) -> str:
+        """PUT a manifest. With ``deadline`` (seconds) it is sent once, not retried, and
+        given up after that long: a referrers-index write must land soon or not at all."""
+        return self.put_manifest_indexed(repository, reference, data, media_type, deadline=deadline)[0]
 
-    def put_manifest_indexed(self, repository: str, reference: str, data: bytes, media_type: str) -> tuple[str, str | None]:
+    def put_manifest_indexed(
+        self, repository: str, reference: str, data: bytes, media_type: str, *, deadline: float | None = None
+    ) -> tuple[str, str | None]:
         """PUT a manifest; returns its digest and the ``OCI-Subject`` header, which a
         registry with the referrers API sends when it indexed the manifest's subject."""
         url = self._url(f"/v2/{repository}/manifests/{reference}")
+        extra = {"once": True, "timeout": httpx.Timeout(deadline)} if deadline else {}
         response = self._send(
             "PUT", url, what=f"manifest upload to {repository}", content=data,
-            headers={"Content-Type": media_type},
+            headers={"Content-Type": media_type}, **extra,
         )
         self._check(response, f"manifest upload to {repository}", (201, 200, 202))
         expected = digest_bytes(data)
@@ -306,6 +311,8 @@ class RegistryClient:
                         return None
                     raise RegistryError(f"registry sent a {what} page that is not an image index")
                 pages.append(_read_capped(response, MAX_MANIFEST_BYTES, what=what))
+                if sum(len(p) for p in pages) > MAX_LIST_BODY:
+                    raise RegistryError(f"{what}: more than {MAX_LIST_BODY >> 20} MiB of listings; refusing to go on")
                 applied = response.headers.get("oci-filters-applied", "")
                 filtered = filtered and (artifact_type is None or "artifactType" in [f.strip() for f in applied.split(",")])
                 url = _next_link(response, self.base_url)
