@@ -392,9 +392,11 @@ def test_detect_code_dirty_and_explicit_source_dir(repo, git_env):
     assert card.code == code
 
 
-def test_untracked_files_make_it_dirty(repo):
+def test_untracked_files_do_not_make_it_dirty(repo):
+    """An OCI layout or a notes file next to the model must not change the pushed digest
+    (and then trip the immutability of the version tag on the next push)."""
     write(repo / "notes.txt", "new\n")
-    assert detect_code(repo).dirty is True
+    assert detect_code(repo).dirty is False
 
 
 def test_repo_without_commits_or_remote_gives_no_code(git_env):

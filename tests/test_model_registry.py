@@ -86,7 +86,7 @@ def test_a_tag_moved_by_another_tool_is_flagged_in_history(registry, repo_name, 
     assert [e.action for e in history.events] == ["promote", "moved outside ocimodel"]
     assert history.current == other.digest
     assert any("no promotion record" in w for w in history.warnings)
-    with pytest.raises(NotFound, match="no promotion record"):
+    with pytest.raises(NotFound, match="without a promotion record"):
         reg.rollback(repo, "production")
 
 
@@ -102,6 +102,20 @@ def test_versions_are_immutable_unless_forced(registry, repo_name, model_dir, tm
     # Aliases move freely.
     ocimodel.push(model_dir, f"{registry.host}/{repo_name}:latest")
     ocimodel.push(changed, f"{registry.host}/{repo_name}:latest")
+    # Nor can tag, copy or import move a version tag to another model.
+    other = ocimodel.push(model_dir, f"{registry.host}/{repo_name}:2.0")
+    with pytest.raises(DestinationExists):
+        ocimodel.tag(f"{registry.host}/{repo_name}:2.0", "1.0")
+    with pytest.raises(DestinationExists):
+        ocimodel.copy(f"{registry.host}/{repo_name}:2.0", ref)
+    from ocimodel import api_referrers
+
+    api_referrers.export(f"{registry.host}/{repo_name}:2.0", tmp_path / "two.tar")
+    with pytest.raises(DestinationExists):
+        api_referrers.import_(tmp_path / "two.tar", ref)
+    assert ocimodel.inspect(ref).digest != other.digest
+    ocimodel.tag(f"{registry.host}/{repo_name}:2.0", "1.0", force=True)
+    assert ocimodel.inspect(ref).digest == other.digest
 
 
 def test_promote_refuses_versions_as_aliases_and_no_ops(registry, repo_name, model_dir):
@@ -143,3 +157,36 @@ def test_cli_registry_workflow(registry, repo_name, model_dir, tmp_path):
     for args in (("push", model_dir, f"{repo}:2.0", "--metric", "accuracy=high"), ("promote", f"{repo}:1.0", "--to", "3.0"),
                  ("lineage", f"{repo}:1.0", "--format", "png")):
         assert not usage_error_problems(ocimodel_cli(*args)), args
+
+
+def test_history_and_rollback_follow_the_record_chain_not_the_clocks(registry, repo_name, model_dir, tmp_path, monkeypatch):
+    """Promotions made on machines whose clocks disagree (one an hour fast), a second
+    rollback, and a re-tag by another tool."""
+    from datetime import datetime as real_datetime, timedelta
+
+    repo = f"{registry.host}/{repo_name}"
+    v1 = ocimodel.push(model_dir, f"{repo}:1")
+    v2 = ocimodel.push(_variant(model_dir, tmp_path, "b", b"\x05" * 8), f"{repo}:2")
+    v3 = ocimodel.push(_variant(model_dir, tmp_path, "c", b"\x06" * 8), f"{repo}:3")
+    skews = iter([timedelta(hours=1), timedelta(0), timedelta(hours=-1), timedelta(0), timedelta(0)])
+
+    class Skewed(real_datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return real_datetime.now(tz) + next(skews)
+
+    monkeypatch.setattr(reg, "datetime", Skewed)
+    reg.promote(f"{repo}:1", "production")          # clock an hour fast
+    reg.promote(f"{repo}:2", "production")
+    reg.promote(f"{repo}:3", "production")          # clock an hour slow
+    assert [e.digest for e in reg.history(repo, "production").events] == [v1.digest, v2.digest, v3.digest]
+    assert reg.rollback(repo, "production").to_digest == v2.digest
+    assert reg.rollback(repo, "production").to_digest == v1.digest  # a second rollback goes further back
+    history = reg.history(repo, "production")
+    assert [e.action for e in history.events] == ["promote", "promote", "promote", "rollback", "rollback"]
+    assert history.warnings == []
+
+    ocimodel.tag(f"{repo}:3", "production")  # another tool moves it, no record
+    with pytest.raises(NotFound, match="without a promotion record"):
+        reg.rollback(repo, "production")
+    assert reg.history(repo, "production").events[-1].action == "moved outside ocimodel"

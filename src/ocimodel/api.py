@@ -377,6 +377,7 @@ def copy(
     concurrency: int = 4,
     progress: Progress | None = None,
     with_referrers: bool = False,
+    force: bool = False,
 ) -> CopyResult:
     """Copy an artifact (any manifest or index and all it names) between two stores,
     keeping its digest. The destination tag defaults to the source's. ``with_referrers``
@@ -403,6 +404,8 @@ def copy(
     )
     with open_target(src_ref, registry_options) as src, open_target(dst_ref, registry_options, for_write=True) as dst:
         root = src.resolve(src_ref.reference or DEFAULT_TAG)
+        if tag is not None:
+            _check_version_tag(dst, tag, root.digest, force)
         graph = read_graph(src, root)
         referrers_copied: list[str] = []
         referrers_ignored: list[str] = []
@@ -437,13 +440,16 @@ def tag(
     plain_http: bool | None = None,
     credentials: Credentials | tuple[str, str] | None = None,
     options: ConnectionOptions | None = None,
+    force: bool = False,
 ) -> str:
     """Point ``new_tag`` in the same repository at the manifest ``reference`` names.
-    Returns the manifest digest."""
+    Returns the manifest digest. A version tag holding another model is not moved
+    unless ``force`` (versions are immutable; aliases move)."""
     ref = _reference(reference)
     target_ref = ref.with_digest(None).with_tag(new_tag)  # validates the tag for this store
     with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
         root = target.resolve(ref.reference or DEFAULT_TAG)
+        _check_version_tag(target, target_ref.tag, root.digest, force)
         target.tag(root, target_ref.tag)
     return root.digest
 

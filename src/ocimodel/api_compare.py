@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, computed_field
 
+from ocimodel.lineage import is_version_tag
 from ocimodel.api import (
     DEFAULT_TAG,
     MAX_CONFIG_BYTES,
@@ -551,7 +552,8 @@ def _result(location: str, predicates: list[Predicate], repositories: list[str],
     matches = []
     for (_, digest), items in groups.items():
         tags = sorted(i.tag for i in items)
-        first = next((t for t in tags if t != DEFAULT_TAG), tags[0])
+        # Name a match by a version (immutable) rather than an alias that may move.
+        first = next((t for t in tags if is_version_tag(t)), next((t for t in tags if t != DEFAULT_TAG), tags[0]))
         item = items[0]
         card = item.card or ModelCard()
         shown = metrics_named or sorted(card.metrics)

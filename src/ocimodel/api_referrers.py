@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from ocimodel.api import DEFAULT_TAG, _options, _reference, _registry_of
+from ocimodel.api import DEFAULT_TAG, _check_version_tag, _options, _reference, _registry_of
 from ocimodel.errors import NotFound, RegistryError, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import new_hasher, validate_digest
@@ -428,6 +428,7 @@ def import_(
     archive: str | os.PathLike[str],
     destination: str,
     *,
+    force: bool = False,
     concurrency: int = 4,
     progress=None,
     plain_http: bool | None = None,
@@ -457,6 +458,8 @@ def import_(
         root, archive_tag = _archive_root(staging, path)
         tag = dst_ref.tag or archive_tag
         with open_target(dst_ref, registry_options, for_write=True) as target:
+            if tag is not None:
+                _check_version_tag(target, tag, root.digest, force)
             copied = _copy(staging, target, root, tag, True, concurrency, progress, registry_options, check_source=True)
     transfer = copied.transfer
     return ImportResult(

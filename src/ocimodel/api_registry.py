@@ -41,6 +41,7 @@ A_ACTOR = "dev.ocimodel.promotion.actor"
 A_TIME = "dev.ocimodel.promotion.time"
 A_REASON = "dev.ocimodel.promotion.reason"
 A_ACTION = "dev.ocimodel.promotion.action"
+A_PREVIOUS = "dev.ocimodel.promotion.previous"  # the record this one follows
 MAX_VERSIONS = 2000  # tags read by `versions` and `history`
 MAX_REASON = 1000
 
@@ -69,6 +70,7 @@ class PromotionRecord(BaseModel):
     time: str
     reason: str | None
     record: str  # the record's own digest
+    previous: str | None = None  # the record it follows
 
 
 class PromoteResult(BaseModel):
@@ -82,7 +84,7 @@ class PromoteResult(BaseModel):
 
 class HistoryEvent(BaseModel):
     time: str | None
-    digest: str
+    digest: str | None  # None: the alias did not exist
     from_digest: str | None
     actor: str | None
     reason: str | None
@@ -145,7 +147,9 @@ def promote(
     with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref)), for_write=True) as target:
         model = target.resolve(ref.reference or DEFAULT_TAG)
         current = _current(target, alias)
-        return _move(target, ref, alias, current, model, reason, "promote")
+        chain, _ = _chain(target, alias, current.digest) if current else ([], [])
+        previous = chain[-1].record if chain and chain[-1].to_digest == current.digest else None
+        return _move(target, ref, alias, current, model, reason, "promote", previous=previous)
 
 
 def rollback(
@@ -157,7 +161,9 @@ def rollback(
     credentials: Credentials | tuple[str, str] | None = None,
     options: ConnectionOptions | None = None,
 ) -> PromoteResult:
-    """Point ``alias`` back at the model it held before its last move, recorded as a rollback."""
+    """Undo the last promotion of ``alias`` that is not undone yet: the alias goes back to
+    the version it held before it (a second rollback goes one step further back), recorded
+    as a rollback. Refused when the alias was moved by something that left no record."""
     _check_alias(alias)
     ref = _reference(repository)
     if ref.tag is not None or ref.digest is not None:
@@ -166,17 +172,20 @@ def rollback(
         current = _current(target, alias)
         if current is None:
             raise NotFound(f"{ref}:{alias} does not exist: nothing to roll back")
-        records = [r for r in _records(target, alias) if r.to_digest == current.digest]
-        if not records:
+        chain, warnings = _chain(target, alias, current.digest)
+        explain = f"`ocimodel history {ref} --alias {alias}` shows what is known; promote an explicit version instead"
+        if not chain:
+            raise NotFound(f"no promotion record says where {alias} was before {current.digest}", hint=explain)
+        if chain[-1].to_digest != current.digest:
             raise NotFound(
-                f"no promotion record says where {alias} was before {current.digest}",
-                hint=f"`ocimodel history {ref} --alias {alias}` shows what is known; promote an explicit version instead",
+                f"{alias} was moved to {current.digest} without a promotion record: no record says what to roll back to",
+                hint=explain,
             )
-        previous = max(records, key=lambda r: r.time).from_digest
-        if previous is None:
+        undone = _undo_stack(chain)
+        if not undone or undone[-1].from_digest is None:
             raise NotFound(f"{alias} held nothing before {current.digest}: nothing to roll back to")
-        target_descriptor = target.resolve(previous)
-        return _move(target, ref, alias, current, target_descriptor, reason, "rollback")
+        target_descriptor = target.resolve(undone[-1].from_digest)
+        return _move(target, ref, alias, current, target_descriptor, reason, "rollback", previous=chain[-1].record)
 
 
 def history(
@@ -187,20 +196,26 @@ def history(
     credentials: Credentials | tuple[str, str] | None = None,
     options: ConnectionOptions | None = None,
 ) -> HistoryResult:
-    """Which model held ``alias`` when, who moved it and why, oldest first. Moves made
+    """Which model held ``alias`` when, who moved it and why, oldest first. Records are
+    ordered by the chain each one names (the record it follows), not by clocks; moves made
     without a record (another tool re-tagging) are listed and flagged."""
     _check_alias(alias)
     ref = _reference(repository)
     with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
         current = _current(target, alias)
-        records = sorted(_records(target, alias), key=lambda r: r.time)
+        now = current.digest if current else None
+        chain, warnings = _chain(target, alias, now)
+    if current is None and not chain:
+        raise NotFound(
+            f"{ref}:{alias} does not exist and no promotion record on a tagged model names it",
+            hint=f"`ocimodel versions {ref}` lists the tags",
+        )
     events: list[HistoryEvent] = []
-    warnings: list[str] = []
     held: str | None = None
-    for record in records:
+    for record in chain:
         if record.from_digest != held:
             events.append(HistoryEvent(
-                time=None, digest=record.from_digest or "(none)", from_digest=held, actor=None, reason=None,
+                time=None, digest=record.from_digest, from_digest=held, actor=None, reason=None,
                 action="moved outside ocimodel", recorded=False,
             ))
             warnings.append(f"{alias} moved to {record.from_digest or 'nothing'} without a record before {record.time}")
@@ -209,10 +224,9 @@ def history(
             reason=record.reason, action=record.action, recorded=True,
         ))
         held = record.to_digest
-    now = current.digest if current else None
     if now != held:
-        events.append(HistoryEvent(time=None, digest=now or "(deleted)", from_digest=held, actor=None, reason=None,
-                                   action="moved outside ocimodel", recorded=False))
+        events.append(HistoryEvent(time=None, digest=now, from_digest=held, actor=None, reason=None,
+                                   action="moved outside ocimodel" if now else "deleted outside ocimodel", recorded=False))
         warnings.append(f"{alias} now points at {now or 'nothing'}, which no promotion record explains")
     return HistoryResult(repository=str(ref.with_tag(None).with_digest(None)), alias=alias, current=now, events=events, warnings=warnings)
 
@@ -275,7 +289,7 @@ def _current(target, alias: str):
         return None
 
 
-def _move(target, ref, alias: str, current, model, reason: str | None, action: str) -> PromoteResult:
+def _move(target, ref, alias: str, current, model, reason: str | None, action: str, *, previous: str | None) -> PromoteResult:
     if reason is not None and len(reason) > MAX_REASON:
         raise UsageError(f"--reason is over {MAX_REASON} characters")
     if current is not None and current.digest == model.digest:
@@ -293,6 +307,7 @@ def _move(target, ref, alias: str, current, model, reason: str | None, action: s
         A_ALIAS: alias, A_ACTION: action, A_TO: model.digest, A_ACTOR: record["actor"], A_TIME: record["time"],
         **({A_FROM: current.digest} if current else {}),
         **({A_REASON: reason} if reason else {}),
+        **({A_PREVIOUS: previous} if previous else {}),
     }
     # The record first, then the tag: a crash in between leaves a record of a move that
     # did not happen, which history shows (the alias still points elsewhere), never a move
@@ -338,39 +353,112 @@ def _read_models(target, digests: set[str]) -> dict[str, tuple[Manifest, Any]]:
         return {d: row for d, row in pool.map(read, sorted(digests)) if row}
 
 
-def _records(target, alias: str) -> list[PromotionRecord]:
-    """Promotion records for ``alias`` on every model the repository's tags point at.
+def _chain(target, alias: str, current: str | None) -> tuple[list[PromotionRecord], list[str]]:
+    """The promotion records of ``alias``, oldest first, following the ``previous`` link
+    each record carries (clocks of different machines disagree; the chain does not).
 
-    A record is a claim by whoever could write to the repository; it is read from the
-    referrer's annotations, which the record's manifest digest covers."""
-    digests = set(_resolve_tags(target).values())
-    found: dict[str, PromotionRecord] = {}
+    Records are found on every tagged model (each is a referrer of the model it promoted)
+    and by following ``previous`` links back from them. Two records following the same
+    one mean two promotions raced: both are reported. Records of models that lost every
+    tag are found only through such links."""
+    warnings: list[str] = []
+    # Every tagged model is asked, not just the current one: after a re-tag by another
+    # tool the alias may point at a model whose record is not the newest.
+    heads = _records_on_tagged(target, alias, warnings) + (_records_on(target, alias, current) if current else [])
+    known: dict[str, PromotionRecord] = {r.record: r for r in heads}
+    # Follow the links back; each record is fetched by digest, so none can be forged in.
+    pending = [r.previous for r in heads if r.previous]
+    while pending and len(known) < MAX_VERSIONS:
+        digest = pending.pop()
+        if digest in known:
+            continue
+        record = _record(target, alias, digest)
+        if record is None:
+            warnings.append(f"promotion record {digest} is missing or unreadable; history before it is lost")
+            continue
+        known[digest] = record
+        if record.previous:
+            pending.append(record.previous)
+    followed = {r.previous for r in known.values() if r.previous}
+    tips = [r for r in known.values() if r.record not in followed]
+    if not tips:
+        return [], warnings
+    if len(tips) > 1:
+        warnings.append(
+            "concurrent promotions: " + ", ".join(f"{r.actor} moved it to {r.to_digest} at {r.time}" for r in tips)
+            + "; only one of them holds"
+        )
+    # The tip that explains where the alias is now, else the latest by its own clock.
+    tip = next((r for r in tips if r.to_digest == current), max(tips, key=lambda r: r.time))
+    chain = [tip]
+    while chain[-1].previous and chain[-1].previous in known and len(chain) <= len(known):
+        chain.append(known[chain[-1].previous])
+    chain.reverse()
+    return chain, warnings
 
-    def scan(digest: str) -> list[PromotionRecord]:
-        out = []
-        try:
-            listed = target.referrers(digest, PROMOTION_ARTIFACT)
-        except OcimodelError:
-            return out
-        for descriptor in listed:
-            try:
-                data = target.fetch_manifest(descriptor)
-                manifest = parse_manifest(data, descriptor.media_type)
-            except OcimodelError:
-                continue
-            a = manifest.annotations or {}
-            if not isinstance(manifest, Manifest) or manifest.subject is None or manifest.subject.digest != digest:
-                continue
-            if a.get(A_ALIAS) != alias or a.get(A_TO) != digest or not a.get(A_TIME):
-                continue
-            out.append(PromotionRecord(
-                alias=alias, action=a.get(A_ACTION, "promote"), from_digest=a.get(A_FROM), to_digest=digest,
-                actor=a.get(A_ACTOR, "?"), time=a[A_TIME], reason=a.get(A_REASON), record=descriptor.digest,
-            ))
+
+def _undo_stack(chain: list[PromotionRecord]) -> list[PromotionRecord]:
+    """The promotions not undone by a later rollback: a rollback undoes the newest one."""
+    stack: list[PromotionRecord] = []
+    for record in chain:
+        if record.action == "rollback":
+            if stack:
+                stack.pop()
+        else:
+            stack.append(record)
+    return stack
+
+
+def _record(target, alias: str, digest: str) -> PromotionRecord | None:
+    try:
+        descriptor = target.resolve(digest)
+        manifest = parse_manifest(target.fetch_manifest(descriptor), descriptor.media_type)
+    except OcimodelError:
+        return None
+    return _as_record(manifest, alias, digest)
+
+
+def _as_record(manifest, alias: str, digest: str) -> PromotionRecord | None:
+    """A promotion record of ``alias`` read from its manifest, or None. Its annotations are
+    covered by the record's digest; the model it names must be its subject."""
+    a = manifest.annotations or {}
+    if not isinstance(manifest, Manifest) or manifest.subject is None or manifest.artifact_type != PROMOTION_ARTIFACT:
+        return None
+    if a.get(A_ALIAS) != alias or a.get(A_TO) != manifest.subject.digest or not a.get(A_TIME):
+        return None
+    return PromotionRecord(
+        alias=alias, action=a.get(A_ACTION, "promote"), from_digest=a.get(A_FROM), to_digest=manifest.subject.digest,
+        actor=a.get(A_ACTOR, "?"), time=a[A_TIME], reason=a.get(A_REASON), record=digest, previous=a.get(A_PREVIOUS),
+    )
+
+
+def _records_on(target, alias: str, digest: str) -> list[PromotionRecord]:
+    out = []
+    try:
+        listed = target.referrers(digest, PROMOTION_ARTIFACT)
+    except OcimodelError:
         return out
+    for descriptor in listed:
+        try:
+            manifest = parse_manifest(target.fetch_manifest(descriptor), descriptor.media_type)
+        except OcimodelError:
+            continue
+        record = _as_record(manifest, alias, descriptor.digest)
+        if record is not None and record.to_digest == digest:
+            out.append(record)
+    return out
 
+
+def _records_on_tagged(target, alias: str, warnings: list[str]) -> list[PromotionRecord]:
+    """Records of ``alias`` on every tagged model (the slow path)."""
+    try:
+        digests = set(_resolve_tags(target).values())
+    except UsageError as exc:
+        warnings.append(exc.message)
+        return []
+    found: dict[str, PromotionRecord] = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
-        for records in pool.map(scan, sorted(digests)):
+        for records in pool.map(lambda d: _records_on(target, alias, d), sorted(digests)):
             for record in records:
                 found[record.record] = record
     return list(found.values())

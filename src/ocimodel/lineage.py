@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from ocimodel.metadata.card import BaseModelRef, ModelCard
 from ocimodel.metadata.encoding import read_card
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, Manifest, parse_manifest
-from ocimodel.oci.reference import Reference, parse_reference
+from ocimodel.oci.reference import LayoutReference, Reference, parse_reference
 from ocimodel.targets.open import open_target
 from ocimodel.transport.connection import ConnectionOptions
 
@@ -33,7 +34,7 @@ MAX_LINEAGE_NODES = 500
 
 # A version tag starts with a digit, or v and a digit: 1, 1.2, 2024-05-01, v3.0.0-rc1.
 # Any other tag (latest, production, champion) is an alias and moves by design.
-_VERSION_TAG = re.compile(r"^v?[0-9]")
+_VERSION_TAG = re.compile(r"^[vV]?[0-9]")
 
 
 def is_version_tag(tag: str) -> bool:
@@ -72,6 +73,11 @@ def link_to_parents(card: ModelCard, child: Reference, child_descriptor: Descrip
         ref = _oci_reference(base.reference)
         if ref is None:
             report.append({"parent": base.reference, "status": "not an OCI reference: no link"})
+            continue
+        if isinstance(child, LayoutReference) and not isinstance(ref, LayoutReference):
+            # A path on this machine means nothing to the parent's other readers (and would
+            # make their tools open local files): no link from a layout to a registry.
+            report.append({"parent": base.reference, "status": "not linked: the child is in a local layout"})
             continue
         record = {"child": str(child), "childDigest": child_descriptor.digest, "relation": base.relation}
         try:
@@ -230,6 +236,13 @@ def _walk_down(read, graph: LineageGraph, model: _Model, depth: int) -> None:
         claimed = _oci_reference(link.annotation(ANNOTATION_CHILD) or "")
         if claimed is None or claimed.digest is None:
             graph.notes.append(f"lineage link {link.digest} names no child by digest: ignored")
+            continue
+        if isinstance(claimed, LayoutReference) and not (
+            isinstance(model.ref, LayoutReference) and Path(claimed.path).resolve() == Path(model.ref.path).resolve()
+        ):
+            # Written by whoever can write to this repository: never a reason to open a
+            # path on the reader's machine.
+            graph.notes.append(f"lineage link {link.digest} names a local layout ({claimed.path}): ignored")
             continue
         child = read(claimed)
         if child is None:

@@ -65,6 +65,7 @@ PlainHttpOpt = Annotated[
         show_default=False,
     ),
 ]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Move a version tag (1.0, v2...) that holds another model; versions are immutable otherwise.")]
 ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-j", min=1, max=32, metavar="N", help="Files transferred at once.")]
 
 
@@ -299,6 +300,7 @@ def inspect(
 def tag(
     reference: Annotated[str, typer.Argument(metavar="REF", help="The model to tag: registry/repo:tag or oci:PATH:tag.")],
     new_tag: Annotated[str, typer.Argument(metavar="TAG", help="The new tag, in the same repository.")],
+    force: ForceOpt = False,
     plain_http: PlainHttpOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -306,7 +308,7 @@ def tag(
 
       ocimodel tag localhost:5000/team/sentiment:1.0 latest
     """
-    digest = _run(lambda _: api.tag(reference, new_tag, plain_http=plain_http, options=_connection()), verb="tag", show_progress=False)
+    digest = _run(lambda _: api.tag(reference, new_tag, plain_http=plain_http, options=_connection(), force=force), verb="tag", show_progress=False)
     if as_json:
         _print_json({"reference": reference, "tag": new_tag, "digest": digest})  # as typed: already validated
     else:
@@ -350,6 +352,7 @@ def copy(
     plain_http: PlainHttpOpt = None,
     concurrency: ConcurrencyOpt = 4,
     with_referrers: Annotated[bool, typer.Option("--with-referrers", "-r", help="Also copy what refers to it (signatures, attestations...), recursively.")] = False,
+    force: ForceOpt = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -363,7 +366,7 @@ def copy(
     result = _run(
         lambda progress: api.copy(
             source, destination, plain_http=plain_http, concurrency=concurrency, progress=progress,
-            options=_connection(), with_referrers=with_referrers,
+            options=_connection(), with_referrers=with_referrers, force=force,
         ),
         verb="copy",
         show_progress=not (quiet or as_json),

@@ -200,6 +200,7 @@ def export(
 def import_archive(
     archive: Annotated[Path, typer.Argument(metavar="FILE", help="An archive `ocimodel export` (or skopeo's oci-archive) wrote.")],
     destination: Annotated[str, typer.Argument(metavar="DEST", help="registry/repo[:tag] or oci:PATH[:tag] (tag defaults to the archive's).")],
+    force: Annotated[bool, typer.Option("--force", help="Move a version tag that holds another model.")] = False,
     plain_http: PlainHttpOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -211,7 +212,7 @@ def import_archive(
     """
     result = _run(
         lambda progress: api_referrers.import_(
-            archive, destination, progress=progress, plain_http=plain_http, options=_connection()
+            archive, destination, force=force, progress=progress, plain_http=plain_http, options=_connection()
         ),
         verb="import",
         show_progress=not (quiet or as_json),

@@ -513,7 +513,9 @@ def redact_url(url: str) -> str | None:
 
 def detect_code(directory: str | os.PathLike[str], *, timeout: float = GIT_TIMEOUT) -> Code | None:
     """The git checkout holding ``directory``: origin URL (credentials stripped), HEAD
-    commit, and whether ``git status --porcelain`` lists anything (untracked files count).
+    commit, and whether a tracked file differs from it (``git status --porcelain
+    --untracked-files=no``: an untracked file, such as an OCI layout written next to the
+    model, must not change the pushed digest).
     None when git is missing, ``directory`` is not in a work tree, git is too slow, or there
     is neither a commit nor a remote. Never raises."""
     path = Path(directory)
@@ -530,7 +532,7 @@ def detect_code(directory: str | os.PathLike[str], *, timeout: float = GIT_TIMEO
     repository = redact_url(remote) if remote else None
     if commit is None and repository is None:
         return None
-    status = _git(path, "status", "--porcelain", timeout=timeout)
+    status = _git(path, "status", "--porcelain", "--untracked-files=no", timeout=timeout)
     dirty = None if status is None else bool(status.strip())
     try:
         return Code(repository=repository, commit=commit, dirty=dirty)
