@@ -37,7 +37,7 @@ attestations:
 POLICY
 step "$OCIMODEL" verify "$REPO:1.0" --policy "$WORK/policy.yaml"
 step "$OCIMODEL" pull "$REPO:1.0" "$WORK/pulled" --verify --policy "$WORK/policy.yaml"
-step "$OCIMODEL" signature export "$REPO:1.0" --format model-signing -o "$WORK/model.sig"
+step "$OCIMODEL" signature export "$REPO:1.0" --format model-signing --key "$WORK/release.pub" -o "$WORK/model.sig"
 if [[ -x .venv/bin/model_signing ]]; then
     step .venv/bin/model_signing verify key "$WORK/pulled" --signature "$WORK/model.sig" --public_key "$WORK/release.pub"
 fi

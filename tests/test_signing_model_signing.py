@@ -269,6 +269,62 @@ def test_git_directory_is_refused_even_though_ignored(model_dir: Path) -> None:
     assert ".git" in verify_files_statement(Statement.model_validate(document), model_dir).ignored
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [".github/model.pkl", ".github/workflows/x/model.pkl", ".gitattributes/x.pkl", ".gitignore/x.pkl", "a/.gitattributes"],
+)
+def test_only_top_level_git_files_may_stay_unsigned(model_dir: Path, extra: str) -> None:
+    """Issue 7 review: files under .github/ or beneath a directory named .gitattributes
+    counted as "ignored" and passed, although pull writes them (an extra pickle, THREATS 17)."""
+    _, files = _packaged_files(model_dir)
+    document = json.loads(files_statement(files, "tiny-model").to_json())
+    error = _refused(Reason.UNSIGNED_FILE, document, dict(files, **{extra: "sha256:" + "e" * 64}))
+    assert extra in error.message
+    # The same on disk (where a directory .gitattributes replaces the file of that name).
+    if extra.startswith(".gitattributes/"):
+        (model_dir / ".gitattributes").unlink()
+    (model_dir / extra).parent.mkdir(parents=True, exist_ok=True)
+    (model_dir / extra).write_bytes(b"\x80\x04cos\nsystem\n.")
+    with pytest.raises(VerificationFailed) as caught:
+        verify_files_statement(Statement.model_validate(document), model_dir)
+    assert caught.value.reason == Reason.UNSIGNED_FILE and extra in caught.value.message
+
+
+def test_top_level_gitattributes_and_gitignore_may_stay_unsigned(model_dir: Path) -> None:
+    _, files = _packaged_files(model_dir)
+    document = json.loads(files_statement(files, "tiny-model").to_json())
+    both = dict(files, **{".gitignore": "sha256:" + "e" * 64})
+    assert check_resources(Statement.model_validate(document), both).ignored == (".gitattributes", ".gitignore")
+    # Only when the statement ignores them.
+    bare = json.loads(files_statement({k: v for k, v in files.items() if k != ".gitattributes"}, "m", ignore_paths=()).to_json())
+    _refused(Reason.UNSIGNED_FILE, bare, files)
+
+
+def test_a_model_with_github_files_is_signed_with_them(model_dir: Path, keypair, tmp_path: Path) -> None:
+    """What pull writes is signed: a .github/ file is a resource, and .github leaves the
+    statement's ignore paths (a resource may not lie under one)."""
+    (model_dir / ".github" / "workflows").mkdir(parents=True)
+    (model_dir / ".github" / "workflows" / "ci.yml").write_text("on: push\n")
+    manifest, files = _packaged_files(model_dir)
+    statement = files_statement_for_manifest(manifest, "tiny-model")
+    assert ".github/workflows/ci.yml" in _resource_names(statement)
+    assert ".gitattributes" not in _resource_names(statement)
+    assert statement.predicate["serialization"]["ignore_paths"] == [".git", ".gitattributes", ".gitignore"]
+    assert check_resources(statement, files).ignored == (".gitattributes",)
+    assert verify_files_statement(statement, model_dir).ignored == (".gitattributes",)
+    if MODEL_SIGNING_CLI.exists():
+        key, _, public = keypair
+        signature = tmp_path / "model.sig"
+        signature.write_bytes(sign_statement(statement, key))
+        # model-signing skips .github unless told not to; then it agrees.
+        accepted = subprocess.run(
+            [str(MODEL_SIGNING_CLI), "verify", "key", str(model_dir), "--signature", str(signature),
+             "--public_key", str(public), "--no-ignore-git-paths"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+
+
 def test_symlink_in_the_directory_is_refused(model_dir: Path, tmp_path: Path) -> None:
     _, files = _packaged_files(model_dir)
     document = json.loads(files_statement(files, "tiny-model").to_json())

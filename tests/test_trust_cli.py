@@ -122,3 +122,41 @@ def test_usage_errors(model_dir, tmp_path: Path):
     for run in runs:
         assert not usage_error_problems(run), usage_error_problems(run)
     assert "OCIMODEL_KEY_PASSWORD" in runs[-1].err
+
+
+def test_configuration_errors_are_usage_errors_not_denials(model_dir, tmp_path: Path):
+    """Issue 7 review: a key, policy key or trusted root that cannot be read is a mistake
+    in the command (exit 2, nothing verified), not a verdict about the model (exit 1)."""
+    ref = f"oci:{tmp_path / 'store'}:1"
+    ocimodel.push(model_dir, ref)
+    ok("key", "generate", "--output-key-prefix", tmp_path / "k", env=NO_PASSWORD)
+    (tmp_path / "not-pem.pub").write_text("not a key\n")
+    (tmp_path / "missing-key.yaml").write_text("signers: {release: {key: missing.pub}}\n")
+    (tmp_path / "not-pem.yaml").write_text("signers: {release: {key: not-pem.pub}}\n")
+    (tmp_path / "same-key.yaml").write_text("signers: {a: {key: k.pub}, b: {key: ./k.pub}}\nsignature: {match: all-of}\n")
+    (tmp_path / "binary-key.yaml").write_text("signers:\n  a: {key: k.pub}\n  !!binary YQ==: {key: not-pem.pub}\n")
+    calls = [
+        (("verify", ref, "--key", tmp_path / "missing.pub"), "missing.pub does not exist"),
+        (("verify", ref, "--key", tmp_path / "not-pem.pub"), "is not a PEM public key"),
+        (("verify", ref, "--policy", tmp_path / "missing-key.yaml"), "signer 'release': "),
+        (("verify", ref, "--policy", tmp_path / "not-pem.yaml"), "is not a PEM public key"),
+        (("verify", ref, "--policy", tmp_path / "same-key.yaml"), "the same public key"),
+        (("verify", ref, "--policy", tmp_path / "binary-key.yaml"), "a key must be a string"),
+        (("verify", ref, "--key", tmp_path / "k.pub", "--trusted-root", tmp_path / "nope.json"), "cannot read the trusted root"),
+        (("verify", ref, "--certificate-identity", "a@b", "--certificate-oidc-issuer", "https://x",
+          "--trusted-root", tmp_path / "nope.json"), "cannot read the trusted root"),
+        (("pull", ref, tmp_path / "out", "--verify", "--key", tmp_path / "missing.pub"), "does not exist"),
+        (("signature", "export", ref, "-o", tmp_path / "m.sig", "--key", tmp_path / "missing.pub"), "does not exist"),
+    ]
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        runs = list(pool.map(lambda call: ocimodel_cli(*call[0], env=NO_PASSWORD), calls))
+    for (argv, message), run in zip(calls, runs):
+        assert not usage_error_problems(run), usage_error_problems(run)
+        assert message in run.err, (argv, run.err)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "m.sig").exists()
+
+
+def test_verify_and_export_help_name_the_trust_root_actually_used():
+    for command in (("verify",), ("signature", "export")):
+        text = " ".join(ok(*command, "--help").out.split())
+        assert "shipped with sigstore-python" in text and "never a cached copy" in text, text

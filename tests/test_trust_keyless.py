@@ -518,10 +518,44 @@ def test_authority_still_valid_with_a_future_end_is_fine(inst: SigstoreInstance,
 
 def test_default_root_is_the_embedded_production_root_offline(inst: SigstoreInstance, tmp_path: Path) -> None:
     """No trusted_root: sigstore's production root without a TUF refresh (no network). It
-    does not trust the test instance, and its copy lands in the (temporary) user cache."""
+    does not trust the test instance, and nothing is read from or written to the user cache."""
     refused(Reason.UNTRUSTED_CHAIN, inst, sign(inst), trusted_root=None)
-    cached = list((tmp_path / "home" / ".cache").rglob("trusted_root.json"))
-    assert cached and "tuf-repo-cdn.sigstore.dev" in str(cached[0])
+    assert not list((tmp_path / "home").rglob("trusted_root.json"))
+
+
+def _production_cache_dir(tmp_path: Path) -> Path:
+    """Where sigstore-python keeps its unchecked copy of the production root (its TUF
+    targets cache) under the test's $XDG_CACHE_HOME."""
+    return tmp_path / "home" / ".cache" / "sigstore-python" / "tuf" / "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev"
+
+
+def test_a_tampered_user_cache_root_is_never_trusted_offline(inst: SigstoreInstance, tmp_path: Path) -> None:
+    """Issue 7 review: offline, sigstore-python reads trusted_root.json from the user cache
+    dir without any TUF signature check. Whoever can write $XDG_CACHE_HOME must not decide
+    which keyless signatures count: the test instance's root planted there changes nothing."""
+    bundle = sign(inst)
+    cache = _production_cache_dir(tmp_path)
+    cache.mkdir(parents=True)
+    (cache / "trusted_root.json").write_bytes(inst.trusted_root_path.read_bytes())
+    refused(Reason.UNTRUSTED_CHAIN, inst, bundle, trusted_root=None)
+    refused(Reason.UNTRUSTED_CHAIN, inst, bundle, trusted_root=None, offline=True)
+    # Given explicitly, the same root is trusted: the planted copy was the only difference.
+    assert verify(inst, bundle).payload == STATEMENT
+
+
+def test_embedded_production_root_that_cannot_be_read_fails_closed(
+    inst: SigstoreInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def missing() -> bytes:
+        raise FileNotFoundError("trusted_root.json")
+
+    monkeypatch.setattr(keyless, "_embedded_production_root", missing)
+    error = refused(Reason.TRUST_ROOT_UNAVAILABLE, inst, sign(inst), trusted_root=None)
+    assert "--trusted-root" in (error.hint or "")
+    monkeypatch.setattr(keyless, "_embedded_production_root", lambda: b'{"mediaType": "x"}')
+    refused(Reason.TRUST_ROOT_INVALID, inst, sign(inst), trusted_root=None)
+    monkeypatch.setattr(keyless, "_embedded_production_root", lambda: inst.trusted_root_path.read_bytes())
+    assert verify(inst, sign(inst), trusted_root=None).payload == STATEMENT  # it is what is used
 
 
 def test_production_root_that_cannot_be_loaded_fails_closed(

@@ -116,6 +116,103 @@ def test_missing_policy_and_missing_key(tmp_path: Path):
         load_policy(tmp_path / "policy.yaml").compile()
 
 
+@pytest.mark.parametrize(
+    "key, kind",
+    [
+        ("!!binary cmVsZWFzZQ==", "bytes"),  # decodes to 'release': a disguised second entry
+        ("1", "int"),
+        ("true", "bool"),
+        ("null", "null"),
+        ("1.5", "float"),
+    ],
+)
+def test_a_key_that_is_not_a_string_is_refused_with_its_line(policy_dir: Path, key: str, kind: str):
+    """Issue 7 review: a non-string key escaped the duplicate-key check, and pydantic then
+    coerced it to the name of a trusted signer, silently replacing that signer's key."""
+    api_trust.generate_key_pair(policy_dir / "evil.key", policy_dir / "evil.pub")
+    (policy_dir / "policy.yaml").write_text(
+        "version: 1\n"
+        "signers:\n"
+        "  release: {key: keys/release.pub}\n"
+        f"  {key}: {{key: evil.pub}}\n"
+        "signature: {signers: [release]}\n"
+    )
+    with pytest.raises(PolicyError) as refused:
+        load_policy(policy_dir / "policy.yaml")
+    assert f"a key must be a string, not {kind}" in refused.value.message
+    assert "(line 4, column 3)" in refused.value.message
+    assert isinstance(refused.value, UsageError)
+
+
+@pytest.mark.parametrize(
+    "document, where",
+    [
+        ({"signature": {"files": "false"}}, "signature.files"),
+        ({"signature": {"files": "true"}}, "signature.files"),
+        ({"signature": {"files": 1}}, "signature.files"),
+        ({"signature": {"match": 1}}, "signature.match"),
+        ({"version": "1"}, "version"),
+        ({"version": True}, "version"),
+        ({"version": 1.0}, "version"),
+        ({"signature": {"signers": "r"}}, "signature.signers"),
+        ({"attestations": [{"type": "https://slsa.dev/provenance/v1", "signers": ["r"], "match": None}]}, "attestations.0.match"),
+    ],
+)
+def test_values_of_the_wrong_type_are_not_coerced(policy_dir: Path, document: dict, where: str):
+    """`files: 'false'` must not be read as anything: a policy says exactly what it means."""
+    full = {"signers": {"r": {"key": "keys/release.pub"}}, **document}
+    for name, text in (("policy.json", json.dumps(full)), ("policy.yaml", json.dumps(full))):
+        (policy_dir / name).write_text(text)
+        with pytest.raises(PolicyError) as refused:
+            load_policy(policy_dir / name)
+        assert where in refused.value.message, refused.value.message
+
+
+def test_two_names_for_one_key_or_one_identity_are_refused(policy_dir: Path):
+    """One signature must not satisfy all-of twice (issue 7 review)."""
+    release = policy_dir / "keys" / "release.pub"
+    (policy_dir / "alice.pub").write_bytes(release.read_bytes())  # another file, the same key
+    (policy_dir / "same-key.yaml").write_text(
+        "signers: {alice: {key: alice.pub}, bob: {key: keys/release.pub}}\n"
+        "signature: {signers: [alice, bob], match: all-of}\n"
+    )
+    with pytest.raises(PolicyError, match="signers 'alice' and 'bob' are the same public key") as refused:
+        load_policy(policy_dir / "same-key.yaml").compile()
+    assert isinstance(refused.value, UsageError)
+    (policy_dir / "same-identity.yaml").write_text(
+        "signers:\n"
+        "  ci: {identity: https://github.com/o/r/.github/workflows/r.yml@refs/heads/main, issuer: https://token.actions.githubusercontent.com}\n"
+        "  release: {identity: https://github.com/o/r/.github/workflows/r.yml@refs/heads/main, issuer: https://token.actions.githubusercontent.com}\n"
+        "signature: {match: all-of}\n"
+    )
+    with pytest.raises(PolicyError, match="signers 'ci' and 'release' are the same identity and issuer"):
+        load_policy(policy_dir / "same-identity.yaml").compile()
+    # The same identity from two issuers is two signers.
+    (policy_dir / "two-issuers.yaml").write_text(
+        "signers:\n  a: {identity: dev@example.com, issuer: https://one.example}\n"
+        "  b: {identity: dev@example.com, issuer: https://two.example}\n"
+    )
+    assert set(load_policy(policy_dir / "two-issuers.yaml").compile().identities) == {"a", "b"}
+
+
+def test_a_key_that_cannot_be_loaded_is_a_usage_error(policy_dir: Path, tmp_path: Path):
+    """A configuration error, not a deny: PolicyError (a UsageError, CLI exit 2), naming
+    the signer and the file."""
+    (policy_dir / "not-pem.pub").write_text("not a key\n")
+    for key, message in (("missing.pub", "missing.pub does not exist"), ("not-pem.pub", "is not a PEM public key")):
+        (policy_dir / "policy.yaml").write_text(f"signers: {{release: {{key: {key}}}}}\n")
+        with pytest.raises(PolicyError) as refused:
+            load_policy(policy_dir / "policy.yaml").compile()
+        assert refused.value.message.startswith("signer 'release': ") and message in refused.value.message
+        assert isinstance(refused.value, UsageError)
+    ref = f"oci:{tmp_path / 'store'}:1"
+    with pytest.raises(PolicyError, match="does not exist") as refused:
+        api_trust.verify(ref, keys=[tmp_path / "missing.pub"])
+    assert not refused.value.message.startswith("signer")  # the name is the path: said once
+    with pytest.raises(PolicyError, match="is not a PEM public key"):
+        api_trust.verify_hook(keys=[policy_dir / "not-pem.pub"])
+
+
 def test_nothing_to_trust_and_both_policy_and_keys_are_usage_errors(tmp_path: Path, policy_dir: Path):
     ref = f"oci:{tmp_path / 'store'}:1"
     with pytest.raises(UsageError, match="nothing to trust"):

@@ -15,12 +15,18 @@ import pytest
 import ocimodel
 from ocimodel import api_referrers as ar
 from ocimodel import api_trust
+from ocimodel.errors import UsageError
 from ocimodel.oci import mediatypes as mt
-from ocimodel.oci.models import Descriptor
+from ocimodel.oci.models import Descriptor, parse_manifest
 from ocimodel.oci.reference import parse_reference
 from ocimodel.signing.bundle import BUNDLE_MEDIA_TYPE, sign_statement, sign_statement_with_key
 from ocimodel.signing.errors import VerificationFailed
-from ocimodel.signing.files_statement import MODEL_SIGNING_PREDICATE
+from ocimodel.signing.files_statement import (
+    MODEL_SIGNING_PREDICATE,
+    files_of_manifest,
+    files_statement,
+    files_statement_for_manifest,
+)
 from ocimodel.signing.keys import load_private_key
 from ocimodel.signing.statement import (
     COSIGN_SIGN_PREDICATE,
@@ -28,10 +34,12 @@ from ocimodel.signing.statement import (
     signature_statement,
 )
 from ocimodel.targets.open import open_target
+from ocimodel.trust.policy import PolicyError
 from ocimodel.trust.store import (
     ANNOTATION_CONTENT,
     ANNOTATION_PREDICATE_TYPE,
     CONTENT_DSSE,
+    read_bundles,
     write_bundle,
 )
 from ocimodel.trust.verify import PolicyDenied
@@ -425,3 +433,170 @@ def test_a_registry_that_cannot_be_reached_is_an_error_not_a_verdict(keys):
         port = s.getsockname()[1]
     with pytest.raises(ocimodel.OcimodelError):
         api_trust.verify(f"127.0.0.1:{port}/team/model:1", keys=[keys["release"][1]])
+
+
+# -- issue 7 review: one signature counted twice, export choice, reasons, .github files ----------
+
+
+def test_one_signature_cannot_count_twice_in_all_of(model_dir, keys, tmp_path):
+    """Two signer names for one key (here two files with the same key) would let a single
+    release signature meet all-of [alice, bob]: the policy is refused instead."""
+    ref = f"oci:{tmp_path / 'store'}:1"
+    ocimodel.push(model_dir, ref)
+    api_trust.sign(ref, key=keys["release"][0], file_signature=False)
+    for name in ("alice", "bob"):
+        (tmp_path / f"{name}.pub").write_bytes(keys["release"][1].read_bytes())
+    policy = _write_policy(tmp_path / "policy.yaml", """
+signers: {alice: {key: alice.pub}, bob: {key: bob.pub}}
+signature: {signers: [alice, bob], match: all-of}
+""")
+    with pytest.raises(PolicyError, match="signers 'alice' and 'bob' are the same public key"):
+        api_trust.verify(ref, policy=policy)
+    with pytest.raises(PolicyError):
+        api_trust.verify_hook(policy=policy)
+
+
+def _push_bundle(ref: str, bundle: bytes, predicate_type: str, created: str) -> str:
+    """Attach a bundle as anyone with push access can, with an unsigned `created` of their choice."""
+    with _target_of(ref) as target:
+        root, _ = _root(target, ref)
+        layer = ar.push_bytes(target, BUNDLE_MEDIA_TYPE, bundle)
+        referrer, _ = ar.push_referrer(target, root, BUNDLE_MEDIA_TYPE, [layer], {
+            ANNOTATION_CONTENT: CONTENT_DSSE, ANNOTATION_PREDICATE_TYPE: predicate_type, mt.ANNOTATION_CREATED: created,
+        })
+    return referrer.digest
+
+
+def _file_signature_of(ref: str, key: Path) -> bytes:
+    with _target_of(ref) as target:
+        root, data = _root(target, ref)
+    manifest = parse_manifest(data, root.media_type)
+    return sign_statement(files_statement_for_manifest(manifest, "model"), load_private_key(key))
+
+
+def test_export_is_not_decided_by_the_unsigned_created_annotation(model_dir, keys, tmp_path):
+    """Issue 7 review: export took the bundle with the newest `created` annotation, which
+    whoever can push chooses. Now only a bundle about these very files is a candidate, a
+    trusted key picks among them, and several without a key are refused as ambiguous."""
+    ref = f"oci:{tmp_path / 'store'}:1"
+    ocimodel.push(model_dir, ref)
+    signed = api_trust.sign(ref, key=keys["release"][0])
+    release_sig = next(b.referrer for b in signed.bundles if b.predicate_type == MODEL_SIGNING_PREDICATE)
+    out = tmp_path / "model.sig"
+
+    # A genuine release file-signature of another model, replayed here and dated later.
+    (model_dir / "extra.txt").write_text("another model")
+    other = f"oci:{tmp_path / 'store'}:2"
+    ocimodel.push(model_dir, other)
+    replayed = _push_bundle(ref, _file_signature_of(other, keys["release"][0]), MODEL_SIGNING_PREDICATE,
+                            "2999-01-01T00:00:00Z")
+    exported = api_trust.export_signature(ref, out)
+    assert exported.referrer == release_sig  # not the replayed one, dated later
+    assert (exported.candidates, exported.verified) == (1, False)
+    with pytest.raises(VerificationFailed) as refused:
+        api_trust.export_signature(ref, out, referrer=replayed)
+    assert refused.value.reason == "missing-file"
+
+    # Mallory signs these very files, dated later still.
+    mallory_sig = _push_bundle(ref, _file_signature_of(ref, keys["mallory"][0]), MODEL_SIGNING_PREDICATE,
+                               "2999-12-31T00:00:00Z")
+    out.unlink()
+    with pytest.raises(UsageError) as ambiguous:
+        api_trust.export_signature(ref, out)
+    assert "2 file-level signatures" in ambiguous.value.message and "--key" in (ambiguous.value.hint or "")
+    assert not out.exists()
+
+    exported = api_trust.export_signature(ref, out, keys=[keys["release"][1]])
+    assert exported.referrer == release_sig and exported.verified and exported.candidates == 1
+    assert exported.signers == [str(keys["release"][1])]
+    with _target_of(ref) as target:
+        stored = {b.referrer.digest: b.bundle for b in read_bundles(target, exported.digest)}
+    assert out.read_bytes() == stored[release_sig]
+    assert api_trust.export_signature(ref, tmp_path / "m.sig", keys=[keys["mallory"][1]]).referrer == mallory_sig
+    with pytest.raises(VerificationFailed) as untrusted:
+        api_trust.export_signature(ref, tmp_path / "qa.sig", keys=[keys["qa"][1]])
+    assert untrusted.value.reason == "untrusted-signature" and not (tmp_path / "qa.sig").exists()
+    # A policy selects the same way; naming a referrer needs no key when it is the only candidate.
+    policy = _write_policy(tmp_path / "policy.yaml", f"signers: {{release: {{key: {keys['release'][1]}}}}}\n")
+    assert api_trust.export_signature(ref, out, policy=policy).signers == ["release"]
+    assert api_trust.export_signature(ref, out, referrer=release_sig).referrer == release_sig
+
+    if MODEL_SIGNING_CLI.exists():
+        api_trust.export_signature(ref, out, keys=[keys["release"][1]])
+        ocimodel.pull(ref, tmp_path / "pulled")
+        checked = subprocess.run(
+            [str(MODEL_SIGNING_CLI), "verify", "key", str(tmp_path / "pulled"), "--signature", str(out),
+             "--public_key", str(keys["release"][1])],
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_policy_denied_carries_the_first_failed_rules_reason(model_dir, keys, tmp_path):
+    """Issue 7 review: PolicyDenied.reason was always untrusted-signature."""
+    ref = f"oci:{tmp_path / 'store'}:1"
+    ocimodel.push(model_dir, ref)
+    (tmp_path / "keys").mkdir()
+    for name in ("release", "qa"):
+        (tmp_path / "keys" / f"{name}.pub").write_bytes(keys[name][1].read_bytes())
+    all_of = _write_policy(tmp_path / "all-of.yaml", """
+signers: {release: {key: keys/release.pub}, qa: {key: keys/qa.pub}}
+signature: {match: all-of}
+""")
+    provenance = _write_policy(tmp_path / "provenance.yaml", f"""
+signers: {{release: {{key: keys/release.pub}}}}
+attestations: [{{type: {SLSA}}}]
+""")
+
+    def denied(**trust) -> tuple[str, str | None]:
+        with pytest.raises(PolicyDenied) as caught:
+            ocimodel.pull(ref, tmp_path / "out", verify=api_trust.verify_hook(**trust))
+        assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+        first = next(r for r in caught.value.decision.reasons if not r.passed)
+        assert caught.value.reason == first.reason
+        return caught.value.reason, first.rule
+
+    assert denied(keys=[keys["release"][1]]) == ("unsigned", "signature")
+    api_trust.attest(ref, predicate={"bomFormat": "CycloneDX"}, predicate_type=SBOM, key=keys["release"][0])
+    assert denied(keys=[keys["release"][1]]) == ("predicate-type", "signature")  # an SBOM is no signature
+    api_trust.sign(ref, key=keys["mallory"][0], file_signature=False)
+    assert denied(keys=[keys["release"][1]]) == ("untrusted-signature", "signature")
+    api_trust.sign(ref, key=keys["release"][0], file_signature=False)
+    assert denied(policy=all_of) == ("missing-signer", "signature")
+    assert denied(policy=provenance) == ("missing-attestation", f"attestation {SLSA}")
+    decision = api_trust.verify(ref, policy=provenance)
+    assert [(r.passed, r.reason) for r in decision.reasons] == [(True, None), (False, "missing-attestation")]
+
+
+def test_files_under_github_are_signed_and_an_unsigned_one_is_refused(model_dir, keys, tmp_path):
+    """Issue 7 review (THREATS 17): a file under .github/ was "ignored" by the file-level
+    check although pull writes it. A model that has one is signed with it; a statement
+    that leaves one out does not cover the model."""
+    (model_dir / ".github" / "workflows").mkdir(parents=True)
+    (model_dir / ".github" / "workflows" / "ci.yml").write_text("on: push\n")
+    (model_dir / ".gitattributes").write_text("*.safetensors filter=lfs\n")
+    ref = f"oci:{tmp_path / 'store'}:1"
+    ocimodel.push(model_dir, ref)
+    policy = _write_policy(tmp_path / "policy.json", json.dumps({
+        "signers": {"release": {"key": str(keys["release"][1])}}, "signature": {"files": True},
+    }))
+    api_trust.sign(ref, key=keys["release"][0])
+    decision = api_trust.verify(ref, policy=policy)
+    assert decision.allowed, decision.lines()
+
+    # What the old signer wrote: .github left out as "ignored". It no longer covers the model.
+    with _target_of(ref) as target:
+        root, data = _root(target, ref)
+    files = files_of_manifest(parse_manifest(data, root.media_type))
+    assert ".github/workflows/ci.yml" in files
+    old_style = files_statement({k: v for k, v in files.items() if not k.startswith(".github/")}, "model")
+    (tmp_path / "old").mkdir()
+    ref_old = f"oci:{tmp_path / 'old' / 'store'}:1"
+    ocimodel.push(model_dir, ref_old)
+    api_trust.sign(ref_old, key=keys["release"][0], file_signature=False)
+    _push_bundle(ref_old, sign_statement(old_style, load_private_key(keys["release"][0])), MODEL_SIGNING_PREDICATE,
+                 "2000-01-01T00:00:00Z")
+    denied = api_trust.verify(ref_old, policy=policy)
+    assert not denied.allowed
+    assert [r.reason for r in denied.refused] == ["unsigned-file"]
+    assert ".github/workflows/ci.yml" in denied.refused[0].detail

@@ -27,7 +27,13 @@ from ocimodel.metadata.encoding import read_card
 from ocimodel.oci.models import Descriptor, Manifest, parse_manifest
 from ocimodel.oci.reference import LayoutReference, Reference
 from ocimodel.signing import keys as signing_keys
-from ocimodel.signing.files_statement import MODEL_SIGNING_PREDICATE
+from ocimodel.signing.bundle import unverified_statement
+from ocimodel.signing.errors import FileSignatureUnsupported, Reason, VerificationFailed
+from ocimodel.signing.files_statement import (
+    MODEL_SIGNING_PREDICATE,
+    check_resources,
+    files_of_manifest,
+)
 from ocimodel.signing.statement import attestation_statement
 from ocimodel.targets.open import open_target
 from ocimodel.transport.auth import Credentials
@@ -42,6 +48,7 @@ from ocimodel.trust.verify import (
     PolicyDenied,
     check_trusted_root,
     evaluate,
+    verify_bundle,
 )
 
 PathLike = str | os.PathLike[str]
@@ -73,7 +80,11 @@ class ExportSignatureResult(BaseModel):
     format: str
     referrer: str
     path: str
-    candidates: int  # file-level bundles found; the newest is exported unless one is named
+    # File-level bundles about exactly this manifest's files (and, with trusted signers,
+    # verified by one of them); with several, the newest is exported.
+    candidates: int
+    verified: bool  # signature checked against the trusted signers given
+    signers: list[str]  # who signed it, by the policy's names; empty when not verified
 
 
 class KeyPairResult(BaseModel):
@@ -181,7 +192,9 @@ def verify(
     identity and OIDC issuer). Returns the Decision; it does not raise on deny.
 
     Keyless bundles are verified against ``trusted_root`` (a trusted_root.json), else the
-    Sigstore production root embedded in sigstore-python (offline: not refreshed by TUF)."""
+    Sigstore production root shipped inside sigstore-python when ``offline`` (not
+    refreshed; never the unchecked copy in the user cache dir), else the production root
+    refreshed through TUF (network)."""
     trust = _trust(keys, identities, policy)
     keyless = KeylessOptions(trusted_root=check_trusted_root(trusted_root), offline=offline)
     ref = _reference(reference)
@@ -220,40 +233,94 @@ def export_signature(
     *,
     fmt: str = "model-signing",
     referrer: str | None = None,
+    keys: Sequence[PathLike] = (),
+    identities: Sequence[tuple[str, str]] = (),
+    policy: Policy | PathLike | None = None,
+    trusted_root: PathLike | None = None,
+    offline: bool = True,
     plain_http: bool | None = None,
     credentials: Credentials | tuple[str, str] | None = None,
     options: ConnectionOptions | None = None,
 ) -> ExportSignatureResult:
     """Write the model's file-level (OpenSSF model-signing) bundle to ``output``, so that
     ``model_signing verify key DIR --signature OUTPUT --public_key PUB`` checks a pulled
-    copy of the model. The newest such bundle is taken unless ``referrer`` names one.
+    copy of the model.
 
-    This exports; it does not verify (model_signing, or ``verify``, does that)."""
+    Anyone who can push can attach a bundle, and its ``created`` annotation is not signed,
+    so the choice never rests on it alone. Only bundles whose statement lists exactly this
+    manifest's files are candidates. With trusted signers (``keys``, ``identities`` or a
+    ``policy``, as for :func:`verify`) only candidates whose signature verifies with one of
+    them count, and the newest of those is written. Without signers the signature is not
+    checked (model_signing, or :func:`verify`, does that), and more than one candidate is
+    refused as ambiguous: pass a key, or ``referrer`` to name one."""
     if fmt != "model-signing":
         raise UsageError(f"unknown signature format {fmt!r}: the one format is model-signing")
     out = Path(output)
     if out.is_dir():
         raise UsageError(f"{out} is a directory: give the file to write, e.g. {out / 'model.sig'}")
+    trust = _trust(keys, identities, policy) if (keys or identities or policy is not None) else None
+    keyless = KeylessOptions(trusted_root=check_trusted_root(trusted_root), offline=offline)
     ref = _reference(reference)
     with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
         root = target.resolve(ref.reference or DEFAULT_TAG)
+        data = target.fetch_manifest(root)
         found = [
             b for b in read_bundles(target, root.digest)
             if isinstance(b, StoredBundle) and b.predicate_type == MODEL_SIGNING_PREDICATE
         ]
     if referrer is not None:
         found = [b for b in found if b.referrer.digest == referrer]
+    named = f" named {referrer}" if referrer else ""
     if not found:
-        named = f" named {referrer}" if referrer else ""
         raise NotFound(
             f"{ref} ({root.digest}) has no file-level signature{named}",
             hint="sign it with `ocimodel sign` (the file-level signature is on by default)",
         )
-    chosen = max(found, key=lambda b: b.created or "")
+    manifest = parse_manifest(data, root.media_type)
+    if not isinstance(manifest, Manifest):
+        raise UsageError(f"{root.digest} is an index: a file-level signature describes a model manifest")
+    try:
+        files = files_of_manifest(manifest)
+    except FileSignatureUnsupported as exc:
+        raise UsageError(f"{ref} ({root.digest}): {exc.message}", hint=exc.hint) from None
+    candidates: list[tuple[StoredBundle, list[str]]] = []
+    refused: list[tuple[str, VerificationFailed]] = []
+    for bundle in found:
+        try:
+            if trust is None:
+                check_resources(unverified_statement(bundle.bundle), files)
+                signers: list[str] = []
+            else:
+                verified = verify_bundle(bundle, trust, root.digest, manifest, keyless)
+                if verified.predicate_type != MODEL_SIGNING_PREDICATE:
+                    raise VerificationFailed(Reason.PREDICATE_TYPE, "not a file-level signature")
+                signers = sorted(verified.signers)
+        except VerificationFailed as exc:
+            refused.append((bundle.referrer.digest, exc))
+            continue
+        candidates.append((bundle, signers))
+    if not candidates:
+        by = " by a trusted signer" if trust is not None else ""
+        digest, first = refused[0]
+        more = f" and {len(refused) - 1} more" if len(refused) > 1 else ""
+        raise VerificationFailed(
+            first.reason,
+            f"{ref} ({root.digest}) has no file-level signature{named} of its files{by}: "
+            f"refused {digest} ({first.reason}: {first.message}){more}",
+            hint="`ocimodel verify` shows every bundle and why it was refused",
+        )
+    if trust is None and len(candidates) > 1:
+        raise UsageError(
+            f"{ref} ({root.digest}) has {len(candidates)} file-level signatures of its files; "
+            "which one to export depends on who you trust",
+            hint="pass --key PUB (or --certificate-identity / --certificate-oidc-issuer, or --policy) "
+            "to export the one your trusted signer made, or --referrer DIGEST",
+        )
+    chosen, signers = max(candidates, key=lambda c: (c[0].created or "", c[0].referrer.digest))
     _write_atomic(out, chosen.bundle)
     return ExportSignatureResult(
         reference=str(ref), digest=root.digest, format=fmt, referrer=chosen.referrer.digest,
-        path=str(out), candidates=len(found),
+        path=str(out), candidates=len(candidates), verified=trust is not None, signers=signers,
     )
 
 

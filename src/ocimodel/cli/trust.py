@@ -53,6 +53,31 @@ TrustConfigOpt = Annotated[
     Path | None, typer.Option("--trust-config", metavar="FILE", help="Keyless: a Sigstore ClientTrustConfig JSON (default: the public instance).")
 ]
 StagingOpt = Annotated[bool, typer.Option("--staging", help="Keyless: use Sigstore's staging instance.")]
+PublicKeyOpt = Annotated[
+    list[Path] | None, typer.Option("--key", metavar="PUB", help="A trusted public key (PEM); repeatable: any one suffices.")
+]
+IdentityOpt = Annotated[
+    list[str] | None, typer.Option("--certificate-identity", metavar="ID", help="A trusted keyless identity (exact SAN); repeatable.")
+]
+IssuerOpt = Annotated[
+    list[str] | None,
+    typer.Option("--certificate-oidc-issuer", metavar="URL", help="Its OIDC issuer: once for all identities, or once per identity."),
+]
+PolicyOpt = Annotated[
+    Path | None, typer.Option("--policy", metavar="FILE", help="A policy file (YAML or JSON) instead of --key / --certificate-*.")
+]
+TrustedRootOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--trusted-root", metavar="FILE",
+        help="Keyless: the Sigstore trusted_root.json. Default: the public-good root shipped with "
+        "sigstore-python (offline, not refreshed, never a cached copy); with --online, that root "
+        "refreshed through TUF.",
+    ),
+]
+OfflineOpt = Annotated[
+    bool, typer.Option("--offline/--online", help="Keyless: verify without the network (default), or refresh the trust root through TUF first.")
+]
 
 
 def _password_for(key: Path | None) -> str | None:
@@ -169,17 +194,19 @@ def identity_pairs(identities: list[str], issuers: list[str]) -> list[tuple[str,
 @app.command()
 def verify(
     reference: RefArg,
-    key: Annotated[list[Path] | None, typer.Option("--key", metavar="PUB", help="A trusted public key (PEM); repeatable: any one suffices.")] = None,
-    certificate_identity: Annotated[list[str] | None, typer.Option("--certificate-identity", metavar="ID", help="A trusted keyless identity (exact SAN); repeatable.")] = None,
-    certificate_oidc_issuer: Annotated[list[str] | None, typer.Option("--certificate-oidc-issuer", metavar="URL", help="Its OIDC issuer: once for all identities, or once per identity.")] = None,
-    policy: Annotated[Path | None, typer.Option("--policy", metavar="FILE", help="A policy file (YAML or JSON) instead of --key / --certificate-*.")] = None,
-    trusted_root: Annotated[Path | None, typer.Option("--trusted-root", metavar="FILE", help="Keyless: the Sigstore trusted_root.json (default: the embedded public root, not refreshed).")] = None,
-    offline: Annotated[bool, typer.Option("--offline/--online", help="Keyless: verify without the network (default), or refresh the trust root first.")] = True,
+    key: PublicKeyOpt = None,
+    certificate_identity: IdentityOpt = None,
+    certificate_oidc_issuer: IssuerOpt = None,
+    policy: PolicyOpt = None,
+    trusted_root: TrustedRootOpt = None,
+    offline: OfflineOpt = True,
     plain_http: PlainHttpOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check a model's signatures and attestations against the trusted signers. Exit 0
-    when allowed, 1 when denied; one line per rule says why. Unsigned is denied.
+    when allowed, 1 when denied, 2 when the command or its trust configuration is wrong
+    (a key, policy or trusted root that cannot be read); one line per rule says why.
+    Unsigned is denied.
 
       ocimodel verify localhost:5000/team/sentiment:1.0 --key release.pub
 
@@ -212,20 +239,33 @@ def signature_export(
     reference: RefArg,
     output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="Where to write the signature.")],
     fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="The format: model-signing (OpenSSF).")] = "model-signing",
-    referrer: Annotated[str | None, typer.Option("--referrer", metavar="DIGEST", help="Which bundle, when there are several (default: the newest).")] = None,
+    referrer: Annotated[str | None, typer.Option("--referrer", metavar="DIGEST", help="Which bundle, when there are several.")] = None,
+    key: PublicKeyOpt = None,
+    certificate_identity: IdentityOpt = None,
+    certificate_oidc_issuer: IssuerOpt = None,
+    policy: PolicyOpt = None,
+    trusted_root: TrustedRootOpt = None,
+    offline: OfflineOpt = True,
     plain_http: PlainHttpOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write a model's file-level signature as a file that `model_signing verify` reads
     beside a pulled copy of the model.
 
-      ocimodel signature export localhost:5000/team/sentiment:1.0 --format model-signing -o model.sig
+      ocimodel signature export localhost:5000/team/sentiment:1.0 --key release.pub -o model.sig
 
       model_signing verify key ./sentiment --signature model.sig --public_key release.pub
+
+    Only a bundle that lists exactly this model's files is exported. With --key (or
+    --certificate-identity / --policy) it must also verify with a trusted signer, and the
+    newest such bundle is written. Without, the signature is not checked, and a model
+    with several file-level signatures is refused: anyone who can push can add one.
     """
     result = _run(
         lambda _: api_trust.export_signature(
-            reference, output, fmt=fmt, referrer=referrer, plain_http=plain_http, options=_connection()
+            reference, output, fmt=fmt, referrer=referrer, keys=key or [],
+            identities=identity_pairs(certificate_identity or [], certificate_oidc_issuer or []),
+            policy=policy, trusted_root=trusted_root, offline=offline, plain_http=plain_http, options=_connection(),
         ),
         verb="signature export",
         show_progress=False,
@@ -233,6 +273,8 @@ def signature_export(
     _print_result(result, as_json, False, [
         f"Wrote the {result.format} signature of {result.reference} ({result.digest}) to {result.path}",
         f"Referrer: {result.referrer}" + (f" (newest of {result.candidates})" if result.candidates > 1 else ""),
+        f"Signed by: {', '.join(result.signers)}" if result.verified
+        else "Not verified: give --key (or --certificate-identity / --policy) to check who signed it",
     ])
 
 

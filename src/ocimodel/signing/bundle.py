@@ -186,6 +186,15 @@ def verify_key_bundle(bundle_bytes: bytes, trusted_public_keys: Sequence[PublicK
     return VerifiedPayload(statement=statement, payload=payload, keys=tuple(verified_by))
 
 
+def unverified_statement(bundle_bytes: bytes) -> Statement:
+    """The statement a bundle (key or keyless) carries, parsed strictly but WITHOUT
+    checking any signature. Only for choosing among bundles (which one is about these
+    files); never a reason to trust anything. Raises VerificationFailed when malformed."""
+    document = _load_bundle(bundle_bytes)
+    envelope = _envelope_of(document)
+    return parse_statement(dsse.b64decode_strict(envelope.payload, "DSSE payload"))
+
+
 def _first_key_that_verifies(keys: Sequence[PublicKey], signature: bytes, signed: bytes) -> PublicKey | None:
     for key in keys:
         try:

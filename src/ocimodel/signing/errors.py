@@ -65,6 +65,10 @@ class Reason(StrEnum):
     BAD_SET = "bad-set"  # signed entry timestamp (inclusion promise)
     BAD_LOG_ENTRY = "bad-log-entry"  # any other transparency log entry failure
     KEYLESS_UNVERIFIED = "keyless-unverified"  # any other sigstore verification failure
+    # Policy rules (ocimodel.trust.verify): why a rule failed when no bundle was refused
+    UNSIGNED = "unsigned"  # no signature or attestation refers to the model at all
+    MISSING_ATTESTATION = "missing-attestation"  # no valid attestation of the required type
+    MISSING_SIGNER = "missing-signer"  # all-of: some, not all, of the required signers signed
 
 
 class SigningError(OcimodelError):

@@ -14,8 +14,17 @@ passes ``model_signing verify``. What model-signing 1.1.1 writes and checks:
 - ``serialization``: ``{"method":"files","hash_type":"sha256","allow_symlinks":false,
   "ignore_paths":[...]}``. Ignored paths are skipped when the directory is hashed; the
   CLI also ignores ``.git``, ``.gitattributes``, ``.github``, ``.gitignore`` by default
-  whatever the statement says, so a file under those can never be a resource that
-  verifies.
+  whatever the statement says (``--no-ignore-git-paths`` turns that off).
+
+What may stay unsigned is narrower here than what model-signing ignores, because pull
+writes every file of the manifest: only the top-level files ``.gitattributes`` and
+``.gitignore`` (``IGNORABLE_FILES``, when the statement ignores them). A file under
+``.github/`` (a workflow, or a pickle), or under a directory named ``.gitattributes``, must
+be a signed resource, else it is an unsigned file and refused; a ``.git`` entry is refused
+always. So a model that has files under ``.github/`` is signed with them as resources and
+without ``.github`` in its ignore paths; ``model_signing verify`` then needs
+``--no-ignore-git-paths`` for it. A model without such files gets exactly what
+model-signing itself writes.
 - On verify it only recomputes the root from the listed order and compares the set of
   {path: digest} with the directory's: it does not check the order, duplicates (the later
   silently wins) or names. We do (THREATS.md 17)."""
@@ -41,6 +50,9 @@ from ocimodel.signing.statement import STATEMENT_TYPE, Statement, Subject, check
 MODEL_SIGNING_PREDICATE = "https://model_signing/signature/v1.0"
 # What model-signing ignores by default (its CLI adds them on verify regardless).
 DEFAULT_IGNORE_PATHS = (".git", ".gitattributes", ".github", ".gitignore")
+# The only files a file-level signature may leave out of a model that pull writes: exact
+# top-level paths, never a directory (THREATS.md 17: ``.github/model.pkl`` is not ignorable).
+IGNORABLE_FILES = (".gitattributes", ".gitignore")
 _SERIALIZATION_KEYS = {"method", "hash_type", "allow_symlinks", "ignore_paths"}
 _RESOURCE_KEYS = {"algorithm", "digest", "name"}
 _HASH_CHUNK = 1024 * 1024
@@ -55,6 +67,17 @@ def is_ignored(name: str, ignore_paths: Iterable[str]) -> bool:
     """Whether ``name`` is an ignored path or lies under one (model-signing's
     ``Path.is_relative_to`` test, on components, not string prefixes)."""
     return any(name == ignored or name.startswith(ignored + "/") for ignored in ignore_paths)
+
+
+def is_git_path(name: str) -> bool:
+    """``.git`` or anything under it: never part of a model (push leaves it out)."""
+    return name == ".git" or name.startswith(".git/")
+
+
+def may_stay_unsigned(name: str, ignore_paths: Iterable[str]) -> bool:
+    """Whether a model file may be absent from the resources: it is ignored by the
+    statement and it is one of ``IGNORABLE_FILES`` exactly (not a path beneath one)."""
+    return name in IGNORABLE_FILES and is_ignored(name, ignore_paths)
 
 
 def root_digest(resources: Sequence[tuple[str, str]]) -> str:
@@ -116,14 +139,23 @@ def files_statement(
 ) -> Statement:
     """The model-signing statement for ``files`` ({relative path: "sha256:<hex>"}).
 
-    Files under ``ignore_paths`` are left out, as model-signing leaves them out: its CLI
-    would not hash them on verify, so listing them would make verification fail."""
+    Left out are the files that may stay unsigned (``may_stay_unsigned``: a top-level
+    ``.gitattributes`` / ``.gitignore`` that ``ignore_paths`` ignores) and ``.git`` entries
+    (which verification refuses anyway). Every other file is a resource, also one under an
+    ignored directory such as ``.github/``: pull writes it, so it must be signed. An ignore
+    path with a resource beneath it is then dropped from the statement's list (a resource
+    may not lie under an ignored path)."""
     for ignored in ignore_paths:
         check_relative_path(ignored)
     resources = sorted(
-        ((name, _sha256_hex(digest, name)) for name, digest in files.items() if not is_ignored(name, ignore_paths)),
+        (
+            (name, _sha256_hex(digest, name))
+            for name, digest in files.items()
+            if not (may_stay_unsigned(name, ignore_paths) or is_git_path(name))
+        ),
         key=lambda item: path_order(item[0]),
     )
+    ignore_paths = [p for p in ignore_paths if not any(is_ignored(name, (p,)) for name, _ in resources)]
     predicate: dict[str, Any] = {
         "resources": [{"algorithm": "sha256", "digest": encoded, "name": name} for name, encoded in resources],
         "serialization": {
@@ -258,18 +290,21 @@ class FilesCheck:
 def check_resources(statement: Statement | SignedFiles, files: Mapping[str, str]) -> FilesCheck:
     """Check the complete set of a model's files ({relative path: "sha256:<hex>"}, e.g.
     from ``files_of_manifest``) against a signed statement: every signed file present with
-    its digest, and no file that is neither signed nor ignored (an extra ``.pkl`` beside
-    signed safetensors is refused, THREATS.md 17).
+    its digest, and no file that is neither signed nor allowed to stay unsigned (an extra
+    ``.pkl`` beside signed safetensors is refused, THREATS.md 17).
 
-    A ``.git`` file or directory is refused even when ignored: a model never needs one
-    (push leaves it out), and ``.git/config`` or hooks in a pulled directory run code when
-    git runs there."""
+    Only a top-level ``.gitattributes`` / ``.gitignore`` file that the statement ignores may
+    stay unsigned (``may_stay_unsigned``). Whatever else the statement's ignore paths
+    cover is still a file pull would write, so it must be signed: ``.github/model.pkl`` or
+    ``.gitattributes/x.pkl`` unsigned is refused. A ``.git`` file or directory is refused
+    even when ignored: a model never needs one (push leaves it out), and ``.git/config``
+    or hooks in a pulled directory run code when git runs there."""
     signed = statement if isinstance(statement, SignedFiles) else parse_files_statement(statement)
     verified: list[str] = []
     ignored: list[str] = []
     for name in sorted(files, key=path_order):
         if name not in signed.resources:
-            if is_ignored(name, signed.ignore_paths) and ".git" not in name.split("/"):
+            if may_stay_unsigned(name, signed.ignore_paths):
                 ignored.append(name)
                 continue
             raise _refuse(Reason.UNSIGNED_FILE, f"file {name[:120]!r} is not covered by the signature")
@@ -297,10 +332,12 @@ def _hash_file(path: Path) -> str:
 
 
 def directory_files(directory: str | os.PathLike[str], ignore_paths: Iterable[str] = ()) -> tuple[dict[str, str], list[str]]:
-    """({relative path: "sha256:<hex>"}, ignored entries) of every regular file under
-    ``directory``, not descending into ignored paths (as model-signing skips them).
-    A symlink or special file is refused: model-signing refuses them too, and following
-    one could hash a file outside the model."""
+    """({relative path: "sha256:<hex>"}, skipped entries) of every regular file under
+    ``directory``. Skipped are only the files that may stay unsigned (``may_stay_unsigned``
+    with ``ignore_paths``) and a ``.git`` directory (a local checkout's, as model-signing
+    skips it); everything else under an ignored path, ``.github/`` included, is hashed
+    and must then be signed. A symlink or special file is refused: model-signing refuses
+    them too, and following one could hash a file outside the model."""
     root = Path(directory)
     ignore_paths = tuple(ignore_paths)
     files: dict[str, str] = {}
@@ -314,11 +351,14 @@ def directory_files(directory: str | os.PathLike[str], ignore_paths: Iterable[st
             raise _refuse(Reason.UNSUPPORTED_FILE, f"cannot read directory {root / prefix}: {exc.strerror}") from None
         for entry in entries:
             name = f"{prefix}/{entry.name}" if prefix else entry.name
-            if is_ignored(name, ignore_paths):
+            if name == ".git" and is_ignored(name, ignore_paths):
                 ignored.append(name)
                 continue
             try:
                 mode = entry.stat(follow_symlinks=False).st_mode
+                if stat.S_ISREG(mode) and may_stay_unsigned(name, ignore_paths):
+                    ignored.append(name)  # a file; a directory of that name is walked
+                    continue
                 if stat.S_ISREG(mode):
                     files[name] = _hash_file(Path(entry.path))
             except OSError as exc:

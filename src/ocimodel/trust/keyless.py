@@ -34,16 +34,18 @@ signing_context=None) -> bytes``
        whose verification material is a public key raises ``Reason.NOT_A_KEYLESS_BUNDLE``:
        the caller dispatches it to ``ocimodel.signing.verify_key_bundle`` (the mirror of
        ``NotAKeyBundle``).
-    2. the trust root: ``trusted_root`` (a ``trusted_root.json`` file, read offline), else the
-       public-good production root *without a TUF refresh* when ``offline`` (the default):
-       the root embedded in sigstore-python, or the copy sigstore-python keeps in its user
-       cache dir if an earlier online run refreshed it. That root can be out of date: a key
+    2. the trust root: ``trusted_root`` (a ``trusted_root.json`` file, read offline), else,
+       when ``offline`` (the default), the public-good production root shipped inside the
+       sigstore-python package, *without a TUF refresh*. Never the copy sigstore-python
+       keeps in the user cache dir (``XDG_CACHE_HOME``): offline, sigstore-python reads that
+       file without checking any TUF signature, so whoever can write the cache would
+       decide which keyless signatures count. The shipped root can be out of date: a key
        rotated or revoked after that sigstore-python release is not noticed. Pass
-       ``offline=False`` to refresh it through TUF (network), or a ``trusted_root`` file
-       kept current by other means. A missing, unreadable or malformed root fails closed
+       ``offline=False`` to refresh the root through TUF (network; the refreshed root is
+       checked against the signed TUF metadata), or a ``trusted_root`` file kept current
+       by other means. A missing, unreadable or malformed root fails closed
        (``TRUST_ROOT_UNAVAILABLE`` / ``TRUST_ROOT_INVALID``). The root is read on every
-       call (no cache here); loading the production root writes sigstore-python's copy
-       into the user cache dir (``XDG_CACHE_HOME``) when absent.
+       call (no cache here), from bytes read once (never re-read after the checks).
     3. ``sigstore.verify.Verifier.verify_dsse`` with policy
        ``AnyOf([Identity(identity=i, issuer=s) for (i, s) in identities])``: the certificate
        chains to the root at the log's (or a TSA's) verified time, SCT, code-signing EKU,
@@ -107,6 +109,7 @@ from sigstore.oidc import IdentityError, IdentityToken, detect_credential
 from sigstore.sign import SigningContext
 from sigstore.verify import Verifier
 from sigstore.verify.policy import AnyOf, Identity
+from sigstore_models.trustroot import v1 as trustroot_v1
 
 from ocimodel.errors import InvalidManifest, UsageError, printable
 from ocimodel.oci.models import loads_strict
@@ -434,16 +437,41 @@ def _load_keyless_bundle(bundle_bytes: bytes) -> tuple[dict[str, Any], bytes]:
 # ---- trust root
 
 
+# Where sigstore-python ships the production instance's TUF targets (its package data,
+# named after the TUF repository URL https://tuf-repo-cdn.sigstore.dev).
+_EMBEDDED_STORE = ("sigstore._store", "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev")
+
+
+def _embedded_production_root() -> bytes:
+    """The production trusted_root.json shipped inside the sigstore package: as trusted as
+    the installed code, unlike the user cache dir's copy."""
+    from importlib import resources
+
+    package, directory = _EMBEDDED_STORE
+    return resources.files(package).joinpath(directory, "trusted_root.json").read_bytes()
+
+
 def _load_trust_root(path: Path | None, offline: bool) -> tuple[TrustedRoot, dict[str, Any]]:
     if path is not None:
         return _trusted_root_from_file(Path(path))
+    if offline:
+        try:
+            data = _embedded_production_root()
+        except Exception as exc:  # noqa: BLE001 - fail closed on any error
+            raise VerificationFailed(
+                Reason.TRUST_ROOT_UNAVAILABLE,
+                "cannot read the Sigstore production trusted root shipped with sigstore-python: "
+                f"{printable(str(exc), 300)}",
+                hint="pass a trusted_root.json file (--trusted-root), or refresh it through TUF (--online)",
+            ) from None
+        return _trusted_root_from_bytes(data, "the production trusted root shipped with sigstore-python")
     try:
-        root = ClientTrustConfig.production(offline=offline).trusted_root
+        # Online: TUF refreshes the signed metadata and checks the root's hash against it.
+        root = ClientTrustConfig.production(offline=False).trusted_root
     except Exception as exc:  # noqa: BLE001 - fail closed on any error
-        how = "embedded / cached copy" if offline else "TUF refresh"
         raise VerificationFailed(
             Reason.TRUST_ROOT_UNAVAILABLE,
-            f"cannot load the Sigstore production trusted root ({how}): {printable(str(exc), 300)}",
+            f"cannot load the Sigstore production trusted root (TUF refresh): {printable(str(exc), 300)}",
             hint="pass a trusted_root.json file (--trusted-root)",
         ) from None
     try:
@@ -471,22 +499,24 @@ def _trusted_root_from_file(path: Path) -> tuple[TrustedRoot, dict[str, Any]]:
             f"trusted root {printable(str(path))} {what}",
             hint="without its trusted root nothing signed keyless can be verified",
         ) from None
+    return _trusted_root_from_bytes(data, f"trusted root {printable(str(path))}")
+
+
+def _trusted_root_from_bytes(data: bytes, what: str) -> tuple[TrustedRoot, dict[str, Any]]:
+    """The root from bytes read once: what is checked is what sigstore gets."""
     if len(data) > MAX_TRUSTED_ROOT_BYTES:
-        raise VerificationFailed(
-            Reason.TRUST_ROOT_INVALID, f"trusted root {printable(str(path))} is too large"
-        )
+        raise VerificationFailed(Reason.TRUST_ROOT_INVALID, f"{what} is too large")
     try:
         document = loads_strict(data, "trusted root")
     except InvalidManifest as exc:
         raise VerificationFailed(Reason.TRUST_ROOT_INVALID, exc.message) from None
-    _check_root_document(document, f"trusted root {printable(str(path))}")
+    _check_root_document(document, what)
     try:
-        root = TrustedRoot.from_file(str(path))
+        root = TrustedRoot(trustroot_v1.TrustedRoot.from_json(data))
         root.get_fulcio_certs()
     except Exception as exc:  # noqa: BLE001 - fail closed on any error
         raise VerificationFailed(
-            Reason.TRUST_ROOT_INVALID,
-            f"trusted root {printable(str(path))} is not usable: {printable(str(exc), 300)}",
+            Reason.TRUST_ROOT_INVALID, f"{what} is not usable: {printable(str(exc), 300)}"
         ) from None
     return root, document
 

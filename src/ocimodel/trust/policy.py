@@ -17,9 +17,12 @@ fails on its own:
       - type: https://slsa.dev/provenance/v1
         signers: [ci]
 
-YAML or JSON; unknown fields, duplicate keys, YAML aliases and unknown signer names are
-refused, because a typo in a policy must not quietly weaken it (``match: all_of`` is an
-error, not "any-of"). There is no rule that allows an unsigned model."""
+YAML or JSON; unknown fields, duplicate keys, keys that are not strings (``!!binary``,
+``1``, ``true``), YAML aliases, values of the wrong type (``files: 'false'``), unknown
+signer names and two names for the same key or identity are refused, because a typo or a
+disguised entry in a policy must not quietly weaken it (``match: all_of`` is an error, not
+"any-of"; a second name for one key would let one signature count twice in all-of).
+There is no rule that allows an unsigned model."""
 
 from __future__ import annotations
 
@@ -35,11 +38,13 @@ from pydantic import (
     PrivateAttr,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 from ocimodel.errors import InvalidManifest, UsageError
 from ocimodel.oci.models import loads_strict
+from ocimodel.signing.errors import KeyLoadError
 from ocimodel.signing.keys import PublicKey, key_hint, load_public_key
 
 MAX_POLICY_BYTES = 1024 * 1024
@@ -52,11 +57,14 @@ Match = Literal["any-of", "all-of"]
 
 
 class PolicyError(UsageError):
-    """The policy file is missing, malformed, or names something it does not define."""
+    """The policy file is missing, malformed, or names something it does not define; or
+    a key it names cannot be loaded. A configuration error (CLI exit 2), never a deny."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: no coercion. 'false' is not a bool, 1 is not a string: a policy says exactly
+    # what it means or is refused.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class KeySigner(_Strict):
@@ -114,6 +122,14 @@ class Policy(_Strict):
     # Key paths are relative to the policy file; the directory is remembered here.
     _base: Path = PrivateAttr(default_factory=Path)
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_is_an_integer(cls, value: Any) -> Any:
+        # Literal[1] alone also takes true and 1.0 (they compare equal to 1).
+        if type(value) is not int:
+            raise ValueError("version must be the integer 1")
+        return value
+
     @model_validator(mode="after")
     def _names_are_defined(self) -> Policy:
         rules: list[tuple[str, list[str] | None]] = [("signature", self.signature.signers)]
@@ -135,15 +151,41 @@ class Policy(_Strict):
         return copy
 
     def compile(self) -> TrustPolicy:
-        """Load every key now, so a missing or wrong key fails before any registry is asked."""
+        """Load every key now, so a missing or wrong key fails before any registry is asked.
+
+        Raises PolicyError (a UsageError) when a key cannot be loaded, and when two signer
+        names stand for the same key or the same identity and issuer: one signature would
+        then count as two, and all-of would be met by a single signer."""
         keys: dict[str, TrustedKey] = {}
         identities: dict[str, TrustedIdentity] = {}
+        by_hint: dict[str, str] = {}
+        by_identity: dict[tuple[str, str], str] = {}
         for name, signer in self.signers.items():
             if isinstance(signer, KeySigner):
                 path = Path(signer.key)
-                key = load_public_key(path if path.is_absolute() else self._base / path)
-                keys[name] = TrustedKey(name=name, key=key, hint=key_hint(key))
+                path = path if path.is_absolute() else self._base / path
+                try:
+                    key = load_public_key(path)
+                except KeyLoadError as exc:
+                    # A name from the command line is the key's path: say it once.
+                    prefix = "" if Path(name).absolute() == path.absolute() else f"signer {name!r}: "
+                    raise PolicyError(f"{prefix}{exc.message}", hint=exc.hint) from None
+                hint = key_hint(key)
+                if hint in by_hint:
+                    raise PolicyError(
+                        f"signers {by_hint[hint]!r} and {name!r} are the same public key",
+                        hint="name each trusted key once; all-of needs signatures by different keys",
+                    )
+                by_hint[hint] = name
+                keys[name] = TrustedKey(name=name, key=key, hint=hint)
             else:
+                pair = (signer.identity, signer.issuer)
+                if pair in by_identity:
+                    raise PolicyError(
+                        f"signers {by_identity[pair]!r} and {name!r} are the same identity and issuer",
+                        hint="name each trusted identity once; all-of needs signatures by different identities",
+                    )
+                by_identity[pair] = name
                 identities[name] = TrustedIdentity(name=name, identity=signer.identity, issuer=signer.issuer)
         return TrustPolicy(policy=self, keys=keys, identities=identities)
 
@@ -225,8 +267,9 @@ _loader: type | None = None
 
 
 def _strict_yaml_loader() -> type:
-    """yaml.SafeLoader refusing duplicate keys and aliases (a policy is short; an alias can
-    only make it harder to read, and a duplicate key hides one of two rules)."""
+    """yaml.SafeLoader refusing duplicate keys, keys that are not strings, and aliases (a
+    policy is short; an alias can only make it harder to read, and a duplicate key, or a
+    ``!!binary`` key that decodes to another's name, hides one of two rules)."""
     global _loader
     if _loader is not None:
         return _loader
@@ -242,14 +285,18 @@ def _strict_yaml_loader() -> type:
             return super().compose_node(parent, index)
 
         def construct_mapping(self, node, deep=False):  # type: ignore[override]
-            seen: set[Any] = set()
+            seen: set[str] = set()
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=True)
-                try:
-                    duplicate = key in seen
-                except TypeError:
-                    raise ConstructorError(None, None, "a key must be a plain value", key_node.start_mark) from None
-                if duplicate:
+                if not isinstance(key, str):
+                    # !!binary, numbers, booleans, null: pydantic would turn some of them
+                    # into strings after this duplicate check, so one could replace a signer.
+                    kind = type(key).__name__ if key is not None else "null"
+                    quote = " (quote it)" if kind in ("int", "float", "bool", "null") else ""
+                    raise ConstructorError(
+                        None, None, f"a key must be a string, not {kind}{quote}", key_node.start_mark
+                    )
+                if key in seen:
                     raise ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
                 seen.add(key)
             return super().construct_mapping(node, deep)

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ocimodel.errors import InvalidManifest, OcimodelError
+from ocimodel.errors import InvalidManifest, UsageError
 from ocimodel.oci.models import Descriptor, Manifest, loads_strict, parse_manifest
 from ocimodel.signing.bundle import _load_bundle, verify_key_bundle
 from ocimodel.signing.errors import FileSignatureUnsupported, Reason, VerificationFailed
@@ -47,6 +47,10 @@ class RuleResult(BaseModel):
     rule: str  # "signature", "file-signature", "attestation <predicate type>"
     passed: bool
     detail: str
+    # Why it failed, a stable code (a Reason value: unsigned, missing-attestation,
+    # missing-signer, untrusted-signature, or the reason the first matching bundle was
+    # refused); None when it passed.
+    reason: str | None = None
 
 
 class SignatureRecord(BaseModel):
@@ -78,18 +82,26 @@ class Decision(BaseModel):
 
 
 class PolicyDenied(VerificationFailed):
-    """The policy denied the model. ``decision`` says which rules failed."""
+    """The policy denied the model. ``decision`` says which rules failed; ``reason`` is
+    the first failed rule's (``Reason.UNSIGNED`` for a model nobody signed)."""
 
     def __init__(self, decision: Decision) -> None:
         failed = [r for r in decision.reasons if not r.passed]
         summary = "; ".join(f"{r.rule}: {r.detail}" for r in failed) or "denied"
-        reason = Reason.UNTRUSTED_SIGNATURE
+        reason = _as_reason(failed[0].reason if failed else None)
         super().__init__(
             reason,
             f"{decision.reference} ({decision.digest}) is denied by the policy: {summary}",
             hint="nothing was downloaded; `ocimodel verify` shows every rule and bundle",
         )
         self.decision = decision
+
+
+def _as_reason(code: str | None) -> Reason:
+    try:
+        return Reason(code)
+    except ValueError:  # None, or the store's "malformed-referrer"
+        return Reason.MALFORMED_BUNDLE if code else Reason.UNTRUSTED_SIGNATURE
 
 
 @dataclass(frozen=True)
@@ -267,23 +279,43 @@ def _rule(found: _Found, rule: str, predicate_type: str, signers: list[str], mat
     wanted = [name for name in signers if name in satisfied]
     missing = [name for name in signers if name not in satisfied]
     passed = bool(wanted) and (match == "any-of" or not missing)
-    what = "signed" if rule in ("signature", "file-signature") else "attested"
+    signature_rule = rule in ("signature", "file-signature")
+    what = "signed" if signature_rule else "attested"
     if passed:
         return RuleResult(rule=rule, passed=True, detail=f"{what} by {', '.join(wanted)}")
     if found.listed == 0:
         detail = f"unsigned: no signature or attestation refers to {digest}"
+        reason: str = Reason.UNSIGNED if signature_rule else Reason.MISSING_ATTESTATION
     elif wanted:  # all-of, partly met
         detail = f"all-of: {what} by {', '.join(wanted)} but not by {', '.join(missing)}"
+        reason = Reason.MISSING_SIGNER
     else:
         detail = f"no valid {_kind(rule, predicate_type)} by {_who(signers, match)}"
         others = sorted({v.predicate_type for v in found.verified if v.predicate_type != predicate_type})
-        if others and rule in ("signature", "file-signature"):  # predicate confusion, spelled out
+        if others and signature_rule:  # predicate confusion, spelled out
             detail += f"; verified bundles are of other types ({', '.join(others)}), which do not count"
         if found.refused:
             first = found.refused[0]
             more = f" and {len(found.refused) - 1} more" if len(found.refused) > 1 else ""
             detail += f"; refused {first.referrer} ({first.reason}){more}"
-    return RuleResult(rule=rule, passed=False, detail=detail)
+        reason = _failure_reason(found, predicate_type, signature_rule, bool(others))
+    return RuleResult(rule=rule, passed=False, detail=detail, reason=str(reason))
+
+
+def _failure_reason(found: _Found, predicate_type: str, signature_rule: bool, other_types: bool) -> str:
+    """The code of a rule that nothing satisfied although bundles are listed: why the
+    first bundle offered for it was refused, else what was wrong with what verified."""
+    # The annotation is unsigned; it only picks which refusal to report.
+    offered = [r for r in found.refused if r.predicate_type == predicate_type]
+    if offered:
+        return offered[0].reason
+    if not signature_rule:
+        return Reason.MISSING_ATTESTATION
+    if found.refused:
+        return found.refused[0].reason
+    if other_types and not any(v.predicate_type == predicate_type for v in found.verified):
+        return Reason.PREDICATE_TYPE  # e.g. an SBOM offered as "the signature"
+    return Reason.UNTRUSTED_SIGNATURE  # signed, but not by a signer this rule names
 
 
 def _kind(rule: str, predicate_type: str) -> str:
@@ -305,17 +337,18 @@ def check_trusted_root(path: str | os.PathLike[str] | None) -> Path | None:
     if path is None:
         return None
     path = Path(path)
+    # A configuration error (CLI exit 2), raised before anything is verified: never allow.
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise OcimodelError(
+        raise UsageError(
             f"cannot read the trusted root {path}: {exc.strerror}",
             hint="nothing was verified; give a readable trusted_root.json",
         ) from None
     try:
         document = loads_strict(data, f"trusted root {path}")
     except InvalidManifest as exc:
-        raise OcimodelError(exc.message, hint="nothing was verified") from None
+        raise UsageError(exc.message, hint="nothing was verified") from None
     if not isinstance(document, dict):
-        raise OcimodelError(f"trusted root {path} is not a JSON object", hint="nothing was verified")
+        raise UsageError(f"trusted root {path} is not a JSON object", hint="nothing was verified")
     return path
