@@ -31,11 +31,13 @@ def test_key_generate_sign_verify_round_trip(registry, repo_name, model_dir, tmp
     assert generated["encrypted"] and Path(generated["private_key"]).stat().st_mode & 0o777 == 0o600
     ok("generate-key-pair", "--output-key-prefix", tmp_path / "other", "--no-password")
     again = ocimodel_cli("key", "generate", "--output-key-prefix", tmp_path / "release", env=NO_PASSWORD)
-    assert again.code == 1 and "refusing to overwrite" in again.err
+    assert again.code == 2 and "refusing to overwrite" in again.err
 
     # Encrypted key, no password, no terminal: an error that says how to give it.
     refused = ocimodel_cli("sign", ref, "--key", tmp_path / "release.key")
-    assert refused.code == 1 and "OCIMODEL_KEY_PASSWORD" in refused.err and "Traceback" not in refused.err
+    assert refused.code == 2 and "OCIMODEL_KEY_PASSWORD" in refused.err and "Traceback" not in refused.err
+    missing_key = ocimodel_cli("sign", ref, "--key", tmp_path / "no-such.key")
+    assert missing_key.code == 2 and "Traceback" not in missing_key.err
 
     signed = ok("sign", ref, "--key", tmp_path / "release.key", "-q", env={"OCIMODEL_KEY_PASSWORD": "s3cret"})
     referrers = signed.out.split()

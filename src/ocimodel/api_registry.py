@@ -252,9 +252,11 @@ def lineage(
 def version_key(tag: str) -> tuple:
     """Semver-aware order: 1.2 < 1.10 < 2.0; 1.0-rc1 < 1.0; text parts compare as text."""
     base, _, pre = tag.removeprefix("v").partition("-")
-    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.+_]", base))
+    parts = [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.+_]", base)]
+    while len(parts) > 1 and parts[-1] == (0, 0, ""):
+        parts.pop()  # 1.0.0 == 1.0 == 1
     # A release sorts after its pre-releases (1.0-rc1 < 1.0).
-    return parts + ((1, 0, "") if not pre else (0, 0, pre),)
+    return (tuple(parts), (1, "") if not pre else (0, pre))
 
 
 def actor() -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from ocimodel.errors import OcimodelError
+from ocimodel.errors import OcimodelError, UsageError
 
 
 class Reason(StrEnum):
@@ -75,8 +75,9 @@ class SigningError(OcimodelError):
     """Base of the signing layer's errors."""
 
 
-class KeyLoadError(SigningError):
-    """A key file is missing, unreadable, not PEM, or the password is wrong."""
+class KeyLoadError(SigningError, UsageError):
+    """A key file is missing, unreadable, not PEM, or the password is wrong: what the user
+    gave cannot be used (exit 2 at the CLI), not a verdict on the model."""
 
 
 class KeyPasswordRequired(KeyLoadError):
