@@ -346,7 +346,7 @@ def _descriptor(char: str) -> Descriptor:
 
 def test_an_overwritten_update_is_detected_and_redone():
     index = _RacingIndex()
-    rf.update_fallback_index(index.io(), *rf.adding(_descriptor("a")), settle=0)
+    rf.update_fallback_index(index.io(), *rf.adding([_descriptor("a")]), settle=0)
     assert sorted(d.digest[7] for d in index.stored) == ["a", "b"]
 
 
@@ -357,7 +357,7 @@ def test_a_stale_read_is_never_written():
     original = index.io()
     io = rf.FallbackIO(read=original.read, write=lambda d, deadline: (writes.append(d), original.write(d)), what="t")
     ticks = iter([0.0, 5.0, 10.0, 10.1, 10.2, 10.3, 10.4, 10.5])  # the first read-to-write takes 5 s
-    rf.update_fallback_index(io, *rf.adding(_descriptor("a")), settle=1.0, sleep=lambda s: None, clock=lambda: next(ticks))
+    rf.update_fallback_index(io, *rf.adding([_descriptor("a")]), settle=1.0, sleep=lambda s: None, clock=lambda: next(ticks))
     assert len(writes) == 1  # the stale cycle wrote nothing; the fresh one did
     assert [d.digest[7] for d in index.stored] == ["a"]
 
@@ -506,3 +506,18 @@ def test_detaching_a_tagged_referrer_in_a_layout_removes_it(model_dir, tmp_path)
 
 def test_sha512_subjects_get_the_spec_tag():
     assert rf.fallback_tag("sha512:" + "a" * 128) == "sha512-" + "a" * 64
+
+
+def test_a_copy_indexes_all_referrers_of_a_subject_in_one_update(registry, model_dir, repo_name):
+    """Each fallback-index update waits out concurrent writers: a copy pays it once per
+    subject, not once per referrer."""
+    from tests.support.faultproxy import FaultProxy
+
+    ref = f"{registry.host}/{repo_name}/a:1"
+    model = ocimodel.push(model_dir, ref)
+    attached = [ar.attach(ref, [], artifact_type=t).digest for t in (EVAL, SIG, SBOM)]
+    with FaultProxy(registry.host) as proxy:
+        ocimodel.copy(f"{proxy.host}/{repo_name}/a:1", f"{proxy.host}/{repo_name}/b:1", with_referrers=True)
+        index_puts = [t for m, t in ((s.method, s.target) for s in proxy.requests) if m == "PUT" and rf.fallback_tag(model.digest) in t]
+    assert len(index_puts) == 1
+    assert sorted(n.digest for n in ar.referrers(f"{registry.host}/{repo_name}/b:1").referrers) == sorted(attached)

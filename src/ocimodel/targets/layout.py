@@ -222,6 +222,10 @@ class OciLayout:
     def uses_fallback_tag(self) -> bool:
         return False
 
+    @contextmanager
+    def batched_referrers(self) -> Iterator[None]:
+        yield  # index.json entries are written with each manifest, under the lock
+
     def entries(self) -> list[Descriptor]:
         """Every manifest index.json names, tagged or not."""
         return [_descriptor(entry) for entry in self._read_index()]

@@ -192,21 +192,22 @@ def settle_time() -> float:
     return seconds
 
 
-def adding(descriptor: Descriptor) -> tuple[Callable, Callable]:
-    """(change, holds) that put ``descriptor`` in a fallback index."""
+def adding(descriptors: list[Descriptor]) -> tuple[Callable, Callable]:
+    """(change, holds) that put ``descriptors`` in a fallback index."""
+    digests = {d.digest for d in descriptors}
 
     def change(current: list[Descriptor]) -> list[Descriptor]:
-        kept = [d for d in current if d.digest != descriptor.digest]
-        if len(kept) >= MAX_REFERRERS:
+        kept = [d for d in current if d.digest not in digests]
+        if len(kept) + len(descriptors) > MAX_REFERRERS:
             # Past the cap no reader would accept the index; refuse rather than wedge it.
             raise RegistryError(
-                f"the referrers index already lists {len(kept)} referrers, the most ocimodel reads",
+                f"the referrers index already lists {len(kept)} referrers; {MAX_REFERRERS} is the most ocimodel reads",
                 hint="detach referrers that are no longer needed",
             )
-        return kept + [descriptor]
+        return kept + list(descriptors)
 
     def holds(current: list[Descriptor]) -> bool:
-        return any(d.digest == descriptor.digest for d in current)
+        return digests <= {d.digest for d in current}
 
     return change, holds
 
@@ -333,12 +334,13 @@ def copy_with_referrers(
                     hint="export the model again; nothing was written to the destination",
                 )
     result = copy_graph(source, destination, root, tag=None, graph=graph, **copy_options)
-    for node, node_graph in zip(nodes, graphs):
-        part = copy_graph(source, destination, node.descriptor, graph=node_graph, **copy_options)
-        result.copied += part.copied
-        result.skipped += part.skipped
-        result.mounted += part.mounted
-        result.restarts += part.restarts
+    with destination.batched_referrers():
+        for node, node_graph in zip(nodes, graphs):
+            part = copy_graph(source, destination, node.descriptor, graph=node_graph, **copy_options)
+            result.copied += part.copied
+            result.skipped += part.skipped
+            result.mounted += part.mounted
+            result.restarts += part.restarts
     if tag is not None:
         destination.push_manifest(root, graph.manifests[-1][1], tag)
     return ArtifactCopy(transfer=result, referrers=[n.descriptor for n in nodes], ignored=tree.ignored)

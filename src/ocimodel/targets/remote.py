@@ -25,6 +25,9 @@ class RemoteRepository:
         # Manifests fetched while resolving a tag, kept so the same bytes are not asked for
         # twice; keyed by digest, so a moved tag cannot swap them (THREATS.md 1).
         self._fetched: dict[str, bytes] = {}
+        # subject digest -> referrer entries waiting for one fallback-index update (see
+        # batched_referrers); None when every referrer is indexed as it is pushed.
+        self._pending: dict[str, list[Descriptor]] | None = None
 
     def resolve(self, reference: str) -> Descriptor:
         # GET, not HEAD: one request gives both the digest (computed from the bytes, not
@@ -80,7 +83,28 @@ class RemoteRepository:
         # No OCI-Subject: the registry did not index it, so the fallback tag must list it
         # (the distribution spec's rule, even where a GET of the API works).
         entry = rf.referrer_descriptor(data, descriptor.digest)
-        rf.update_fallback_index(self._fallback_io(subject.digest), *rf.adding(entry))
+        if self._pending is not None:
+            self._pending.setdefault(subject.digest, []).append(entry)
+            return
+        rf.update_fallback_index(self._fallback_io(subject.digest), *rf.adding([entry]))
+
+    @contextmanager
+    def batched_referrers(self) -> Iterator[None]:
+        """Index the referrers pushed inside the block with one fallback-index update per
+        subject when the block ends (each update waits out concurrent writers: a copy of
+        ten signatures pays that once, not ten times). If the block fails, what it pushed
+        stays unlisted; pushing again lists it."""
+        if self._pending is not None:
+            yield  # already batching
+            return
+        self._pending = {}
+        try:
+            yield
+            pending, self._pending = self._pending, None
+            for subject_digest, entries in pending.items():
+                rf.update_fallback_index(self._fallback_io(subject_digest), *rf.adding(entries))
+        finally:
+            self._pending = None
 
     # -- referrers ------------------------------------------------------------------------
 

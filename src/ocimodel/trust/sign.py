@@ -131,10 +131,11 @@ def sign_model(
                 exc.message, hint="sign without the file-level signature (--no-file-signature)"
             ) from None
     bundles = [(s.predicate_type, signer.sign(s.to_json())) for s in statements]
-    return [
-        WrittenBundle(predicate_type=predicate, referrer=write_bundle(target, root, bundle, predicate))
-        for predicate, bundle in bundles
-    ]
+    with target.batched_referrers():  # one referrers-index update for both bundles
+        return [
+            WrittenBundle(predicate_type=predicate, referrer=write_bundle(target, root, bundle, predicate))
+            for predicate, bundle in bundles
+        ]
 
 
 def attest_model(
