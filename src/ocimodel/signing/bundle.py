@@ -79,7 +79,9 @@ def sign_statement(statement: Statement, private_key: PrivateKey) -> bytes:
     return sign_statement_with_key(statement.to_json(), private_key)
 
 
-def _load_bundle(bundle_bytes: bytes) -> dict:
+def load_bundle(bundle_bytes: bytes) -> dict:
+    """A bundle's JSON after the checks every bundle gets, keyless or not: size cap,
+    strict JSON (no duplicate keys), a JSON object, a known bundle media type."""
     if len(bundle_bytes) > MAX_BUNDLE_BYTES:
         raise VerificationFailed(
             Reason.TOO_LARGE, f"bundle is {len(bundle_bytes)} bytes, over the {MAX_BUNDLE_BYTES} limit"
@@ -160,7 +162,7 @@ def verify_key_bundle(bundle_bytes: bytes, trusted_public_keys: Sequence[PublicK
         raise VerificationFailed(Reason.NO_TRUSTED_KEYS, "no trusted public keys were given")
     for key in trusted_public_keys:
         check_p256(key, "trusted key")
-    document = _load_bundle(bundle_bytes)
+    document = load_bundle(bundle_bytes)
     _check_key_material(document)
     envelope = _envelope_of(document)
     payload = dsse.b64decode_strict(envelope.payload, "DSSE payload")
@@ -190,7 +192,7 @@ def unverified_statement(bundle_bytes: bytes) -> Statement:
     """The statement a bundle (key or keyless) carries, parsed strictly but WITHOUT
     checking any signature. Only for choosing among bundles (which one is about these
     files); never a reason to trust anything. Raises VerificationFailed when malformed."""
-    document = _load_bundle(bundle_bytes)
+    document = load_bundle(bundle_bytes)
     envelope = _envelope_of(document)
     return parse_statement(dsse.b64decode_strict(envelope.payload, "DSSE payload"))
 

@@ -114,7 +114,7 @@ from sigstore_models.trustroot import v1 as trustroot_v1
 from ocimodel.errors import InvalidManifest, UsageError, printable
 from ocimodel.oci.models import loads_strict
 from ocimodel.signing import dsse
-from ocimodel.signing.bundle import KNOWN_BUNDLE_MEDIA_TYPES, MAX_BUNDLE_BYTES
+from ocimodel.signing.bundle import load_bundle
 from ocimodel.signing.errors import Reason, SigningError, VerificationFailed
 from ocimodel.signing.statement import Statement, parse_statement
 
@@ -374,24 +374,7 @@ def _load_keyless_bundle(bundle_bytes: bytes) -> tuple[dict[str, Any], bytes]:
     if not isinstance(bundle_bytes, (bytes, bytearray, memoryview)):
         raise VerificationFailed(Reason.MALFORMED_BUNDLE, "bundle must be bytes")
     data = bytes(bundle_bytes)
-    if len(data) > MAX_BUNDLE_BYTES:
-        raise VerificationFailed(
-            Reason.TOO_LARGE, f"bundle is {len(data)} bytes, over the {MAX_BUNDLE_BYTES} limit"
-        )
-    try:
-        document = loads_strict(data, "sigstore bundle")
-    except InvalidManifest as exc:
-        reason = Reason.DUPLICATE_KEY if "duplicate key" in exc.message else Reason.MALFORMED_BUNDLE
-        raise VerificationFailed(reason, exc.message) from None
-    if not isinstance(document, dict):
-        raise VerificationFailed(Reason.MALFORMED_BUNDLE, "sigstore bundle is not a JSON object")
-    media_type = document.get("mediaType")
-    if media_type not in KNOWN_BUNDLE_MEDIA_TYPES:
-        raise VerificationFailed(
-            Reason.UNKNOWN_MEDIA_TYPE,
-            f"unknown bundle media type {printable(str(media_type), 120)!r}",
-            hint=f"expected {KNOWN_BUNDLE_MEDIA_TYPES[0]}",
-        )
+    document = load_bundle(data)
     material = document.get("verificationMaterial")
     if not isinstance(material, dict):
         raise VerificationFailed(Reason.MALFORMED_BUNDLE, "bundle has no verificationMaterial object")

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from ocimodel.errors import InvalidManifest, UsageError
 from ocimodel.oci.models import Descriptor, Manifest, loads_strict, parse_manifest
-from ocimodel.signing.bundle import _load_bundle, verify_key_bundle
+from ocimodel.signing.bundle import load_bundle, verify_key_bundle
 from ocimodel.signing.errors import FileSignatureUnsupported, Reason, VerificationFailed
 from ocimodel.signing.files_statement import (
     MODEL_SIGNING_PREDICATE,
@@ -217,7 +217,7 @@ def verify_bundle(
 def _is_keyless(bundle: bytes) -> bool:
     """Whether the bundle's verification material is a certificate (Fulcio, keyless).
     Malformed bundles raise here with the same reasons the key verifier gives."""
-    document = _load_bundle(bundle)
+    document = load_bundle(bundle)
     material = document.get("verificationMaterial")
     if not isinstance(material, dict):
         raise VerificationFailed(Reason.MALFORMED_BUNDLE, "bundle has no verificationMaterial object")
