@@ -684,10 +684,11 @@ def test_private_instance_trust_config_is_used(inst: SigstoreInstance, tmp_path:
 
 @pytest.mark.parametrize("content", [None, b"garbage", b'{"mediaType": "x"}'], ids=["missing", "garbage", "wrong"])
 def test_unusable_trust_config(inst: SigstoreInstance, tmp_path: Path, content: bytes | None) -> None:
+    """The file the user named cannot be used: a usage error (exit 2), not a signing failure."""
     path = tmp_path / "trust_config.json"
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(KeylessSigningError, match="trust config"):
+    with pytest.raises(UsageError, match="trust config"):
         sign_keyless(STATEMENT, identity_token=inst.oidc_jwt(), trust_config=path)
 
 

@@ -235,18 +235,17 @@ def _signing_context(trust_config: Path | None, staging: bool) -> SigningContext
             with path.open("rb") as handle:
                 data = handle.read(MAX_TRUST_CONFIG_BYTES + 1)
         except OSError as exc:
-            raise KeylessSigningError(
-                f"cannot read the Sigstore trust config {path}: {exc.strerror or exc}"
-            ) from None
+            # The file the user named: a usage error (exit 2), not a signing failure.
+            raise UsageError(f"cannot read the Sigstore trust config {path}: {exc.strerror or exc}") from None
         if len(data) > MAX_TRUST_CONFIG_BYTES:
-            raise KeylessSigningError(f"the Sigstore trust config {path} is too large")
+            raise UsageError(f"the Sigstore trust config {path} is too large")
         try:
             loads_strict(data, "Sigstore trust config")
             config = ClientTrustConfig.from_json(data.decode("utf-8"))
             return SigningContext.from_trust_config(config)
         except Exception as exc:  # noqa: BLE001 - any failure is a typed error
             message = exc.message if isinstance(exc, InvalidManifest) else printable(str(exc), 300)
-            raise KeylessSigningError(
+            raise UsageError(
                 f"{path} is not a usable Sigstore trust config (ClientTrustConfig): {message}",
                 hint="expected application/vnd.dev.sigstore.clienttrustconfig.v0.1+json "
                 "with a trustedRoot and a signingConfig",
