@@ -278,3 +278,13 @@ def test_every_error_is_an_ocimodel_error():
     for cls in (InvalidReference, NotAModel, NotFound, PackagingError, StoreError, TransportError, UsageError):
         assert issubclass(cls, OcimodelError)
     assert issubclass(InvalidReference, UsageError)
+
+
+def test_every_name_the_package_offers_resolves():
+    """`import ocimodel` loads its API on first use: each name in __all__ must resolve."""
+    import ocimodel
+
+    for name in ocimodel.__all__:
+        assert getattr(ocimodel, name) is not None, name
+    with pytest.raises(AttributeError):
+        ocimodel.no_such_name  # noqa: B018

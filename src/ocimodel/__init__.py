@@ -19,6 +19,16 @@ _EXPORTS = {
     "Credentials": "ocimodel.transport.auth",
     "ConnectionOptions": "ocimodel.transport.connection", "TlsOptions": "ocimodel.transport.connection",
     "RetryPolicy": "ocimodel.transport.retry",
+    # referrers (issue 5)
+    "attach": "ocimodel.api_referrers", "referrers": "ocimodel.api_referrers", "detach": "ocimodel.api_referrers",
+    "delete": "ocimodel.api_referrers", "export": "ocimodel.api_referrers", "import_": "ocimodel.api_referrers",
+    # the model registry (issue 6)
+    "versions": "ocimodel.api_registry", "promote": "ocimodel.api_registry", "rollback": "ocimodel.api_registry",
+    "history": "ocimodel.api_registry", "lineage": "ocimodel.api_registry",
+    "diff": "ocimodel.api_compare", "search": "ocimodel.api_compare",
+    # trust (issue 7)
+    "sign": "ocimodel.api_trust", "attest": "ocimodel.api_trust", "verify": "ocimodel.api_trust",
+    "export_signature": "ocimodel.api_trust", "generate_key_pair": "ocimodel.api_trust",
 }
 
 
@@ -67,4 +77,7 @@ __all__ = [
     "pull",
     "push",
     "tag",
+    "attach", "referrers", "detach", "delete", "export", "import_",
+    "versions", "promote", "rollback", "history", "lineage", "diff", "search",
+    "sign", "attest", "verify", "export_signature", "generate_key_pair",
 ]
