@@ -154,6 +154,8 @@ def test_cli_registry_workflow(registry, repo_name, model_dir, tmp_path):
 
     refused = ocimodel_cli("push", v2, f"{repo}:1.0")
     assert refused.code == 1 and "immutable" in refused.err and "--force" in refused.err
+    unreachable = ocimodel_cli("lineage", "127.0.0.1:1/team/model:1", env={"OCIMODEL_RETRIES": "1"})
+    assert unreachable.code == 1 and "cannot reach 127.0.0.1:1" in unreachable.err and "Traceback" not in unreachable.err
     for args in (("push", model_dir, f"{repo}:2.0", "--metric", "accuracy=high"), ("promote", f"{repo}:1.0", "--to", "3.0"),
                  ("lineage", f"{repo}:1.0", "--format", "png")):
         assert not usage_error_problems(ocimodel_cli(*args)), args

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ocimodel.errors import InvalidManifest, InvalidReference, NotFound, OcimodelError, UsageError
+from ocimodel.errors import InvalidManifest, InvalidReference, OcimodelError, UsageError
 from ocimodel.metadata.card import BaseModelRef, ModelCard
 from ocimodel.metadata.encoding import read_card
 from ocimodel.oci import mediatypes as mt
@@ -147,9 +147,7 @@ def walk_lineage(
         raise UsageError(f"lineage depth must be between 1 and {MAX_LINEAGE_DEPTH}, got {depth}")
     ref = parse_reference(reference)
     with _reader(options) as read:
-        root = read(ref)
-        if root is None:
-            raise NotFound(f"{reference} not found")
+        root = read(ref, strict=True)
         graph = LineageGraph(root=root.digest)
         graph.nodes[root.digest] = root.node
         if up:
@@ -176,7 +174,9 @@ def _reader(options: ConnectionOptions) -> Iterator:
     with ExitStack() as stack:
         targets: dict[str, Any] = {}
 
-        def read(ref: Reference) -> _Model | None:
+        def read(ref: Reference, strict: bool = False) -> _Model | None:
+            """None when a relative cannot be read (noted by the caller); the model asked
+            about itself must be readable (``strict``): its error is the user's answer."""
             key = str(ref.with_tag(None).with_digest(None))
             if key not in targets:
                 targets[key] = stack.enter_context(open_target(ref, options))
@@ -186,6 +186,8 @@ def _reader(options: ConnectionOptions) -> Iterator:
                 data = target.fetch_manifest(descriptor)
                 manifest = parse_manifest(data, descriptor.media_type)
             except OcimodelError:
+                if strict:
+                    raise
                 return None
             annotations = manifest.annotations or {}
             card = read_card(None, annotations).card
