@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ocimodel.errors import InvalidManifest
+from ocimodel.errors import InvalidManifest, printable
 from ocimodel.oci.models import loads_strict
 from ocimodel.signing import dsse
 from ocimodel.signing.errors import NotAKeyBundle, Reason, VerificationFailed
@@ -40,7 +40,7 @@ MAX_BUNDLE_BYTES = 10 * 1024 * 1024
 # Each signature costs a verification per trusted key: bound the work an envelope can ask for.
 MAX_SIGNATURES = 16
 # verificationMaterial keys that carry a certificate (v0.3 and the older chain form).
-_CERTIFICATE_MATERIAL = ("certificate", "x509CertificateChain")
+CERTIFICATE_MATERIAL = ("certificate", "x509CertificateChain")
 
 
 @dataclass(frozen=True)
@@ -103,25 +103,32 @@ def load_bundle(bundle_bytes: bytes) -> dict:
     return document
 
 
-def _check_key_material(document: dict) -> None:
-    """Exactly one of certificate / public key; a certificate means keyless."""
+def material_kind(document: dict) -> str:
+    """``"publicKey"`` or the certificate field of a bundle's verification material, which
+    must hold exactly one of them (THREATS.md 12: both or neither is refused)."""
     material = document.get("verificationMaterial")
     if not isinstance(material, dict):
         raise VerificationFailed(Reason.MALFORMED_BUNDLE, "bundle has no verificationMaterial object")
-    present = [name for name in (*_CERTIFICATE_MATERIAL, "publicKey") if name in material]
+    present = [name for name in (*CERTIFICATE_MATERIAL, "publicKey") if name in material]
     if len(present) != 1:
         raise VerificationFailed(
             Reason.VERIFICATION_MATERIAL,
             "bundle verificationMaterial must hold exactly one of certificate or publicKey, "
             f"found {', '.join(present) or 'neither'}",
         )
-    if present[0] != "publicKey":
+    return present[0]
+
+
+def _check_key_material(document: dict) -> None:
+    """Exactly one of certificate / public key; a certificate means keyless."""
+    if material_kind(document) != "publicKey":
         raise NotAKeyBundle("bundle carries a certificate: it was signed keyless, not with a key")
-    if not isinstance(material["publicKey"], dict):
+    if not isinstance(document["verificationMaterial"]["publicKey"], dict):
         raise VerificationFailed(Reason.MALFORMED_BUNDLE, "bundle publicKey is not an object")
 
 
-def _envelope_of(document: dict) -> dsse.Envelope:
+def envelope_of(document: dict) -> dsse.Envelope:
+    """The DSSE envelope of a bundle, which must carry an in-toto statement."""
     if "messageSignature" in document:
         raise VerificationFailed(
             Reason.NOT_DSSE, "bundle signs a blob (messageSignature), not an in-toto statement"
@@ -132,7 +139,7 @@ def _envelope_of(document: dict) -> dsse.Envelope:
     if envelope.payload_type != dsse.IN_TOTO_PAYLOAD_TYPE:
         raise VerificationFailed(
             Reason.PAYLOAD_TYPE,
-            f"DSSE payload type is {envelope.payload_type[:120]!r}, expected {dsse.IN_TOTO_PAYLOAD_TYPE!r}",
+            f"DSSE payload type is {printable(envelope.payload_type, 120)!r}, expected {dsse.IN_TOTO_PAYLOAD_TYPE!r}",
         )
     if not envelope.signatures:
         raise VerificationFailed(Reason.NO_SIGNATURES, "DSSE envelope has no signatures")
@@ -164,7 +171,7 @@ def verify_key_bundle(bundle_bytes: bytes, trusted_public_keys: Sequence[PublicK
         check_p256(key, "trusted key")
     document = load_bundle(bundle_bytes)
     _check_key_material(document)
-    envelope = _envelope_of(document)
+    envelope = envelope_of(document)
     payload = dsse.b64decode_strict(envelope.payload, "DSSE payload")
     signed = dsse.pae(envelope.payload_type, payload)
     candidates = _trusted_key_order(
@@ -193,7 +200,7 @@ def unverified_statement(bundle_bytes: bytes) -> Statement:
     checking any signature. Only for choosing among bundles (which one is about these
     files); never a reason to trust anything. Raises VerificationFailed when malformed."""
     document = load_bundle(bundle_bytes)
-    envelope = _envelope_of(document)
+    envelope = envelope_of(document)
     return parse_statement(dsse.b64decode_strict(envelope.payload, "DSSE payload"))
 
 

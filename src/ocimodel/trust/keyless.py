@@ -114,7 +114,7 @@ from sigstore_models.trustroot import v1 as trustroot_v1
 from ocimodel.errors import InvalidManifest, UsageError, printable
 from ocimodel.oci.models import loads_strict
 from ocimodel.signing import dsse
-from ocimodel.signing.bundle import load_bundle
+from ocimodel.signing.bundle import envelope_of, load_bundle, material_kind
 from ocimodel.signing.errors import Reason, SigningError, VerificationFailed
 from ocimodel.signing.statement import Statement, parse_statement
 
@@ -138,7 +138,6 @@ MAX_TRUST_CONFIG_BYTES = 4 * 1024 * 1024
 # OIDC issuer extension of Fulcio certificates (v1, what sigstore's Identity policy reads).
 _OIDC_ISSUER_OID = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
 _SIGSTORE_OTHERNAME_OID = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
-_CERTIFICATE_MATERIAL = ("certificate", "x509CertificateChain")
 
 _TOKEN_HINT = (
     "pass an OIDC identity token (--identity-token), or set OCIMODEL_IDENTITY_TOKEN or "
@@ -374,35 +373,13 @@ def _load_keyless_bundle(bundle_bytes: bytes) -> tuple[dict[str, Any], bytes]:
         raise VerificationFailed(Reason.MALFORMED_BUNDLE, "bundle must be bytes")
     data = bytes(bundle_bytes)
     document = load_bundle(data)
-    material = document.get("verificationMaterial")
-    if not isinstance(material, dict):
-        raise VerificationFailed(Reason.MALFORMED_BUNDLE, "bundle has no verificationMaterial object")
-    present = [name for name in (*_CERTIFICATE_MATERIAL, "publicKey") if name in material]
-    if present == ["publicKey"]:
+    if material_kind(document) == "publicKey":
         raise VerificationFailed(
             Reason.NOT_A_KEYLESS_BUNDLE,
             "bundle was signed with a key (publicKey verification material), not keyless",
             hint="verify it with a trusted public key, not with an identity and issuer",
         )
-    if len(present) != 1:
-        raise VerificationFailed(
-            Reason.VERIFICATION_MATERIAL,
-            "bundle verificationMaterial must hold exactly one of certificate or publicKey, "
-            f"found {', '.join(present) or 'neither'}",
-        )
-    if "messageSignature" in document:
-        raise VerificationFailed(
-            Reason.NOT_DSSE, "bundle signs a blob (messageSignature), not an in-toto statement"
-        )
-    if "dsseEnvelope" not in document:
-        raise VerificationFailed(Reason.MALFORMED_BUNDLE, "bundle has no dsseEnvelope")
-    envelope = dsse.parse_envelope(document["dsseEnvelope"])
-    if envelope.payload_type != dsse.IN_TOTO_PAYLOAD_TYPE:
-        raise VerificationFailed(
-            Reason.PAYLOAD_TYPE,
-            f"DSSE payload type is {printable(envelope.payload_type, 120)!r}, "
-            f"expected {dsse.IN_TOTO_PAYLOAD_TYPE!r}",
-        )
+    envelope = envelope_of(document)
     if not envelope.signatures:
         raise VerificationFailed(Reason.NO_SIGNATURES, "DSSE envelope has no signatures")
     if len(envelope.signatures) > 1:

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from ocimodel.errors import InvalidManifest, UsageError
 from ocimodel.oci.models import Descriptor, Manifest, loads_strict, parse_manifest
-from ocimodel.signing.bundle import load_bundle, verify_key_bundle
+from ocimodel.signing.bundle import load_bundle, material_kind, verify_key_bundle
 from ocimodel.signing.errors import FileSignatureUnsupported, Reason, VerificationFailed
 from ocimodel.signing.files_statement import (
     MODEL_SIGNING_PREDICATE,
@@ -40,7 +40,6 @@ from ocimodel.trust.policy import TrustPolicy
 from ocimodel.trust.store import RefusedBundle, StoredBundle, read_bundles
 
 # verificationMaterial keys that carry a certificate (as signing.bundle reads them).
-_CERTIFICATE_MATERIAL = ("certificate", "x509CertificateChain")
 
 
 class RuleResult(BaseModel):
@@ -217,18 +216,7 @@ def verify_bundle(
 def _is_keyless(bundle: bytes) -> bool:
     """Whether the bundle's verification material is a certificate (Fulcio, keyless).
     Malformed bundles raise here with the same reasons the key verifier gives."""
-    document = load_bundle(bundle)
-    material = document.get("verificationMaterial")
-    if not isinstance(material, dict):
-        raise VerificationFailed(Reason.MALFORMED_BUNDLE, "bundle has no verificationMaterial object")
-    present = [name for name in (*_CERTIFICATE_MATERIAL, "publicKey") if name in material]
-    if len(present) != 1:
-        raise VerificationFailed(
-            Reason.VERIFICATION_MATERIAL,
-            "bundle verificationMaterial must hold exactly one of certificate or publicKey, "
-            f"found {', '.join(present) or 'neither'}",
-        )
-    return present[0] != "publicKey"
+    return material_kind(load_bundle(bundle)) != "publicKey"
 
 
 def keyless_module():
