@@ -10,7 +10,7 @@ import glob
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +19,20 @@ from pydantic import BaseModel
 from ocimodel.errors import (
     AuthenticationError,
     DestinationExists,
-    NotFound,
     InvalidManifest,
     InvalidReference,
     NotAModel,
+    NotFound,
     PermissionDenied,
     UsageError,
 )
-from ocimodel.oci import mediatypes as mt
-from ocimodel.oci.models import Descriptor, Index, Manifest, loads_strict, parse_manifest
-from ocimodel.oci.reference import LayoutReference, Reference, RegistryReference, parse_reference
 from ocimodel.lineage import is_version_tag, link_to_parents, pin_base_digests
 from ocimodel.metadata.card import ModelCard
 from ocimodel.metadata.encoding import encode_card
 from ocimodel.metadata.sources import MetadataFlags, collect_card, merge_cards, parse_flags
+from ocimodel.oci import mediatypes as mt
+from ocimodel.oci.models import Descriptor, Index, Manifest, loads_strict, parse_manifest
+from ocimodel.oci.reference import LayoutReference, Reference, RegistryReference, parse_reference
 from ocimodel.packaging.classify import FileKind
 from ocimodel.packaging.digestcache import DigestCache
 from ocimodel.packaging.package import (
@@ -44,7 +44,7 @@ from ocimodel.packaging.package import (
     parse_kind_overrides,
     scan_model,
 )
-from ocimodel.packaging.selection import select_files
+from ocimodel.packaging.selection import select_files, string_list
 from ocimodel.packaging.unpack import DirectoryWriter, layer_path, plan_files
 from ocimodel.targets.copy import (
     Graph,
@@ -196,8 +196,8 @@ def push(
         collect_card(path, metadata, card_file=metadata_file, source_dir=source_dir,
                      detect_git=detect_git, detect_env=record_environment),
         parse_flags(MetadataFlags(
-            name=name, version=version, description=description, licenses=_strings(licenses, "licenses"),
-            authors=_strings(authors, "authors"), source=source, revision=revision,
+            name=name, version=version, description=description, licenses=string_list(licenses, "licenses"),
+            authors=string_list(authors, "authors"), source=source, revision=revision,
             created=_aware(parse_created(created)),
         )),
     )
@@ -216,7 +216,7 @@ def push(
         created=card.created,
         datasets_url=tuple(described.get("datasetsURL", ())), format=encoded.config.get("format"),
         kinds=parse_kind_overrides(kinds or ()),
-        exclude=(*_strings(exclude, "exclude"), *_layout_inside(ref, path)),
+        exclude=(*string_list(exclude, "exclude"), *_layout_inside(ref, path)),
         annotations={**user_annotations, **encoded.annotations},
     )
     source = scan_model(path, package_options)
@@ -262,7 +262,7 @@ def push(
 
 def _aware(moment: datetime | None) -> datetime | None:
     """A time without a zone is UTC (as `--created` always read it)."""
-    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def _check_version_tag(target, tag: str, digest: str, force: bool) -> None:
@@ -522,15 +522,6 @@ def _digests_for_push(source, target, cache, concurrency, progress, options) -> 
 
 def _registry_of(ref: Reference) -> str | None:
     return ref.registry if isinstance(ref, RegistryReference) else None
-
-
-def _strings(values: str | Sequence[str], name: str) -> tuple[str, ...]:
-    """A list argument given a single string means that one value, not its characters."""
-    if isinstance(values, str):
-        return (values,)
-    if not all(isinstance(v, str) for v in values):
-        raise UsageError(f"{name} must be strings")
-    return tuple(values)
 
 
 def _layout_inside(ref: Reference, model: str | os.PathLike[str]) -> tuple[str, ...]:

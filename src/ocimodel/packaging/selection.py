@@ -51,8 +51,8 @@ def select_files(
     """The files of ``files`` a selective pull takes; all of them when neither ``include``
     nor ``kinds`` is given. Raises UsageError for an empty pattern or an unknown kind, and
     NothingSelected (naming what the model has) when the selection is empty."""
-    patterns = _strings(include, "include")
-    wanted = {parse_kind(k).value for k in _strings(kinds, "kinds")}
+    patterns = string_list(include, "include")
+    wanted = {parse_kind(k).value for k in string_list(kinds, "kinds")}
     for pattern in patterns:
         if not pattern.strip():
             raise UsageError("an include pattern is empty", hint="e.g. --include 'tokenizer*' or --include '*.json'")
@@ -77,7 +77,8 @@ def select_files(
     )
 
 
-def _strings(values: str | Sequence[str], name: str) -> tuple[str, ...]:
+def string_list(values: str | Sequence[str], name: str) -> tuple[str, ...]:
+    """A list argument given a single string means that one value, not its characters."""
     if isinstance(values, str):
         return (values,)
     if not all(isinstance(v, str) for v in values):
