@@ -29,7 +29,7 @@ from ocimodel.oci.digest import digest_bytes
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.client import RegistryClient, TlsError
 from ocimodel.transport.connection import ConnectionOptions, TlsOptions
-from ocimodel.transport.tls import CERTS_D_ENV, tls_failure
+from ocimodel.transport.tls import CERTS_D_ENV, SystemTrustOnDemand, tls_failure
 from tests.support.files import tree_digest
 from tests.support.pki import Pki, make_pki
 from tests.support.registry import LocalRegistry
@@ -118,6 +118,31 @@ def test_without_the_ca_the_certificate_is_not_trusted(tls_registry: LocalRegist
     assert "--ca-file" in (error.hint or "")
     assert error.transient is False  # the copy engine must not restart blobs on it
     assert not (tmp_path / "out").exists()
+
+
+def test_system_trust_is_what_create_default_context_gives() -> None:
+    """The context whose system CAs load on first use differs from the stdlib default in
+    nothing else (guards against a Python that changes its defaults)."""
+    ours, stdlib = SystemTrustOnDemand(), ssl.create_default_context()
+    for setting in ("protocol", "verify_mode", "check_hostname", "options", "verify_flags",
+                    "minimum_version", "maximum_version", "keylog_filename"):
+        assert getattr(ours, setting) == getattr(stdlib, setting), setting
+    assert ours.cert_store_stats()["x509_ca"] == 0  # nothing read yet
+    ours.load_system_trust()
+    assert ours.cert_store_stats()["x509_ca"] > 0  # the system's store (or Mozilla's bundle)
+
+
+def test_system_trust_is_read_on_the_first_https_connection(
+    tls_registry: LocalRegistry, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The system store (here SSL_CERT_FILE naming the test CA, which OpenSSL honours) is
+    read when the first TLS connection is made, not when the client is built: a registry
+    trusted by the system alone still works."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca))
+    with RegistryClient(tls_registry.host, **HTTPS) as client:
+        assert client._tls.context.cert_store_stats()["x509_ca"] == 0
+        client.ping()
+        assert client._tls.context.cert_store_stats()["x509_ca"] == 1
 
 
 def test_cli_without_the_ca_is_one_clear_error(tls_registry: LocalRegistry, repo_name: str) -> None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -26,10 +26,6 @@ from ocimodel.errors import (
     PermissionDenied,
     UsageError,
 )
-from ocimodel.lineage import is_version_tag, link_to_parents, pin_base_digests
-from ocimodel.metadata.card import ModelCard
-from ocimodel.metadata.encoding import encode_card
-from ocimodel.metadata.sources import MetadataFlags, collect_card, merge_cards, parse_flags
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, Index, Manifest, loads_strict, parse_manifest
 from ocimodel.oci.reference import LayoutReference, Reference, RegistryReference, parse_reference
@@ -61,6 +57,11 @@ from ocimodel.targets.referrers import copy_with_referrers
 from ocimodel.transport import credentials as stored_credentials
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
+from ocimodel.versiontags import is_version_tag
+
+if TYPE_CHECKING:
+    from ocimodel.metadata.card import ModelCard
+    from ocimodel.metadata.sources import MetadataFlags
 
 DEFAULT_TAG = "latest"
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -192,6 +193,12 @@ def push(
     if ref.digest is not None:
         raise UsageError(f"push needs a tag, not a digest: {reference}", hint="e.g. registry/team/model:1.0")
     tag = ref.tag or DEFAULT_TAG
+    # Here, not at the top: pull, inspect and copy never need the model-card models and
+    # lineage (~20 ms of start-up for every command).
+    from ocimodel.lineage import link_to_parents, pin_base_digests
+    from ocimodel.metadata.encoding import encode_card
+    from ocimodel.metadata.sources import MetadataFlags, collect_card, merge_cards, parse_flags
+
     card = merge_cards(
         collect_card(path, metadata, card_file=metadata_file, source_dir=source_dir,
                      detect_git=detect_git, detect_env=record_environment),

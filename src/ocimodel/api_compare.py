@@ -16,7 +16,6 @@ from typing import Any
 
 from pydantic import BaseModel, computed_field
 
-from ocimodel.lineage import is_version_tag
 from ocimodel.api import (
     DEFAULT_TAG,
     MAX_CONFIG_BYTES,
@@ -55,6 +54,7 @@ from ocimodel.targets.open import open_target
 from ocimodel.targets.remote import RemoteRepository
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
+from ocimodel.versiontags import is_version_tag
 
 __all__ = [
     "DiffResult", "DiffSide", "FieldChange", "FileChange", "LicenseChanges", "MetricChange", "ParamChange",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import re
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -23,7 +22,7 @@ from pydantic import BaseModel
 from ocimodel.api import DEFAULT_TAG, _options, _reference, _registry_of
 from ocimodel.api_referrers import push_bytes, push_referrer
 from ocimodel.errors import NotFound, OcimodelError, UsageError
-from ocimodel.lineage import LineageGraph, is_version_tag, walk_lineage
+from ocimodel.lineage import LineageGraph, walk_lineage
 from ocimodel.metadata.card import metric_value
 from ocimodel.metadata.encoding import read_card
 from ocimodel.oci import mediatypes as mt
@@ -32,6 +31,7 @@ from ocimodel.oci.reference import validate_tag
 from ocimodel.targets.open import open_target
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
+from ocimodel.versiontags import is_version_tag, version_key
 
 PROMOTION_ARTIFACT = "application/vnd.ocimodel.promotion.v1+json"
 A_ALIAS = "dev.ocimodel.promotion.alias"
@@ -247,16 +247,6 @@ def lineage(
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-def version_key(tag: str) -> tuple:
-    """Semver-aware order: 1.2 < 1.10 < 2.0; 1.0-rc1 < 1.0; text parts compare as text."""
-    base, _, pre = tag.removeprefix("v").partition("-")
-    parts = [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.+_]", base)]
-    while len(parts) > 1 and parts[-1] == (0, 0, ""):
-        parts.pop()  # 1.0.0 == 1.0 == 1
-    # A release sorts after its pre-releases (1.0-rc1 < 1.0).
-    return (tuple(parts), (1, "") if not pre else (0, pre))
 
 
 def actor() -> str:

@@ -10,7 +10,6 @@ the parent before the edge counts as verified."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,13 +33,6 @@ MAX_LINEAGE_NODES = 500
 
 # A version tag starts with a digit, or v and a digit: 1, 1.2, 2024-05-01, v3.0.0-rc1.
 # Any other tag (latest, production, champion) is an alias and moves by design.
-_VERSION_TAG = re.compile(r"^[vV]?[0-9]")
-
-
-def is_version_tag(tag: str) -> bool:
-    return bool(_VERSION_TAG.match(tag))
-
-
 # -- at push time ----------------------------------------------------------------------
 
 

@@ -11,10 +11,9 @@ import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 from typer.exceptions import TyperException
@@ -22,9 +21,11 @@ from typer.exceptions import TyperException
 from ocimodel.cli.lazy import lazy_import
 from ocimodel.cli.progress import TransferBars
 from ocimodel.errors import OcimodelError, UsageError
-from ocimodel.transport.connection import ConnectionOptions, TlsOptions
 
 api = lazy_import("ocimodel.api")
+
+if TYPE_CHECKING:
+    from ocimodel.transport.connection import ConnectionOptions
 
 app = typer.Typer(
     name="ocimodel",
@@ -106,6 +107,9 @@ def main_options(
         logging.getLogger("ocimodel").setLevel(logging.DEBUG)
     if insecure:
         stderr.print("warning: --insecure: TLS certificates are not verified", highlight=False)
+    # Imported here: --version and --help need no transport (httpx, pydantic).
+    from ocimodel.transport.connection import ConnectionOptions, TlsOptions
+
     _state["connection"] = ConnectionOptions(
         tls=TlsOptions(ca_file=ca_file, insecure=insecure, client_cert=client_cert, client_key=client_key)
     )
@@ -499,7 +503,11 @@ def _login_secret(username: str | None, password: str | None, password_stdin: bo
 
 def _connection() -> ConnectionOptions:
     """The connection settings the global options chose (TLS; the rest per command)."""
-    return _state["connection"] or ConnectionOptions()
+    if _state["connection"] is not None:
+        return _state["connection"]
+    from ocimodel.transport.connection import ConnectionOptions
+
+    return ConnectionOptions()
 
 
 def _print_result(result: Any, as_json: bool, quiet: bool, lines: list[str]) -> None:
@@ -523,7 +531,7 @@ def _print_names(names: list[str], as_json: bool, document: dict[str, Any]) -> N
 
 
 def _print_json(value: Any) -> None:
-    if isinstance(value, BaseModel):
+    if hasattr(value, "model_dump_json"):  # an API result (pydantic, not imported for this)
         text = value.model_dump_json(by_alias=True, indent=2)
     else:
         text = json.dumps(value, indent=2)

@@ -4,6 +4,7 @@ flight. Drawn on stderr so stdout stays clean for --json and pipes."""
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -16,7 +17,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from ocimodel.oci.models import Descriptor
+if TYPE_CHECKING:
+    from ocimodel.oci.models import Descriptor
 
 # Below this size a file finishes before a bar could be seen; it only moves the total.
 PER_FILE_BAR_MIN_BYTES = 4 * 1024 * 1024

@@ -19,7 +19,10 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import sys
+import threading
 from dataclasses import dataclass
+from typing import Self
 from pathlib import Path
 
 from ocimodel.errors import TransportError, printable
@@ -84,6 +87,60 @@ class TlsSetup:
     insecure: bool
 
 
+class SystemTrustOnDemand(ssl.SSLContext):
+    """``ssl.create_default_context()``, except that the system's CA store is read on the
+    first TLS connection instead of at once.
+
+    Reading the store takes 20-50 ms, paid by every command at start-up; a plain-HTTP
+    registry (a local, test or CI registry) never needs it unless a blob is redirected to
+    an HTTPS storage backend, and then it is read at that moment. CAs added explicitly
+    (``ca_file``, docker's ``certs.d``) are loaded at once, so an unusable file still
+    fails before any request."""
+
+    def __new__(cls) -> Self:
+        return super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)
+
+    def __init__(self) -> None:
+        # PROTOCOL_TLS_CLIENT already verifies certificates and host names; these are the
+        # rest of what create_default_context() sets (tested against it for drift).
+        if sys.version_info >= (3, 13):
+            self.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
+        keylog = os.environ.get("SSLKEYLOGFILE")
+        if keylog and not sys.flags.ignore_environment:
+            self.keylog_filename = keylog
+        self._system_trust_lock = threading.Lock()
+        self._system_trust_loaded = False
+
+    def load_system_trust(self) -> None:
+        """Read the system's CA store now (once; later calls do nothing)."""
+        with self._system_trust_lock:
+            if self._system_trust_loaded:
+                return
+            if self.verify_mode != ssl.CERT_NONE:
+                before = self.cert_store_stats().get("x509_ca", 0)
+                self.load_default_certs(ssl.Purpose.SERVER_AUTH)
+                if self.cert_store_stats().get("x509_ca", 0) == before:
+                    # No CA came from the system (e.g. a Python without a configured
+                    # store; a store found only through a hashed directory also counts
+                    # 0): add Mozilla's bundle.
+                    try:
+                        import certifi
+
+                        self.load_verify_locations(cafile=certifi.where())
+                    except (ImportError, OSError, ssl.SSLError):
+                        pass
+            self._system_trust_loaded = True
+
+    # httpcore connects through wrap_socket, and through wrap_bio for TLS inside a proxy.
+    def wrap_socket(self, *args, **kwargs):
+        self.load_system_trust()
+        return super().wrap_socket(*args, **kwargs)
+
+    def wrap_bio(self, *args, **kwargs):
+        self.load_system_trust()
+        return super().wrap_bio(*args, **kwargs)
+
+
 def certs_dir(registry: str) -> Path | None:
     """Docker's per-registry directory ``<certs.d>/<host[:port]>`` if it exists."""
     if not registry or registry in (".", "..") or any(c in registry for c in "/\\\0"):
@@ -98,16 +155,7 @@ def certs_dir(registry: str) -> Path | None:
 def build_tls(registry: str, options: TlsOptions | None = None) -> TlsSetup:
     """The ``ssl.SSLContext`` for ``registry``; :class:`TlsError` for unusable files."""
     options = options or TlsOptions()
-    context = ssl.create_default_context()
-    if context.cert_store_stats().get("x509_ca", 0) == 0:
-        # No CA loaded from the system (e.g. a Python without a configured store; a store
-        # found only through a hashed directory also counts 0): add Mozilla's bundle.
-        try:
-            import certifi
-
-            context.load_verify_locations(cafile=certifi.where())
-        except (ImportError, OSError, ssl.SSLError):
-            pass
+    context = SystemTrustOnDemand()
     directory = certs_dir(registry) if options.ca_file is None or options.client_cert is None else None
     cas, pair = _read_certs_dir(directory) if directory is not None else ([], None)
     if options.ca_file is not None:

@@ -1,0 +1,75 @@
+"""Start-up: what each entry point loads. Start-up is most of every sub-second command (a
+re-push, a small pull), so the heavy modules a command does not need must stay unloaded.
+These tests assert which modules are imported, not how long it takes (timing belongs in
+benchmarks/), each in a fresh interpreter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+# The httpx command-line client and what it drags in; the CLI-only libraries.
+HTTPX_CLI = ("httpx._main", "pygments")
+CLI_ONLY = ("typer", "click", "rich")
+# Needed by push (model card, lineage) or by the trust commands only.
+PUSH_OR_TRUST_ONLY = ("ocimodel.metadata", "ocimodel.lineage", "ocimodel.trust", "ocimodel.signing", "sigstore", "yaml")
+
+_REPORT = (
+    "import json, sys; print(json.dumps(sorted(m for m, module in sys.modules.items()"
+    " if type(module).__name__ != '_LazyModule')), file=sys.__stderr__)"  # lazy: not loaded yet
+)
+
+
+def _loaded(code: str, *, cwd: Path | None = None) -> set[str]:
+    """The modules loaded after running ``code`` in a fresh interpreter."""
+    result = subprocess.run(
+        [sys.executable, "-c", f"{code}\n{_REPORT}"], capture_output=True, text=True, timeout=60, cwd=cwd, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return set(json.loads(result.stderr.strip().splitlines()[-1]))
+
+
+def _cli_loaded(args: list[str], *, cwd: Path) -> set[str]:
+    """Run the ``ocimodel`` command in-process (as the console script does) and report."""
+    code = (
+        "import sys\nfrom ocimodel.cli.app import main\n"
+        f"sys.argv = ['ocimodel', *{args!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+    )
+    return _loaded(code, cwd=cwd)
+
+
+def _any_of(loaded: set[str], prefixes: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in loaded if any(m == p or m.startswith(p + ".") for p in prefixes))
+
+
+def test_the_library_loads_no_cli_libraries() -> None:
+    loaded = _loaded("import ocimodel.api")
+    assert _any_of(loaded, HTTPX_CLI + CLI_ONLY) == []
+    assert _any_of(loaded, PUSH_OR_TRUST_ONLY) == []
+    assert "httpx" in loaded  # the transport itself is there
+
+
+def test_httpx_command_line_module_is_still_importable_after() -> None:
+    loaded = _loaded("import ocimodel.api, httpx._main\nassert callable(httpx._main.main)")
+    assert "httpx._main" in loaded
+
+
+def test_version_loads_neither_api_nor_transport(tmp_path: Path) -> None:
+    loaded = _cli_loaded(["--version"], cwd=tmp_path)
+    assert _any_of(loaded, ("ocimodel.api", "httpx", "pydantic")) == []
+
+
+def test_pull_loads_neither_model_card_nor_trust_code(tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "weights.bin").write_bytes(b"\0" * 1000)
+    (tmp_path / "model" / "config.json").write_text("{}")
+    subprocess.run(
+        [str(Path(sys.executable).with_name("ocimodel")), "push", "model", "oci:store:m:1", "--quiet"],
+        cwd=tmp_path, check=True, capture_output=True, timeout=60,
+    )
+    loaded = _cli_loaded(["pull", "oci:store:m:1", "out", "--json"], cwd=tmp_path)
+    assert (tmp_path / "out" / "weights.bin").read_bytes() == b"\0" * 1000
+    assert _any_of(loaded, PUSH_OR_TRUST_ONLY + HTTPX_CLI) == []
