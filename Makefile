@@ -46,6 +46,8 @@ $(VENV)/.installed: pyproject.toml | deps
 	fi
 	@[ -x $(VENV)/bin/python ] || { echo ">> creating $(VENV) with $$($(PYTHON) -V)"; $(PYTHON) -m venv $(VENV); }
 	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -e '.[test]'
+	@# pip compiles a wheel it installs; compile the editable source the same way (start-up)
+	$(VENV)/bin/python -m compileall -q src/ocimodel
 	@touch $@
 
 ## test: run the test suite (extra pytest arguments: make test PYTEST_ARGS="-k push")

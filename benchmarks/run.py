@@ -337,6 +337,10 @@ def measure(argv: list[str], env: dict[str, str], logs: Path, timeout: float, cw
     # own high-water mark says nothing; then the child's own VmHWM, polled, is the answer.
     floor_kib = _vm_kib("self", "VmHWM") or 0
     polled = [0]
+    # Untimed: write back what earlier runs left dirty (a pull writes 1-4 GiB into the page
+    # cache). Otherwise a run pays, in throttled writes, for the run before it, whichever
+    # tool that was: pulls of 1 GiB swung between 1.5 and 3.8 s.
+    os.sync()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=cwd)
@@ -474,6 +478,13 @@ class Bench:
     def setup(self) -> None:
         args = self.args
         t0 = time.perf_counter()
+        # pip compiles an installed wheel to bytecode; an editable install (this venv) is
+        # compiled on import, and not at all under PYTHONDONTWRITEBYTECODE, which would add
+        # ~40 ms of compiling to every ocimodel command timed here. Compile it once, as
+        # installed.
+        package = Path(__file__).resolve().parent.parent / "src" / "ocimodel"
+        if package.is_dir():
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True, timeout=300)
         log("generating data ...")
         self.datasets = generate_data(self.base / "data", args.quick, args.with_4g)
         for ds in self.datasets:
