@@ -73,3 +73,12 @@ def test_pull_loads_neither_model_card_nor_trust_code(tmp_path: Path) -> None:
     loaded = _cli_loaded(["pull", "oci:store:m:1", "out", "--json"], cwd=tmp_path)
     assert (tmp_path / "out" / "weights.bin").read_bytes() == b"\0" * 1000
     assert _any_of(loaded, PUSH_OR_TRUST_ONLY + HTTPX_CLI) == []
+    assert _any_of(loaded, ("rich",)) == []  # --json prints no table, no bars
+
+
+def test_push_with_json_loads_no_rich(tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "weights.bin").write_bytes(b"\1" * 1000)
+    loaded = _cli_loaded(["push", "model", "oci:store:m:1", "--json"], cwd=tmp_path)
+    assert (tmp_path / "store" / "index.json").is_file()
+    assert _any_of(loaded, ("rich", "pygments", "ocimodel.trust", "ocimodel.signing", "sigstore")) == []

@@ -14,17 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from typer.exceptions import TyperException
 
-from ocimodel.cli.lazy import lazy_import
-from ocimodel.cli.progress import TransferBars
+from ocimodel.cli.lazy import LazyConsole, lazy_import
 from ocimodel.errors import OcimodelError, UsageError
 
 api = lazy_import("ocimodel.api")
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from ocimodel.transport.connection import ConnectionOptions
 
 app = typer.Typer(
@@ -48,8 +47,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
+stdout = LazyConsole(soft_wrap=True)
+stderr = LazyConsole(stderr=True, soft_wrap=True)
 _state: dict[str, Any] = {"debug": False, "connection": None}
 
 T = TypeVar("T")
@@ -451,7 +450,11 @@ def logout(
 
 def _run(action: Callable[[Any], T], *, verb: str, show_progress: bool) -> T:
     """Run an API call with progress bars; turn our errors into one line and an exit code."""
-    bars = TransferBars(stderr, verb) if show_progress and stderr.is_terminal else None
+    bars = None
+    if show_progress and stderr.is_terminal:
+        from ocimodel.cli.progress import TransferBars
+
+        bars = TransferBars(stderr.get(), verb)
     try:
         with bars or nullcontext():
             return action(bars)
@@ -530,6 +533,14 @@ def _print_names(names: list[str], as_json: bool, document: dict[str, Any]) -> N
             stdout.print(name, highlight=False, markup=False)
 
 
+def new_table() -> Table:
+    """A borderless table with bold headers. rich is loaded here, by the commands that
+    print one, not at start-up."""
+    from rich.table import Table
+
+    return Table(show_edge=False, box=None, header_style="bold")
+
+
 def _print_json(value: Any) -> None:
     if hasattr(value, "model_dump_json"):  # an API result (pydantic, not imported for this)
         text = value.model_dump_json(by_alias=True, indent=2)
@@ -563,7 +574,7 @@ def _print_info(info: api.ModelInfo) -> None:
         if value:
             stdout.print(f"{label + ':':<15}{value}", highlight=False, markup=False)
     if info.files:
-        files = Table(show_edge=False, box=None, header_style="bold")
+        files = new_table()
         files.add_column("FILE")
         files.add_column("KIND")
         files.add_column("SIZE", justify="right")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from ocimodel.cli.app import (
     JsonOpt,
@@ -22,6 +21,9 @@ from ocimodel.cli.app import (
 from ocimodel.cli.lazy import lazy_import
 
 api_compare = lazy_import("ocimodel.api_compare")
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 @app.command()
@@ -182,15 +184,22 @@ def _print_search(result: api_compare.SearchResult) -> None:
     _line(summary)
 
 
-class _PlainTable(Table):
-    """Cells are plain text: a path or a value with brackets is not rich markup."""
+@functools.cache
+def _plain_table() -> type[Table]:
+    """A table whose cells are plain text: a path or a value with brackets is not rich
+    markup. Defined on first use: rich is loaded only by commands that print a table."""
+    from rich.table import Table
+    from rich.text import Text
 
-    def add_row(self, *cells: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        super().add_row(*(Text(c) if isinstance(c, str) else c for c in cells), **kwargs)
+    class PlainTable(Table):
+        def add_row(self, *cells: Any, **kwargs: Any) -> None:  # type: ignore[override]
+            super().add_row(*(Text(c) if isinstance(c, str) else c for c in cells), **kwargs)
+
+    return PlainTable
 
 
 def _table(*columns: str) -> Table:
-    table = _PlainTable(show_edge=False, box=None, header_style="bold")
+    table = _plain_table()(show_edge=False, box=None, header_style="bold")
     for column in columns:
         table.add_column(column, overflow="fold")
     return table

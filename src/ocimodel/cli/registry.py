@@ -8,9 +8,19 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from ocimodel.cli.app import JsonOpt, PlainHttpOpt, QuietOpt, _connection, _print_json, _print_result, _run, _size, app, stdout
+from ocimodel.cli.app import (
+    JsonOpt,
+    PlainHttpOpt,
+    QuietOpt,
+    _connection,
+    _print_json,
+    _run,
+    _size,
+    app,
+    new_table,
+    stdout,
+)
 from ocimodel.cli.lazy import lazy_import
 from ocimodel.errors import UsageError
 
@@ -38,7 +48,7 @@ def versions(
         return
     if not result.versions:
         stdout.print(f"no versions in {result.repository}", highlight=False, markup=False)
-    table = Table(show_edge=False, box=None, header_style="bold")
+    table = new_table()
     for column in ("VERSION", "DIGEST", "CREATED", "SIZE", "METRICS", "ALIASES"):
         table.add_column(column, justify="right" if column == "SIZE" else "left")
     for v in result.versions:
@@ -105,7 +115,7 @@ def history(
     if as_json:
         _print_json(result)
         return
-    table = Table(show_edge=False, box=None, header_style="bold")
+    table = new_table()
     for column in ("TIME", "ACTION", "DIGEST", "FROM", "ACTOR", "REASON"):
         table.add_column(column)
     for e in result.events:
