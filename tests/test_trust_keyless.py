@@ -263,6 +263,20 @@ def test_inclusion_proof_edited_after_signing(inst: SigstoreInstance) -> None:
     refused(Reason.BAD_INCLUSION_PROOF, inst, edited(sign(inst), flip))
 
 
+def test_data_in_the_message_does_not_pick_the_reason(inst: SigstoreInstance) -> None:
+    """sigstore's message for a bad inclusion proof carries the proof's repr, checkpoint
+    included; base64 that happens to spell "sct" once made this a bad SCT (~0.4% of
+    signings). Here the checkpoint's signature is made to spell it."""
+
+    def spell_sct(data: dict) -> None:
+        checkpoint = data["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["checkpoint"]
+        head, _, signature_line = checkpoint["envelope"].rstrip("\n").rpartition("\n")
+        checkpoint["envelope"] = f"{head}\n{signature_line[:-12]}EScTTajs{signature_line[-4:]}\n"
+
+    # Matching needles anywhere in sigstore's message gives Reason.BAD_SCT here.
+    refused(Reason.BAD_INCLUSION_PROOF, inst, edited(sign(inst, bad_inclusion_proof=True), spell_sct))
+
+
 def test_checkpoint_not_signed_by_the_log(inst: SigstoreInstance) -> None:
     refused(Reason.BAD_CHECKPOINT, inst, sign(inst, bad_checkpoint=True))
 

@@ -172,7 +172,7 @@ def rollback(
         current = _current(target, alias)
         if current is None:
             raise NotFound(f"{ref}:{alias} does not exist: nothing to roll back")
-        chain, warnings = _chain(target, alias, current.digest)
+        chain, _concurrent = _chain(target, alias, current.digest)  # history reports those
         explain = f"`ocimodel history {ref} --alias {alias}` shows what is known; promote an explicit version instead"
         if not chain:
             raise NotFound(f"no promotion record says where {alias} was before {current.digest}", hint=explain)

@@ -156,7 +156,6 @@ def update_fallback_index(
         if holds(current):
             if attempt == 0:
                 return  # nothing to do: we did not write, so nothing of ours can be lost
-            written = 0.0
         else:
             updated = change(current)
             if settle and clock() - started > settle:

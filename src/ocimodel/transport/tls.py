@@ -22,8 +22,8 @@ import ssl
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Self
 from pathlib import Path
+from typing import Self
 
 from ocimodel.errors import TransportError, printable
 
