@@ -29,7 +29,7 @@ from ocimodel.oci.digest import digest_bytes
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.client import RegistryClient, TlsError
 from ocimodel.transport.connection import ConnectionOptions, TlsOptions
-from ocimodel.transport.tls import CERTS_D_ENV, SystemTrustOnDemand, tls_failure
+from ocimodel.transport.tls import CERTS_D_ENV, SystemTrustOnDemand, build_tls, tls_failure
 from tests.support.files import tree_digest
 from tests.support.pki import Pki, make_pki
 from tests.support.registry import LocalRegistry
@@ -130,6 +130,16 @@ def test_system_trust_is_what_create_default_context_gives() -> None:
     assert ours.cert_store_stats()["x509_ca"] == 0  # nothing read yet
     ours.load_system_trust()
     assert ours.cert_store_stats()["x509_ca"] > 0  # the system's store (or Mozilla's bundle)
+
+
+def test_a_ca_file_that_is_also_the_system_store_adds_no_public_cas(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A system store holding only the CAs already given (SSL_CERT_FILE = --ca-file, a
+    locked-down CI) is not "empty": Mozilla's bundle must not be added to the trust."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca))
+    monkeypatch.setenv("SSL_CERT_DIR", str(pki.dir / "no-such-dir"))
+    context = build_tls("127.0.0.1:1", TlsOptions(ca_file=pki.ca)).context
+    context.load_system_trust()
+    assert context.cert_store_stats()["x509_ca"] == 1
 
 
 def test_system_trust_is_read_on_the_first_https_connection(

@@ -31,8 +31,6 @@ ANNOTATION_RELATION = "dev.ocimodel.lineage.relation"
 MAX_LINEAGE_DEPTH = 16
 MAX_LINEAGE_NODES = 500
 
-# A version tag starts with a digit, or v and a digit: 1, 1.2, 2024-05-01, v3.0.0-rc1.
-# Any other tag (latest, production, champion) is an alias and moves by design.
 # -- at push time ----------------------------------------------------------------------
 
 

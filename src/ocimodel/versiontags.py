@@ -10,7 +10,8 @@ _VERSION_TAG = re.compile(r"^[vV]?[0-9]")
 
 
 def is_version_tag(tag: str) -> bool:
-    """A tag that starts with a digit, or v and a digit: ``1.2``, ``v2``, ``2026-11-26``."""
+    """A tag that starts with a digit, or v and a digit: ``1``, ``1.2``, ``2024-05-01``,
+    ``v3.0.0-rc1``. Any other tag (latest, production, champion) is an alias."""
     return bool(_VERSION_TAG.match(tag))
 
 

@@ -4,7 +4,9 @@ httpx is imported here, before its users in this package, without its command-li
 module: ``import httpx`` also imports ``httpx._main`` (click, rich, pygments: ~40 ms, a
 tenth of a small pull) only to offer the ``httpx`` command, which ocimodel never runs.
 Blocking that one submodule makes httpx define its stub ``main`` instead; the block is
-lifted at once, so anyone who really imports ``httpx._main`` later still gets it."""
+lifted at once, so anyone who really imports ``httpx._main`` later still gets it (but
+``httpx.main`` stays httpx's "not installed" stub in a process that imported ocimodel
+first: running httpx's own command line from such a process is not supported)."""
 
 import sys
 

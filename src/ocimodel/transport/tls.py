@@ -119,7 +119,7 @@ class SystemTrustOnDemand(ssl.SSLContext):
             if self.verify_mode != ssl.CERT_NONE:
                 before = self.cert_store_stats().get("x509_ca", 0)
                 self.load_default_certs(ssl.Purpose.SERVER_AUTH)
-                if self.cert_store_stats().get("x509_ca", 0) == before:
+                if self.cert_store_stats().get("x509_ca", 0) == before and _system_store_is_empty():
                     # No CA came from the system (e.g. a Python without a configured
                     # store; a store found only through a hashed directory also counts
                     # 0): add Mozilla's bundle.
@@ -139,6 +139,15 @@ class SystemTrustOnDemand(ssl.SSLContext):
     def wrap_bio(self, *args, **kwargs):
         self.load_system_trust()
         return super().wrap_bio(*args, **kwargs)
+
+
+def _system_store_is_empty() -> bool:
+    """Whether the system's store alone gives no CA. Asked only when loading it added no
+    CA to a context: that context may already hold the same CAs (a --ca-file that is also
+    SSL_CERT_FILE), and then the store is not empty and Mozilla's bundle must not be added."""
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    probe.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    return probe.cert_store_stats().get("x509_ca", 0) == 0
 
 
 def certs_dir(registry: str) -> Path | None:
