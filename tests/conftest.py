@@ -41,6 +41,7 @@ os.environ["OCIMODEL_CACHE_DIR"] = tempfile.mkdtemp(prefix="ocimodel-test-cache-
 @pytest.fixture(autouse=True)
 def _fresh_digest_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OCIMODEL_CACHE_DIR", str(tmp_path_factory.mktemp("digest-cache")))
+    monkeypatch.delenv("OCIMODEL_BLOB_CACHE", raising=False)  # pulls download unless a test asks
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ _EXPORTS = {
     "PushResult": "ocimodel.api", "catalog": "ocimodel.api", "copy": "ocimodel.api",
     "inspect": "ocimodel.api", "list_tags": "ocimodel.api", "login": "ocimodel.api",
     "logout": "ocimodel.api", "pull": "ocimodel.api", "push": "ocimodel.api", "tag": "ocimodel.api",
+    "blob_cache_info": "ocimodel.api", "prune_blob_cache": "ocimodel.api",
     "OcimodelError": "ocimodel.errors",
     "Credentials": "ocimodel.transport.auth",
     "ConnectionOptions": "ocimodel.transport.connection", "TlsOptions": "ocimodel.transport.connection",
@@ -80,4 +81,5 @@ __all__ = [
     "attach", "referrers", "detach", "delete", "export", "import_",
     "versions", "promote", "rollback", "history", "lineage", "diff", "search",
     "sign", "attest", "verify", "export_signature", "generate_key_pair",
+    "blob_cache_info", "prune_blob_cache",
 ]

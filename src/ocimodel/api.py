@@ -29,6 +29,7 @@ from ocimodel.errors import (
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, Index, Manifest, loads_strict, parse_manifest
 from ocimodel.oci.reference import LayoutReference, Reference, RegistryReference, parse_reference
+from ocimodel.packaging.blobcache import BlobCache, blob_cache_wanted
 from ocimodel.packaging.classify import FileKind
 from ocimodel.packaging.digestcache import DigestCache
 from ocimodel.packaging.package import (
@@ -95,6 +96,7 @@ class PullResult(BaseModel):
     bytes_downloaded: int
     files_unchanged: int
     files_not_selected: int = 0  # layers a selective pull (include / kinds) left out
+    files_from_cache: int = 0  # linked from the local blob cache instead of downloaded
     retries: int = 0  # requests retried, downloads resumed, blob transfers started over
 
 
@@ -300,6 +302,7 @@ def pull(
     verify: Callable[[Any, Descriptor, bytes], None] | None = None,
     include: Sequence[str] = (),
     kinds: Sequence[str] = (),
+    blob_cache: bool | None = None,
 ) -> PullResult:
     """Download the model at ``reference`` into the directory ``destination``.
 
@@ -312,7 +315,11 @@ def pull(
     ``*.json``) and ``kinds`` (``weight``, ``weight.config``, ``doc``, ``code``,
     ``dataset``) pull only the files that match any of them; other layers are not
     downloaded, and files already in ``destination`` that were not selected are left
-    alone. A selection that matches nothing raises NothingSelected, naming the files."""
+    alone. A selection that matches nothing raises NothingSelected, naming the files.
+
+    ``blob_cache`` (default: ``OCIMODEL_BLOB_CACHE=1``) links files from the local blob
+    cache instead of downloading them, after checking them against their digests, and
+    keeps downloaded files there; see :mod:`ocimodel.packaging.blobcache`."""
     ref = _reference(reference)
     registry_options = _options(options, plain_http, credentials, concurrency).bound_to(_registry_of(ref))
     with open_target(ref, registry_options) as source:
@@ -324,10 +331,12 @@ def pull(
         planned = plan_files(manifest)
         files = select_files(planned, include, kinds, shown=str(ref))
         result = TransferResult(descriptor=root)
-        with DirectoryWriter(destination, files) as writer:
+        cache = BlobCache() if blob_cache_wanted(blob_cache) else None
+        with DirectoryWriter(destination, files, blob_cache=cache) as writer:
             copy_blobs(source, writer, _unique([f.descriptor for f in files]), result, concurrency=concurrency, progress=progress, retry=registry_options.retry)
             writer.commit()
             unchanged = len(writer.unchanged)
+            from_cache = len(writer.from_cache)
         retries = result.restarts + _client_retries(source)
     return PullResult(
         reference=str(ref),
@@ -337,6 +346,7 @@ def pull(
         bytes_downloaded=result.bytes_copied,
         files_unchanged=unchanged,
         files_not_selected=len(planned) - len(files),
+        files_from_cache=from_cache,
         retries=retries,
     )
 
@@ -604,6 +614,40 @@ class LogoutResult(BaseModel):
     removed: bool
     removed_from: str | None
     helper: str | None
+
+
+class BlobCacheInfo(BaseModel):
+    path: str
+    entries: int
+    bytes: int
+    entries_in_use: int  # shared with a pulled file: removing them frees no disk
+    bytes_not_in_use: int  # what `prune` frees
+
+
+class BlobCachePruned(BaseModel):
+    path: str
+    removed: int
+    bytes_freed: int
+
+
+def blob_cache_info() -> BlobCacheInfo:
+    """What the local blob cache holds (see :func:`pull`'s ``blob_cache``)."""
+    cache = BlobCache()
+    entries = [entry for _, entry in cache.entries()]
+    return BlobCacheInfo(
+        path=str(cache.root), entries=len(entries), bytes=sum(e.size for e in entries),
+        entries_in_use=sum(e.in_use for e in entries), bytes_not_in_use=sum(e.size for e in entries if not e.in_use),
+    )
+
+
+def prune_blob_cache(*, everything: bool = False) -> BlobCachePruned:
+    """Remove the blob cache entries no pulled file shares (their disk is freed), or all
+    of them with ``everything`` (pulled files are never touched: they keep their bytes)."""
+    cache = BlobCache()
+    removed = cache.prune(everything=everything)
+    # Only an entry with no other link frees its disk when removed.
+    freed = sum(e.size for e in removed if not e.in_use)
+    return BlobCachePruned(path=str(cache.root), removed=len(removed), bytes_freed=freed)
 
 
 def login(

@@ -223,6 +223,15 @@ def pull(
     certificate_oidc_issuer: Annotated[list[str] | None, typer.Option("--certificate-oidc-issuer", metavar="URL", help="The OIDC issuer of each --certificate-identity.", rich_help_panel="Verification")] = None,
     policy: Annotated[Path | None, typer.Option("--policy", metavar="FILE", help="A policy file (YAML or JSON) naming trusted signers and required attestations.", rich_help_panel="Verification")] = None,
     trusted_root: Annotated[Path | None, typer.Option("--trusted-root", metavar="FILE", help="Sigstore trusted_root.json for keyless checks (default: the embedded public-good root).", rich_help_panel="Verification")] = None,
+    blob_cache: Annotated[
+        bool | None,
+        typer.Option(
+            "--blob-cache/--no-blob-cache",
+            help="Link files from the local blob cache instead of downloading them, and keep what is downloaded there "
+            "(hard links: no extra disk). Default: OCIMODEL_BLOB_CACHE=1. Edit pulled files by replacing them, not in place.",
+            show_default=False,
+        ),
+    ] = None,
     plain_http: PlainHttpOpt = None,
     concurrency: ConcurrencyOpt = 4,
     as_json: JsonOpt = False,
@@ -243,6 +252,8 @@ def pull(
       ocimodel pull localhost:5000/team/sentiment:1.0 ./tok --include 'tokenizer*' --kind weight.config
 
       ocimodel pull localhost:5000/team/sentiment:1.0 ./out --verify --key release.pub
+
+      ocimodel pull localhost:5000/team/sentiment:1.0 ./out2 --blob-cache
     """
 
     def run(progress):
@@ -262,7 +273,7 @@ def pull(
             )
         return api.pull(
             reference, directory, plain_http=plain_http, concurrency=concurrency, progress=progress,
-            options=_connection(), include=include or (), kinds=kind or (), verify=hook,
+            options=_connection(), include=include or (), kinds=kind or (), verify=hook, blob_cache=blob_cache,
         )
 
     result = _run(
@@ -272,11 +283,12 @@ def pull(
     )
     total = sum(f.size for f in result.files)
     left_out = f"; {result.files_not_selected} not selected" if result.files_not_selected else ""
+    cached = f", {result.files_from_cache} linked from the blob cache" if result.files_from_cache else ""
     _print_result(result, as_json, quiet, [
         f"Pulled {result.reference} into {result.destination}",
         f"Digest: {result.digest}",
         f"Files: {len(result.files)} ({_size(total)}); downloaded {_size(result.bytes_downloaded)}, "
-        f"{result.files_unchanged} already up to date{left_out}",
+        f"{result.files_unchanged} already up to date{cached}{left_out}",
     ])
 
 
@@ -443,6 +455,46 @@ def logout(
         stdout.print(f"Removed the credentials for {result.registry} from {result.removed_from}", highlight=False, markup=False)
     else:
         stdout.print(f"Not logged in to {result.registry}", highlight=False, markup=False)
+
+
+cache_app = typer.Typer(
+    name="cache",
+    help="The local blob cache that `pull --blob-cache` links files from.\n\n  ocimodel cache info\n\n  ocimodel cache prune",
+    no_args_is_help=True,
+)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("info")
+def cache_info(as_json: JsonOpt = False) -> None:
+    """Where the blob cache is, what it holds, and what `prune` would free."""
+    result = _run(lambda _: api.blob_cache_info(), verb="cache", show_progress=False)
+    if as_json:
+        _print_json(result)
+        return
+    for line in (
+        f"Blob cache: {result.path}",
+        f"Entries: {result.entries} ({_size(result.bytes)}); {result.entries_in_use} shared with pulled files",
+        f"Freed by `ocimodel cache prune`: {_size(result.bytes_not_in_use)}",
+    ):
+        stdout.print(line, highlight=False, markup=False)
+
+
+@cache_app.command("prune")
+def cache_prune(
+    everything: Annotated[bool, typer.Option("--all", help="Remove every entry, also those pulled files share (they keep their bytes).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove the entries no pulled file shares any more, freeing their disk.
+
+    Pulled files are never touched: an entry and a pulled file are hard links to one file,
+    so removing the entry only removes the cache's name for it.
+    """
+    result = _run(lambda _: api.prune_blob_cache(everything=everything), verb="cache", show_progress=False)
+    if as_json:
+        _print_json(result)
+        return
+    stdout.print(f"Removed {result.removed} entries from {result.path}; freed {_size(result.bytes_freed)}", highlight=False, markup=False)
 
 
 # -- plumbing ---------------------------------------------------------------------------

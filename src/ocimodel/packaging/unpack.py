@@ -14,6 +14,7 @@ such a stream, which is fine: nothing leaves the staging directory before the co
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -38,6 +39,7 @@ from ocimodel.packaging.archive import (
     extract_tar_stream,
     zstd_module,
 )
+from ocimodel.packaging.blobcache import BlobCache
 from ocimodel.packaging.digestcache import RACY_SECONDS, DigestCache, same_file_state
 from ocimodel.packaging.paths import (
     check_no_symlink_parents,
@@ -156,7 +158,9 @@ def _mode_of(layer: Descriptor) -> int:
 class DirectoryWriter:
     """Write side of a pull. Use as a context manager: leaving it with an error cleans up.
 
-    ``extracted`` lists what archive layers wrote (paths relative to the destination)."""
+    ``extracted`` lists what archive layers wrote (paths relative to the destination).
+    With ``blob_cache``, files are linked from it instead of downloaded when it has them
+    (``from_cache`` lists those), and downloaded files are added to it."""
 
     def __init__(
         self,
@@ -164,8 +168,10 @@ class DirectoryWriter:
         files: list[PlannedFile],
         *,
         limits: ExtractLimits | None = None,
+        blob_cache: BlobCache | None = None,
     ) -> None:
         self.destination = Path(destination)
+        self.blob_cache = blob_cache
         self.name = f"directory {self.destination}"
         self.files = files
         self.limits = limits or ExtractLimits()
@@ -203,6 +209,7 @@ class DirectoryWriter:
         self._staged: list[PlannedFile] = []
         self.extracted: list[ExtractedEntry] = []
         self.unchanged: list[PlannedFile] = []
+        self.from_cache: list[PlannedFile] = []
         self.committed = False
         self._digests: DigestCache | None = None  # opened when a file to check is found
 
@@ -230,7 +237,23 @@ class DirectoryWriter:
             with self._lock:
                 self.unchanged.extend(targets)
             return True
-        return False
+        return self.blob_cache is not None and self._link_from_cache(descriptor, targets)
+
+    def _link_from_cache(self, descriptor: Descriptor, targets: list[PlannedFile]) -> bool:
+        first = self._tree / targets[0].relpath
+        first.parent.mkdir(parents=True, exist_ok=True)
+        assert self.blob_cache is not None
+
+        def holds(linked: Path) -> bool:
+            return _holds(linked, descriptor, self._digest_cache)
+
+        if not self.blob_cache.link_into(descriptor.digest, first, targets[0].mode, holds):
+            return False
+        self._copy_to_others(first, targets[1:])
+        with self._lock:
+            self._staged.extend(targets)
+            self.from_cache.extend(targets)
+        return True
 
     def push_blob(self, descriptor: Descriptor, chunks: Iterable[bytes]) -> None:
         targets = self._by_digest.get(descriptor.digest)
@@ -262,12 +285,23 @@ class DirectoryWriter:
         with _open_staged(first, WRITE_BUFFER_BYTES) as handle:
             for chunk in chunks:
                 handle.write(chunk)
-        for other in targets[1:]:
+        # The engine checks the digest before it lets the last piece go: here the file is
+        # whole and verified, so it may be kept. It gets its final mode first: once in the
+        # cache another pull may link it, and the commit must not change a shared inode.
+        if self.blob_cache is not None:
+            os.chmod(first, targets[0].mode)
+            self.blob_cache.add(targets[0].descriptor.digest, first)
+        self._copy_to_others(first, targets[1:])
+        with self._lock:
+            self._staged.extend(targets)
+
+    def _copy_to_others(self, first: Path, others: list[PlannedFile]) -> None:
+        """Files with the same bytes as ``first`` are copies (never links: each gets its
+        own mode, and editing one must not change another)."""
+        for other in others:
             path = self._tree / other.relpath
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(first, path)
-        with self._lock:
-            self._staged.extend(targets)
 
     def _extract(self, planned: PlannedFile, chunks: Iterable[bytes]) -> None:
         entries = extract_tar_stream(
@@ -312,7 +346,11 @@ class DirectoryWriter:
             staged = self._tree / planned.relpath
             final = self.destination / planned.relpath
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(staged, planned.mode)
+            st = os.lstat(staged)
+            if stat.S_IMODE(st.st_mode) != planned.mode:
+                if st.st_nlink > 1:  # shared with the blob cache: this file gets its own inode
+                    _copy_over(staged, staged)
+                os.chmod(staged, planned.mode)
             _move(staged, final)
         for entry in self.extracted:
             if entry.kind != "file":
@@ -387,12 +425,15 @@ def _existing_ancestor(path: Path) -> Path:
 
 def _restore_mode(root: Path, planned: PlannedFile) -> None:
     """An unchanged file keeps its bytes but gets the artifact's mode back (mode-for-mode),
-    never through a symlink."""
+    never through a symlink. A file with other hard links (a blob cache entry, another
+    pulled copy) is copied first: a mode is per inode, and the others keep theirs."""
     check_no_symlink_parents(root, planned.relpath)
     path = root / planned.relpath
     try:
         st = os.lstat(path)
         if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != planned.mode:
+            if st.st_nlink > 1:
+                _copy_over(path, path)
             os.chmod(path, planned.mode, follow_symlinks=False)
     except NotImplementedError:  # no lchmod on this platform: the lstat above was enough
         os.chmod(path, planned.mode)
@@ -446,12 +487,26 @@ def _holds(path: Path, descriptor: Descriptor, cache: Callable[[], DigestCache] 
     return actual == descriptor.digest
 
 
+def _copy_over(source: Path, target: Path) -> None:
+    """Replace ``target`` by a copy of ``source`` (mode and times too), made in a new file
+    beside ``target`` that is created exclusively under a fresh name (``mkstemp``), so no
+    symlink or file already in the directory is written through."""
+    fd, tmp = tempfile.mkstemp(prefix=STAGING_PREFIX, dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, open(os.open(source, os.O_RDONLY | os.O_NOFOLLOW), "rb", closefd=True) as src:
+            shutil.copyfileobj(src, out, WRITE_BUFFER_BYTES)
+        shutil.copystat(source, tmp, follow_symlinks=False)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def _move(source: Path, target: Path) -> None:
     try:
         os.replace(source, target)
     except OSError as exc:
         if exc.errno != 18:  # EXDEV: staging and destination on different filesystems
             raise PackagingError(f"cannot write {target}: {exc.strerror}") from None
-        tmp = target.with_name(f".{target.name}.ocimodel-tmp")
-        shutil.copy2(source, tmp)
-        os.replace(tmp, target)
+        _copy_over(source, target)
