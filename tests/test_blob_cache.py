@@ -109,11 +109,10 @@ def test_an_entry_with_another_mode_is_not_shared(pushed: str, model_dir: Path, 
     assert tree_digest(tmp_path / "b") == tree_digest(model_dir)
 
 
-def test_mode_change_of_an_unchanged_linked_file_does_not_reach_the_other_links(
-    registry: LocalRegistry, repo_name: str, model_dir: Path, tmp_path: Path
-) -> None:
-    """v2 has the same weights with another mode: pulling it into a directory whose file is
-    a cache link gives that directory its own copy before the mode changes."""
+@pytest.fixture
+def v2_with_another_mode(registry: LocalRegistry, repo_name: str, model_dir: Path, tmp_path: Path) -> str:
+    """v1 pulled into a/ and b/ through the cache (b's weights are a cache link); v2, whose
+    weights have the same bytes and mode 0755, is returned."""
     v1 = f"{registry.host}/{repo_name}:1.0"
     api.push(model_dir, v1)
     os.chmod(model_dir / "model.safetensors", 0o755)
@@ -121,7 +120,13 @@ def test_mode_change_of_an_unchanged_linked_file_does_not_reach_the_other_links(
     api.push(model_dir, v2)
     api.pull(v1, tmp_path / "a", blob_cache=True)
     api.pull(v1, tmp_path / "b", blob_cache=True)
-    api.pull(v2, tmp_path / "b", blob_cache=True)
+    return v2
+
+
+def test_mode_change_of_an_unchanged_linked_file_does_not_reach_the_other_links(v2_with_another_mode: str, tmp_path: Path) -> None:
+    """Pulling v2 into a directory whose file is a cache link gives that directory its own
+    copy before the mode changes."""
+    api.pull(v2_with_another_mode, tmp_path / "b", blob_cache=True)
     assert (tmp_path / "b" / "model.safetensors").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "a" / "model.safetensors").stat().st_mode & 0o777 == 0o644
 
@@ -231,23 +236,14 @@ def test_a_file_enters_the_cache_with_its_final_mode(pushed: str, model_dir: Pat
     assert len(modes) == len({f.digest for f in result.files})
 
 
-def test_a_symlink_beside_a_file_whose_mode_changes_is_not_written_through(
-    registry: LocalRegistry, repo_name: str, model_dir: Path, tmp_path: Path
-) -> None:
+def test_a_symlink_beside_a_file_whose_mode_changes_is_not_written_through(v2_with_another_mode: str, tmp_path: Path) -> None:
     """Giving a shared file its own inode before a mode change copies it beside itself:
     into a fresh, exclusive name, never through a name already in the directory."""
-    v1 = f"{registry.host}/{repo_name}:1.0"
-    api.push(model_dir, v1)
-    os.chmod(model_dir / "model.safetensors", 0o755)
-    v2 = f"{registry.host}/{repo_name}:2.0"
-    api.push(model_dir, v2)
-    api.pull(v1, tmp_path / "a", blob_cache=True)
-    api.pull(v1, tmp_path / "b", blob_cache=True)
     victim = tmp_path / "victim"
     victim.write_bytes(b"untouched")
     for name in (".model.safetensors.ocimodel-tmp", ".model.safetensors.tmp"):
         (tmp_path / "b" / name).symlink_to(victim)
-    api.pull(v2, tmp_path / "b", blob_cache=True)
+    api.pull(v2_with_another_mode, tmp_path / "b", blob_cache=True)
     assert victim.read_bytes() == b"untouched"
     assert (tmp_path / "b" / "model.safetensors").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "a" / "model.safetensors").stat().st_mode & 0o777 == 0o644
