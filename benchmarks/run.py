@@ -313,6 +313,7 @@ class Registry:
 class Sample:
     wall: float = 0.0
     cpu: float = 0.0
+    sys_cpu: float = 0.0  # the kernel's share of cpu (in the per-run log: page cache, copies)
     rss_mib: float = 0.0
     rss_is_bound: bool = False  # exited before the first poll: rss_mib is only an upper bound
     moved: int | None = None
@@ -376,6 +377,7 @@ def measure(argv: list[str], env: dict[str, str], logs: Path, timeout: float, cw
     sample = Sample(
         wall=wall,
         cpu=usage.ru_utime + usage.ru_stime,
+        sys_cpu=usage.ru_stime,
         rss_mib=rss_kib / 1024,
         rss_is_bound=not exact and not polled[0],
         stdout=out_path.read_text(errors="replace"),
@@ -744,7 +746,7 @@ class Bench:
             log(f"  {what}: FAILED: {s.error}")
             return
         moved = f", moved {s.moved:,} B" if s.moved is not None else ""
-        log(f"  {what}: {s.wall:.2f} s, {nbytes / MB / s.wall:.0f} MB/s, cpu {s.cpu:.2f} s, "
+        log(f"  {what}: {s.wall:.2f} s, {nbytes / MB / s.wall:.0f} MB/s, cpu {s.cpu:.2f} s (sys {s.sys_cpu:.2f}), "
             f"rss {rss_text([s])} MiB{moved}")
 
     # ---- tables
