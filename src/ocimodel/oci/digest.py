@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 from ocimodel.errors import DigestMismatch, InvalidDigest, SizeMismatch
 
@@ -40,6 +41,17 @@ def algorithm_of(digest: str) -> str:
 
 def hex_of(digest: str) -> str:
     return digest.split(":", 1)[1]
+
+
+def stored_path(root: Path, digest: str) -> Path | None:
+    """``root/<algorithm>/<hex>``, where content-addressed stores keep a blob (OCI layouts'
+    ``blobs/``, the local caches); None for a digest we cannot trust, so no such name can
+    reach the filesystem."""
+    try:
+        validate_digest(digest)
+    except InvalidDigest:
+        return None
+    return root / algorithm_of(digest) / hex_of(digest)
 
 
 def new_hasher(digest: str = "sha256:"):

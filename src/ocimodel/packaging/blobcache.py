@@ -33,8 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ocimodel.errors import InvalidDigest
-from ocimodel.oci.digest import algorithm_of, hex_of, validate_digest
+from ocimodel.oci.digest import stored_path
 from ocimodel.packaging.digestcache import cache_dir
 
 log = logging.getLogger("ocimodel.cache")
@@ -63,11 +62,7 @@ class BlobCache:
         self.root = Path(root) if root is not None else cache_dir() / "blobs"
 
     def path(self, digest: str) -> Path | None:
-        try:
-            validate_digest(digest)
-        except InvalidDigest:
-            return None
-        return self.root / algorithm_of(digest) / hex_of(digest)
+        return stored_path(self.root, digest)
 
     def link_into(self, digest: str, target: Path, mode: int, holds: Callable[[Path], bool]) -> bool:
         """Hard-link the entry for ``digest`` to ``target`` (a new name in a private staging

@@ -20,8 +20,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from ocimodel.errors import IntegrityError, InvalidDigest
-from ocimodel.oci.digest import algorithm_of, hex_of, validate_digest, verify_bytes
+from ocimodel.errors import IntegrityError
+from ocimodel.oci.digest import stored_path, verify_bytes
 from ocimodel.oci.models import MAX_MANIFEST_BYTES
 
 log = logging.getLogger("ocimodel.cache")
@@ -41,11 +41,7 @@ class ContentCache:
         self._lock = threading.Lock()  # the counters; files need none (atomic renames)
 
     def _path(self, digest: str) -> Path | None:
-        try:
-            validate_digest(digest)
-        except InvalidDigest:
-            return None
-        return self.root / algorithm_of(digest) / hex_of(digest)
+        return stored_path(self.root, digest)
 
     def get(self, digest: str, size: int | None = None) -> bytes | None:
         """The bytes named by ``digest`` (and ``size``), or None."""
