@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ocimodel import settings
 from ocimodel.api import DEFAULT_TAG, _options, _reference, _registry_of
 from ocimodel.api_referrers import push_bytes, push_referrer
 from ocimodel.errors import NotFound, OcimodelError, UsageError
@@ -251,8 +252,9 @@ def lineage(
 
 def actor() -> str:
     """Who is moving an alias: OCIMODEL_ACTOR, else the CI's user, else user@host."""
-    if os.environ.get("OCIMODEL_ACTOR"):
-        return os.environ["OCIMODEL_ACTOR"][:200]
+    actor = settings.ACTOR.text()
+    if actor:
+        return actor[:200]
     if os.environ.get("GITHUB_ACTOR"):
         run = os.environ.get("GITHUB_RUN_ID")
         return f"{os.environ['GITHUB_ACTOR']} (GitHub Actions{' run ' + run if run else ''})"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -100,7 +99,10 @@ def main_options(
         bool, typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    _state["debug"] = debug or os.environ.get("OCIMODEL_DEBUG", "") not in ("", "0")
+    from ocimodel import settings
+
+    settings.check_all()  # a bad OCIMODEL_* value is a usage error before any work starts
+    _state["debug"] = debug or settings.debug()
     if _state["debug"]:
         logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
         logging.getLogger("ocimodel").setLevel(logging.DEBUG)

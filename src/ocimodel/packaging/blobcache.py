@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ocimodel import settings
 from ocimodel.oci.digest import stored_path
 from ocimodel.packaging.digestcache import cache_dir
 
@@ -43,11 +44,11 @@ ENABLE_ENV = "OCIMODEL_BLOB_CACHE"
 
 def blob_cache_wanted(asked: bool | None) -> bool:
     """``asked`` (a flag) if given, else ``OCIMODEL_BLOB_CACHE``; never with OCIMODEL_NO_CACHE."""
-    if os.environ.get("OCIMODEL_NO_CACHE", "") not in ("", "0"):
+    if settings.no_cache():
         return False
     if asked is not None:
         return asked
-    return os.environ.get(ENABLE_ENV, "") not in ("", "0")
+    return settings.blob_cache()
 
 
 @dataclass(frozen=True)

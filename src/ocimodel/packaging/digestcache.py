@@ -23,6 +23,8 @@ import threading
 import time
 from pathlib import Path
 
+from ocimodel import settings
+
 log = logging.getLogger("ocimodel.cache")
 
 # A file whose mtime is this close to the moment it was hashed may still be changing.
@@ -31,7 +33,7 @@ SCHEMA_VERSION = 2
 
 
 def cache_dir() -> Path:
-    configured = os.environ.get("OCIMODEL_CACHE_DIR")
+    configured = settings.CACHE_DIR.text()
     if configured:
         return Path(configured)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -42,7 +44,7 @@ class DigestCache:
     def __init__(self, path: Path | None = None) -> None:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
-        if os.environ.get("OCIMODEL_NO_CACHE", "") not in ("", "0"):
+        if settings.no_cache():
             return
         path = path or cache_dir() / "digests.sqlite"
         try:

@@ -20,6 +20,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from ocimodel import settings
 from ocimodel.errors import IntegrityError
 from ocimodel.oci.digest import stored_path, verify_bytes
 from ocimodel.oci.models import MAX_MANIFEST_BYTES
@@ -35,7 +36,7 @@ class ContentCache:
     def __init__(self, root: str | os.PathLike[str], *, max_bytes: int = MAX_MANIFEST_BYTES) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
-        self.enabled = os.environ.get("OCIMODEL_NO_CACHE", "") in ("", "0")
+        self.enabled = not settings.no_cache()
         self.hits = 0
         self.misses = 0
         self._lock = threading.Lock()  # the counters; files need none (atomic renames)

@@ -13,12 +13,12 @@ by digest, says so (:func:`check_subject`)."""
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ocimodel import settings
 from ocimodel.errors import TRANSIENT_STATUS, IntegrityError, InvalidManifest, NotFound, RegistryError, TransportError, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, hex_of, validate_digest
@@ -181,14 +181,7 @@ def update_fallback_index(
 
 
 def settle_time() -> float:
-    value = os.environ.get("OCIMODEL_REFERRERS_SETTLE", "")
-    try:
-        seconds = float(value) if value else DEFAULT_SETTLE
-    except ValueError:
-        raise UsageError(f"OCIMODEL_REFERRERS_SETTLE must be a number of seconds, not {value[:40]!r}") from None
-    if not 0 <= seconds <= 60:
-        raise UsageError("OCIMODEL_REFERRERS_SETTLE must be between 0 and 60 seconds")
-    return seconds
+    return settings.referrers_settle(DEFAULT_SETTLE)
 
 
 def adding(descriptors: list[Descriptor]) -> tuple[Callable, Callable]:

@@ -7,7 +7,6 @@ streams are checked by the caller (the copy engine), which knows the descriptor.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from urllib.parse import quote, urljoin
 
 import httpx
 
+from ocimodel import settings
 from ocimodel.errors import (
     TRANSIENT_STATUS,
     AuthenticationError,
@@ -56,7 +56,7 @@ def plain_http_wanted(registry: str, plain_http: bool | None) -> bool:
     """Plain HTTP only when asked (argument or OCIMODEL_PLAIN_HTTP=1) or for loopback hosts."""
     if plain_http is not None:
         return plain_http
-    if os.environ.get("OCIMODEL_PLAIN_HTTP", "").lower() in ("1", "true", "yes"):
+    if settings.plain_http():
         return True
     return is_loopback_host(registry)
 
@@ -101,10 +101,7 @@ class RegistryClient:
         # No total-time cap: a multi-GB body that is still moving must not time out. Each
         # individual read or write waits at most `read`/`write` seconds for progress.
         # OCIMODEL_READ_TIMEOUT (seconds) shortens the wait for each read, e.g. to test stalls.
-        try:
-            read_timeout = max(0.1, float(os.environ.get("OCIMODEL_READ_TIMEOUT") or 300.0))
-        except ValueError:
-            read_timeout = 300.0  # a malformed setting keeps the default, as retry settings do
+        read_timeout = settings.read_timeout()
         timeout = httpx.Timeout(connect=30.0, read=read_timeout, write=300.0, pool=None)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         # One context for the registry and its token service: the same trust for both.

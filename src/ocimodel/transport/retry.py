@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import os
 import random
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+
+from ocimodel import settings
 
 log = logging.getLogger("ocimodel.transport")
 
@@ -29,16 +30,11 @@ class RetryPolicy:
     def from_environment(cls) -> RetryPolicy:
         """``OCIMODEL_RETRIES`` (tries in all) and ``OCIMODEL_RETRY_DELAY`` (base seconds)."""
         policy = cls()
-        attempts = os.environ.get("OCIMODEL_RETRIES")
-        delay = os.environ.get("OCIMODEL_RETRY_DELAY")
-        try:
-            if attempts:
-                policy = cls(attempts=max(1, int(attempts)), base_delay=policy.base_delay, max_delay=policy.max_delay)
-            if delay:
-                policy = cls(attempts=policy.attempts, base_delay=max(0.0, float(delay)), max_delay=policy.max_delay)
-        except ValueError:
-            pass  # a malformed setting keeps the defaults rather than failing every command
-        return policy
+        return cls(
+            attempts=settings.retries(policy.attempts),
+            base_delay=settings.retry_delay(policy.base_delay),
+            max_delay=policy.max_delay,
+        )
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed try number ``attempt`` (1-based)."""

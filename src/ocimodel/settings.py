@@ -1,0 +1,145 @@
+"""Every ``OCIMODEL_*`` environment variable, read in one place.
+
+A setting the user gave but that we cannot read is a usage error naming the variable: a
+typo in ``OCIMODEL_RETRIES=five`` used to be ignored silently, so the user believed a
+setting was in force that was not. An empty value means "not set", as shells make it easy
+to export an empty variable by accident.
+
+Values are read when asked for, not at import: tests and long-lived processes change the
+environment, and a command must see the environment it was started with, not the one the
+module saw first.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ocimodel.errors import UsageError
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its name, what it means (for ``--help`` and docs) and
+    the unit or form of its value."""
+
+    name: str
+    meaning: str
+
+    def raw(self) -> str | None:
+        value = os.environ.get(self.name)
+        return value if value not in (None, "") else None
+
+    def _bad(self, value: str, expected: str) -> UsageError:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        return UsageError(
+            f"{self.name}={shown!r} is not valid: expected {expected}",
+            hint=f"fix or unset {self.name} ({self.meaning})",
+        )
+
+    def flag(self, default: bool = False) -> bool:
+        value = self.raw()
+        if value is None:
+            return default
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise self._bad(value, "1 or 0 (true/false, yes/no, on/off)")
+
+    def number(self, default: float, *, low: float, high: float) -> float:
+        value = self.raw()
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise self._bad(value, f"a number between {low:g} and {high:g}") from None
+        if not low <= number <= high or number != number:  # NaN compares false both ways
+            raise self._bad(value, f"a number between {low:g} and {high:g}")
+        return number
+
+    def integer(self, default: int, *, low: int, high: int) -> int:
+        value = self.raw()
+        if value is None:
+            return default
+        try:
+            number = int(value, 10)
+        except ValueError:
+            raise self._bad(value, f"a whole number between {low} and {high}") from None
+        if not low <= number <= high:
+            raise self._bad(value, f"a whole number between {low} and {high}")
+        return number
+
+    def text(self, default: str | None = None) -> str | None:
+        value = self.raw()
+        return default if value is None else value
+
+    def choice(self, default: str, choices: tuple[str, ...]) -> str:
+        value = self.raw()
+        if value is None:
+            return default
+        if value.lower() not in choices:
+            raise self._bad(value, " or ".join(choices))
+        return value.lower()
+
+
+PLAIN_HTTP = Setting("OCIMODEL_PLAIN_HTTP", "talk HTTP instead of HTTPS to every registry")
+INSECURE = Setting("OCIMODEL_INSECURE", "do not verify TLS certificates")
+DEBUG = Setting("OCIMODEL_DEBUG", "show tracebacks and transport logs")
+RETRIES = Setting("OCIMODEL_RETRIES", "tries in all for a request that may pass when repeated")
+RETRY_DELAY = Setting("OCIMODEL_RETRY_DELAY", "base seconds between tries, doubled each time")
+READ_TIMEOUT = Setting("OCIMODEL_READ_TIMEOUT", "seconds a read may wait for its next byte")
+REFERRERS_SETTLE = Setting("OCIMODEL_REFERRERS_SETTLE", "seconds to wait before checking a written referrers index")
+CACHE_DIR = Setting("OCIMODEL_CACHE_DIR", "where digests, manifests and blobs are cached")
+NO_CACHE = Setting("OCIMODEL_NO_CACHE", "use no local cache at all")
+BLOB_CACHE = Setting("OCIMODEL_BLOB_CACHE", "pull through the local blob cache by default")
+ACTOR = Setting("OCIMODEL_ACTOR", "who promotes or rolls back, in the records")
+
+
+# Each setting's type and bounds live in one accessor, used where the value is needed and
+# by `check_all` up front.
+
+
+def plain_http() -> bool:
+    return PLAIN_HTTP.flag()
+
+
+def debug() -> bool:
+    return DEBUG.flag()
+
+
+def retries(default: int = 5) -> int:
+    return RETRIES.integer(default, low=1, high=100)
+
+
+def retry_delay(default: float = 0.5) -> float:
+    return RETRY_DELAY.number(default, low=0, high=600)
+
+
+def read_timeout(default: float = 300.0) -> float:
+    return READ_TIMEOUT.number(default, low=0.1, high=86400)
+
+
+def referrers_settle(default: float = 1.0) -> float:
+    return REFERRERS_SETTLE.number(default, low=0, high=60)
+
+
+def no_cache() -> bool:
+    return NO_CACHE.flag()
+
+
+def blob_cache() -> bool:
+    return BLOB_CACHE.flag()
+
+
+def check_all() -> None:
+    """Read every setting once, so that a bad value stops a command before it does
+    anything (a push that fails on OCIMODEL_RETRIES after creating its layout directory
+    leaves a trace the user did not ask for)."""
+    for read in (plain_http, debug, retries, retry_delay, read_timeout, referrers_settle, no_cache, blob_cache):
+        read()
+    INSECURE.flag()

@@ -1,0 +1,75 @@
+"""OCIMODEL_* environment variables: a value we cannot read is a usage error naming the
+variable (exit 2 at the CLI), never a silent fallback to the default."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ocimodel import settings
+from ocimodel.errors import UsageError
+from ocimodel.transport.retry import RetryPolicy
+
+
+def test_unset_and_empty_give_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OCIMODEL_RETRIES", raising=False)
+    assert settings.RETRIES.integer(5, low=1, high=100) == 5
+    monkeypatch.setenv("OCIMODEL_RETRIES", "")
+    assert settings.RETRIES.integer(5, low=1, high=100) == 5
+
+
+@pytest.mark.parametrize("value", ["five", "0", "1e3", "-2", "101"])
+def test_bad_retries_name_the_variable(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("OCIMODEL_RETRIES", value)
+    with pytest.raises(UsageError, match="OCIMODEL_RETRIES"):
+        RetryPolicy.from_environment()
+
+
+def test_good_values_are_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OCIMODEL_RETRIES", "3")
+    monkeypatch.setenv("OCIMODEL_RETRY_DELAY", "0.25")
+    policy = RetryPolicy.from_environment()
+    assert (policy.attempts, policy.base_delay) == (3, 0.25)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "soon", "-1"])
+def test_bad_numbers_are_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("OCIMODEL_READ_TIMEOUT", value)
+    with pytest.raises(UsageError, match="OCIMODEL_READ_TIMEOUT"):
+        settings.READ_TIMEOUT.number(300.0, low=0.1, high=86400)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", True), ("yes", True), ("TRUE", True), ("0", False), ("off", False)])
+def test_flags(monkeypatch: pytest.MonkeyPatch, value: str, expected: bool) -> None:
+    monkeypatch.setenv("OCIMODEL_PLAIN_HTTP", value)
+    assert settings.PLAIN_HTTP.flag() is expected
+
+
+def test_a_bad_flag_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OCIMODEL_BLOB_CACHE", "maybe")
+    with pytest.raises(UsageError, match="OCIMODEL_BLOB_CACHE"):
+        settings.BLOB_CACHE.flag()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("OCIMODEL_RETRIES", "five"), ("OCIMODEL_PLAIN_HTTP", "perhaps"), ("OCIMODEL_DEBUG", "loud"), ("OCIMODEL_NO_CACHE", "2")],
+)
+def test_cli_exits_2_naming_the_variable(tmp_path: Path, variable: str, value: str) -> None:
+    """A command that reads the variable stops with a usage error before it does anything."""
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"x" * 10)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCIMODEL_")}
+    env[variable] = value
+    proc = subprocess.run(
+        [sys.executable, "-m", "ocimodel", "push", str(model), f"oci:{tmp_path / 'store'}:1.0"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert variable in proc.stderr
+    assert not (tmp_path / "store").exists()
