@@ -161,6 +161,7 @@ def push(
     created: datetime | str | None = None,
     kinds: Mapping[str, FileKind | str] | Sequence[str] | None = None,
     exclude: Sequence[str] = (),
+    follow_symlinks: bool = True,
     annotations: Mapping[str, str] | None = None,
     metadata: ModelCard | MetadataFlags | Mapping[str, Any] | None = None,
     metadata_file: str | os.PathLike[str] | None = None,
@@ -179,7 +180,9 @@ def push(
 
     ``created`` is a datetime, ``"now"`` or an ISO 8601 string (omitted: no time is
     recorded, so the push is reproducible). ``kinds`` maps globs to layer kinds, as a
-    mapping or as ``"GLOB=KIND"`` strings. Returns the manifest digest and what was
+    mapping or as ``"GLOB=KIND"`` strings. Symlinks in the directory are followed and the
+    files they point at are uploaded; ``follow_symlinks=False`` refuses links that lead
+    out of the directory. Returns the manifest digest and what was
     uploaded; files the destination already had are not sent again.
 
     The model card (metrics, datasets, base models...) comes from ``metadata`` (a
@@ -226,6 +229,7 @@ def push(
         datasets_url=tuple(described.get("datasetsURL", ())), format=encoded.config.get("format"),
         kinds=parse_kind_overrides(kinds or ()),
         exclude=(*string_list(exclude, "exclude"), *_layout_inside(ref, path)),
+        follow_symlinks=follow_symlinks,
         annotations={**user_annotations, **encoded.annotations},
     )
     source = scan_model(path, package_options)

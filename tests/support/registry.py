@@ -97,7 +97,9 @@ class LocalRegistry:
         tls: tuple[Path, Path] | None = None,
         client_ca: Path | None = None,
         ca: Path | None = None,
+        deletes: bool = True,
     ) -> None:
+        self.deletes = deletes  # distribution's own default is off
         if htpasswd is not None and token_auth is not None:
             raise ValueError("LocalRegistry: htpasswd and token_auth are exclusive")
         self.token_auth = _check_token_auth(token_auth) if token_auth is not None else None
@@ -203,7 +205,7 @@ class LocalRegistry:
             "  accesslog: {disabled: true}",
             "storage:",
             f"  filesystem: {{rootdirectory: {_q(self.root)}}}",
-            "  delete: {enabled: true}",
+            f"  delete: {{enabled: {'true' if self.deletes else 'false'}}}",
             "  maintenance:",
             "    uploadpurging: {enabled: false}",
             "http:",

@@ -61,6 +61,9 @@ class PackageOptions:
     # glob (matched against the relative POSIX path) -> kind, first match wins
     kinds: Mapping[str, FileKind] = field(default_factory=dict)
     exclude: Sequence[str] = ()
+    # False: a symlink whose target lies outside the model directory is refused instead of
+    # uploading the file it points at.
+    follow_symlinks: bool = True
     annotations: Mapping[str, str] = field(default_factory=dict)
     datasets_url: Sequence[str] = ()
     format: str | None = None  # overrides the format detected from the files
@@ -167,7 +170,7 @@ def scan_model(root: str | os.PathLike[str], options: PackageOptions | None = No
     if not root.exists():
         raise PackagingError(f"model directory {root} does not exist", hint="check the path (push takes a model directory or file)")
     if root.is_dir():
-        entries = scan_directory(root, options.exclude)
+        entries = scan_directory(root, options.exclude, follow_symlinks=options.follow_symlinks)
     elif root.is_file():
         # A single-file model (one .gguf, one .onnx) is a directory of one file.
         entries = [(root.name, root, root.stat())]
@@ -280,12 +283,19 @@ def build_manifest(files: list[ModelFile], config_bytes: bytes, options: Package
     return manifest.to_json()
 
 
-def scan_directory(root: Path, exclude: Sequence[str] = ()) -> list[tuple[str, Path, os.stat_result]]:
+def scan_directory(
+    root: Path, exclude: Sequence[str] = (), *, follow_symlinks: bool = True
+) -> list[tuple[str, Path, os.stat_result]]:
     """Regular files under ``root`` as (relative POSIX path, path, stat), sorted by path.
 
-    Symlinks to files are followed (Hugging Face snapshots are made of them); symlinked
-    directories, devices, fifos and sockets are refused rather than silently skipped."""
+    Symlinks to files are followed by default (Hugging Face snapshots are made of them, and
+    their targets live outside the snapshot directory), so what is uploaded is the file the
+    link points at, wherever it is. ``follow_symlinks=False`` refuses a link whose target
+    lies outside ``root``: a link planted in a model directory cannot then carry a file
+    such as ``~/.ssh/id_rsa`` into a registry. Symlinked directories, devices, fifos and
+    sockets are refused rather than silently skipped."""
     found: list[tuple[str, Path, os.stat_result]] = []
+    real_root = os.path.realpath(root)
 
     def walk(directory: Path, prefix: str) -> None:
         try:
@@ -311,6 +321,11 @@ def scan_directory(root: Path, exclude: Sequence[str] = ()) -> list[tuple[str, P
                     )
                 walk(path, relpath + "/")
             elif stat.S_ISREG(st.st_mode):
+                if not follow_symlinks and stat.S_ISLNK(lst.st_mode) and not _inside(os.path.realpath(path), real_root):
+                    raise PackagingError(
+                        f"{path} is a symlink to {os.path.realpath(path)}, outside the model directory",
+                        hint="copy the file into the model directory, --exclude it, or push without --no-follow-symlinks",
+                    )
                 found.append((relpath, path, st))
             else:
                 raise PackagingError(f"{path} is not a regular file", hint="--exclude it")
@@ -364,6 +379,10 @@ def _kind_for(relpath: str, path: Path, overrides: Mapping[str, FileKind]) -> tu
         if fnmatch.fnmatchcase(relpath, pattern):
             return kind, True
     return classify_file(relpath, path), False
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _excluded(relpath: str, patterns: Sequence[str]) -> bool:

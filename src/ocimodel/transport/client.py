@@ -320,6 +320,14 @@ class RegistryClient:
     def delete_manifest(self, repository: str, digest: str) -> None:
         url = self._url(f"/v2/{repository}/manifests/{digest}")
         response = self._send("DELETE", url, what=f"delete {repository}@{digest}")
+        if response.status_code == 405:
+            # distribution's default: deletes are off unless its config enables them.
+            error = error_from_response(response, f"delete {repository}@{digest}", self.registry)
+            error.hint = (
+                "this registry refuses deletes; on distribution (docker-registry) set "
+                "storage.delete.enabled: true in its config; elsewhere ask its administrator"
+            )
+            raise error
         self._check(response, f"delete {repository}@{digest}", (202, 200))
 
     def blob_exists(self, repository: str, digest: str) -> bool:
