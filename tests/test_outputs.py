@@ -14,6 +14,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -213,11 +214,12 @@ def test_an_archive_is_never_written_to_a_terminal(monkeypatch) -> None:
 # -- the commands ----------------------------------------------------------------------------
 
 
-def cli_bytes(*args: object, stdout=subprocess.PIPE) -> subprocess.CompletedProcess[bytes]:
-    """The CLI with stdout as bytes (an archive on standard output is binary)."""
+def cli_bytes(*args: object, cwd: Path, stdout=subprocess.PIPE) -> subprocess.CompletedProcess[bytes]:
+    """The CLI with stdout as bytes (an archive on standard output is binary), run in
+    ``cwd``: exporting to - stages the layout in the working directory."""
     return subprocess.run(
         [sys.executable, "-m", "ocimodel", *map(str, args)], check=False, stdout=stdout,
-        stderr=subprocess.PIPE, env=_env(), timeout=60, stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, env=_env(), timeout=60, stdin=subprocess.DEVNULL, cwd=cwd,
     )
 
 
@@ -260,46 +262,56 @@ def test_export_over_a_device_leaves_the_device(layout_ref: str, place: Path) ->
     assert stat.S_ISCHR(device.lstat().st_mode) and device.lstat().st_rdev == os.makedev(1, 7)
 
 
-def test_export_to_standard_output_writes_the_same_archive(layout_ref: str, place: Path) -> None:
+def test_export_to_standard_output_writes_the_same_archive(layout_ref: str, place: Path, tmp_path: Path) -> None:
     ok("export", layout_ref, place / "model.tar")
-    piped = cli_bytes("export", layout_ref, "-")
+    piped = cli_bytes("export", layout_ref, "-", cwd=tmp_path)
     assert piped.returncode == 0, piped.stderr.decode()
     assert piped.stdout == (place / "model.tar").read_bytes()
     assert b"Exported" in piped.stderr and b"standard output" in piped.stderr
     assert [p.name for p in place.iterdir()] == ["model.tar"]  # no file named "-"
 
     with open(place / "redirected.tar", "wb") as handle:
-        assert cli_bytes("export", layout_ref, "-", "-q", stdout=handle).returncode == 0
+        assert cli_bytes("export", layout_ref, "-", "-q", stdout=handle, cwd=tmp_path).returncode == 0
     assert (place / "redirected.tar").read_bytes() == (place / "model.tar").read_bytes()
 
     both = ocimodel_cli("export", layout_ref, "-", "--json")
     assert not usage_error_problems(both) and "--json" in both.err and both.out == ""
 
 
-def test_export_to_a_terminal_is_refused(layout_ref: str) -> None:
+def test_export_to_a_terminal_is_refused(layout_ref: str, tmp_path: Path) -> None:
     leader, follower = pty.openpty()
+    shown = bytearray()
+
+    def drain() -> None:  # what the terminal receives; EIO once the last writer is gone
+        while True:
+            try:
+                data = os.read(leader, 1 << 16)
+            except OSError:
+                return
+            if not data:
+                return
+            shown.extend(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
     try:
-        run = cli_bytes("export", layout_ref, "-", stdout=follower)
-        os.set_blocking(leader, False)
-        try:
-            shown = os.read(leader, 1 << 16)
-        except BlockingIOError:
-            shown = b""
+        run = cli_bytes("export", layout_ref, "-", stdout=follower, cwd=tmp_path)
     finally:
-        os.close(leader)
         os.close(follower)
+        reader.join(timeout=10)
+        os.close(leader)
     assert run.returncode == 2 and b"terminal" in run.stderr, run.stderr
     assert b"oci-layout" not in shown
 
 
-def test_export_replaces_an_existing_file_only_with_force(layout_ref: str, place: Path) -> None:
+def test_export_replaces_an_existing_file_only_with_force(layout_ref: str, place: Path, tmp_path: Path) -> None:
     path = place / "model.tar"
     path.write_bytes(b"an older export")
     refused = ocimodel_cli("export", layout_ref, path)
     assert not usage_error_problems(refused) and "--force" in refused.err, str(refused)
     assert path.read_bytes() == b"an older export"
     ok("export", layout_ref, path, "--force")
-    assert path.read_bytes() == cli_bytes("export", layout_ref, "-").stdout
+    assert path.read_bytes() == cli_bytes("export", layout_ref, "-", cwd=tmp_path).stdout
     assert [p.name for p in place.iterdir()] == ["model.tar"]
 
 
@@ -312,12 +324,12 @@ def signed_layout(layout_ref: str, tmp_path: Path) -> tuple[str, Path]:
     return layout_ref, keys / "k.pub"
 
 
-def test_signature_export_destinations(signed_layout, place: Path) -> None:
+def test_signature_export_destinations(signed_layout, place: Path, tmp_path: Path) -> None:
     ref, public = signed_layout
     path = place / "model.sig"
     ok("signature", "export", ref, "--key", public, "-o", path)
     written = path.read_bytes()
-    piped = cli_bytes("signature", "export", ref, "--key", public, "-o", "-")
+    piped = cli_bytes("signature", "export", ref, "--key", public, "-o", "-", cwd=tmp_path)
     assert piped.returncode == 0 and piped.stdout == written, piped.stderr.decode()
     assert b"standard output" in piped.stderr
 
@@ -346,7 +358,7 @@ def test_signature_export_from_the_registry_to_standard_output(registry, repo_na
     ocimodel.generate_key_pair(tmp_path / "k.key", tmp_path / "k.pub")
     ocimodel.sign(ref, key=tmp_path / "k.key")
     ocimodel.export_signature(ref, tmp_path / "model.sig", keys=[tmp_path / "k.pub"])
-    piped = cli_bytes("signature", "export", ref, "--key", tmp_path / "k.pub", "-o", "-")
+    piped = cli_bytes("signature", "export", ref, "--key", tmp_path / "k.pub", "-o", "-", cwd=tmp_path)
     assert piped.returncode == 0 and piped.stdout == (tmp_path / "model.sig").read_bytes()
     os.symlink("model.sig", tmp_path / "link.sig")
     refused = ocimodel_cli("signature", "export", ref, "--key", tmp_path / "k.pub", "-o", tmp_path / "link.sig", "--force")
