@@ -183,7 +183,7 @@ def export(
 
       ocimodel import sentiment-1.0.tar airgap-registry.local/team/sentiment
 
-      ocimodel export registry.example.com/team/sentiment:1.0 - | ssh airgap 'cat > sentiment-1.0.tar'
+      ocimodel export localhost:5000/team/sentiment:1.0 - | ssh airgap 'cat > s.tar'
 
     FILE is written whole or not at all, and only as a regular file: an existing file is
     replaced only with --force; a symlink, directory, fifo, socket or device is refused
