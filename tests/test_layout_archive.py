@@ -21,6 +21,7 @@ from ocimodel.errors import (
     DestinationExists,
     DigestMismatch,
     IntegrityError,
+    OutputExists,
     StoreError,
     UnsafePath,
 )
@@ -125,11 +126,14 @@ def test_gzip_archive_is_deterministic_and_readable(store, tmp_path: Path) -> No
     assert sha256_bytes(raw) == digest
 
 
-def test_archive_replaces_an_existing_file(store, tmp_path: Path) -> None:
+def test_archive_replaces_an_existing_file_only_when_told(store, tmp_path: Path) -> None:
     layout, _ = store
     out = tmp_path / "out.tar"
     out.write_bytes(b"an older export")
-    write_layout_archive(layout, out)
+    with pytest.raises(OutputExists):
+        write_layout_archive(layout, out)
+    assert out.read_bytes() == b"an older export"
+    write_layout_archive(layout, out, replace=True)
     assert tarfile.is_tarfile(out)
     assert not list(tmp_path.glob(".out.tar.*"))
 

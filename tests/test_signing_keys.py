@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from ocimodel.errors import OcimodelError
+from ocimodel.errors import OcimodelError, OutputExists
 from ocimodel.signing.errors import KeyLoadError, KeyPasswordRequired, UnsupportedKey
 from ocimodel.signing.keys import (
     PASSWORD_ENV,
@@ -38,9 +38,10 @@ def test_generate_and_load_round_trip(tmp_path: Path) -> None:
 
 def test_generate_refuses_to_overwrite(tmp_path: Path) -> None:
     (tmp_path / "k.pem").write_text("precious")
-    with pytest.raises(KeyLoadError, match="refusing to overwrite"):
+    with pytest.raises(OutputExists, match="refusing to overwrite"):
         generate_key_pair(tmp_path / "k.pem", tmp_path / "k.pub")
     assert (tmp_path / "k.pem").read_text() == "precious"
+    assert not (tmp_path / "k.pub").exists()  # neither half of the pair is written
 
 
 def test_encrypted_key_with_password_argument(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

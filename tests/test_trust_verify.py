@@ -494,7 +494,7 @@ def test_export_is_not_decided_by_the_unsigned_created_annotation(model_dir, key
     assert exported.referrer == release_sig  # not the replayed one, dated later
     assert (exported.candidates, exported.verified) == (1, False)
     with pytest.raises(VerificationFailed) as refused:
-        api_trust.export_signature(ref, out, referrer=replayed)
+        api_trust.export_signature(ref, out, referrer=replayed, overwrite=True)
     assert refused.value.reason == "missing-file"
 
     # Mallory signs these very files, dated later still.
@@ -518,11 +518,11 @@ def test_export_is_not_decided_by_the_unsigned_created_annotation(model_dir, key
     assert untrusted.value.reason == "untrusted-signature" and not (tmp_path / "qa.sig").exists()
     # A policy selects the same way; naming a referrer needs no key when it is the only candidate.
     policy = _write_policy(tmp_path / "policy.yaml", f"signers: {{release: {{key: {keys['release'][1]}}}}}\n")
-    assert api_trust.export_signature(ref, out, policy=policy).signers == ["release"]
-    assert api_trust.export_signature(ref, out, referrer=release_sig).referrer == release_sig
+    assert api_trust.export_signature(ref, out, policy=policy, overwrite=True).signers == ["release"]
+    assert api_trust.export_signature(ref, out, referrer=release_sig, overwrite=True).referrer == release_sig
 
     if MODEL_SIGNING_CLI.exists():
-        api_trust.export_signature(ref, out, keys=[keys["release"][1]])
+        api_trust.export_signature(ref, out, keys=[keys["release"][1]], overwrite=True)
         ocimodel.pull(ref, tmp_path / "pulled")
         checked = subprocess.run(
             [str(MODEL_SIGNING_CLI), "verify", "key", str(tmp_path / "pulled"), "--signature", str(out),

@@ -22,6 +22,7 @@ from ocimodel.errors import NotFound, RegistryError, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import new_hasher, validate_digest
 from ocimodel.oci.models import Descriptor
+from ocimodel.outputs import check_output, is_stdout
 from ocimodel.targets import referrers as rf
 from ocimodel.targets.copy import verified
 from ocimodel.targets.layout import OciLayout
@@ -390,6 +391,7 @@ def export(
     *,
     with_referrers: bool = True,
     compression: str = "none",
+    overwrite: bool = False,
     concurrency: int = 4,
     progress=None,
     plain_http: bool | None = None,
@@ -398,26 +400,35 @@ def export(
 ) -> ExportResult:
     """Write the artifact at ``reference`` (and, by default, everything that refers to it)
     to ``output``: one deterministic tar of an OCI layout that skopeo's ``oci-archive:``
-    reads, for carrying to an air-gapped site. ``compression`` is "none" or "gzip"."""
+    reads, for carrying to an air-gapped site. ``compression`` is "none" or "gzip".
+
+    ``output`` is a new regular file, or an existing one with ``overwrite``; a symlink,
+    directory, fifo, socket or device there is refused (:class:`UnsafeOutput`) and left
+    alone. ``"-"`` writes the tar to standard output (never a terminal)."""
     from ocimodel.targets.archive import write_layout_archive
 
     if compression not in ("none", "gzip"):
         raise UsageError(f"compression must be none or gzip, not {compression!r}")
     ref = _reference(reference)
+    to_stdout = is_stdout(output)
+    # Refused before anything is fetched: a download can take an hour.
+    check_output(output, replace=overwrite, example="model.tar", terminal_ok=False)
     out = Path(output)
-    if out.is_dir():
-        raise UsageError(f"{out} is a directory: export writes one file (e.g. {out / 'model.tar'})")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if not to_stdout:
+        out.parent.mkdir(parents=True, exist_ok=True)
     tag = ref.tag if ref.digest is None else None
     registry_options = _options(options, plain_http, credentials, concurrency).bound_to(_registry_of(ref))
-    # The layout is built beside the output: same disk, and gone whatever happens.
-    with tempfile.TemporaryDirectory(prefix=".ocimodel-export-", dir=out.parent) as tmp:
+    # The layout is built beside the output: same disk, and gone whatever happens. For
+    # standard output, in the working directory if it is writable (a model may not fit in
+    # a memory-backed /tmp), else in the system's temp directory.
+    staging_dir = out.parent if not to_stdout else (Path.cwd() if os.access(".", os.W_OK) else None)
+    with tempfile.TemporaryDirectory(prefix=".ocimodel-export-", dir=staging_dir) as tmp:
         staging = OciLayout(Path(tmp) / "layout", create=True)
         with open_target(ref, registry_options) as source:
             root = source.resolve(ref.reference or DEFAULT_TAG)
             copied = _copy(source, staging, root, tag or (DEFAULT_TAG if ref.reference is None else None),
                            with_referrers, concurrency, progress, registry_options)
-        info = write_layout_archive(staging.path, out, compression=compression)
+        info = write_layout_archive(staging.path, output, compression=compression, replace=overwrite)
     return ExportResult(
         reference=str(ref), digest=root.digest, path=str(info.path), size=info.size, blobs=info.blob_count,
         tag=tag or (DEFAULT_TAG if ref.reference is None else None), referrers=[d.digest for d in copied.referrers],

@@ -14,7 +14,6 @@ about the digest (THREATS.md 1)."""
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from ocimodel.errors import NotFound, UsageError
 from ocimodel.metadata.encoding import read_card
 from ocimodel.oci.models import Descriptor, Manifest, parse_manifest
 from ocimodel.oci.reference import LayoutReference, Reference
+from ocimodel.outputs import check_output, is_stdout, write_output
 from ocimodel.signing import keys as signing_keys
 from ocimodel.signing.bundle import unverified_statement
 from ocimodel.signing.errors import FileSignatureUnsupported, Reason, VerificationFailed
@@ -238,6 +238,7 @@ def export_signature(
     policy: Policy | PathLike | None = None,
     trusted_root: PathLike | None = None,
     offline: bool = True,
+    overwrite: bool = False,
     plain_http: bool | None = None,
     credentials: Credentials | tuple[str, str] | None = None,
     options: ConnectionOptions | None = None,
@@ -252,12 +253,14 @@ def export_signature(
     ``policy``, as for :func:`verify`) only candidates whose signature verifies with one of
     them count, and the newest of those is written. Without signers the signature is not
     checked (model_signing, or :func:`verify`, does that), and more than one candidate is
-    refused as ambiguous: pass a key, or ``referrer`` to name one."""
+    refused as ambiguous: pass a key, or ``referrer`` to name one.
+
+    ``output`` is a new regular file, or an existing one with ``overwrite``; a symlink,
+    directory, fifo, socket or device there is refused (:class:`UnsafeOutput`) and left
+    alone. ``"-"`` writes the bundle to standard output."""
     if fmt != "model-signing":
         raise UsageError(f"unknown signature format {fmt!r}: the one format is model-signing")
-    out = Path(output)
-    if out.is_dir():
-        raise UsageError(f"{out} is a directory: give the file to write, e.g. {out / 'model.sig'}")
+    check_output(output, replace=overwrite, example="model.sig")
     trust = _trust(keys, identities, policy) if (keys or identities or policy is not None) else None
     keyless = KeylessOptions(trusted_root=check_trusted_root(trusted_root), offline=offline)
     ref = _reference(reference)
@@ -317,10 +320,12 @@ def export_signature(
             "to export the one your trusted signer made, or --referrer DIGEST",
         )
     chosen, signers = max(candidates, key=lambda c: (c[0].created or "", c[0].referrer.digest))
-    _write_atomic(out, chosen.bundle)
+    if not is_stdout(output):
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+    write_output(output, chosen.bundle, replace=overwrite, example="model.sig")  # public: 0644
     return ExportSignatureResult(
         reference=str(ref), digest=root.digest, format=fmt, referrer=chosen.referrer.digest,
-        path=str(out), candidates=len(candidates), verified=trust is not None, signers=signers,
+        path=os.fspath(output), candidates=len(candidates), verified=trust is not None, signers=signers,
     )
 
 
@@ -328,11 +333,14 @@ def generate_key_pair(
     private_key: PathLike = "ocimodel.key",
     public_key: PathLike = "ocimodel.pub",
     password: str | bytes | None = None,
+    *,
+    overwrite: bool = False,
 ) -> KeyPairResult:
     """Write a new ECDSA P-256 key pair: PKCS#8 PEM private key (mode 0600; encrypted when
     ``password`` is given) and PEM public key, as cosign and model-signing read them. An
-    existing file is never overwritten."""
-    key = signing_keys.generate_key_pair(private_key, public_key, password or None)
+    existing key file is replaced only with ``overwrite``; a symlink, fifo, socket or
+    device at either path is refused and left alone."""
+    key = signing_keys.generate_key_pair(private_key, public_key, password or None, overwrite=overwrite)
     return KeyPairResult(
         private_key=str(private_key), public_key=str(public_key),
         key_hint=signing_keys.key_hint(key), encrypted=bool(password),
@@ -381,19 +389,6 @@ def _fallback_name(ref: Reference) -> str:
     if isinstance(ref, LayoutReference):
         return ref.tag or Path(ref.path).name or "model"
     return ref.repository.rsplit("/", 1)[-1]
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)  # a signature is public; mkstemp made it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 __all__ = [

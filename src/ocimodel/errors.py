@@ -99,6 +99,29 @@ class DestinationExists(OcimodelError):
     """The pull destination holds files that would be overwritten."""
 
 
+class UnsafeOutput(UsageError):
+    """An output path names something other than a regular file: a symlink (even a
+    dangling one), a directory, a fifo, a socket or a device. ocimodel never writes
+    through such a node nor replaces it. ``path`` and ``kind`` say which and what."""
+
+    def __init__(self, path: str, kind: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{path} is {kind}: ocimodel writes its outputs to regular files only", hint=hint)
+        self.path = path
+        self.kind = kind
+
+
+class OutputExists(UsageError):
+    """An output file exists and the command was not told to replace it (``--force``)."""
+
+    def __init__(self, path: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{path} already exists; refusing to overwrite it", hint=hint)
+        self.path = path
+
+
+class OutputError(OcimodelError):
+    """An output file could not be written (no permission, a full disk, a closed pipe)."""
+
+
 class StoreError(OcimodelError):
     """An OCI layout directory is missing, malformed or not writable."""
 

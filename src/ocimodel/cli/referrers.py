@@ -24,6 +24,7 @@ from ocimodel.cli.app import (
     stdout,
 )
 from ocimodel.cli.lazy import lazy_import
+from ocimodel.errors import UsageError
 
 ArtifactTypeOpt = Annotated[
     str | None,
@@ -167,9 +168,10 @@ def delete(
 @app.command()
 def export(
     reference: Annotated[str, typer.Argument(metavar="REF", help="The model: registry/repo:tag, repo@digest or oci:PATH:tag.")],
-    output: Annotated[Path, typer.Argument(metavar="FILE", help="The archive to write, e.g. model.tar.")],
+    output: Annotated[str, typer.Argument(metavar="FILE", help="The archive to write, e.g. model.tar; - for standard output.")],
     no_referrers: Annotated[bool, typer.Option("--no-referrers", help="Leave signatures and other referrers out.")] = False,
     gzip: Annotated[bool, typer.Option("--gzip", help="Compress the archive (weights rarely shrink; slower).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace FILE if it is an existing regular file.")] = False,
     plain_http: PlainHttpOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -180,20 +182,39 @@ def export(
       ocimodel export registry.example.com/team/sentiment:1.0 sentiment-1.0.tar
 
       ocimodel import sentiment-1.0.tar airgap-registry.local/team/sentiment
+
+      ocimodel export localhost:5000/team/sentiment:1.0 - | ssh airgap 'cat > s.tar'
+
+    FILE is written whole or not at all, and only as a regular file: an existing file is
+    replaced only with --force; a symlink, directory, fifo, socket or device is refused
+    and left as it is. With -, the tar goes to standard output and the summary to stderr.
     """
+    to_stdout = output == "-"
+    if to_stdout and as_json:
+        _run(_json_beside_stdout, verb="export", show_progress=False)
     result = _run(
         lambda progress: api_referrers.export(
             reference, output, with_referrers=not no_referrers, compression="gzip" if gzip else "none",
-            progress=progress, plain_http=plain_http, options=_connection(),
+            overwrite=force, progress=progress, plain_http=plain_http, options=_connection(),
         ),
         verb="export",
         show_progress=not (quiet or as_json),
     )
-    _print_result(result, as_json, quiet, [
-        f"Exported {result.reference} -> {result.path} ({_size(result.size)}, {result.blobs} blobs)",
+    lines = [
+        f"Exported {result.reference} -> {'standard output' if to_stdout else result.path} "
+        f"({_size(result.size)}, {result.blobs} blobs)",
         f"Digest: {result.digest}",
         f"Referrers: {len(result.referrers)}",
-    ])
+    ]
+    if to_stdout:  # standard output holds the archive: the summary goes beside the progress
+        for line in [] if quiet else lines:
+            stderr.print(line, highlight=False, markup=False)
+        return
+    _print_result(result, as_json, quiet, lines)
+
+
+def _json_beside_stdout(_) -> None:
+    raise UsageError("--json and FILE - both want standard output", hint="name a file to write, or drop --json")
 
 
 @app.command("import")

@@ -18,6 +18,7 @@ from ocimodel.cli.app import (
     _print_result,
     _run,
     app,
+    stderr,
     stdout,
 )
 from ocimodel.cli.lazy import lazy_import
@@ -237,7 +238,7 @@ def verify(
 @signature_app.command("export")
 def signature_export(
     reference: RefArg,
-    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="Where to write the signature.")],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="FILE", help="Where to write the signature; - for standard output.")],
     fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="The format: model-signing (OpenSSF).")] = "model-signing",
     referrer: Annotated[str | None, typer.Option("--referrer", metavar="DIGEST", help="Which bundle, when there are several.")] = None,
     key: PublicKeyOpt = None,
@@ -246,6 +247,7 @@ def signature_export(
     policy: PolicyOpt = None,
     trusted_root: TrustedRootOpt = None,
     offline: OfflineOpt = True,
+    force: Annotated[bool, typer.Option("--force", help="Replace FILE if it is an existing regular file.")] = False,
     plain_http: PlainHttpOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -260,22 +262,41 @@ def signature_export(
     --certificate-identity / --policy) it must also verify with a trusted signer, and the
     newest such bundle is written. Without, the signature is not checked, and a model
     with several file-level signatures is refused: anyone who can push can add one.
+
+    FILE is written whole or not at all, and only as a regular file: an existing file is
+    replaced only with --force; a symlink, directory, fifo, socket or device is refused
+    and left as it is. With -o -, the signature goes to standard output and the summary
+    to stderr.
     """
+    to_stdout = output == "-"
+    if to_stdout and as_json:
+        _run(_json_beside_stdout, verb="signature export", show_progress=False)
     result = _run(
         lambda _: api_trust.export_signature(
             reference, output, fmt=fmt, referrer=referrer, keys=key or [],
             identities=identity_pairs(certificate_identity or [], certificate_oidc_issuer or []),
-            policy=policy, trusted_root=trusted_root, offline=offline, plain_http=plain_http, options=_connection(),
+            policy=policy, trusted_root=trusted_root, offline=offline, overwrite=force,
+            plain_http=plain_http, options=_connection(),
         ),
         verb="signature export",
         show_progress=False,
     )
-    _print_result(result, as_json, False, [
-        f"Wrote the {result.format} signature of {result.reference} ({result.digest}) to {result.path}",
+    lines = [
+        f"Wrote the {result.format} signature of {result.reference} ({result.digest}) "
+        f"to {'standard output' if to_stdout else result.path}",
         f"Referrer: {result.referrer}" + (f" (newest of {result.candidates})" if result.candidates > 1 else ""),
         f"Signed by: {', '.join(result.signers)}" if result.verified
         else "Not verified: give --key (or --certificate-identity / --policy) to check who signed it",
-    ])
+    ]
+    if to_stdout:  # standard output holds the signature: the summary goes to stderr
+        for line in lines:
+            stderr.print(line, highlight=False, markup=False)
+        return
+    _print_result(result, as_json, False, lines)
+
+
+def _json_beside_stdout(_) -> None:
+    raise UsageError("--json and -o - both want standard output", hint="name a file to write, or drop --json")
 
 
 def _new_key_password(no_password: bool) -> str | None:
@@ -292,12 +313,17 @@ def _new_key_password(no_password: bool) -> str | None:
                         hide_input=True, confirmation_prompt=True, err=True) or None
 
 
-def _generate(prefix: str, no_password: bool, as_json: bool) -> None:
-    result = _run(
-        lambda _: api_trust.generate_key_pair(f"{prefix}.key", f"{prefix}.pub", _new_key_password(no_password)),
-        verb="key generate",
-        show_progress=False,
-    )
+def _generate(prefix: str, no_password: bool, force: bool, as_json: bool) -> None:
+    def generate(_):
+        from ocimodel.outputs import check_output
+
+        for path in (f"{prefix}.key", f"{prefix}.pub"):  # before the password is asked for
+            check_output(path, replace=force)
+        return api_trust.generate_key_pair(
+            f"{prefix}.key", f"{prefix}.pub", _new_key_password(no_password), overwrite=force
+        )
+
+    result = _run(generate, verb="key generate", show_progress=False)
     _print_result(result, as_json, False, [
         f"Private key: {result.private_key}" + ("" if result.encrypted else " (unencrypted)"),
         f"Public key:  {result.public_key}",
@@ -307,24 +333,32 @@ def _generate(prefix: str, no_password: bool, as_json: bool) -> None:
 
 PrefixOpt = Annotated[str, typer.Option("--output-key-prefix", metavar="PREFIX", help="Write PREFIX.key and PREFIX.pub.")]
 NoPasswordOpt = Annotated[bool, typer.Option("--no-password", help="Leave the private key unencrypted.")]
+KeyForceOpt = Annotated[bool, typer.Option("--force", help="Replace PREFIX.key and PREFIX.pub if they exist.")]
 
 
 @key_app.command("generate")
-def key_generate(prefix: PrefixOpt = "ocimodel", no_password: NoPasswordOpt = False, as_json: JsonOpt = False) -> None:
+def key_generate(
+    prefix: PrefixOpt = "ocimodel", no_password: NoPasswordOpt = False, force: KeyForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Generate an ECDSA P-256 key pair for signing (cosign and model-signing read it).
 
       ocimodel key generate --output-key-prefix release
 
     The password comes from $OCIMODEL_KEY_PASSWORD, else it is asked for on a terminal.
-    An existing file is never overwritten.
+    An existing key file is replaced only with --force; a symlink, fifo, socket or device
+    at either path is refused and left as it is.
     """
-    _generate(prefix, no_password, as_json)
+    _generate(prefix, no_password, force, as_json)
 
 
 @app.command("generate-key-pair", hidden=True)
-def generate_key_pair(prefix: PrefixOpt = "ocimodel", no_password: NoPasswordOpt = False, as_json: JsonOpt = False) -> None:
+def generate_key_pair(
+    prefix: PrefixOpt = "ocimodel", no_password: NoPasswordOpt = False, force: KeyForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Generate an ECDSA P-256 key pair (as `ocimodel key generate`; cosign's name).
 
       ocimodel generate-key-pair --output-key-prefix release
     """
-    _generate(prefix, no_password, as_json)
+    _generate(prefix, no_password, force, as_json)

@@ -20,6 +20,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ocimodel.errors import UsageError
+from ocimodel.outputs import check_output, is_stdout, write_output
 from ocimodel.signing.errors import KeyLoadError, KeyPasswordRequired, UnsupportedKey
 
 PASSWORD_ENV = "OCIMODEL_KEY_PASSWORD"
@@ -132,31 +134,39 @@ def key_hint(key: PublicKey | PrivateKey) -> str:
     return hashlib.sha256(public_key_pem(key)).hexdigest()
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    # O_EXCL: never overwrite an existing key (a typo must not destroy one).
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except FileExistsError:
-        raise KeyLoadError(f"{path} already exists; refusing to overwrite a key") from None
-    except OSError as exc:
-        raise KeyLoadError(f"cannot create {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-
-
 def generate_key_pair(
     private_path: str | os.PathLike[str],
     public_path: str | os.PathLike[str],
     password: str | bytes | None = None,
+    *,
+    overwrite: bool = False,
 ) -> PrivateKey:
     """Write a new P-256 key pair: PKCS#8 private key (mode 0600, encrypted when a
-    password is given) and PEM SPKI public key. Returns the private key."""
+    password is given) and PEM SPKI public key. Returns the private key.
+
+    Neither file is written unless both paths are free (or, with ``overwrite``, regular
+    files): a typo must not destroy a key, and a key is never written through a symlink
+    (:mod:`ocimodel.outputs`)."""
+    private, public = Path(private_path), Path(public_path)
+    for path in (private, public):
+        if is_stdout(path):
+            raise UsageError("a key pair is written to two files, not to standard output",
+                             hint="give a prefix: --output-key-prefix release")
+    if private == public:
+        raise UsageError(f"the private and the public key cannot both be written to {private}")
+    for path in (private, public):
+        check_output(path, replace=overwrite)
     key = ec.generate_private_key(ec.SECP256R1())
     secret = password.encode("utf-8") if isinstance(password, str) else password
     encryption = (
         serialization.BestAvailableEncryption(secret) if secret else serialization.NoEncryption()
     )
     private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-    _write_new(Path(private_path), private_pem, 0o600)
-    _write_new(Path(public_path), public_key_pem(key), 0o644)
+    write_output(private, private_pem, replace=overwrite, mode=0o600)
+    try:
+        write_output(public, public_key_pem(key), replace=overwrite, mode=0o644)
+    except BaseException:
+        if not overwrite:  # a new pair is written whole or not at all
+            private.unlink(missing_ok=True)
+        raise
     return key

@@ -70,6 +70,7 @@ from ocimodel.oci.targuard import (
     refuse_type,
     safe_tarinfo,
 )
+from ocimodel.outputs import open_output
 from ocimodel.targets.layout import FILE_MODE
 
 ArchiveCompression = Literal["none", "gzip"]
@@ -133,41 +134,30 @@ def write_layout_archive(
     out: str | os.PathLike[str],
     *,
     compression: ArchiveCompression = "none",
+    replace: bool = False,
 ) -> ArchiveInfo:
     """Write the OCI layout ``layout_dir`` as a tar at ``out`` and return what was written.
 
     Every file under ``blobs/`` with a digest name is included: the caller exports a layout
     built for the purpose, which holds exactly the graph to transfer. Anything else in the
     layout (symlinks, other names, special files) raises :class:`StoreError`, a blob whose
-    bytes do not match its name raises :class:`DigestMismatch`. The archive is written to a
-    temporary file beside ``out`` and renamed over it only when complete and synced.
+    bytes do not match its name raises :class:`DigestMismatch`.
+
+    ``out`` is written as every user-named output is (:mod:`ocimodel.outputs`): a regular
+    file, put in place only when complete and synced; an existing file only with
+    ``replace``; never through a symlink or into a device; ``-`` is standard output.
 
     ``compression="gzip"`` is off by default: model weights barely compress and gzip costs
     far more time than the bytes it saves. Gzip output is deterministic for one zlib build;
     another zlib may compress differently (the tar inside stays identical)."""
     layout = Path(layout_dir)
-    target = Path(out)
     if compression not in ("none", "gzip"):
         raise UsageError(f"unknown archive compression {compression!r}: expected 'none' or 'gzip'")
     content = _scan_layout(layout)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        raise StoreError(f"cannot write {target}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), FILE_MODE)
-            _write_tar(handle, content, compression)
-            handle.flush()
-            os.fsync(handle.fileno())  # an export is often carried away on removable media
-        os.replace(tmp, target)
-    except OSError as exc:
-        _unlink_quietly(tmp)
-        raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from None
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    return ArchiveInfo(path=target, size=target.stat().st_size, blob_count=content.blob_count)
+    with open_output(out, replace=replace, mode=FILE_MODE, terminal_ok=False, example="model.tar") as stream:
+        _write_tar(stream, content, compression)  # type: ignore[arg-type]  # write/tell/flush is all tarfile uses
+    shown = os.fspath(out)
+    return ArchiveInfo(path=Path(shown), size=stream.written, blob_count=content.blob_count)
 
 
 def _write_tar(handle: BinaryIO, content: _LayoutContent, compression: ArchiveCompression) -> None:
