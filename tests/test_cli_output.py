@@ -10,6 +10,7 @@ import json
 import os
 import re
 import select
+import shlex
 import subprocess
 import sys
 import threading
@@ -77,6 +78,33 @@ def test_help_examples_stay_whole_at_any_width(columns: int, monkeypatch, capsys
     assert not problems, "\n".join(problems)
     assert seen >= 40  # every command has examples; the walk found them
     assert any(path == ("attach",) for path in COMMAND_PATHS)
+
+
+def test_every_help_example_is_a_command_that_parses() -> None:
+    """Copied from --help and pasted, an example runs: its options and arguments are those
+    of its command (a stale flag, or a note such as `(asks for the password)` written after
+    the command, would make it a usage error). Shell comments and pipes are allowed."""
+    root = cli_app.cli_command()
+    problems = []
+    checked = 0
+    for path, command in _commands(root):
+        text = inspect.cleandoc(command.help or "")
+        for line in (line for literal, lines in paragraphs(text) if literal for line in lines):
+            for part in line.split("|"):
+                words = shlex.split(part, comments=True)
+                if not words or words[0] != "ocimodel":
+                    continue
+                target, args, names = root, words[1:], ["ocimodel"]
+                while getattr(target, "commands", None) and args and args[0] in target.commands:
+                    names.append(args[0])
+                    target, args = target.commands[args[0]], args[1:]
+                checked += 1
+                try:
+                    target.make_context(" ".join(names), list(args))
+                except Exception as exc:  # the parser's own errors: any is a broken example
+                    problems.append(f"{' '.join(path) or 'ocimodel'}: {line.strip()}: {exc}")
+    assert not problems, "\n".join(problems)
+    assert checked >= 40
 
 
 def test_help_through_the_console_entry_point(monkeypatch) -> None:

@@ -456,7 +456,7 @@ def login(
 
       echo "$GITHUB_TOKEN" | ocimodel login ghcr.io -u octocat --password-stdin
 
-      ocimodel login localhost:5000 -u builder          (asks for the password)
+      ocimodel login localhost:5000 -u builder          # asks for the password
     """
 
     def run(_):
