@@ -185,6 +185,18 @@ def test_progress_none_quiet_and_json(big_model: Path, tmp_path: Path) -> None:
     assert _progress_lines(json_plain, "copy")[-1]["done"]
 
 
+def test_a_closed_stderr_does_not_fail_a_transfer(big_model: Path, tmp_path: Path) -> None:
+    """`ocimodel push ... 2>&-` (stderr closed, as some service managers start a job):
+    progress has nowhere to go and must not turn a good push into a failure."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCIMODEL_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "ocimodel", "push", str(big_model), f"oci:{tmp_path / 'store'}:m", "--progress", "plain"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env, timeout=120, check=False,
+        preexec_fn=lambda: os.close(2),
+    )
+    assert proc.returncode == 0 and b"Pushed" in proc.stdout, proc.stdout
+
+
 def test_bad_progress_values_are_usage_errors(big_model: Path, tmp_path: Path) -> None:
     store = f"oci:{tmp_path / 'store'}"
     flag = ocimodel_cli("push", big_model, f"{store}:a", "--progress", "loud")

@@ -25,7 +25,7 @@ MODES = ("auto", "plain", "none")
 PER_FILE_BAR_MIN_BYTES = 4 * 1024 * 1024
 
 
-def reporter(mode: str, verb: str, console: Console | None, stream: TextIO, interval: float) -> TransferBars | PlainLines | None:
+def reporter(mode: str, verb: str, console: Console | None, stream: TextIO | None, interval: float) -> TransferBars | PlainLines | None:
     """What reports a transfer in ``mode``: "none" nothing; "plain" lines on ``stream``;
     "auto" bars on ``console`` when it is a terminal (None: not one), else plain lines."""
     if mode == "none":
@@ -52,8 +52,8 @@ class PlainLines:
     interval; of the last line, over the whole transfer, counting only bytes moved (not
     blobs the destination already had)."""
 
-    def __init__(self, stream: TextIO, verb: str, *, interval: float = 5.0, clock=time.monotonic) -> None:
-        self._stream = stream
+    def __init__(self, stream: TextIO | None, verb: str, *, interval: float = 5.0, clock=time.monotonic) -> None:
+        self._stream = stream  # None: stderr is closed (Python sets sys.stderr to None)
         self._verb = verb
         self._interval = interval
         self._clock = clock
@@ -103,9 +103,15 @@ class PlainLines:
                 f"({percent}%), {self._finished} of {self._count} blobs, {_size(rate)}/s, {elapsed:.0f} s"
             )
         # One write per line, flushed: lines from this thread and the CLI's never interleave
-        # within a line, and a log shows each as soon as it is printed.
-        self._stream.write(line + "\n")
-        self._stream.flush()
+        # within a line, and a log shows each as soon as it is printed. Progress is never
+        # worth failing a transfer for: a closed or broken stderr only silences it.
+        if self._stream is None:
+            return
+        try:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+        except (OSError, ValueError):
+            self._stream = None
 
     def transfer_started(self, blobs: list[Descriptor]) -> None:
         """A push announces its files in two steps (those uploaded while hashed, then the
