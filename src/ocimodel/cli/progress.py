@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Self, TextIO
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -68,7 +68,7 @@ class PlainLines:
         self._finished = 0
         self._last = (0.0, 0)  # (time, moved) of the previous line, for its rate
 
-    def __enter__(self) -> PlainLines:
+    def __enter__(self) -> Self:
         self._thread = threading.Thread(target=self._run, name="ocimodel-progress", daemon=True)
         self._thread.start()
         return self
