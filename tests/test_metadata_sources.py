@@ -358,14 +358,15 @@ def git(repo: Path, *args: str) -> str:
 
 @pytest.fixture
 def repo(git_env):
+    """A checkout that tracks its model directory (model/), with a .gitignore for logs."""
     repo = git_env / "repo"
     repo.mkdir()
     git(repo, "init", "-q")
     write(repo / "train.py", "print('train')\n")
-    write(repo / ".gitignore", "model/\n")
-    git(repo, "add", "train.py", ".gitignore")
-    git(repo, "commit", "-q", "-m", "first")
+    write(repo / ".gitignore", "*.log\n")
     write(repo / "model" / "weights.bin", "w")
+    git(repo, "add", "train.py", ".gitignore", "model/weights.bin")
+    git(repo, "commit", "-q", "-m", "first")
     return repo
 
 
@@ -384,19 +385,64 @@ def test_detect_code_dirty_and_explicit_source_dir(repo, git_env):
     write(repo / "train.py", "print('changed')\n")
     code = detect_code(repo)
     assert code.dirty is True and code.repository is None
+    assert detect_code(repo / "model").dirty is True  # the code that built it changed
     # the model elsewhere, the code in the repo
     model = git_env / "outside-model"
     write(model / "weights.bin", "w")
     assert detect_code(model) is None
     card = collect_card(model, source_dir=repo, detect_env=False)
-    assert card.code == code
+    assert card.code == detect_code(repo, model_dir=False) and card.code.dirty is True
 
 
-def test_untracked_files_do_not_make_it_dirty(repo):
+def test_an_untracked_model_directory_inside_another_checkout_records_no_revision(repo):
+    """A model directory the checkout does not track (a download or a build output that
+    happens to sit under some project's tree) was not made from that commit: recording
+    the commit, clean, would be a false provenance."""
+    for name in ("downloaded", "build/out"):
+        model = repo / name
+        write(model / "weights.bin", "w")
+        assert detect_code(model) is None, name
+        assert collect_card(model, detect_env=False).code is None
+    # ignored rather than untracked: the same
+    write(repo / ".gitignore", "*.log\nignored/\n")
+    git(repo, "commit", "-q", "-am", "ignore")
+    write(repo / "ignored" / "weights.bin", "w")
+    assert detect_code(repo / "ignored") is None
+    # once the checkout tracks it, it is the model's checkout
+    git(repo, "add", "downloaded/weights.bin")
+    git(repo, "commit", "-q", "-m", "track the model")
+    code = detect_code(repo / "downloaded")
+    assert code.commit == git(repo, "rev-parse", "HEAD") and code.dirty is False
+
+
+def test_source_dir_names_the_checkout_even_when_the_model_is_not_tracked(repo):
+    """--source-dir is the user saying which checkout built the model: recorded as is,
+    and the model's own (untracked, ignored) files do not make it dirty."""
+    build = repo / "build"
+    write(build / "weights.bin", "w")
+    card = collect_card(build, source_dir=repo, detect_env=False)
+    assert card.code.commit == git(repo, "rev-parse", "HEAD") and card.code.dirty is False
+
+
+def test_untracked_files_inside_the_model_directory_make_it_dirty(repo):
+    """A new weight file the commit does not have: the recorded revision does not
+    describe the model that is pushed."""
+    write(repo / "model" / "extra.safetensors", "new")
+    assert detect_code(repo / "model").dirty is True
+    write(repo / "model" / "sub" / "deep.bin", "new")
+    (repo / "model" / "extra.safetensors").unlink()
+    assert detect_code(repo / "model").dirty is True
+
+
+def test_untracked_files_outside_the_model_directory_do_not_make_it_dirty(repo):
     """An OCI layout or a notes file next to the model must not change the pushed digest
     (and then trip the immutability of the version tag on the next push)."""
     write(repo / "notes.txt", "new\n")
-    assert detect_code(repo).dirty is False
+    write(repo / "store" / "index.json", "{}")
+    assert detect_code(repo / "model").dirty is False
+    # ignored files inside the model directory are not part of the source either
+    write(repo / "model" / "train.log", "loss 0.1\n")
+    assert detect_code(repo / "model").dirty is False
 
 
 def test_repo_without_commits_or_remote_gives_no_code(git_env):

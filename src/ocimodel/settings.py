@@ -98,6 +98,8 @@ CACHE_DIR = Setting("OCIMODEL_CACHE_DIR", "where digests, manifests and blobs ar
 NO_CACHE = Setting("OCIMODEL_NO_CACHE", "use no local cache at all")
 BLOB_CACHE = Setting("OCIMODEL_BLOB_CACHE", "pull through the local blob cache by default")
 ACTOR = Setting("OCIMODEL_ACTOR", "who promotes or rolls back, in the records")
+PROGRESS = Setting("OCIMODEL_PROGRESS", "how transfers show progress: auto (bars on a terminal, else lines), plain, none")
+PROGRESS_INTERVAL = Setting("OCIMODEL_PROGRESS_INTERVAL", "seconds between plain progress lines")
 
 
 # Each setting's type and bounds live in one accessor, used where the value is needed and
@@ -136,10 +138,19 @@ def blob_cache() -> bool:
     return BLOB_CACHE.flag()
 
 
+def progress() -> str:
+    return PROGRESS.choice("auto", ("auto", "plain", "none"))
+
+
+def progress_interval(default: float = 5.0) -> float:
+    return PROGRESS_INTERVAL.number(default, low=0.05, high=3600)
+
+
 def check_all() -> None:
     """Read every setting once, so that a bad value stops a command before it does
     anything (a push that fails on OCIMODEL_RETRIES after creating its layout directory
     leaves a trace the user did not ask for)."""
-    for read in (plain_http, debug, retries, retry_delay, read_timeout, referrers_settle, no_cache, blob_cache):
+    for read in (plain_http, debug, retries, retry_delay, read_timeout, referrers_settle, no_cache, blob_cache,
+                 progress, progress_interval):
         read()
     INSECURE.flag()

@@ -48,20 +48,53 @@ app = typer.Typer(
 
 stdout = LazyConsole(soft_wrap=True)
 stderr = LazyConsole(stderr=True, soft_wrap=True)
-_state: dict[str, Any] = {"debug": False, "connection": None}
+_state: dict[str, Any] = {"debug": False, "connection": None, "json": None, "progress": None}
 
 T = TypeVar("T")
 
 # -- shared options -----------------------------------------------------------------------
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; print only the digest.")]
+def _json_chosen(value: bool) -> bool:
+    """Remembers --json for the error report of `_run` (which every command calls without
+    passing its options)."""
+    _state["json"] = value
+    return value
+
+
+JsonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json", callback=_json_chosen,
+        help='Print the result as JSON on stdout; an error as {"error": {"type", "message", "hint", "exit_code"}}.',
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress (unless --progress is given); print only the digest.")]
 PlainHttpOpt = Annotated[
     bool | None,
     typer.Option(
         "--plain-http/--no-plain-http",
         help="Talk HTTP instead of HTTPS (default: only for loopback hosts, or OCIMODEL_PLAIN_HTTP=1).",
         show_default=False,
+    ),
+]
+
+
+def _progress_chosen(value: str | None) -> str | None:
+    """Remembers --progress for `_run`, as _json_chosen does --json."""
+    if value is not None:
+        value = value.lower()
+        if value not in ("auto", "plain", "none"):
+            raise typer.BadParameter(f"{value!r}: expected auto, plain or none")
+    _state["progress"] = value
+    return value
+
+
+ProgressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--progress", metavar="auto|plain|none", callback=_progress_chosen, show_default=False,
+        help="auto: bars on a terminal, else a line every few seconds (bytes, rate) and one at the end; "
+        "plain: those lines; none. Default: OCIMODEL_PROGRESS, else auto; none with -q or --json.",
     ),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Move a version tag (1.0, v2...) that holds another model; versions are immutable otherwise.")]
@@ -155,7 +188,7 @@ def push(
     framework: Annotated[str | None, typer.Option("--framework", metavar="WORD", help="e.g. pytorch.", rich_help_panel="Model card")] = None,
     model_format: Annotated[str | None, typer.Option("--format", metavar="WORD", help="Override the detected format, e.g. safetensors.", rich_help_panel="Model card")] = None,
     metadata_file: Annotated[Path | None, typer.Option("--metadata", metavar="FILE", help="A model card file (default: ocimodel.yaml/.json beside the model).", rich_help_panel="Model card")] = None,
-    source_dir: Annotated[Path | None, typer.Option("--source-dir", metavar="DIR", help="The git checkout the model was built from (default: the model's).", rich_help_panel="Model card")] = None,
+    source_dir: Annotated[Path | None, typer.Option("--source-dir", metavar="DIR", help="The git checkout the model was built from (default: the checkout that tracks the model directory, if one does).", rich_help_panel="Model card")] = None,
     no_detect: Annotated[bool, typer.Option("--no-detect", help="Do not record the git repository, commit and dirty state.", rich_help_panel="Model card")] = False,
     record_environment: Annotated[bool, typer.Option("--record-environment", help="Record the Python and key package versions of this machine.", rich_help_panel="Model card")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace a version tag that holds another model (versions are immutable otherwise).")] = False,
@@ -163,6 +196,7 @@ def push(
     concurrency: ConcurrencyOpt = 4,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    progress: ProgressOpt = None,  # read by _run (through the option's callback)
 ) -> None:
     """Package a model directory as a ModelPack artifact and push it.
 
@@ -242,6 +276,7 @@ def pull(
     concurrency: ConcurrencyOpt = 4,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    progress: ProgressOpt = None,  # read by _run (through the option's callback)
 ) -> None:
     """Download a model's files into a directory, verifying every byte.
 
@@ -376,6 +411,7 @@ def copy(
     force: ForceOpt = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    progress: ProgressOpt = None,  # read by _run (through the option's callback)
 ) -> None:
     """Copy a model between registries and OCI layouts, keeping its digest (so signatures
     made at the source verify at the destination).
@@ -424,7 +460,7 @@ def login(
 
       echo "$GITHUB_TOKEN" | ocimodel login ghcr.io -u octocat --password-stdin
 
-      ocimodel login localhost:5000 -u builder          (asks for the password)
+      ocimodel login localhost:5000 -u builder          # asks for the password
     """
 
     def run(_):
@@ -507,31 +543,68 @@ def cache_prune(
 
 
 def _run(action: Callable[[Any], T], *, verb: str, show_progress: bool) -> T:
-    """Run an API call with progress bars; turn our errors into one line and an exit code."""
-    bars = None
-    if show_progress and stderr.is_terminal:
-        from ocimodel.cli.progress import TransferBars
-
-        bars = TransferBars(stderr.get(), verb)
+    """Run an API call with progress (bars or lines, see `_progress`); turn our errors into
+    one line and an exit code."""
+    progress = _progress(verb, show_progress)
     try:
-        with bars or nullcontext():
-            return action(bars)
+        with progress or nullcontext():
+            return action(progress)
     except OcimodelError as exc:
         if _state["debug"]:
             stderr.print_exception()
-        stderr.print(f"error: {exc.message}", highlight=False, markup=False)
-        if exc.hint:
-            stderr.print(f"hint: {exc.hint}", highlight=False, markup=False)
-        raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
+        code = 2 if isinstance(exc, UsageError) else 1
+        _report_error(type(exc).__name__, exc.message, exc.hint, code)
+        raise typer.Exit(code) from None
     except OSError as exc:  # a full disk or a permission the library did not foresee
         if _state["debug"]:
             stderr.print_exception()
         where = f": {exc.filename}" if exc.filename else ""
-        stderr.print(f"error: {exc.strerror or exc}{where}", highlight=False, markup=False)
+        _report_error(type(exc).__name__, f"{exc.strerror or exc}{where}", None, 1)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        stderr.print("interrupted", highlight=False)
+        _report_error("Interrupted", "interrupted", None, 130, prefix="")
         raise typer.Exit(130) from None
+
+
+def _progress(verb: str, show_progress: bool) -> Any:
+    """The progress reporter: --progress when given (it wins over -q and --json, which
+    otherwise turn progress off: their stdout is for scripts, and so is their silence),
+    else OCIMODEL_PROGRESS, else auto. `show_progress` is False for -q, --json and the
+    commands that transfer nothing."""
+    from ocimodel import settings
+
+    mode = _state.get("progress")
+    if mode is None:
+        if not show_progress:
+            return None
+        mode = settings.progress()
+    if mode == "none":
+        return None
+    from ocimodel.cli import progress
+
+    console = stderr.get() if mode == "auto" and stderr.is_terminal else None
+    return progress.reporter(mode, verb, console, sys.stderr, settings.progress_interval())
+
+
+def _report_error(kind: str, message: str, hint: str | None, code: int, *, prefix: str = "error: ") -> None:
+    """The one-line error (and hint) on stderr; with --json, also the error as one JSON
+    object on stdout, so a script reading stdout gets a document on failure too (an empty
+    stdout gave `json.loads` nothing to say what went wrong)."""
+    stderr.print(f"{prefix}{message}", highlight=False, markup=False)
+    if hint:
+        stderr.print(f"hint: {hint}", highlight=False, markup=False)
+    if _json_requested():
+        _print_json({"error": {"type": kind, "message": message, "hint": hint, "exit_code": code}})
+
+
+def _json_requested() -> bool:
+    """--json as the command's parser read it; before the parser got to it (a bad option,
+    a missing argument, a bad OCIMODEL_* value found first), as written on the command line
+    (before a `--`)."""
+    if _state.get("json") is not None:
+        return bool(_state["json"])
+    args = sys.argv[1:]
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
 
 
 def _login_secret(username: str | None, password: str | None, password_stdin: bool) -> tuple[str, str]:
@@ -662,24 +735,35 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def cli_command() -> Any:
+    """The command tree `main` runs: typer's, with help laid out so that example lines stay
+    whole at any terminal width (ocimodel.cli.helptext)."""
+    from typer.main import get_command
+
+    from ocimodel.cli.helptext import install
+
+    return install(get_command(app))
+
+
 def main() -> None:
     """Entry point: our own exit codes and one-line errors, also for mistakes the option
     parser catches (an unknown option, a missing argument, a value out of range)."""
+    _state.update(json=None, progress=None)  # set by the options' callbacks as they are parsed
     try:
-        code = app(standalone_mode=False)
+        code = cli_command()(standalone_mode=False)
     except TyperException as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":
             exc.show()  # bare `ocimodel` or `ocimodel push`: the help is the answer
             sys.exit(2)
-        stderr.print(f"error: {exc.format_message()}", highlight=False, markup=False)
         command = getattr(getattr(exc, "ctx", None), "command_path", "ocimodel")
-        stderr.print(f"hint: `{command} --help` shows the options, with examples", highlight=False, markup=False)
-        sys.exit(getattr(exc, "exit_code", 2))
+        code = getattr(exc, "exit_code", 2)
+        _report_error("UsageError", exc.format_message(), f"`{command} --help` shows the options, with examples", code)
+        sys.exit(code)
     except UsageError as exc:
-        stderr.print(f"error: {exc.message}", highlight=False, markup=False)
+        _report_error(type(exc).__name__, exc.message, exc.hint, 2)
         sys.exit(2)
     except typer.Abort:  # Ctrl-C while the parser was still at work
-        stderr.print("interrupted", highlight=False)
+        _report_error("Interrupted", "interrupted", None, 130, prefix="")
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -12,6 +12,7 @@ import typer
 from ocimodel.cli.app import (
     JsonOpt,
     PlainHttpOpt,
+    ProgressOpt,
     QuietOpt,
     _connection,
     _parse_pairs,
@@ -175,6 +176,7 @@ def export(
     plain_http: PlainHttpOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    progress: ProgressOpt = None,  # read by _run (through the option's callback)
 ) -> None:
     """Write a model and its referrers to one file for an air-gapped site: a deterministic
     tar of an OCI layout, which skopeo reads too (oci-archive:FILE:TAG).
@@ -225,6 +227,7 @@ def import_archive(
     plain_http: PlainHttpOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    progress: ProgressOpt = None,  # read by _run (through the option's callback)
 ) -> None:
     """Copy the model in an export archive, with its referrers, into a registry or a
     layout. Every digest is verified before anything is written to the destination.

@@ -115,7 +115,7 @@ def sign(
 
       ocimodel sign localhost:5000/team/sentiment:1.0 --key release.key
 
-      ocimodel sign ghcr.io/org/sentiment:1.0          (keyless, in CI)
+      ocimodel sign ghcr.io/org/sentiment:1.0          # keyless, in CI
 
     Prints the referrer digests. `ocimodel verify` checks them.
     """

@@ -511,13 +511,30 @@ def redact_url(url: str) -> str | None:
     return f"{user + '@' if user else ''}{match.group('host')}:{match.group('path')}"
 
 
-def detect_code(directory: str | os.PathLike[str], *, timeout: float = GIT_TIMEOUT) -> Code | None:
-    """The git checkout holding ``directory``: origin URL (credentials stripped), HEAD
-    commit, and whether a tracked file differs from it (``git status --porcelain
-    --untracked-files=no``: an untracked file, such as an OCI layout written next to the
-    model, must not change the pushed digest).
-    None when git is missing, ``directory`` is not in a work tree, git is too slow, or there
-    is neither a commit nor a remote. Never raises."""
+def detect_code(
+    directory: str | os.PathLike[str], *, model_dir: bool = True, timeout: float = GIT_TIMEOUT
+) -> Code | None:
+    """The git checkout ``directory`` belongs to: origin URL (credentials stripped), HEAD
+    commit, and whether the model may differ from that commit (``dirty``).
+
+    ``model_dir`` (the default): ``directory`` is the model itself. Its checkout is recorded
+    only when the checkout tracks it (git lists files in it, or it is the checkout's root):
+    an untracked model directory inside some other checkout (a build output under a
+    project's tree, a download into a home directory kept in git) was not made from that
+    commit, and recording it would be a false provenance. ``dirty`` is true when a tracked
+    file anywhere in the checkout differs from the commit (the code that built the model
+    changed) or when a file inside the model directory is untracked and not ignored (a new
+    weight file the commit does not have). Untracked files elsewhere in the checkout, such
+    as an OCI layout written next to the model, do not count: they are not part of the
+    model, and counting them would change the pushed digest from one push to the next.
+
+    ``model_dir=False``: ``directory`` is the checkout the model was built from, named by
+    the user (``--source-dir``); its checkout is recorded as is, and ``dirty`` covers
+    tracked files only.
+
+    None when git is missing, the directory is not in a work tree (or, for a model
+    directory, not tracked by it), git is too slow, or there is neither a commit nor a
+    remote. Never raises."""
     path = Path(directory)
     if not path.is_dir():
         path = path.parent
@@ -526,18 +543,44 @@ def detect_code(directory: str | os.PathLike[str], *, timeout: float = GIT_TIMEO
     inside = _git(path, "rev-parse", "--is-inside-work-tree", timeout=timeout)
     if inside is None or inside.strip() != "true":
         return None
+    if model_dir and not _tracked(path, timeout=timeout):
+        return None
     head = _git(path, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", timeout=timeout)
     commit = head.strip() if head and re.fullmatch(r"[0-9a-f]{7,64}", head.strip()) else None
     remote = _git(path, "config", "--get", "remote.origin.url", timeout=timeout)
     repository = redact_url(remote) if remote else None
     if commit is None and repository is None:
         return None
-    status = _git(path, "status", "--porcelain", "--untracked-files=no", timeout=timeout)
-    dirty = None if status is None else bool(status.strip())
+    dirty = _dirty(path, model_dir=model_dir, timeout=timeout)
     try:
         return Code(repository=repository, commit=commit, dirty=dirty)
     except ValueError:  # a remote we could not make safe: record the rest
         return Code(commit=commit, dirty=dirty)
+
+
+def _tracked(path: Path, *, timeout: float) -> bool:
+    """Whether the checkout holding ``path`` tracks it: it is the checkout's root (a fresh
+    repository has nothing tracked yet and is still the model's own), or git's index lists
+    a file under it."""
+    prefix = _git(path, "rev-parse", "--show-prefix", timeout=timeout)
+    if prefix is None:
+        return False
+    if not prefix.strip():
+        return True
+    listed = _git(path, "ls-files", "-z", "--cached", "--", ".", timeout=timeout)
+    return bool(listed)
+
+
+def _dirty(path: Path, *, model_dir: bool, timeout: float) -> bool | None:
+    """Tracked changes anywhere in the checkout; for a model directory, also untracked
+    (not ignored) files inside it. None when git could not tell."""
+    status = _git(path, "status", "--porcelain", "--untracked-files=no", timeout=timeout)
+    if status is None:
+        return None
+    if status.strip() or not model_dir:
+        return bool(status.strip())
+    untracked = _git(path, "ls-files", "-z", "--others", "--exclude-standard", "--", ".", timeout=timeout)
+    return None if untracked is None else bool(untracked)
 
 
 # ---------------------------------------------------------------------------------------
@@ -586,9 +629,15 @@ def collect_card(
 
     ``flags``: MetadataFlags (CLI strings), or a ModelCard / mapping (Python API callers).
     ``card_file``: an explicit card file (else :func:`find_card_file` looks next to the
-    model). ``source_dir``: where to look for the git checkout (else the model's directory).
+    model). ``source_dir``: the git checkout the model was built from, recorded as is (else
+    the checkout that tracks the model's directory, if any: see :func:`detect_code`).
     Detection never fails a push; a bad file or flag raises UsageError naming the field."""
-    detected_code = detect_code(source_dir if source_dir is not None else model_path) if detect_git else None
+    if not detect_git:
+        detected_code = None
+    elif source_dir is not None:
+        detected_code = detect_code(source_dir, model_dir=False)
+    else:
+        detected_code = detect_code(model_path)
     detected = ModelCard(code=detected_code, environment=detect_environment() if detect_env else None)
     path = Path(card_file) if card_file is not None else find_card_file(model_path)
     from_file = load_card_file(path) if path is not None else None
