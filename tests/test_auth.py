@@ -485,15 +485,50 @@ def test_streamed_body_is_sent_with_a_token_obtained_first() -> None:
     assert puts == ["Bearer push"]
 
 
-def test_token_service_answers_are_bounded_and_checked() -> None:
+def _token_registry(token_body) -> httpx.MockTransport:
+    """A mock registry that accepts ``Bearer tok`` and a token service that answers with
+    ``token_body()`` (bytes, or an iterator of bytes for a streamed answer)."""
+
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.host == "auth.example":
-            return httpx.Response(200, content=json.dumps({"token": ""}).encode())
+            return httpx.Response(200, content=token_body())
+        if request.headers.get("authorization") == "Bearer tok":
+            return httpx.Response(200, json={"name": "team/m", "tags": ["v1"]})
         return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.example/token"'})
 
-    client = RegistryClient("registry.example", transport=httpx.MockTransport(handler))
+    return httpx.MockTransport(handler)
+
+
+def test_token_service_answer_without_a_token_is_refused() -> None:
+    client = RegistryClient("registry.example", transport=_token_registry(lambda: json.dumps({"token": ""}).encode()))
     with client, pytest.raises(AuthenticationError, match="without a usable token"):
         client.list_tags("team/m")
+
+
+def test_token_service_answers_are_bounded_and_checked() -> None:
+    """A token service that streams an endless answer: ocimodel stops reading near its cap
+    (1 MiB) and refuses it. The answer is a *valid* token followed by 8 MiB of JSON
+    whitespace, so without the cap the token would be accepted and the listing succeed."""
+    chunk = 64 * 1024
+    sent = [0]
+
+    def endless_answer():
+        head = json.dumps({"token": "tok", "expires_in": 300}).encode()
+        sent[0] += len(head)
+        yield head
+        for _ in range(8 * 1024 * 1024 // chunk):
+            sent[0] += chunk
+            yield b" " * chunk
+
+    # The answer is well-formed: read whole, it names a usable token.
+    assert json.loads(b"".join(endless_answer()))["token"] == "tok"
+    sent[0] = 0
+    client = RegistryClient("registry.example", transport=_token_registry(endless_answer))
+    with client, pytest.raises(AuthenticationError, match="oversized answer") as info:
+        client.list_tags("team/m")
+    assert info.value.status is None
+    # Reading stopped at the cap (give or take a chunk), not at the end of the 8 MiB.
+    assert sent[0] <= 1024 * 1024 + 2 * chunk, sent[0]
 
 
 class _StreamingTransport(httpx.BaseTransport):

@@ -663,11 +663,19 @@ def test_refuses_to_sign_what_is_not_a_statement(inst: SigstoreInstance) -> None
 
 
 def test_contradictory_signing_options(inst: SigstoreInstance, tmp_path: Path) -> None:
-    with pytest.raises(UsageError):
+    """Each option alone is usable (the trust config is a valid file), so only the check
+    that they contradict each other can refuse them; without it, signing would go ahead
+    with one of the two and fail (or succeed) for another reason."""
+    config = tmp_path / "trust_config.json"
+    config.write_text(json.dumps(_client_trust_config(inst)))
+    with pytest.raises(UsageError, match="signing context or a trust config / staging, not both"):
         sign_keyless(STATEMENT, identity_token=inst.oidc_jwt(), staging=True,
                      signing_context=inst.signing_context())
-    with pytest.raises(UsageError):
-        sign_keyless(STATEMENT, identity_token=inst.oidc_jwt(), staging=True, trust_config=tmp_path / "c.json")
+    with pytest.raises(UsageError, match="signing context or a trust config / staging, not both"):
+        sign_keyless(STATEMENT, identity_token=inst.oidc_jwt(), trust_config=config,
+                     signing_context=inst.signing_context())
+    with pytest.raises(UsageError, match="either a trust config or staging, not both"):
+        sign_keyless(STATEMENT, identity_token=inst.oidc_jwt(), staging=True, trust_config=config)
 
 
 def _client_trust_config(inst: SigstoreInstance) -> dict[str, Any]:
