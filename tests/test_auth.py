@@ -29,6 +29,7 @@ from ocimodel.transport.client import RegistryClient
 from tests.support.files import tree_digest
 from tests.support.htpasswd import write_htpasswd
 from tests.support.registry import LocalRegistry
+from tests.support.secrets import assert_no_secret
 from tests.support.tokenserver import TokenServer
 
 BASIC_USER = "builder"
@@ -37,6 +38,7 @@ ALICE_PW = "alice-pw-Zr7-secret"
 READER_PW = "reader-pw-Kp2-secret"
 WRONG_PW = "wrong-pw-Mv4-secret"
 SECRETS = (BASIC_PW, ALICE_PW, READER_PW, WRONG_PW)
+USERS = (BASIC_USER, "alice", "reader")
 CLI = Path(sys.executable).with_name("ocimodel")
 
 
@@ -85,9 +87,8 @@ def five_files(tmp_path: Path) -> Path:
 
 
 def _assert_no_secret(*texts: str) -> None:
-    for text in texts:
-        for secret in SECRETS:
-            assert secret not in text
+    """No password, raw or encoded (base64 ``user:password``, a Basic header, a URL)."""
+    assert_no_secret(texts, SECRETS, USERS)
 
 
 def _assert_clean(exc: BaseException) -> None:

@@ -19,6 +19,7 @@ from ocimodel.signing.keys import (
     load_public_key,
     public_key_pem,
 )
+from tests.support.secrets import assert_no_secret
 
 
 def _write_private(path: Path, key, password: bytes | None = None, fmt=serialization.PrivateFormat.PKCS8) -> Path:
@@ -69,7 +70,8 @@ def test_wrong_password_is_not_a_prompt(tmp_path: Path) -> None:
     with pytest.raises(KeyLoadError, match="wrong password") as caught:
         load_private_key(tmp_path / "k.pem", "hunter2-typo")
     assert not isinstance(caught.value, KeyPasswordRequired)
-    assert "hunter2" not in str(caught.value)  # no secret in a message
+    assert "hunter2" not in str(caught.value)  # no secret in a message, in no form
+    assert_no_secret([str(caught.value), repr(caught.value), caught.value.hint or ""], ["hunter2-right", "hunter2-typo"])
 
 
 def test_sec1_private_key_is_accepted(tmp_path: Path) -> None:
