@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 import ocimodel
-from ocimodel.errors import IntegrityError, NotAModel, UnsafePath
+from ocimodel.errors import DigestMismatch, IntegrityError, NotAModel, UnsafePath
 from ocimodel.oci.models import Descriptor, Manifest
 from ocimodel.packaging.archive import (
     MAX_HEADER_RECORD_BYTES,
@@ -190,9 +190,9 @@ def test_error_at_end_of_stream_propagates(staging: Path) -> None:
     ["../x", "a/../../x", "/abs", "/etc/passwd", "a\\b", "a/./b", "a//b", "..", "x\x01y"],
 )
 def test_unsafe_names_are_refused(tmp_path: Path, staging: Path, name: str) -> None:
-    with pytest.raises(UnsafePath) as info:
+    with pytest.raises(UnsafeArchive) as info:
         extract_tar_stream([files(("ok", b"1"), (name, b"evil"))], staging)
-    assert isinstance(info.value, UnsafeArchive)
+    assert isinstance(info.value, UnsafePath)  # what callers catch
     assert repr(name) in info.value.message
     assert not (tmp_path / "x").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["staging"]
@@ -202,7 +202,7 @@ def test_nul_in_pax_path_is_refused(staging: Path) -> None:
     info, content = member("placeholder", b"x")
     info.pax_headers = {"path": "a\x00b"}
     data = make_tar((info, content))
-    with pytest.raises(UnsafePath):
+    with pytest.raises(UnsafeArchive):
         extract_tar_stream([data], staging)
 
 
@@ -746,14 +746,14 @@ def test_pull_malicious_tar_layer_writes_nothing(registry: LocalRegistry, repo_n
     ]
     push_artifact(registry, repo_name, "v1", layers)
     dest = tmp_path / "out"
-    with pytest.raises(UnsafePath, match="symlink"):
+    with pytest.raises(UnsafeArchive, match="symlink"):
         ocimodel.pull(f"{registry.host}/{repo_name}:v1", dest, concurrency=1)
     assert not dest.exists() or list(dest.iterdir()) == []
     assert_no_staging_left(tmp_path)
 
     # Same with parallel downloads: the raw layers finish, the archive fails, nothing lands.
     dest.mkdir()
-    with pytest.raises(UnsafePath):
+    with pytest.raises(UnsafeArchive, match="symlink"):
         ocimodel.pull(f"{registry.host}/{repo_name}:v1", dest, concurrency=4)
     assert list(dest.iterdir()) == []
     assert_no_staging_left(tmp_path)
@@ -768,7 +768,7 @@ def test_pull_tar_layer_altered_in_storage(registry: LocalRegistry, repo_name: s
     blob = registry.blob_path(_digest(good))
     blob.write_bytes(good.replace(b"A" * 50_000, b"B" * 50_000))
     dest = tmp_path / "out"
-    with pytest.raises(IntegrityError):
+    with pytest.raises(DigestMismatch):
         ocimodel.pull(f"{registry.host}/{repo_name}:v1", dest)
     assert not dest.exists() or list(dest.iterdir()) == []
     assert_no_staging_left(tmp_path)

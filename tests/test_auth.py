@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from ocimodel import api
-from ocimodel.errors import AuthenticationError, PermissionDenied
+from ocimodel.errors import AuthenticationError, NotFound, PermissionDenied
 from ocimodel.oci.digest import digest_bytes
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.client import RegistryClient
@@ -217,7 +217,7 @@ def test_token_reader_cannot_push(
     # The refusal was not retried in a loop.
     assert len(tokens.token_requests()) <= 3
     # Nothing was tagged.
-    with pytest.raises(Exception):
+    with pytest.raises(NotFound):
         api.inspect(ref, credentials=("alice", ALICE_PW))
 
 

@@ -14,7 +14,7 @@ import pytest
 import ocimodel
 from ocimodel import api_referrers as ar
 from ocimodel import api_trust
-from ocimodel.errors import UsageError
+from ocimodel.errors import TransportError, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, parse_manifest
 from ocimodel.oci.reference import parse_reference
@@ -425,7 +425,7 @@ def test_a_registry_that_cannot_be_reached_is_an_error_not_a_verdict(keys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(ocimodel.OcimodelError):
+    with pytest.raises(TransportError, match=str(port)):
         api_trust.verify(f"127.0.0.1:{port}/team/model:1", keys=[keys["release"][1]])
 
 
