@@ -213,7 +213,8 @@ def test_unreachable_registry_is_transport_error(closed_port, model_dir, tmp_pat
         started = time.monotonic()
         with pytest.raises(TransportError) as err:
             call()
-        assert time.monotonic() - started < 10, f"{name} took too long to fail"
+        # A refused connection fails in milliseconds; the bound only catches a retry loop.
+        assert time.monotonic() - started < 30, f"{name} took too long to fail"
         assert f"127.0.0.1:{closed_port}" in str(err.value), f"{name}: {err.value}"
     _no_leftovers(tmp_path, "out")
 
