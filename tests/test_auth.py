@@ -509,9 +509,9 @@ def test_token_service_answer_without_a_token_is_refused() -> None:
 
 
 def test_token_service_answers_are_bounded_and_checked() -> None:
-    """A token service that streams an endless answer: ocimodel stops reading near its cap
-    (1 MiB) and refuses it. The answer is a *valid* token followed by 8 MiB of JSON
-    whitespace, so without the cap the token would be accepted and the listing succeed."""
+    """A token service that streams an answer far beyond the cap (1 MiB): ocimodel stops
+    reading near the cap and refuses it. The answer is a *valid* token followed by 8 MiB of
+    JSON whitespace, so without the cap the token would be accepted and the listing succeed."""
     chunk = 64 * 1024
     sent = [0]
 
