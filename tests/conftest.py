@@ -110,3 +110,29 @@ def model_dir(tmp_path: Path) -> Path:
         p.write_bytes(content)
         p.chmod(mode)  # explicit: independent of the umask
     return root
+
+
+# -- CI: a skipped test is a failed run ---------------------------------------------------------
+# The oracles (skopeo, the model_signing package and CLI, zstandard, docker-registry) are
+# installed by `make test`, and CI runs as root: where CI is set, nothing has a reason to
+# skip. A skip there means a check did not run -- e.g. an oracle went missing -- so the run
+# fails instead of going green without it. Outside CI a skip stays a skip.
+
+
+def _skipped_reports(config: pytest.Config) -> list:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    return list(reporter.stats.get("skipped", [])) if reporter is not None else []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("CI") and exitstatus == pytest.ExitCode.OK and _skipped_reports(session.config):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    skipped = _skipped_reports(config)
+    if os.environ.get("CI") and skipped:
+        terminalreporter.write_sep("=", "CI is set: skipped tests fail the run", red=True, bold=True)
+        for report in skipped:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            terminalreporter.write_line(f"SKIPPED (not allowed in CI) {report.nodeid}: {reason}")

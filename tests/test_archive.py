@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import tarfile
 import unicodedata
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import httpx
 import pytest
 
 import ocimodel
-from ocimodel.errors import IntegrityError, NotAModel, UnsafePath
+from ocimodel.errors import DigestMismatch, IntegrityError, NotAModel, UnsafePath
 from ocimodel.oci.models import Descriptor, Manifest
 from ocimodel.packaging.archive import (
     MAX_HEADER_RECORD_BYTES,
@@ -189,9 +190,9 @@ def test_error_at_end_of_stream_propagates(staging: Path) -> None:
     ["../x", "a/../../x", "/abs", "/etc/passwd", "a\\b", "a/./b", "a//b", "..", "x\x01y"],
 )
 def test_unsafe_names_are_refused(tmp_path: Path, staging: Path, name: str) -> None:
-    with pytest.raises(UnsafePath) as info:
+    with pytest.raises(UnsafeArchive) as info:
         extract_tar_stream([files(("ok", b"1"), (name, b"evil"))], staging)
-    assert isinstance(info.value, UnsafeArchive)
+    assert isinstance(info.value, UnsafePath)  # what callers catch
     assert repr(name) in info.value.message
     assert not (tmp_path / "x").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["staging"]
@@ -201,7 +202,7 @@ def test_nul_in_pax_path_is_refused(staging: Path) -> None:
     info, content = member("placeholder", b"x")
     info.pax_headers = {"path": "a\x00b"}
     data = make_tar((info, content))
-    with pytest.raises(UnsafePath):
+    with pytest.raises(UnsafeArchive):
         extract_tar_stream([data], staging)
 
 
@@ -395,15 +396,90 @@ def test_zero_padded_gzip_and_concatenated_members_are_accepted(staging: Path) -
     assert (staging / "a").read_bytes() == b"x" * 5000
 
 
-def test_zstd_without_zstandard(staging: Path) -> None:
+# -- tar+zstd (zstandard is in the test extra: these run, never skip) ----------------------
+
+
+def _zstd():
+    """The zstandard module; its absence fails the zstd tests (it is a test dependency)."""
     try:
-        import zstandard  # noqa: F401
-    except ImportError:
-        with pytest.raises(NotAModel, match="zstd") as info:
-            extract_tar_stream([b"\x28\xb5\x2f\xfd"], staging, compression="zstd")
-        assert "zstandard" in (info.value.hint or "")
-    else:
-        pytest.skip("zstandard is installed")
+        import zstandard
+    except ImportError:  # pragma: no cover - the test extra installs it
+        pytest.fail("zstandard is not installed: it is in the test extra (make test / pip install -e '.[test]')")
+    return zstandard
+
+
+def zstd_compress(data: bytes, level: int = 3) -> bytes:
+    return _zstd().ZstdCompressor(level=level).compress(data)
+
+
+def test_zstd_stream_in_tiny_chunks(staging: Path) -> None:
+    data = zstd_compress(files(("a/b.txt", b"hello" * 1000), ("a/c.txt", b"world")))
+    extract_tar_stream(chunked(data, 3), staging, compression="zstd")
+    assert tree(staging) == {"a": None, "a/b.txt": b"hello" * 1000, "a/c.txt": b"world"}
+
+
+def test_zstd_concatenated_frames_are_accepted(staging: Path) -> None:
+    tar = files(("a", b"x" * 5000))
+    data = zstd_compress(tar[:3000]) + zstd_compress(tar[3000:])
+    extract_tar_stream([data], staging, compression="zstd")
+    assert (staging / "a").read_bytes() == b"x" * 5000
+
+
+def test_zstd_bomb_hits_max_total_bytes(staging: Path) -> None:
+    bomb = zstd_compress(files(("zeros.bin", bytes(50 * MiB))), level=19)
+    assert len(bomb) < 100 * 1024  # a few KiB on the wire
+    with pytest.raises(ArchiveTooLarge, match="more than 1048576 bytes") as info:
+        extract_tar_stream(chunked(bomb, 64 * 1024), staging, compression="zstd",
+                           limits=ExtractLimits(max_total_bytes=MiB))
+    assert isinstance(info.value, UnsafePath)
+    assert sum(p.stat().st_size for p in staging.rglob("*") if p.is_file()) <= MiB
+
+
+def test_zstd_zero_padding_bomb_after_the_end_is_refused(staging: Path) -> None:
+    bomb = zstd_compress(files(("a", b"x")) + bytes(64 * MiB), level=19)
+    with pytest.raises(ArchiveTooLarge, match="more data than its members account for"):
+        extract_tar_stream([bomb], staging, compression="zstd")
+
+
+def test_truncated_zstd(staging: Path) -> None:
+    data = zstd_compress(files(("a", os.urandom(100_000))))
+    with pytest.raises(InvalidArchive, match="zstd"):
+        extract_tar_stream([data[: len(data) // 2]], staging, compression="zstd")
+
+
+def test_corrupt_zstd_is_an_invalid_archive(staging: Path) -> None:
+    """Not zstd at all, and a frame whose content checksum fails: a typed error, not the
+    decompressor's own exception."""
+    with pytest.raises(InvalidArchive, match="zstd"):
+        extract_tar_stream([b"this is not zstd" * 100], staging, compression="zstd")
+    other = staging.parent / "checksum"
+    other.mkdir()
+    data = bytearray(_zstd().ZstdCompressor(write_checksum=True).compress(files(("a", os.urandom(1000)))))
+    data[-1] ^= 0xFF  # the frame's content checksum
+    with pytest.raises(InvalidArchive, match="zstd"):
+        extract_tar_stream([bytes(data)], other, compression="zstd")
+
+
+def test_data_after_the_end_of_a_zstd_stream(staging: Path) -> None:
+    data = zstd_compress(files(("a", b"x"))) + b"not zstd"
+    with pytest.raises(InvalidArchive):
+        extract_tar_stream([data], staging, compression="zstd")
+
+
+def test_zstd_without_zstandard(staging: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Python without zstandard (it is optional for users): a tar+zstd layer is refused
+    with a hint, before any byte is written."""
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # `import zstandard` raises ImportError
+    with pytest.raises(NotAModel, match="zstd") as info:
+        extract_tar_stream([zstd_bytes_for_missing_module()], staging, compression="zstd")
+    assert "zstandard" in (info.value.hint or "")
+    with pytest.raises(NotAModel, match="zstd"):
+        archive_compression(_layer("application/vnd.cncf.model.weight.v1.tar+zstd", {}), "x")
+    assert tree(staging) == {}
+
+
+def zstd_bytes_for_missing_module() -> bytes:
+    return b"\x28\xb5\x2f\xfd"  # the zstd frame magic
 
 
 # -- the declared path (prefix) ----------------------------------------------------------
@@ -478,11 +554,8 @@ def test_archive_compression_refusals() -> None:
         archive_compression(
             _layer("application/vnd.cncf.model.weight.v1.raw", {"io.deis.oras.content.unpack": "true"}), "x"
         )
-    try:
-        import zstandard  # noqa: F401
-    except ImportError:
-        with pytest.raises(NotAModel, match="zstd"):
-            archive_compression(_layer("application/vnd.cncf.model.weight.v1.tar+zstd", {}), "x")
+    _zstd()
+    assert archive_compression(_layer("application/vnd.cncf.model.weight.v1.tar+zstd", {}), "x") == "zstd"
 
 
 def test_plan_refuses_raw_file_inside_archive_root() -> None:
@@ -584,7 +657,8 @@ def test_pull_modctl_style_tar_layers(registry: LocalRegistry, repo_name: str, m
         (weight("weight"), go_style_tar(model_dir, "model.safetensors"),
          {"org.cncf.model.filepath": "model.safetensors",
           "org.cncf.model.file.metadata+json": file_metadata(model_dir, "model.safetensors")}),
-        (weight("weight.config"), go_style_tar(model_dir, "config.json"),
+        # tar+zstd
+        (weight("weight.config", "tar+zstd"), zstd_compress(go_style_tar(model_dir, "config.json")),
          {"org.cncf.model.filepath": "config.json"}),
         # a directory in one tar layer
         (weight("weight.config"), go_style_tar(model_dir, "tokenizer"),
@@ -672,14 +746,14 @@ def test_pull_malicious_tar_layer_writes_nothing(registry: LocalRegistry, repo_n
     ]
     push_artifact(registry, repo_name, "v1", layers)
     dest = tmp_path / "out"
-    with pytest.raises(UnsafePath, match="symlink"):
+    with pytest.raises(UnsafeArchive, match="symlink"):
         ocimodel.pull(f"{registry.host}/{repo_name}:v1", dest, concurrency=1)
     assert not dest.exists() or list(dest.iterdir()) == []
     assert_no_staging_left(tmp_path)
 
     # Same with parallel downloads: the raw layers finish, the archive fails, nothing lands.
     dest.mkdir()
-    with pytest.raises(UnsafePath):
+    with pytest.raises(UnsafeArchive, match="symlink"):
         ocimodel.pull(f"{registry.host}/{repo_name}:v1", dest, concurrency=4)
     assert list(dest.iterdir()) == []
     assert_no_staging_left(tmp_path)
@@ -694,20 +768,22 @@ def test_pull_tar_layer_altered_in_storage(registry: LocalRegistry, repo_name: s
     blob = registry.blob_path(_digest(good))
     blob.write_bytes(good.replace(b"A" * 50_000, b"B" * 50_000))
     dest = tmp_path / "out"
-    with pytest.raises(IntegrityError):
+    with pytest.raises(DigestMismatch):
         ocimodel.pull(f"{registry.host}/{repo_name}:v1", dest)
     assert not dest.exists() or list(dest.iterdir()) == []
     assert_no_staging_left(tmp_path)
 
 
+@pytest.mark.parametrize("packing", ["tar+gzip", "tar+zstd"])
 def test_pull_bomb_layer_is_bounded(registry: LocalRegistry, repo_name: str, tmp_path: Path,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+                                    monkeypatch: pytest.MonkeyPatch, packing: str) -> None:
     from ocimodel.packaging import unpack
 
     monkeypatch.setattr(unpack, "ExtractLimits", lambda: ExtractLimits(max_total_bytes=MiB))
-    bomb = gzip.compress(files(("z/zeros", bytes(20 * MiB))), compresslevel=9)
+    tar = files(("z/zeros", bytes(20 * MiB)))
+    bomb = gzip.compress(tar, compresslevel=9) if packing == "tar+gzip" else zstd_compress(tar, level=19)
     push_artifact(registry, repo_name, "v1",
-                  [("application/vnd.cncf.model.dataset.v1.tar+gzip", bomb, {"org.cncf.model.filepath": "z"})])
+                  [(f"application/vnd.cncf.model.dataset.v1.{packing}", bomb, {"org.cncf.model.filepath": "z"})])
     dest = tmp_path / "out"
     with pytest.raises(ArchiveTooLarge):
         ocimodel.pull(f"{registry.host}/{repo_name}:v1", dest)

@@ -9,6 +9,7 @@ a repr, or the CLI's output (THREATS.md 8)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -22,13 +23,15 @@ import httpx
 import pytest
 
 from ocimodel import api
-from ocimodel.errors import AuthenticationError, PermissionDenied
+from ocimodel.errors import AuthenticationError, NotFound, PermissionDenied
 from ocimodel.oci.digest import digest_bytes
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.client import RegistryClient
+from tests.support.faultproxy import FaultProxy
 from tests.support.files import tree_digest
 from tests.support.htpasswd import write_htpasswd
 from tests.support.registry import LocalRegistry
+from tests.support.secrets import assert_no_secret
 from tests.support.tokenserver import TokenServer
 
 BASIC_USER = "builder"
@@ -37,6 +40,7 @@ ALICE_PW = "alice-pw-Zr7-secret"
 READER_PW = "reader-pw-Kp2-secret"
 WRONG_PW = "wrong-pw-Mv4-secret"
 SECRETS = (BASIC_PW, ALICE_PW, READER_PW, WRONG_PW)
+USERS = (BASIC_USER, "alice", "reader")
 CLI = Path(sys.executable).with_name("ocimodel")
 
 
@@ -85,9 +89,8 @@ def five_files(tmp_path: Path) -> Path:
 
 
 def _assert_no_secret(*texts: str) -> None:
-    for text in texts:
-        for secret in SECRETS:
-            assert secret not in text
+    """No password, raw or encoded (base64 ``user:password``, a Basic header, a URL)."""
+    assert_no_secret(texts, SECRETS, USERS)
 
 
 def _assert_clean(exc: BaseException) -> None:
@@ -214,7 +217,7 @@ def test_token_reader_cannot_push(
     # The refusal was not retried in a loop.
     assert len(tokens.token_requests()) <= 3
     # Nothing was tagged.
-    with pytest.raises(Exception):
+    with pytest.raises(NotFound):
         api.inspect(ref, credentials=("alice", ALICE_PW))
 
 
@@ -485,15 +488,50 @@ def test_streamed_body_is_sent_with_a_token_obtained_first() -> None:
     assert puts == ["Bearer push"]
 
 
-def test_token_service_answers_are_bounded_and_checked() -> None:
+def _token_registry(token_body) -> httpx.MockTransport:
+    """A mock registry that accepts ``Bearer tok`` and a token service that answers with
+    ``token_body()`` (bytes, or an iterator of bytes for a streamed answer)."""
+
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.host == "auth.example":
-            return httpx.Response(200, content=json.dumps({"token": ""}).encode())
+            return httpx.Response(200, content=token_body())
+        if request.headers.get("authorization") == "Bearer tok":
+            return httpx.Response(200, json={"name": "team/m", "tags": ["v1"]})
         return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://auth.example/token"'})
 
-    client = RegistryClient("registry.example", transport=httpx.MockTransport(handler))
+    return httpx.MockTransport(handler)
+
+
+def test_token_service_answer_without_a_token_is_refused() -> None:
+    client = RegistryClient("registry.example", transport=_token_registry(lambda: json.dumps({"token": ""}).encode()))
     with client, pytest.raises(AuthenticationError, match="without a usable token"):
         client.list_tags("team/m")
+
+
+def test_token_service_answers_are_bounded_and_checked() -> None:
+    """A token service that streams an answer far beyond the cap (1 MiB): ocimodel stops
+    reading near the cap and refuses it. The answer is a *valid* token followed by 8 MiB of
+    JSON whitespace, so without the cap the token would be accepted and the listing succeed."""
+    chunk = 64 * 1024
+    sent = [0]
+
+    def endless_answer():
+        head = json.dumps({"token": "tok", "expires_in": 300}).encode()
+        sent[0] += len(head)
+        yield head
+        for _ in range(8 * 1024 * 1024 // chunk):
+            sent[0] += chunk
+            yield b" " * chunk
+
+    # The answer is well-formed: read whole, it names a usable token.
+    assert json.loads(b"".join(endless_answer()))["token"] == "tok"
+    sent[0] = 0
+    client = RegistryClient("registry.example", transport=_token_registry(endless_answer))
+    with client, pytest.raises(AuthenticationError, match="oversized answer") as info:
+        client.list_tags("team/m")
+    assert info.value.status is None
+    # Reading stopped at the cap (give or take a chunk), not at the end of the 8 MiB.
+    assert sent[0] <= 1024 * 1024 + 2 * chunk, sent[0]
 
 
 class _StreamingTransport(httpx.BaseTransport):
@@ -560,27 +598,51 @@ def test_token_expiring_between_requests_is_renewed_before_a_streamed_body() -> 
     assert puts == ["t2"] and issued == ["t1", "t2"]
 
 
-def test_explicit_and_env_credentials_go_to_one_registry_only(basic_registry, registry, five_files, repo_name, monkeypatch, tmp_path):
+def _authorizations(proxy: FaultProxy) -> list[str]:
+    """The Authorization headers of every request the proxy relayed, as sent on the wire."""
+    return [seen.headers["authorization"] for seen in proxy.requests if "authorization" in seen.headers]
+
+
+@pytest.mark.parametrize("given", ["explicit", "environment"])
+def test_explicit_and_env_credentials_go_to_one_registry_only(basic_registry, registry, five_files, repo_name, monkeypatch, given):
     """A copy from an open registry to a protected one: the credentials reach only the
-    destination; the source registry (another host:port) never sees them."""
-    seen: list[str | None] = []
-    import ocimodel.transport.auth as auth_module
+    destination; the source registry (another host:port) never sees them. Checked on the
+    wire: a recording proxy in front of each registry keeps every header it relays."""
+    basic = f"Basic {base64.b64encode(f'{BASIC_USER}:{BASIC_PW}'.encode()).decode()}"
+    credentials = Credentials(BASIC_USER, BASIC_PW) if given == "explicit" else None
+    if given == "environment":
+        monkeypatch.setenv("OCIMODEL_USERNAME", BASIC_USER)
+        monkeypatch.setenv("OCIMODEL_PASSWORD", BASIC_PW)
+    with FaultProxy(registry.host) as open_side, FaultProxy(basic_registry.host) as protected:
+        source = f"{open_side.host}/{repo_name}:v1"
+        api.push(five_files, source, credentials=(BASIC_USER, ALICE_PW))  # never asked for: never sent
+        api.copy(source, f"{protected.host}/{repo_name}:v1", credentials=credentials)
+        assert open_side.requests and _authorizations(open_side) == []
+        sent = _authorizations(protected)
+        assert sent and set(sent) == {basic}
+        assert_no_secret([f"{r.method} {r.target} {r.headers}" for r in open_side.requests], SECRETS, USERS)
 
-    real_apply = auth_module.RegistryAuth._apply_basic
+        # The other direction: the credentials belong to the destination (the open
+        # registry, which never asks for them); the protected source refuses anonymous
+        # reads and must not receive them.
+        open_side.clear()
+        protected.clear()
+        with pytest.raises(AuthenticationError, match="authentication required"):
+            api.copy(f"{protected.host}/{repo_name}:v1", f"{open_side.host}/{repo_name}:v2", credentials=credentials)
+        assert protected.requests and _authorizations(protected) == []
+        assert _authorizations(open_side) == []
 
-    def spy(self, request):
-        seen.append(f"{request.url.host}:{request.url.port}")
-        return real_apply(self, request)
 
-    monkeypatch.setattr(auth_module.RegistryAuth, "_apply_basic", spy)
-    source = f"{registry.host}/{repo_name}:v1"
-    api.push(five_files, source)
-    monkeypatch.setenv("OCIMODEL_USERNAME", BASIC_USER)
-    monkeypatch.setenv("OCIMODEL_PASSWORD", BASIC_PW)
-    api.copy(source, f"{basic_registry.host}/{repo_name}:v1")
-    assert seen and set(seen) == {basic_registry.host}
-    # The other direction: credentials bound to the destination (the open registry).
-    seen.clear()
-    with pytest.raises(AuthenticationError):
-        api.copy(f"{basic_registry.host}/{repo_name}:v1", f"{registry.host}/{repo_name}:v2")
-    assert registry.host not in set(seen)
+def test_token_registry_sees_only_tokens_and_the_token_service_the_password(
+    token_registry, tokens, five_files, repo_name
+):
+    """With the Bearer scheme the password goes to the token service only: every request
+    the registry receives carries a token (or nothing, before its challenge), never Basic."""
+    with FaultProxy(token_registry.host) as proxy:
+        ref = f"{proxy.host}/{repo_name}:v1"
+        api.push(five_files, ref, credentials=("alice", ALICE_PW))
+        api.list_tags(f"{proxy.host}/{repo_name}", credentials=("alice", ALICE_PW))
+        sent = _authorizations(proxy)
+        assert sent and all(value.startswith("Bearer ") for value in sent), sent
+        assert_no_secret([f"{r.method} {r.target} {r.headers}" for r in proxy.requests], SECRETS, USERS)
+    assert {request.user for request in tokens.token_requests()} == {"alice"}

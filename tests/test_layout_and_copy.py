@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 import ocimodel
-from ocimodel.errors import IntegrityError, NotFound, PackagingError
+from ocimodel.errors import NotFound, PackagingError, SizeMismatch
 from tests.support.files import tree_digest
 from tests.support.modeltrees import fetch_manifest, sha256_bytes, sha256_file, write_tree
 
@@ -225,7 +225,7 @@ def test_file_changed_during_push_is_refused(model_dir, tmp_path):
     store = tmp_path / "store"
     target = model_dir / "data" / "eval.csv"
     old_digest = sha256_file(target)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(SizeMismatch):
         ocimodel.push(
             model_dir, f"oci:{store}:broken:1", concurrency=1,
             progress=_OnStart("data/eval.csv", lambda: target.write_bytes(b"input,expected\nrewritten,9\n")),

@@ -208,8 +208,9 @@ def test_invalid_tag_message_matches_the_documented_form():
 
 
 def test_invalid_reference_is_a_usage_error():
-    with pytest.raises(UsageError):
+    with pytest.raises(InvalidReference) as info:
         parse_reference("a:b:c")
+    assert isinstance(info.value, UsageError)  # the CLI's exit 2
 
 
 def test_long_input_is_truncated_in_the_message():

@@ -16,11 +16,11 @@ import pytest
 
 import ocimodel
 from ocimodel import api_referrers as ar
-from ocimodel.errors import IntegrityError, NotFound, RegistryError, UsageError
+from ocimodel.errors import DigestMismatch, IntegrityError, NotFound, RegistryError, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor
 from ocimodel.targets import referrers as rf
-from tests.support.modeltrees import put_blob, put_manifest
+from tests.support.modeltrees import put_manifest
 from tests.support.referrersproxy import ReferrersProxy
 from tests.support.registry import LocalRegistry as LocalEmptyRegistry
 
@@ -415,7 +415,7 @@ def test_a_tampered_archive_publishes_nothing(registry, model_dir, repo_name, ev
             dst.addfile(member, io.BytesIO(data) if data is not None else None)
 
     destination = f"{registry.host}/{repo_name}/dst"
-    with pytest.raises(IntegrityError):
+    with pytest.raises(DigestMismatch):
         ar.import_(tampered, destination)
     assert ocimodel.list_tags(destination) == []
     assert list(tmp_path.glob(".ocimodel-import-*")) == []

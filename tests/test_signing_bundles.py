@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -31,6 +32,7 @@ from ocimodel.signing.statement import (
     parse_statement,
     signature_statement,
 )
+from tests.support.model_signing_oracle import sign_with_key
 
 MODEL_A = "sha256:" + "a1" * 32
 MODEL_B = "sha256:" + "b2" * 32
@@ -98,13 +100,22 @@ def test_signature_statement_is_what_cosign_writes() -> None:
     )
 
 
-def test_pae_matches_the_dsse_spec_and_model_signing() -> None:
+def test_pae_matches_the_dsse_spec_and_model_signing(key, tmp_path: Path) -> None:
     # The example of the DSSE protocol document.
     assert dsse.pae("http://example.com/HelloWorld", b"hello world") == b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
-    sigstore_pb = pytest.importorskip("model_signing._signing.sign_sigstore_pb")
-    assert dsse.pae(dsse.IN_TOTO_PAYLOAD_TYPE, STATEMENT) == sigstore_pb.pae(STATEMENT)
     # Lengths are in bytes, not characters.
     assert dsse.pae("t", "é".encode()) == b"DSSEv1 1 t 2 \xc3\xa9"
+    # model-signing (its public API) signs an envelope: its signature verifies over
+    # ocimodel's PAE of that envelope, so the two encode the signed bytes the same way.
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"w" * 100)
+    private = tmp_path / "signing.pem"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    envelope = sign_with_key(model, private, tmp_path / "model.sig")["dsseEnvelope"]
+    assert envelope["payloadType"] == dsse.IN_TOTO_PAYLOAD_TYPE
+    signed = dsse.pae(envelope["payloadType"], base64.b64decode(envelope["payload"]))
+    key.public_key().verify(base64.b64decode(envelope["signatures"][0]["sig"]), signed, ec.ECDSA(hashes.SHA256()))
 
 
 def test_bundle_shape(key) -> None:

@@ -19,6 +19,8 @@ from ocimodel.signing.keys import (
     load_public_key,
     public_key_pem,
 )
+from tests.support.model_signing_oracle import sign_with_key
+from tests.support.secrets import assert_no_secret
 
 
 def _write_private(path: Path, key, password: bytes | None = None, fmt=serialization.PrivateFormat.PKCS8) -> Path:
@@ -70,7 +72,8 @@ def test_wrong_password_is_not_a_prompt(tmp_path: Path) -> None:
     with pytest.raises(KeyLoadError, match="wrong password") as caught:
         load_private_key(tmp_path / "k.pem", "hunter2-typo")
     assert not isinstance(caught.value, KeyPasswordRequired)
-    assert "hunter2" not in str(caught.value)  # no secret in a message
+    assert "hunter2" not in str(caught.value)  # no secret in a message, in no form
+    assert_no_secret([str(caught.value), repr(caught.value), caught.value.hint or ""], ["hunter2-right", "hunter2-typo"])
 
 
 def test_sec1_private_key_is_accepted(tmp_path: Path) -> None:
@@ -124,10 +127,12 @@ def test_cosign_encrypted_key_format_is_named(tmp_path: Path) -> None:
 
 
 def test_key_hint_is_what_model_signing_writes_and_checks(tmp_path: Path) -> None:
-    sign_ec_key = pytest.importorskip("model_signing._signing.sign_ec_key")
     key = generate_key_pair(tmp_path / "k.pem", tmp_path / "k.pub")
-    material = sign_ec_key.Signer(tmp_path / "k.pem")._get_verification_material()
-    assert material.public_key.hint == key_hint(key)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"w" * 100)
+    bundle = sign_with_key(model, tmp_path / "k.pem", tmp_path / "model.sig")  # model-signing's public API
+    assert bundle["verificationMaterial"]["publicKey"]["hint"] == key_hint(key)
 
 
 def test_key_hint_does_not_depend_on_the_file_layout(tmp_path: Path) -> None:

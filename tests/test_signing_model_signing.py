@@ -7,8 +7,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -31,8 +29,7 @@ from ocimodel.signing.files_statement import (
 )
 from ocimodel.signing.keys import generate_key_pair
 from ocimodel.signing.statement import Statement
-
-MODEL_SIGNING_CLI = Path(sys.executable).with_name("model_signing")
+from tests.support.model_signing_oracle import bundle_statement, run_cli, sign_with_key, verify_with_cli
 
 
 @pytest.fixture
@@ -68,19 +65,6 @@ def _resource_names(statement: Statement) -> list[str]:
     return [r["name"] for r in statement.predicate["resources"]]
 
 
-def _cli_verify(model_dir: Path, signature: Path, public_key: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(MODEL_SIGNING_CLI), "verify", "key", str(model_dir), "--signature", str(signature), "--public_key", str(public_key)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-needs_cli = pytest.mark.skipif(not MODEL_SIGNING_CLI.exists(), reason="model_signing CLI not installed")
-
-
 # --- building ---------------------------------------------------------------------------
 
 
@@ -102,12 +86,12 @@ def test_statement_from_manifest_has_the_model_signing_shape(model_dir: Path) ->
     assert document["subject"] == [{"name": "tiny-model", "digest": {"sha256": root_digest(resources)}}]
 
 
-def test_statement_equals_what_model_signing_computes_from_the_directory(model_dir: Path) -> None:
-    hashing = pytest.importorskip("model_signing.hashing")
-    signing = pytest.importorskip("model_signing._signing.signing")
-    from google.protobuf import json_format
-
-    theirs = json.loads(json_format.MessageToJson(signing.Payload(hashing.Config().hash(model_dir)).statement.pb))
+def test_statement_equals_what_model_signing_computes_from_the_directory(model_dir: Path, keypair, tmp_path: Path) -> None:
+    """model-signing signs the directory (its public API, its defaults); the statement in its
+    bundle is the one ocimodel builds from the packaged manifest alone."""
+    _, private, _ = keypair
+    theirs = bundle_statement(sign_with_key(model_dir, private, tmp_path / "theirs.sig"))
+    assert theirs["predicateType"] == MODEL_SIGNING_PREDICATE
     ours = json.loads(files_statement_for_manifest(package_directory(model_dir).manifest, "tiny-model").to_json())
     assert ours["subject"] == theirs["subject"]
     assert ours["predicate"]["resources"] == theirs["predicate"]["resources"]
@@ -137,34 +121,26 @@ def test_manifest_that_cannot_be_described_without_download(model_dir: Path) -> 
 # --- interoperability with the real model_signing CLI ------------------------------------
 
 
-@needs_cli
 def test_model_signing_cli_accepts_our_bundle_and_rejects_a_tampered_file(model_dir: Path, keypair, tmp_path: Path) -> None:
     key, _, public = keypair
     statement = files_statement_for_manifest(package_directory(model_dir).manifest, "tiny-model")
     signature = tmp_path / "model.sig"  # outside the model: model-signing would hash it
     signature.write_bytes(sign_statement(statement, key))
 
-    accepted = _cli_verify(model_dir, signature, public)
+    accepted = verify_with_cli(model_dir, signature, public)
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
     assert "Verification succeeded" in accepted.stdout
 
     (model_dir / "a" / "b.bin").write_bytes(b"B")
-    rejected = _cli_verify(model_dir, signature, public)
+    rejected = verify_with_cli(model_dir, signature, public)
     assert rejected.returncode != 0
     assert "Hash mismatch for 'a/b.bin'" in rejected.stdout + rejected.stderr
 
 
-@needs_cli
 def test_our_verifier_accepts_model_signing_cli_output(model_dir: Path, keypair, tmp_path: Path) -> None:
     key, private, _ = keypair
     signature = tmp_path / "theirs.sig"
-    signed = subprocess.run(
-        [str(MODEL_SIGNING_CLI), "sign", "key", str(model_dir), "--signature", str(signature), "--private_key", str(private)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    signed = run_cli("sign", "key", model_dir, "--signature", signature, "--private_key", private)
     assert signed.returncode == 0, signed.stdout + signed.stderr
     verified = verify_key_bundle(signature.read_bytes(), [key.public_key()])
     result = verify_files_statement(verified.statement, model_dir)
@@ -312,17 +288,12 @@ def test_a_model_with_github_files_is_signed_with_them(model_dir: Path, keypair,
     assert statement.predicate["serialization"]["ignore_paths"] == [".git", ".gitattributes", ".gitignore"]
     assert check_resources(statement, files).ignored == (".gitattributes",)
     assert verify_files_statement(statement, model_dir).ignored == (".gitattributes",)
-    if MODEL_SIGNING_CLI.exists():
-        key, _, public = keypair
-        signature = tmp_path / "model.sig"
-        signature.write_bytes(sign_statement(statement, key))
-        # model-signing skips .github unless told not to; then it agrees.
-        accepted = subprocess.run(
-            [str(MODEL_SIGNING_CLI), "verify", "key", str(model_dir), "--signature", str(signature),
-             "--public_key", str(public), "--no-ignore-git-paths"],
-            capture_output=True, text=True, timeout=120, check=False,
-        )
-        assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    key, _, public = keypair
+    signature = tmp_path / "model.sig"
+    signature.write_bytes(sign_statement(statement, key))
+    # model-signing skips .github unless told not to; then it agrees.
+    accepted = verify_with_cli(model_dir, signature, public, "--no-ignore-git-paths")
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
 
 
 def test_symlink_in_the_directory_is_refused(model_dir: Path, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from ocimodel import api
-from ocimodel.errors import OcimodelError, TransportError
+from ocimodel.errors import AuthenticationError, OcimodelError, TransportError
 from ocimodel.oci.digest import digest_bytes
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.client import RegistryClient, TlsError
@@ -467,7 +467,7 @@ def test_https_registry_redirecting_to_plain_http_gets_no_credentials() -> None:
     creds = Credentials("alice", "pw-secret")
     with (
         RegistryClient("registry.example", credentials=creds, transport=httpx.MockTransport(seen)) as client,
-        pytest.raises(OcimodelError),
+        pytest.raises(AuthenticationError),  # the plain-HTTP host asked; nothing was sent
         client.stream_blob("team/m", digest) as chunks,
     ):
         b"".join(chunks)

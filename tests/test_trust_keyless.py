@@ -36,6 +36,7 @@ from tests.support.sigstore_instance import (
     in_toto_statement,
     swap_log_entry,
 )
+from tests.support.secrets import assert_no_secret
 
 IDENTITY = "dev@example.com"
 ISSUER = "https://issuer.example"
@@ -644,14 +645,14 @@ def test_refused_identity_token_never_leaks_it(inst: SigstoreInstance, token_kin
     raw = inst.oidc_jwt(lifetime=dt.timedelta(minutes=-5)) if token_kind == "expired" else "not.a.jwt"
     with pytest.raises(KeylessSigningError) as info:
         sign_keyless(STATEMENT, identity_token=raw, signing_context=inst.signing_context())
-    assert raw not in str(info.value) and raw not in (info.value.hint or "")
+    assert_no_secret([str(info.value), repr(info.value), info.value.hint or ""], [raw])
 
 
 def test_token_the_issuer_did_not_sign_is_refused_by_fulcio(inst: SigstoreInstance) -> None:
     raw = inst.oidc_jwt(signed=False)
     with pytest.raises(KeylessSigningError, match="keyless signing failed") as info:
         sign_keyless(STATEMENT, identity_token=raw, signing_context=inst.signing_context())
-    assert raw not in str(info.value)
+    assert_no_secret([str(info.value), repr(info.value), info.value.hint or ""], [raw])
 
 
 # --------------------------------------------------------------------------- signing options
@@ -663,11 +664,19 @@ def test_refuses_to_sign_what_is_not_a_statement(inst: SigstoreInstance) -> None
 
 
 def test_contradictory_signing_options(inst: SigstoreInstance, tmp_path: Path) -> None:
-    with pytest.raises(UsageError):
+    """Each option alone is usable (the trust config is a valid file), so only the check
+    that they contradict each other can refuse them; without it, signing would go ahead
+    with one of the two and fail (or succeed) for another reason."""
+    config = tmp_path / "trust_config.json"
+    config.write_text(json.dumps(_client_trust_config(inst)))
+    with pytest.raises(UsageError, match="signing context or a trust config / staging, not both"):
         sign_keyless(STATEMENT, identity_token=inst.oidc_jwt(), staging=True,
                      signing_context=inst.signing_context())
-    with pytest.raises(UsageError):
-        sign_keyless(STATEMENT, identity_token=inst.oidc_jwt(), staging=True, trust_config=tmp_path / "c.json")
+    with pytest.raises(UsageError, match="signing context or a trust config / staging, not both"):
+        sign_keyless(STATEMENT, identity_token=inst.oidc_jwt(), trust_config=config,
+                     signing_context=inst.signing_context())
+    with pytest.raises(UsageError, match="either a trust config or staging, not both"):
+        sign_keyless(STATEMENT, identity_token=inst.oidc_jwt(), staging=True, trust_config=config)
 
 
 def _client_trust_config(inst: SigstoreInstance) -> dict[str, Any]:

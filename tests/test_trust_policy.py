@@ -112,7 +112,7 @@ def test_missing_policy_and_missing_key(tmp_path: Path):
     with pytest.raises(PolicyError, match="does not exist"):
         load_policy(tmp_path / "nope.yaml")
     (tmp_path / "policy.yaml").write_text("signers: {a: {key: missing.pub}}\n")
-    with pytest.raises(ocimodel.OcimodelError, match="missing.pub does not exist"):
+    with pytest.raises(PolicyError, match="missing.pub does not exist"):
         load_policy(tmp_path / "policy.yaml").compile()
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 import ocimodel
 from ocimodel import api_referrers as ar
 from ocimodel import api_trust
-from ocimodel.errors import UsageError
+from ocimodel.errors import TransportError, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, parse_manifest
 from ocimodel.oci.reference import parse_reference
@@ -43,10 +42,10 @@ from ocimodel.trust.store import (
     write_bundle,
 )
 from ocimodel.trust.verify import PolicyDenied
+from tests.support.model_signing_oracle import verify_with_cli
 
 SBOM = "https://cyclonedx.org/bom"
 SLSA = "https://slsa.dev/provenance/v1"
-MODEL_SIGNING_CLI = Path(sys.executable).with_name("model_signing")
 
 
 @pytest.fixture(params=["registry", "layout"])
@@ -362,7 +361,6 @@ def test_export_import_then_verify_offline_on_a_layout(registry, repo_name, mode
 # -- the model-signing CLI as an oracle, and pull's hook --------------------------------------
 
 
-@pytest.mark.skipif(not MODEL_SIGNING_CLI.exists(), reason="model_signing CLI not installed")
 def test_model_signing_cli_accepts_the_exported_signature_for_a_pulled_model(registry, repo_name, model_dir, keys, tmp_path):
     ref = f"{registry.host}/{repo_name}:1"
     ocimodel.push(model_dir, ref)
@@ -373,11 +371,7 @@ def test_model_signing_cli_accepts_the_exported_signature_for_a_pulled_model(reg
     assert exported.candidates == 1
 
     def model_signing(public: Path) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(MODEL_SIGNING_CLI), "verify", "key", str(pulled), "--signature", str(tmp_path / "model.sig"),
-             "--public_key", str(public)],
-            capture_output=True, text=True, timeout=120, check=False,
-        )
+        return verify_with_cli(pulled, tmp_path / "model.sig", public)
 
     accepted = model_signing(keys["release"][1])
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
@@ -431,7 +425,7 @@ def test_a_registry_that_cannot_be_reached_is_an_error_not_a_verdict(keys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(ocimodel.OcimodelError):
+    with pytest.raises(TransportError, match=str(port)):
         api_trust.verify(f"127.0.0.1:{port}/team/model:1", keys=[keys["release"][1]])
 
 
@@ -521,15 +515,10 @@ def test_export_is_not_decided_by_the_unsigned_created_annotation(model_dir, key
     assert api_trust.export_signature(ref, out, policy=policy, overwrite=True).signers == ["release"]
     assert api_trust.export_signature(ref, out, referrer=release_sig, overwrite=True).referrer == release_sig
 
-    if MODEL_SIGNING_CLI.exists():
-        api_trust.export_signature(ref, out, keys=[keys["release"][1]], overwrite=True)
-        ocimodel.pull(ref, tmp_path / "pulled")
-        checked = subprocess.run(
-            [str(MODEL_SIGNING_CLI), "verify", "key", str(tmp_path / "pulled"), "--signature", str(out),
-             "--public_key", str(keys["release"][1])],
-            capture_output=True, text=True, timeout=120, check=False,
-        )
-        assert checked.returncode == 0, checked.stdout + checked.stderr
+    api_trust.export_signature(ref, out, keys=[keys["release"][1]], overwrite=True)
+    ocimodel.pull(ref, tmp_path / "pulled")
+    checked = verify_with_cli(tmp_path / "pulled", out, keys["release"][1])
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_policy_denied_carries_the_first_failed_rules_reason(model_dir, keys, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 
 import ocimodel
 from ocimodel import api_trust
-from ocimodel.errors import OcimodelError
+from ocimodel.errors import UsageError
 from ocimodel.oci.reference import parse_reference
 from ocimodel.signing.statement import COSIGN_SIGN_PREDICATE
 from ocimodel.targets.open import open_target
@@ -113,10 +113,10 @@ def test_an_unreadable_trust_root_fails_closed(tmp_path, model_dir, instance):
     ref = f"oci:{tmp_path / 'store'}:1"
     ocimodel.push(model_dir, ref)
     _sign(ref, InstanceSigner(instance), file_signature=False)
-    with pytest.raises(OcimodelError, match="trusted root"):
+    with pytest.raises(UsageError, match="trusted root"):
         api_trust.verify(ref, identities=[(IDENTITY, ISSUER)], trusted_root=tmp_path / "missing.json")
     (tmp_path / "broken.json").write_text('{"mediaType": 1, "mediaType": 2}')
-    with pytest.raises(OcimodelError, match="duplicate key"):
+    with pytest.raises(UsageError, match="duplicate key"):
         api_trust.verify(ref, identities=[(IDENTITY, ISSUER)], trusted_root=tmp_path / "broken.json")
     # Another instance's root: the chain does not lead to it.
     from tests.support.sigstore_instance import SigstoreInstance

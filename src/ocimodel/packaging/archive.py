@@ -123,7 +123,7 @@ def extract_tar_stream(
             drain_stream(tar, shown, _LABEL)
         drain_decoder(decoded)
         raw.drain(shown, compressed=compression != "none")
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, *_zstd_errors()) as exc:
         raise InvalidArchive(
             f"tar layer {shown} is not a valid {_format_name(compression)}: {exc}",
             hint="the layer is corrupt or was altered in transit; nothing was written to the destination",
@@ -197,6 +197,13 @@ def zstd_module():
     except ImportError:
         return None
     return zstandard
+
+
+def _zstd_errors() -> tuple[type[Exception], ...]:
+    """What the zstd decompressor raises for a corrupt frame (or trailing garbage): a
+    corrupt layer, like a bad gzip stream."""
+    zstandard = zstd_module()
+    return (zstandard.ZstdError,) if zstandard is not None else ()
 
 
 def _format_name(compression: str) -> str:
