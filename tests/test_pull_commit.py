@@ -286,7 +286,7 @@ def test_an_error_after_every_file_moved_still_leaves_v1_whole(layout_versions: 
 def test_a_live_pull_is_never_taken_for_a_dead_one(tmp_path: Path):
     """Recovery undoes only pulls whose process is gone: a staging directory whose lock is
     held (a pull running now, here in this process) is left alone; one whose lock nobody
-    holds (its pull was killed while downloading) is removed."""
+    holds (its pull was killed while downloading) is removed by a pull into that directory."""
     dest = tmp_path / "dest"
     dest.mkdir()
     with DirectoryWriter(dest, []):
@@ -300,6 +300,10 @@ def test_a_live_pull_is_never_taken_for_a_dead_one(tmp_path: Path):
     (dead / "tree").mkdir(parents=True)
     (dead / "tree" / "half-downloaded").write_bytes(b"x" * 100)
     (dead / unpack.LOCK_NAME).touch()
+    # Seen from a pull into another directory below (dest is then only an ancestor of its
+    # destination), a dead pull that is not its own is not its business.
+    assert recover_interrupted_pulls(dest, destination=dest / "other" / "model") == 0
+    assert dead.is_dir()
     assert recover_interrupted_pulls(dest) == 1
     assert list(dest.iterdir()) == []
 
@@ -371,3 +375,33 @@ def test_keep_local_refuses_before_downloading_and_changes_nothing(registry, pro
     result = ocimodel.pull(ref, out, keep_local=True)
     assert result.files_replaced == [] and (out / "README.md").read_bytes() == (model_dir / "README.md").read_bytes()
     assert tree_digest(out) == tree_digest(model_dir)
+
+
+def test_archive_members_replaced_are_reported_and_keep_local_refuses_them(registry, model_dir: Path, repo_name: str, tmp_path: Path):
+    """Files of an archive layer (a directory packed as one tar) are extracted again on
+    every pull: one with the same bytes is not "replaced"; one edited locally is, and
+    keep-local refuses it at the commit (it can only be compared once downloaded), with
+    nothing in the destination changed."""
+    from tests.test_archive import go_style_tar, push_artifact
+
+    push_artifact(registry, repo_name, "1", [
+        ("application/vnd.cncf.model.weight.config.v1.tar", go_style_tar(model_dir, "tokenizer"),
+         {"org.cncf.model.filepath": "tokenizer"}),
+        ("application/vnd.cncf.model.doc.v1.raw", (model_dir / "README.md").read_bytes(),
+         {"org.cncf.model.filepath": "README.md"}),
+    ])
+    ref = f"{registry.host}/{repo_name}:1"
+    out = tmp_path / "out"
+    ocimodel.pull(ref, out)
+    assert ocimodel.pull(ref, out).files_replaced == []
+
+    (out / "tokenizer" / "tokenizer.json").write_text("mine\n")
+    assert ocimodel.pull(ref, out).files_replaced == ["tokenizer/tokenizer.json"]
+    assert (out / "tokenizer" / "tokenizer.json").read_bytes() == (model_dir / "tokenizer" / "tokenizer.json").read_bytes()
+
+    (out / "tokenizer" / "tokenizer.json").write_text("mine again\n")
+    before = tree_digest(out)
+    with pytest.raises(LocalFilesDiffer) as caught:
+        ocimodel.pull(ref, out, keep_local=True)
+    assert caught.value.files == ["tokenizer/tokenizer.json"]
+    assert tree_digest(out) == before  # no staging directory left either

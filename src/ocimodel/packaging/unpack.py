@@ -38,7 +38,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ocimodel.errors import DestinationExists, LocalFilesDiffer, NotAModel, PackagingError, UnsafePath
+from ocimodel.errors import (
+    DestinationExists,
+    LocalFilesDiffer,
+    NotAModel,
+    PackagingError,
+    UnsafePath,
+)
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, Manifest
 from ocimodel.packaging.archive import (
@@ -691,16 +697,20 @@ class _Journal:
 
 
 def recover_interrupted_pulls(directory: str | os.PathLike[str], *, destination: str | os.PathLike[str] | None = None) -> int:
-    """Undo the commits of pulls that were killed in ``directory`` (where they staged: the
-    destination, or its nearest existing ancestor) and remove their staging directories.
-    A staging directory whose lock is held belongs to a pull still running and is left
-    alone, and so is one without a lock file (being created, or from an older ocimodel).
-    Returns how many were cleaned up. Raises PackagingError if a commit into
-    ``destination`` (any, if not given) cannot be undone; one into another directory is
-    left for a pull there."""
-    wanted = Path(destination).absolute() if destination is not None else None
+    """Undo the commits of pulls that were killed with their staging directory in
+    ``directory`` and remove those staging directories. A staging directory whose lock is
+    held belongs to a pull still running and is left alone, and so is one without a lock
+    file (being created, or from an older ocimodel).
+
+    With ``destination`` other than ``directory`` (an ancestor, where a pull into a
+    directory that did not exist yet staged), only the pulls into ``destination`` are
+    undone: the rest of that ancestor is not this pull's business. Returns how many
+    staging directories were cleaned up; raises PackagingError if a commit cannot be
+    undone (the journal and the old files then stay for another try)."""
+    here = Path(directory).absolute()
+    wanted = Path(destination).absolute() if destination is not None else here
     try:
-        entries = [e for e in os.scandir(directory) if e.name.startswith(STAGING_PREFIX) and e.is_dir(follow_symlinks=False)]
+        entries = [e for e in os.scandir(here) if e.name.startswith(STAGING_PREFIX) and e.is_dir(follow_symlinks=False)]
     except OSError:
         return 0
     cleaned = 0
@@ -715,26 +725,21 @@ def recover_interrupted_pulls(directory: str | os.PathLike[str], *, destination:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 continue  # a live pull
-            if os.path.lexists(staging / JOURNAL_NAME):
-                try:
-                    journal = _Journal.load(staging)
-                    journal.roll_back()
-                except PackagingError:
-                    if wanted is None or wanted in (Path(directory).absolute(), _journal_destination(staging)):
-                        raise
+            try:
+                journal = _Journal.load(staging) if os.path.lexists(staging / JOURNAL_NAME) else None
+            except PackagingError:
+                if wanted != here:
                     continue
+                raise
+            if wanted != here and (journal is None or journal.destination != wanted):
+                continue
+            if journal is not None:
+                journal.roll_back()
             shutil.rmtree(staging, ignore_errors=True)
             cleaned += 1
         finally:
             os.close(fd)
     return cleaned
-
-
-def _journal_destination(staging: Path) -> Path | None:
-    try:
-        return _Journal.load(staging).destination
-    except PackagingError:
-        return None
 
 
 def shown_paths(paths: list[str]) -> str:
