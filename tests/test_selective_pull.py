@@ -1,7 +1,8 @@
 """Selective pull (issue 6): ``pull(..., include=[GLOB], kinds=[KIND])`` downloads only the
 layers that match, leaves every other file in the destination alone, and refuses a
 selection that matches nothing with a usage error naming what the model has. The bytes
-counted and the blob requests the registry saw are both checked."""
+counted and the blob requests the registry saw are both checked. Patterns are ORed among
+themselves, kinds too, and the two options are ANDed (issue 12): each option narrows."""
 
 from __future__ import annotations
 
@@ -83,11 +84,24 @@ def test_kinds_pull_only_layers_of_those_kinds(pushed, proxy, tmp_path: Path):
     assert {f.kind for f in result.files} == {"weight", "doc"}
 
 
-def test_include_and_kind_together_take_the_union(pushed, proxy, tmp_path: Path):
+def test_include_and_kind_together_take_files_matching_both(pushed, proxy, tmp_path: Path):
     ref, files = pushed
-    expected = {"src/train.py"} | {p for p, f in files.items() if f.kind == "weight.config"}
-    result = ocimodel.pull(ref, tmp_path / "out", include=["*.py"], kinds=["weight.config"])
-    _check_transfer(proxy, result, files, expected)
+    # The README's example: the tokenizer files that are weight configs, not every config.
+    assert files["config.json"].kind == files["tokenizer/tokenizer.json"].kind == "weight.config"
+    result = ocimodel.pull(ref, tmp_path / "tok", include=["tokenizer*"], kinds=["weight.config"])
+    _check_transfer(proxy, result, files, {"tokenizer/tokenizer.json"})
+    assert set(tree_digest(tmp_path / "tok")) == {"tokenizer/tokenizer.json"}
+
+    # OR within one option, AND between the two: README.md matches a pattern but is a doc.
+    proxy.clear()
+    result = ocimodel.pull(ref, tmp_path / "json", include=["*.json", "*.md"], kinds=["weight.config", "weight"])
+    _check_transfer(proxy, result, files, {"config.json", "tokenizer/tokenizer.json"})
+
+    # Each alone matches something, both together nothing: refused, naming the rule.
+    proxy.clear()
+    with pytest.raises(NothingSelected, match="must match a pattern and be of a kind"):
+        ocimodel.pull(ref, tmp_path / "none", include=["tokenizer*"], kinds=["doc"])
+    assert _blob_gets(proxy) == [] and not (tmp_path / "none").exists()
 
 
 def test_nothing_selected_is_a_usage_error_listing_the_model(pushed, proxy, tmp_path: Path):
@@ -136,8 +150,9 @@ def test_files_not_selected_are_left_alone(pushed, proxy, model_dir: Path, tmp_p
 def test_selective_pull_from_a_layout(model_dir: Path, tmp_path: Path):
     store = f"oci:{tmp_path / 'store'}:1"
     files = {f.path: f for f in ocimodel.push(model_dir, store).files}
-    result = ocimodel.pull(store, tmp_path / "out", include=["README*"], kinds=["code"])
-    expected = {"README.md"} | {p for p, f in files.items() if f.kind == "code"}
+    result = ocimodel.pull(store, tmp_path / "out", include=["README*", "src"], kinds=["code", "doc"])
+    expected = {"README.md", "src/train.py"}  # not empty.txt: a doc, but no pattern takes it
+    assert files["empty.txt"].kind == "doc" and files["src/train.py"].kind == "code"
     assert {f.path for f in result.files} == expected == set(tree_digest(tmp_path / "out"))
     assert result.bytes_downloaded == sum(files[p].size for p in expected)
 
@@ -145,8 +160,8 @@ def test_selective_pull_from_a_layout(model_dir: Path, tmp_path: Path):
 def test_cli_include_and_kind(pushed, proxy, tmp_path: Path):
     ref, files = pushed
     out = tmp_path / "out"
-    document = json_of(ok("pull", ref, out, "--include", "tokenizer*", "--kind", "doc", "--json"))
-    expected = {"tokenizer/tokenizer.json"} | {p for p, f in files.items() if f.kind == "doc"}
+    document = json_of(ok("pull", ref, out, "--include", "tokenizer*", "--kind", "weight.config", "--json"))
+    expected = {"tokenizer/tokenizer.json"}
     assert {f["path"] for f in document["files"]} == expected
     assert document["files_not_selected"] == len(files) - len(expected)
     assert document["bytes_downloaded"] == sum(files[p].size for p in expected)
@@ -157,6 +172,12 @@ def test_cli_include_and_kind(pushed, proxy, tmp_path: Path):
     assert not usage_error_problems(refused)
     assert "model.safetensors" in refused.err and not (tmp_path / "none").exists()
     assert not usage_error_problems(ocimodel_cli("pull", ref, tmp_path / "none", "--kind", "weights"))
+    both = ocimodel_cli("pull", ref, tmp_path / "none", "--include", "tokenizer*", "--kind", "doc")
+    assert not usage_error_problems(both) and "must match a pattern and be of a kind" in both.err
+    # --help states the rule where the options are described.
+    help_text = " ".join(ok("pull", "--help").out.split())
+    assert help_text.count("With --kind, a file must match both") == 1
+    assert help_text.count("With --include, a file must match both") == 1
 
 
 def test_include_matching_rules():

@@ -98,6 +98,7 @@ class PullResult(BaseModel):
     files_not_selected: int = 0  # layers a selective pull (include / kinds) left out
     files_from_cache: int = 0  # linked from the local blob cache instead of downloaded
     retries: int = 0  # requests retried, downloads resumed, blob transfers started over
+    files_replaced: list[str] = []  # files already in the destination with other content, overwritten
 
 
 class CopyResult(BaseModel):
@@ -307,6 +308,7 @@ def pull(
     include: Sequence[str] = (),
     kinds: Sequence[str] = (),
     blob_cache: bool | None = None,
+    keep_local: bool = False,
 ) -> PullResult:
     """Download the model at ``reference`` into the directory ``destination``.
 
@@ -317,9 +319,16 @@ def pull(
 
     ``include`` (globs on the file path, its name or a leading directory: ``tokenizer*``,
     ``*.json``) and ``kinds`` (``weight``, ``weight.config``, ``doc``, ``code``,
-    ``dataset``) pull only the files that match any of them; other layers are not
-    downloaded, and files already in ``destination`` that were not selected are left
-    alone. A selection that matches nothing raises NothingSelected, naming the files.
+    ``dataset``) pull only the files that match: any of the patterns and any of the kinds
+    (both, when both are given); other layers are not downloaded, and files already in
+    ``destination`` that were not selected are left alone. A selection that matches
+    nothing raises NothingSelected, naming the files.
+
+    Files in ``destination`` whose content differs from the model's are replaced and
+    listed in ``files_replaced``; with ``keep_local=True`` they are refused instead
+    (LocalFilesDiffer, before anything is downloaded or changed). The files move into
+    place all or nothing: an error or a KeyboardInterrupt during the move puts the old
+    files back (docs/pull-commit.md).
 
     ``blob_cache`` (default: ``OCIMODEL_BLOB_CACHE=1``) links files from the local blob
     cache instead of downloading them, after checking them against their digests, and
@@ -336,11 +345,12 @@ def pull(
         files = select_files(planned, include, kinds, shown=str(ref))
         result = TransferResult(descriptor=root)
         cache = BlobCache() if blob_cache_wanted(blob_cache) else None
-        with DirectoryWriter(destination, files, blob_cache=cache) as writer:
+        with DirectoryWriter(destination, files, blob_cache=cache, keep_local=keep_local) as writer:
             copy_blobs(source, writer, _unique([f.descriptor for f in files]), result, concurrency=concurrency, progress=progress, retry=registry_options.retry)
             writer.commit()
             unchanged = len(writer.unchanged)
             from_cache = len(writer.from_cache)
+            replaced = writer.replaced
         retries = result.restarts + _client_retries(source)
     return PullResult(
         reference=str(ref),
@@ -352,6 +362,7 @@ def pull(
         files_not_selected=len(planned) - len(files),
         files_from_cache=from_cache,
         retries=retries,
+        files_replaced=replaced,
     )
 
 

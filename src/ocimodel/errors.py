@@ -122,6 +122,15 @@ class OutputError(OcimodelError):
     """An output file could not be written (no permission, a full disk, a closed pipe)."""
 
 
+class LocalFilesDiffer(DestinationExists):
+    """A pull with ``keep_local`` (``--keep-local``) found files in the destination whose
+    content differs from the model's; ``files`` lists their paths. Nothing was changed."""
+
+    def __init__(self, message: str, *, files: list[str], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.files = files
+
+
 class StoreError(OcimodelError):
     """An OCI layout directory is missing, malformed or not writable."""
 

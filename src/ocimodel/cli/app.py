@@ -251,11 +251,11 @@ def pull(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Destination directory (created if missing).")],
     include: Annotated[
         list[str] | None,
-        typer.Option("--include", metavar="GLOB", help="Only files whose path, name or directory matches GLOB, e.g. 'tokenizer*'; repeatable."),
+        typer.Option("--include", metavar="GLOB", help="Only files whose path, name or directory matches GLOB, e.g. 'tokenizer*'; repeatable (any of them). With --kind, a file must match both."),
     ] = None,
     kind: Annotated[
         list[str] | None,
-        typer.Option("--kind", metavar="KIND", help="Only files of this kind: weight, weight.config, doc, code, dataset; repeatable."),
+        typer.Option("--kind", metavar="KIND", help="Only files of this kind: weight, weight.config, doc, code, dataset; repeatable (any of them). With --include, a file must match both."),
     ] = None,
     verify: Annotated[bool, typer.Option("--verify", help="Check signatures first (with --key, --certificate-identity/--certificate-oidc-issuer or --policy); nothing is downloaded when denied.", rich_help_panel="Verification")] = False,
     key: Annotated[list[Path] | None, typer.Option("--key", metavar="PUB", help="A trusted public key (PEM); repeatable.", rich_help_panel="Verification")] = None,
@@ -272,6 +272,10 @@ def pull(
             show_default=False,
         ),
     ] = None,
+    keep_local: Annotated[
+        bool,
+        typer.Option("--keep-local", help="Refuse (exit 1, nothing changed) if a file in DIR differs from the model's, instead of replacing it."),
+    ] = False,
     plain_http: PlainHttpOpt = None,
     concurrency: ConcurrencyOpt = 4,
     as_json: JsonOpt = False,
@@ -281,10 +285,13 @@ def pull(
     """Download a model's files into a directory, verifying every byte.
 
     Paths are checked before anything is downloaded; files are moved into place only when
-    all of them have been verified, so a failed pull leaves the destination as it was.
-    Files already present with the right content are not downloaded again. With --include
-    or --kind only the files matching any of them are downloaded (other files in DIR are
-    left alone). Examples:
+    all of them have been verified, and all or none of them (an error or Ctrl-C while they
+    move puts the old ones back), so a failed pull leaves the destination as it was.
+    Files already present with the right content are not downloaded again; files with
+    other content are replaced and named (or refused with --keep-local). With --include
+    only files matching one of the patterns are downloaded, with --kind only files of one
+    of the kinds, with both only files matching both (other files in DIR are left alone).
+    Examples:
 
       ocimodel pull localhost:5000/team/sentiment:1.0 ./out
 
@@ -315,13 +322,25 @@ def pull(
         return api.pull(
             reference, directory, plain_http=plain_http, concurrency=concurrency, progress=progress,
             options=_connection(), include=include or (), kinds=kind or (), verify=hook, blob_cache=blob_cache,
+            keep_local=keep_local,
         )
 
+    # Once the files are in place the pull has succeeded: an interrupt after that point must
+    # not cut the report or turn the exit status into 130 (an interrupt before it puts the
+    # old files back and exits 130). The process ends right after the report.
+    from ocimodel.packaging.unpack import hold_interrupts_after_commit, shown_paths
+
+    interrupts = hold_interrupts_after_commit()
     result = _run(
         run,
         verb="pull",
         show_progress=not (quiet or as_json),
     )
+    if result.files_replaced:
+        stderr.print(
+            f"warning: replaced {len(result.files_replaced)} local file(s) that differed: {shown_paths(result.files_replaced)}",
+            highlight=False, markup=False,
+        )
     total = sum(f.size for f in result.files)
     left_out = f"; {result.files_not_selected} not selected" if result.files_not_selected else ""
     cached = f", {result.files_from_cache} linked from the blob cache" if result.files_from_cache else ""
@@ -331,6 +350,9 @@ def pull(
         f"Files: {len(result.files)} ({_size(total)}); downloaded {_size(result.bytes_downloaded)}, "
         f"{result.files_unchanged} already up to date{cached}{left_out}",
     ])
+    if interrupts.pending is not None:
+        stderr.print("note: the interrupt came after every file was in place; the pull is complete", highlight=False)
+    interrupts.ignore_until_exit()
 
 
 @app.command()

@@ -1,8 +1,10 @@
 """Which files of a model a selective pull takes (``--include GLOB``, ``--kind KIND``).
 
-A layer is taken when its path matches any ``include`` pattern or its ModelPack kind is any
-of ``kinds`` (the union: ``--include 'tokenizer*' --kind weight.config`` means "the
-tokenizer files and every weight config"). A pattern is an fnmatch glob tried against the
+A layer is taken when its path matches any ``include`` pattern and its ModelPack kind is
+any of ``kinds``: OR among the values of one option, AND between the two options, so each
+option narrows the selection (``--include 'tokenizer*' --kind weight.config`` means "the
+tokenizer files that are weight configs"; ``--include '*.json' --include '*.txt'`` means
+either). An option not given does not narrow. A pattern is an fnmatch glob tried against the
 whole POSIX path, against the file name alone (``tokenizer*`` finds
 ``tokenizer/tokenizer.json``... and ``tokenizer_config.json``), and against each leading
 directory (``data`` takes everything under ``data/``). Matching is case-sensitive, as
@@ -48,8 +50,8 @@ def matches_include(relpath: str, pattern: str) -> bool:
 def select_files(
     files: list[PlannedFile], include: Sequence[str] = (), kinds: Sequence[str] = (), *, shown: str = "the model"
 ) -> list[PlannedFile]:
-    """The files of ``files`` a selective pull takes; all of them when neither ``include``
-    nor ``kinds`` is given. Raises UsageError for an empty pattern or an unknown kind, and
+    """The files of ``files`` a selective pull takes: those matching one of ``include`` (if
+    given) and of one of ``kinds`` (if given); all of them when neither is given. Raises UsageError for an empty pattern or an unknown kind, and
     NothingSelected (naming what the model has) when the selection is empty."""
     patterns = string_list(include, "include")
     wanted = {parse_kind(k).value for k in string_list(kinds, "kinds")}
@@ -60,12 +62,15 @@ def select_files(
         return list(files)
     chosen = [
         f for f in files
-        if layer_kind(f) in wanted or any(matches_include(f.relpath, p) for p in patterns)
+        if (not wanted or layer_kind(f) in wanted)
+        and (not patterns or any(matches_include(f.relpath, p) for p in patterns))
     ]
     if chosen:
         return chosen
     available = [(f.relpath, layer_kind(f)) for f in files]
     asked = " ".join([*(f"--include {p!r}" for p in patterns), *(f"--kind {k}" for k in sorted(wanted))])
+    if patterns and wanted:
+        asked += " (a file must match a pattern and be of a kind)"
     counts = Counter(kind or "no kind" for _, kind in available)
     listing = ", ".join(f"{path} ({kind or 'no kind'})" for path, kind in available[:_SHOWN])
     more = f" and {len(available) - _SHOWN} more" if len(available) > _SHOWN else ""

@@ -6,6 +6,12 @@ beside the destination, and only when every blob has arrived and been verified (
 manifest "push" at the end of a copy) are the files moved into place. On any failure the
 staging directory is removed and the destination is untouched.
 
+The commit is all-or-nothing (docs/pull-commit.md): a file it replaces is first set aside
+in the staging directory, and a journal there lists what the commit does, so an error or
+an interrupt midway puts every old file back, and a pull killed outright (SIGKILL, a
+crash) is undone by the next pull into the same place. SIGINT and SIGTERM are held off
+while files move, then acted on: after the files are put back, or after the commit.
+
 Archive layers (ModelPack ``.tar`` / ``.tar+gzip``, current and legacy names, and ORAS
 directories marked ``io.deis.oras.content.unpack: "true"``) are extracted while they
 stream into the same staging tree by :mod:`ocimodel.packaging.archive`; their members must
@@ -16,10 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
+import filecmp
 import hashlib
 import json
 import os
 import shutil
+import signal
 import stat
 import tempfile
 import threading
@@ -29,7 +38,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ocimodel.errors import DestinationExists, NotAModel, PackagingError, UnsafePath
+from ocimodel.errors import (
+    DestinationExists,
+    LocalFilesDiffer,
+    NotAModel,
+    PackagingError,
+    UnsafePath,
+)
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, Manifest
 from ocimodel.packaging.archive import (
@@ -51,6 +66,13 @@ from ocimodel.packaging.paths import (
 ORAS_UNPACK = "io.deis.oras.content.unpack"
 DEFAULT_FILE_MODE = 0o644
 STAGING_PREFIX = ".ocimodel-pull-"
+# In a staging directory: the lock its pull holds while it lives (a pull that finds the lock
+# free knows the owner is gone), the commit journal, and the old files set aside by index.
+LOCK_NAME = "lock"
+JOURNAL_NAME = "journal.json"
+KEPT_DIR = "old"
+# How many paths an error or warning names before "and N more".
+SHOWN_PATHS = 10
 COMPRESSED_EXPANSION = 50
 MIN_EXPANSION_BYTES = 1 << 30
 # Pulled files arrive in socket-sized pieces (64 KiB); writing them in 1 MiB pieces cuts
@@ -160,7 +182,10 @@ class DirectoryWriter:
 
     ``extracted`` lists what archive layers wrote (paths relative to the destination).
     With ``blob_cache``, files are linked from it instead of downloaded when it has them
-    (``from_cache`` lists those), and downloaded files are added to it."""
+    (``from_cache`` lists those), and downloaded files are added to it. ``replaced`` lists,
+    after the commit, the files whose different content the pull overwrote; with
+    ``keep_local`` such files are refused (LocalFilesDiffer) and nothing is changed: raw
+    layers are checked here, before a byte is downloaded, archive members at the commit."""
 
     def __init__(
         self,
@@ -169,8 +194,10 @@ class DirectoryWriter:
         *,
         limits: ExtractLimits | None = None,
         blob_cache: BlobCache | None = None,
+        keep_local: bool = False,
     ) -> None:
         self.destination = Path(destination)
+        self.keep_local = keep_local
         self.blob_cache = blob_cache
         self.name = f"directory {self.destination}"
         self.files = files
@@ -178,6 +205,10 @@ class DirectoryWriter:
         self._by_digest: dict[str, list[PlannedFile]] = {}
         for planned in files:
             self._by_digest.setdefault(planned.descriptor.digest, []).append(planned)
+        # A pull killed in its commit left its journal where it staged: in the destination,
+        # or in an ancestor if the destination did not exist then. Undone first.
+        for directory in (self.destination.absolute(), *self.destination.absolute().parents):
+            recover_interrupted_pulls(directory, destination=self.destination)
         if self.destination.exists() and not self.destination.is_dir():
             raise PackagingError(f"destination {self.destination} exists and is not a directory")
         if (self.destination / "oci-layout").exists():
@@ -195,8 +226,28 @@ class DirectoryWriter:
             anchor = self.destination
         else:
             anchor = _existing_ancestor(self.destination.absolute().parent)
+        self._lock = threading.Lock()
+        self._digests: DigestCache | None = None  # opened when a file to check is found
+        if keep_local:
+            try:
+                self._refuse_local_changes(
+                    p.relpath for p in files
+                    if not p.archive and not _holds(self.destination / p.relpath, p.descriptor, self._digest_cache)
+                )
+            finally:
+                if self._digests is not None:
+                    self._digests.close()
+                    self._digests = None
+        self._lock_fd: int | None = None
+        self._keep_staging = False  # a failed rollback: the journal and old files must stay
         try:
             self._staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=anchor))
+        except OSError as exc:
+            raise PackagingError(f"cannot write next to {self.destination}: {exc.strerror}") from None
+        try:
+            # Held until the staging directory is gone: the next pull knows it is alive.
+            self._lock_fd = os.open(self._staging / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             # The staged tree mirrors the destination; blobs needed twice are spooled apart
             # from it, so no model path can collide with the spool.
             self._tree = self._staging / "tree"
@@ -204,22 +255,36 @@ class DirectoryWriter:
             self._tree.mkdir()
             self._spool.mkdir()
         except OSError as exc:
+            self.__exit__()
             raise PackagingError(f"cannot write next to {self.destination}: {exc.strerror}") from None
-        self._lock = threading.Lock()
         self._staged: list[PlannedFile] = []
         self.extracted: list[ExtractedEntry] = []
         self.unchanged: list[PlannedFile] = []
         self.from_cache: list[PlannedFile] = []
+        self.replaced: list[str] = []
         self.committed = False
-        self._digests: DigestCache | None = None  # opened when a file to check is found
 
     def __enter__(self) -> DirectoryWriter:
         return self
 
     def __exit__(self, *exc) -> None:
-        shutil.rmtree(self._staging, ignore_errors=True)
+        if not self._keep_staging:
+            shutil.rmtree(self._staging, ignore_errors=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
         if self._digests is not None:
             self._digests.close()
+
+    def _refuse_local_changes(self, relpaths: Iterable[str]) -> None:
+        differing = [r for r in relpaths if os.path.lexists(self.destination / r)]
+        if differing:
+            raise LocalFilesDiffer(
+                f"{len(differing)} file(s) in {self.destination} differ from the model and keep-local is set: "
+                f"{shown_paths(differing)}; nothing was changed",
+                files=differing,
+                hint="move them away, or pull without --keep-local to replace them (the pull lists what it replaced)",
+            )
 
     def _digest_cache(self) -> DigestCache:
         with self._lock:
@@ -324,7 +389,10 @@ class DirectoryWriter:
 
     def commit(self) -> None:
         """Every blob is in and verified: check every target path, then move the files into
-        place. Nothing is moved if any check fails."""
+        place, all or nothing. Nothing is moved if any check fails; an error or an interrupt
+        while files move puts every old file back (see :class:`_Journal`)."""
+        if self.committed:
+            return
         files = [p.relpath for p in self._staged] + [e.relpath for e in self.extracted if e.kind == "file"]
         dirs = [e.relpath for e in self.extracted if e.kind == "dir"]
         _check_final_paths(files, dirs)
@@ -334,34 +402,85 @@ class DirectoryWriter:
             self._check_dir_target(relpath)
         for planned in self.unchanged:
             check_no_symlink_parents(self.destination, planned.relpath)
-        self.destination.mkdir(parents=True, exist_ok=True)
-        for relpath in sorted(dirs, key=lambda r: r.count("/")):
-            # Checked again now: the destination may have changed since the check above.
-            self._check_dir_target(relpath)
-            final = self.destination / relpath
-            final.parent.mkdir(parents=True, exist_ok=True)
-            final.mkdir(exist_ok=True)
         for planned in self._staged:
-            self._check_file_target(planned.relpath)
             staged = self._tree / planned.relpath
-            final = self.destination / planned.relpath
-            final.parent.mkdir(parents=True, exist_ok=True)
             st = os.lstat(staged)
             if stat.S_IMODE(st.st_mode) != planned.mode:
                 if st.st_nlink > 1:  # shared with the blob cache: this file gets its own inode
                     _copy_over(staged, staged)
                 os.chmod(staged, planned.mode)
-            _move(staged, final)
-        for entry in self.extracted:
-            if entry.kind != "file":
-                continue
-            self._check_file_target(entry.relpath)
-            final = self.destination / entry.relpath
-            final.parent.mkdir(parents=True, exist_ok=True)
-            _move(self._tree / entry.relpath, final)  # mode already masked at extraction
+        # A raw file was staged because the one in place does not hold its digest: it differs
+        # (no need to read it). Archive members are extracted every time: compared.
+        raw = {p.relpath for p in self._staged}
+        self.replaced = sorted(
+            r for r in files
+            if (os.path.lexists(self.destination / r) if r in raw else _differs(self.destination / r, self._tree / r))
+        )
+        if self.keep_local:
+            self._refuse_local_changes(self.replaced)
+        modes = []
         for planned in self.unchanged:
-            _restore_mode(self.destination, planned)
+            with contextlib.suppress(OSError):
+                st = os.lstat(self.destination / planned.relpath)
+                if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != planned.mode:
+                    modes.append((planned.relpath, stat.S_IMODE(st.st_mode)))
+        journal = _Journal(
+            self._staging,
+            self.destination.absolute(),
+            files=[(r, os.path.lexists(self.destination / r)) for r in files],
+            dirs=_missing_dirs(self.destination.absolute(), files, dirs),
+            modes=modes,
+        )
+        self._commit(journal)
         self.committed = True
+
+    def _commit(self, journal: _Journal) -> None:
+        held = INTERRUPTS.hold()
+        if not (journal.files or journal.dirs or journal.modes):  # every file already in place
+            if held and not INTERRUPTS.keep_after_commit:
+                INTERRUPTS.release()
+            return
+        try:
+            journal.begin()
+            for directory in journal.dirs:
+                _check_interrupt(held)
+                if Path(directory) != journal.destination and Path(directory).is_relative_to(journal.destination):
+                    # Checked again now: the destination may have changed since the check above.
+                    self._check_dir_target(Path(directory).relative_to(journal.destination).as_posix())
+                _make_dir(Path(directory))
+            for index, (relpath, had_old) in enumerate(journal.files):
+                _check_interrupt(held)
+                self._check_file_target(relpath)
+                final = self.destination / relpath
+                if os.path.lexists(final) != had_old:
+                    raise PackagingError(f"{final} was created or removed during the pull", hint="pull again")
+                if had_old:
+                    _set_aside(final, journal.kept(index))
+                _move(self._tree / relpath, final)  # modes were set above or at extraction
+                journal.moved.add(index)
+            for planned in self.unchanged:
+                _check_interrupt(held)
+                _restore_mode(self.destination, planned)
+            _check_interrupt(held)
+            journal.finish()  # the commit point: from here on the new files stay
+        except BaseException as failure:
+            try:
+                journal.roll_back()
+            except PackagingError as undo:
+                self._keep_staging = True  # the next pull finds the journal and tries again
+                if held:
+                    INTERRUPTS.release(deliver=False)
+                raise undo from failure
+            # The old files are back and the staged ones are of no more use. Removed now:
+            # a SIGTERM delivered below ends the process before the context manager could.
+            shutil.rmtree(self._staging, ignore_errors=True)
+            if held:
+                INTERRUPTS.release()  # an interrupt held off is acted on now, as it was meant
+            if isinstance(failure, _Interrupted):
+                raise KeyboardInterrupt from None  # its handler returned: still, this pull stops
+            raise
+        if held and not INTERRUPTS.keep_after_commit:
+            INTERRUPTS.release()  # a signal that came as the last file landed: acted on now
 
     def _check_file_target(self, relpath: str) -> None:
         check_no_symlink_parents(self.destination, relpath)
@@ -380,6 +499,314 @@ class DirectoryWriter:
             raise UnsafePath(f"destination {final} is a symlink; refusing to write a directory through it")
         if not stat.S_ISDIR(mode):
             raise UnsafePath(f"destination {final} is a file; the model needs a directory there")
+
+
+class _Interrupted(BaseException):
+    """SIGINT or SIGTERM came while a commit moved files: stop and put the old ones back."""
+
+
+class InterruptHold:
+    """Holds SIGINT and SIGTERM off while a commit moves files: their handlers only record
+    the signal (``pending``), and :meth:`release` puts the handlers back and delivers it.
+
+    Only in the main thread, the one Python runs signal handlers in and lets set them;
+    elsewhere :meth:`hold` changes nothing and returns False. A signal the process ignores
+    (SIG_IGN) stays ignored."""
+
+    def __init__(self) -> None:
+        self.pending: int | None = None
+        self.keep_after_commit = False
+        self._saved: dict[int, object] = {}
+        self._held = False
+
+    def hold(self) -> bool:
+        if self._held or threading.current_thread() is not threading.main_thread():
+            return False
+        self.pending = None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(signum)
+            if previous in (signal.SIG_IGN, None):  # ignored, or not set from Python
+                continue
+            self._saved[signum] = previous
+            signal.signal(signum, self._record)
+        self._held = True
+        return True
+
+    def ignore_until_exit(self) -> None:
+        """For a process about to exit after a pull it reported as done: SIGINT and SIGTERM
+        held so far are ignored from now on. (While the interpreter shuts down it puts the
+        default action back in place of a handler set from Python, and a signal then would
+        kill the process, exit status 130 or 143, after its report said "Pulled".)"""
+        if self._held:
+            for signum in self._saved:
+                signal.signal(signum, signal.SIG_IGN)
+
+    def _record(self, signum: int, frame: object) -> None:
+        if self.pending is None:
+            self.pending = signum
+
+    def release(self, *, deliver: bool = True) -> None:
+        for signum, previous in self._saved.items():
+            signal.signal(signum, previous)  # type: ignore[arg-type]
+        self._saved.clear()
+        self._held = False
+        pending, self.pending = self.pending, None
+        if pending is not None and deliver:
+            signal.raise_signal(pending)  # SIGINT: KeyboardInterrupt here; SIGTERM: the process ends
+
+
+# One per process, as signal handlers are.
+INTERRUPTS = InterruptHold()
+
+
+def hold_interrupts_after_commit() -> InterruptHold:
+    """For a command that exits once its pull is reported: from a pull's commit on, SIGINT
+    and SIGTERM stay held (recorded in ``pending``, never acted on), so a pull whose files
+    are all in place is reported as done, with exit status 0, never cut mid-report or turned
+    into an "interrupted". An interrupt before the commit point still stops the pull."""
+    INTERRUPTS.keep_after_commit = True
+    return INTERRUPTS
+
+
+def _check_interrupt(held: bool) -> None:
+    if held and INTERRUPTS.pending is not None:
+        raise _Interrupted
+
+
+class _Journal:
+    """What a commit does, written (and synced) in the staging directory before anything in
+    the destination changes: the directories it creates, each file it moves in and whether
+    one was there (kept aside as ``old/<index>`` before the new one replaces it), and the
+    old modes of unchanged files it gives the artifact's mode. Removing it is the commit
+    point. While it exists, :meth:`roll_back` puts the destination back as it was: right
+    away after an error or an interrupt, or in the next pull after the process was killed
+    (:func:`recover_interrupted_pulls`)."""
+
+    def __init__(
+        self,
+        staging: Path,
+        destination: Path,
+        *,
+        files: list[tuple[str, bool]],
+        dirs: list[str],
+        modes: list[tuple[str, int]],
+        begun: bool = False,
+    ) -> None:
+        self.staging = staging
+        self.destination = destination
+        self.files = files
+        self.dirs = dirs
+        self.modes = modes
+        self.path = staging / JOURNAL_NAME
+        self.begun = begun
+        # Indexes of files moved in by this process; None when read back after a kill.
+        self.moved: set[int] | None = None if begun else set()
+
+    def kept(self, index: int) -> Path:
+        return self.staging / KEPT_DIR / str(index)
+
+    def begin(self) -> None:
+        (self.staging / KEPT_DIR).mkdir(exist_ok=True)
+        document = {
+            "version": 1,
+            "destination": str(self.destination),
+            "files": [[relpath, had_old] for relpath, had_old in self.files],
+            "dirs": self.dirs,
+            "modes": [[relpath, mode] for relpath, mode in self.modes],
+        }
+        partial = self.staging / (JOURNAL_NAME + ".tmp")
+        with open(partial, "w", encoding="utf-8") as handle:
+            json.dump(document, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, self.path)
+        self.begun = True
+        _fsync_dir(self.staging)
+
+    def finish(self) -> None:
+        os.unlink(self.path)
+        self.begun = False
+        with contextlib.suppress(OSError):
+            _fsync_dir(self.staging)
+
+    @classmethod
+    def load(cls, staging: Path) -> _Journal:
+        path = staging / JOURNAL_NAME
+        try:
+            with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), encoding="utf-8") as handle:
+                document = json.load(handle)
+            destination = Path(document["destination"])
+            files = [(check_relative_path(r), bool(h)) for r, h in document["files"]]
+            dirs = [str(d) for d in document["dirs"]]
+            modes = [(check_relative_path(r), int(m) & 0o777) for r, m in document["modes"]]
+        except (OSError, ValueError, KeyError, TypeError, UnsafePath) as exc:
+            raise PackagingError(
+                f"the journal of an interrupted pull, {path}, cannot be read ({exc}); the files it names may be half moved",
+                hint=f"check the destination, then remove {staging}",
+            ) from None
+        if not destination.is_absolute():
+            raise PackagingError(f"the journal of an interrupted pull, {path}, names no absolute destination")
+        return cls(staging, destination, files=files, dirs=dirs, modes=modes, begun=True)
+
+    def roll_back(self) -> None:
+        """Every old file back in its place, every new file and created directory gone; a
+        no-op before :meth:`begin` and after :meth:`finish`. Raises PackagingError naming
+        what could not be put back (the journal and the kept files then stay)."""
+        if not self.begun:
+            return
+        problems: list[str] = []
+        for relpath, mode in self.modes:
+            with contextlib.suppress(OSError):
+                path = self.destination / relpath
+                if stat.S_ISREG(os.lstat(path).st_mode):
+                    os.chmod(path, mode)
+        for index in reversed(range(len(self.files))):
+            relpath, had_old = self.files[index]
+            final = self.destination / relpath
+            try:
+                check_no_symlink_parents(self.destination, relpath)
+                kept = self.kept(index)
+                if had_old:
+                    if os.path.lexists(kept):
+                        os.replace(kept, final)
+                elif self._moved_in(index, relpath):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(final)
+            except (OSError, UnsafePath) as exc:
+                problems.append(f"{relpath}: {getattr(exc, 'strerror', None) or exc}")
+        for directory in reversed(self.dirs):
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)  # only if empty: nothing else may have come to live there
+        if problems:
+            raise PackagingError(
+                f"the pull into {self.destination} stopped halfway and {len(problems)} file(s) could not be put back: "
+                f"{shown_paths(problems)}",
+                hint=f"the old files are kept in {self.staging / KEPT_DIR}; the next pull into {self.destination} tries again",
+            )
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        self.begun = False
+
+    def _moved_in(self, index: int, relpath: str) -> bool:
+        """Whether the file now at ``relpath`` is the one this commit moved in (the place was
+        empty before). Known in the process that moved it; after a kill, a staged file that
+        is no longer in the staging tree was moved."""
+        if self.moved is not None:
+            return index in self.moved
+        return not os.path.lexists(self.staging / "tree" / relpath)
+
+
+def recover_interrupted_pulls(directory: str | os.PathLike[str], *, destination: str | os.PathLike[str] | None = None) -> int:
+    """Undo the commits of pulls that were killed with their staging directory in
+    ``directory`` and remove those staging directories. A staging directory whose lock is
+    held belongs to a pull still running and is left alone, and so is one without a lock
+    file (being created, or from an older ocimodel).
+
+    With ``destination`` other than ``directory`` (an ancestor, where a pull into a
+    directory that did not exist yet staged), only the pulls into ``destination`` are
+    undone: the rest of that ancestor is not this pull's business. Returns how many
+    staging directories were cleaned up; raises PackagingError if a commit cannot be
+    undone (the journal and the old files then stay for another try)."""
+    here = Path(directory).absolute()
+    wanted = Path(destination).absolute() if destination is not None else here
+    try:
+        entries = [e for e in os.scandir(here) if e.name.startswith(STAGING_PREFIX) and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return 0
+    cleaned = 0
+    for entry in entries:
+        staging = Path(entry.path)
+        try:
+            fd = os.open(staging / LOCK_NAME, os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live pull
+            try:
+                journal = _Journal.load(staging) if os.path.lexists(staging / JOURNAL_NAME) else None
+            except PackagingError:
+                if wanted != here:
+                    continue
+                raise
+            if wanted != here and (journal is None or journal.destination != wanted):
+                continue
+            if journal is not None:
+                journal.roll_back()
+            shutil.rmtree(staging, ignore_errors=True)
+            cleaned += 1
+        finally:
+            os.close(fd)
+    return cleaned
+
+
+def shown_paths(paths: list[str]) -> str:
+    more = f" and {len(paths) - SHOWN_PATHS} more" if len(paths) > SHOWN_PATHS else ""
+    return ", ".join(paths[:SHOWN_PATHS]) + more
+
+
+def _missing_dirs(destination: Path, files: list[str], dirs: list[str]) -> list[str]:
+    """The directories a commit creates (the destination and its missing parents, and those
+    the model's paths need), parents first."""
+    wanted = {destination}
+    parent = destination.parent
+    while not os.path.lexists(parent) and parent.parent != parent:
+        wanted.add(parent)
+        parent = parent.parent
+    for relpath in files:
+        parts = relpath.split("/")[:-1]
+        wanted.update(destination.joinpath(*parts[:i]) for i in range(1, len(parts) + 1))
+    for relpath in dirs:
+        parts = relpath.split("/")
+        wanted.update(destination.joinpath(*parts[:i]) for i in range(1, len(parts) + 1))
+    missing = [d for d in wanted if not os.path.lexists(d)]
+    return [str(d) for d in sorted(missing, key=lambda d: (len(d.parts), str(d)))]
+
+
+def _make_dir(path: Path) -> None:
+    try:
+        os.mkdir(path)
+    except OSError as exc:
+        raise PackagingError(f"cannot create {path}: {exc.strerror}") from None
+
+
+def _set_aside(final: Path, kept: Path) -> None:
+    """Keep the old file at ``final`` as ``kept`` until the commit is done. A hard link
+    leaves it in place meanwhile (a reader never finds the path missing); where links are
+    refused (some file systems, protected_hardlinks) it is moved."""
+    try:
+        os.link(final, kept, follow_symlinks=False)
+    except OSError:
+        try:
+            os.rename(final, kept)
+        except OSError as exc:
+            raise PackagingError(f"cannot set {final} aside: {exc.strerror}") from None
+
+
+def _differs(final: Path, staged: Path) -> bool:
+    """Whether a file already at ``final`` holds other content than ``staged``."""
+    try:
+        st = os.lstat(final)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    if not stat.S_ISREG(st.st_mode):
+        return True
+    try:
+        return not filecmp.cmp(final, staged, shallow=False)
+    except OSError:
+        return True
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _layer_limits(limits: ExtractLimits, planned: PlannedFile) -> ExtractLimits:
