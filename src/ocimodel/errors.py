@@ -99,6 +99,11 @@ class DestinationExists(OcimodelError):
     """The pull destination holds files that would be overwritten."""
 
 
+class VersionExists(DestinationExists):
+    """A version tag holds another model: versions are immutable (only ``--force`` moves
+    one). Also what the loser of two writers racing for one version gets."""
+
+
 class StoreError(OcimodelError):
     """An OCI layout directory is missing, malformed or not writable."""
 
