@@ -286,7 +286,7 @@ def _check_version_tag(target, tag: str, digest: str, force: bool) -> None:
     except NotFound:
         return
     if existing.digest != digest:
-        raise version_taken(f"{target.name}:{tag}", existing.digest, digest)
+        raise version_taken(f"{target.name}:{tag}", existing.digest, digest, stored=False)
 
 
 def pull(

@@ -42,16 +42,18 @@ def version_key(tag: str) -> tuple:
     return (tuple(parts), (1, "") if not pre else (0, pre))
 
 
-def version_taken(where: str, holder: str, ours: str, *, raced: bool = False) -> VersionExists:
-    """The error for a version tag ``where`` (``repo:1.0``) that holds ``holder``, not ours."""
+def version_taken(where: str, holder: str, ours: str, *, raced: bool = False, stored: bool = True) -> VersionExists:
+    """The error for a version tag ``where`` (``repo:1.0``) that holds ``holder``, not our
+    ``ours``; ``stored``: our model is already in the store (only the tag failed)."""
     if raced:
         message = f"{where} was taken by another model ({holder}) written at the same time; versions are immutable"
     else:
         message = f"{where} already holds another model ({holder}); versions are immutable"
-    return VersionExists(
-        message,
-        hint=f"your model ({ours}) is stored untagged: give it a new version tag, or pass --force to replace {holder}",
-    )
+    if stored:
+        hint = f"{ours} is stored without the tag: give it another version, or pass --force to replace {holder}"
+    else:
+        hint = "use a new version tag, or pass --force to replace it"
+    return VersionExists(message, hint=hint)
 
 
 def set_version_tag(
