@@ -194,19 +194,19 @@ def test_racing_pushes_of_a_version_have_exactly_one_winner(models: list[Path], 
     digests = [_push(models[0], f"{repository}:a"), _push(models[1], f"{repository}:b")]
     assert digests[0] != digests[1]
     winners = []
-    for round in range(ROUNDS):
-        reference = f"{repository}:1.{round}"
+    for n in range(ROUNDS):
+        reference = f"{repository}:1.{n}"
         runs = racers.race(*[["push", str(model), reference, "--no-detect"] for model in models])
         winners.append(one_winner(runs, digests, reference, "Pushed"))
     # The tag still holds the winner once every writer is long gone.
-    assert [held(f"{repository}:1.{round}") for round in range(ROUNDS)] == winners
+    assert [held(f"{repository}:1.{n}") for n in range(ROUNDS)] == winners
 
 
 def test_racing_tags_of_a_version_have_exactly_one_winner(models: list[Path], repository: str, racers: Racers) -> None:
     digests = [_push(models[0], f"{repository}:a"), _push(models[1], f"{repository}:b")]
-    for round in range(FEW_ROUNDS):
-        runs = racers.race(*[["tag", f"{repository}:{alias}", f"2.{round}"] for alias in ("a", "b")])
-        one_winner(runs, digests, f"{repository}:2.{round}", "Tagged")
+    for n in range(FEW_ROUNDS):
+        runs = racers.race(*[["tag", f"{repository}:{alias}", f"2.{n}"] for alias in ("a", "b")])
+        one_winner(runs, digests, f"{repository}:2.{n}", "Tagged")
 
 
 def test_racing_copies_onto_a_version_have_exactly_one_winner(
@@ -215,8 +215,8 @@ def test_racing_copies_onto_a_version_have_exactly_one_winner(
     # The sources live in a registry repository; the destination is the one that races.
     source = f"{registry.host}/{repo_name}-src"
     digests = [_push(models[0], f"{source}:a"), _push(models[1], f"{source}:b")]
-    for round in range(FEW_ROUNDS):
-        reference = f"{repository}:3.{round}"
+    for n in range(FEW_ROUNDS):
+        reference = f"{repository}:3.{n}"
         runs = racers.race(*[["copy", f"{source}:{alias}", reference] for alias in ("a", "b")])
         one_winner(runs, digests, reference, "Copied")
 
@@ -232,8 +232,8 @@ def test_racing_imports_onto_a_version_have_exactly_one_winner(
         run = cli("export", f"{store}:1.0", archive)
         assert run.code == 0, str(run)
         archives.append(archive)
-    for round in range(3):
-        reference = f"{repository}:4.{round}"
+    for n in range(3):
+        reference = f"{repository}:4.{n}"
         runs = racers.race(*[["import", str(archive), reference] for archive in archives])
         one_winner(runs, digests, reference, "Imported")
 
@@ -252,7 +252,7 @@ def test_force_still_replaces_a_version(models: list[Path], repository: str) -> 
     assert refused.code == 1 and first in refused.err, str(refused)
     forced = cli("push", models[1], f"{repository}:5.0", "--no-detect", "--force")
     assert forced.code == 0, str(forced)
-    assert held(f"{repository}:5.0") != first
+    assert held(f"{repository}:5.0") == DIGEST.search(forced.out.split("Digest:", 1)[1]).group(0) != first
 
 
 def test_a_late_write_from_a_racer_makes_the_first_writer_lose(models: list[Path], registry, repo_name: str,
