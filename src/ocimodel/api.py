@@ -18,7 +18,6 @@ from pydantic import BaseModel
 
 from ocimodel.errors import (
     AuthenticationError,
-    DestinationExists,
     InvalidManifest,
     InvalidReference,
     NotAModel,
@@ -58,7 +57,7 @@ from ocimodel.targets.referrers import copy_with_referrers
 from ocimodel.transport import credentials as stored_credentials
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
-from ocimodel.versiontags import is_version_tag
+from ocimodel.versiontags import is_guarded, is_version_tag, version_taken
 
 if TYPE_CHECKING:
     from ocimodel.metadata.card import ModelCard
@@ -239,7 +238,8 @@ def push(
         with open_target(ref, registry_options, for_write=True) as target:
             digests, result = _digests_for_push(source, target, cache, concurrency, progress, registry_options)
             model = package_files(source, digests)
-            _check_version_tag(target, tag, model.descriptor.digest, force)
+            _check_version_tag(target, tag, model.descriptor.digest, force)  # fails fast, before uploading
+            guarded = is_guarded(tag, force)
             streamed = {d.digest for d in result.copied}
             graph = Graph(
                 root=model.descriptor,
@@ -247,9 +247,11 @@ def push(
                 blobs=_unique([model.config_descriptor, *(f.layer() for f in model.files if f.digest not in streamed)]),
             )
             rest = copy_graph(
-                model, target, model.descriptor, tag=tag, concurrency=concurrency, progress=progress,
-                graph=graph, retry=registry_options.retry,
+                model, target, model.descriptor, tag=None if guarded else tag, concurrency=concurrency,
+                progress=progress, graph=graph, retry=registry_options.retry,
             )
+            if guarded:  # a version: check-and-set, as the last step (docs/version-tags.md)
+                target.tag(model.descriptor, tag, immutable=True)
             result.copied += rest.copied
             result.skipped += rest.skipped
             result.restarts += rest.restarts
@@ -289,10 +291,7 @@ def _check_version_tag(target, tag: str, digest: str, force: bool) -> None:
     except NotFound:
         return
     if existing.digest != digest:
-        raise DestinationExists(
-            f"{target.name}:{tag} already holds another model ({existing.digest}); versions are immutable",
-            hint="push a new version tag, or pass --force to replace it",
-        )
+        raise version_taken(f"{target.name}:{tag}", existing.digest, digest, stored=False)
 
 
 def pull(
@@ -438,18 +437,22 @@ def copy(
         root = src.resolve(src_ref.reference or DEFAULT_TAG)
         if tag is not None:
             _check_version_tag(dst, tag, root.digest, force)
+        guarded = is_guarded(tag, force)
+        copy_tag = None if guarded else tag  # a version is set last, by check-and-set
         graph = read_graph(src, root)
         referrers_copied: list[str] = []
         referrers_ignored: list[str] = []
         if with_referrers:
             copied = copy_with_referrers(
-                src, dst, root, tag=tag, graph=graph, concurrency=concurrency, progress=progress, retry=registry_options.retry
+                src, dst, root, tag=copy_tag, graph=graph, concurrency=concurrency, progress=progress, retry=registry_options.retry
             )
             result = copied.transfer
             referrers_copied = [d.digest for d in copied.referrers]
             referrers_ignored = copied.ignored
         else:
-            result = copy_graph(src, dst, root, tag=tag, concurrency=concurrency, progress=progress, graph=graph, retry=registry_options.retry)
+            result = copy_graph(src, dst, root, tag=copy_tag, concurrency=concurrency, progress=progress, graph=graph, retry=registry_options.retry)
+        if guarded:
+            dst.tag(root, tag, immutable=True)
         retries = result.restarts + _client_retries(src, dst)
     return CopyResult(
         source=str(src_ref),
@@ -482,7 +485,7 @@ def tag(
     with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
         root = target.resolve(ref.reference or DEFAULT_TAG)
         _check_version_tag(target, target_ref.tag, root.digest, force)
-        target.tag(root, target_ref.tag)
+        target.tag(root, target_ref.tag, immutable=is_guarded(target_ref.tag, force))
     return root.digest
 
 

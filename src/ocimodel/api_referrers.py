@@ -29,6 +29,7 @@ from ocimodel.targets.layout import OciLayout
 from ocimodel.targets.open import open_target
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
+from ocimodel.versiontags import is_guarded
 
 # RFC 6838 type/subtype, with the +suffix and parameters media types use.
 _MEDIA_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}(;.{1,200})?$")
@@ -471,7 +472,11 @@ def import_(
         with open_target(dst_ref, registry_options, for_write=True) as target:
             if tag is not None:
                 _check_version_tag(target, tag, root.digest, force)
-            copied = _copy(staging, target, root, tag, True, concurrency, progress, registry_options, check_source=True)
+            guarded = is_guarded(tag, force)  # a version is set last, by check-and-set
+            copied = _copy(staging, target, root, None if guarded else tag, True, concurrency, progress,
+                           registry_options, check_source=True)
+            if guarded:
+                target.tag(root, tag, immutable=True)
     transfer = copied.transfer
     return ImportResult(
         archive=str(path),

@@ -131,6 +131,11 @@ class LocalFilesDiffer(DestinationExists):
         self.files = files
 
 
+class VersionExists(DestinationExists):
+    """A version tag holds another model: versions are immutable (only ``--force`` moves
+    one). Also what the loser of two writers racing for one version gets."""
+
+
 class StoreError(OcimodelError):
     """An OCI layout directory is missing, malformed or not writable."""
 

@@ -54,6 +54,9 @@ class WritableTarget(Protocol):
 class Target(ReadableTarget, WritableTarget, Protocol):
     """A store that can be both read and written, and has tags."""
 
-    def tag(self, descriptor: Descriptor, tag: str) -> None: ...
+    def tag(self, descriptor: Descriptor, tag: str, *, immutable: bool = False) -> None:
+        """Point ``tag`` at the manifest; ``immutable``: only if the tag is free or already
+        holds it (a check-and-set: raises VersionExists naming what the tag holds)."""
+        ...
 
     def list_tags(self) -> list[str]: ...

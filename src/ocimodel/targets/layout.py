@@ -23,6 +23,7 @@ from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, hex_of, validate_digest, verify_bytes
 from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, loads_strict, media_type_of
 from ocimodel.targets import referrers as rf
+from ocimodel.versiontags import version_taken
 
 CHUNK_SIZE = 1024 * 1024
 MAX_INDEX_BYTES = 64 * 1024 * 1024
@@ -192,10 +193,18 @@ class OciLayout:
             )
         return _descriptor(matches[-1])
 
-    def tag(self, descriptor: Descriptor, tag: str) -> None:
+    def tag(self, descriptor: Descriptor, tag: str, *, immutable: bool = False) -> None:
+        """Point ``tag`` at ``descriptor``. ``immutable`` (a version tag): only if the tag
+        is free or holds the same manifest, checked under the same lock as the write, so
+        of two processes racing for the tag exactly one gets it; the other gets
+        VersionExists naming the manifest the tag holds."""
         if not self.has_blob(descriptor):
             raise NotFound(f"manifest {descriptor.digest} not found in {self.name}")
         with self._locked_index() as entries:
+            if immutable:
+                holder = _holder(entries, tag)
+                if holder is not None and holder != descriptor.digest:
+                    raise version_taken(f"{self.name}:{tag}", holder, descriptor.digest)  # index.json untouched
             _point(entries, descriptor, tag)
 
     # -- referrers ------------------------------------------------------------------------
@@ -309,6 +318,12 @@ class OciLayout:
         if len(data) > cap:
             raise InvalidManifest(f"manifest {digest} is over the {cap}-byte limit")
         return data
+
+
+def _holder(entries: list[dict[str, Any]], tag: str) -> str | None:
+    """The digest ``tag`` names in ``entries`` (the last entry wins, as in resolve)."""
+    named = [e for e in entries if (e.get("annotations") or {}).get(mt.ANNOTATION_REF_NAME) == tag]
+    return str(named[-1].get("digest")) if named else None
 
 
 def _point(entries: list[dict[str, Any]], descriptor: Descriptor, tag: str | None) -> None:

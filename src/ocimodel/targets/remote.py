@@ -11,6 +11,7 @@ from ocimodel.oci.digest import verify_bytes
 from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, Index, parse_manifest
 from ocimodel.targets import referrers as rf
 from ocimodel.transport.client import RegistryClient
+from ocimodel.versiontags import set_version_tag
 
 # Registries known (in this process) to have the referrers API, by base URL: probing costs
 # a request, and the answer does not change while we run.
@@ -217,9 +218,27 @@ class RemoteRepository:
             read=lambda: self._read_fallback(subject_digest, for_update=True), write=write, what=what, prune=prune,
         )
 
-    def tag(self, descriptor: Descriptor, tag: str) -> None:
+    def tag(self, descriptor: Descriptor, tag: str, *, immutable: bool = False) -> None:
+        """Point ``tag`` at ``descriptor``. ``immutable`` (a version tag): only if the tag
+        is free or holds the same manifest; distribution has no compare-and-swap, so the
+        write is checked afterwards (versiontags.set_version_tag), and of two processes
+        racing for the tag exactly one gets it."""
         data = self.fetch_manifest(descriptor)
-        self.client.put_manifest(self.repository, tag, data, descriptor.media_type)
+        if not immutable:
+            self.client.put_manifest(self.repository, tag, data, descriptor.media_type)
+            return
+
+        def read() -> str | None:
+            # GET, not HEAD: the digest is computed from the bytes, not taken from a header.
+            try:
+                return self.client.get_manifest(self.repository, tag).descriptor.digest
+            except NotFound:
+                return None
+
+        def write(deadline: float | None) -> None:
+            self.client.put_manifest(self.repository, tag, data, descriptor.media_type, deadline=deadline)
+
+        set_version_tag(read, write, descriptor.digest, f"{self.name}:{tag}")
 
     def list_tags(self) -> list[str]:
         try:
