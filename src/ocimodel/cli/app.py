@@ -112,7 +112,8 @@ def main_options(
     from ocimodel.transport.connection import ConnectionOptions, TlsOptions
 
     _state["connection"] = ConnectionOptions(
-        tls=TlsOptions(ca_file=ca_file, insecure=insecure, client_cert=client_cert, client_key=client_key)
+        tls=TlsOptions(ca_file=ca_file, insecure=insecure, client_cert=client_cert, client_key=client_key),
+        on_wait=lambda line: stderr.print(line, highlight=False, markup=False),  # a silent wait looks like a hang
     )
 
 

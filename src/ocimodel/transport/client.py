@@ -7,8 +7,8 @@ streams are checked by the caller (the copy engine), which knows the descriptor.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from urllib.parse import quote, urljoin
 
@@ -21,9 +21,11 @@ from ocimodel.errors import (
     DigestMismatch,
     InvalidDigest,
     InvalidManifest,
+    NotARegistry,
     NotFound,
     PermissionDenied,
     RegistryError,
+    RequestTimeout,
     SizeMismatch,
     TooManyRequests,
     TransportError,
@@ -34,6 +36,7 @@ from ocimodel.oci.digest import algorithm_of, digest_bytes, validate_digest
 from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, loads_strict, media_type_of
 from ocimodel.oci.reference import is_loopback_host
 from ocimodel.transport import retry
+from ocimodel.transport.deadline import CONNECT_TIMEOUT, Deadline, WaitNotices, guarded_transport, read_timed_out, request_timed_out
 from ocimodel.transport.auth import Credentials, RegistryAuth
 from ocimodel.transport.retry import RetryPolicy, RetryStats
 from ocimodel.transport.tls import (
@@ -87,10 +90,14 @@ class RegistryClient:
         max_connections: int = 16,
         retry: RetryPolicy | None = None,
         tls: TlsOptions | None = None,
+        on_wait: Callable[[str], None] | None = None,
     ) -> None:
         """``tls``: CA file, insecure, client certificate (default: verify against the
         system's store and docker's ``certs.d`` directory of this registry). A file that
-        cannot be used raises :class:`TlsError` here, before any request."""
+        cannot be used raises :class:`TlsError` here, before any request.
+
+        ``on_wait``: called with one line of text when a request has waited a few seconds
+        for an answer (see :mod:`ocimodel.transport.deadline`)."""
         self.registry = registry
         self.retry = retry or RetryPolicy.from_environment()
         self.stats = RetryStats()
@@ -98,20 +105,26 @@ class RegistryClient:
         # Docker Hub's name and its API host differ, as docker and oras know.
         host = DOCKER_HUB_API_HOST if registry == "docker.io" else registry
         self.base_url = f"{scheme}://{host}"
-        # No total-time cap: a multi-GB body that is still moving must not time out. Each
-        # individual read or write waits at most `read`/`write` seconds for progress.
-        # OCIMODEL_READ_TIMEOUT (seconds) shortens the wait for each read, e.g. to test stalls.
-        read_timeout = settings.read_timeout()
-        timeout = httpx.Timeout(connect=30.0, read=read_timeout, write=300.0, pool=None)
+        # A blob body that is still moving has no total cap (a 20 GB layer may take hours):
+        # each read waits at most OCIMODEL_READ_TIMEOUT seconds for progress. Everything
+        # else is a small request, done within OCIMODEL_REQUEST_TIMEOUT seconds in all,
+        # retries included (see transport/deadline.py).
+        self.read_timeout = settings.read_timeout()
+        self.request_timeout = settings.request_timeout()
+        self._notices = WaitNotices(on_wait, registry) if on_wait is not None else None
+        timeout = Deadline(None).timeout(self.read_timeout)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         # One context for the registry and its token service: the same trust for both.
         self._tls = build_tls(registry, tls)
-        common = dict(
-            timeout=timeout, headers={"User-Agent": USER_AGENT}, transport=transport, verify=self._tls.context
+        common = dict(timeout=timeout, headers={"User-Agent": USER_AGENT}, verify=self._tls.context)
+        self._token_client = httpx.Client(
+            transport=transport or guarded_transport(self._tls.context, httpx.Limits()), **common
         )
-        self._token_client = httpx.Client(**common)
         self._auth = RegistryAuth(credentials, self._token_client, origin=self.base_url)
-        self._http = httpx.Client(limits=limits, auth=self._auth, **common)
+        self._http = httpx.Client(
+            transport=transport or guarded_transport(self._tls.context, limits), limits=limits, auth=self._auth, **common
+        )
+        self._looks_like_registry: bool | None = None  # unknown until a strange answer makes us ask
 
     def close(self) -> None:
         self._http.close()
@@ -128,75 +141,118 @@ class RegistryClient:
     def _url(self, path: str) -> str:
         return f"{self.base_url}{path}"
 
-    def _send(self, method: str, url: str | httpx.URL, *, what: str, stream: bool = False, once: bool = False, **kwargs):
+    def small_request(self) -> Deadline:
+        """The deadline of a new small request (all but a blob body): OCIMODEL_REQUEST_TIMEOUT."""
+        return Deadline(self.request_timeout)
+
+    def _send(
+        self, method: str, url: str | httpx.URL, *, what: str, stream: bool = False, once: bool = False,
+        deadline: Deadline | None = None, body_unbounded: bool = False, **kwargs,
+    ):
         """Send a request; retry what may pass; map connection failures to TransportError.
 
         A request is retried only if its body can be sent again (none, or bytes): a
         streamed upload is restarted whole by the copy engine instead. With
         ``stream=False`` the body is read with a cap, so no answer can make us buffer an
-        unbounded amount."""
+        unbounded amount.
+
+        ``deadline``: the time the request may take in all, its tries included (default:
+        a new small-request deadline); ``Deadline(None)`` for blob uploads, which only the
+        no-progress read timeout limits. ``body_unbounded``: the answer's head is waited
+        for within the deadline, but its body (a blob, read by the caller later) keeps
+        the full read timeout for each read."""
+        if deadline is None:
+            deadline = self.small_request()
         replayable = kwargs.get("content") is None or isinstance(kwargs.get("content"), bytes)
         attempt = 0
-        while True:
-            attempt += 1
-            can_retry = replayable and not once and attempt < self.retry.attempts
-            request = self._http.build_request(method, url, **kwargs)
-            try:
-                response = self._http.send(request, stream=True, follow_redirects=method in ("GET", "HEAD"))
-            except httpx.HTTPError as exc:
-                tls_error = tls_failure(exc, self.registry, self._tls)
-                if tls_error is not None:
-                    raise tls_error from None  # an untrusted certificate does not pass by waiting
-                # A refused connection is retried once (a registry restarting); more would
-                # only make "registry is down" slow to report.
-                if can_retry and (attempt < 2 or not isinstance(exc, httpx.ConnectError)):
-                    self.stats.record(type(exc).__name__)
-                    retry.wait(self.retry, attempt, f"{method} {what}", type(exc).__name__)
-                    continue
-                if isinstance(exc, httpx.TimeoutException):
-                    error = TransportError(
-                        f"timed out talking to {self.registry} ({what})", hint="check the network, or retry"
-                    )
-                else:
-                    error = TransportError(
-                        f"cannot reach {self.registry} ({what}): {_describe_http_error(exc)}",
-                        hint=_connection_hint(self.base_url),
-                    )
-                # Retried here as often as the policy allows: not transient any more, or the
-                # copy engine would start the blob over and multiply the tries. A streamed
-                # body could not be retried here; starting that blob over is the engine's job.
-                error.transient = error.transient and not replayable
-                raise error from None
-            if response.status_code in TRANSIENT_STATUS and replayable:
+        read_timeout = self.read_timeout
+        watching = self._notices.watch(deadline, read_timeout) if self._notices is not None else nullcontext()
+        with watching, deadline.active():
+            while True:
+                attempt += 1
+                if deadline.passed():
+                    raise request_timed_out(self.registry, what, deadline.seconds or 0, attempt - 1)
+                can_retry = replayable and not once and attempt < self.retry.attempts
+                timeout = Deadline(None).timeout(read_timeout) if body_unbounded else deadline.timeout(read_timeout)
+                request = self._http.build_request(method, url, timeout=timeout, **kwargs)
                 try:
-                    _read_capped(response, MAX_ERROR_BODY, truncate=True)
-                except TransportError:
-                    pass  # cut inside an error body: the answer is known
-                finally:
-                    response.close()
-                if not can_retry:
+                    response = self._http.send(request, stream=True, follow_redirects=method in ("GET", "HEAD"))
+                except httpx.HTTPError as exc:
+                    tls_error = tls_failure(exc, self.registry, self._tls)
+                    if tls_error is not None:
+                        raise tls_error from None  # an untrusted certificate does not pass by waiting
+                    if isinstance(exc, httpx.TimeoutException) and deadline.passed():
+                        raise request_timed_out(self.registry, what, deadline.seconds or 0, attempt) from None
+                    # A refused connection is retried once (a registry restarting); more would
+                    # only make "registry is down" slow to report.
+                    if can_retry and (attempt < 2 or not isinstance(exc, httpx.ConnectError)):
+                        self.stats.record(type(exc).__name__)
+                        if retry.wait(self.retry, attempt, f"{method} {what}", type(exc).__name__, time_left=deadline.remaining()):
+                            continue
+                        if isinstance(exc, httpx.TimeoutException):
+                            raise request_timed_out(self.registry, what, deadline.seconds or 0, attempt) from None
+                    error = self._connection_error(exc, what, attempt)
+                    # Retried here as often as the policy allows: not transient any more, or the
+                    # copy engine would start the blob over and multiply the tries. A streamed
+                    # body could not be retried here; starting that blob over is the engine's job.
+                    error.transient = error.transient and not replayable
+                    raise error from None
+                if response.status_code in TRANSIENT_STATUS and replayable:
+                    try:
+                        _read_capped(response, MAX_ERROR_BODY, truncate=True)
+                    except TransportError:
+                        pass  # cut inside an error body: the answer is known
+                    finally:
+                        response.close()
+                    after = retry.parse_retry_after(response.headers.get("retry-after"))
+                    if can_retry:
+                        self.stats.record(str(response.status_code))
+                        if retry.wait(self.retry, attempt, f"{method} {what}", str(response.status_code), after,
+                                      time_left=deadline.remaining()):
+                            continue
+                    # The registry answered, so its answer is the error, not the deadline.
                     error = error_from_response(response, what, self.registry)
                     error.transient = False  # the tries are spent (see above)
                     raise error
-                self.stats.record(str(response.status_code))
-                after = retry.parse_retry_after(response.headers.get("retry-after"))
-                retry.wait(self.retry, attempt, f"{method} {what}", str(response.status_code), after)
-                continue
-            if not stream:
-                # Read here, with a cap, so a cut inside a small body is retried like any cut.
-                try:
-                    _read_capped(response, MAX_LIST_BODY, truncate=True)
-                except TransportError as exc:
-                    if not can_retry:
+                if not stream:
+                    # Read here, with a cap, so a cut inside a small body is retried like any cut.
+                    try:
+                        self._read_small(response, MAX_LIST_BODY, what, deadline, truncate=True)
+                    except RequestTimeout:
+                        raise
+                    except TransportError as exc:
+                        if can_retry:
+                            self.stats.record("body")
+                            if retry.wait(self.retry, attempt, f"{method} {what}", "cut body", time_left=deadline.remaining()):
+                                continue
                         exc.transient = exc.transient and not replayable
                         raise
-                    self.stats.record("body")
-                    retry.wait(self.retry, attempt, f"{method} {what}", "cut body")
-                    continue
-                finally:
-                    response.close()
-            break
+                    finally:
+                        response.close()
+                break
         return response
+
+    def _read_small(self, response: httpx.Response, cap: int, what: str, deadline: Deadline, *, truncate: bool = False) -> bytes:
+        """Read a small body within the request's deadline: a registry that sends its
+        answer a byte at a time cannot keep a small request going past it."""
+        with deadline.active():
+            try:
+                return _read_capped(response, cap, what=what, truncate=truncate, deadline=deadline)
+            except _DeadlinePassed:
+                raise request_timed_out(self.registry, what, deadline.seconds or 0, 1) from None
+
+    def _connection_error(self, exc: httpx.HTTPError, what: str, tries: int) -> TransportError:
+        if isinstance(exc, httpx.ConnectTimeout):
+            return TransportError(
+                f"cannot reach {self.registry} ({what}): no connection within {CONNECT_TIMEOUT:g} s",
+                hint=_connection_hint(self.base_url),
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            return read_timed_out(self.registry, what, self.read_timeout, tries)
+        return TransportError(
+            f"cannot reach {self.registry} ({what}): {_describe_http_error(exc)}",
+            hint=_connection_hint(self.base_url),
+        )
 
     def _check(self, response: httpx.Response, what: str, ok: tuple[int, ...]) -> None:
         if response.status_code in ok:
@@ -213,21 +269,27 @@ class RegistryClient:
         """GET a manifest by tag or digest; its bytes are verified before they are returned."""
         url = self._url(f"/v2/{repository}/manifests/{reference}")
         what = f"manifest {repository}:{reference}" if ":" not in reference else f"manifest {repository}@{reference}"
+        deadline = self.small_request()  # one for every try, body included
         for attempt in range(1, self.retry.attempts + 1):
-            response = self._send("GET", url, what=what, stream=True, headers={"Accept": mt.MANIFEST_ACCEPT})
+            response = self._send(
+                "GET", url, what=what, stream=True, deadline=deadline, headers={"Accept": mt.MANIFEST_ACCEPT}
+            )
             try:
                 self._check_streamed(response, what, (200,))
                 declared = response.headers.get("content-length")
                 if declared is not None and declared.isdigit() and int(declared) > MAX_MANIFEST_BYTES:
                     raise InvalidManifest(f"{what} is {declared} bytes, over the {MAX_MANIFEST_BYTES} limit")
-                data = _read_capped(response, MAX_MANIFEST_BYTES, what=what)
+                data = self._read_small(response, MAX_MANIFEST_BYTES, what, deadline)
                 break
+            except RequestTimeout:
+                raise
             except TransportError as exc:  # cut inside the manifest body: ask again
                 if attempt == self.retry.attempts:
                     exc.transient = False
                     raise
                 self.stats.record("body")
-                retry.wait(self.retry, attempt, f"GET {what}", "cut body")
+                if not retry.wait(self.retry, attempt, f"GET {what}", "cut body", time_left=deadline.remaining()):
+                    raise request_timed_out(self.registry, what, deadline.seconds or 0, attempt) from None
             finally:
                 response.close()
         algorithm = algorithm_of(reference) if _looks_like_digest(reference) else "sha256"
@@ -272,7 +334,7 @@ class RegistryClient:
         """PUT a manifest; returns its digest and the ``OCI-Subject`` header, which a
         registry with the referrers API sends when it indexed the manifest's subject."""
         url = self._url(f"/v2/{repository}/manifests/{reference}")
-        extra = {"once": True, "timeout": httpx.Timeout(deadline)} if deadline else {}
+        extra = {"once": True, "deadline": Deadline(deadline)} if deadline else {}
         response = self._send(
             "PUT", url, what=f"manifest upload to {repository}", content=data,
             headers={"Content-Type": media_type}, **extra,
@@ -296,10 +358,11 @@ class RegistryClient:
         for _ in range(MAX_LIST_PAGES):
             if url is None:
                 return ReferrerPages(pages, filtered)
-            response = self._send("GET", url, what=what, stream=True, headers={"Accept": mt.OCI_INDEX})
+            deadline = self.small_request()  # each page is a small request
+            response = self._send("GET", url, what=what, stream=True, deadline=deadline, headers={"Accept": mt.OCI_INDEX})
             try:
                 if response.status_code == 404 and not pages:
-                    _read_capped(response, MAX_ERROR_BODY, truncate=True)
+                    self._read_small(response, MAX_ERROR_BODY, what, deadline, truncate=True)
                     return None
                 self._check_streamed(response, what, (200,))
                 if _media_type(response) != mt.OCI_INDEX:
@@ -307,7 +370,7 @@ class RegistryClient:
                     if not pages:
                         return None
                     raise RegistryError(f"registry sent a {what} page that is not an image index")
-                pages.append(_read_capped(response, MAX_MANIFEST_BYTES, what=what))
+                pages.append(self._read_small(response, MAX_MANIFEST_BYTES, what, deadline))
                 if sum(len(p) for p in pages) > MAX_LIST_BODY:
                     raise RegistryError(f"{what}: more than {MAX_LIST_BODY >> 20} MiB of listings; refusing to go on")
                 applied = response.headers.get("oci-filters-applied", "")
@@ -347,7 +410,9 @@ class RegistryClient:
             headers = {"Accept-Encoding": "identity"}
             if offset:
                 headers["Range"] = f"bytes={offset}-"
-            response = self._send("GET", url, what=what, stream=True, headers=headers)
+            # The answer's head within a small request's deadline; the body, read by the
+            # caller, only under the no-progress read timeout.
+            response = self._send("GET", url, what=what, stream=True, body_unbounded=True, headers=headers)
             open_responses.append(response)
             self._check_streamed(response, what, (200, 206) if offset else (200,))
             return response
@@ -379,10 +444,13 @@ class RegistryClient:
                     response.close()
                     resumes += 1
                     if resumes >= self.retry.attempts:
-                        error = TransportError(
-                            f"connection to {self.registry} failed while reading {what}: {_describe_http_error(exc)}",
-                            hint="check the network, or retry",
-                        )
+                        if isinstance(exc, httpx.TimeoutException):
+                            error = read_timed_out(self.registry, what, self.read_timeout, resumes)
+                        else:
+                            error = TransportError(
+                                f"connection to {self.registry} failed while reading {what}: {_describe_http_error(exc)}",
+                                hint="check the network, or retry",
+                            )
                         error.transient = False  # this blob's tries are spent: no restart on top
                         raise error from None
                     self.stats.record("resume")
@@ -425,7 +493,7 @@ class RegistryClient:
         # copy_merge_params keeps the registry's own query (_state); params= would drop it.
         url = location.copy_merge_params({"digest": digest})
         response = self._send(
-            "PUT", url, what=f"blob upload {digest}", content=_iter_chunks(chunks),
+            "PUT", url, what=f"blob upload {digest}", content=_iter_chunks(chunks), deadline=Deadline(None),
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
         )
         try:
@@ -464,7 +532,7 @@ class RegistryClient:
                 yield last[0]
 
         response = self._send(
-            "PATCH", location, what=f"blob upload to {repository}", content=hashed(),
+            "PATCH", location, what=f"blob upload to {repository}", content=hashed(), deadline=Deadline(None),
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
         )
         try:
@@ -474,9 +542,10 @@ class RegistryClient:
             raise
         digest = f"sha256:{hasher.hexdigest()}"
         location = _follow_location(response, location, self.base_url)
+        # No total: the registry may take minutes to commit a large blob (a copy on S3).
         response = self._send(
             "PUT", location.copy_merge_params({"digest": digest}), what=f"blob upload {digest}",
-            content=b"", headers={"Content-Length": "0"},
+            content=b"", headers={"Content-Length": "0"}, deadline=Deadline(None),
         )
         self._check(response, f"blob upload {digest}", (201, 204))
         return digest
@@ -561,13 +630,22 @@ def _media_type(response: httpx.Response) -> str | None:
     return None
 
 
-def _read_capped(response: httpx.Response, cap: int, *, what: str = "response", truncate: bool = False) -> bytes:
-    """Read at most ``cap`` bytes of a streamed response and store them as its content."""
+class _DeadlinePassed(TransportError):
+    """Internal: a small body was still coming when its request's deadline passed."""
+
+
+def _read_capped(
+    response: httpx.Response, cap: int, *, what: str = "response", truncate: bool = False, deadline: Deadline | None = None
+) -> bytes:
+    """Read at most ``cap`` bytes of a streamed response and store them as its content
+    (before ``deadline``, if given: checked between pieces, as a trickle never stalls)."""
     if hasattr(response, "_content"):
         return response.content
     buffer = bytearray()
     try:
         for chunk in response.iter_raw(64 * 1024):
+            if deadline is not None and deadline.passed():
+                raise _DeadlinePassed(f"{what}: deadline passed")
             buffer += chunk
             if len(buffer) > cap:
                 if truncate:
@@ -575,6 +653,8 @@ def _read_capped(response: httpx.Response, cap: int, *, what: str = "response", 
                     break
                 raise InvalidManifest(f"{what} is larger than the {cap}-byte limit")
     except httpx.HTTPError as exc:
+        if deadline is not None and isinstance(exc, httpx.TimeoutException) and deadline.passed():
+            raise _DeadlinePassed(f"{what}: deadline passed") from None
         raise TransportError(f"connection failed while reading {what}: {_describe_http_error(exc)}") from None
     response._content = bytes(buffer)
     return response._content
