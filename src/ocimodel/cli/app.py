@@ -337,15 +337,19 @@ def tag(
 def list_tags(
     repository: Annotated[str, typer.Argument(metavar="REPO", help="registry/repo or oci:PATH.")],
     plain_http: PlainHttpOpt = None,
+    all_tags: Annotated[bool, typer.Option("--all", help="Also the sha256-... tags that index signatures and other referrers.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the tags of a repository or an OCI layout.
+    """List the tags of a repository or an OCI layout (a repository that does not exist is an error).
 
       ocimodel ls localhost:5000/team/sentiment
 
       ocimodel ls oci:./store
     """
-    tags = _run(lambda _: api.list_tags(repository, plain_http=plain_http, options=_connection()), verb="ls", show_progress=False)
+    tags = _run(
+        lambda _: api.list_tags(repository, plain_http=plain_http, options=_connection(), all_tags=all_tags),
+        verb="ls", show_progress=False,
+    )
     _print_names(tags, as_json, {"repository": repository, "tags": tags})
 
 

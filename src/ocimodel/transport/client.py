@@ -7,6 +7,8 @@ streams are checked by the caller (the copy engine), which knows the descriptor.
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -17,10 +19,12 @@ import httpx
 from ocimodel import settings
 from ocimodel.errors import (
     TRANSIENT_STATUS,
+    OcimodelError,
     AuthenticationError,
     DigestMismatch,
     InvalidDigest,
     InvalidManifest,
+    InvalidReference,
     NotARegistry,
     NotFound,
     PermissionDenied,
@@ -34,7 +38,7 @@ from ocimodel.errors import (
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, digest_bytes, validate_digest
 from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, loads_strict, media_type_of
-from ocimodel.oci.reference import is_loopback_host
+from ocimodel.oci.reference import RegistryReference, is_loopback_host, validate_tag
 from ocimodel.transport import retry
 from ocimodel.transport.deadline import CONNECT_TIMEOUT, Deadline, WaitNotices, guarded_transport, read_timed_out, request_timed_out
 from ocimodel.transport.auth import Credentials, RegistryAuth
@@ -53,6 +57,13 @@ MAX_LIST_PAGES = 1000
 CHUNK_SIZE = 1024 * 1024
 USER_AGENT = "ocimodel/0.1"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
+# Names from a registry's listings that we refuse, shown in a warning: at most this many.
+MAX_SHOWN_REFUSED = 3
+# Cancelling abandoned upload sessions is best effort and must not hold up an error or a
+# Ctrl-C: this long in all (the copy engine waits 2 s for its workers after Ctrl-C).
+CANCEL_DEADLINE = 1.5
+
+log = logging.getLogger("ocimodel.transport")
 
 
 def plain_http_wanted(registry: str, plain_http: bool | None) -> bool:
@@ -125,8 +136,20 @@ class RegistryClient:
             transport=transport or guarded_transport(self._tls.context, limits), limits=limits, auth=self._auth, **common
         )
         self._looks_like_registry: bool | None = None  # unknown until a strange answer makes us ask
+        self._v2_answer = ""
+        # Upload sessions opened and not finished, by path: the current URL of each (its
+        # _state query moves on with every step).
+        self._sessions: dict[str, httpx.URL] = {}
+        self._sessions_lock = threading.Lock()
 
     def close(self) -> None:
+        """Cancel the upload sessions still open (a transfer stuck in a stalled socket when
+        Ctrl-C came, a mount that opened an upload instead), then close the connections."""
+        with self._sessions_lock:
+            left, self._sessions = list(self._sessions.values()), {}
+        deadline = Deadline(CANCEL_DEADLINE)
+        for url in left:
+            self._delete_session(url, deadline)
         self._http.close()
         self._token_client.close()
 
@@ -257,7 +280,38 @@ class RegistryClient:
     def _check(self, response: httpx.Response, what: str, ok: tuple[int, ...]) -> None:
         if response.status_code in ok:
             return
-        raise error_from_response(response, what, self.registry)
+        raise self._error(response, what)
+
+    def _error(self, response: httpx.Response, what: str) -> RegistryError:
+        """The error an answer means; for an answer no registry gives (no OCI error code,
+        no registry header), first whether the host is a registry at all: a web server
+        on the wrong port must not be reported as a registry without the model."""
+        error = error_from_response(response, what, self.registry)
+        if response.status_code in (401, 403, 407, 429) or _registry_answer(response):
+            return error
+        return self._not_a_registry() or error
+
+    def _not_a_registry(self) -> NotARegistry | None:
+        """NotARegistry if ``GET /v2/`` shows no sign of a registry; asked once per client.
+        None when the host looks like one, or when the question gets no answer (the
+        original error then stands)."""
+        if self._looks_like_registry is None:
+            try:
+                response = self._send("GET", self._url("/v2/"), what="registry check (/v2/)", once=True)
+            except OcimodelError:
+                return None
+            content_type = response.headers.get("content-type", "").split(";", 1)[0].strip()
+            signs = response.headers.get("docker-distribution-api-version") is not None or (
+                response.status_code == 401 and "www-authenticate" in response.headers
+            ) or (response.status_code == 200 and content_type == "application/json")
+            self._looks_like_registry = signs
+            self._v2_answer = f"{response.status_code}" + (f" {printable(content_type, 60)}" if content_type else "")
+        if self._looks_like_registry:
+            return None
+        return NotARegistry(
+            f"{self.registry} does not look like an OCI registry (it answered {self._v2_answer} to /v2/)",
+            hint="check the host and port: a registry answers /v2/ with 200 or 401 and a Docker-Distribution-API-Version header",
+        )
 
     # -- API ----------------------------------------------------------------------------
 
@@ -276,6 +330,10 @@ class RegistryClient:
             )
             try:
                 self._check_streamed(response, what, (200,))
+                if response.headers.get("content-type", "").startswith("text/html"):
+                    stranger = self._not_a_registry()  # a web server answering every path with a page
+                    if stranger is not None:
+                        raise stranger
                 declared = response.headers.get("content-length")
                 if declared is not None and declared.isdigit() and int(declared) > MAX_MANIFEST_BYTES:
                     raise InvalidManifest(f"{what} is {declared} bytes, over the {MAX_MANIFEST_BYTES} limit")
@@ -470,7 +528,45 @@ class RegistryClient:
         self._check(response, f"blob upload to {repository}", (202,))
         if not response.headers.get("location"):
             raise RegistryError(f"registry started an upload to {repository} without a Location")
-        return _follow_location(response, httpx.URL(url), self.base_url)
+        location = _follow_location(response, httpx.URL(url), self.base_url)
+        self._session_moved(location)
+        return location
+
+    # An upload session the registry keeps for us holds its partial data until it
+    # expires (distribution: a week). One we abandon is cancelled (DELETE): at once when
+    # its upload fails or is interrupted in this thread, else when the client closes.
+
+    def _session_moved(self, location: httpx.URL) -> None:
+        with self._sessions_lock:
+            self._sessions[location.path] = location
+
+    def _session_done(self, location: httpx.URL) -> httpx.URL | None:
+        """Forget a session; its current URL if it was still open (exactly one caller gets it)."""
+        with self._sessions_lock:
+            return self._sessions.pop(location.path, None)
+
+    @contextmanager
+    def _upload_session(self, location: httpx.URL) -> Iterator[None]:
+        """Around the steps of one upload: on any failure (Ctrl-C included) the session is
+        cancelled before the failure goes on; on success it is forgotten."""
+        try:
+            yield
+        except BaseException:
+            current = self._session_done(location)
+            if current is not None:
+                self._delete_session(current, Deadline(CANCEL_DEADLINE))
+            raise
+        self._session_done(location)
+
+    def _delete_session(self, url: httpx.URL, deadline: Deadline) -> None:
+        """Best effort, within ``deadline``: never raises (the failure that made us give the
+        session up is the one to report)."""
+        if deadline.passed():
+            return
+        try:
+            self._send("DELETE", url, what="upload cancel", once=True, deadline=deadline)
+        except Exception as exc:  # noqa: BLE001
+            log.debug("could not cancel the upload session %s: %s", url.path, exc)
 
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
         """Ask the registry to link a blob it already holds in another repository (no bytes
@@ -483,6 +579,10 @@ class RegistryClient:
         if response.status_code == 201:
             return True
         self._check(response, f"blob mount {digest} from {from_repository}", (202,))
+        if response.headers.get("location"):
+            # An upload session we will not use (the blob is uploaded in a new one):
+            # cancelled when the client closes, not left open on the registry.
+            self._session_moved(_follow_location(response, httpx.URL(url), self.base_url))
         return False
 
     def upload_blob(self, repository: str, digest: str, size: int, chunks: Iterable[bytes]) -> None:
@@ -490,19 +590,20 @@ class RegistryClient:
 
         The registry hashes what it receives and refuses a body whose digest differs."""
         location = self.start_upload(repository)
-        # copy_merge_params keeps the registry's own query (_state); params= would drop it.
-        url = location.copy_merge_params({"digest": digest})
-        response = self._send(
-            "PUT", url, what=f"blob upload {digest}", content=_iter_chunks(chunks), deadline=Deadline(None),
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-        )
-        try:
-            self._check(response, f"blob upload {digest}", (201, 204))
-        except AuthenticationError as exc:
-            # The token expired or was revoked during a long upload. The auth flow has
-            # dropped it and cannot replay a stream; starting this blob over will work.
-            exc.transient = True
-            raise
+        with self._upload_session(location):
+            # copy_merge_params keeps the registry's own query (_state); params= would drop it.
+            url = location.copy_merge_params({"digest": digest})
+            response = self._send(
+                "PUT", url, what=f"blob upload {digest}", content=_iter_chunks(chunks), deadline=Deadline(None),
+                headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            )
+            try:
+                self._check(response, f"blob upload {digest}", (201, 204))
+            except AuthenticationError as exc:
+                # The token expired or was revoked during a long upload. The auth flow has
+                # dropped it and cannot replay a stream; starting this blob over will work.
+                exc.transient = True
+                raise
 
     def upload_unhashed(self, repository: str, size: int, chunks: Iterable[bytes]) -> str:
         """Upload bytes whose digest is not known yet, hashing them on the way; returns the
@@ -531,45 +632,61 @@ class RegistryClient:
             if size:
                 yield last[0]
 
-        response = self._send(
-            "PATCH", location, what=f"blob upload to {repository}", content=hashed(), deadline=Deadline(None),
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-        )
-        try:
-            self._check(response, f"blob upload to {repository}", (202, 204))
-        except AuthenticationError as exc:
-            exc.transient = True  # a token that expired mid-upload: starting over works
-            raise
-        digest = f"sha256:{hasher.hexdigest()}"
-        location = _follow_location(response, location, self.base_url)
-        # No total: the registry may take minutes to commit a large blob (a copy on S3).
-        response = self._send(
-            "PUT", location.copy_merge_params({"digest": digest}), what=f"blob upload {digest}",
-            content=b"", headers={"Content-Length": "0"}, deadline=Deadline(None),
-        )
-        self._check(response, f"blob upload {digest}", (201, 204))
+        with self._upload_session(location):
+            response = self._send(
+                "PATCH", location, what=f"blob upload to {repository}", content=hashed(), deadline=Deadline(None),
+                headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            )
+            try:
+                self._check(response, f"blob upload to {repository}", (202, 204))
+            except AuthenticationError as exc:
+                exc.transient = True  # a token that expired mid-upload: starting over works
+                raise
+            digest = f"sha256:{hasher.hexdigest()}"
+            location = _follow_location(response, location, self.base_url)
+            self._session_moved(location)
+            # No total: the registry may take minutes to commit a large blob (a copy on S3).
+            response = self._send(
+                "PUT", location.copy_merge_params({"digest": digest}), what=f"blob upload {digest}",
+                content=b"", headers={"Content-Length": "0"}, deadline=Deadline(None),
+            )
+            self._check(response, f"blob upload {digest}", (201, 204))
         return digest
 
     def list_tags(self, repository: str) -> list[str]:
+        """The repository's tags. Each is checked against the tag grammar before anyone
+        builds a URL from it (a hostile list once made a client request ``/v2/etc``);
+        the others are dropped with a warning. A repository the registry does not know
+        raises :class:`NotFound`; one that exists without tags gives an empty list."""
         tags: list[str] = []
-        for page in self._paginate(f"/v2/{repository}/tags/list", f"tags of {repository}"):
-            values = page.get("tags") if isinstance(page, dict) else None
-            if values is None:
-                continue
-            if not isinstance(values, list) or not all(isinstance(t, str) for t in values):
-                raise RegistryError(f"registry sent a malformed tag list for {repository}")
-            tags.extend(values)
-        return sorted(set(tags))
+        what = f"tags of {repository}"
+        try:
+            for page in self._paginate(f"/v2/{repository}/tags/list", what):
+                values = page.get("tags") if isinstance(page, dict) else None
+                if values is None:
+                    continue
+                if not isinstance(values, list) or not all(isinstance(t, str) for t in values):
+                    raise RegistryError(f"registry sent a malformed tag list for {repository}")
+                tags.extend(values)
+        except NotFound as exc:
+            raise NotFound(
+                f"repository {repository} does not exist on {self.registry}" + (f" ({exc.code})" if exc.code else ""),
+                status=exc.status, code=exc.code,
+                hint=f"check the name (`ocimodel catalog {self.registry}` lists repositories, where the registry allows it)",
+            ) from None
+        return sorted(_valid_only(set(tags), _is_tag, f"{self.registry} listed", f"tag(s) of {repository}"))
 
     def catalog(self, page_size: int | None = None) -> list[str]:
-        """Repository names, following Link pagination (``page_size`` asks for ``n`` per page)."""
+        """Repository names, following Link pagination (``page_size`` asks for ``n`` per page).
+        Names that are not valid repository names are dropped with a warning."""
         names: list[str] = []
         path = "/v2/_catalog" + (f"?n={page_size}" if page_size else "")
         for page in self._paginate(path, "catalog"):
             values = page.get("repositories") if isinstance(page, dict) else None
             if isinstance(values, list):
-                names.extend(str(v) for v in values)
-        return sorted(set(names))
+                names.extend(v for v in values if isinstance(v, str))
+        valid = _valid_only(set(names), lambda n: _is_repository(self.registry, n), f"{self.registry} listed", "repository name(s)")
+        return sorted(valid)
 
     def _paginate(self, path: str, what: str) -> Iterator[object]:
         url: str | None = self._url(path)
@@ -579,19 +696,47 @@ class RegistryClient:
             response = self._send("GET", url, what=what)
             self._check(response, what, (200,))
             try:
-                yield loads_strict(response.content, what)
+                document = loads_strict(response.content, what)
             except InvalidManifest as exc:
-                raise RegistryError(f"registry sent a malformed {what}: {exc}") from None
+                raise self._not_a_registry() or RegistryError(f"registry sent a malformed {what}: {exc}") from None
+            yield document
             url = _next_link(response, self.base_url)
         raise RegistryError(f"registry sent more than {MAX_LIST_PAGES} pages of {what}")
 
     def _check_streamed(self, response: httpx.Response, what: str, ok: tuple[int, ...]) -> None:
         if response.status_code not in ok:
             _read_capped(response, MAX_ERROR_BODY, truncate=True)
-            raise error_from_response(response, what, self.registry)
+            raise self._error(response, what)
 
 
 # -- helpers --------------------------------------------------------------------------
+
+
+def _is_tag(tag: str) -> bool:
+    try:
+        validate_tag(tag)
+    except InvalidReference:
+        return False
+    return True
+
+
+def _is_repository(registry: str, name: str) -> bool:
+    try:
+        RegistryReference(registry, name)
+    except InvalidReference:
+        return False
+    return True
+
+
+def _valid_only(names: set[str], valid: Callable[[str], bool], who: str, what: str) -> list[str]:
+    """The names that pass ``valid``; the others are reported once, escaped and cut."""
+    kept = [n for n in names if valid(n)]
+    refused = sorted(names.difference(kept))
+    if refused:
+        shown = ", ".join(repr(printable(n, 80)) for n in refused[:MAX_SHOWN_REFUSED])
+        more = f" and {len(refused) - MAX_SHOWN_REFUSED} more" if len(refused) > MAX_SHOWN_REFUSED else ""
+        log.warning("%s %d invalid %s, ignored: %s%s", who, len(refused), what, shown, more)
+    return kept
 
 
 def _iter_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -614,6 +759,13 @@ def _check_content_range(response: httpx.Response, offset: int, what: str) -> No
     value = response.headers.get("content-range", "")
     if not value.startswith(f"bytes {offset}-"):
         raise RegistryError(f"{what}: registry resumed at the wrong place ({value[:60]!r}, wanted byte {offset})")
+
+
+def _registry_answer(response: httpx.Response) -> bool:
+    """An answer only a registry gives: its API version header, or an OCI error code."""
+    if response.headers.get("docker-distribution-api-version") is not None:
+        return True
+    return _parse_error_body(getattr(response, "_content", b"") or b"")[0] is not None
 
 
 def _looks_like_digest(reference: str) -> bool:
