@@ -254,3 +254,12 @@ def test_a_blob_body_that_keeps_moving_has_no_total(registry, repo_name, monkeyp
     assert took > 2.4  # longer than the total, in one piece
     assert result.retries == 0
     assert tree_digest(tmp_path / "out") == tree_digest(model)
+
+
+def test_a_bad_request_timeout_is_a_usage_error() -> None:
+    env = dict(os.environ, OCIMODEL_REQUEST_TIMEOUT="soon")
+    done = subprocess.run(
+        [sys.executable, "-m", "ocimodel", "ls", "127.0.0.1:9/team/m"], env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "OCIMODEL_REQUEST_TIMEOUT='soon' is not valid" in done.stderr

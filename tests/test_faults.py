@@ -494,6 +494,20 @@ def test_cli_push_interrupted_before_a_body_leaves_no_session(registry, proxy, b
     _assert_abandoned_sessions_cancelled(proxy)
 
 
+def test_a_mount_that_opened_an_upload_leaves_no_session(registry, repo_name):
+    """A registry answers a mount it cannot do with a new upload session (202); the blob
+    goes up in a session of its own, so that one is cancelled when the client closes."""
+    from ocimodel.oci.digest import digest_bytes
+    from ocimodel.transport.client import RegistryClient
+
+    uploads = registry.root / "docker" / "registry" / "v2" / "repositories" / repo_name / "b" / "_uploads"
+    with RegistryClient(registry.host) as client:
+        assert client.mount_blob(f"{repo_name}/b", digest_bytes(b"not there"), f"{repo_name}/a") is False
+        [session] = list(uploads.iterdir())
+        assert (session / "startedat").exists()
+    assert not (session / "startedat").exists()
+
+
 # -- push interrupted in a CLI process ------------------------------------------------------
 
 

@@ -479,15 +479,18 @@ def list_tags(
     credentials: Credentials | tuple[str, str] | None = None,
     options: ConnectionOptions | None = None,
     all_tags: bool = False,
+    missing_ok: bool = False,
 ) -> list[str]:
     """Tags of a repository (``registry/team/model``) or an OCI layout (``oci:./store``).
 
     The ``sha256-<hex>`` tags that index referrers on registries without the referrers
     API are left out unless ``all_tags``. A repository the registry does not know raises
-    :class:`NotFound`; one that exists without tags gives an empty list."""
+    :class:`NotFound` (a typo must not look like an empty repository), or gives an empty
+    list with ``missing_ok``; one that exists without tags gives an empty list."""
     ref = _reference(repository)
     with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
-        tags = target.list_tags(missing_ok=False) if isinstance(target, RemoteRepository) else target.list_tags()
+        remote = isinstance(target, RemoteRepository)
+        tags = target.list_tags(missing_ok=missing_ok) if remote else target.list_tags()
     return tags if all_tags else [t for t in tags if not is_fallback_tag(t)]
 
 

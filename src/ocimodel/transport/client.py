@@ -551,6 +551,11 @@ class RegistryClient:
         cancelled before the failure goes on; on success it is forgotten."""
         try:
             yield
+        except (AuthenticationError, PermissionDenied):
+            # Credentials the registry just refused will not cancel anything (a cancel
+            # needs the delete right, which push-only credentials lack anyway).
+            self._session_done(location)
+            raise
         except BaseException:
             current = self._session_done(location)
             if current is not None:
@@ -795,7 +800,7 @@ def _read_capped(
         return response.content
     buffer = bytearray()
     try:
-        for chunk in response.iter_raw(64 * 1024):
+        for chunk in response.iter_raw():  # as they come: a chunk size would wait to fill it
             if deadline is not None and deadline.passed():
                 raise _DeadlinePassed(f"{what}: deadline passed")
             buffer += chunk
