@@ -19,7 +19,6 @@ import httpx
 from ocimodel import settings
 from ocimodel.errors import (
     TRANSIENT_STATUS,
-    OcimodelError,
     AuthenticationError,
     DigestMismatch,
     InvalidDigest,
@@ -27,6 +26,7 @@ from ocimodel.errors import (
     InvalidReference,
     NotARegistry,
     NotFound,
+    OcimodelError,
     PermissionDenied,
     RegistryError,
     RequestTimeout,
@@ -40,8 +40,15 @@ from ocimodel.oci.digest import algorithm_of, digest_bytes, validate_digest
 from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, loads_strict, media_type_of
 from ocimodel.oci.reference import RegistryReference, is_loopback_host, validate_tag
 from ocimodel.transport import retry
-from ocimodel.transport.deadline import CONNECT_TIMEOUT, Deadline, WaitNotices, guarded_transport, read_timed_out, request_timed_out
 from ocimodel.transport.auth import Credentials, RegistryAuth
+from ocimodel.transport.deadline import (
+    CONNECT_TIMEOUT,
+    Deadline,
+    WaitNotices,
+    guarded_transport,
+    read_timed_out,
+    request_timed_out,
+)
 from ocimodel.transport.retry import RetryPolicy, RetryStats
 from ocimodel.transport.tls import (
     TlsError,  # noqa: F401  (re-exported: TLS failures are typed)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +36,8 @@ import httpcore
 import httpx
 
 from ocimodel.errors import RequestTimeout
+
+log = logging.getLogger("ocimodel.transport")
 
 NOTICE_AFTER = 5.0  # seconds without an answer before the user is told
 # Parallel transfers waiting on one stalled registry print one line, not one each.
@@ -50,7 +53,7 @@ class Deadline:
     """The time one request may take in all (``seconds=None``: no total, only the
     no-progress read timeout). Created when the request starts; its retries share it."""
 
-    __slots__ = ("seconds", "started", "at")
+    __slots__ = ("at", "seconds", "started")
 
     def __init__(self, seconds: float | None) -> None:
         self.seconds = seconds
@@ -213,12 +216,12 @@ class WaitNotices:
             limit = f"gives up after {read_timeout:g} s without a byte"
         try:
             self._notify(f"waiting for {self._registry} (no answer for {waited:.0f} s; {limit})...")
-        except Exception:  # noqa: BLE001  a broken notice must not break the transfer
-            pass
+        except Exception as exc:  # noqa: BLE001  a broken notice must not break the transfer
+            log.debug("wait notice failed: %s", exc)
 
 
 class _Entry:
-    __slots__ = ("due", "action", "cancelled")
+    __slots__ = ("action", "cancelled", "due")
 
     def __init__(self, due: float, action: Callable[[], None]) -> None:
         self.due = due
