@@ -263,3 +263,30 @@ def test_a_bad_request_timeout_is_a_usage_error() -> None:
     )
     assert done.returncode == 2, done.stderr
     assert "OCIMODEL_REQUEST_TIMEOUT='soon' is not valid" in done.stderr
+
+
+def test_parallel_waits_make_one_line() -> None:
+    """Four transfers waiting on one stalled registry: one line, not four; an answer in
+    time: none."""
+    from ocimodel.transport.deadline import Deadline, WaitNotices
+
+    lines: list[str] = []
+    notices = WaitNotices(lines.append, "reg.example", after=0.2, quiet=30)
+    with notices.watch(Deadline(5), 300):
+        pass  # answered at once
+    time.sleep(0.4)
+    assert lines == []
+    done = threading.Event()
+
+    def wait() -> None:
+        with notices.watch(Deadline(None), 300):
+            done.wait(5)
+
+    threads = [threading.Thread(target=wait) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.8)
+    done.set()
+    for thread in threads:
+        thread.join()
+    assert lines == ["waiting for reg.example (no answer for 0 s; gives up after 300 s without a byte)..."]
