@@ -175,7 +175,7 @@ def test_push_empty_directory_or_special_file_is_packaging_error(registry, repo_
     with pytest.raises(PackagingError) as err:
         ocimodel.push(inside, f"{registry.host}/{repo_name}:1.0")
     assert "pipe" in str(err.value)
-    assert ocimodel.list_tags(f"{registry.host}/{repo_name}") == []
+    assert ocimodel.list_tags(f"{registry.host}/{repo_name}", missing_ok=True) == []
 
 
 def test_push_to_a_digest_is_a_usage_error(registry, repo_name, model_dir, tmp_path):
@@ -188,7 +188,7 @@ def test_push_to_a_digest_is_a_usage_error(registry, repo_name, model_dir, tmp_p
             ocimodel.push(model_dir, ref)
         assert "digest" in str(err.value), ref
     assert not (tmp_path / "store").exists()
-    assert ocimodel.list_tags(f"{registry.host}/{repo_name}") == []
+    assert ocimodel.list_tags(f"{registry.host}/{repo_name}", missing_ok=True) == []
 
 
 def test_bad_concurrency_is_a_usage_error(registry, repo_name, model_dir):

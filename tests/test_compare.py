@@ -167,7 +167,7 @@ def catalog(registry, model_dir: Path, repo_name: str):
 
     api_referrers.attach(f"{host}/{prefix}/a:2", [], artifact_type="application/vnd.example.eval.v1+json",
                          annotations={"note": "x"})
-    assert any(t.startswith("sha256-") for t in ocimodel.list_tags(f"{host}/{prefix}/a"))
+    assert any(t.startswith("sha256-") for t in ocimodel.list_tags(f"{host}/{prefix}/a", all_tags=True))
     return host, prefix, versions
 
 

@@ -169,6 +169,34 @@ def _registry_has_blob(registry, repo: str, hexdigest: str) -> bool:
     return httpx.head(f"{registry.url}/v2/{repo}/blobs/sha256:{hexdigest}").status_code == 200
 
 
+def _abandoned_sessions(proxy: FaultProxy) -> set[str]:
+    """Upload sessions (paths) the client sent a body or a commit to and never completed:
+    no PUT to them was answered 201."""
+    used = {seen.path for seen in proxy.seen("PUT|PATCH", r"/blobs/uploads/[^/?]+")}
+    done = {seen.path for seen in proxy.seen("PUT", r"/blobs/uploads/[^/?]+") if seen.status == 201}
+    return used - done
+
+
+def _cancelled_sessions(proxy: FaultProxy) -> set[str]:
+    return {seen.path for seen in proxy.seen("DELETE", r"/blobs/uploads/[^/?]+")}
+
+
+def _assert_abandoned_sessions_cancelled(proxy: FaultProxy) -> None:
+    """Every session the client gave up was cancelled, and no completed one. (A session
+    opened but never written to is given up too, so there may be more cancels.)"""
+    completed = {seen.path for seen in proxy.seen("PUT", r"/blobs/uploads/[^/?]+") if seen.status == 201}
+    cancelled = _cancelled_sessions(proxy)
+    assert _abandoned_sessions(proxy) <= cancelled
+    assert not cancelled & completed
+
+
+def _registry_keeps_session(registry, repo: str, path: str) -> bool:
+    """Read in the registry's storage: an open session is a directory under ``_uploads``
+    with its ``data`` and ``startedat`` (a cancel leaves only the empty hash-state tree)."""
+    session = registry.root / "docker" / "registry" / "v2" / "repositories" / repo / "_uploads" / path.rpartition("/")[2]
+    return (session / "data").exists() or (session / "startedat").exists()
+
+
 # -- pull ---------------------------------------------------------------------------------
 
 
@@ -401,6 +429,106 @@ def test_push_that_keeps_failing_leaves_no_tag(fault, registry, proxy, big_model
         assert proxy.count("PUT", r"/manifests/") == POLICY.attempts  # tried, never stored
 
 
+# -- push interrupted: no upload session left open ---------------------------------------------
+
+
+class _InterruptAfter:
+    """A progress callback that plays Ctrl-C once ``limit`` bytes have been sent."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.sent = 0
+
+    def transfer_started(self, blobs) -> None:
+        pass
+
+    def blob_started(self, descriptor, label) -> None:
+        pass
+
+    def blob_advanced(self, descriptor, nbytes: int) -> None:
+        self.sent += nbytes
+        if self.sent > self.limit:
+            raise KeyboardInterrupt
+
+    def blob_finished(self, descriptor, skipped) -> None:
+        pass
+
+
+@pytest.mark.parametrize("seeded", [False, True], ids=["streamed", "hashed-first"])
+def test_interrupted_push_cancels_its_upload_sessions(seeded, registry, proxy, big_model, repo_name, tmp_path):
+    """Ctrl-C in the middle of blob uploads: every session the push abandoned is
+    cancelled (DELETE), so the registry need not keep it and its partial data for a week.
+    Into a new repository files are streamed (PATCH, then PUT); into a used one they are
+    hashed first and PUT whole: both kinds of session. (distribution 2.x refuses to cancel
+    a session whose body was cut: its upload state no longer matches what it stored. The
+    test below shows a session it does drop.)"""
+    if seeded:
+        _seed(registry, repo_name, tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        ocimodel.push(big_model, f"{proxy.host}/{repo_name}:v1", options=OPTIONS, progress=_InterruptAfter(24 * MiB))
+    assert _abandoned_sessions(proxy), "the push was interrupted before any upload"
+    _assert_abandoned_sessions_cancelled(proxy)
+    # A cancelled session that had received nothing is gone from the registry's storage.
+    written = {seen.path for seen in proxy.seen("PUT|PATCH", r"/blobs/uploads/[^/?]+") if seen.up}
+    for path in _cancelled_sessions(proxy) - written:
+        assert not _registry_keeps_session(registry, repo_name, path)
+    assert proxy.count("PUT", r"/manifests/") == 0
+
+
+def test_failed_upload_cancels_its_session_before_starting_over(registry, proxy, big_model, repo_name, clients):
+    """A blob upload cut mid-body is started over in a new session; the broken one is
+    cancelled, not left behind."""
+    cut = proxy.cut("PATCH", r"/blobs/uploads/", direction="up", after=1 * MiB, times=1)
+    ocimodel.push(big_model, f"{proxy.host}/{repo_name}:v1", options=OPTIONS)
+    assert cut.fired == 1
+    assert len(_abandoned_sessions(proxy)) == 1
+    assert _cancelled_sessions(proxy) == _abandoned_sessions(proxy)  # nothing else was given up
+
+
+def test_cli_push_interrupted_before_a_body_leaves_no_session(registry, proxy, big_model, digests, repo_name, tmp_path):
+    """Ctrl-C while an upload is stuck before its body reached the registry: the worker
+    cannot notice (it is blocked in the socket), and the session is cancelled on the way
+    out; the registry drops it (its GET answers 404 BLOB_UPLOAD_UNKNOWN)."""
+    _seed(registry, repo_name, tmp_path)
+    target = _shard_hex(digests, 0)
+    stall = proxy.stall(60, "PUT", target, direction="up", after=None)
+    env = dict(os.environ, OCIMODEL_RETRIES="5", OCIMODEL_RETRY_DELAY="0.01")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ocimodel.cli.app", "push", str(big_model), f"{proxy.host}/{repo_name}:v1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        assert stall.started.wait(30), "the upload never reached the stall"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        stall.release()
+    assert process.returncode == 130, stderr
+    [stuck] = [seen for seen in proxy.seen("PUT", target)]
+    assert stuck.path in _cancelled_sessions(proxy)
+    answer = httpx.get(f"{registry.url}{stuck.target}")
+    assert answer.status_code == 404 and answer.json()["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN"
+    assert not _registry_keeps_session(registry, repo_name, stuck.path)
+    _assert_abandoned_sessions_cancelled(proxy)
+
+
+def test_a_mount_that_opened_an_upload_leaves_no_session(registry, repo_name):
+    """A registry answers a mount it cannot do with a new upload session (202); the blob
+    goes up in a session of its own, so that one is cancelled when the client closes."""
+    from ocimodel.oci.digest import digest_bytes
+    from ocimodel.transport.client import RegistryClient
+
+    uploads = registry.root / "docker" / "registry" / "v2" / "repositories" / repo_name / "b" / "_uploads"
+    with RegistryClient(registry.host) as client:
+        assert client.mount_blob(f"{repo_name}/b", digest_bytes(b"not there"), f"{repo_name}/a") is False
+        [session] = list(uploads.iterdir())
+        assert (session / "startedat").exists()
+    assert not (session / "startedat").exists()
+
+
 # -- push interrupted in a CLI process ------------------------------------------------------
 
 
@@ -433,6 +561,8 @@ def test_cli_push_interrupted_mid_upload_leaves_no_tag_and_resumes(
         assert b"interrupted" in stderr
         # Far below the stall: Ctrl-C did not wait for the stalled upload to end.
         assert took < STALL / 4, f"Ctrl-C took {took:.1f}s while an upload was stalled"
+        # Even the upload stuck in the stall had its session cancelled on the way out.
+        _assert_abandoned_sessions_cancelled(proxy)
     else:
         assert process.returncode == -signal.SIGKILL
 
@@ -556,6 +686,7 @@ def test_cli_push_interrupted_during_a_streamed_upload_leaves_no_tag(registry, p
     assert process.returncode == 130, stderr
     assert proxy.count("PUT", r"/manifests/") == 0
     assert _registry_tags(registry, repo_name) == []
+    _assert_abandoned_sessions_cancelled(proxy)
     proxy.clear()
     ocimodel.push(big_model, f"{proxy.host}/{repo_name}:v1", options=OPTIONS)
     assert _registry_tags(registry, repo_name) == ["v1"]

@@ -247,7 +247,7 @@ def test_failed_push_to_registry_leaves_no_tag(registry, repo_name, model_dir):
         f"{registry.url}/v2/{repo_name}/manifests/1.0", headers={"Accept": OCI_MANIFEST}
     )
     assert r.status_code == 404
-    assert ocimodel.list_tags(f"{registry.host}/{repo_name}") == []
+    assert ocimodel.list_tags(f"{registry.host}/{repo_name}", missing_ok=True) == []
 
 
 # -- concurrent writers --------------------------------------------------------------------

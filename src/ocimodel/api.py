@@ -54,6 +54,7 @@ from ocimodel.targets.copy import (
 )
 from ocimodel.targets.open import open_target
 from ocimodel.targets.referrers import copy_with_referrers
+from ocimodel.targets.remote import RemoteRepository, is_fallback_tag
 from ocimodel.transport import credentials as stored_credentials
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
@@ -495,11 +496,20 @@ def list_tags(
     plain_http: bool | None = None,
     credentials: Credentials | tuple[str, str] | None = None,
     options: ConnectionOptions | None = None,
+    all_tags: bool = False,
+    missing_ok: bool = False,
 ) -> list[str]:
-    """Tags of a repository (``registry/team/model``) or an OCI layout (``oci:./store``)."""
+    """Tags of a repository (``registry/team/model``) or an OCI layout (``oci:./store``).
+
+    The ``sha256-<hex>`` tags that index referrers on registries without the referrers
+    API are left out unless ``all_tags``. A repository the registry does not know raises
+    :class:`NotFound` (a typo must not look like an empty repository), or gives an empty
+    list with ``missing_ok``; one that exists without tags gives an empty list."""
     ref = _reference(repository)
     with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
-        return target.list_tags()
+        remote = isinstance(target, RemoteRepository)
+        tags = target.list_tags(missing_ok=missing_ok) if remote else target.list_tags()
+    return tags if all_tags else [t for t in tags if not is_fallback_tag(t)]
 
 
 def catalog(

@@ -30,6 +30,7 @@ from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Manifest, parse_manifest
 from ocimodel.oci.reference import validate_tag
 from ocimodel.targets.open import open_target
+from ocimodel.targets.remote import RemoteRepository
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
 from ocimodel.versiontags import is_version_tag, version_key
@@ -112,7 +113,7 @@ def versions(
     creation time, size, metrics and the aliases that point at it."""
     ref = _reference(repository)
     with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
-        resolved = _resolve_tags(target)
+        resolved = _resolve_tags(target, missing_ok=False)  # a typo must not look like an empty repository
         version_rows = []
         models = _read_models(target, {d for t, d in resolved.items() if is_version_tag(t)})
     aliases = {t: d for t, d in resolved.items() if not is_version_tag(t)}
@@ -315,8 +316,9 @@ def _move(target, ref, alias: str, current, model, reason: str | None, action: s
     )
 
 
-def _resolve_tags(target) -> dict[str, str]:
-    tags = [t for t in target.list_tags() if not t.startswith(("sha256-", "sha512-"))]
+def _resolve_tags(target, *, missing_ok: bool = True) -> dict[str, str]:
+    listed = target.list_tags() if missing_ok or not isinstance(target, RemoteRepository) else target.list_tags(missing_ok=False)
+    tags = [t for t in listed if not t.startswith(("sha256-", "sha512-"))]
     if len(tags) > MAX_VERSIONS:
         raise UsageError(f"{target.name} has {len(tags)} tags; over the {MAX_VERSIONS} this reads")
 

@@ -146,6 +146,14 @@ class TransportError(OcimodelError):
     transient = True
 
 
+class RequestTimeout(TransportError):
+    """A registry sent nothing for OCIMODEL_READ_TIMEOUT seconds, or did not finish a small
+    request within OCIMODEL_REQUEST_TIMEOUT. Not transient: its tries are spent, and
+    starting the transfer over would multiply the wait."""
+
+    transient = False
+
+
 class RegistryError(OcimodelError):
     """The registry answered with an error. ``code`` is the OCI error code when it sent one."""
 
@@ -161,6 +169,10 @@ class RegistryError(OcimodelError):
         self.status = status
         self.code = code
         self.transient = status in TRANSIENT_STATUS or code in TRANSIENT_CODES
+
+
+class NotARegistry(RegistryError):
+    """The host answers HTTP but not as an OCI registry (no registry signs on ``/v2/``)."""
 
 
 class NotFound(RegistryError):

@@ -93,6 +93,9 @@ DEBUG = Setting("OCIMODEL_DEBUG", "show tracebacks and transport logs")
 RETRIES = Setting("OCIMODEL_RETRIES", "tries in all for a request that may pass when repeated")
 RETRY_DELAY = Setting("OCIMODEL_RETRY_DELAY", "base seconds between tries, doubled each time")
 READ_TIMEOUT = Setting("OCIMODEL_READ_TIMEOUT", "seconds a read may wait for its next byte")
+REQUEST_TIMEOUT = Setting(
+    "OCIMODEL_REQUEST_TIMEOUT", "seconds in all, retries included, for one small request (not a blob body)"
+)
 REFERRERS_SETTLE = Setting("OCIMODEL_REFERRERS_SETTLE", "seconds to wait before checking a written referrers index")
 CACHE_DIR = Setting("OCIMODEL_CACHE_DIR", "where digests, manifests and blobs are cached")
 NO_CACHE = Setting("OCIMODEL_NO_CACHE", "use no local cache at all")
@@ -126,6 +129,10 @@ def read_timeout(default: float = 300.0) -> float:
     return READ_TIMEOUT.number(default, low=0.1, high=86400)
 
 
+def request_timeout(default: float = 60.0) -> float:
+    return REQUEST_TIMEOUT.number(default, low=0.1, high=86400)
+
+
 def referrers_settle(default: float = 1.0) -> float:
     return REFERRERS_SETTLE.number(default, low=0, high=60)
 
@@ -150,7 +157,7 @@ def check_all() -> None:
     """Read every setting once, so that a bad value stops a command before it does
     anything (a push that fails on OCIMODEL_RETRIES after creating its layout directory
     leaves a trace the user did not ask for)."""
-    for read in (plain_http, debug, retries, retry_delay, read_timeout, referrers_settle, no_cache, blob_cache,
-                 progress, progress_interval):
+    for read in (plain_http, debug, retries, retry_delay, read_timeout, request_timeout, referrers_settle,
+                 no_cache, blob_cache, progress, progress_interval):
         read()
     INSECURE.flag()

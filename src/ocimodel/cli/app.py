@@ -145,7 +145,8 @@ def main_options(
     from ocimodel.transport.connection import ConnectionOptions, TlsOptions
 
     _state["connection"] = ConnectionOptions(
-        tls=TlsOptions(ca_file=ca_file, insecure=insecure, client_cert=client_cert, client_key=client_key)
+        tls=TlsOptions(ca_file=ca_file, insecure=insecure, client_cert=client_cert, client_key=client_key),
+        on_wait=lambda line: stderr.print(line, highlight=False, markup=False),  # a silent wait looks like a hang
     )
 
 
@@ -397,15 +398,19 @@ def tag(
 def list_tags(
     repository: Annotated[str, typer.Argument(metavar="REPO", help="registry/repo or oci:PATH.")],
     plain_http: PlainHttpOpt = None,
+    all_tags: Annotated[bool, typer.Option("--all", help="Also the sha256-... tags that index signatures and other referrers.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the tags of a repository or an OCI layout.
+    """List the tags of a repository or an OCI layout (a repository that does not exist is an error).
 
       ocimodel ls localhost:5000/team/sentiment
 
       ocimodel ls oci:./store
     """
-    tags = _run(lambda _: api.list_tags(repository, plain_http=plain_http, options=_connection()), verb="ls", show_progress=False)
+    tags = _run(
+        lambda _: api.list_tags(repository, plain_http=plain_http, options=_connection(), all_tags=all_tags),
+        verb="ls", show_progress=False,
+    )
     _print_names(tags, as_json, {"repository": repository, "tags": tags})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -16,6 +17,14 @@ from ocimodel.versiontags import set_version_tag
 # Registries known (in this process) to have the referrers API, by base URL: probing costs
 # a request, and the answer does not change while we run.
 _REFERRERS_API: dict[str, bool] = {}
+
+# The tags the referrers fallback writes (``sha256-<hex>``, see referrers.fallback_tag):
+# an index of a model's signatures, not a version of anything.
+_FALLBACK_TAG = re.compile(r"sha(256|512)-[0-9a-f]{64}")
+
+
+def is_fallback_tag(tag: str) -> bool:
+    return _FALLBACK_TAG.fullmatch(tag) is not None
 
 
 class RemoteRepository:
@@ -240,10 +249,16 @@ class RemoteRepository:
 
         set_version_tag(read, write, descriptor.digest, f"{self.name}:{tag}")
 
-    def list_tags(self) -> list[str]:
+    def list_tags(self, *, missing_ok: bool = True) -> list[str]:
+        """The repository's tags (each checked against the tag grammar by the client).
+        A repository the registry does not know has none, unless ``missing_ok=False``:
+        then it raises :class:`NotFound` (``ls`` of a typo must not look like an empty
+        repository)."""
         try:
             return self.client.list_tags(self.repository)
         except NotFound:
+            if not missing_ok:
+                raise
             return []
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from ocimodel.errors import AuthenticationError, PermissionDenied, printable
+from ocimodel.transport import deadline
 from ocimodel.transport.tls import tls_failure
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]+))')
@@ -324,13 +325,19 @@ class RegistryAuth(httpx.Auth):
                 headers["Authorization"] = _basic_header(self._credentials)
             method, url = "GET", realm.copy_merge_params(query)
         where = printable(realm.netloc.decode("ascii", "replace"))
+        # The token is part of the request that needed it: it counts against that
+        # request's deadline (a token service that never answers costs no more time).
+        request_deadline = deadline.current()
+        timeout = request_deadline.timeout(self._token_client.timeout.read or 300.0) if request_deadline else httpx.USE_CLIENT_DEFAULT
         try:
             # No redirects: the credentials go to the realm the registry named, nowhere else.
             with self._token_client.stream(
-                method, url, headers=headers, data=form, follow_redirects=False
+                method, url, headers=headers, data=form, follow_redirects=False, timeout=timeout
             ) as response:
                 data = bytearray()
                 for chunk in response.iter_bytes():
+                    if request_deadline is not None and request_deadline.passed():
+                        raise httpx.ReadTimeout("the request's deadline passed")
                     data += chunk
                     if len(data) > _MAX_TOKEN_RESPONSE:
                         raise AuthenticationError(
@@ -340,6 +347,8 @@ class RegistryAuth(httpx.Auth):
             tls_error = tls_failure(exc, where, None)
             if tls_error is not None:
                 raise tls_error from None
+            if isinstance(exc, httpx.TimeoutException) and request_deadline is not None and request_deadline.passed():
+                raise deadline.request_timed_out(f"the token service at {where}", "a token request", request_deadline.seconds or 0, 1) from None
             raise AuthenticationError(
                 f"cannot reach the token service at {where}: {type(exc).__name__}", status=None
             ) from None

@@ -7,8 +7,10 @@ streams are checked by the caller (the copy engine), which knows the descriptor.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from urllib.parse import quote, urljoin
 
@@ -21,9 +23,13 @@ from ocimodel.errors import (
     DigestMismatch,
     InvalidDigest,
     InvalidManifest,
+    InvalidReference,
+    NotARegistry,
     NotFound,
+    OcimodelError,
     PermissionDenied,
     RegistryError,
+    RequestTimeout,
     SizeMismatch,
     TooManyRequests,
     TransportError,
@@ -32,9 +38,17 @@ from ocimodel.errors import (
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, digest_bytes, validate_digest
 from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, loads_strict, media_type_of
-from ocimodel.oci.reference import is_loopback_host
+from ocimodel.oci.reference import RegistryReference, is_loopback_host, validate_tag
 from ocimodel.transport import retry
 from ocimodel.transport.auth import Credentials, RegistryAuth
+from ocimodel.transport.deadline import (
+    CONNECT_TIMEOUT,
+    Deadline,
+    WaitNotices,
+    guarded_transport,
+    read_timed_out,
+    request_timed_out,
+)
 from ocimodel.transport.retry import RetryPolicy, RetryStats
 from ocimodel.transport.tls import (
     TlsError,  # noqa: F401  (re-exported: TLS failures are typed)
@@ -50,6 +64,13 @@ MAX_LIST_PAGES = 1000
 CHUNK_SIZE = 1024 * 1024
 USER_AGENT = "ocimodel/0.1"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
+# Names from a registry's listings that we refuse, shown in a warning: at most this many.
+MAX_SHOWN_REFUSED = 3
+# Cancelling abandoned upload sessions is best effort and must not hold up an error or a
+# Ctrl-C: this long in all (the copy engine waits 2 s for its workers after Ctrl-C).
+CANCEL_DEADLINE = 1.5
+
+log = logging.getLogger("ocimodel.transport")
 
 
 def plain_http_wanted(registry: str, plain_http: bool | None) -> bool:
@@ -87,10 +108,14 @@ class RegistryClient:
         max_connections: int = 16,
         retry: RetryPolicy | None = None,
         tls: TlsOptions | None = None,
+        on_wait: Callable[[str], None] | None = None,
     ) -> None:
         """``tls``: CA file, insecure, client certificate (default: verify against the
         system's store and docker's ``certs.d`` directory of this registry). A file that
-        cannot be used raises :class:`TlsError` here, before any request."""
+        cannot be used raises :class:`TlsError` here, before any request.
+
+        ``on_wait``: called with one line of text when a request has waited a few seconds
+        for an answer (see :mod:`ocimodel.transport.deadline`)."""
         self.registry = registry
         self.retry = retry or RetryPolicy.from_environment()
         self.stats = RetryStats()
@@ -98,22 +123,40 @@ class RegistryClient:
         # Docker Hub's name and its API host differ, as docker and oras know.
         host = DOCKER_HUB_API_HOST if registry == "docker.io" else registry
         self.base_url = f"{scheme}://{host}"
-        # No total-time cap: a multi-GB body that is still moving must not time out. Each
-        # individual read or write waits at most `read`/`write` seconds for progress.
-        # OCIMODEL_READ_TIMEOUT (seconds) shortens the wait for each read, e.g. to test stalls.
-        read_timeout = settings.read_timeout()
-        timeout = httpx.Timeout(connect=30.0, read=read_timeout, write=300.0, pool=None)
+        # A blob body that is still moving has no total cap (a 20 GB layer may take hours):
+        # each read waits at most OCIMODEL_READ_TIMEOUT seconds for progress. Everything
+        # else is a small request, done within OCIMODEL_REQUEST_TIMEOUT seconds in all,
+        # retries included (see transport/deadline.py).
+        self.read_timeout = settings.read_timeout()
+        self.request_timeout = settings.request_timeout()
+        self._notices = WaitNotices(on_wait, registry) if on_wait is not None else None
+        timeout = Deadline(None).timeout(self.read_timeout)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         # One context for the registry and its token service: the same trust for both.
         self._tls = build_tls(registry, tls)
-        common = dict(
-            timeout=timeout, headers={"User-Agent": USER_AGENT}, transport=transport, verify=self._tls.context
+        common = dict(timeout=timeout, headers={"User-Agent": USER_AGENT}, verify=self._tls.context)
+        self._token_client = httpx.Client(
+            transport=transport or guarded_transport(self._tls.context, httpx.Limits()), **common
         )
-        self._token_client = httpx.Client(**common)
         self._auth = RegistryAuth(credentials, self._token_client, origin=self.base_url)
-        self._http = httpx.Client(limits=limits, auth=self._auth, **common)
+        self._http = httpx.Client(
+            transport=transport or guarded_transport(self._tls.context, limits), limits=limits, auth=self._auth, **common
+        )
+        self._looks_like_registry: bool | None = None  # unknown until a strange answer makes us ask
+        self._v2_answer = ""
+        # Upload sessions opened and not finished, by path: the current URL of each (its
+        # _state query moves on with every step).
+        self._sessions: dict[str, httpx.URL] = {}
+        self._sessions_lock = threading.Lock()
 
     def close(self) -> None:
+        """Cancel the upload sessions still open (a transfer stuck in a stalled socket when
+        Ctrl-C came, a mount that opened an upload instead), then close the connections."""
+        with self._sessions_lock:
+            left, self._sessions = list(self._sessions.values()), {}
+        deadline = Deadline(CANCEL_DEADLINE)
+        for url in left:
+            self._delete_session(url, deadline)
         self._http.close()
         self._token_client.close()
 
@@ -128,80 +171,154 @@ class RegistryClient:
     def _url(self, path: str) -> str:
         return f"{self.base_url}{path}"
 
-    def _send(self, method: str, url: str | httpx.URL, *, what: str, stream: bool = False, once: bool = False, **kwargs):
+    def small_request(self) -> Deadline:
+        """The deadline of a new small request (all but a blob body): OCIMODEL_REQUEST_TIMEOUT."""
+        return Deadline(self.request_timeout)
+
+    def _send(
+        self, method: str, url: str | httpx.URL, *, what: str, stream: bool = False, once: bool = False,
+        deadline: Deadline | None = None, body_unbounded: bool = False, **kwargs,
+    ):
         """Send a request; retry what may pass; map connection failures to TransportError.
 
         A request is retried only if its body can be sent again (none, or bytes): a
         streamed upload is restarted whole by the copy engine instead. With
         ``stream=False`` the body is read with a cap, so no answer can make us buffer an
-        unbounded amount."""
+        unbounded amount.
+
+        ``deadline``: the time the request may take in all, its tries included (default:
+        a new small-request deadline); ``Deadline(None)`` for blob uploads, which only the
+        no-progress read timeout limits. ``body_unbounded``: the answer's head is waited
+        for within the deadline, but its body (a blob, read by the caller later) keeps
+        the full read timeout for each read."""
+        if deadline is None:
+            deadline = self.small_request()
         replayable = kwargs.get("content") is None or isinstance(kwargs.get("content"), bytes)
         attempt = 0
-        while True:
-            attempt += 1
-            can_retry = replayable and not once and attempt < self.retry.attempts
-            request = self._http.build_request(method, url, **kwargs)
-            try:
-                response = self._http.send(request, stream=True, follow_redirects=method in ("GET", "HEAD"))
-            except httpx.HTTPError as exc:
-                tls_error = tls_failure(exc, self.registry, self._tls)
-                if tls_error is not None:
-                    raise tls_error from None  # an untrusted certificate does not pass by waiting
-                # A refused connection is retried once (a registry restarting); more would
-                # only make "registry is down" slow to report.
-                if can_retry and (attempt < 2 or not isinstance(exc, httpx.ConnectError)):
-                    self.stats.record(type(exc).__name__)
-                    retry.wait(self.retry, attempt, f"{method} {what}", type(exc).__name__)
-                    continue
-                if isinstance(exc, httpx.TimeoutException):
-                    error = TransportError(
-                        f"timed out talking to {self.registry} ({what})", hint="check the network, or retry"
-                    )
-                else:
-                    error = TransportError(
-                        f"cannot reach {self.registry} ({what}): {_describe_http_error(exc)}",
-                        hint=_connection_hint(self.base_url),
-                    )
-                # Retried here as often as the policy allows: not transient any more, or the
-                # copy engine would start the blob over and multiply the tries. A streamed
-                # body could not be retried here; starting that blob over is the engine's job.
-                error.transient = error.transient and not replayable
-                raise error from None
-            if response.status_code in TRANSIENT_STATUS and replayable:
+        read_timeout = self.read_timeout
+        watching = self._notices.watch(deadline, read_timeout) if self._notices is not None else nullcontext()
+        with watching, deadline.active():
+            while True:
+                attempt += 1
+                if deadline.passed():
+                    raise request_timed_out(self.registry, what, deadline.seconds or 0, attempt - 1)
+                can_retry = replayable and not once and attempt < self.retry.attempts
+                timeout = Deadline(None).timeout(read_timeout) if body_unbounded else deadline.timeout(read_timeout)
+                request = self._http.build_request(method, url, timeout=timeout, **kwargs)
                 try:
-                    _read_capped(response, MAX_ERROR_BODY, truncate=True)
-                except TransportError:
-                    pass  # cut inside an error body: the answer is known
-                finally:
-                    response.close()
-                if not can_retry:
+                    response = self._http.send(request, stream=True, follow_redirects=method in ("GET", "HEAD"))
+                except httpx.HTTPError as exc:
+                    tls_error = tls_failure(exc, self.registry, self._tls)
+                    if tls_error is not None:
+                        raise tls_error from None  # an untrusted certificate does not pass by waiting
+                    if isinstance(exc, httpx.TimeoutException) and deadline.passed():
+                        raise request_timed_out(self.registry, what, deadline.seconds or 0, attempt) from None
+                    # A refused connection is retried once (a registry restarting); more would
+                    # only make "registry is down" slow to report.
+                    if can_retry and (attempt < 2 or not isinstance(exc, httpx.ConnectError)):
+                        self.stats.record(type(exc).__name__)
+                        if retry.wait(self.retry, attempt, f"{method} {what}", type(exc).__name__, time_left=deadline.remaining()):
+                            continue
+                        if isinstance(exc, httpx.TimeoutException):
+                            raise request_timed_out(self.registry, what, deadline.seconds or 0, attempt) from None
+                    error = self._connection_error(exc, what, attempt)
+                    # Retried here as often as the policy allows: not transient any more, or the
+                    # copy engine would start the blob over and multiply the tries. A streamed
+                    # body could not be retried here; starting that blob over is the engine's job.
+                    error.transient = error.transient and not replayable
+                    raise error from None
+                if response.status_code in TRANSIENT_STATUS and replayable:
+                    try:
+                        _read_capped(response, MAX_ERROR_BODY, truncate=True)
+                    except TransportError:
+                        pass  # cut inside an error body: the answer is known
+                    finally:
+                        response.close()
+                    after = retry.parse_retry_after(response.headers.get("retry-after"))
+                    if can_retry:
+                        self.stats.record(str(response.status_code))
+                        if retry.wait(self.retry, attempt, f"{method} {what}", str(response.status_code), after,
+                                      time_left=deadline.remaining()):
+                            continue
+                    # The registry answered, so its answer is the error, not the deadline.
                     error = error_from_response(response, what, self.registry)
                     error.transient = False  # the tries are spent (see above)
                     raise error
-                self.stats.record(str(response.status_code))
-                after = retry.parse_retry_after(response.headers.get("retry-after"))
-                retry.wait(self.retry, attempt, f"{method} {what}", str(response.status_code), after)
-                continue
-            if not stream:
-                # Read here, with a cap, so a cut inside a small body is retried like any cut.
-                try:
-                    _read_capped(response, MAX_LIST_BODY, truncate=True)
-                except TransportError as exc:
-                    if not can_retry:
+                if not stream:
+                    # Read here, with a cap, so a cut inside a small body is retried like any cut.
+                    try:
+                        self._read_small(response, MAX_LIST_BODY, what, deadline, truncate=True)
+                    except RequestTimeout:
+                        raise
+                    except TransportError as exc:
+                        if can_retry:
+                            self.stats.record("body")
+                            if retry.wait(self.retry, attempt, f"{method} {what}", "cut body", time_left=deadline.remaining()):
+                                continue
                         exc.transient = exc.transient and not replayable
                         raise
-                    self.stats.record("body")
-                    retry.wait(self.retry, attempt, f"{method} {what}", "cut body")
-                    continue
-                finally:
-                    response.close()
-            break
+                    finally:
+                        response.close()
+                break
         return response
+
+    def _read_small(self, response: httpx.Response, cap: int, what: str, deadline: Deadline, *, truncate: bool = False) -> bytes:
+        """Read a small body within the request's deadline: a registry that sends its
+        answer a byte at a time cannot keep a small request going past it."""
+        with deadline.active():
+            try:
+                return _read_capped(response, cap, what=what, truncate=truncate, deadline=deadline)
+            except _DeadlinePassed:
+                raise request_timed_out(self.registry, what, deadline.seconds or 0, 1) from None
+
+    def _connection_error(self, exc: httpx.HTTPError, what: str, tries: int) -> TransportError:
+        if isinstance(exc, httpx.ConnectTimeout):
+            return TransportError(
+                f"cannot reach {self.registry} ({what}): no connection within {CONNECT_TIMEOUT:g} s",
+                hint=_connection_hint(self.base_url),
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            return read_timed_out(self.registry, what, self.read_timeout, tries)
+        return TransportError(
+            f"cannot reach {self.registry} ({what}): {_describe_http_error(exc)}",
+            hint=_connection_hint(self.base_url),
+        )
 
     def _check(self, response: httpx.Response, what: str, ok: tuple[int, ...]) -> None:
         if response.status_code in ok:
             return
-        raise error_from_response(response, what, self.registry)
+        raise self._error(response, what)
+
+    def _error(self, response: httpx.Response, what: str) -> RegistryError:
+        """The error an answer means; for an answer no registry gives (no OCI error code,
+        no registry header), first whether the host is a registry at all: a web server
+        on the wrong port must not be reported as a registry without the model."""
+        error = error_from_response(response, what, self.registry)
+        if response.status_code in (401, 403, 407, 429) or _registry_answer(response):
+            return error
+        return self._not_a_registry() or error
+
+    def _not_a_registry(self) -> NotARegistry | None:
+        """NotARegistry if ``GET /v2/`` shows no sign of a registry; asked once per client.
+        None when the host looks like one, or when the question gets no answer (the
+        original error then stands)."""
+        if self._looks_like_registry is None:
+            try:
+                response = self._send("GET", self._url("/v2/"), what="registry check (/v2/)", once=True)
+            except OcimodelError:
+                return None
+            content_type = response.headers.get("content-type", "").split(";", 1)[0].strip()
+            signs = response.headers.get("docker-distribution-api-version") is not None or (
+                response.status_code == 401 and "www-authenticate" in response.headers
+            ) or (response.status_code == 200 and content_type == "application/json")
+            self._looks_like_registry = signs
+            self._v2_answer = f"{response.status_code}" + (f" {printable(content_type, 60)}" if content_type else "")
+        if self._looks_like_registry:
+            return None
+        return NotARegistry(
+            f"{self.registry} does not look like an OCI registry (it answered {self._v2_answer} to /v2/)",
+            hint="check the host and port: a registry answers /v2/ with 200 or 401 and a Docker-Distribution-API-Version header",
+        )
 
     # -- API ----------------------------------------------------------------------------
 
@@ -213,21 +330,31 @@ class RegistryClient:
         """GET a manifest by tag or digest; its bytes are verified before they are returned."""
         url = self._url(f"/v2/{repository}/manifests/{reference}")
         what = f"manifest {repository}:{reference}" if ":" not in reference else f"manifest {repository}@{reference}"
+        deadline = self.small_request()  # one for every try, body included
         for attempt in range(1, self.retry.attempts + 1):
-            response = self._send("GET", url, what=what, stream=True, headers={"Accept": mt.MANIFEST_ACCEPT})
+            response = self._send(
+                "GET", url, what=what, stream=True, deadline=deadline, headers={"Accept": mt.MANIFEST_ACCEPT}
+            )
             try:
                 self._check_streamed(response, what, (200,))
+                if response.headers.get("content-type", "").startswith("text/html"):
+                    stranger = self._not_a_registry()  # a web server answering every path with a page
+                    if stranger is not None:
+                        raise stranger
                 declared = response.headers.get("content-length")
                 if declared is not None and declared.isdigit() and int(declared) > MAX_MANIFEST_BYTES:
                     raise InvalidManifest(f"{what} is {declared} bytes, over the {MAX_MANIFEST_BYTES} limit")
-                data = _read_capped(response, MAX_MANIFEST_BYTES, what=what)
+                data = self._read_small(response, MAX_MANIFEST_BYTES, what, deadline)
                 break
+            except RequestTimeout:
+                raise
             except TransportError as exc:  # cut inside the manifest body: ask again
                 if attempt == self.retry.attempts:
                     exc.transient = False
                     raise
                 self.stats.record("body")
-                retry.wait(self.retry, attempt, f"GET {what}", "cut body")
+                if not retry.wait(self.retry, attempt, f"GET {what}", "cut body", time_left=deadline.remaining()):
+                    raise request_timed_out(self.registry, what, deadline.seconds or 0, attempt) from None
             finally:
                 response.close()
         algorithm = algorithm_of(reference) if _looks_like_digest(reference) else "sha256"
@@ -272,7 +399,7 @@ class RegistryClient:
         """PUT a manifest; returns its digest and the ``OCI-Subject`` header, which a
         registry with the referrers API sends when it indexed the manifest's subject."""
         url = self._url(f"/v2/{repository}/manifests/{reference}")
-        extra = {"once": True, "timeout": httpx.Timeout(deadline)} if deadline else {}
+        extra = {"once": True, "deadline": Deadline(deadline)} if deadline else {}
         response = self._send(
             "PUT", url, what=f"manifest upload to {repository}", content=data,
             headers={"Content-Type": media_type}, **extra,
@@ -296,10 +423,11 @@ class RegistryClient:
         for _ in range(MAX_LIST_PAGES):
             if url is None:
                 return ReferrerPages(pages, filtered)
-            response = self._send("GET", url, what=what, stream=True, headers={"Accept": mt.OCI_INDEX})
+            deadline = self.small_request()  # each page is a small request
+            response = self._send("GET", url, what=what, stream=True, deadline=deadline, headers={"Accept": mt.OCI_INDEX})
             try:
                 if response.status_code == 404 and not pages:
-                    _read_capped(response, MAX_ERROR_BODY, truncate=True)
+                    self._read_small(response, MAX_ERROR_BODY, what, deadline, truncate=True)
                     return None
                 self._check_streamed(response, what, (200,))
                 if _media_type(response) != mt.OCI_INDEX:
@@ -307,7 +435,7 @@ class RegistryClient:
                     if not pages:
                         return None
                     raise RegistryError(f"registry sent a {what} page that is not an image index")
-                pages.append(_read_capped(response, MAX_MANIFEST_BYTES, what=what))
+                pages.append(self._read_small(response, MAX_MANIFEST_BYTES, what, deadline))
                 if sum(len(p) for p in pages) > MAX_LIST_BODY:
                     raise RegistryError(f"{what}: more than {MAX_LIST_BODY >> 20} MiB of listings; refusing to go on")
                 applied = response.headers.get("oci-filters-applied", "")
@@ -355,7 +483,9 @@ class RegistryClient:
             headers = {"Accept-Encoding": "identity"}
             if offset:
                 headers["Range"] = f"bytes={offset}-"
-            response = self._send("GET", url, what=what, stream=True, headers=headers)
+            # The answer's head within a small request's deadline; the body, read by the
+            # caller, only under the no-progress read timeout.
+            response = self._send("GET", url, what=what, stream=True, body_unbounded=True, headers=headers)
             open_responses.append(response)
             self._check_streamed(response, what, (200, 206) if offset else (200,))
             return response
@@ -387,10 +517,13 @@ class RegistryClient:
                     response.close()
                     resumes += 1
                     if resumes >= self.retry.attempts:
-                        error = TransportError(
-                            f"connection to {self.registry} failed while reading {what}: {_describe_http_error(exc)}",
-                            hint="check the network, or retry",
-                        )
+                        if isinstance(exc, httpx.TimeoutException):
+                            error = read_timed_out(self.registry, what, self.read_timeout, resumes)
+                        else:
+                            error = TransportError(
+                                f"connection to {self.registry} failed while reading {what}: {_describe_http_error(exc)}",
+                                hint="check the network, or retry",
+                            )
                         error.transient = False  # this blob's tries are spent: no restart on top
                         raise error from None
                     self.stats.record("resume")
@@ -410,7 +543,50 @@ class RegistryClient:
         self._check(response, f"blob upload to {repository}", (202,))
         if not response.headers.get("location"):
             raise RegistryError(f"registry started an upload to {repository} without a Location")
-        return _follow_location(response, httpx.URL(url), self.base_url)
+        location = _follow_location(response, httpx.URL(url), self.base_url)
+        self._session_moved(location)
+        return location
+
+    # An upload session the registry keeps for us holds its partial data until it
+    # expires (distribution: a week). One we abandon is cancelled (DELETE): at once when
+    # its upload fails or is interrupted in this thread, else when the client closes.
+
+    def _session_moved(self, location: httpx.URL) -> None:
+        with self._sessions_lock:
+            self._sessions[location.path] = location
+
+    def _session_done(self, location: httpx.URL) -> httpx.URL | None:
+        """Forget a session; its current URL if it was still open (exactly one caller gets it)."""
+        with self._sessions_lock:
+            return self._sessions.pop(location.path, None)
+
+    @contextmanager
+    def _upload_session(self, location: httpx.URL) -> Iterator[None]:
+        """Around the steps of one upload: on any failure (Ctrl-C included) the session is
+        cancelled before the failure goes on; on success it is forgotten."""
+        try:
+            yield
+        except (AuthenticationError, PermissionDenied):
+            # Credentials the registry just refused will not cancel anything (a cancel
+            # needs the delete right, which push-only credentials lack anyway).
+            self._session_done(location)
+            raise
+        except BaseException:
+            current = self._session_done(location)
+            if current is not None:
+                self._delete_session(current, Deadline(CANCEL_DEADLINE))
+            raise
+        self._session_done(location)
+
+    def _delete_session(self, url: httpx.URL, deadline: Deadline) -> None:
+        """Best effort, within ``deadline``: never raises (the failure that made us give the
+        session up is the one to report)."""
+        if deadline.passed():
+            return
+        try:
+            self._send("DELETE", url, what="upload cancel", once=True, deadline=deadline)
+        except Exception as exc:  # noqa: BLE001
+            log.debug("could not cancel the upload session %s: %s", url.path, exc)
 
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
         """Ask the registry to link a blob it already holds in another repository (no bytes
@@ -423,6 +599,10 @@ class RegistryClient:
         if response.status_code == 201:
             return True
         self._check(response, f"blob mount {digest} from {from_repository}", (202,))
+        if response.headers.get("location"):
+            # An upload session we will not use (the blob is uploaded in a new one):
+            # cancelled when the client closes, not left open on the registry.
+            self._session_moved(_follow_location(response, httpx.URL(url), self.base_url))
         return False
 
     def upload_blob(self, repository: str, digest: str, size: int, chunks: Iterable[bytes]) -> None:
@@ -430,19 +610,20 @@ class RegistryClient:
 
         The registry hashes what it receives and refuses a body whose digest differs."""
         location = self.start_upload(repository)
-        # copy_merge_params keeps the registry's own query (_state); params= would drop it.
-        url = location.copy_merge_params({"digest": digest})
-        response = self._send(
-            "PUT", url, what=f"blob upload {digest}", content=_iter_chunks(chunks),
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-        )
-        try:
-            self._check(response, f"blob upload {digest}", (201, 204))
-        except AuthenticationError as exc:
-            # The token expired or was revoked during a long upload. The auth flow has
-            # dropped it and cannot replay a stream; starting this blob over will work.
-            exc.transient = True
-            raise
+        with self._upload_session(location):
+            # copy_merge_params keeps the registry's own query (_state); params= would drop it.
+            url = location.copy_merge_params({"digest": digest})
+            response = self._send(
+                "PUT", url, what=f"blob upload {digest}", content=_iter_chunks(chunks), deadline=Deadline(None),
+                headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            )
+            try:
+                self._check(response, f"blob upload {digest}", (201, 204))
+            except AuthenticationError as exc:
+                # The token expired or was revoked during a long upload. The auth flow has
+                # dropped it and cannot replay a stream; starting this blob over will work.
+                exc.transient = True
+                raise
 
     def upload_unhashed(self, repository: str, size: int, chunks: Iterable[bytes]) -> str:
         """Upload bytes whose digest is not known yet, hashing them on the way; returns the
@@ -471,44 +652,61 @@ class RegistryClient:
             if size:
                 yield last[0]
 
-        response = self._send(
-            "PATCH", location, what=f"blob upload to {repository}", content=hashed(),
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-        )
-        try:
-            self._check(response, f"blob upload to {repository}", (202, 204))
-        except AuthenticationError as exc:
-            exc.transient = True  # a token that expired mid-upload: starting over works
-            raise
-        digest = f"sha256:{hasher.hexdigest()}"
-        location = _follow_location(response, location, self.base_url)
-        response = self._send(
-            "PUT", location.copy_merge_params({"digest": digest}), what=f"blob upload {digest}",
-            content=b"", headers={"Content-Length": "0"},
-        )
-        self._check(response, f"blob upload {digest}", (201, 204))
+        with self._upload_session(location):
+            response = self._send(
+                "PATCH", location, what=f"blob upload to {repository}", content=hashed(), deadline=Deadline(None),
+                headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            )
+            try:
+                self._check(response, f"blob upload to {repository}", (202, 204))
+            except AuthenticationError as exc:
+                exc.transient = True  # a token that expired mid-upload: starting over works
+                raise
+            digest = f"sha256:{hasher.hexdigest()}"
+            location = _follow_location(response, location, self.base_url)
+            self._session_moved(location)
+            # No total: the registry may take minutes to commit a large blob (a copy on S3).
+            response = self._send(
+                "PUT", location.copy_merge_params({"digest": digest}), what=f"blob upload {digest}",
+                content=b"", headers={"Content-Length": "0"}, deadline=Deadline(None),
+            )
+            self._check(response, f"blob upload {digest}", (201, 204))
         return digest
 
     def list_tags(self, repository: str) -> list[str]:
+        """The repository's tags. Each is checked against the tag grammar before anyone
+        builds a URL from it (a hostile list once made a client request ``/v2/etc``);
+        the others are dropped with a warning. A repository the registry does not know
+        raises :class:`NotFound`; one that exists without tags gives an empty list."""
         tags: list[str] = []
-        for page in self._paginate(f"/v2/{repository}/tags/list", f"tags of {repository}"):
-            values = page.get("tags") if isinstance(page, dict) else None
-            if values is None:
-                continue
-            if not isinstance(values, list) or not all(isinstance(t, str) for t in values):
-                raise RegistryError(f"registry sent a malformed tag list for {repository}")
-            tags.extend(values)
-        return sorted(set(tags))
+        what = f"tags of {repository}"
+        try:
+            for page in self._paginate(f"/v2/{repository}/tags/list", what):
+                values = page.get("tags") if isinstance(page, dict) else None
+                if values is None:
+                    continue
+                if not isinstance(values, list) or not all(isinstance(t, str) for t in values):
+                    raise RegistryError(f"registry sent a malformed tag list for {repository}")
+                tags.extend(values)
+        except NotFound as exc:
+            raise NotFound(
+                f"repository {repository} does not exist on {self.registry}" + (f" ({exc.code})" if exc.code else ""),
+                status=exc.status, code=exc.code,
+                hint=f"check the name (`ocimodel catalog {self.registry}` lists repositories, where the registry allows it)",
+            ) from None
+        return sorted(_valid_only(set(tags), _is_tag, f"{self.registry} listed", f"tag(s) of {repository}"))
 
     def catalog(self, page_size: int | None = None) -> list[str]:
-        """Repository names, following Link pagination (``page_size`` asks for ``n`` per page)."""
+        """Repository names, following Link pagination (``page_size`` asks for ``n`` per page).
+        Names that are not valid repository names are dropped with a warning."""
         names: list[str] = []
         path = "/v2/_catalog" + (f"?n={page_size}" if page_size else "")
         for page in self._paginate(path, "catalog"):
             values = page.get("repositories") if isinstance(page, dict) else None
             if isinstance(values, list):
-                names.extend(str(v) for v in values)
-        return sorted(set(names))
+                names.extend(v for v in values if isinstance(v, str))
+        valid = _valid_only(set(names), lambda n: _is_repository(self.registry, n), f"{self.registry} listed", "repository name(s)")
+        return sorted(valid)
 
     def _paginate(self, path: str, what: str) -> Iterator[object]:
         url: str | None = self._url(path)
@@ -518,19 +716,47 @@ class RegistryClient:
             response = self._send("GET", url, what=what)
             self._check(response, what, (200,))
             try:
-                yield loads_strict(response.content, what)
+                document = loads_strict(response.content, what)
             except InvalidManifest as exc:
-                raise RegistryError(f"registry sent a malformed {what}: {exc}") from None
+                raise self._not_a_registry() or RegistryError(f"registry sent a malformed {what}: {exc}") from None
+            yield document
             url = _next_link(response, self.base_url)
         raise RegistryError(f"registry sent more than {MAX_LIST_PAGES} pages of {what}")
 
     def _check_streamed(self, response: httpx.Response, what: str, ok: tuple[int, ...]) -> None:
         if response.status_code not in ok:
             _read_capped(response, MAX_ERROR_BODY, truncate=True)
-            raise error_from_response(response, what, self.registry)
+            raise self._error(response, what)
 
 
 # -- helpers --------------------------------------------------------------------------
+
+
+def _is_tag(tag: str) -> bool:
+    try:
+        validate_tag(tag)
+    except InvalidReference:
+        return False
+    return True
+
+
+def _is_repository(registry: str, name: str) -> bool:
+    try:
+        RegistryReference(registry, name)
+    except InvalidReference:
+        return False
+    return True
+
+
+def _valid_only(names: set[str], valid: Callable[[str], bool], who: str, what: str) -> list[str]:
+    """The names that pass ``valid``; the others are reported once, escaped and cut."""
+    kept = [n for n in names if valid(n)]
+    refused = sorted(names.difference(kept))
+    if refused:
+        shown = ", ".join(repr(printable(n, 80)) for n in refused[:MAX_SHOWN_REFUSED])
+        more = f" and {len(refused) - MAX_SHOWN_REFUSED} more" if len(refused) > MAX_SHOWN_REFUSED else ""
+        log.warning("%s %d invalid %s, ignored: %s%s", who, len(refused), what, shown, more)
+    return kept
 
 
 def _iter_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -555,6 +781,13 @@ def _check_content_range(response: httpx.Response, offset: int, what: str) -> No
         raise RegistryError(f"{what}: registry resumed at the wrong place ({value[:60]!r}, wanted byte {offset})")
 
 
+def _registry_answer(response: httpx.Response) -> bool:
+    """An answer only a registry gives: its API version header, or an OCI error code."""
+    if response.headers.get("docker-distribution-api-version") is not None:
+        return True
+    return _parse_error_body(getattr(response, "_content", b"") or b"")[0] is not None
+
+
 def _looks_like_digest(reference: str) -> bool:
     return ":" in reference
 
@@ -569,13 +802,22 @@ def _media_type(response: httpx.Response) -> str | None:
     return None
 
 
-def _read_capped(response: httpx.Response, cap: int, *, what: str = "response", truncate: bool = False) -> bytes:
-    """Read at most ``cap`` bytes of a streamed response and store them as its content."""
+class _DeadlinePassed(TransportError):
+    """Internal: a small body was still coming when its request's deadline passed."""
+
+
+def _read_capped(
+    response: httpx.Response, cap: int, *, what: str = "response", truncate: bool = False, deadline: Deadline | None = None
+) -> bytes:
+    """Read at most ``cap`` bytes of a streamed response and store them as its content
+    (before ``deadline``, if given: checked between pieces, as a trickle never stalls)."""
     if hasattr(response, "_content"):
         return response.content
     buffer = bytearray()
     try:
-        for chunk in response.iter_raw(64 * 1024):
+        for chunk in response.iter_raw():  # as they come: a chunk size would wait to fill it
+            if deadline is not None and deadline.passed():
+                raise _DeadlinePassed(f"{what}: deadline passed")
             buffer += chunk
             if len(buffer) > cap:
                 if truncate:
@@ -583,6 +825,8 @@ def _read_capped(response: httpx.Response, cap: int, *, what: str = "response", 
                     break
                 raise InvalidManifest(f"{what} is larger than the {cap}-byte limit")
     except httpx.HTTPError as exc:
+        if deadline is not None and isinstance(exc, httpx.TimeoutException) and deadline.passed():
+            raise _DeadlinePassed(f"{what}: deadline passed") from None
         raise TransportError(f"connection failed while reading {what}: {_describe_http_error(exc)}") from None
     response._content = bytes(buffer)
     return response._content

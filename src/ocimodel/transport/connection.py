@@ -4,6 +4,7 @@ that the API takes and the store layer turns into a client for each registry it 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ocimodel.transport import credentials as stored_credentials
@@ -27,6 +28,9 @@ class ConnectionOptions:
     tls: TlsOptions = TlsOptions()
     retry: RetryPolicy | None = None
     concurrency: int = 4
+    # Called with one line of text when a request has waited a few seconds for an answer
+    # (the CLI prints it on stderr); None: waits are silent.
+    on_wait: Callable[[str], None] | None = None
 
     def with_overrides(self, **changes) -> ConnectionOptions:
         """A copy with the given fields replaced; ``None`` values leave a field as it is."""
@@ -61,6 +65,7 @@ class ConnectionOptions:
             max_connections=max(self.concurrency * 2, 4),
             retry=self.retry,
             tls=self.tls,
+            on_wait=self.on_wait,
         )
 
 

@@ -75,7 +75,17 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, moment.timestamp() - time.time())
 
 
-def wait(policy: RetryPolicy, attempt: int, what: str, reason: str, retry_after: float | None = None) -> None:
+def wait(
+    policy: RetryPolicy, attempt: int, what: str, reason: str, retry_after: float | None = None,
+    *, time_left: float | None = None,
+) -> bool:
+    """Sleep before the next try. False, without sleeping, when the wait would use up the
+    ``time_left`` of the request (seconds; None: no limit): trying again with no time
+    left only delays the failure."""
     seconds = policy.delay(attempt, retry_after)
+    if time_left is not None and seconds >= time_left:
+        log.debug("not retrying %s after %s: %.2fs left, the wait is %.2fs", what, reason, time_left, seconds)
+        return False
     log.debug("retrying %s after %s (try %d of %d) in %.2fs", what, reason, attempt + 1, policy.attempts, seconds)
     time.sleep(seconds)
+    return True
