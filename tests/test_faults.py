@@ -261,9 +261,9 @@ def test_retry_after_is_honoured_and_capped(registry, proxy, model_dir, repo_nam
     waits: list[tuple[str, float]] = []
     real_wait = retry_module.wait
 
-    def recording_wait(policy, attempt, what, reason, retry_after=None):
+    def recording_wait(policy, attempt, what, reason, retry_after=None, **deadline):
         waits.append((reason, policy.delay(attempt, retry_after)))
-        real_wait(policy, attempt, what, reason, retry_after)
+        return real_wait(policy, attempt, what, reason, retry_after, **deadline)
 
     monkeypatch.setattr(retry_module, "wait", recording_wait)
     ref = f"{registry.host}/{repo_name}:v1"
