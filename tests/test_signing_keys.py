@@ -46,6 +46,28 @@ def test_generate_refuses_to_overwrite(tmp_path: Path) -> None:
     assert not (tmp_path / "k.pub").exists()  # neither half of the pair is written
 
 
+def test_generate_with_overwrite_never_leaves_a_mismatched_pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--force replaces a pair; when the public key cannot be written, the old private key
+    is put back, so the two files still belong together."""
+    from ocimodel.signing import keys as keys_module
+
+    generate_key_pair(tmp_path / "k.pem", tmp_path / "k.pub")
+    old_private, old_public = (tmp_path / "k.pem").read_bytes(), (tmp_path / "k.pub").read_bytes()
+    real_write = keys_module.write_output
+
+    def failing_public(path, data, **kwargs):
+        if Path(path).suffix == ".pub":
+            raise OSError(28, "No space left on device")
+        return real_write(path, data, **kwargs)
+
+    monkeypatch.setattr(keys_module, "write_output", failing_public)
+    with pytest.raises(OSError, match="No space"):
+        generate_key_pair(tmp_path / "k.pem", tmp_path / "k.pub", overwrite=True)
+    assert (tmp_path / "k.pem").read_bytes() == old_private
+    assert (tmp_path / "k.pub").read_bytes() == old_public
+    assert stat.S_IMODE((tmp_path / "k.pem").stat().st_mode) == 0o600
+
+
 def test_encrypted_key_with_password_argument(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(PASSWORD_ENV, raising=False)
     key = generate_key_pair(tmp_path / "k.pem", tmp_path / "k.pub", password="s3cret")

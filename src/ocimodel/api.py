@@ -53,8 +53,8 @@ from ocimodel.targets.copy import (
     verified,
 )
 from ocimodel.targets.open import open_target
-from ocimodel.targets.referrers import copy_with_referrers
-from ocimodel.targets.remote import RemoteRepository, is_fallback_tag
+from ocimodel.targets.referrers import copy_with_referrers, is_fallback_tag
+from ocimodel.targets.remote import RemoteRepository
 from ocimodel.transport import credentials as stored_credentials
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions

@@ -51,6 +51,7 @@ from ocimodel.targets.contentcache import ContentCache
 from ocimodel.targets.copy import verified
 from ocimodel.targets.layout import OciLayout
 from ocimodel.targets.open import open_target
+from ocimodel.targets.referrers import is_fallback_tag
 from ocimodel.targets.remote import RemoteRepository
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
@@ -63,7 +64,6 @@ __all__ = [
 
 SEARCH_CONCURRENCY = 8
 # Fallback referrers tags (OCI 1.1): indexes of signatures and attestations, not versions.
-_FALLBACK_TAG = re.compile(r"^sha(256|512)-[0-9a-f]+$")
 # Settings of the ModelPack config that the card does not carry, compared by diff too.
 _CONFIG_SETTINGS = ("architecture", "paramSize", "precision", "quantization")
 # Standard annotations that repeat card fields (push writes both).
@@ -367,7 +367,7 @@ def _search_layout(location: str, predicates: list[Predicate], repositories: Seq
     if repositories:
         raise UsageError("repositories apply to a registry; a layout is searched whole")
     layout = OciLayout(ref.path)
-    versions = [(layout, tag) for tag in layout.list_tags() if not _FALLBACK_TAG.match(tag)]
+    versions = [(layout, tag) for tag in layout.list_tags() if not is_fallback_tag(tag)]
     examined = _examine_all(versions, predicates, None, concurrency)
     return _result(str(ref), predicates, [str(ref.path)], examined, lambda target, tag: str(ref.with_tag(tag)))
 
@@ -387,7 +387,7 @@ def _search_registry(
         targets = [RemoteRepository(client, name) for name in names]
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ocimodel-search") as pool:
             tag_lists = _gather(pool, [lambda t=t: _tags_of(t) for t in targets])
-        versions = [(t, tag) for t, (tags, _) in zip(targets, tag_lists) for tag in tags if not _FALLBACK_TAG.match(tag)]
+        versions = [(t, tag) for t, (tags, _) in zip(targets, tag_lists) for tag in tags if not is_fallback_tag(tag)]
         examined = _examine_all(versions, predicates, store, concurrency)
     # A catalog may list repositories these credentials cannot read (Harbor, GHCR do).
     refused = [SearchSkip(reference=f"{registry}/{t.repository}", reason=why)

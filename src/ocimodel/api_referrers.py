@@ -206,7 +206,7 @@ def delete(
 def _tags_pointing_at(target, digest: str) -> list[str]:
     found = []
     for tag in target.list_tags():
-        if tag.startswith(("sha256-", "sha512-")):
+        if rf.is_fallback_tag(tag):
             continue  # fallback index tags are handled as referrers
         try:
             if target.resolve(tag).digest == digest:

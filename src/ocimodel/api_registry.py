@@ -30,6 +30,7 @@ from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Manifest, parse_manifest
 from ocimodel.oci.reference import validate_tag
 from ocimodel.targets.open import open_target
+from ocimodel.targets.referrers import is_fallback_tag
 from ocimodel.targets.remote import RemoteRepository
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
@@ -318,7 +319,7 @@ def _move(target, ref, alias: str, current, model, reason: str | None, action: s
 
 def _resolve_tags(target, *, missing_ok: bool = True) -> dict[str, str]:
     listed = target.list_tags() if missing_ok or not isinstance(target, RemoteRepository) else target.list_tags(missing_ok=False)
-    tags = [t for t in listed if not t.startswith(("sha256-", "sha512-"))]
+    tags = [t for t in listed if not is_fallback_tag(t)]
     if len(tags) > MAX_VERSIONS:
         raise UsageError(f"{target.name} has {len(tags)} tags; over the {MAX_VERSIONS} this reads")
 

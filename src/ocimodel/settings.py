@@ -1,4 +1,10 @@
-"""Every ``OCIMODEL_*`` environment variable, read in one place.
+"""The ``OCIMODEL_*`` settings (behaviour, not secrets), read in one place.
+
+Credentials and secrets (``OCIMODEL_USERNAME``, ``OCIMODEL_PASSWORD``,
+``OCIMODEL_KEY_PASSWORD``, ``OCIMODEL_IDENTITY_TOKEN``) and the TLS options the command
+line also takes (``OCIMODEL_CA_FILE``, ``OCIMODEL_CLIENT_CERT``/``KEY``) are read where
+they are used, so that a secret never passes through a general-purpose reader that might
+put its value in a message.
 
 A setting the user gave but that we cannot read is a usage error naming the variable: a
 typo in ``OCIMODEL_RETRIES=five`` used to be ignored silently, so the user believed a
@@ -17,8 +23,10 @@ from dataclasses import dataclass
 
 from ocimodel.errors import UsageError
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
+# The spellings the option parser accepts for a flag's environment variable
+# (OCIMODEL_INSECURE is read by it too): one variable must not be valid to one reader only.
+_TRUE = ("1", "true", "t", "yes", "y", "on")
+_FALSE = ("0", "false", "f", "no", "n", "off")
 
 
 @dataclass(frozen=True)

@@ -162,11 +162,17 @@ def generate_key_pair(
         serialization.BestAvailableEncryption(secret) if secret else serialization.NoEncryption()
     )
     private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    # A pair is written whole or not at all: if the public key cannot be written, the
+    # private key goes back to what it was (absent, or the old key under --force), so a
+    # private key never sits beside a public key of another pair.
+    previous = private.read_bytes() if overwrite and private.is_file() else None
     write_output(private, private_pem, replace=overwrite, mode=0o600)
     try:
         write_output(public, public_key_pem(key), replace=overwrite, mode=0o644)
     except BaseException:
-        if not overwrite:  # a new pair is written whole or not at all
+        if previous is None:
             private.unlink(missing_ok=True)
+        else:
+            write_output(private, previous, replace=True, mode=0o600)
         raise
     return key

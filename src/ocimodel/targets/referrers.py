@@ -14,6 +14,7 @@ by digest, says so (:func:`check_subject`)."""
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,15 @@ def fallback_tag(subject_digest: str) -> str:
     algorithm cut to 32 characters, the encoded part to 64)."""
     validate_digest(subject_digest)
     return f"{algorithm_of(subject_digest)[:32]}-{hex_of(subject_digest)[:64]}"
+
+
+# The tags the fallback writes: an index of a subject's referrers, not a version of anything.
+_FALLBACK_TAG = re.compile(r"sha(256|512)-[0-9a-f]{64}")
+
+
+def is_fallback_tag(tag: str) -> bool:
+    """Whether ``tag`` has the form :func:`fallback_tag` gives (listings hide these)."""
+    return _FALLBACK_TAG.fullmatch(tag) is not None
 
 
 def parse_listing(data: bytes, what: str) -> list[Descriptor]:

@@ -18,15 +18,6 @@ from ocimodel.versiontags import set_version_tag
 # a request, and the answer does not change while we run.
 _REFERRERS_API: dict[str, bool] = {}
 
-# The tags the referrers fallback writes (``sha256-<hex>``, see referrers.fallback_tag):
-# an index of a model's signatures, not a version of anything.
-_FALLBACK_TAG = re.compile(r"sha(256|512)-[0-9a-f]{64}")
-
-
-def is_fallback_tag(tag: str) -> bool:
-    return _FALLBACK_TAG.fullmatch(tag) is not None
-
-
 class RemoteRepository:
     def __init__(self, client: RegistryClient, repository: str) -> None:
         self.client = client
