@@ -85,11 +85,11 @@ def set_version_tag(
     there, so a token round trip neither ages the check nor eats the write's time).
 
     A writer writes only on a check that found the tag free, and only if the check started
-    less than ``settle`` ago; its write is answered within ``settle`` or it fails with
+    at most ``settle`` ago; its write is answered within ``settle`` or it fails with
     WriteOutcomeUnknown, never retried or taken for success. So an answered write landed
     within 2 x ``settle`` of a moment the tag was free, and so does an unanswered one if
-    it lands at all, given that a registry applies a write within ``settle`` of receiving
-    it or not at all. Every writer whose write was answered then waits 2 x ``settle`` and
+    it lands at all, given that a registry applies a write within ``settle`` of its being
+    sent or not at all. Every writer whose write was answered then waits 2 x ``settle`` and
     reads the tag again: by then every racer's write has landed (they all checked before
     the first write, or they would have seen it), so all of them read the same final
     digest, and only its writer returns. A writer that found its own model already there
@@ -116,8 +116,9 @@ def set_version_tag(
                 # Sent, unanswered: it may land after the last moment a racer looks, so
                 # neither a read-back nor a second write can decide. Only this writer
                 # fails; a racer that wrote is still judged by its own read-back.
+                within = f" within {settle:g} s" if settle else ""
                 raise WriteOutcomeUnknown(
-                    f"{where}: the version tag write got no answer within {settle:g} s ({exc.message}); "
+                    f"{where}: the version tag write got no clear answer{within} ({exc.message}); "
                     f"it may have landed or may land later, so the version is not claimed",
                     hint=f"see what the version holds with `ocimodel versions` or `ocimodel inspect {where}`; "
                     f"if the registry is only slow, raise OCIMODEL_TAG_SETTLE (now {settle:g}) for every writer",
