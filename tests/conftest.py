@@ -30,6 +30,9 @@ os.environ.setdefault("OCIMODEL_RETRIES", "1")
 # (targets/referrers.py); on loopback a read-modify-write takes milliseconds. The test of
 # concurrent writers uses the default.
 os.environ.setdefault("OCIMODEL_REFERRERS_SETTLE", "0.2")
+# Likewise writers of a version tag on a registry (versiontags.py): 2 x this per version
+# tag written; the race tests set their own.
+os.environ.setdefault("OCIMODEL_TAG_SETTLE", "0.2")
 # Nobody's own `docker login` may change what the tests see: an empty docker config
 # directory, unless a test points DOCKER_CONFIG elsewhere.
 os.environ["DOCKER_CONFIG"] = tempfile.mkdtemp(prefix="ocimodel-test-docker-config-")

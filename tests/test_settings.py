@@ -43,6 +43,20 @@ def test_bad_numbers_are_refused(monkeypatch: pytest.MonkeyPatch, value: str) ->
         settings.READ_TIMEOUT.number(300.0, low=0.1, high=86400)
 
 
+def test_tag_settle_is_its_own_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Version tags no longer borrow the referrers index's settle time: a slow registry's
+    tag writes can be given more time without slowing every referrers update."""
+    monkeypatch.delenv("OCIMODEL_TAG_SETTLE", raising=False)
+    monkeypatch.setenv("OCIMODEL_REFERRERS_SETTLE", "7")
+    assert settings.tag_settle() == 1.0
+    monkeypatch.setenv("OCIMODEL_TAG_SETTLE", "2.5")
+    assert settings.tag_settle() == 2.5
+    for bad in ("-0.1", "60.5", "slow"):
+        monkeypatch.setenv("OCIMODEL_TAG_SETTLE", bad)
+        with pytest.raises(UsageError, match="OCIMODEL_TAG_SETTLE"):
+            settings.check_all()
+
+
 @pytest.mark.parametrize(("value", "expected"), [("1", True), ("yes", True), ("TRUE", True), ("0", False), ("off", False)])
 def test_flags(monkeypatch: pytest.MonkeyPatch, value: str, expected: bool) -> None:
     monkeypatch.setenv("OCIMODEL_PLAIN_HTTP", value)
@@ -57,7 +71,8 @@ def test_a_bad_flag_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("OCIMODEL_RETRIES", "five"), ("OCIMODEL_PLAIN_HTTP", "perhaps"), ("OCIMODEL_DEBUG", "loud"), ("OCIMODEL_NO_CACHE", "2")],
+    [("OCIMODEL_RETRIES", "five"), ("OCIMODEL_PLAIN_HTTP", "perhaps"), ("OCIMODEL_DEBUG", "loud"), ("OCIMODEL_NO_CACHE", "2"),
+     ("OCIMODEL_TAG_SETTLE", "61")],
 )
 def test_cli_exits_2_naming_the_variable(tmp_path: Path, variable: str, value: str) -> None:
     """A command that reads the variable stops with a usage error before it does anything."""

@@ -78,7 +78,7 @@ class Run:
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env["OCIMODEL_REFERRERS_SETTLE"] = SETTLE
+    env["OCIMODEL_TAG_SETTLE"] = SETTLE
     env["COLUMNS"] = "200"
     return env
 
@@ -262,7 +262,7 @@ def test_a_late_write_from_a_racer_makes_the_first_writer_lose(models: list[Path
     every writer keeps). A must not report success on a tag B then moves: A waits long
     enough to see B's write, loses, and B wins. C, pushing A's model, looks while the tag
     holds it: C must not take that for success either."""
-    monkeypatch.setenv("OCIMODEL_REFERRERS_SETTLE", SETTLE)
+    monkeypatch.setenv("OCIMODEL_TAG_SETTLE", SETTLE)
     repository = f"{registry.host}/{repo_name}"
     digests = [_push(models[0], f"{repository}:a"), _push(models[1], f"{repository}:b")]
     b_ready = threading.Event()
@@ -322,7 +322,7 @@ def test_a_version_taken_between_a_check_and_the_write_is_not_overwritten(
     slips in after is A's first look at the tag (the early check before any upload) or, on
     a registry, its last look before the write, which a whole check-and-set of B's can
     outlast: A must notice its look is stale rather than write on it."""
-    monkeypatch.setenv("OCIMODEL_REFERRERS_SETTLE", SETTLE)
+    monkeypatch.setenv("OCIMODEL_TAG_SETTLE", SETTLE)
     if store == "layout":
         repository = f"oci:{tmp_path / 'store'}"
     else:
@@ -371,3 +371,59 @@ def test_a_version_taken_between_a_check_and_the_write_is_not_overwritten(
     assert b_result == [digests[1]], "B did not take the version"
     assert digests[1] in raised.value.message
     assert held(f"{repository}:7.0") == digests[1]
+
+
+def test_a_version_tag_write_left_unanswered_fails_saying_the_outcome_is_unknown(
+    models: list[Path], registry, repo_name: str,
+) -> None:
+    """The registry applies the tag PUT but its answer comes after the writer gave up
+    (OCIMODEL_TAG_SETTLE): the push must not report success, nor a lost race, nor send
+    the write again (a write that lands later than its writer assumed is how two writers
+    both came to report success); it fails with exit 1 saying the outcome is unknown and
+    how to look. The tag does hold the model: the write did land."""
+    from tests.support.faultproxy import FaultProxy
+
+    with FaultProxy(registry.host) as proxy:
+        repository = f"{proxy.host}/{repo_name}"
+        # The answer's head is held back well past the settle time; the PUT itself has
+        # reached the registry.
+        proxy.stall(6 * float(SETTLE), method="PUT", path=r"/manifests/9\.0$", after=None)
+        started = time.monotonic()
+        run = cli("push", models[0], f"{repository}:9.0", "--no-detect")
+        elapsed = time.monotonic() - started
+        tag_puts = [seen for seen in proxy.requests if seen.method == "PUT" and seen.path.endswith("/manifests/9.0")]
+    assert run.code == 1, str(run)
+    assert "may have landed" in run.err and f"{repo_name}:9.0" in run.err, str(run)
+    assert "ocimodel versions" in run.err and "OCIMODEL_TAG_SETTLE" in run.err, str(run)
+    assert "Digest:" not in run.out and "Traceback" not in run.err, str(run)
+    assert len(tag_puts) == 1, tag_puts  # sent once, never again
+    assert elapsed < 60, elapsed  # generous: the push itself takes about a second
+    # The same model pushed again (to an alias) has the same digest: the tag holds it.
+    assert held(f"{registry.host}/{repo_name}:9.0") == _push(models[0], f"{registry.host}/{repo_name}:same")
+
+
+def test_a_slow_token_service_does_not_eat_the_tag_write_s_time(
+    models: list[Path], repo_name: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a registry with token auth the tag PUT needs a push token the writer may not
+    have yet. Fetching it is not part of the write's short deadline (OCIMODEL_TAG_SETTLE):
+    a token service slower than that must not turn every version tag into "outcome
+    unknown"."""
+    from tests.support.registry import LocalRegistry
+    from tests.support.tokenserver import TokenServer, default_policy
+
+    monkeypatch.setenv("OCIMODEL_TAG_SETTLE", SETTLE)
+    slow = threading.Event()
+
+    def policy(user, type_, name):
+        if slow.is_set():
+            time.sleep(3 * float(SETTLE))  # every token answer takes longer than the write may
+        return default_policy(user, type_, name)
+
+    alice = ("alice", "alice-pw-tags")
+    with TokenServer({alice[0]: alice[1]}, policy=policy) as tokens, \
+            LocalRegistry(token_auth=tokens.registry_auth()) as reg:
+        repository = f"{reg.host}/{repo_name}"
+        pushed = api.push(models[0], f"{repository}:a", credentials=alice)
+        slow.set()
+        assert api.tag(f"{repository}:a", "1.0", credentials=alice) == pushed.digest

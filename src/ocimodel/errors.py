@@ -171,6 +171,12 @@ class RegistryError(OcimodelError):
         self.transient = status in TRANSIENT_STATUS or code in TRANSIENT_CODES
 
 
+class WriteOutcomeUnknown(RegistryError):
+    """A guarded write (a version tag) was sent but not answered in time, or its answer
+    was cut: it may land later or never. Not transient: sending it again blind is what
+    the check-and-set forbids."""
+
+
 class NotARegistry(RegistryError):
     """The host answers HTTP but not as an OCI registry (no registry signs on ``/v2/``)."""
 

@@ -105,6 +105,9 @@ REQUEST_TIMEOUT = Setting(
     "OCIMODEL_REQUEST_TIMEOUT", "seconds in all, retries included, for one small request (not a blob body)"
 )
 REFERRERS_SETTLE = Setting("OCIMODEL_REFERRERS_SETTLE", "seconds to wait before checking a written referrers index")
+TAG_SETTLE = Setting(
+    "OCIMODEL_TAG_SETTLE", "seconds a version-tag write on a registry may take; every racing writer must use the same"
+)
 CACHE_DIR = Setting("OCIMODEL_CACHE_DIR", "where digests, manifests and blobs are cached")
 NO_CACHE = Setting("OCIMODEL_NO_CACHE", "use no local cache at all")
 BLOB_CACHE = Setting("OCIMODEL_BLOB_CACHE", "pull through the local blob cache by default")
@@ -145,6 +148,10 @@ def referrers_settle(default: float = 1.0) -> float:
     return REFERRERS_SETTLE.number(default, low=0, high=60)
 
 
+def tag_settle(default: float = 1.0) -> float:
+    return TAG_SETTLE.number(default, low=0, high=60)
+
+
 def no_cache() -> bool:
     return NO_CACHE.flag()
 
@@ -166,6 +173,6 @@ def check_all() -> None:
     anything (a push that fails on OCIMODEL_RETRIES after creating its layout directory
     leaves a trace the user did not ask for)."""
     for read in (plain_http, debug, retries, retry_delay, read_timeout, request_timeout, referrers_settle,
-                 no_cache, blob_cache, progress, progress_interval):
+                 tag_settle, no_cache, blob_cache, progress, progress_interval):
         read()
     INSECURE.flag()

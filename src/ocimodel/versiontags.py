@@ -3,9 +3,10 @@
 can check a version tag without loading the lineage and model-card code.
 
 Setting a version tag is a check-and-set: the tag is written only if it is free or already
-holds the same model, and of two writers racing for one version exactly one succeeds. An
-OCI layout does it under its index lock; a registry has no compare-and-swap, so
-:func:`set_version_tag` writes, waits and reads again (docs/version-tags.md)."""
+holds the same model, and of writers racing for one version exactly one succeeds (at most
+one, if a write goes unanswered). An OCI layout does it under its index lock; a registry
+has no compare-and-swap, so :func:`set_version_tag` writes, waits and reads again
+(docs/version-tags.md)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,18 @@ import re
 import time
 from collections.abc import Callable
 
-from ocimodel.errors import TRANSIENT_STATUS, RegistryError, TransportError, VersionExists
+from ocimodel.errors import (
+    TRANSIENT_STATUS,
+    RegistryError,
+    TooManyRequests,
+    TransportError,
+    VersionExists,
+    WriteOutcomeUnknown,
+)
 
 _VERSION_TAG = re.compile(r"^[vV]?[0-9]")
-# Attempts when the tag is found free again after our write (the write failed, timed out
-# or was deleted) or our check was too old to write on.
+# Attempts when the tag is found free again after our answered write (it was deleted) or
+# our check was too old to write on.
 MAX_TAG_ATTEMPTS = 5
 
 
@@ -62,31 +70,37 @@ def set_version_tag(
     digest: str,
     where: str,
     *,
-    settle: float | None = None,
+    settle: float,
+    prepare: Callable[[], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Point a registry's version tag at ``digest`` unless it holds another model, such
-    that of writers racing for the tag exactly one returns and the others raise
-    VersionExists naming the model the tag keeps.
+    that of writers racing for the tag at most one returns and the others raise
+    (VersionExists naming the model the tag keeps, or WriteOutcomeUnknown).
 
     ``read`` gives the digest the tag holds (None: free); ``write(deadline)`` puts the tag,
-    sent once and given up after ``deadline`` seconds. A writer writes only on a check
-    that found the tag free, and only if the check started less than ``settle`` ago, so its
-    write lands within 2 x ``settle`` of a moment the tag was free. Every writer then waits
-    2 x ``settle`` and reads the tag again: by then every racer's write has landed (they
-    all checked before the first write, or they would have seen it), so all of them read
-    the same final digest, and only its writer returns. A writer that found its own model
-    already there waits and reads again too: a racer's late write may still replace it.
+    sent once and given up after ``deadline`` seconds; ``prepare`` (optional) is called
+    before each check, outside every timed step (the registry client gets its push token
+    there, so a token round trip neither ages the check nor eats the write's time).
 
-    The guarantee rests on every writer using the same ``settle``
-    (OCIMODEL_REFERRERS_SETTLE, default 1 s) and on no write landing after its client gave
-    up on it; ``--force`` writers ignore the protocol."""
-    if settle is None:
-        from ocimodel.targets.referrers import settle_time  # only registries need it
+    A writer writes only on a check that found the tag free, and only if the check started
+    at most ``settle`` ago; its write is answered within ``settle`` or it fails with
+    WriteOutcomeUnknown, never retried or taken for success. So an answered write landed
+    within 2 x ``settle`` of a moment the tag was free, and so does an unanswered one if
+    it lands at all, given that a registry applies a write within ``settle`` of its being
+    sent or not at all. Every writer whose write was answered then waits 2 x ``settle`` and
+    reads the tag again: by then every racer's write has landed (they all checked before
+    the first write, or they would have seen it), so all of them read the same final
+    digest, and only its writer returns. A writer that found its own model already there
+    waits and reads again too: a racer's late write may still replace it.
 
-        settle = settle_time()
+    The guarantee rests on every writer using the same ``settle`` (OCIMODEL_TAG_SETTLE,
+    passed in by the caller) and on that landing bound; ``--force`` writers ignore the
+    protocol (docs/version-tags.md)."""
     for _ in range(MAX_TAG_ATTEMPTS):
+        if prepare is not None:
+            prepare()
         started = clock()
         holder = read()
         if holder is not None and holder != digest:
@@ -97,19 +111,38 @@ def set_version_tag(
             try:
                 write(settle or None)
             except (RegistryError, TransportError) as exc:
-                transient = isinstance(exc, TransportError) or exc.transient or exc.status in TRANSIENT_STATUS
-                if not transient:
-                    raise
-                # A write that failed or timed out may still have landed: look, as below.
+                if not _outcome_unknown(exc):
+                    raise  # refused (denied, invalid): the tag was not written
+                # Sent, unanswered: it may land after the last moment a racer looks, so
+                # neither a read-back nor a second write can decide. Only this writer
+                # fails; a racer that wrote is still judged by its own read-back.
+                within = f" within {settle:g} s" if settle else ""
+                raise WriteOutcomeUnknown(
+                    f"{where}: the version tag write got no clear answer{within} ({exc.message}); "
+                    f"it may have landed or may land later, so the version is not claimed",
+                    hint=f"see what the version holds with `ocimodel versions` or `ocimodel inspect {where}`; "
+                    f"if the registry is only slow, raise OCIMODEL_TAG_SETTLE (now {settle:g}) for every writer",
+                ) from None
         sleep(2 * settle)
         holder = read()
         if holder == digest:
             return
         if holder is not None:
             raise version_taken(where, holder, digest, raced=True)
-        # Free again: our write never landed (or someone deleted the tag). Start over.
+        # Free again: someone deleted the tag (or our answered write was lost). Start over.
     raise RegistryError(
         f"{where}: could not set the version tag in {MAX_TAG_ATTEMPTS} attempts (each check of it took "
-        f"longer than OCIMODEL_REFERRERS_SETTLE, or the tag kept disappearing)",
-        hint="try again; on a slow registry raise OCIMODEL_REFERRERS_SETTLE for every writer",
+        f"longer than OCIMODEL_TAG_SETTLE ({settle:g} s), or the tag kept disappearing)",
+        hint="try again; on a slow registry raise OCIMODEL_TAG_SETTLE for every writer",
     )
+
+
+def _outcome_unknown(exc: RegistryError | TransportError) -> bool:
+    """Whether a failed write may still land: no answer (timed out, connection cut) or an
+    answer that does not say the registry refused it (a 5xx, often from a proxy whose
+    backend may still apply it). A 429 or 4xx is a refusal: nothing was written."""
+    if isinstance(exc, TransportError):
+        return True
+    if isinstance(exc, TooManyRequests) or exc.status is None or exc.status == 429:
+        return False
+    return exc.status in TRANSIENT_STATUS or exc.status >= 500

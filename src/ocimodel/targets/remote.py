@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+from ocimodel import settings
 from ocimodel.errors import InvalidManifest, NotFound, RegistryError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import verify_bytes
@@ -238,7 +239,10 @@ class RemoteRepository:
         def write(deadline: float | None) -> None:
             self.client.put_manifest(self.repository, tag, data, descriptor.media_type, deadline=deadline)
 
-        set_version_tag(read, write, descriptor.digest, f"{self.name}:{tag}")
+        set_version_tag(
+            read, write, descriptor.digest, f"{self.name}:{tag}", settle=settings.tag_settle(),
+            prepare=lambda: self.client.authorize_manifest_put(self.repository, tag),
+        )
 
     def list_tags(self, *, missing_ok: bool = True) -> list[str]:
         """The repository's tags (each checked against the tag grammar by the client).

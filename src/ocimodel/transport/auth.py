@@ -204,6 +204,18 @@ class RegistryAuth(httpx.Auth):
             if params.get("error") == "insufficient_scope":
                 raise self._denied(request, scopes, token)
 
+    def prepare(self, request: httpx.Request) -> bool:
+        """Get now the token ``request`` will need (fetched and cached, not sent), so a
+        request with a short deadline spends it on itself. False if the registry's way
+        of authenticating is not known yet (no challenge seen): there is nothing to get."""
+        if self._origin is not None and not _same_origin(request.url, self._origin):
+            return True
+        with self._lock:
+            known = self._basic or self._bearer is not None
+        if known:
+            self._authorize(request, required_scopes(request))
+        return known
+
     # -- helpers -------------------------------------------------------------------------
 
     def _authorize(self, request: httpx.Request, scopes: tuple[Scope, ...]) -> tuple[_Token | None, bool]:

@@ -143,6 +143,7 @@ class RegistryClient:
             transport=transport or guarded_transport(self._tls.context, limits), limits=limits, auth=self._auth, **common
         )
         self._looks_like_registry: bool | None = None  # unknown until a strange answer makes us ask
+        self._auth_asked = False  # whether /v2/ was asked for its challenge (authorize_manifest_put)
         self._v2_answer = ""
         # Upload sessions opened and not finished, by path: the current URL of each (its
         # _state query moves on with every step).
@@ -325,6 +326,20 @@ class RegistryClient:
     def ping(self) -> None:
         response = self._send("GET", self._url("/v2/"), what="ping")
         self._check(response, "ping", (200,))
+
+    def authorize_manifest_put(self, repository: str, reference: str) -> None:
+        """Get the token a manifest PUT will need before it is sent, within a small
+        request's deadline of its own: a PUT given a short deadline (a version tag's)
+        must not spend it on the token service. A registry not heard from yet is asked
+        for its challenge first (GET /v2/, as docker does)."""
+        request = self._http.build_request("PUT", self._url(f"/v2/{repository}/manifests/{reference}"))
+        with self.small_request().active():
+            if self._auth.prepare(request) or self._auth_asked:
+                return  # known, or the registry asks for nothing
+        self._send("GET", self._url("/v2/"), what="registry check (/v2/)", once=True).close()
+        self._auth_asked = True
+        with self.small_request().active():
+            self._auth.prepare(request)
 
     def get_manifest(self, repository: str, reference: str) -> FetchedManifest:
         """GET a manifest by tag or digest; its bytes are verified before they are returned."""
