@@ -9,7 +9,6 @@ tag): what a tag names is never cached, so a moved tag is seen at once."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
