@@ -631,3 +631,15 @@ def test_main_ignores_held_signals_until_exit_and_starts_clean(layout_versions: 
         assert signal.getsignal(signal.SIGINT) is before
     finally:
         unpack.INTERRUPTS.reset()
+
+
+def test_undoing_a_mode_never_follows_a_symlinked_parent(tmp_path: Path, victim: Path):
+    """A journal's mode is put back on the file in the destination, never through a
+    symlink that has come to stand where a directory was."""
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "link").symlink_to(victim)
+    (victim / "secret").chmod(0o600)
+    _plant(dest, {"destination": str(dest), "files": [], "modes": [["link/secret", 0o777]]})
+    recover_interrupted_pulls(dest)
+    assert (victim / "secret").stat().st_mode & 0o777 == 0o600

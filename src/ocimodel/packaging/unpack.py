@@ -710,7 +710,8 @@ class _Journal:
             return
         problems: list[str] = []
         for relpath, mode in self.modes:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, UnsafePath):
+                check_no_symlink_parents(self.destination, relpath)  # chmod follows a symlinked parent
                 path = self.destination / relpath
                 if stat.S_ISREG(os.lstat(path).st_mode):
                     os.chmod(path, mode)
