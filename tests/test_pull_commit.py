@@ -13,6 +13,8 @@ replaced (``files_replaced``), or with ``--keep-local`` refuses before downloadi
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
 import signal
@@ -24,7 +26,7 @@ from pathlib import Path
 import pytest
 
 import ocimodel
-from ocimodel.errors import DestinationExists, LocalFilesDiffer, PackagingError
+from ocimodel.errors import DestinationExists, LocalFilesDiffer, PackagingError, UnsafePath
 from ocimodel.packaging import unpack
 from ocimodel.packaging.unpack import STAGING_PREFIX, DirectoryWriter, recover_interrupted_pulls
 from tests.support.faultproxy import FaultProxy
@@ -302,6 +304,7 @@ def test_a_live_pull_is_never_taken_for_a_dead_one(tmp_path: Path):
     (dead / "tree").mkdir(parents=True)
     (dead / "tree" / "half-downloaded").write_bytes(b"x" * 100)
     (dead / unpack.LOCK_NAME).touch()
+    dead.chmod(0o700)  # as mkdtemp makes a staging directory: anything else is not trusted
     # Seen from a pull into another directory below (dest is then only an ancestor of its
     # destination), a dead pull that is not its own is not its business.
     assert recover_interrupted_pulls(dest, destination=dest / "other" / "model") == 0
@@ -407,3 +410,236 @@ def test_archive_members_replaced_are_reported_and_keep_local_refuses_them(regis
         ocimodel.pull(ref, out, keep_local=True)
     assert caught.value.files == ["tokenizer/tokenizer.json"]
     assert tree_digest(out) == before  # no staging directory left either
+
+
+# -- a journal the next pull finds may have been planted (review of issue 12) -----------------
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    """Files a planted journal aims at: outside the destination, or in it."""
+    root = tmp_path / "victim"
+    (root / "empty").mkdir(parents=True)
+    (root / "secret").write_bytes(b"the victim's secret\n")
+    (root / "other").write_bytes(b"the victim's other file\n")
+    return root
+
+
+def _plant(dest: Path, document: dict, *, old: bytes = b"attacker's bytes\n", name: str = "x") -> Path:
+    """A dead pull's staging directory as a pull makes it (mode 0700, a free lock, the
+    journal, one old copy), holding whatever journal an attacker wrote."""
+    staging = dest / f"{STAGING_PREFIX}{name}"
+    (staging / unpack.KEPT_DIR).mkdir(parents=True)
+    (staging / unpack.LOCK_NAME).touch()
+    (staging / unpack.KEPT_DIR / "0").write_bytes(old)
+    (staging / unpack.JOURNAL_NAME).write_text(json.dumps({"version": 1, "modes": [], "dirs": [], **document}))
+    staging.chmod(0o700)
+    return staging
+
+
+def _left_alone(dest: Path, staging: Path, victim: Path, before: dict, caplog) -> None:
+    """Recovery, directly and as a pull into ``dest`` starts it, changes nothing and says why."""
+    with caplog.at_level(logging.WARNING, logger="ocimodel.pull"):
+        assert recover_interrupted_pulls(dest) == 0
+        with DirectoryWriter(dest, []):
+            pass
+    assert tree_digest(victim) == before and (victim / "empty").is_dir()
+    assert (staging / unpack.JOURNAL_NAME).exists(), "a journal that is not trusted is left where it is"
+    assert f"left {staging} alone" in caplog.text
+
+
+def test_a_journal_naming_another_destination_is_not_acted_on(tmp_path: Path, victim: Path, caplog):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    before = tree_digest(victim)
+    staging = _plant(dest, {"destination": str(victim), "files": [["secret", True], ["other", False]], "dirs": [str(victim / "empty")]})
+    _left_alone(dest, staging, victim, before, caplog)
+    assert "another destination" in caplog.text
+
+
+def test_a_journal_naming_directories_outside_its_destination_is_not_acted_on(tmp_path: Path, victim: Path, caplog):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    before = tree_digest(victim)
+    for name, outside in [("abs", str(victim / "empty")), ("dots", f"{dest}/../victim/empty")]:
+        staging = _plant(dest, {"destination": str(dest), "files": [], "dirs": [outside]}, name=name)
+        _left_alone(dest, staging, victim, before, caplog)
+        shutil.rmtree(staging)
+
+
+@pytest.mark.parametrize("field", ["files", "modes"])
+def test_a_journal_naming_paths_with_dots_is_not_acted_on(tmp_path: Path, victim: Path, caplog, field: str):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    before = tree_digest(victim)
+    entries = {"files": [["../victim/secret", True], ["../victim/other", False]], "modes": [["../victim/secret", 0o777]]}
+    staging = _plant(dest, {"destination": str(dest), "files": [], field: entries[field]})
+    _left_alone(dest, staging, victim, before, caplog)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+@pytest.mark.parametrize("whose", ["staging", "journal"])
+def test_a_journal_of_another_user_is_not_acted_on(tmp_path: Path, caplog, whose: str):
+    """In a shared directory another user can make a staging directory (and its lock free
+    to take) naming this destination and its files: only this user's own is undone."""
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "model.bin").write_bytes(b"my model\n")
+    staging = _plant(dest, {"destination": str(dest), "files": [["model.bin", True]]})
+    os.chown(staging if whose == "staging" else staging / unpack.JOURNAL_NAME, 4321, 4321)
+    (dest / "empty").mkdir()  # what _left_alone looks for
+    _left_alone(dest, staging, dest, tree_digest(dest), caplog)
+    assert (dest / "model.bin").read_bytes() == b"my model\n"
+
+
+@pytest.mark.parametrize("how", ["mode 0755", "journal writable by others", "journal a symlink"])
+def test_a_staging_directory_a_pull_did_not_make_is_not_acted_on(tmp_path: Path, caplog, how: str):
+    """A pulled directory (mode 0755 from an earlier, unchecked pull, or a journal anyone
+    may rewrite) is not a staging directory of this user's: mkdtemp makes them 0700."""
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "model.bin").write_bytes(b"my model\n")
+    staging = _plant(dest, {"destination": str(dest), "files": [["model.bin", True]]})
+    journal = staging / unpack.JOURNAL_NAME
+    if how == "mode 0755":
+        staging.chmod(0o755)
+    elif how == "journal writable by others":
+        journal.chmod(0o666)
+    else:
+        journal.rename(tmp_path / "real.json")
+        journal.symlink_to(tmp_path / "real.json")
+    with caplog.at_level(logging.WARNING, logger="ocimodel.pull"):
+        assert recover_interrupted_pulls(dest) == 0
+    assert (dest / "model.bin").read_bytes() == b"my model\n"
+    assert os.path.lexists(journal) and f"left {staging} alone" in caplog.text
+
+
+def test_a_symlinked_destination_is_not_recovered_through(tmp_path: Path, caplog):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "model.bin").write_bytes(b"my model\n")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    staging = _plant(real, {"destination": str(link), "files": [["model.bin", True]]})
+    with caplog.at_level(logging.WARNING, logger="ocimodel.pull"):
+        assert recover_interrupted_pulls(link) == 0
+    assert (real / "model.bin").read_bytes() == b"my model\n"
+    assert (staging / unpack.JOURNAL_NAME).exists() and "symlink" in caplog.text
+
+
+def test_a_journal_of_its_own_is_still_undone(tmp_path: Path):
+    """The checks let a real dead pull's journals through: an old file comes back in an
+    existing destination; in a new one (staged in an ancestor) the file and the
+    directories the commit created go."""
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "model.bin").write_bytes(b"v2, half committed\n")
+    staging = _plant(dest, {"destination": str(dest), "files": [["model.bin", True]]}, old=b"v1\n")
+    assert recover_interrupted_pulls(dest) == 1
+    assert (dest / "model.bin").read_bytes() == b"v1\n" and not staging.exists()
+
+    new = tmp_path / "new" / "model"
+    new.mkdir(parents=True)
+    (new / "model.bin").write_bytes(b"v2, half committed\n")
+    dirs = [str(tmp_path / "new"), str(new)]
+    staging = _plant(tmp_path, {"destination": str(new), "files": [["model.bin", False]], "dirs": dirs})
+    assert recover_interrupted_pulls(tmp_path, destination=new) == 1
+    assert not (tmp_path / "new").exists() and not staging.exists()
+
+
+def test_a_model_cannot_plant_a_journal(registry, repo_name: str, tmp_path: Path, model_dir: Path):
+    """`sub/.ocimodel-pull-x/journal.json` as a model file would be a journal the next pull
+    into `sub` finds: the name is refused in any component, of a raw layer before anything
+    is downloaded, of an archive member before anything moves; nothing lands."""
+    from tests.test_archive import go_style_tar, push_artifact
+
+    journal = json.dumps({"version": 1, "destination": "/tmp/victim", "files": [["secret", True]], "dirs": [], "modes": []}).encode()
+    raw = "application/vnd.cncf.model.doc.v1.raw"
+    push_artifact(registry, repo_name, "raw", [
+        (raw, journal, {"org.cncf.model.filepath": f"sub/{STAGING_PREFIX}x/journal.json"}),
+        (raw, b"", {"org.cncf.model.filepath": f"sub/{STAGING_PREFIX}x/lock"}),
+    ])
+    packed = tmp_path / "packed"
+    (packed / "weights" / f"{STAGING_PREFIX}x").mkdir(parents=True)
+    (packed / "weights" / f"{STAGING_PREFIX}x" / "journal.json").write_bytes(journal)
+    push_artifact(registry, repo_name, "tar", [
+        ("application/vnd.cncf.model.weight.v1.tar", go_style_tar(packed, "weights"), {"org.cncf.model.filepath": "weights"}),
+    ])
+    for tag in ("raw", "tar"):
+        out = tmp_path / f"out-{tag}"
+        with pytest.raises(UnsafePath, match="reserved for pull staging"):
+            ocimodel.pull(f"{registry.host}/{repo_name}:{tag}", out)
+        assert not out.exists() or tree_digest(out) == {}
+        refused = ocimodel_cli("pull", f"{registry.host}/{repo_name}:{tag}", out)
+        assert refused.code == 1 and "reserved for pull staging" in refused.err, str(refused)
+
+
+# -- the hold of SIGINT/SIGTERM is the pull command's, not the process's ----------------------
+
+
+def test_two_cli_pulls_in_one_process_each_hold_interrupts(layout_versions: Versions, tmp_path: Path, monkeypatch):
+    """After one `ocimodel pull` run in-process (CliRunner, an embedding app), the next
+    one's commit is protected all the same: a Ctrl-C during it puts v1 back. And Ctrl-C
+    works again afterwards (the handler is Python's own, not ignored)."""
+    from typer.testing import CliRunner
+
+    from ocimodel.cli import app as cli_app
+
+    runner = CliRunner()
+    before = signal.getsignal(signal.SIGINT)
+    first = runner.invoke(cli_app.app, ["pull", layout_versions.refs["2"], str(tmp_path / "first")])
+    assert first.exit_code == 0, first.output
+    assert signal.getsignal(signal.SIGINT) is before
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+    dest = layout_versions.fresh_v1(tmp_path / "second")
+    real_move = unpack._move
+    moved = []
+
+    def move_then_interrupt(source: Path, target: Path) -> None:
+        real_move(source, target)
+        moved.append(target)
+        if len(moved) == 10:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C, midway through the commit
+
+    monkeypatch.setattr(unpack, "_move", move_then_interrupt)
+    second = runner.invoke(cli_app.app, ["pull", layout_versions.refs["2"], str(dest)])
+    assert second.exit_code == 130, second.output
+    assert "Pulled" not in second.output
+    assert tree_digest(dest) == layout_versions.trees["1"]
+    assert signal.getsignal(signal.SIGINT) is before
+    with pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
+
+
+def test_main_ignores_held_signals_until_exit_and_starts_clean(layout_versions: Versions, tmp_path: Path, monkeypatch, capsys):
+    """Under main() the process exits after the command: a pull's held signals are ignored
+    till then (no 130 after "Pulled"). main() run again in the same process puts the
+    handlers back first, so its command starts with Ctrl-C working."""
+    from ocimodel.cli import app as cli_app
+
+    before = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(sys, "argv", ["ocimodel", "pull", layout_versions.refs["1"], str(tmp_path / "out")])
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            cli_app.main()
+        assert exit_.value.code == 0, capsys.readouterr()
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        monkeypatch.setattr(sys, "argv", ["ocimodel", "--version"])
+        with pytest.raises(SystemExit):
+            cli_app.main()
+        assert signal.getsignal(signal.SIGINT) is before
+    finally:
+        unpack.INTERRUPTS.reset()
+
+
+def test_undoing_a_mode_never_follows_a_symlinked_parent(tmp_path: Path, victim: Path):
+    """A journal's mode is put back on the file in the destination, never through a
+    symlink that has come to stand where a directory was."""
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "link").symlink_to(victim)
+    (victim / "secret").chmod(0o600)
+    _plant(dest, {"destination": str(dest), "files": [], "modes": [["link/secret", 0o777]]})
+    recover_interrupted_pulls(dest)
+    assert (victim / "secret").stat().st_mode & 0o777 == 0o600

@@ -328,32 +328,33 @@ def pull(
 
     # Once the files are in place the pull has succeeded: an interrupt after that point must
     # not cut the report or turn the exit status into 130 (an interrupt before it puts the
-    # old files back and exits 130). The process ends right after the report.
+    # old files back and exits 130). The hold ends with this block: the handlers are put
+    # back, so a later pull in the same process (CliRunner, an embedding app) is protected
+    # again; under main() the process exits next, so held signals are ignored until then.
     from ocimodel.packaging.unpack import hold_interrupts_after_commit, shown_paths
 
-    interrupts = hold_interrupts_after_commit()
-    result = _run(
-        run,
-        verb="pull",
-        show_progress=not (quiet or as_json),
-    )
-    if result.files_replaced:
-        stderr.print(
-            f"warning: replaced {len(result.files_replaced)} local file(s) that differed: {shown_paths(result.files_replaced)}",
-            highlight=False, markup=False,
+    with hold_interrupts_after_commit(until_exit=_state.get("exits", False)) as interrupts:
+        result = _run(
+            run,
+            verb="pull",
+            show_progress=not (quiet or as_json),
         )
-    total = sum(f.size for f in result.files)
-    left_out = f"; {result.files_not_selected} not selected" if result.files_not_selected else ""
-    cached = f", {result.files_from_cache} linked from the blob cache" if result.files_from_cache else ""
-    _print_result(result, as_json, quiet, [
-        f"Pulled {result.reference} into {result.destination}",
-        f"Digest: {result.digest}",
-        f"Files: {len(result.files)} ({_size(total)}); downloaded {_size(result.bytes_downloaded)}, "
-        f"{result.files_unchanged} already up to date{cached}{left_out}",
-    ])
-    if interrupts.pending is not None:
-        stderr.print("note: the interrupt came after every file was in place; the pull is complete", highlight=False)
-    interrupts.ignore_until_exit()
+        if result.files_replaced:
+            stderr.print(
+                f"warning: replaced {len(result.files_replaced)} local file(s) that differed: {shown_paths(result.files_replaced)}",
+                highlight=False, markup=False,
+            )
+        total = sum(f.size for f in result.files)
+        left_out = f"; {result.files_not_selected} not selected" if result.files_not_selected else ""
+        cached = f", {result.files_from_cache} linked from the blob cache" if result.files_from_cache else ""
+        _print_result(result, as_json, quiet, [
+            f"Pulled {result.reference} into {result.destination}",
+            f"Digest: {result.digest}",
+            f"Files: {len(result.files)} ({_size(total)}); downloaded {_size(result.bytes_downloaded)}, "
+            f"{result.files_unchanged} already up to date{cached}{left_out}",
+        ])
+        if interrupts.pending is not None:
+            stderr.print("note: the interrupt came after every file was in place; the pull is complete", highlight=False)
 
 
 @app.command()
@@ -776,6 +777,12 @@ def main() -> None:
     """Entry point: our own exit codes and one-line errors, also for mistakes the option
     parser catches (an unknown option, a missing argument, a value out of range)."""
     _state.update(json=None, progress=None)  # set by the options' callbacks as they are parsed
+    from ocimodel.packaging.unpack import INTERRUPTS
+
+    # A pull run by an earlier main() in this process left SIGINT/SIGTERM ignored (it was
+    # about to exit): the handlers come back now. This process exits after the command.
+    INTERRUPTS.reset()
+    _state["exits"] = True
     try:
         code = cli_command()(standalone_mode=False)
     except TyperException as exc:
@@ -792,6 +799,8 @@ def main() -> None:
     except typer.Abort:  # Ctrl-C while the parser was still at work
         _report_error("Interrupted", "interrupted", None, 130, prefix="")
         sys.exit(130)
+    finally:
+        _state["exits"] = False  # a command run in-process after this one (CliRunner) does not exit
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -26,6 +26,7 @@ import fcntl
 import filecmp
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -61,6 +62,8 @@ from ocimodel.packaging.paths import (
     check_relative_path,
     check_unique_paths,
 )
+
+log = logging.getLogger("ocimodel.pull")
 
 # ORAS marks a tar+gzip directory layer with this annotation.
 ORAS_UNPACK = "io.deis.oras.content.unpack"
@@ -536,10 +539,17 @@ class InterruptHold:
         """For a process about to exit after a pull it reported as done: SIGINT and SIGTERM
         held so far are ignored from now on. (While the interpreter shuts down it puts the
         default action back in place of a handler set from Python, and a signal then would
-        kill the process, exit status 130 or 143, after its report said "Pulled".)"""
+        kill the process, exit status 130 or 143, after its report said "Pulled".) The
+        handlers the hold replaced are still known: :meth:`reset` puts them back."""
         if self._held:
             for signum in self._saved:
                 signal.signal(signum, signal.SIG_IGN)
+
+    def reset(self) -> None:
+        """No hold any more, nothing pending, ``keep_after_commit`` off: the handlers a hold
+        (or :meth:`ignore_until_exit`) replaced are put back, a held signal is dropped."""
+        self.keep_after_commit = False
+        self.release(deliver=False)
 
     def _record(self, signum: int, frame: object) -> None:
         if self.pending is None:
@@ -559,13 +569,30 @@ class InterruptHold:
 INTERRUPTS = InterruptHold()
 
 
-def hold_interrupts_after_commit() -> InterruptHold:
-    """For a command that exits once its pull is reported: from a pull's commit on, SIGINT
-    and SIGTERM stay held (recorded in ``pending``, never acted on), so a pull whose files
-    are all in place is reported as done, with exit status 0, never cut mid-report or turned
-    into an "interrupted". An interrupt before the commit point still stops the pull."""
+@contextlib.contextmanager
+def hold_interrupts_after_commit(*, until_exit: bool = False) -> Iterator[InterruptHold]:
+    """For a command that reports a pull: from the pull's commit on, SIGINT and SIGTERM stay
+    held (recorded in ``pending``, never acted on) until the block ends, so a pull whose
+    files are all in place is reported as done, with exit status 0, never cut mid-report or
+    turned into an "interrupted". An interrupt before the commit point still stops the pull.
+
+    The hold is the block's: on leaving it the handlers are put back as they were and a
+    held signal is dropped (it came after the pull was done), so a later pull in the same
+    process is protected again and Ctrl-C works again. With ``until_exit`` (the process
+    exits right after the block) the held signals are ignored instead, until
+    :meth:`InterruptHold.reset` (``main()`` calls it as it starts)."""
+    INTERRUPTS.reset()  # whatever an earlier command in this process left
     INTERRUPTS.keep_after_commit = True
-    return INTERRUPTS
+    try:
+        yield INTERRUPTS
+    except BaseException:
+        INTERRUPTS.reset()
+        raise
+    if until_exit:
+        INTERRUPTS.keep_after_commit = False
+        INTERRUPTS.ignore_until_exit()
+    else:
+        INTERRUPTS.reset()
 
 
 def _check_interrupt(held: bool) -> None:
@@ -648,6 +675,33 @@ class _Journal:
             raise PackagingError(f"the journal of an interrupted pull, {path}, names no absolute destination")
         return cls(staging, destination, files=files, dirs=dirs, modes=modes, begun=True)
 
+    def untrusted(self, scanned: Path, wanted: Path) -> str | None:
+        """Why a journal read back after a kill must not be acted on, or None. Its files
+        and modes name paths relative to its destination (checked at :meth:`load`); here:
+        the destination is the pull's own (the same directory, not a symlink), and every
+        directory to remove is that destination, below it, or one of its missing parents
+        below the directory the staging directory is in (``scanned``): what a commit into
+        ``wanted`` could have created, and nothing else."""
+        if not _same_place(self.destination, wanted):
+            return f"it names another destination, {self.destination}"
+        if _is_symlink(self.destination) or _is_symlink(wanted):
+            return f"the destination {wanted} is a symlink"
+        for directory in self.dirs:
+            path = Path(directory)
+            if not path.is_absolute() or ".." in path.parts or str(path) != os.path.normpath(path):
+                return f"it names a directory {directory[:120]!r} that is not a plain absolute path"
+            if path == self.destination:
+                continue
+            if path.is_relative_to(self.destination):
+                try:
+                    check_relative_path(path.relative_to(self.destination).as_posix())
+                except UnsafePath as exc:
+                    return str(exc)
+                continue
+            if not (self.destination.is_relative_to(path) and path.is_relative_to(scanned) and path != scanned):
+                return f"it names a directory outside the destination, {directory[:120]}"
+        return None
+
     def roll_back(self) -> None:
         """Every old file back in its place, every new file and created directory gone; a
         no-op before :meth:`begin` and after :meth:`finish`. Raises PackagingError naming
@@ -656,7 +710,8 @@ class _Journal:
             return
         problems: list[str] = []
         for relpath, mode in self.modes:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, UnsafePath):
+                check_no_symlink_parents(self.destination, relpath)  # chmod follows a symlinked parent
                 path = self.destination / relpath
                 if stat.S_ISREG(os.lstat(path).st_mode):
                     os.chmod(path, mode)
@@ -668,6 +723,8 @@ class _Journal:
                 kept = self.kept(index)
                 if had_old:
                     if os.path.lexists(kept):
+                        if not stat.S_ISREG(os.lstat(kept).st_mode):
+                            raise UnsafePath(f"the old copy {kept} is not a regular file")
                         os.replace(kept, final)
                 elif self._moved_in(index, relpath):
                     with contextlib.suppress(FileNotFoundError):
@@ -702,6 +759,14 @@ def recover_interrupted_pulls(directory: str | os.PathLike[str], *, destination:
     held belongs to a pull still running and is left alone, and so is one without a lock
     file (being created, or from an older ocimodel).
 
+    A journal is acted on only if it can be trusted (docs/pull-commit.md): its staging
+    directory was made by this user's pull (owned by the effective uid, no access for
+    group or others, as ``mkdtemp`` makes it; the journal owned by the uid, not writable
+    by others; neither a symlink), it names this pull's destination (the same directory,
+    not a symlink), and every path it names stays there (:meth:`_Journal.untrusted`).
+    Anything else may have been planted (by a model file, by another user in a shared
+    directory): it is left alone and logged as a warning, never acted on.
+
     With ``destination`` other than ``directory`` (an ancestor, where a pull into a
     directory that did not exist yet staged), only the pulls into ``destination`` are
     undone: the rest of that ancestor is not this pull's business. Returns how many
@@ -709,6 +774,7 @@ def recover_interrupted_pulls(directory: str | os.PathLike[str], *, destination:
     undone (the journal and the old files then stay for another try)."""
     here = Path(directory).absolute()
     wanted = Path(destination).absolute() if destination is not None else here
+    own = wanted == here  # the destination itself: every staging directory here is ours to judge
     try:
         entries = [e for e in os.scandir(here) if e.name.startswith(STAGING_PREFIX) and e.is_dir(follow_symlinks=False)]
     except OSError:
@@ -725,13 +791,22 @@ def recover_interrupted_pulls(directory: str | os.PathLike[str], *, destination:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 continue  # a live pull
-            try:
-                journal = _Journal.load(staging) if os.path.lexists(staging / JOURNAL_NAME) else None
-            except PackagingError:
-                if wanted != here:
-                    continue
-                raise
-            if wanted != here and (journal is None or journal.destination != wanted):
+            reason = _untrusted_staging(staging)
+            journal = None
+            if reason is None and os.path.lexists(staging / JOURNAL_NAME):
+                try:
+                    journal = _Journal.load(staging)
+                except PackagingError as exc:
+                    reason = exc.message
+                else:
+                    reason = journal.untrusted(here, wanted)
+            if not own and (journal is None or not _same_place(journal.destination, wanted)):
+                continue  # another pull's business (or nobody's): not even worth a warning
+            if reason is not None:
+                log.warning(
+                    "warning: left %s alone, not undoing the interrupted pull it describes: %s; "
+                    "if no pull of yours was killed there, remove it", staging, reason,
+                )
                 continue
             if journal is not None:
                 journal.roll_back()
@@ -740,6 +815,39 @@ def recover_interrupted_pulls(directory: str | os.PathLike[str], *, destination:
         finally:
             os.close(fd)
     return cleaned
+
+
+def _untrusted_staging(staging: Path) -> str | None:
+    """Why a staging directory (and its journal, if any) may not be this user's pull's."""
+    uid = os.geteuid()
+    try:
+        st = os.lstat(staging)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o077:
+            return f"the directory is not one this user's pull made (owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o})"
+        journal = staging / JOURNAL_NAME
+        if os.path.lexists(journal):
+            st = os.lstat(journal)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != uid or st.st_mode & 0o022:
+                return f"its journal is not one this user's pull wrote (owner uid {st.st_uid}, mode {st.st_mode:o})"
+    except OSError as exc:
+        return f"it cannot be checked ({exc.strerror})"
+    return None
+
+
+def _same_place(a: Path, b: Path) -> bool:
+    """Whether two paths are the same directory: the same device and inode when both
+    exist, else the same path once symlinks are resolved."""
+    try:
+        return os.path.samestat(os.stat(a), os.stat(b))
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _is_symlink(path: Path) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def shown_paths(paths: list[str]) -> str:
@@ -820,7 +928,9 @@ def _layer_limits(limits: ExtractLimits, planned: PlannedFile) -> ExtractLimits:
 
 
 def _check_not_staging_name(relpath: str) -> None:
-    if relpath.split("/", 1)[0].startswith(STAGING_PREFIX):
+    # Any component, not only the first: a model's `sub/.ocimodel-pull-x/journal.json`
+    # would be a journal the next pull into `sub` finds (and must never be able to plant).
+    if any(part.startswith(STAGING_PREFIX) for part in relpath.split("/")):
         raise UnsafePath(f"artifact file path {relpath[:120]!r} uses the name reserved for pull staging")
 
 
