@@ -777,11 +777,12 @@ def main() -> None:
     """Entry point: our own exit codes and one-line errors, also for mistakes the option
     parser catches (an unknown option, a missing argument, a value out of range)."""
     _state.update(json=None, progress=None)  # set by the options' callbacks as they are parsed
-    from ocimodel.packaging.unpack import INTERRUPTS
-
     # A pull run by an earlier main() in this process left SIGINT/SIGTERM ignored (it was
-    # about to exit): the handlers come back now. This process exits after the command.
-    INTERRUPTS.reset()
+    # about to exit): the handlers come back now. Only if a pull ever ran here: importing
+    # the unpacking code for --version or --help would cost start-up for nothing.
+    unpack = sys.modules.get("ocimodel.packaging.unpack")
+    if unpack is not None:
+        unpack.INTERRUPTS.reset()
     _state["exits"] = True
     try:
         code = cli_command()(standalone_mode=False)
