@@ -32,9 +32,9 @@ def test_versions_sort_by_number_and_release_candidates_first():
 
 
 def test_dates_are_versions_in_calendar_order():
-    dates = ["2023-12-31", "2024-02", "2024-02-10", "2024-10-01", "2025-01-01"]
+    dates = ["2023-12-31", "2024-02", "2024-02-10", "2024-10-01", "2024-11", "2025-01-01"]
     assert all(is_version_tag(d) for d in dates)
-    assert sorted(reversed(dates), key=version_key) == dates
+    assert sorted(random.Random(0).sample(dates, len(dates)), key=version_key) == dates
 
 
 @pytest.mark.parametrize(
