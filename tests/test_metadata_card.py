@@ -152,7 +152,8 @@ def test_inline_digest_is_split_off():
     "expression",
     ["MIT", "Apache-2.0", "GPL-2.0+", "MIT OR Apache-2.0", "(MIT OR Apache-2.0) AND BSD-3-Clause",
      "GPL-2.0-only WITH Classpath-exception-2.0", "LicenseRef-my.license", "DocumentRef-spdx:LicenseRef-x",
-     "((MIT))", "MIT AND (GPL-3.0-or-later WITH GCC-exception-3.1 OR Apache-2.0)"],
+     "((MIT))", "MIT AND (GPL-3.0-or-later WITH GCC-exception-3.1 OR Apache-2.0)",
+     "mit", "Apache-2.0 WITH LLVM-exception", "LicenseRef-foo OR DocumentRef-spdx:LicenseRef-x"],
 )
 def test_spdx_expressions_accepted(expression):
     assert check_spdx_expression(expression) == expression
@@ -161,11 +162,20 @@ def test_spdx_expressions_accepted(expression):
 @pytest.mark.parametrize(
     "expression",
     ["", " MIT", "MIT AND", "AND MIT", "MIT Apache-2.0", "(MIT", "MIT)", "()", "MIT WITH", "Apache 2.0",
-     "MIT/BSD", "MIT WITH (X)", "mit or bsd", "MIT OR OR BSD"],
+     "MIT/BSD", "MIT WITH (X)", "mit or bsd", "MIT OR OR BSD",
+     # Checked against the SPDX license list: unknown ids and exceptions, a malformed LicenseRef.
+     "Foo-1.0", "MIT OR Apache 2", "MIT WITH Foo-exception", "LicenseRef-a+", "DocumentRef-x:MIT"],
 )
 def test_spdx_expressions_refused(expression):
     with pytest.raises(ValueError, match="not an SPDX license expression"):
         check_spdx_expression(expression)
+
+
+def test_an_unknown_license_is_refused_with_the_way_to_name_it():
+    with pytest.raises(ValueError, match=r"\(unknown license; .* LicenseRef-<name>\): 'Foo-1.0'"):
+        check_spdx_expression("Foo-1.0")
+    with pytest.raises(ValueError, match=r"\(unknown license exception\): 'MIT WITH Foo-exception'"):
+        check_spdx_expression("MIT WITH Foo-exception")
 
 
 @pytest.mark.parametrize(

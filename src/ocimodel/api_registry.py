@@ -110,8 +110,9 @@ def versions(
     credentials: Credentials | tuple[str, str] | None = None,
     options: ConnectionOptions | None = None,
 ) -> VersionsResult:
-    """Every version of a repository, oldest first (semver-aware), with its digest,
-    creation time, size, metrics and the aliases that point at it."""
+    """Every version of a repository in version order (1.0-rc.9 < 1.0-rc.10 < 1.0 < 1.10,
+    versiontags.version_key), with its digest, creation time, size, metrics and the
+    aliases that point at it."""
     ref = _reference(repository)
     with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
         resolved = _resolve_tags(target, missing_ok=False)  # a typo must not look like an empty repository

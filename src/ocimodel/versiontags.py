@@ -13,6 +13,9 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from datetime import date
+
+from packaging.version import InvalidVersion, Version
 
 from ocimodel.errors import (
     TRANSIENT_STATUS,
@@ -23,16 +26,39 @@ from ocimodel.errors import (
     WriteOutcomeUnknown,
 )
 
-_VERSION_TAG = re.compile(r"^[vV]?[0-9]")
+# A date tag (2024-05-01, or a month: 2024-05). packaging.version reads 2024-05-01 as no
+# version and 2024-05 as the post-release 2024.post5, which would sort before 2024-04-30.
+_DATE_TAG = re.compile(r"^([0-9]{4})-([0-9]{2})(?:-([0-9]{2}))?$")
+_NO_VERSION = Version("0")
 # Attempts when the tag is found free again after our answered write (it was deleted) or
 # our check was too old to write on.
 MAX_TAG_ATTEMPTS = 5
 
 
 def is_version_tag(tag: str) -> bool:
-    """A tag that starts with a digit, or v and a digit: ``1``, ``1.2``, ``2024-05-01``,
-    ``v3.0.0-rc1``. Any other tag (latest, production, champion) is an alias."""
-    return bool(_VERSION_TAG.match(tag))
+    """A tag that names a version: one :class:`packaging.version.Version` reads (``1``,
+    ``1.2``, ``v3``, ``1.0rc1``, ``1.0-rc.1``, ``1.0.0-beta.2``, ``1.0+build``) or a date
+    (``2024-05-01``). Any other tag is an alias: ``latest``, ``production``, and also
+    ``7b-instruct`` or ``1.0-foo``, which start with a digit but are no version."""
+    return _parse(tag) is not None
+
+
+def _parse(tag: str) -> Version | None:
+    if tag != tag.strip():
+        return None  # packaging ignores surrounding blanks; a tag has none
+    if date_tag := _DATE_TAG.match(tag):
+        year, month, day = date_tag.groups()
+        try:
+            date(int(year), int(month), int(day or 1))
+        except ValueError:
+            pass  # no date (2024-13-45): a version only if packaging reads it
+        else:
+            # The number year.month[.day], so dates keep their calendar order.
+            return Version(f"{year}.{month}" + (f".{day}" if day else ""))
+    try:
+        return Version(tag)
+    except InvalidVersion:
+        return None
 
 
 def is_guarded(tag: str | None, force: bool) -> bool:
@@ -41,13 +67,11 @@ def is_guarded(tag: str | None, force: bool) -> bool:
 
 
 def version_key(tag: str) -> tuple:
-    """Semver-aware order: 1.2 < 1.10 < 2.0; 1.0-rc1 < 1.0; text parts compare as text."""
-    base, _, pre = tag.removeprefix("v").partition("-")
-    parts = [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.+_]", base)]
-    while len(parts) > 1 and parts[-1] == (0, 0, ""):
-        parts.pop()  # 1.0.0 == 1.0 == 1
-    # A release sorts after its pre-releases (1.0-rc1 < 1.0).
-    return (tuple(parts), (1, "") if not pre else (0, pre))
+    """The order of version tags, by :class:`packaging.version.Version`:
+    ``1.0-rc.9 < 1.0-rc.10 < 1.0 < 1.2 < 1.10``; ``1.0``, ``1.0.0`` and ``v1.0`` are equal
+    versions and then ordered by their text, so the order is total. Aliases sort last."""
+    version = _parse(tag)
+    return (0, version, tag) if version is not None else (1, _NO_VERSION, tag)
 
 
 def version_taken(where: str, holder: str, ours: str, *, raced: bool = False, stored: bool = True) -> VersionExists:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -59,70 +60,35 @@ __all__ = [
 # Value checks shared by the model and the flag parser
 
 
-_SPDX_TOKEN = re.compile(r"(?:DocumentRef-[A-Za-z0-9.+-]+:)?[A-Za-z0-9.+-]+")
-_SPDX_LEXER = re.compile(r"\s*(?:(\()|(\))|([^\s()]+))")
+# packaging.licenses (the PEP 639 subset of SPDX) has no DocumentRef-x:LicenseRef-y, which
+# SPDX allows for a license defined in another SPDX document: it is checked as LicenseRef-y.
+_SPDX_DOCUMENT_REF = re.compile(r"DocumentRef-[A-Za-z0-9.-]+:(?=LicenseRef-)")
+_SPDX_WORD = re.compile(r"[^\s()]+")
 _SPDX_OPERATORS = ("AND", "OR", "WITH")
 
 
 def check_spdx_expression(text: str) -> str:
-    """Return ``text`` if it looks like an SPDX license expression, else raise ValueError.
+    """Return ``text`` if it is an SPDX license expression, else raise ValueError.
 
-    The check is syntactic and offline: identifiers are ``[A-Za-z0-9.+-]+`` (optionally
-    ``DocumentRef-x:LicenseRef-y``), joined by upper-case ``AND`` / ``OR``, an identifier may
-    be followed by ``WITH <exception>``, and parentheses group. Whether ``Foo-1.0`` is on the
-    SPDX list is not checked (no network, and ``LicenseRef-*`` is legitimate)."""
-    tokens: list[str] = []
-    position = 0
-    stripped = text.strip()
-    if not stripped or stripped != text:
+    Checked offline by ``packaging.licenses``: identifiers and exceptions must be on the
+    SPDX license list it ships (any case: ``mit`` is MIT), or be ``LicenseRef-<name>`` /
+    ``DocumentRef-<doc>:LicenseRef-<name>``; ``AND`` / ``OR`` join, ``WITH`` adds an
+    exception, parentheses group. Stricter than the library where the value would read two
+    ways: operators must be upper case (``MIT and BSD`` may be a license name typed loosely)
+    and the text has no surrounding blanks. The text is kept as written, not normalised."""
+    if not text.strip() or text.strip() != text:
         raise ValueError(f"not an SPDX license expression: {text[:80]!r}")
-    while position < len(text):
-        match = _SPDX_LEXER.match(text, position)
-        if match is None:  # only trailing blanks are left
-            break
-        tokens.append(match.group(1) or match.group(2) or match.group(3))
-        position = match.end()
-
-    index = 0
-
-    def fail(why: str) -> ValueError:
-        return ValueError(f"not an SPDX license expression ({why}): {text[:80]!r}")
-
-    def identifier() -> None:
-        nonlocal index
-        if index >= len(tokens):
-            raise fail("expression ends too early")
-        token = tokens[index]
-        if token in _SPDX_OPERATORS or token in "()" or not _SPDX_TOKEN.fullmatch(token):
-            raise fail(f"unexpected {token!r}")
-        index += 1
-
-    def term() -> None:
-        nonlocal index
-        if index < len(tokens) and tokens[index] == "(":
-            index += 1
-            expression()
-            if index >= len(tokens) or tokens[index] != ")":
-                raise fail("unbalanced parentheses")
-            index += 1
-            return
-        identifier()
-        if index < len(tokens) and tokens[index] == "WITH":
-            index += 1
-            identifier()
-
-    def expression() -> None:
-        nonlocal index
-        term()
-        while index < len(tokens) and tokens[index] in ("AND", "OR"):
-            index += 1
-            term()
-
-    expression()
-    if index != len(tokens):
-        token = tokens[index]
-        why = "operators are upper-case AND, OR, WITH" if token.upper() in _SPDX_OPERATORS else f"unexpected {token!r}"
-        raise fail(why)
+    for word in _SPDX_WORD.findall(text):
+        if word.upper() in _SPDX_OPERATORS and word not in _SPDX_OPERATORS:
+            raise ValueError(f"not an SPDX license expression (operators are upper-case AND, OR, WITH): {text[:80]!r}")
+    try:
+        canonicalize_license_expression(_SPDX_DOCUMENT_REF.sub("", text))
+    except InvalidLicenseExpression as exc:
+        why = str(exc).split(":", 1)[0].lower()  # it quotes the text lower-cased; we quote it as given
+        if why == "unknown license":
+            why += "; one not on the SPDX list is written LicenseRef-<name>"
+        detail = "" if why == "invalid license expression" else f" ({why})"
+        raise ValueError(f"not an SPDX license expression{detail}: {text[:80]!r}") from None
     return text
 
 
@@ -229,8 +195,9 @@ License = Annotated[
         max_length=512,
         description=(
             "An SPDX license identifier or expression, e.g. `Apache-2.0`, `MIT OR Apache-2.0`, "
-            "`GPL-2.0-only WITH Classpath-exception-2.0`, `LicenseRef-my-license`. Operators are "
-            "upper-case AND, OR, WITH; parentheses group."
+            "`GPL-2.0-only WITH Classpath-exception-2.0`, `LicenseRef-my-license`. Ids and "
+            "exceptions are from the SPDX license list; any other license is `LicenseRef-<name>`. "
+            "Operators are upper-case AND, OR, WITH; parentheses group."
         ),
     ),
 ]
