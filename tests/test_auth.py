@@ -159,6 +159,7 @@ def _run_cli(args: list[str], username: str, password: str) -> subprocess.Comple
     )
 
 
+@pytest.mark.registry
 @pytest.mark.parametrize("scheme", ["basic", "token"])
 def test_cli_never_prints_the_password(
     scheme: str, request: pytest.FixtureRequest, repo_name: str, tmp_path: Path

@@ -621,6 +621,7 @@ def test_cli_login_stores_0600_then_pull_then_logout(
     assert proc.returncode == 1 and "authentication required" in proc.stderr
 
 
+@pytest.mark.registry
 @pytest.mark.parametrize("scheme", ["basic", "token"])
 def test_cli_login_with_a_wrong_password_stores_nothing(
     scheme: str, request: pytest.FixtureRequest, docker_config: Path

@@ -85,6 +85,7 @@ def test_quickstart_runs_top_to_bottom(tmp_path: Path) -> None:
     assert (tmp_path / "out-1.1").is_dir() and (tmp_path / "out").is_dir()
 
 
+@pytest.mark.registry
 def test_delete_on_a_registry_that_refuses_deletes_says_how_to_enable_them(tmp_path: Path) -> None:
     from tests.support.registry import LocalRegistry
 

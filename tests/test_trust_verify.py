@@ -48,7 +48,7 @@ SBOM = "https://cyclonedx.org/bom"
 SLSA = "https://slsa.dev/provenance/v1"
 
 
-@pytest.fixture(params=["registry", "layout"])
+@pytest.fixture(params=[pytest.param("registry", marks=pytest.mark.registry), "layout"])
 def repo(request, tmp_path: Path) -> str:
     """A repository to push models to: on the real registry, or an OCI layout."""
     if request.param == "layout":

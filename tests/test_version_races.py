@@ -173,7 +173,7 @@ def models(tmp_path: Path) -> list[Path]:
     return [_model(tmp_path / "a", "model a"), _model(tmp_path / "b", "model b")]
 
 
-@pytest.fixture(params=["registry", "layout"])
+@pytest.fixture(params=[pytest.param("registry", marks=pytest.mark.registry), "layout"])
 def repository(request: pytest.FixtureRequest, tmp_path: Path, repo_name: str) -> str:
     """Where the models race: a repository of the test registry, or an OCI layout."""
     if request.param == "layout":
@@ -310,7 +310,8 @@ def test_a_late_write_from_a_racer_makes_the_first_writer_lose(models: list[Path
 
 @pytest.mark.parametrize(
     ("store", "stale_read"),
-    [("layout", 1), ("registry", 1), ("registry", 2)],
+    [("layout", 1), pytest.param("registry", 1, marks=pytest.mark.registry),
+     pytest.param("registry", 2, marks=pytest.mark.registry)],
     ids=["layout-after-the-first-check", "registry-after-the-first-check", "registry-after-the-last-check"],
 )
 def test_a_version_taken_between_a_check_and_the_write_is_not_overwritten(
@@ -402,6 +403,7 @@ def test_a_version_tag_write_left_unanswered_fails_saying_the_outcome_is_unknown
     assert held(f"{registry.host}/{repo_name}:9.0") == _push(models[0], f"{registry.host}/{repo_name}:same")
 
 
+@pytest.mark.registry
 def test_a_slow_token_service_does_not_eat_the_tag_write_s_time(
     models: list[Path], repo_name: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
