@@ -91,6 +91,19 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
         _running.pop()
 
 
+# The `slow` marker is set by hand (tests that run the CLI or another program in a
+# subprocess, or wait out a deadline). A run that leaves slow tests out (`make test-fast`)
+# names the unmarked ones that took long, so the fast subset stays fast; it does not fail
+# them, as timings on a loaded machine vary.
+_SLOW_SECONDS = 1.0
+_unmarked_slow: list[tuple[float, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.duration > _SLOW_SECONDS and not {"registry", "slow"} & set(report.keywords):
+        _unmarked_slow.append((report.duration, f"{report.nodeid} ({report.when})"))
+
+
 @pytest.fixture(scope="session")
 def registry() -> Iterator[LocalRegistry]:
     """A started plain (no auth, HTTP) distribution registry shared by the session."""
@@ -177,6 +190,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if "slow" in (config.option.markexpr or "") and _unmarked_slow:
+        terminalreporter.write_sep("=", f"not marked slow, but took over {_SLOW_SECONDS:.0f} s", yellow=True)
+        for duration, what in sorted(_unmarked_slow, reverse=True):
+            terminalreporter.write_line(f"{duration:6.2f} s  {what}: mark it @pytest.mark.slow")
     skipped = _skipped_reports(config)
     if os.environ.get("CI") and skipped:
         terminalreporter.write_sep("=", "CI is set: skipped tests fail the run", red=True, bold=True)

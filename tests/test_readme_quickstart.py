@@ -44,6 +44,7 @@ def _python_block(section: str) -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_quickstart_runs_top_to_bottom(tmp_path: Path) -> None:
     if shutil.which("docker-registry") is None:
         pytest.fail("docker-registry is not installed (make test installs it)")

@@ -399,6 +399,7 @@ class _TokenRegistry(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_token_service_is_reached_with_the_same_ca(pki: Pki) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _TokenRegistry)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

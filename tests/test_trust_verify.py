@@ -468,6 +468,7 @@ def _file_signature_of(ref: str, key: Path) -> bytes:
     return sign_statement(files_statement_for_manifest(manifest, "model"), load_private_key(key))
 
 
+@pytest.mark.slow
 def test_export_is_not_decided_by_the_unsigned_created_annotation(model_dir, keys, tmp_path):
     """Issue 7 review: export took the bundle with the newest `created` annotation, which
     whoever can push chooses. Now only a bundle about these very files is a candidate, a

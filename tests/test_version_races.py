@@ -188,6 +188,7 @@ def _push(model: Path, reference: str) -> str:
     return DIGEST.search(run.out.split("Digest:", 1)[1]).group(0)
 
 
+@pytest.mark.slow
 def test_racing_pushes_of_a_version_have_exactly_one_winner(models: list[Path], repository: str, racers: Racers) -> None:
     # Both models are pushed once first (to an alias), so every round is the race itself:
     # no upload, just the check and the tag write, where the window is narrowest.
@@ -202,6 +203,7 @@ def test_racing_pushes_of_a_version_have_exactly_one_winner(models: list[Path], 
     assert [held(f"{repository}:1.{n}") for n in range(ROUNDS)] == winners
 
 
+@pytest.mark.slow
 def test_racing_tags_of_a_version_have_exactly_one_winner(models: list[Path], repository: str, racers: Racers) -> None:
     digests = [_push(models[0], f"{repository}:a"), _push(models[1], f"{repository}:b")]
     for n in range(FEW_ROUNDS):
@@ -221,6 +223,7 @@ def test_racing_copies_onto_a_version_have_exactly_one_winner(
         one_winner(runs, digests, reference, "Copied")
 
 
+@pytest.mark.slow
 def test_racing_imports_onto_a_version_have_exactly_one_winner(
     models: list[Path], repository: str, tmp_path: Path, racers: Racers
 ) -> None:
@@ -238,6 +241,7 @@ def test_racing_imports_onto_a_version_have_exactly_one_winner(
         one_winner(runs, digests, reference, "Imported")
 
 
+@pytest.mark.slow
 def test_racing_pushes_to_an_alias_both_succeed(models: list[Path], repository: str, racers: Racers) -> None:
     """Aliases move by design: both racers succeed and the alias holds one of the two."""
     runs = racers.race(*[["push", str(model), f"{repository}:latest", "--no-detect"] for model in models])
@@ -246,6 +250,7 @@ def test_racing_pushes_to_an_alias_both_succeed(models: list[Path], repository: 
     assert held(f"{repository}:latest") in digests
 
 
+@pytest.mark.slow
 def test_force_still_replaces_a_version(models: list[Path], repository: str) -> None:
     first = _push(models[0], f"{repository}:5.0")
     refused = cli("push", models[1], f"{repository}:5.0", "--no-detect")
@@ -314,6 +319,7 @@ def test_a_late_write_from_a_racer_makes_the_first_writer_lose(models: list[Path
      pytest.param("registry", 2, marks=pytest.mark.registry)],
     ids=["layout-after-the-first-check", "registry-after-the-first-check", "registry-after-the-last-check"],
 )
+@pytest.mark.slow
 def test_a_version_taken_between_a_check_and_the_write_is_not_overwritten(
     store: str, stale_read: int, models: list[Path], tmp_path: Path, repo_name: str,
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
