@@ -191,7 +191,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     if "slow" in (config.option.markexpr or "") and _unmarked_slow:
-        terminalreporter.write_sep("=", f"not marked slow, but took over {_SLOW_SECONDS:.0f} s", yellow=True)
+        title = f"not marked slow, but took over {_SLOW_SECONDS:.0f} s"
+        terminalreporter.write_sep("=", title, yellow=True)
         for duration, what in sorted(_unmarked_slow, reverse=True):
             terminalreporter.write_line(f"{duration:6.2f} s  {what}: mark it @pytest.mark.slow")
     skipped = _skipped_reports(config)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 from collections import deque
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -136,6 +137,13 @@ def _module_names(src: Path, package: str) -> dict[str, Path]:
 _LAZY_IMPORTERS = {"lazy_import", "import_module", "__import__"}
 
 
+def _name_of(node: ast.expr) -> str:
+    """``x`` of ``x`` or of ``a.x``, else ""."""
+    if isinstance(node, ast.Name):
+        return node.id
+    return node.attr if isinstance(node, ast.Attribute) else ""
+
+
 class _Visitor(ast.NodeVisitor):
     """Collects the imports of one module, and the names it reads off imported modules."""
 
@@ -182,8 +190,7 @@ class _Visitor(ast.NodeVisitor):
     visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_If(self, node: ast.If) -> None:
-        test = node.test
-        name = test.id if isinstance(test, ast.Name) else test.attr if isinstance(test, ast.Attribute) else ""
+        name = _name_of(node.test)
         if name != "TYPE_CHECKING":
             self.generic_visit(node)
             return
@@ -222,8 +229,7 @@ class _Visitor(ast.NodeVisitor):
             self._private(source, alias.name, node)
 
     def visit_Call(self, node: ast.Call) -> None:
-        func = node.func
-        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        name = _name_of(node.func)
         if (
             name in _LAZY_IMPORTERS
             and node.args
@@ -302,7 +308,9 @@ def cycles(graph: dict[str, set[str]]) -> list[tuple[str, ...]]:
     return sorted(found)
 
 
-def example_cycle(analysis: Analysis, component: tuple[str, ...], known: frozenset[str] = frozenset()) -> str:
+def example_cycle(
+    analysis: Analysis, component: tuple[str, ...], known: frozenset[str] = frozenset()
+) -> str:
     """One shortest cycle through the component, with where each import is: through its
     first module not in ``known`` (the modules of known cycles), to show what is new."""
     graph = analysis.graph()
@@ -320,7 +328,7 @@ def example_cycle(analysis: Analysis, component: tuple[str, ...], known: frozens
                 path.reverse()
                 path.append(start)
                 return "\n".join(
-                    f"      {a} -> {b}   [{analysis.where(a, b)}]" for a, b in zip(path, path[1:])
+                    f"      {a} -> {b}   [{analysis.where(a, b)}]" for a, b in pairwise(path)
                 )
             if w not in parent:
                 parent[w] = v
@@ -337,7 +345,7 @@ def _upper(module: str) -> bool:
     if module == PACKAGE:
         return True
     rest = module.removeprefix(PACKAGE + ".")
-    return any(rest == u or rest.startswith(u + "_") or rest.startswith(u + ".") for u in UPPER_LAYERS)
+    return any(rest == u or rest.startswith((u + "_", u + ".")) for u in UPPER_LAYERS)
 
 
 def layer_violations(analysis: Analysis) -> dict[tuple[str, str], str]:
@@ -381,7 +389,9 @@ def test_the_analyser_sees_every_kind_of_import(tmp_path: Path) -> None:
         "pkg/__init__.py": "",
         "pkg/a.py": "def f():\n    from pkg import b  # hidden in a function\n",
         "pkg/b.py": "from .c import _secret\n",
-        "pkg/c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.a import f\n",
+        "pkg/c.py": (
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.a import f\n"
+        ),
         "pkg/d.py": "import pkg.e as e\nx = e._hidden\n",
         "pkg/e.py": "from pkg.sub import leaf, name\n",
         "pkg/sub/__init__.py": "name = 1\n",
@@ -408,7 +418,8 @@ def test_the_analyser_sees_every_kind_of_import(tmp_path: Path) -> None:
 
 
 def test_the_ratchet_fails_both_ways() -> None:
-    with pytest.raises(pytest.fail.Exception, match=r"new cycles[\s\S]*no longer occur[\s\S]*'old'"):
+    expected = r"new cycles[\s\S]*no longer occur[\s\S]*'old'"
+    with pytest.raises(pytest.fail.Exception, match=expected):
         _ratchet("cycles", {("new",): "where"}, [("old",)], "break it")
     _ratchet("cycles", {("same",): "where"}, [("same",)], "break it")
 
