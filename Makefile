@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: deps venv test demo clean
+.PHONY: deps venv test test-fast demo clean
 
 ## deps: install docker-registry, skopeo (and python3-venv) with apt-get when missing
 deps:
@@ -53,6 +53,11 @@ $(VENV)/.installed: pyproject.toml | deps
 ## test: run the test suite (extra pytest arguments: make test PYTEST_ARGS="-k push")
 test: deps venv
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+## test-fast: only the tests that start no docker-registry and are not marked slow (seconds;
+##            `make test` runs them too). Markers: tests/conftest.py, pyproject.toml.
+test-fast: venv
+	$(VENV)/bin/python -m pytest -q -m "not registry and not slow" $(PYTEST_ARGS)
 
 ## demo: push, inspect, list and pull an example model in ./demo
 demo: deps venv

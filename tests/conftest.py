@@ -47,6 +47,63 @@ def _fresh_digest_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     monkeypatch.delenv("OCIMODEL_BLOB_CACHE", raising=False)  # pulls download unless a test asks
 
 
+# -- the registry marker: `pytest -m "not registry"` runs what needs no docker-registry -----
+# A test that uses the shared `registry` fixture, or any fixture named `*_registry` (the
+# auth, token and TLS registries of single modules), is marked `registry` here, from its
+# fixture closure; a test that starts a LocalRegistry in its own body carries the marker
+# itself. The guard below makes a missing marker an error, so the fast subset can never
+# start a registry by accident (and `make test`, which runs everything, reports it too).
+
+
+def _needs_registry(fixturenames: list[str]) -> bool:
+    return any(name == "registry" or name.endswith("_registry") for name in fixturenames)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _needs_registry(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.registry)
+
+
+_running: list[pytest.Item] = []  # the test whose setup, call or teardown runs now
+_start_registry = LocalRegistry.start
+
+
+def _guarded_start(self: LocalRegistry) -> LocalRegistry:
+    item = _running[-1] if _running else None
+    if item is not None and item.get_closest_marker("registry") is None:
+        raise RuntimeError(
+            f"{item.nodeid} starts docker-registry but is not marked: add "
+            "@pytest.mark.registry (or take a fixture named `registry`/`*_registry`)"
+        )
+    return _start_registry(self)
+
+
+LocalRegistry.start = _guarded_start  # type: ignore[method-assign]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    _running.append(item)
+    try:
+        yield
+    finally:
+        _running.pop()
+
+
+# The `slow` marker is set by hand (tests that run the CLI or another program in a
+# subprocess, or wait out a deadline). A run that leaves slow tests out (`make test-fast`)
+# names the unmarked ones that took long, so the fast subset stays fast; it does not fail
+# them, as timings on a loaded machine vary.
+_SLOW_SECONDS = 1.0
+_unmarked_slow: list[tuple[float, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.duration > _SLOW_SECONDS and not {"registry", "slow"} & set(report.keywords):
+        _unmarked_slow.append((report.duration, f"{report.nodeid} ({report.when})"))
+
+
 @pytest.fixture(scope="session")
 def registry() -> Iterator[LocalRegistry]:
     """A started plain (no auth, HTTP) distribution registry shared by the session."""
@@ -133,6 +190,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if "slow" in (config.option.markexpr or "") and _unmarked_slow:
+        title = f"not marked slow, but took over {_SLOW_SECONDS:.0f} s"
+        terminalreporter.write_sep("=", title, yellow=True)
+        for duration, what in sorted(_unmarked_slow, reverse=True):
+            terminalreporter.write_line(f"{duration:6.2f} s  {what}: mark it @pytest.mark.slow")
     skipped = _skipped_reports(config)
     if os.environ.get("CI") and skipped:
         terminalreporter.write_sep("=", "CI is set: skipped tests fail the run", red=True, bold=True)

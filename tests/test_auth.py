@@ -159,6 +159,7 @@ def _run_cli(args: list[str], username: str, password: str) -> subprocess.Comple
     )
 
 
+@pytest.mark.registry
 @pytest.mark.parametrize("scheme", ["basic", "token"])
 def test_cli_never_prints_the_password(
     scheme: str, request: pytest.FixtureRequest, repo_name: str, tmp_path: Path
@@ -587,6 +588,7 @@ def test_streamed_upload_refused_after_its_token_is_a_clean_error() -> None:
     assert puts == ["t1", "t2"]
 
 
+@pytest.mark.slow
 def test_token_expiring_between_requests_is_renewed_before_a_streamed_body() -> None:
     """The token (expires_in=1) runs out while the POST is answered: the PUT with the
     streamed body gets a fresh token before it is sent instead of a 401 it cannot answer."""

@@ -139,6 +139,7 @@ def closed_port() -> int:
 # -- help and version ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_help_of_app_and_every_command_teaches_by_example() -> None:
     argvs = [["--help"], ["-h"], *([command, "--help"] for command in COMMANDS)]
     with ThreadPoolExecutor(max_workers=len(argvs)) as pool:
@@ -258,6 +259,7 @@ def test_quiet_prints_only_the_digest(registry, repo_name, model_dir, tmp_path) 
         assert run.err == "", str(run)
 
 
+@pytest.mark.slow
 def test_human_output_shows_the_full_digest(model_dir, tmp_path) -> None:
     ref = f"oci:{tmp_path / 'store'}:h-1"
     push = ok("push", model_dir, ref, "--name", "tiny")
@@ -276,6 +278,7 @@ def test_human_output_shows_the_full_digest(model_dir, tmp_path) -> None:
 # -- push options land in the manifest and the config --------------------------------------
 
 
+@pytest.mark.slow
 def test_push_options_reach_annotations_and_config(model_dir, tmp_path) -> None:
     ref = f"oci:{tmp_path / 'store'}:full"
     (model_dir / "train.log").write_text("noise\n")
@@ -361,6 +364,7 @@ def test_push_options_reach_annotations_and_config(model_dir, tmp_path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_push_is_reproducible_without_created(model_dir, tmp_path) -> None:
     first = ok("push", model_dir, f"oci:{tmp_path / 'a'}:x", "-q").out
     second = ok("push", model_dir, f"oci:{tmp_path / 'b'}:x", "-q").out
@@ -386,6 +390,7 @@ def test_plain_http_flag_and_environment_are_accepted(registry, repo_name, model
 # -- usage errors: exit 2 -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_usage_errors_exit_2_with_one_error_line(model_dir, tmp_path) -> None:
     store = f"oci:{tmp_path / 'store'}:t"
     cases = [
@@ -409,6 +414,7 @@ def test_usage_errors_exit_2_with_one_error_line(model_dir, tmp_path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_unknown_option_is_a_usage_error(model_dir, tmp_path) -> None:
     """Errors found by the option parser itself follow the same contract as ours."""
     cases = [

@@ -57,6 +57,7 @@ def test_the_command_tree_is_walked() -> None:
 
 
 @pytest.mark.parametrize("columns", [60, 200])
+@pytest.mark.slow
 def test_help_examples_stay_whole_at_any_width(columns: int, monkeypatch, capsys) -> None:
     """Every example (an indented line of a command's docstring) is one line of --help,
     exactly as written: copied from a narrow terminal it still runs. And no word of the
@@ -108,6 +109,7 @@ def test_every_help_example_is_a_command_that_parses() -> None:
     assert checked >= 40
 
 
+@pytest.mark.slow
 def test_help_through_the_console_entry_point(monkeypatch) -> None:
     """The same layout in a real process: `attach`'s example names --artifact-type, the
     flag that used to be cut in two."""
@@ -145,6 +147,7 @@ def _progress_lines(run: Run, verb: str) -> list[re.Match]:
     return matches
 
 
+@pytest.mark.slow
 def test_plain_progress_when_stderr_is_not_a_terminal(big_model: Path, tmp_path: Path) -> None:
     """A CI log gets lines (not silence, not bars) for push, pull and copy, ending with a
     `done` line that has the whole size, however fast the transfer was."""
@@ -163,6 +166,7 @@ def test_plain_progress_when_stderr_is_not_a_terminal(big_model: Path, tmp_path:
         assert "\x1b[" not in run.err, "terminal escapes in a log"
 
 
+@pytest.mark.slow
 def test_progress_none_quiet_and_json(big_model: Path, tmp_path: Path) -> None:
     """--progress none, -q and --json print no progress; --progress given on the command
     line wins over -q and --json (stdout stays the digest / the JSON document);
@@ -186,6 +190,7 @@ def test_progress_none_quiet_and_json(big_model: Path, tmp_path: Path) -> None:
     assert _progress_lines(json_plain, "copy")[-1]["done"]
 
 
+@pytest.mark.slow
 def test_a_closed_stderr_does_not_fail_a_transfer(big_model: Path, tmp_path: Path) -> None:
     """`ocimodel push ... 2>&-` (stderr closed, as some service managers start a job):
     progress has nowhere to go and must not turn a good push into a failure."""
@@ -198,6 +203,7 @@ def test_a_closed_stderr_does_not_fail_a_transfer(big_model: Path, tmp_path: Pat
     assert proc.returncode == 0 and b"Pushed" in proc.stdout, proc.stdout
 
 
+@pytest.mark.slow
 def test_bad_progress_values_are_usage_errors(big_model: Path, tmp_path: Path) -> None:
     store = f"oci:{tmp_path / 'store'}"
     flag = ocimodel_cli("push", big_model, f"{store}:a", "--progress", "loud")
@@ -209,6 +215,7 @@ def test_bad_progress_values_are_usage_errors(big_model: Path, tmp_path: Path) -
     assert not (tmp_path / "store").exists()
 
 
+@pytest.mark.slow
 def test_bars_on_a_terminal(big_model: Path, tmp_path: Path) -> None:
     """auto still draws bars when stderr is a terminal (a pseudo-terminal here), not lines."""
     import pty

@@ -98,11 +98,13 @@ def paged_server():
     server.server_close()
 
 
+@pytest.mark.slow
 def test_tag_list_follows_relative_and_absolute_links(paged_server):
     with RegistryClient(paged_server) as client:
         assert client.list_tags("m") == ["a", "b", "c", "d", "e"]
 
 
+@pytest.mark.slow
 def test_tag_list_refuses_a_link_to_another_host(paged_server):
     with RegistryClient(paged_server) as client:
         with pytest.raises(RegistryError, match="another host"):
@@ -175,6 +177,7 @@ def _serve(host: str, label: str) -> ThreadingHTTPServer:
     return server
 
 
+@pytest.mark.slow
 def test_credentials_never_follow_an_upload_location_to_another_host():
     _Recorder.seen = []
     registry = _serve("127.0.0.1", "registry")

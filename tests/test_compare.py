@@ -317,6 +317,7 @@ def test_search_skips_what_is_not_a_model(registry, model_dir: Path, repo_name: 
 # -- search over a layout ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_search_in_a_layout(model_dir: Path, tmp_path: Path):
     store = tmp_path / "store"
     push(model_dir, f"oci:{store}:1", version="1", metrics={"accuracy": 0.8})

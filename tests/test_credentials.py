@@ -424,6 +424,7 @@ def test_failing_helper_names_itself_and_masks_the_secret(docker_config: Path, t
     _assert_clean(info.value)
 
 
+@pytest.mark.slow
 def test_slow_helper_times_out(docker_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     script = tmp_path / "bin" / "docker-credential-slow"
     script.write_text(SLOW_HELPER)
@@ -621,6 +622,7 @@ def test_cli_login_stores_0600_then_pull_then_logout(
     assert proc.returncode == 1 and "authentication required" in proc.stderr
 
 
+@pytest.mark.registry
 @pytest.mark.parametrize("scheme", ["basic", "token"])
 def test_cli_login_with_a_wrong_password_stores_nothing(
     scheme: str, request: pytest.FixtureRequest, docker_config: Path
@@ -702,6 +704,7 @@ def test_cli_password_option_warns(basic_registry: LocalRegistry, docker_config:
     (["-u", "x"], "no password"),  # stdin is not a terminal: no prompt
     (["-u", "a:b", "--password-stdin"], "without ':'"),
 ])
+@pytest.mark.slow
 def test_cli_login_usage_errors(args: list[str], message: str, docker_config: Path) -> None:
     proc = _cli("login", "reg.example", *args, stdin="pw\n")
     assert proc.returncode == 2, proc.stderr

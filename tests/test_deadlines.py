@@ -136,6 +136,7 @@ def _timed(action) -> tuple[BaseException, float]:
 
 
 @pytest.mark.parametrize("op", ["ls", "pull", "inspect"])
+@pytest.mark.slow
 def test_a_silent_registry_fails_within_the_request_timeout(op, patient, tmp_path: Path) -> None:
     with QuietServer() as server:
         ref = f"{server.host}/team/m"
@@ -152,6 +153,7 @@ def test_a_silent_registry_fails_within_the_request_timeout(op, patient, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_a_short_read_timeout_is_retried_inside_the_total(patient, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each try waits OCIMODEL_READ_TIMEOUT for a byte; the tries stop at the total, and the
     message names the setting that ended them."""
@@ -167,6 +169,7 @@ def test_a_short_read_timeout_is_retried_inside_the_total(patient, monkeypatch: 
 
 
 @pytest.mark.parametrize("trickle", ["head", "body"])
+@pytest.mark.slow
 def test_a_trickling_registry_hits_the_total(trickle, patient) -> None:
     """One byte every 0.1 s never trips a read timeout; the total still ends the request."""
     with QuietServer(head=REGISTRY_HEAD, body=TAGS_BODY, trickle=trickle, interval=0.1) as server:
@@ -175,6 +178,7 @@ def test_a_trickling_registry_hits_the_total(trickle, patient) -> None:
     assert error.message.startswith(f"{server.host} did not answer within 2 s"), error.message
 
 
+@pytest.mark.slow
 def test_a_silent_token_service_counts_against_the_request(patient) -> None:
     """The token fetch in the middle of a request is part of it: a token service that
     never answers costs the request's deadline, not 300 s."""
@@ -189,6 +193,7 @@ def test_a_silent_token_service_counts_against_the_request(patient) -> None:
     assert error.message.startswith(f"the token service at {tokens.host} did not answer within 2 s"), error.message
 
 
+@pytest.mark.slow
 def test_the_cli_says_it_is_waiting_and_gives_up(tmp_path: Path) -> None:
     """After 5 s without an answer one line says what is going on; at the deadline the
     command fails with the error and the setting to change."""
@@ -256,6 +261,7 @@ def test_a_blob_body_that_keeps_moving_has_no_total(registry, repo_name, monkeyp
     assert tree_digest(tmp_path / "out") == tree_digest(model)
 
 
+@pytest.mark.slow
 def test_a_bad_request_timeout_is_a_usage_error() -> None:
     env = dict(os.environ, OCIMODEL_REQUEST_TIMEOUT="soon")
     done = subprocess.run(
@@ -265,6 +271,7 @@ def test_a_bad_request_timeout_is_a_usage_error() -> None:
     assert "OCIMODEL_REQUEST_TIMEOUT='soon' is not valid" in done.stderr
 
 
+@pytest.mark.slow
 def test_parallel_waits_make_one_line() -> None:
     """Four transfers waiting on one stalled registry: one line, not four; an answer in
     time: none."""

@@ -282,6 +282,7 @@ def _start_together(argvs: list[list[str]], go: Path) -> list[subprocess.Popen]:
     return procs
 
 
+@pytest.mark.slow
 def test_concurrent_writers_keep_every_tag(tmp_path):
     """4 processes push 5 tags each into one layout at the same moment: index.json is
     read-modified-written under a lock, so all 20 tags survive."""
@@ -341,6 +342,7 @@ _SLOW_CREATOR = textwrap.dedent(
 
 
 @pytest.mark.parametrize("pause_at", ["oci-layout", "index.json"])
+@pytest.mark.slow
 def test_concurrent_first_pushes_to_a_new_layout(tmp_path, pause_at):
     """Two writers create the same new layout at once. The first is paused while it
     initialises the directory, just before writing ``oci-layout`` or the initial empty

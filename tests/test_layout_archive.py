@@ -225,6 +225,7 @@ def test_odd_layouts_are_not_archived(store, tmp_path: Path, spoil) -> None:
     assert list(out_dir.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_archive_streams_big_blobs_in_constant_memory(model_dir: Path, tmp_path: Path) -> None:
     big = model_dir / "big.bin"
     with open(big, "wb") as handle:

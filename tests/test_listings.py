@@ -147,6 +147,7 @@ def test_tags_from_a_hostile_list_never_reach_a_url(op: str, hostile: BadRegistr
     assert any(f"listed {len(INVALID)} invalid tag(s) of {REPO}" in w for w in warnings), warnings
 
 
+@pytest.mark.slow
 def test_cli_ls_warns_about_invalid_tags(hostile: BadRegistry) -> None:
     done = cli("ls", f"{hostile.host}/{REPO}")
     assert done.returncode == 0, done.stderr
@@ -191,6 +192,7 @@ def test_a_web_server_is_not_called_a_registry(op: str, web_server: str, model_d
     assert "host and port" in caught.value.hint
 
 
+@pytest.mark.slow
 def test_cli_names_a_web_server(web_server: str) -> None:
     done = cli("ls", f"{web_server}/team/model")
     assert done.returncode == 1

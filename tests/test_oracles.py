@@ -18,6 +18,7 @@ def test_python_oracle_is_importable(module: str) -> None:
     importlib.import_module(module)
 
 
+@pytest.mark.slow
 def test_model_signing_cli_runs() -> None:
     done = run_cli("verify", "key", "--help")
     assert done.returncode == 0, done.stdout + done.stderr

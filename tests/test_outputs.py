@@ -243,6 +243,7 @@ def test_export_never_replaces_a_special_destination(layout_ref: str, place: Pat
 
 
 @pytest.mark.parametrize("make", [_fifo, _dangling_link], ids=["fifo", "dangling-symlink"])
+@pytest.mark.slow
 def test_export_command_refuses_a_special_destination(layout_ref: str, place: Path, make) -> None:
     path = place / "model.tar"
     make(path)
@@ -254,6 +255,7 @@ def test_export_command_refuses_a_special_destination(layout_ref: str, place: Pa
 
 
 @root_only
+@pytest.mark.slow
 def test_export_over_a_device_leaves_the_device(layout_ref: str, place: Path) -> None:
     """The defect as found: as root, a device node became a regular file, exit 0."""
     device = place / "full"
@@ -263,6 +265,7 @@ def test_export_over_a_device_leaves_the_device(layout_ref: str, place: Path) ->
     assert stat.S_ISCHR(device.lstat().st_mode) and device.lstat().st_rdev == os.makedev(1, 7)
 
 
+@pytest.mark.slow
 def test_export_to_standard_output_writes_the_same_archive(layout_ref: str, place: Path, tmp_path: Path) -> None:
     ok("export", layout_ref, place / "model.tar")
     piped = cli_bytes("export", layout_ref, "-", cwd=tmp_path)
@@ -281,6 +284,7 @@ def test_export_to_standard_output_writes_the_same_archive(layout_ref: str, plac
     assert json.loads(both.out)["error"]["exit_code"] == 2
 
 
+@pytest.mark.slow
 def test_export_to_a_terminal_is_refused(layout_ref: str, tmp_path: Path) -> None:
     leader, follower = pty.openpty()
     shown = bytearray()
@@ -307,6 +311,7 @@ def test_export_to_a_terminal_is_refused(layout_ref: str, tmp_path: Path) -> Non
     assert b"oci-layout" not in shown
 
 
+@pytest.mark.slow
 def test_export_replaces_an_existing_file_only_with_force(layout_ref: str, place: Path, tmp_path: Path) -> None:
     path = place / "model.tar"
     path.write_bytes(b"an older export")
@@ -327,6 +332,7 @@ def signed_layout(layout_ref: str, tmp_path: Path) -> tuple[str, Path]:
     return layout_ref, keys / "k.pub"
 
 
+@pytest.mark.slow
 def test_signature_export_destinations(signed_layout, place: Path, tmp_path: Path) -> None:
     ref, public = signed_layout
     path = place / "model.sig"
@@ -369,6 +375,7 @@ def test_signature_export_from_the_registry_to_standard_output(registry, repo_na
     assert os.readlink(tmp_path / "link.sig") == "model.sig"
 
 
+@pytest.mark.slow
 def test_key_generate_replaces_keys_only_with_force_and_never_through_a_link(place: Path) -> None:
     prefix = place / "release"
     ok("key", "generate", "--output-key-prefix", prefix, "--no-password")
@@ -398,6 +405,7 @@ def test_a_key_pair_is_written_whole_or_not_at_all(place: Path) -> None:
         ocimodel.generate_key_pair(place / "k.key", "-")
 
 
+@pytest.mark.slow
 def test_help_says_when_a_file_is_replaced() -> None:
     for command in (["export"], ["signature", "export"], ["key", "generate"]):
         text = ok(*command, "--help").out

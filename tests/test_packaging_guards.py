@@ -338,6 +338,7 @@ ocimodel.copy(f"oci:{store}:b", f"oci:{copy_to}:b")
 
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+@pytest.mark.slow
 def test_layout_files_get_umask_modes(model_dir, tmp_path, umask, mode) -> None:
     store, copied = tmp_path / "store", tmp_path / "copied"
     subprocess.run(

@@ -159,6 +159,7 @@ ROUNDS = [("first move", d) for d in (0, 0.002, 0.01, 0.03, 0.1, 0.3, 1.0)] + [
 ]
 
 
+@pytest.mark.slow
 def test_sigint_during_commit_leaves_v1_or_v2_whole_and_says_which(layout_versions: Versions, tmp_path: Path):
     env = _cli_env(tmp_path)
     outcomes = []
@@ -172,6 +173,7 @@ def test_sigint_during_commit_leaves_v1_or_v2_whole_and_says_which(layout_versio
     assert {o for a, _, o in outcomes if a == "staging gone"} == {"v2"}, outcomes
 
 
+@pytest.mark.slow
 def test_sigterm_during_commit_leaves_v1_or_v2_whole(layout_versions: Versions, tmp_path: Path):
     env = _cli_env(tmp_path)
     outcomes = []
@@ -198,6 +200,7 @@ def _without_staging(tree: dict) -> dict:
     return {p: e for p, e in tree.items() if not p.startswith(STAGING_PREFIX)}
 
 
+@pytest.mark.slow
 def test_pull_killed_in_its_commit_is_undone_by_the_next_pull(layout_versions: Versions, tmp_path: Path):
     """SIGKILL cannot be held off: the commit's journal lets the next pull into the same
     directory put v1 back before it does anything. Seen from outside: after the kill,
@@ -226,6 +229,7 @@ def test_pull_killed_in_its_commit_is_undone_by_the_next_pull(layout_versions: V
     assert len(redone["files_replaced"]) == LAYOUT_FILES
 
 
+@pytest.mark.slow
 def test_pull_killed_into_a_new_directory_is_undone_by_the_next_pull(layout_versions: Versions, tmp_path: Path):
     """A pull into a directory that does not exist stages beside it and creates it in its
     commit; killed there, the next pull into that path finds the journal in the parent
@@ -250,6 +254,7 @@ def test_pull_killed_into_a_new_directory_is_undone_by_the_next_pull(layout_vers
 
 
 @pytest.mark.parametrize("fail_at", [0, 1, LAYOUT_FILES // 2, LAYOUT_FILES])
+@pytest.mark.slow
 def test_an_error_midway_through_the_commit_leaves_v1_whole(layout_versions: Versions, tmp_path: Path, monkeypatch, fail_at: int):
     """A write that fails after ``fail_at`` files moved (a full disk, a permission): the
     files already moved are put back and the error is raised."""
@@ -270,6 +275,7 @@ def test_an_error_midway_through_the_commit_leaves_v1_whole(layout_versions: Ver
     assert tree_digest(dest) == layout_versions.trees["1"]
 
 
+@pytest.mark.slow
 def test_an_error_after_every_file_moved_still_leaves_v1_whole(layout_versions: Versions, tmp_path: Path, monkeypatch):
     """The last step of the commit gives unchanged files the artifact's mode; if it fails,
     the moved files and the modes already changed go back too."""
@@ -577,6 +583,7 @@ def test_a_model_cannot_plant_a_journal(registry, repo_name: str, tmp_path: Path
 # -- the hold of SIGINT/SIGTERM is the pull command's, not the process's ----------------------
 
 
+@pytest.mark.slow
 def test_two_cli_pulls_in_one_process_each_hold_interrupts(layout_versions: Versions, tmp_path: Path, monkeypatch):
     """After one `ocimodel pull` run in-process (CliRunner, an embedding app), the next
     one's commit is protected all the same: a Ctrl-C during it puts v1 back. And Ctrl-C
@@ -612,6 +619,7 @@ def test_two_cli_pulls_in_one_process_each_hold_interrupts(layout_versions: Vers
         signal.raise_signal(signal.SIGINT)
 
 
+@pytest.mark.slow
 def test_main_ignores_held_signals_until_exit_and_starts_clean(layout_versions: Versions, tmp_path: Path, monkeypatch, capsys):
     """Under main() the process exits after the command: a pull's held signals are ignored
     till then (no 130 after "Pulled"). main() run again in the same process puts the

@@ -57,6 +57,7 @@ def test_no_follow_symlinks_keeps_links_inside_the_directory(tmp_path: Path) -> 
     assert files["alias.bin"] == files["weights.bin"]
 
 
+@pytest.mark.slow
 def test_cli_flag(tmp_path: Path) -> None:
     model, secret = _model_with_links(tmp_path)
     os.symlink(secret, model / "config.bin")

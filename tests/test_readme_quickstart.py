@@ -44,6 +44,7 @@ def _python_block(section: str) -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_quickstart_runs_top_to_bottom(tmp_path: Path) -> None:
     if shutil.which("docker-registry") is None:
         pytest.fail("docker-registry is not installed (make test installs it)")
@@ -85,6 +86,7 @@ def test_quickstart_runs_top_to_bottom(tmp_path: Path) -> None:
     assert (tmp_path / "out-1.1").is_dir() and (tmp_path / "out").is_dir()
 
 
+@pytest.mark.registry
 def test_delete_on_a_registry_that_refuses_deletes_says_how_to_enable_them(tmp_path: Path) -> None:
     from tests.support.registry import LocalRegistry
 

@@ -242,6 +242,7 @@ def test_misbehaving_modes(registry: LocalRegistry, repo_name: str) -> None:
         assert {seeded.sbom, *seeded.signatures} <= {d["digest"] for d in manifests}
 
 
+@pytest.mark.registry
 def test_auth_is_forwarded(tmp_path: Path, repo_name: str) -> None:
     htpasswd = write_htpasswd(tmp_path / "htpasswd", "alice", "s3cret")
     with LocalRegistry(htpasswd=htpasswd) as locked, ReferrersProxy(locked.host) as proxy:

@@ -58,6 +58,7 @@ def test_blob_path_rejects_bad_digest(registry: LocalRegistry) -> None:
         registry.blob_path("md5:abc")
 
 
+@pytest.mark.registry
 def test_htpasswd_registry(tmp_path: Path) -> None:
     htpasswd = write_htpasswd(tmp_path / "htpasswd", "alice", "s3cret")
     with LocalRegistry(htpasswd=htpasswd) as reg:

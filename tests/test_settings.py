@@ -74,6 +74,7 @@ def test_a_bad_flag_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     [("OCIMODEL_RETRIES", "five"), ("OCIMODEL_PLAIN_HTTP", "perhaps"), ("OCIMODEL_DEBUG", "loud"), ("OCIMODEL_NO_CACHE", "2"),
      ("OCIMODEL_TAG_SETTLE", "61")],
 )
+@pytest.mark.slow
 def test_cli_exits_2_naming_the_variable(tmp_path: Path, variable: str, value: str) -> None:
     """A command that reads the variable stops with a usage error before it does anything."""
     model = tmp_path / "m"

@@ -121,6 +121,7 @@ def test_manifest_that_cannot_be_described_without_download(model_dir: Path) -> 
 # --- interoperability with the real model_signing CLI ------------------------------------
 
 
+@pytest.mark.slow
 def test_model_signing_cli_accepts_our_bundle_and_rejects_a_tampered_file(model_dir: Path, keypair, tmp_path: Path) -> None:
     key, _, public = keypair
     statement = files_statement_for_manifest(package_directory(model_dir).manifest, "tiny-model")
@@ -137,6 +138,7 @@ def test_model_signing_cli_accepts_our_bundle_and_rejects_a_tampered_file(model_
     assert "Hash mismatch for 'a/b.bin'" in rejected.stdout + rejected.stderr
 
 
+@pytest.mark.slow
 def test_our_verifier_accepts_model_signing_cli_output(model_dir: Path, keypair, tmp_path: Path) -> None:
     key, private, _ = keypair
     signature = tmp_path / "theirs.sig"
@@ -276,6 +278,7 @@ def test_top_level_gitattributes_and_gitignore_may_stay_unsigned(model_dir: Path
     _refused(Reason.UNSIGNED_FILE, bare, files)
 
 
+@pytest.mark.slow
 def test_a_model_with_github_files_is_signed_with_them(model_dir: Path, keypair, tmp_path: Path) -> None:
     """What pull writes is signed: a .github/ file is a resource, and .github leaves the
     statement's ignore paths (a resource may not lie under one)."""

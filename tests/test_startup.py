@@ -10,6 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# every test starts a fresh interpreter to see what it imports
+pytestmark = pytest.mark.slow
+
 # The httpx command-line client and what it drags in; the CLI-only libraries.
 HTTPX_CLI = ("httpx._main", "pygments")
 CLI_ONLY = ("typer", "click", "rich")

@@ -188,6 +188,7 @@ def test_cli_insecure_works_and_warns(tls_registry: LocalRegistry, repo_name: st
     assert "warning: --insecure: TLS certificates are not verified" in result.stderr
 
 
+@pytest.mark.registry
 def test_insecure_accepts_even_a_bad_certificate(pki: Pki) -> None:
     with LocalRegistry(tls=pki.expired) as reg, RegistryClient(reg.host, tls=TlsOptions(insecure=True), **HTTPS) as client:
         client.ping()
@@ -218,6 +219,7 @@ def test_certs_d_directory_gives_the_ca(
 # -- bad server certificates ---------------------------------------------------------------
 
 
+@pytest.mark.registry
 def test_expired_certificate_is_a_clear_error(pki: Pki) -> None:
     with (
         LocalRegistry(tls=pki.expired, ca=pki.ca) as reg,
@@ -229,6 +231,7 @@ def test_expired_certificate_is_a_clear_error(pki: Pki) -> None:
     assert "validity period" in (info.value.hint or "")
 
 
+@pytest.mark.registry
 def test_certificate_for_another_name_is_a_clear_error(pki: Pki, tmp_path: Path) -> None:
     with LocalRegistry(tls=pki.wrong_name, ca=pki.ca) as reg:
         with RegistryClient(reg.host, tls=TlsOptions(ca_file=pki.ca), **HTTPS) as client, pytest.raises(TlsError) as info:
@@ -396,6 +399,7 @@ class _TokenRegistry(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_token_service_is_reached_with_the_same_ca(pki: Pki) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _TokenRegistry)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -7,8 +7,13 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 import ocimodel
 from tests.test_cli import json_of, ocimodel_cli, ok, usage_error_problems
+
+# every test runs the CLI in subprocesses, several times
+pytestmark = pytest.mark.slow
 
 NO_PASSWORD = {"OCIMODEL_KEY_PASSWORD": ""}
 TRUST_COMMANDS = ["sign", "attest", "verify", "signature export", "key generate"]

@@ -48,7 +48,7 @@ SBOM = "https://cyclonedx.org/bom"
 SLSA = "https://slsa.dev/provenance/v1"
 
 
-@pytest.fixture(params=["registry", "layout"])
+@pytest.fixture(params=[pytest.param("registry", marks=pytest.mark.registry), "layout"])
 def repo(request, tmp_path: Path) -> str:
     """A repository to push models to: on the real registry, or an OCI layout."""
     if request.param == "layout":
@@ -468,6 +468,7 @@ def _file_signature_of(ref: str, key: Path) -> bytes:
     return sign_statement(files_statement_for_manifest(manifest, "model"), load_private_key(key))
 
 
+@pytest.mark.slow
 def test_export_is_not_decided_by_the_unsigned_created_annotation(model_dir, keys, tmp_path):
     """Issue 7 review: export took the bundle with the newest `created` annotation, which
     whoever can push chooses. Now only a bundle about these very files is a candidate, a

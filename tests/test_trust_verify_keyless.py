@@ -59,7 +59,7 @@ def _sign(ref: str, signer, *, file_signature: bool = True) -> None:
         sign_model(target, root, target.fetch_manifest(root), signer, file_signature=file_signature)
 
 
-@pytest.fixture(params=["layout", "registry"])
+@pytest.fixture(params=["layout", pytest.param("registry", marks=pytest.mark.registry)])
 def ref(request, tmp_path: Path, model_dir: Path) -> str:
     if request.param == "layout":
         ref = f"oci:{tmp_path / 'store'}:1"

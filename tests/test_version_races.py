@@ -173,7 +173,7 @@ def models(tmp_path: Path) -> list[Path]:
     return [_model(tmp_path / "a", "model a"), _model(tmp_path / "b", "model b")]
 
 
-@pytest.fixture(params=["registry", "layout"])
+@pytest.fixture(params=[pytest.param("registry", marks=pytest.mark.registry), "layout"])
 def repository(request: pytest.FixtureRequest, tmp_path: Path, repo_name: str) -> str:
     """Where the models race: a repository of the test registry, or an OCI layout."""
     if request.param == "layout":
@@ -188,6 +188,7 @@ def _push(model: Path, reference: str) -> str:
     return DIGEST.search(run.out.split("Digest:", 1)[1]).group(0)
 
 
+@pytest.mark.slow
 def test_racing_pushes_of_a_version_have_exactly_one_winner(models: list[Path], repository: str, racers: Racers) -> None:
     # Both models are pushed once first (to an alias), so every round is the race itself:
     # no upload, just the check and the tag write, where the window is narrowest.
@@ -202,6 +203,7 @@ def test_racing_pushes_of_a_version_have_exactly_one_winner(models: list[Path], 
     assert [held(f"{repository}:1.{n}") for n in range(ROUNDS)] == winners
 
 
+@pytest.mark.slow
 def test_racing_tags_of_a_version_have_exactly_one_winner(models: list[Path], repository: str, racers: Racers) -> None:
     digests = [_push(models[0], f"{repository}:a"), _push(models[1], f"{repository}:b")]
     for n in range(FEW_ROUNDS):
@@ -221,6 +223,7 @@ def test_racing_copies_onto_a_version_have_exactly_one_winner(
         one_winner(runs, digests, reference, "Copied")
 
 
+@pytest.mark.slow
 def test_racing_imports_onto_a_version_have_exactly_one_winner(
     models: list[Path], repository: str, tmp_path: Path, racers: Racers
 ) -> None:
@@ -238,6 +241,7 @@ def test_racing_imports_onto_a_version_have_exactly_one_winner(
         one_winner(runs, digests, reference, "Imported")
 
 
+@pytest.mark.slow
 def test_racing_pushes_to_an_alias_both_succeed(models: list[Path], repository: str, racers: Racers) -> None:
     """Aliases move by design: both racers succeed and the alias holds one of the two."""
     runs = racers.race(*[["push", str(model), f"{repository}:latest", "--no-detect"] for model in models])
@@ -246,6 +250,7 @@ def test_racing_pushes_to_an_alias_both_succeed(models: list[Path], repository: 
     assert held(f"{repository}:latest") in digests
 
 
+@pytest.mark.slow
 def test_force_still_replaces_a_version(models: list[Path], repository: str) -> None:
     first = _push(models[0], f"{repository}:5.0")
     refused = cli("push", models[1], f"{repository}:5.0", "--no-detect")
@@ -310,9 +315,11 @@ def test_a_late_write_from_a_racer_makes_the_first_writer_lose(models: list[Path
 
 @pytest.mark.parametrize(
     ("store", "stale_read"),
-    [("layout", 1), ("registry", 1), ("registry", 2)],
+    [("layout", 1), pytest.param("registry", 1, marks=pytest.mark.registry),
+     pytest.param("registry", 2, marks=pytest.mark.registry)],
     ids=["layout-after-the-first-check", "registry-after-the-first-check", "registry-after-the-last-check"],
 )
+@pytest.mark.slow
 def test_a_version_taken_between_a_check_and_the_write_is_not_overwritten(
     store: str, stale_read: int, models: list[Path], tmp_path: Path, repo_name: str,
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
@@ -402,6 +409,7 @@ def test_a_version_tag_write_left_unanswered_fails_saying_the_outcome_is_unknown
     assert held(f"{registry.host}/{repo_name}:9.0") == _push(models[0], f"{registry.host}/{repo_name}:same")
 
 
+@pytest.mark.registry
 def test_a_slow_token_service_does_not_eat_the_tag_write_s_time(
     models: list[Path], repo_name: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
