@@ -71,7 +71,7 @@ from ocimodel.oci.targuard import (
     safe_tarinfo,
 )
 from ocimodel.outputs import open_output
-from ocimodel.targets.layout import FILE_MODE
+from ocimodel.targets.layout import file_mode
 
 ArchiveCompression = Literal["none", "gzip"]
 
@@ -154,7 +154,7 @@ def write_layout_archive(
     if compression not in ("none", "gzip"):
         raise UsageError(f"unknown archive compression {compression!r}: expected 'none' or 'gzip'")
     content = _scan_layout(layout)
-    with open_output(out, replace=replace, mode=FILE_MODE, terminal_ok=False, example="model.tar") as stream:
+    with open_output(out, replace=replace, mode=file_mode(), terminal_ok=False, example="model.tar") as stream:
         _write_tar(stream, content, compression)  # type: ignore[arg-type]  # write/tell/flush is all tarfile uses
     shown = os.fspath(out)
     return ArchiveInfo(path=Path(shown), size=stream.written, blob_count=content.blob_count)
@@ -271,7 +271,7 @@ def _scan_blobs(blobs_dir: Path) -> dict[str, list[_Blob]]:
             )
         _require_dir(blobs_dir / algorithm, mode)
         blobs = []
-        for name, file_mode in sorted(_listdir(blobs_dir / algorithm, "blobs directory").items()):
+        for name, entry_mode in sorted(_listdir(blobs_dir / algorithm, "blobs directory").items()):
             path = blobs_dir / algorithm / name
             try:
                 validate_digest(f"{algorithm}:{name}")
@@ -280,8 +280,8 @@ def _scan_blobs(blobs_dir: Path) -> dict[str, list[_Blob]]:
                     f"{path} is not named by a digest",
                     hint="a leftover temporary file? export from a layout built for the purpose",
                 ) from None
-            if not stat.S_ISREG(file_mode):
-                raise StoreError(f"{path} is not a regular file ({_kind(file_mode)})")
+            if not stat.S_ISREG(entry_mode):
+                raise StoreError(f"{path} is not a regular file ({_kind(entry_mode)})")
             blobs.append(_Blob(algorithm, name, path))
         if blobs:
             found[algorithm] = blobs
@@ -608,7 +608,7 @@ def _extract_blob(
     source = tar.extractfile(member)
     assert source is not None
     with os.fdopen(fd, "wb") as handle:
-        os.fchmod(handle.fileno(), FILE_MODE)
+        os.fchmod(handle.fileno(), file_mode())
         while data := source.read(COPY_CHUNK):
             hasher.update(data)
             handle.write(data)
@@ -642,7 +642,7 @@ def _finish(job: _Extraction) -> None:
 def _write_document(job: _Extraction, name: str, data: bytes) -> None:
     path = job.dest / name
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, file_mode())
     except OSError as exc:
         raise StoreError(f"cannot write {path}: {exc.strerror}") from None
     job.created.files.append(path)

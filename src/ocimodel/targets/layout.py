@@ -9,6 +9,7 @@ Every write is atomic: blobs land in a temporary file and are renamed into place
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -27,11 +28,25 @@ from ocimodel.versiontags import version_taken
 
 CHUNK_SIZE = 1024 * 1024
 MAX_INDEX_BYTES = 64 * 1024 * 1024
-# mkstemp creates 0600 files; a layout is shared (other users, skopeo), so its files get
-# the mode a plain open() would give them. Read once: os.umask can only be read by setting it.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-FILE_MODE = 0o666 & ~_UMASK
+
+
+@functools.cache
+def file_mode() -> int:
+    """The mode a plain open() would give a new file (0o666 less the umask). mkstemp creates
+    0600 files; a layout is shared (other users, skopeo), so its files get this mode instead.
+    Read on first use, never at import: importing a library must not touch the process umask.
+    Linux shows the umask in /proc; elsewhere it can only be read by setting it and setting
+    it back, which is done once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 class OciLayout:
@@ -140,7 +155,7 @@ class OciLayout:
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
         try:
-            os.fchmod(fd, FILE_MODE)
+            os.fchmod(fd, file_mode())
             with os.fdopen(fd, "wb") as handle:
                 for chunk in chunks:
                     handle.write(chunk)
@@ -361,7 +376,7 @@ def _read_chunks(handle) -> Iterator[bytes]:
 def _write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
-        os.fchmod(fd, FILE_MODE)
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
