@@ -44,6 +44,7 @@ from typing import Any, BinaryIO, Literal
 
 from pydantic import ValidationError
 
+from ocimodel.chunks import CHUNK_SIZE
 from ocimodel.errors import (
     DestinationExists,
     DigestMismatch,
@@ -55,7 +56,6 @@ from ocimodel.errors import (
 from ocimodel.oci.digest import VerifyingHasher, validate_digest
 from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, loads_strict
 from ocimodel.oci.targuard import (
-    COPY_CHUNK,
     STREAM_BUFFER,
     ArchiveTooLarge,
     CountingReader,
@@ -173,7 +173,7 @@ def _write_tar(handle: BinaryIO, content: _LayoutContent, compression: ArchiveCo
 
 
 def _write_members(handle: BinaryIO, content: _LayoutContent) -> None:
-    with tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_CHUNK) as tar:
+    with tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK_SIZE) as tar:
         _add_bytes(tar, LAYOUT_FILE, content.oci_layout)
         _add_bytes(tar, INDEX_FILE, content.index)
         tar.addfile(_tar_info(BLOBS_DIR + "/", tarfile.DIRTYPE))
@@ -609,7 +609,7 @@ def _extract_blob(
     assert source is not None
     with os.fdopen(fd, "wb") as handle:
         os.fchmod(handle.fileno(), file_mode())
-        while data := source.read(COPY_CHUNK):
+        while data := source.read(CHUNK_SIZE):
             hasher.update(data)
             handle.write(data)
             job.state.written += len(data)

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ocimodel.chunks import read_chunks
 from ocimodel.errors import IntegrityError, InvalidManifest, NotFound, SizeMismatch, StoreError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, hex_of, validate_digest, verify_bytes
@@ -26,7 +27,6 @@ from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, loads_strict, me
 from ocimodel.targets import referrers as rf
 from ocimodel.versiontags import version_taken
 
-CHUNK_SIZE = 1024 * 1024
 MAX_INDEX_BYTES = 64 * 1024 * 1024
 
 
@@ -124,7 +124,7 @@ class OciLayout:
         except FileNotFoundError:
             raise NotFound(f"blob {descriptor.digest} not found in {self.name}") from None
         with handle:
-            yield _read_chunks(handle)
+            yield read_chunks(handle)
 
     def push_blob(self, descriptor: Descriptor, chunks: Iterable[bytes]) -> None:
         self._store(chunks, lambda: descriptor.digest)
@@ -366,11 +366,6 @@ def _descriptor(entry: dict[str, Any]) -> Descriptor:
 def _index_bytes(entries: list[dict[str, Any]]) -> bytes:
     document = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}
     return json.dumps(document, separators=(",", ":")).encode()
-
-
-def _read_chunks(handle) -> Iterator[bytes]:
-    while chunk := handle.read(CHUNK_SIZE):
-        yield chunk
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
