@@ -38,9 +38,9 @@ def file_mode() -> int:
     Linux shows the umask in /proc; elsewhere it can only be read by setting it and setting
     it back, which is done once."""
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
+        with open("/proc/self/status", "rb") as status:  # bytes: no codec to load
             for line in status:
-                if line.startswith("Umask:"):
+                if line.startswith(b"Umask:"):
                     return 0o666 & ~int(line.split()[1], 8)
     except (OSError, ValueError):
         pass
