@@ -153,23 +153,14 @@ class OciLayout:
         ``name()`` gives once everything is written; nothing is left on failure."""
         directory = self.path / "blobs" / "sha256"
         directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-        try:
-            os.fchmod(fd, file_mode())
-            with os.fdopen(fd, "wb") as handle:
-                for chunk in chunks:
-                    handle.write(chunk)
-            digest = name()
-            path = self.blob_path(digest)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, path)
-            return digest
-        except OSError as exc:
-            _unlink_quietly(tmp)
-            raise StoreError(f"cannot write a blob in {self.path}: {exc.strerror}") from None
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
+        named: list[str] = []
+
+        def final() -> Path:
+            named.append(name())
+            return self.blob_path(named[0])
+
+        _write_then_rename(directory, chunks, final, f"a blob in {self.path}")
+        return named[0]
 
     # -- manifests ------------------------------------------------------------------------
 
@@ -369,15 +360,25 @@ def _index_bytes(entries: list[dict[str, Any]]) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    _write_then_rename(path.parent, (data,), lambda: path, str(path))
+
+
+def _write_then_rename(directory: Path, chunks: Iterable[bytes], final: Callable[[], Path], what: str) -> None:
+    """Write ``chunks`` to a temporary file in ``directory``, then rename it to ``final()``,
+    asked once everything is written (a blob is named by its digest); nothing is left on
+    failure. A file system error is a StoreError saying it could not write ``what``."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
         os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for chunk in chunks:
+                handle.write(chunk)
+        path = final()
+        path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, path)
     except OSError as exc:
         _unlink_quietly(tmp)
-        raise StoreError(f"cannot write {path}: {exc.strerror}") from None
+        raise StoreError(f"cannot write {what}: {exc.strerror}") from None
     except BaseException:
         _unlink_quietly(tmp)
         raise
