@@ -124,14 +124,14 @@ def test_a_file_that_grows_during_the_upload_is_a_clean_error(registry, repo_nam
     (model / "w.bin").write_bytes(b"x" * 3_000_000)
     from ocimodel.targets import copy as engine
 
-    real = engine._read_chunks
+    real = engine.read_chunks
 
     def growing(handle):
         for chunk in real(handle):
             yield chunk
         yield b"appended while pushing"
 
-    monkeypatch.setattr(engine, "_read_chunks", growing)
+    monkeypatch.setattr(engine, "read_chunks", growing)
     with pytest.raises(ocimodel.errors.SizeMismatch):
         ocimodel.push(model, f"{registry.host}/{repo_name}:1")
     assert ocimodel.list_tags(f"{registry.host}/{repo_name}", missing_ok=True) == []

@@ -383,3 +383,28 @@ def test_concurrent_first_pushes_to_a_new_layout(tmp_path, pause_at):
     assert sorted(ocimodel.list_tags(f"oci:{store}")) == ["first", "second"]
     assert _entries_for(store, "second")[0]["digest"] == outcome["digest"]
     assert _entries_for(store, "first")[0]["digest"] == stdout.strip()
+
+
+def test_layout_files_follow_the_umask_which_import_leaves_alone(tmp_path):
+    # Layout files get the mode a plain open() would give (shared with other users and
+    # tools), read from the umask when first written: importing ocimodel must not set it.
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "w.bin").write_bytes(b"w" * 100)
+    code = textwrap.dedent(
+        """
+        import os
+        os.umask(0o027)
+        calls = []
+        real_umask = os.umask
+        os.umask = lambda mask: calls.append(mask) or real_umask(mask)
+        import ocimodel, ocimodel.api, ocimodel.targets.layout, ocimodel.targets.archive, ocimodel.cli.app
+        assert calls == [], calls
+        ocimodel.push("model", "oci:store:m:1")
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=60)
+    store = tmp_path / "store"
+    written = [store / "index.json", *(p for p in (store / "blobs").rglob("*") if p.is_file())]
+    assert len(written) >= 4
+    for path in written:
+        assert path.stat().st_mode & 0o777 == 0o640, path

@@ -98,6 +98,8 @@ def test_yml_and_json_card_files(tmp_path):
         ("ocimodel.yaml", "name: a\nname: b\n", "duplicate key 'name'"),
         ("ocimodel.yaml", "metrics:\n  acc: 1\n  acc: 2\n", "duplicate key 'acc'"),
         ("ocimodel.yaml", "a: &x [1]\ntags: *x\n", "aliases"),
+        # `1` and `"1"` would both become the JSON key "1" in the annotation.
+        ("ocimodel.yaml", "metrics:\n  1: 0.5\n  '1': 0.6\n", "a key must be a string, not int"),
         ("ocimodel.yaml", "name: [unclosed\n", "not valid YAML"),
         ("ocimodel.yaml", "- a\n- b\n", "the card must be a mapping"),
         ("ocimodel.yaml", "metrics:\n  acc: abc\n", "metadata: metrics.acc: not a number: 'abc'"),

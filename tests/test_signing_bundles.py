@@ -12,10 +12,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ocimodel.errors import InvalidDigest, UsageError
+from ocimodel.oci.mediatypes import BUNDLE_MEDIA_TYPE, BUNDLE_MEDIA_TYPE_ALT, IN_TOTO_PAYLOAD_TYPE
 from ocimodel.signing import dsse
 from ocimodel.signing.bundle import (
-    BUNDLE_MEDIA_TYPE,
-    BUNDLE_MEDIA_TYPE_ALT,
     MAX_BUNDLE_BYTES,
     MAX_SIGNATURES,
     sign_statement,
@@ -49,7 +48,7 @@ def attacker() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _sig(private_key, payload: bytes, payload_type: str = dsse.IN_TOTO_PAYLOAD_TYPE) -> str:
+def _sig(private_key, payload: bytes, payload_type: str = IN_TOTO_PAYLOAD_TYPE) -> str:
     return dsse.b64encode(private_key.sign(dsse.pae(payload_type, payload), ec.ECDSA(hashes.SHA256())))
 
 
@@ -58,7 +57,7 @@ def craft(
     signers=(),
     *,
     sigs: list[str] | None = None,
-    payload_type: str = dsse.IN_TOTO_PAYLOAD_TYPE,
+    payload_type: str = IN_TOTO_PAYLOAD_TYPE,
     material: dict | None = None,
     media_type: str | None = BUNDLE_MEDIA_TYPE,
     encoded_payload: str | None = None,
@@ -113,7 +112,7 @@ def test_pae_matches_the_dsse_spec_and_model_signing(key, tmp_path: Path) -> Non
     private = tmp_path / "signing.pem"
     private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     envelope = sign_with_key(model, private, tmp_path / "model.sig")["dsseEnvelope"]
-    assert envelope["payloadType"] == dsse.IN_TOTO_PAYLOAD_TYPE
+    assert envelope["payloadType"] == IN_TOTO_PAYLOAD_TYPE
     signed = dsse.pae(envelope["payloadType"], base64.b64decode(envelope["payload"]))
     key.public_key().verify(base64.b64decode(envelope["signatures"][0]["sig"]), signed, ec.ECDSA(hashes.SHA256()))
 

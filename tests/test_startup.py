@@ -62,6 +62,14 @@ def test_httpx_command_line_module_is_still_importable_after() -> None:
     assert "httpx._main" in loaded
 
 
+def test_httpx_command_line_still_runs_after() -> None:
+    # Importing ocimodel must leave httpx as it would be without it, its command included.
+    code = "import ocimodel.api, httpx, sys\nsys.argv = ['httpx', '--help']\nhttpx.main()"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "--method" in result.stdout
+
+
 def test_version_loads_neither_api_nor_transport(tmp_path: Path) -> None:
     loaded = _cli_loaded(["--version"], cwd=tmp_path)
     assert _any_of(loaded, ("ocimodel.api", "httpx", "pydantic")) == []

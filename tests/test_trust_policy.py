@@ -90,6 +90,8 @@ def test_the_same_policy_as_json_validates_against_the_schema(policy_dir: Path):
         ("version: 2\nsigners: {a: {key: k.pub}}\n", "version"),
         ("signers: {a: {key: k.pub}}\nsigners: {b: {key: k.pub}}\n", "duplicate key 'signers'"),
         ("base: &b {key: k.pub}\nsigners: {a: *b}\n", "aliases"),
+        # YAML 1.2 core schema, as for model cards: `yes` is a string, which `files` refuses.
+        ("signers: {a: {key: k.pub}}\nsignature: {files: yes}\n", "signature.files"),
         ("- just a list\n", "expected a mapping"),
         ("signers: [\n", "not valid YAML"),
     ],

@@ -18,7 +18,7 @@ from ocimodel.errors import TransportError, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, parse_manifest
 from ocimodel.oci.reference import parse_reference
-from ocimodel.signing.bundle import BUNDLE_MEDIA_TYPE, sign_statement, sign_statement_with_key
+from ocimodel.signing.bundle import sign_statement, sign_statement_with_key
 from ocimodel.signing.errors import VerificationFailed
 from ocimodel.signing.files_statement import (
     MODEL_SIGNING_PREDICATE,
@@ -35,9 +35,6 @@ from ocimodel.signing.statement import (
 from ocimodel.targets.open import open_target
 from ocimodel.trust.policy import PolicyError
 from ocimodel.trust.store import (
-    ANNOTATION_CONTENT,
-    ANNOTATION_PREDICATE_TYPE,
-    CONTENT_DSSE,
     read_bundles,
     write_bundle,
 )
@@ -105,12 +102,12 @@ def test_signed_with_the_trusted_key_is_allowed_and_another_key_is_denied(repo, 
         referrer = Descriptor(mediaType=mt.OCI_MANIFEST, digest=signed.bundles[0].referrer, size=0)
         listed = {d.digest: d for d in target.referrers(model.digest)}[referrer.digest]
         manifest = json.loads(target.fetch_manifest(listed))
-    assert manifest["artifactType"] == BUNDLE_MEDIA_TYPE
+    assert manifest["artifactType"] == mt.BUNDLE_MEDIA_TYPE
     assert manifest["config"] == {"mediaType": mt.OCI_EMPTY, "digest": mt.EMPTY_DIGEST, "size": 2}
-    assert [layer["mediaType"] for layer in manifest["layers"]] == [BUNDLE_MEDIA_TYPE]
+    assert [layer["mediaType"] for layer in manifest["layers"]] == [mt.BUNDLE_MEDIA_TYPE]
     assert manifest["subject"]["digest"] == model.digest
-    assert manifest["annotations"][ANNOTATION_CONTENT] == CONTENT_DSSE
-    assert manifest["annotations"][ANNOTATION_PREDICATE_TYPE] == COSIGN_SIGN_PREDICATE
+    assert manifest["annotations"][mt.ANNOTATION_BUNDLE_CONTENT] == mt.BUNDLE_CONTENT_DSSE
+    assert manifest["annotations"][mt.ANNOTATION_BUNDLE_PREDICATE_TYPE] == COSIGN_SIGN_PREDICATE
     assert mt.ANNOTATION_CREATED in manifest["annotations"]
 
     allowed = api_trust.verify(ref, keys=[keys["release"][1]])
@@ -237,8 +234,8 @@ def test_tampered_bundles_are_refused(repo, model_dir, keys, tamper, reason):
     with _target_of(ref) as target:
         root, _ = _root(target, ref)
         bundle = json.loads(sign_statement(signature_statement(root.digest), private))
-        artifact_type = layer_type = BUNDLE_MEDIA_TYPE
-        annotations = {ANNOTATION_CONTENT: CONTENT_DSSE, ANNOTATION_PREDICATE_TYPE: COSIGN_SIGN_PREDICATE}
+        artifact_type = layer_type = mt.BUNDLE_MEDIA_TYPE
+        annotations = {mt.ANNOTATION_BUNDLE_CONTENT: mt.BUNDLE_CONTENT_DSSE, mt.ANNOTATION_BUNDLE_PREDICATE_TYPE: COSIGN_SIGN_PREDICATE}
         extra_layers: list[Descriptor] = []
         if tamper == "bundle-version":
             bundle["mediaType"] = "application/vnd.dev.sigstore.bundle.v0.4+json"
@@ -249,9 +246,9 @@ def test_tampered_bundles_are_refused(repo, model_dir, keys, tamper, reason):
         elif tamper == "no-material":
             del bundle["verificationMaterial"]["publicKey"]
         elif tamper == "two-layers":
-            extra_layers = [ar.push_bytes(target, BUNDLE_MEDIA_TYPE, b"{}")]
+            extra_layers = [ar.push_bytes(target, mt.BUNDLE_MEDIA_TYPE, b"{}")]
         elif tamper == "message-signature":
-            annotations[ANNOTATION_CONTENT] = "message-signature"
+            annotations[mt.ANNOTATION_BUNDLE_CONTENT] = "message-signature"
         layer = ar.push_bytes(target, layer_type, json.dumps(bundle).encode())
         ar.push_referrer(target, root, artifact_type, [layer, *extra_layers], annotations)
     decision = api_trust.verify(ref, keys=[keys["release"][1]])
@@ -454,9 +451,9 @@ def _push_bundle(ref: str, bundle: bytes, predicate_type: str, created: str) -> 
     """Attach a bundle as anyone with push access can, with an unsigned `created` of their choice."""
     with _target_of(ref) as target:
         root, _ = _root(target, ref)
-        layer = ar.push_bytes(target, BUNDLE_MEDIA_TYPE, bundle)
-        referrer, _ = ar.push_referrer(target, root, BUNDLE_MEDIA_TYPE, [layer], {
-            ANNOTATION_CONTENT: CONTENT_DSSE, ANNOTATION_PREDICATE_TYPE: predicate_type, mt.ANNOTATION_CREATED: created,
+        layer = ar.push_bytes(target, mt.BUNDLE_MEDIA_TYPE, bundle)
+        referrer, _ = ar.push_referrer(target, root, mt.BUNDLE_MEDIA_TYPE, [layer], {
+            mt.ANNOTATION_BUNDLE_CONTENT: mt.BUNDLE_CONTENT_DSSE, mt.ANNOTATION_BUNDLE_PREDICATE_TYPE: predicate_type, mt.ANNOTATION_CREATED: created,
         })
     return referrer.digest
 

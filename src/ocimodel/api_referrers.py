@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from ocimodel.api import DEFAULT_TAG, _check_version_tag, _options, _reference, _registry_of
+from ocimodel.chunks import read_chunks
 from ocimodel.errors import NotFound, RegistryError, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import new_hasher, validate_digest
@@ -35,7 +36,6 @@ from ocimodel.versiontags import is_guarded
 _MEDIA_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}(;.{1,200})?$")
 # An attached file is evidence (a report, an SBOM), not a model: bounded, read twice.
 MAX_ATTACH_FILE_BYTES = 512 * 1024 * 1024
-CHUNK_SIZE = 1024 * 1024
 MAX_ANNOTATION_BYTES = 16 * 1024
 
 
@@ -335,7 +335,7 @@ def _push_file(target, path: Path, media_type: str) -> Descriptor:
     hasher = new_hasher()
     size = 0
     with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_SIZE):
+        for chunk in read_chunks(handle):
             hasher.update(chunk)
             size += len(chunk)
     descriptor = Descriptor(
@@ -347,7 +347,7 @@ def _push_file(target, path: Path, media_type: str) -> Descriptor:
     if not target.has_blob(descriptor):
         with open(path, "rb") as handle:
             # verified(): a file changed since it was hashed is refused, not stored misnamed.
-            target.push_blob(descriptor, verified(iter(lambda: handle.read(CHUNK_SIZE), b""), descriptor))
+            target.push_blob(descriptor, verified(read_chunks(handle), descriptor))
     return descriptor
 
 

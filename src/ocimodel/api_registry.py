@@ -36,15 +36,6 @@ from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
 from ocimodel.versiontags import is_version_tag, version_key
 
-PROMOTION_ARTIFACT = "application/vnd.ocimodel.promotion.v1+json"
-A_ALIAS = "dev.ocimodel.promotion.alias"
-A_FROM = "dev.ocimodel.promotion.from"
-A_TO = "dev.ocimodel.promotion.to"
-A_ACTOR = "dev.ocimodel.promotion.actor"
-A_TIME = "dev.ocimodel.promotion.time"
-A_REASON = "dev.ocimodel.promotion.reason"
-A_ACTION = "dev.ocimodel.promotion.action"
-A_PREVIOUS = "dev.ocimodel.promotion.previous"  # the record this one follows
 MAX_VERSIONS = 2000  # tags read by `versions` and `history`
 MAX_REASON = 1000
 
@@ -301,16 +292,18 @@ def _move(target, ref, alias: str, current, model, reason: str | None, action: s
         "reason": reason,
     }
     annotations = {
-        A_ALIAS: alias, A_ACTION: action, A_TO: model.digest, A_ACTOR: record["actor"], A_TIME: record["time"],
-        **({A_FROM: current.digest} if current else {}),
-        **({A_REASON: reason} if reason else {}),
-        **({A_PREVIOUS: previous} if previous else {}),
+        mt.ANNOTATION_PROMOTION_ALIAS: alias, mt.ANNOTATION_PROMOTION_ACTION: action,
+        mt.ANNOTATION_PROMOTION_TO: model.digest, mt.ANNOTATION_PROMOTION_ACTOR: record["actor"],
+        mt.ANNOTATION_PROMOTION_TIME: record["time"],
+        **({mt.ANNOTATION_PROMOTION_FROM: current.digest} if current else {}),
+        **({mt.ANNOTATION_PROMOTION_REASON: reason} if reason else {}),
+        **({mt.ANNOTATION_PROMOTION_PREVIOUS: previous} if previous else {}),
     }
     # The record first, then the tag: a crash in between leaves a record of a move that
     # did not happen, which history shows (the alias still points elsewhere), never a move
     # without a record.
-    layer = push_bytes(target, PROMOTION_ARTIFACT, json.dumps(record, sort_keys=True).encode())
-    descriptor, _ = push_referrer(target, model, PROMOTION_ARTIFACT, [layer], annotations)
+    layer = push_bytes(target, mt.PROMOTION_ARTIFACT, json.dumps(record, sort_keys=True).encode())
+    descriptor, _ = push_referrer(target, model, mt.PROMOTION_ARTIFACT, [layer], annotations)
     target.tag(model, alias)
     return PromoteResult(
         repository=str(ref.with_tag(None).with_digest(None)), alias=alias,
@@ -420,20 +413,23 @@ def _as_record(manifest, alias: str, digest: str) -> PromotionRecord | None:
     """A promotion record of ``alias`` read from its manifest, or None. Its annotations are
     covered by the record's digest; the model it names must be its subject."""
     a = manifest.annotations or {}
-    if not isinstance(manifest, Manifest) or manifest.subject is None or manifest.artifact_type != PROMOTION_ARTIFACT:
+    if not isinstance(manifest, Manifest) or manifest.subject is None or manifest.artifact_type != mt.PROMOTION_ARTIFACT:
         return None
-    if a.get(A_ALIAS) != alias or a.get(A_TO) != manifest.subject.digest or not a.get(A_TIME):
+    if (a.get(mt.ANNOTATION_PROMOTION_ALIAS) != alias or a.get(mt.ANNOTATION_PROMOTION_TO) != manifest.subject.digest
+            or not a.get(mt.ANNOTATION_PROMOTION_TIME)):
         return None
     return PromotionRecord(
-        alias=alias, action=a.get(A_ACTION, "promote"), from_digest=a.get(A_FROM), to_digest=manifest.subject.digest,
-        actor=a.get(A_ACTOR, "?"), time=a[A_TIME], reason=a.get(A_REASON), record=digest, previous=a.get(A_PREVIOUS),
+        alias=alias, action=a.get(mt.ANNOTATION_PROMOTION_ACTION, "promote"),
+        from_digest=a.get(mt.ANNOTATION_PROMOTION_FROM), to_digest=manifest.subject.digest,
+        actor=a.get(mt.ANNOTATION_PROMOTION_ACTOR, "?"), time=a[mt.ANNOTATION_PROMOTION_TIME],
+        reason=a.get(mt.ANNOTATION_PROMOTION_REASON), record=digest, previous=a.get(mt.ANNOTATION_PROMOTION_PREVIOUS),
     )
 
 
 def _records_on(target, alias: str, digest: str) -> list[PromotionRecord]:
     out = []
     try:
-        listed = target.referrers(digest, PROMOTION_ARTIFACT)
+        listed = target.referrers(digest, mt.PROMOTION_ARTIFACT)
     except OcimodelError:
         return out
     for descriptor in listed:

@@ -25,9 +25,6 @@ from ocimodel.oci.reference import LayoutReference, Reference, parse_reference
 from ocimodel.targets.open import open_target
 from ocimodel.transport.connection import ConnectionOptions
 
-LINEAGE_ARTIFACT = "application/vnd.ocimodel.lineage.v1+json"
-ANNOTATION_CHILD = "dev.ocimodel.lineage.child"
-ANNOTATION_RELATION = "dev.ocimodel.lineage.relation"
 MAX_LINEAGE_DEPTH = 16
 MAX_LINEAGE_NODES = 500
 
@@ -75,13 +72,13 @@ def link_to_parents(card: ModelCard, child: Reference, child_descriptor: Descrip
                 parent = target.resolve(base.digest or ref.reference or "latest")
                 if base.digest and parent.digest != base.digest:
                     raise InvalidManifest(f"{base.reference} is {parent.digest}, not {base.digest}")
-                if any(_links_to(d, child_descriptor.digest) for d in target.referrers(parent.digest, LINEAGE_ARTIFACT)):
+                if any(_links_to(d, child_descriptor.digest) for d in target.referrers(parent.digest, mt.LINEAGE_ARTIFACT)):
                     report.append({"parent": f"{base.reference}@{parent.digest}", "status": "linked already"})
                     continue
-                layer = push_bytes(target, LINEAGE_ARTIFACT, json.dumps(record, sort_keys=True).encode())
-                push_referrer(target, parent, LINEAGE_ARTIFACT, [layer], {
-                    ANNOTATION_CHILD: f"{child}",
-                    ANNOTATION_RELATION: base.relation,
+                layer = push_bytes(target, mt.LINEAGE_ARTIFACT, json.dumps(record, sort_keys=True).encode())
+                push_referrer(target, parent, mt.LINEAGE_ARTIFACT, [layer], {
+                    mt.ANNOTATION_LINEAGE_CHILD: f"{child}",
+                    mt.ANNOTATION_LINEAGE_RELATION: base.relation,
                 })
                 report.append({"parent": f"{base.reference}@{parent.digest}", "status": "linked"})
         except OcimodelError as exc:
@@ -90,7 +87,7 @@ def link_to_parents(card: ModelCard, child: Reference, child_descriptor: Descrip
 
 
 def _links_to(listed: Descriptor, child_digest: str) -> bool:
-    return (listed.annotation(ANNOTATION_CHILD) or "").endswith("@" + child_digest)
+    return (listed.annotation(mt.ANNOTATION_LINEAGE_CHILD) or "").endswith("@" + child_digest)
 
 
 def _oci_reference(text: str) -> Reference | None:
@@ -220,12 +217,12 @@ def _read_base(read, base: BaseModelRef) -> _Model | None:
 
 def _walk_down(read, graph: LineageGraph, model: _Model, depth: int) -> None:
     try:
-        links = model.target.referrers(model.digest, LINEAGE_ARTIFACT)
+        links = model.target.referrers(model.digest, mt.LINEAGE_ARTIFACT)
     except OcimodelError as exc:
         graph.notes.append(f"cannot list lineage links of {model.node.reference}: {exc.message}")
         return
     for link in links:
-        claimed = _oci_reference(link.annotation(ANNOTATION_CHILD) or "")
+        claimed = _oci_reference(link.annotation(mt.ANNOTATION_LINEAGE_CHILD) or "")
         if claimed is None or claimed.digest is None:
             graph.notes.append(f"lineage link {link.digest} names no child by digest: ignored")
             continue
@@ -248,7 +245,7 @@ def _walk_down(read, graph: LineageGraph, model: _Model, depth: int) -> None:
             graph.nodes[child.digest] = child.node
         if any(e.parent == model.digest and e.child == child.digest for e in graph.edges):
             continue
-        relation = named[0].relation if named else (link.annotation(ANNOTATION_RELATION) or "?")
+        relation = named[0].relation if named else (link.annotation(mt.ANNOTATION_LINEAGE_RELATION) or "?")
         graph.edges.append(LineageEdge(parent=model.digest, child=child.digest, relation=relation, verified=bool(named)))
         if not named:
             graph.notes.append(f"{child.node.reference} is linked from {model.node.reference} but its card does not name it")

@@ -709,6 +709,8 @@ def _print_json(value: Any) -> None:
 
 
 def _print_info(info: api.ModelInfo) -> None:
+    from ocimodel.oci import mediatypes as mt
+
     a = info.annotations
     config = info.config or {}
     model = config.get("config", {}) if isinstance(config.get("config"), dict) else {}
@@ -716,13 +718,13 @@ def _print_info(info: api.ModelInfo) -> None:
         ("Reference", info.reference),
         ("Digest", info.digest),
         ("Artifact type", info.artifact_type or "-"),
-        ("Name", a.get("org.opencontainers.image.title") or (config.get("descriptor") or {}).get("name")),
-        ("Version", a.get("org.opencontainers.image.version")),
-        ("Description", a.get("org.opencontainers.image.description")),
-        ("Licenses", a.get("org.opencontainers.image.licenses")),
-        ("Created", a.get("org.opencontainers.image.created")),
-        ("Source", a.get("org.opencontainers.image.source")),
-        ("Revision", a.get("org.opencontainers.image.revision")),
+        ("Name", a.get(mt.ANNOTATION_TITLE) or (config.get("descriptor") or {}).get("name")),
+        ("Version", a.get(mt.ANNOTATION_VERSION)),
+        ("Description", a.get(mt.ANNOTATION_DESCRIPTION)),
+        ("Licenses", a.get(mt.ANNOTATION_LICENSES)),
+        ("Created", a.get(mt.ANNOTATION_CREATED)),
+        ("Source", a.get(mt.ANNOTATION_SOURCE)),
+        ("Revision", a.get(mt.ANNOTATION_REVISION)),
         ("Format", model.get("format")),
         ("Parameters", model.get("paramSize")),
         ("Precision", model.get("precision")),

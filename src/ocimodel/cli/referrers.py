@@ -101,10 +101,12 @@ def discover(
     # Plain lines, not rich's Tree: a digest must never be cut to fit the terminal.
     lines = [f"{result.reference}@{result.digest}"]
 
+    from ocimodel.oci import mediatypes as mt
+
     def add(nodes: list[api_referrers.Referrer], prefix: str) -> None:
         for i, node in enumerate(nodes):
             last = i == len(nodes) - 1
-            created = node.annotations.get("org.opencontainers.image.created", "")
+            created = node.annotations.get(mt.ANNOTATION_CREATED, "")
             label = f"{node.artifact_type or node.media_type}  {node.digest}  {_size(node.size)}  {created}".rstrip()
             lines.append(f"{prefix}{'└── ' if last else '├── '}{label}")
             add(node.referrers, prefix + ("    " if last else "│   "))

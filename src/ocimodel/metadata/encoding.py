@@ -39,6 +39,7 @@ from typing import Any
 
 from ocimodel.errors import InvalidManifest, OcimodelError, UsageError
 from ocimodel.metadata.card import ModelCard, validate_card
+from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import loads_strict
 
 __all__ = [
@@ -54,16 +55,17 @@ __all__ = [
     "unknown_annotations",
 ]
 
-ANNOTATION_PREFIX = "dev.ocimodel."
-FRAMEWORK = "dev.ocimodel.framework"
-TASK = "dev.ocimodel.task"
-CODE_DIRTY = "dev.ocimodel.code.dirty"
-TAGS = "dev.ocimodel.tags+json"
-METRICS = "dev.ocimodel.metrics+json"
-HYPERPARAMETERS = "dev.ocimodel.hyperparameters+json"
-DATASETS = "dev.ocimodel.datasets+json"
-BASE_MODELS = "dev.ocimodel.base-models+json"
-ENVIRONMENT = "dev.ocimodel.environment+json"
+# Short names for the card's annotation keys (defined in oci/mediatypes.py), used throughout.
+ANNOTATION_PREFIX = mt.OCIMODEL_ANNOTATION_PREFIX
+FRAMEWORK = mt.ANNOTATION_FRAMEWORK
+TASK = mt.ANNOTATION_TASK
+CODE_DIRTY = mt.ANNOTATION_CODE_DIRTY
+TAGS = mt.ANNOTATION_TAGS
+METRICS = mt.ANNOTATION_METRICS
+HYPERPARAMETERS = mt.ANNOTATION_HYPERPARAMETERS
+DATASETS = mt.ANNOTATION_DATASETS
+BASE_MODELS = mt.ANNOTATION_BASE_MODELS
+ENVIRONMENT = mt.ANNOTATION_ENVIRONMENT
 
 # annotation key -> card field
 CARD_ANNOTATIONS: dict[str, str] = {

@@ -48,7 +48,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ocimodel.errors import InvalidManifest, UsageError
@@ -141,92 +141,18 @@ def _read_capped(path: Path) -> bytes:
     return data
 
 
-_yaml_loader: type | None = None
-
-
-def _core_schema_loader() -> type:
-    """A yaml.SafeLoader with the YAML 1.2 core schema, no aliases and no duplicate keys."""
-    global _yaml_loader
-    if _yaml_loader is not None:
-        return _yaml_loader
-    import yaml
-    from yaml.composer import ComposerError
-    from yaml.constructor import ConstructorError
-
-    class CardLoader(yaml.SafeLoader):
-        # Start from no implicit types at all; the YAML 1.2 core ones are added below.
-        yaml_implicit_resolvers: ClassVar[dict] = {}
-
-        def compose_node(self, parent, index):  # type: ignore[override]
-            if self.check_event(yaml.AliasEvent):
-                event = self.peek_event()
-                raise ComposerError(None, None, "aliases (*name) are not allowed in a card file", event.start_mark)
-            return super().compose_node(parent, index)
-
-        def construct_mapping(self, node, deep=False):  # type: ignore[override]
-            if isinstance(node, yaml.MappingNode):
-                seen: set[Any] = set()
-                for key_node, _ in node.value:
-                    key = self.construct_object(key_node, deep=True)
-                    try:
-                        duplicate = key in seen
-                    except TypeError:
-                        raise ConstructorError(None, None, "a key must be a plain value", key_node.start_mark) from None
-                    if duplicate:
-                        raise ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-                    seen.add(key)
-            return super().construct_mapping(node, deep)
-
-    def resolver(tag: str, pattern: str, first: str) -> None:
-        CardLoader.add_implicit_resolver(tag, re.compile(pattern, re.VERBOSE), list(first))
-
-    resolver("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", "~nN")
-    CardLoader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^$"), [""])
-    resolver("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF")
-    resolver("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789")
-    resolver(
-        "tag:yaml.org,2002:float",
-        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
-        "-+.0123456789",
-    )
-
-    def construct_int(loader, node):
-        text = loader.construct_scalar(node)
-        if text.startswith(("0o", "0x")):
-            return int(text, 0)
-        return int(text, 10)  # "017" is 17 in YAML 1.2, not octal
-
-    def construct_float(loader, node):
-        text = loader.construct_scalar(node).lower()
-        if text.endswith(".inf"):
-            return -math.inf if text.startswith("-") else math.inf
-        if text == ".nan":
-            return math.nan
-        return float(text)
-
-    CardLoader.add_constructor("tag:yaml.org,2002:int", construct_int)
-    CardLoader.add_constructor("tag:yaml.org,2002:float", construct_float)
-    _yaml_loader = CardLoader
-    return CardLoader
-
-
 def _load_yaml(data: bytes, path: Path) -> Any:
+    from ocimodel.strict_yaml import StrictYamlError, loads_yaml_strict
+
     try:
-        loader = _core_schema_loader()
+        return loads_yaml_strict(data, max_bytes=MAX_CARD_FILE_BYTES)
     except ImportError:
         raise UsageError(
             f"metadata: reading {path.name} needs PyYAML, which is not installed",
             hint="pip install PyYAML, or write the card as ocimodel.json",
         ) from None
-    import yaml
-
-    try:
-        return yaml.load(data, Loader=loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UsageError(f"metadata: {path.name} is not valid YAML: {problem}{where}", hint=f"in {path}") from None
+    except StrictYamlError as exc:
+        raise UsageError(f"metadata: {path.name} is not valid YAML: {exc}", hint=f"in {path}") from None
 
 
 # ---------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import io
 import tarfile
 from dataclasses import dataclass
 
+from ocimodel.chunks import CHUNK_SIZE
 from ocimodel.errors import OcimodelError, UnsafePath
 
 DEFAULT_MAX_TOTAL_BYTES = 1 << 40  # 1 TiB of file content per archive
@@ -39,7 +40,6 @@ MAX_HEADER_CHAIN = 8
 # Decompressed bytes may run ahead of what members account for by tarfile's read-ahead
 # plus the end-of-archive padding; anything beyond this is hidden data.
 STREAM_SLACK_BYTES = 4 << 20
-COPY_CHUNK = 1 << 20
 STREAM_BUFFER = 256 << 10  # tarfile reads the stream in pieces of this size
 
 _EXTENSION_TYPES = frozenset(
@@ -99,7 +99,7 @@ class CountingReader(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
-            size = COPY_CHUNK
+            size = CHUNK_SIZE
         data = self._inner.read(size)
         self.produced += len(data)
         if self.produced > self._state.stream_allowance:
@@ -172,7 +172,7 @@ def check_clean_end(state: ReadState, shown: str, label: str) -> None:
 def drain_stream(tar: tarfile.TarFile, shown: str, label: str) -> None:
     """Read past the end-of-archive marker to the end: only zero padding may follow."""
     while True:
-        data = tar.fileobj.read(COPY_CHUNK)
+        data = tar.fileobj.read(CHUNK_SIZE)
         if not data:
             return
         if data.strip(b"\0"):
@@ -181,7 +181,7 @@ def drain_stream(tar: tarfile.TarFile, shown: str, label: str) -> None:
 
 def drain_decoder(decoded) -> None:
     """Finish decompression so that gzip checks its CRC and length trailer."""
-    while decoded.read(COPY_CHUNK):
+    while decoded.read(CHUNK_SIZE):
         pass
 
 
@@ -213,7 +213,7 @@ def is_plain_file(member: tarfile.TarInfo) -> bool:
 
 
 __all__ = [
-    "COPY_CHUNK", "DEFAULT_MAX_MEMBERS", "DEFAULT_MAX_TOTAL_BYTES", "MAX_HEADER_CHAIN",
+    "DEFAULT_MAX_MEMBERS", "DEFAULT_MAX_TOTAL_BYTES", "MAX_HEADER_CHAIN",
     "MAX_HEADER_RECORD_BYTES", "STREAM_BUFFER", "STREAM_SLACK_BYTES", "ArchiveTooLarge",
     "CountingReader", "ExtractLimits", "InvalidArchive", "ReadState", "SafeTarInfo",
     "UnsafeArchive", "check_clean_end", "drain_decoder", "drain_stream", "is_plain_file",

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ocimodel.chunks import CHUNK_SIZE
 from ocimodel.errors import NotAModel, PackagingError, UnsafePath
 from ocimodel.oci.targuard import (
-    COPY_CHUNK,
     DEFAULT_MAX_MEMBERS,
     DEFAULT_MAX_TOTAL_BYTES,
     MAX_HEADER_CHAIN,
@@ -352,7 +352,7 @@ def _extract_member(
     written = 0
     with os.fdopen(fd, "wb") as handle:
         while True:
-            data = source.read(COPY_CHUNK)
+            data = source.read(CHUNK_SIZE)
             if not data:
                 break
             written += len(data)
@@ -390,7 +390,7 @@ def _makedirs(root: Path, relpath: str) -> None:
 # ArchiveTooLarge, ExtractLimits, InvalidArchive, UnsafeArchive and the limits live in
 # ocimodel.oci.targuard, shared with the layout archive reader; they stay importable here.
 __all__ = [
-    "COPY_CHUNK", "DEFAULT_MAX_MEMBERS", "DEFAULT_MAX_TOTAL_BYTES", "MAX_HEADER_CHAIN",
+    "DEFAULT_MAX_MEMBERS", "DEFAULT_MAX_TOTAL_BYTES", "MAX_HEADER_CHAIN",
     "MAX_HEADER_RECORD_BYTES", "STREAM_BUFFER", "STREAM_SLACK_BYTES",
     "ArchiveTooLarge", "Compression", "ExtractLimits", "ExtractedEntry", "InvalidArchive",
     "UnsafeArchive", "extract_tar_stream", "zstd_module",

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ocimodel.chunks import read_chunks
 from ocimodel.errors import NotFound, PackagingError, UnsafePath, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, Manifest
@@ -36,7 +37,6 @@ from ocimodel.packaging.modelpack import ModelConfig, ModelDescriptor, ModelFS, 
 from ocimodel.packaging.paths import check_relative_path, check_unique_paths
 from ocimodel.targets.copy import run_parallel
 
-CHUNK_SIZE = 1024 * 1024
 HASH_WORKERS = 4
 # Never part of a model: version control and interpreter caches.
 DEFAULT_EXCLUDES = (".git", ".hg", ".svn", "__pycache__", ".DS_Store", ".ipynb_checkpoints")
@@ -141,7 +141,7 @@ class PackagedModel:
         except OSError as exc:
             raise PackagingError(f"cannot read {path}: {exc.strerror}") from None
         with handle:
-            yield _chunks(handle)
+            yield read_chunks(handle)
 
 
 @dataclass
@@ -400,11 +400,6 @@ def _hash_file(path: Path) -> tuple[str, os.stat_result | None]:
     except OSError as exc:
         raise PackagingError(f"cannot read {path}: {exc.strerror}") from None
     return digest, (before if same_file_state(before, after) else None)
-
-
-def _chunks(handle) -> Iterator[bytes]:
-    while chunk := handle.read(CHUNK_SIZE):
-        yield chunk
 
 
 def _utc(moment: datetime) -> datetime:

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ocimodel.chunks import read_file_chunks
 from ocimodel.errors import (
     DestinationExists,
     LocalFilesDiffer,
@@ -342,9 +343,9 @@ class DirectoryWriter:
                 for chunk in chunks:
                     handle.write(chunk)
             if raws:
-                self._write_raw(raws, _read_chunks(spooled))
+                self._write_raw(raws, read_file_chunks(spooled))
             for planned in archives:
-                self._extract(planned, _read_chunks(spooled))
+                self._extract(planned, read_file_chunks(spooled))
             spooled.unlink()
 
     def _write_raw(self, targets: list[PlannedFile], chunks: Iterable[bytes]) -> None:
@@ -976,12 +977,6 @@ def _restore_mode(root: Path, planned: PlannedFile) -> None:
         os.chmod(path, planned.mode)
     except OSError as exc:
         raise PackagingError(f"cannot set the mode of {path}: {exc.strerror}") from None
-
-
-def _read_chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            yield chunk
 
 
 def _holds(path: Path, descriptor: Descriptor, cache: Callable[[], DigestCache] | None = None) -> bool:

@@ -11,8 +11,8 @@ Format and cryptography only; storing bundles as OCI referrers is done elsewhere
     errors           VerificationFailed(reason), NotAKeyBundle, key errors
 """
 
+from ocimodel.oci.mediatypes import BUNDLE_MEDIA_TYPE
 from ocimodel.signing.bundle import (
-    BUNDLE_MEDIA_TYPE,
     VerifiedPayload,
     sign_statement,
     sign_statement_with_key,

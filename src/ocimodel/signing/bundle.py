@@ -25,16 +25,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ocimodel.errors import InvalidManifest, printable
+from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import loads_strict
 from ocimodel.signing import dsse
 from ocimodel.signing.errors import NotAKeyBundle, Reason, VerificationFailed
 from ocimodel.signing.keys import PrivateKey, PublicKey, check_p256, key_hint
 from ocimodel.signing.statement import Statement, parse_statement
 
-BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
-# The same version under the spelling sigstore's protobuf specs also allow.
-BUNDLE_MEDIA_TYPE_ALT = "application/vnd.dev.sigstore.bundle+json;version=0.3"
-KNOWN_BUNDLE_MEDIA_TYPES = (BUNDLE_MEDIA_TYPE, BUNDLE_MEDIA_TYPE_ALT)
 # Kyverno refuses bundle layers over 10 MB; nothing legitimate comes close.
 MAX_BUNDLE_BYTES = 10 * 1024 * 1024
 # Each signature costs a verification per trusted key: bound the work an envelope can ask for.
@@ -61,14 +58,14 @@ def sign_statement_with_key(statement_bytes: bytes, private_key: PrivateKey) -> 
     ``private_key`` (ECDSA P-256, SHA-256, DER signature)."""
     check_p256(private_key, "signing key")
     signature = private_key.sign(
-        dsse.pae(dsse.IN_TOTO_PAYLOAD_TYPE, statement_bytes), ec.ECDSA(hashes.SHA256())
+        dsse.pae(mt.IN_TOTO_PAYLOAD_TYPE, statement_bytes), ec.ECDSA(hashes.SHA256())
     )
     bundle = {
-        "mediaType": BUNDLE_MEDIA_TYPE,
+        "mediaType": mt.BUNDLE_MEDIA_TYPE,
         "verificationMaterial": {"publicKey": {"hint": key_hint(private_key)}, "tlogEntries": []},
         "dsseEnvelope": {
             "payload": dsse.b64encode(statement_bytes),
-            "payloadType": dsse.IN_TOTO_PAYLOAD_TYPE,
+            "payloadType": mt.IN_TOTO_PAYLOAD_TYPE,
             "signatures": [{"sig": dsse.b64encode(signature), "keyid": ""}],
         },
     }
@@ -94,11 +91,11 @@ def load_bundle(bundle_bytes: bytes) -> dict:
     if not isinstance(document, dict):
         raise VerificationFailed(Reason.MALFORMED_BUNDLE, "sigstore bundle is not a JSON object")
     media_type = document.get("mediaType")
-    if media_type not in KNOWN_BUNDLE_MEDIA_TYPES:
+    if media_type not in mt.KNOWN_BUNDLE_MEDIA_TYPES:
         raise VerificationFailed(
             Reason.UNKNOWN_MEDIA_TYPE,
             f"unknown bundle media type {str(media_type)[:120]!r}",
-            hint=f"expected {BUNDLE_MEDIA_TYPE}",
+            hint=f"expected {mt.BUNDLE_MEDIA_TYPE}",
         )
     return document
 
@@ -136,10 +133,10 @@ def envelope_of(document: dict) -> dsse.Envelope:
     if "dsseEnvelope" not in document:
         raise VerificationFailed(Reason.MALFORMED_BUNDLE, "bundle has no dsseEnvelope")
     envelope = dsse.parse_envelope(document["dsseEnvelope"])
-    if envelope.payload_type != dsse.IN_TOTO_PAYLOAD_TYPE:
+    if envelope.payload_type != mt.IN_TOTO_PAYLOAD_TYPE:
         raise VerificationFailed(
             Reason.PAYLOAD_TYPE,
-            f"DSSE payload type is {printable(envelope.payload_type, 120)!r}, expected {dsse.IN_TOTO_PAYLOAD_TYPE!r}",
+            f"DSSE payload type is {printable(envelope.payload_type, 120)!r}, expected {mt.IN_TOTO_PAYLOAD_TYPE!r}",
         )
     if not envelope.signatures:
         raise VerificationFailed(Reason.NO_SIGNATURES, "DSSE envelope has no signatures")

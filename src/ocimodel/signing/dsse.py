@@ -15,8 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ocimodel.signing.errors import Reason, VerificationFailed
 
-IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
-
 # Standard alphabet, padded: what cosign, sigstore-python and model-signing write.
 _BASE64_RE = re.compile(r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
 

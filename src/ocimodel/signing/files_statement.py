@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ocimodel.chunks import read_chunks
 from ocimodel.errors import InvalidDigest, UnsafePath
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, hex_of, validate_digest
@@ -55,7 +56,6 @@ DEFAULT_IGNORE_PATHS = (".git", ".gitattributes", ".github", ".gitignore")
 IGNORABLE_FILES = (".gitattributes", ".gitignore")
 _SERIALIZATION_KEYS = {"method", "hash_type", "allow_symlinks", "ignore_paths"}
 _RESOURCE_KEYS = {"algorithm", "digest", "name"}
-_HASH_CHUNK = 1024 * 1024
 
 
 def path_order(name: str) -> tuple[str, ...]:
@@ -326,7 +326,7 @@ def check_resources(statement: Statement | SignedFiles, files: Mapping[str, str]
 def _hash_file(path: Path) -> str:
     hasher = hashlib.sha256()
     with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
+        for chunk in read_chunks(handle):
             hasher.update(chunk)
     return "sha256:" + hasher.hexdigest()
 

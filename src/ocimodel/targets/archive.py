@@ -44,6 +44,7 @@ from typing import Any, BinaryIO, Literal
 
 from pydantic import ValidationError
 
+from ocimodel.chunks import CHUNK_SIZE
 from ocimodel.errors import (
     DestinationExists,
     DigestMismatch,
@@ -55,7 +56,6 @@ from ocimodel.errors import (
 from ocimodel.oci.digest import VerifyingHasher, validate_digest
 from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, loads_strict
 from ocimodel.oci.targuard import (
-    COPY_CHUNK,
     STREAM_BUFFER,
     ArchiveTooLarge,
     CountingReader,
@@ -71,7 +71,7 @@ from ocimodel.oci.targuard import (
     safe_tarinfo,
 )
 from ocimodel.outputs import open_output
-from ocimodel.targets.layout import FILE_MODE
+from ocimodel.targets.layout import file_mode
 
 ArchiveCompression = Literal["none", "gzip"]
 
@@ -154,7 +154,7 @@ def write_layout_archive(
     if compression not in ("none", "gzip"):
         raise UsageError(f"unknown archive compression {compression!r}: expected 'none' or 'gzip'")
     content = _scan_layout(layout)
-    with open_output(out, replace=replace, mode=FILE_MODE, terminal_ok=False, example="model.tar") as stream:
+    with open_output(out, replace=replace, mode=file_mode(), terminal_ok=False, example="model.tar") as stream:
         _write_tar(stream, content, compression)  # type: ignore[arg-type]  # write/tell/flush is all tarfile uses
     shown = os.fspath(out)
     return ArchiveInfo(path=Path(shown), size=stream.written, blob_count=content.blob_count)
@@ -173,7 +173,7 @@ def _write_tar(handle: BinaryIO, content: _LayoutContent, compression: ArchiveCo
 
 
 def _write_members(handle: BinaryIO, content: _LayoutContent) -> None:
-    with tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_CHUNK) as tar:
+    with tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK_SIZE) as tar:
         _add_bytes(tar, LAYOUT_FILE, content.oci_layout)
         _add_bytes(tar, INDEX_FILE, content.index)
         tar.addfile(_tar_info(BLOBS_DIR + "/", tarfile.DIRTYPE))
@@ -271,7 +271,7 @@ def _scan_blobs(blobs_dir: Path) -> dict[str, list[_Blob]]:
             )
         _require_dir(blobs_dir / algorithm, mode)
         blobs = []
-        for name, file_mode in sorted(_listdir(blobs_dir / algorithm, "blobs directory").items()):
+        for name, entry_mode in sorted(_listdir(blobs_dir / algorithm, "blobs directory").items()):
             path = blobs_dir / algorithm / name
             try:
                 validate_digest(f"{algorithm}:{name}")
@@ -280,8 +280,8 @@ def _scan_blobs(blobs_dir: Path) -> dict[str, list[_Blob]]:
                     f"{path} is not named by a digest",
                     hint="a leftover temporary file? export from a layout built for the purpose",
                 ) from None
-            if not stat.S_ISREG(file_mode):
-                raise StoreError(f"{path} is not a regular file ({_kind(file_mode)})")
+            if not stat.S_ISREG(entry_mode):
+                raise StoreError(f"{path} is not a regular file ({_kind(entry_mode)})")
             blobs.append(_Blob(algorithm, name, path))
         if blobs:
             found[algorithm] = blobs
@@ -608,8 +608,8 @@ def _extract_blob(
     source = tar.extractfile(member)
     assert source is not None
     with os.fdopen(fd, "wb") as handle:
-        os.fchmod(handle.fileno(), FILE_MODE)
-        while data := source.read(COPY_CHUNK):
+        os.fchmod(handle.fileno(), file_mode())
+        while data := source.read(CHUNK_SIZE):
             hasher.update(data)
             handle.write(data)
             job.state.written += len(data)
@@ -642,7 +642,7 @@ def _finish(job: _Extraction) -> None:
 def _write_document(job: _Extraction, name: str, data: bytes) -> None:
     path = job.dest / name
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, file_mode())
     except OSError as exc:
         raise StoreError(f"cannot write {path}: {exc.strerror}") from None
     job.created.files.append(path)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from ocimodel.chunks import read_chunks
 from ocimodel.errors import (
     DigestMismatch,
     InvalidManifest,
@@ -32,7 +33,6 @@ from ocimodel.transport import retry as retry_module
 from ocimodel.transport.retry import RetryPolicy
 
 DEFAULT_CONCURRENCY = 4
-CHUNK_SIZE = 1024 * 1024
 T = TypeVar("T")
 # Indexes of indexes are legal but a cycle or a deep chain is an attack, not a model.
 MAX_GRAPH_DEPTH = 8
@@ -253,7 +253,7 @@ def upload_unhashed(
             try:
                 with open(path, "rb") as handle:
                     before = os.fstat(handle.fileno())
-                    digest = destination.push_unhashed(size, _counted(_read_chunks(handle), key, cancel, moved))
+                    digest = destination.push_unhashed(size, _counted(read_chunks(handle), key, cancel, moved))
                     after = os.fstat(handle.fileno())
                 break
             except OSError as exc:
@@ -282,11 +282,6 @@ def _unchanged(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (
         b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns, b.st_ctime_ns
     )
-
-
-def _read_chunks(handle) -> Iterator[bytes]:
-    while chunk := handle.read(CHUNK_SIZE):
-        yield chunk
 
 
 def _counted(chunks: Iterable[bytes], key: Descriptor, cancel: threading.Event, moved: _Counter) -> Iterator[bytes]:

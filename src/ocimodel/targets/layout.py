@@ -9,6 +9,7 @@ Every write is atomic: blobs land in a temporary file and are renamed into place
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ocimodel.chunks import read_chunks
 from ocimodel.errors import IntegrityError, InvalidManifest, NotFound, SizeMismatch, StoreError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, hex_of, validate_digest, verify_bytes
@@ -25,13 +27,26 @@ from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, loads_strict, me
 from ocimodel.targets import referrers as rf
 from ocimodel.versiontags import version_taken
 
-CHUNK_SIZE = 1024 * 1024
 MAX_INDEX_BYTES = 64 * 1024 * 1024
-# mkstemp creates 0600 files; a layout is shared (other users, skopeo), so its files get
-# the mode a plain open() would give them. Read once: os.umask can only be read by setting it.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-FILE_MODE = 0o666 & ~_UMASK
+
+
+@functools.cache
+def file_mode() -> int:
+    """The mode a plain open() would give a new file (0o666 less the umask). mkstemp creates
+    0600 files; a layout is shared (other users, skopeo), so its files get this mode instead.
+    Read on first use, never at import: importing a library must not touch the process umask.
+    Linux shows the umask in /proc; elsewhere it can only be read by setting it and setting
+    it back, which is done once."""
+    try:
+        with open("/proc/self/status", "rb") as status:  # bytes: no codec to load
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 class OciLayout:
@@ -109,7 +124,7 @@ class OciLayout:
         except FileNotFoundError:
             raise NotFound(f"blob {descriptor.digest} not found in {self.name}") from None
         with handle:
-            yield _read_chunks(handle)
+            yield read_chunks(handle)
 
     def push_blob(self, descriptor: Descriptor, chunks: Iterable[bytes]) -> None:
         self._store(chunks, lambda: descriptor.digest)
@@ -138,23 +153,14 @@ class OciLayout:
         ``name()`` gives once everything is written; nothing is left on failure."""
         directory = self.path / "blobs" / "sha256"
         directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-        try:
-            os.fchmod(fd, FILE_MODE)
-            with os.fdopen(fd, "wb") as handle:
-                for chunk in chunks:
-                    handle.write(chunk)
-            digest = name()
-            path = self.blob_path(digest)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, path)
-            return digest
-        except OSError as exc:
-            _unlink_quietly(tmp)
-            raise StoreError(f"cannot write a blob in {self.path}: {exc.strerror}") from None
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
+        named: list[str] = []
+
+        def final() -> Path:
+            named.append(name())
+            return self.blob_path(named[0])
+
+        _write_then_rename(directory, chunks, final, f"a blob in {self.path}")
+        return named[0]
 
     # -- manifests ------------------------------------------------------------------------
 
@@ -353,21 +359,26 @@ def _index_bytes(entries: list[dict[str, Any]]) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
 
-def _read_chunks(handle) -> Iterator[bytes]:
-    while chunk := handle.read(CHUNK_SIZE):
-        yield chunk
-
-
 def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    _write_then_rename(path.parent, (data,), lambda: path, str(path))
+
+
+def _write_then_rename(directory: Path, chunks: Iterable[bytes], final: Callable[[], Path], what: str) -> None:
+    """Write ``chunks`` to a temporary file in ``directory``, then rename it to ``final()``,
+    asked once everything is written (a blob is named by its digest); nothing is left on
+    failure. A file system error is a StoreError saying it could not write ``what``."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
-        os.fchmod(fd, FILE_MODE)
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for chunk in chunks:
+                handle.write(chunk)
+        path = final()
+        path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, path)
     except OSError as exc:
         _unlink_quietly(tmp)
-        raise StoreError(f"cannot write {path}: {exc.strerror}") from None
+        raise StoreError(f"cannot write {what}: {exc.strerror}") from None
     except BaseException:
         _unlink_quietly(tmp)
         raise

@@ -61,7 +61,6 @@ from ocimodel.transport.tls import (
 MAX_ERROR_BODY = 64 * 1024
 MAX_LIST_BODY = 8 * 1024 * 1024
 MAX_LIST_PAGES = 1000
-CHUNK_SIZE = 1024 * 1024
 USER_AGENT = "ocimodel/0.1"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
 # Names from a registry's listings that we refuse, shown in a warning: at most this many.
@@ -517,7 +516,7 @@ class RegistryClient:
                     _check_content_range(response, received, what)
                 try:
                     # The pieces as they come off the socket (httpcore reads up to 64 KiB):
-                    # iter_raw(CHUNK_SIZE) would re-chunk them through a BytesIO, copying
+                    # iter_raw(1 MiB) would re-chunk them through a BytesIO, copying
                     # every byte twice more and costing ~1 CPU-second per GiB (profiled).
                     for chunk in response.iter_raw():
                         if skip:

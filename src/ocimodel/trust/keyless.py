@@ -112,6 +112,7 @@ from sigstore.verify.policy import AnyOf, Identity
 from sigstore_models.trustroot import v1 as trustroot_v1
 
 from ocimodel.errors import InvalidManifest, UsageError, printable
+from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import loads_strict
 from ocimodel.signing import dsse
 from ocimodel.signing.bundle import envelope_of, load_bundle, material_kind
@@ -120,7 +121,6 @@ from ocimodel.signing.statement import Statement, parse_statement
 
 __all__ = [
     "OIDC_ENV_VARS",
-    "TRUSTED_ROOT_MEDIA_TYPE",
     "IdentityTokenMissing",
     "KeylessSigningError",
     "KeylessVerified",
@@ -131,7 +131,6 @@ __all__ = [
 
 # Read in this order; the first non-empty one wins.
 OIDC_ENV_VARS = ("OCIMODEL_IDENTITY_TOKEN", "SIGSTORE_ID_TOKEN")
-TRUSTED_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
 # The public-good root is ~10 KB; anything near this is not a trust root.
 MAX_TRUSTED_ROOT_BYTES = 4 * 1024 * 1024
 MAX_TRUST_CONFIG_BYTES = 4 * 1024 * 1024
@@ -316,10 +315,10 @@ def verify_keyless(
     certificate = bundle.signing_certificate
     times = _signing_times(document, bundle)
     _check_authorities_in_time(root_document, document, certificate, times)
-    if payload_type != dsse.IN_TOTO_PAYLOAD_TYPE:
+    if payload_type != mt.IN_TOTO_PAYLOAD_TYPE:
         raise VerificationFailed(
             Reason.PAYLOAD_TYPE,
-            f"DSSE payload type is {printable(payload_type, 120)!r}, expected {dsse.IN_TOTO_PAYLOAD_TYPE!r}",
+            f"DSSE payload type is {printable(payload_type, 120)!r}, expected {mt.IN_TOTO_PAYLOAD_TYPE!r}",
         )
     if verified_payload != payload:
         # sigstore's parser and ours read different payloads out of the same JSON.
@@ -483,11 +482,11 @@ def _trusted_root_from_bytes(data: bytes, what: str) -> tuple[TrustedRoot, dict[
 def _check_root_document(document: object, what: str) -> None:
     if not isinstance(document, dict):
         raise VerificationFailed(Reason.TRUST_ROOT_INVALID, f"{what} is not a JSON object")
-    if document.get("mediaType") != TRUSTED_ROOT_MEDIA_TYPE:
+    if document.get("mediaType") != mt.TRUSTED_ROOT_MEDIA_TYPE:
         raise VerificationFailed(
             Reason.TRUST_ROOT_INVALID,
             f"{what} has media type {printable(str(document.get('mediaType')), 120)!r}",
-            hint=f"expected {TRUSTED_ROOT_MEDIA_TYPE}",
+            hint=f"expected {mt.TRUSTED_ROOT_MEDIA_TYPE}",
         )
     for key in ("certificateAuthorities", "tlogs", "ctlogs"):
         value = document.get(key)

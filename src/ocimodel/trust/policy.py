@@ -263,58 +263,13 @@ def _load_json(data: bytes, path: Path) -> Any:
         raise PolicyError(exc.message) from None
 
 
-_loader: type | None = None
-
-
-def _strict_yaml_loader() -> type:
-    """yaml.SafeLoader refusing duplicate keys, keys that are not strings, and aliases (a
-    policy is short; an alias can only make it harder to read, and a duplicate key, or a
-    ``!!binary`` key that decodes to another's name, hides one of two rules)."""
-    global _loader
-    if _loader is not None:
-        return _loader
-    import yaml
-    from yaml.composer import ComposerError
-    from yaml.constructor import ConstructorError
-
-    class PolicyLoader(yaml.SafeLoader):
-        def compose_node(self, parent, index):  # type: ignore[override]
-            if self.check_event(yaml.AliasEvent):
-                event = self.peek_event()
-                raise ComposerError(None, None, "aliases (*name) are not allowed in a policy", event.start_mark)
-            return super().compose_node(parent, index)
-
-        def construct_mapping(self, node, deep=False):  # type: ignore[override]
-            seen: set[str] = set()
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)
-                if not isinstance(key, str):
-                    # !!binary, numbers, booleans, null: pydantic would turn some of them
-                    # into strings after this duplicate check, so one could replace a signer.
-                    kind = type(key).__name__ if key is not None else "null"
-                    quote = " (quote it)" if kind in ("int", "float", "bool", "null") else ""
-                    raise ConstructorError(
-                        None, None, f"a key must be a string, not {kind}{quote}", key_node.start_mark
-                    )
-                if key in seen:
-                    raise ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-                seen.add(key)
-            return super().construct_mapping(node, deep)
-
-    _loader = PolicyLoader
-    return PolicyLoader
-
-
 def _load_yaml(data: bytes, path: Path) -> Any:
-    import yaml
+    from ocimodel.strict_yaml import StrictYamlError, loads_yaml_strict
 
     try:
-        return yaml.load(data, Loader=_strict_yaml_loader())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise PolicyError(f"policy {path} is not valid YAML: {problem}{where}") from None
+        return loads_yaml_strict(data, max_bytes=MAX_POLICY_BYTES)
+    except StrictYamlError as exc:
+        raise PolicyError(f"policy {path} is not valid YAML: {exc}") from None
 
 
 def policy_for(keys: list[tuple[str, str | os.PathLike[str]]], identities: list[tuple[str, str]]) -> Policy:

@@ -25,15 +25,8 @@ from ocimodel.errors import IntegrityError, InvalidManifest, NotFound, OcimodelE
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import verify_bytes
 from ocimodel.oci.models import Descriptor, Manifest, parse_manifest
-from ocimodel.signing.bundle import BUNDLE_MEDIA_TYPE, KNOWN_BUNDLE_MEDIA_TYPES, MAX_BUNDLE_BYTES
+from ocimodel.signing.bundle import MAX_BUNDLE_BYTES
 from ocimodel.signing.errors import Reason
-
-ANNOTATION_CONTENT = "dev.sigstore.bundle.content"
-ANNOTATION_PREDICATE_TYPE = "dev.sigstore.bundle.predicateType"
-CONTENT_DSSE = "dsse-envelope"
-# Kyverno keeps referrers whose artifactType starts with this; so do we, so that a bundle
-# of another version is reported (and refused) rather than silently passed over.
-BUNDLE_ARTIFACT_PREFIX = "application/vnd.dev.sigstore.bundle"
 
 
 @dataclass(frozen=True)
@@ -63,9 +56,9 @@ MALFORMED_REFERRER = "malformed-referrer"
 def write_bundle(target, subject: Descriptor, bundle: bytes, predicate_type: str) -> Descriptor:
     """Store ``bundle`` in an open target as a cosign v3 bundle referrer of ``subject``;
     returns the referrer manifest's descriptor."""
-    layer = push_bytes(target, BUNDLE_MEDIA_TYPE, bundle)
-    annotations = {ANNOTATION_CONTENT: CONTENT_DSSE, ANNOTATION_PREDICATE_TYPE: predicate_type}
-    descriptor, _ = push_referrer(target, subject, BUNDLE_MEDIA_TYPE, [layer], annotations)
+    layer = push_bytes(target, mt.BUNDLE_MEDIA_TYPE, bundle)
+    annotations = {mt.ANNOTATION_BUNDLE_CONTENT: mt.BUNDLE_CONTENT_DSSE, mt.ANNOTATION_BUNDLE_PREDICATE_TYPE: predicate_type}
+    descriptor, _ = push_referrer(target, subject, mt.BUNDLE_MEDIA_TYPE, [layer], annotations)
     return descriptor
 
 
@@ -76,14 +69,14 @@ def read_bundles(target, subject_digest: str) -> Iterator[StoredBundle | Refused
     A listing the registry cannot give raises: "could not look" must not read as
     "unsigned" any more than as "signed"; the caller denies either way."""
     for listed in target.referrers(subject_digest):
-        if not (listed.artifact_type or "").startswith(BUNDLE_ARTIFACT_PREFIX):
+        if not (listed.artifact_type or "").startswith(mt.BUNDLE_ARTIFACT_PREFIX):
             continue  # evaluations, SBOM files, promotion records: not bundles
         yield read_bundle(target, listed, subject_digest)
 
 
 def read_bundle(target, listed: Descriptor, subject_digest: str) -> StoredBundle | RefusedBundle:
     """One listed bundle referrer, checked strictly (see the module docstring)."""
-    hint = (listed.annotations or {}).get(ANNOTATION_PREDICATE_TYPE)
+    hint = (listed.annotations or {}).get(mt.ANNOTATION_BUNDLE_PREDICATE_TYPE)
 
     def refuse(reason: str, detail: str) -> RefusedBundle:
         return RefusedBundle(referrer=listed.digest, predicate_type=hint, reason=reason, detail=detail)
@@ -98,7 +91,7 @@ def read_bundle(target, listed: Descriptor, subject_digest: str) -> StoredBundle
     if not isinstance(manifest, Manifest):
         return refuse(MALFORMED_REFERRER, "the referrer is an index, not a bundle manifest")
     annotations = manifest.annotations or {}
-    hint = annotations.get(ANNOTATION_PREDICATE_TYPE)
+    hint = annotations.get(mt.ANNOTATION_BUNDLE_PREDICATE_TYPE)
     problem = _shape_problem(manifest, subject_digest)
     if problem is not None:
         return refuse(*problem)
@@ -120,7 +113,7 @@ def _shape_problem(manifest: Manifest, subject_digest: str) -> tuple[str, str] |
     """(reason, detail) if the manifest is not a bundle referrer of ``subject_digest``."""
     if manifest.media_type != mt.OCI_MANIFEST:
         return MALFORMED_REFERRER, f"manifest media type {str(manifest.media_type)[:80]!r} is not {mt.OCI_MANIFEST}"
-    if manifest.artifact_type not in KNOWN_BUNDLE_MEDIA_TYPES:
+    if manifest.artifact_type not in mt.KNOWN_BUNDLE_MEDIA_TYPES:
         return Reason.UNKNOWN_MEDIA_TYPE.value, f"unknown bundle artifact type {str(manifest.artifact_type)[:120]!r}"
     if manifest.subject is None or manifest.subject.digest != subject_digest:
         named = manifest.subject.digest if manifest.subject else "no subject"
@@ -130,14 +123,14 @@ def _shape_problem(manifest: Manifest, subject_digest: str) -> tuple[str, str] |
     if len(manifest.layers) != 1:
         return MALFORMED_REFERRER, f"a bundle referrer has exactly one layer, this one has {len(manifest.layers)}"
     layer = manifest.layers[0]
-    if layer.media_type not in KNOWN_BUNDLE_MEDIA_TYPES:
+    if layer.media_type not in mt.KNOWN_BUNDLE_MEDIA_TYPES:
         return Reason.UNKNOWN_MEDIA_TYPE.value, f"unknown bundle layer media type {layer.media_type[:120]!r}"
     if layer.size > MAX_BUNDLE_BYTES:
         return Reason.TOO_LARGE.value, f"bundle layer is {layer.size} bytes, over the {MAX_BUNDLE_BYTES} limit"
-    content = (manifest.annotations or {}).get(ANNOTATION_CONTENT)
-    if content is not None and content != CONTENT_DSSE:
+    content = (manifest.annotations or {}).get(mt.ANNOTATION_BUNDLE_CONTENT)
+    if content is not None and content != mt.BUNDLE_CONTENT_DSSE:
         # cosign also stores message-signature bundles; they sign bytes, not a statement.
-        return Reason.NOT_DSSE.value, f"bundle content is {content[:40]!r}, not {CONTENT_DSSE}"
+        return Reason.NOT_DSSE.value, f"bundle content is {content[:40]!r}, not {mt.BUNDLE_CONTENT_DSSE}"
     return None
 
 
