@@ -775,16 +775,70 @@ def cli_command() -> Any:
     return install(get_command(app))
 
 
+# Seconds the clean-up after Ctrl-C (cancelling upload sessions, letting transfer threads
+# stop) may take before the process exits anyway: a thread stuck in a stalled socket must
+# not hold the user's Ctrl-C for the length of a network timeout.
+INTERRUPT_GRACE = 10.0
+
+
+def _interrupt_with_deadline(signum: int, frame: object) -> None:
+    """SIGINT as Python's own handler (a KeyboardInterrupt), plus a watchdog that ends the
+    process with 130 if the clean-up the interrupt starts has not finished in time."""
+    import os
+    import threading
+
+    if not _state.get("watchdog"):
+
+        def give_up() -> None:
+            sys.stderr.write(f"interrupted (clean-up did not finish within {INTERRUPT_GRACE:g} s)\n")
+            sys.stderr.flush()
+            os._exit(130)
+
+        watchdog = threading.Timer(INTERRUPT_GRACE, give_up)
+        watchdog.daemon = True
+        watchdog.start()
+        _state["watchdog"] = watchdog
+    raise KeyboardInterrupt
+
+
+def _install_interrupt_handler() -> None:
+    import signal
+    import threading
+
+    current = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is threading.main_thread() and current in (signal.default_int_handler, _interrupt_with_deadline):
+        signal.signal(signal.SIGINT, _interrupt_with_deadline)
+
+
 def main() -> None:
     """Entry point: our own exit codes and one-line errors, also for mistakes the option
     parser catches (an unknown option, a missing argument, a value out of range)."""
-    _state.update(json=None, progress=None)  # set by the options' callbacks as they are parsed
+    import signal
+
     # A pull run by an earlier main() in this process left SIGINT/SIGTERM ignored (it was
     # about to exit): the handlers come back now. Only if a pull ever ran here: importing
     # the unpacking code for --version or --help would cost start-up for nothing.
     unpack = sys.modules.get("ocimodel.packaging.unpack")
     if unpack is not None:
         unpack.INTERRUPTS.reset()
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is _interrupt_with_deadline:  # left by an earlier main() in this process
+        previous = signal.default_int_handler
+    _install_interrupt_handler()
+    try:
+        _main()
+    finally:
+        # In-process callers (tests, an embedding app) get their handler back, and no
+        # watchdog outlives the command whose clean-up it guarded.
+        watchdog = _state.pop("watchdog", None)
+        if watchdog is not None:
+            watchdog.cancel()
+        if signal.getsignal(signal.SIGINT) is _interrupt_with_deadline:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _main() -> None:
+    _state.update(json=None, progress=None)  # set by the options' callbacks as they are parsed
     _state["exits"] = True
     try:
         code = cli_command()(standalone_mode=False)
