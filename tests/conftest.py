@@ -31,8 +31,9 @@ os.environ.setdefault("OCIMODEL_RETRIES", "1")
 # concurrent writers uses the default.
 os.environ.setdefault("OCIMODEL_REFERRERS_SETTLE", "0.2")
 # Likewise writers of a version tag on a registry (versiontags.py): 2 x this per version
-# tag written; the race tests set their own.
-os.environ.setdefault("OCIMODEL_TAG_SETTLE", "0.2")
+# tag written; the race tests set their own. A tag write must be answered within it, so
+# it keeps a margin for a loaded machine (0.2 s was once exceeded by a manifest PUT).
+os.environ.setdefault("OCIMODEL_TAG_SETTLE", "0.5")
 # Nobody's own `docker login` may change what the tests see: an empty docker config
 # directory, unless a test points DOCKER_CONFIG elsewhere.
 os.environ["DOCKER_CONFIG"] = tempfile.mkdtemp(prefix="ocimodel-test-docker-config-")

@@ -32,7 +32,7 @@ from ocimodel.errors import VersionExists
 from ocimodel.oci.reference import parse_reference
 from ocimodel.targets.open import open_target
 
-SETTLE = "0.3"
+SETTLE = "0.5"
 ROUNDS = 20
 FEW_ROUNDS = 5
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
