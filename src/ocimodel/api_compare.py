@@ -10,7 +10,6 @@ tag): what a tag names is never cached, so a moved tag is seen at once."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from pydantic import BaseModel, computed_field
@@ -52,6 +51,7 @@ from ocimodel.targets.layout import OciLayout
 from ocimodel.targets.open import open_target
 from ocimodel.targets.referrers import is_fallback_tag
 from ocimodel.targets.remote import RemoteRepository
+from ocimodel.threads import run_all
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
 from ocimodel.versiontags import is_version_tag
@@ -384,8 +384,7 @@ def _search_registry(
     with connection.client_for(registry) as client:
         names = _repositories(client, registry, prefix, repositories)
         targets = [RemoteRepository(client, name) for name in names]
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ocimodel-search") as pool:
-            tag_lists = _gather(pool, [lambda t=t: _tags_of(t) for t in targets])
+        tag_lists = run_all([lambda t=t: _tags_of(t) for t in targets], concurrency, "ocimodel-search")
         versions = [(t, tag) for t, (tags, _) in zip(targets, tag_lists) for tag in tags if not is_fallback_tag(tag)]
         examined = _examine_all(versions, predicates, store, concurrency)
     # A catalog may list repositories these credentials cannot read (Harbor, GHCR do).
@@ -470,8 +469,7 @@ def _examine_all(versions, predicates: list[Predicate], store: ContentCache | No
         except _SKIPPABLE as exc:
             return _Examined(target, tag, reason=exc.message)
 
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ocimodel-search") as pool:
-        return _gather(pool, [lambda t=t, g=g: examine(t, g) for t, g in versions])
+    return run_all([lambda t=t, g=g: examine(t, g) for t, g in versions], concurrency, "ocimodel-search")
 
 
 def _examine(target, tag: str, predicates: list[Predicate], store: ContentCache | None) -> _Examined:
@@ -524,18 +522,6 @@ def _config(target, descriptor: Descriptor, store: ContentCache | None) -> dict[
     except InvalidManifest:
         return None
     return document if isinstance(document, dict) else None
-
-
-def _gather(pool: ThreadPoolExecutor, jobs: list[Callable[[], Any]]) -> list[Any]:
-    """Run ``jobs`` on ``pool``; results in order. The first error cancels what has not
-    started and is raised."""
-    futures: list[Future] = [pool.submit(job) for job in jobs]
-    try:
-        return [f.result() for f in futures]
-    except BaseException:
-        for f in futures:
-            f.cancel()
-        raise
 
 
 def _result(location: str, predicates: list[Predicate], repositories: list[str], examined: list[_Examined],

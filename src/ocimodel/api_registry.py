@@ -13,7 +13,6 @@ import getpass
 import json
 import os
 import socket
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
@@ -32,6 +31,7 @@ from ocimodel.oci.reference import validate_tag
 from ocimodel.targets.open import open_target
 from ocimodel.targets.referrers import is_fallback_tag
 from ocimodel.targets.remote import RemoteRepository
+from ocimodel.threads import map_threads
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
 from ocimodel.versiontags import is_version_tag, version_key
@@ -323,8 +323,7 @@ def _resolve_tags(target, *, missing_ok: bool = True) -> dict[str, str]:
         except NotFound:
             return tag, None  # deleted meanwhile
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return {tag: digest for tag, digest in pool.map(resolve, tags) if digest}
+    return {tag: digest for tag, digest in map_threads(resolve, tags) if digest}
 
 
 def _read_models(target, digests: set[str]) -> dict[str, tuple[Manifest, Any]]:
@@ -340,8 +339,7 @@ def _read_models(target, digests: set[str]) -> dict[str, tuple[Manifest, Any]]:
             return digest, None
         return digest, (manifest, read_card(None, manifest.annotations).card)
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return {d: row for d, row in pool.map(read, sorted(digests)) if row}
+    return {d: row for d, row in map_threads(read, sorted(digests)) if row}
 
 
 def _chain(target, alias: str, current: str | None) -> tuple[list[PromotionRecord], list[str]]:
@@ -451,8 +449,7 @@ def _records_on_tagged(target, alias: str, warnings: list[str]) -> list[Promotio
         warnings.append(exc.message)
         return []
     found: dict[str, PromotionRecord] = {}
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        for records in pool.map(lambda d: _records_on(target, alias, d), sorted(digests)):
-            for record in records:
-                found[record.record] = record
+    for records in map_threads(lambda d: _records_on(target, alias, d), sorted(digests)):
+        for record in records:
+            found[record.record] = record
     return list(found.values())

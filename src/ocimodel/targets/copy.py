@@ -29,6 +29,7 @@ from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, digest_bytes, new_hasher
 from ocimodel.oci.models import Descriptor, Index, parse_manifest
 from ocimodel.targets.base import ReadableTarget, WritableTarget
+from ocimodel.threads import wait_for
 from ocimodel.transport import retry as retry_module
 from ocimodel.transport.retry import RetryPolicy
 
@@ -285,11 +286,14 @@ def _unchanged(a: os.stat_result, b: os.stat_result) -> bool:
 
 
 def _counted(chunks: Iterable[bytes], key: Descriptor, cancel: threading.Event, moved: _Counter) -> Iterator[bytes]:
+    # Counted as each chunk is handed over, not after: a progress callback that stops the
+    # transfer then does so before the last byte leaves, never between the body's end and
+    # the registry's answer, when the upload may be complete and its cancel would race it.
     for chunk in chunks:
         if cancel.is_set():
             raise Cancelled("cancelled")
-        yield chunk
         moved.blob_advanced(key, len(chunk))
+        yield chunk
 
 
 def run_parallel(items: list[T], work: Callable[[T], None], concurrency: int, cancel: threading.Event) -> None:
@@ -339,13 +343,13 @@ def run_parallel(items: list[T], work: Callable[[T], None], concurrency: int, ca
     for number in range(running[0]):
         threading.Thread(target=worker, name=f"ocimodel-copy-{number}", daemon=True).start()
     try:
-        stop_waiting.wait()
+        wait_for(stop_waiting)  # in slices: see ocimodel.threads
     except BaseException:  # Ctrl-C in the main thread
         cancel.set()
-        all_done.wait(cancel_grace)
+        wait_for(all_done, cancel_grace)
         raise
     if errors:
-        all_done.wait(cancel_grace)
+        wait_for(all_done, cancel_grace)
         with lock:
             failures = list(errors)
         raise next((e for e in failures if not isinstance(e, Cancelled)), failures[0])
