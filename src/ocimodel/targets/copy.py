@@ -310,11 +310,7 @@ def run_parallel(items: list[T], work: Callable[[T], None], concurrency: int, ca
                 raise Cancelled("cancelled")
             work(item)
         return
-    # Seconds the workers get to stop after a failure or Ctrl-C. Most stop at their next
-    # chunk; this is for one whose body has all gone out and that waits for the registry's
-    # answer (a registry verifies a large blob before it answers): abandoning it would
-    # cancel an upload that is completing. Below the CLI's 10 s Ctrl-C watchdog.
-    cancel_grace = 5.0
+    cancel_grace = 2.0  # seconds
     lock = threading.Lock()
     pending = list(reversed(items))  # popped from the end: in order
     errors: list[BaseException] = []
