@@ -436,11 +436,13 @@ def verified(
                 raise SizeMismatch(digest, size, f"more than {size}")
             update(chunk)
             if pending is not None:
-                yield pending
+                # Reported before it is released (see _counted): a callback that stops the
+                # transfer never does so between the body's last byte and the answer.
                 unreported += len(pending)
                 if progress and unreported >= PROGRESS_STEP:
                     progress.blob_advanced(descriptor, unreported)
                     unreported = 0
+                yield pending
             pending = chunk
         if seen != size:
             raise SizeMismatch(digest, size, seen)
@@ -451,10 +453,11 @@ def verified(
         if isinstance(hasher, _HashThread):
             hasher.close()
     if pending is not None:
-        yield pending
         unreported += len(pending)
     if progress and unreported:
         progress.blob_advanced(descriptor, unreported)
+    if pending is not None:
+        yield pending
 
 
 class _HashThread:
