@@ -172,7 +172,10 @@ class ReferrerIndexer(Protocol):
 
     def listed_by(self, subject_digest: str) -> str:
         """Where this store lists the referrers of ``subject_digest``, for messages:
-        ``"referrers API"``, ``"fallback tag sha256-..."`` or ``"layout index"``."""
+        ``"referrers API"``, ``"fallback tag sha256-..."`` or ``"layout index"``. A
+        registry is known to have the API only once it said so (it indexed a referrer
+        pushed, or answered a listing); until then this names the fallback tag, where the
+        client itself lists what it pushes."""
         ...
 
 
