@@ -28,7 +28,7 @@ from ocimodel.errors import (
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, digest_bytes, new_hasher
 from ocimodel.oci.models import Descriptor, Index, parse_manifest
-from ocimodel.targets.base import ReadableTarget, WritableTarget
+from ocimodel.targets.base import Mounter, ReadableTarget, UnhashedPusher, WritableTarget
 from ocimodel.threads import wait_for
 from ocimodel.transport import retry as retry_module
 from ocimodel.transport.retry import RetryPolicy
@@ -155,6 +155,9 @@ def copy_blobs(
     cancel = threading.Event()
     lock = threading.Lock()
     policy = retry or RetryPolicy.from_environment()
+    # Optional: a store that can link a blob from the source without moving it says so by
+    # being a Mounter (see that protocol for why it is not a hook passed in).
+    mount = destination.mount_from if isinstance(destination, Mounter) else None
     if progress:
         progress.transfer_started(blobs)
 
@@ -169,7 +172,6 @@ def copy_blobs(
                 progress.blob_started(descriptor, label)
                 progress.blob_finished(descriptor, skipped=True)
             return
-        mount = getattr(destination, "mount_from", None)
         if mount is not None and mount(descriptor, source):
             # Same registry, other repository: linked in place, no bytes moved.
             with lock:
@@ -219,7 +221,7 @@ class _Schedule:
 
 
 def upload_unhashed(
-    destination: object,
+    destination: UnhashedPusher,
     files: list[tuple[str, Path, int]],
     result: TransferResult,
     *,
@@ -228,10 +230,8 @@ def upload_unhashed(
     retry: RetryPolicy | None = None,
 ) -> dict[str, tuple[str, os.stat_result | None]]:
     """Upload files whose digests are not known, hashing them on the way (one read
-    instead of two). ``files`` are (label, path, size); returns {label: digest}.
-
-    ``destination`` must have ``push_unhashed(size, chunks) -> digest``. A transient
-    failure starts that file over; the others are not touched. Returns {label: (digest,
+    instead of two). ``files`` are (label, path, size). A transient failure starts
+    that file over; the others are not touched. Returns {label: (digest,
     stat)}, the stat None for a file that changed while it was read."""
     policy = retry or RetryPolicy.from_environment()
     cancel = threading.Event()

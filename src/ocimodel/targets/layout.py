@@ -50,6 +50,9 @@ def file_mode() -> int:
 
 
 class OciLayout:
+    """A layout directory as a :class:`~ocimodel.targets.base.Target` (not a Mounter:
+    blobs from any other store are copied in)."""
+
     def __init__(self, path: str | os.PathLike[str], *, create: bool = False) -> None:
         self.path = Path(path)
         self.name = f"oci:{path}"
@@ -236,6 +239,9 @@ class OciLayout:
 
     def uses_fallback_tag(self) -> bool:
         return False
+
+    def listed_by(self, subject_digest: str) -> str:
+        return "layout index"
 
     @contextmanager
     def batched_referrers(self) -> Iterator[None]:

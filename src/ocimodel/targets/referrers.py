@@ -9,21 +9,43 @@ overwrite each other; :func:`update_fallback_index` detects that and repairs it.
 
 Listings are untrusted input: they are capped in count and bytes (THREATS.md 5-6) and a
 referrer named in one is not believed to refer to anything until its own manifest, fetched
-by digest, says so (:func:`check_subject`)."""
+by digest, says so (:func:`check_subject`).
+
+Writing a referrer is a store operation too (:func:`push_referrer`, :func:`push_bytes`):
+the API's ``attach``, signing (``trust/``), promotion records and lineage links all write
+through it, into any :class:`~ocimodel.targets.base.WritableTarget`."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from ocimodel import settings
-from ocimodel.errors import TRANSIENT_STATUS, IntegrityError, InvalidManifest, NotFound, RegistryError, TransportError, UsageError
+from ocimodel.errors import (
+    TRANSIENT_STATUS,
+    IntegrityError,
+    InvalidManifest,
+    NotFound,
+    RegistryError,
+    TransportError,
+    UsageError,
+)
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, hex_of, validate_digest
 from ocimodel.oci.models import Descriptor, Index, Manifest, parse_manifest
+from ocimodel.targets.base import (
+    ReferrerEditor,
+    ReferrerReader,
+    ReferrerSource,
+    ReferrerWriter,
+    WritableTarget,
+)
+from ocimodel.targets.copy import Graph, TransferResult, copy_graph, read_graph, verified
 
 # More than any honest subject has (Kyverno gives up at 50); a hostile registry could
 # otherwise make discover or copy walk forever.
@@ -255,7 +277,7 @@ class ReferrerTree:
 
 
 def walk(
-    target,
+    target: ReferrerReader,
     subject_digest: str,
     *,
     artifact_type: str | None = None,
@@ -305,13 +327,20 @@ def walk(
 
 @dataclass
 class ArtifactCopy:
-    transfer: object  # TransferResult of the model and its referrers together
+    transfer: TransferResult  # of the model and its referrers together
     referrers: list[Descriptor]  # copied (or found already there), parents first
     ignored: list[str]
 
 
 def copy_with_referrers(
-    source, destination, root: Descriptor, *, tag: str | None, graph=None, check_source: bool = False, **copy_options
+    source: ReferrerSource,
+    destination: ReferrerWriter,
+    root: Descriptor,
+    *,
+    tag: str | None,
+    graph: Graph | None = None,
+    check_source: bool = False,
+    **copy_options,
 ) -> ArtifactCopy:
     """Copy ``root`` and every referrer below it (recursively), digests unchanged, so a
     signature made at the source verifies at the destination.
@@ -319,8 +348,6 @@ def copy_with_referrers(
     Everything is read and verified from the source first; then the model goes in
     untagged, its referrers after it, and the tag last: whoever sees the tag sees the
     model with its signatures, never before them."""
-    from ocimodel.targets.copy import read_graph, copy_graph  # copy does not import this module
-
     graph = graph or read_graph(source, root)
     tree = walk(source, root.digest)
     nodes = tree.flatten()
@@ -348,7 +375,7 @@ def copy_with_referrers(
     return ArtifactCopy(transfer=result, referrers=[n.descriptor for n in nodes], ignored=tree.ignored)
 
 
-def remove_tree(target, subject_digest: str, digest: str) -> bool:
+def remove_tree(target: ReferrerEditor, subject_digest: str, digest: str) -> bool:
     """Remove referrer ``digest`` of ``subject_digest`` and, first, everything that refers
     to it (a signature of a removed evaluation would dangle). Returns False if a registry
     kept a manifest it refused to delete (no longer listed, though)."""
@@ -358,3 +385,70 @@ def remove_tree(target, subject_digest: str, digest: str) -> bool:
     removed_all = target.remove_referrer(subject_digest, digest) and removed_all
     target.drop_fallback_index(digest)
     return removed_all
+
+
+# -- writing a referrer ----------------------------------------------------------------------
+
+# distribution now and then refuses a manifest whose blobs another process is uploading at
+# the same moment (several writers attaching to one new repository all push the empty
+# config): these codes mean "make sure the blobs are there and try again".
+_BLOB_RACE_CODES = ("DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN")
+PUSH_REFERRER_ATTEMPTS = 3
+
+
+def push_referrer(
+    target: WritableTarget,
+    subject: Descriptor,
+    artifact_type: str,
+    layers: list[Descriptor],
+    annotations: Mapping[str, str],
+) -> tuple[Descriptor, bytes]:
+    """Write a referrer manifest of ``artifact_type`` for ``subject`` into an open target
+    whose ``layers`` blobs are already there (see :func:`push_bytes`); returns its
+    descriptor and bytes. The ``org.opencontainers.image.created`` annotation is set to
+    now unless given. The target makes it findable as a referrer (the referrers API, the
+    fallback index, the layout's index.json): see ``push_manifest``."""
+    empty = Descriptor(mediaType=mt.OCI_EMPTY, digest=mt.EMPTY_DIGEST, size=len(mt.EMPTY_JSON))
+    if not target.has_blob(empty):
+        target.push_blob(empty, verified([mt.EMPTY_JSON], empty))
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": _plain(empty),
+        # The image spec asks for at least one layer; the empty descriptor stands in.
+        "layers": [_plain(d) for d in layers] or [_plain(empty)],
+        "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": subject.size},
+        "annotations": {mt.ANNOTATION_CREATED: _now(), **annotations},
+    }
+    data = json.dumps(manifest, separators=(",", ":"), ensure_ascii=False).encode()
+    descriptor = Descriptor.for_bytes(mt.OCI_MANIFEST, data)
+    for attempt in range(PUSH_REFERRER_ATTEMPTS):
+        try:
+            target.push_manifest(descriptor, data)
+            break
+        except RegistryError as exc:
+            if exc.code not in _BLOB_RACE_CODES or attempt == PUSH_REFERRER_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+            if not target.has_blob(empty):
+                target.push_blob(empty, verified([mt.EMPTY_JSON], empty))
+    return descriptor, data
+
+
+def push_bytes(
+    target: WritableTarget, media_type: str, data: bytes, annotations: Mapping[str, str] | None = None
+) -> Descriptor:
+    """Store a small blob (a bundle, a record) in an open target; returns its descriptor."""
+    descriptor = Descriptor.for_bytes(media_type, data, dict(annotations) if annotations else None)
+    if not target.has_blob(descriptor):
+        target.push_blob(descriptor, verified([data], descriptor))
+    return descriptor
+
+
+def _plain(descriptor: Descriptor) -> dict:
+    return descriptor.model_dump(by_alias=True, exclude_none=True)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")

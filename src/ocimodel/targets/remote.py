@@ -1,4 +1,10 @@
-"""A repository in a remote registry as a Target."""
+"""A repository in a remote registry as a :class:`~ocimodel.targets.base.Target`, and a
+:class:`~ocimodel.targets.base.Mounter` (cross-repository mounts within one registry).
+
+Whether the registry has the referrers API is learnt from its answers and kept on the
+:class:`RegistryClient` (``client.referrers_api``), not in this module: the repositories
+opened through one client share what one probe found, and a new client asks again, so two
+configurations (or two tests) pointing at the same URL never see each other's answer."""
 
 from __future__ import annotations
 
@@ -11,14 +17,14 @@ from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import verify_bytes
 from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, Index, parse_manifest
 from ocimodel.targets import referrers as rf
+from ocimodel.targets.base import ReadableTarget
 from ocimodel.transport.client import RegistryClient
 from ocimodel.versiontags import set_version_tag
 
-# Registries known (in this process) to have the referrers API, by base URL: probing costs
-# a request, and the answer does not change while we run.
-_REFERRERS_API: dict[str, bool] = {}
 
 class RemoteRepository:
+    """One repository of a registry, through a client the caller opened and closes."""
+
     def __init__(self, client: RegistryClient, repository: str) -> None:
         self.client = client
         self.repository = repository
@@ -52,7 +58,7 @@ class RemoteRepository:
     def has_blob(self, descriptor: Descriptor) -> bool:
         return self.client.blob_exists(self.repository, descriptor.digest)
 
-    def mount_from(self, descriptor: Descriptor, source: object) -> bool:
+    def mount_from(self, descriptor: Descriptor, source: ReadableTarget) -> bool:
         """Cross-repository mount when ``source`` is another repository of this registry."""
         if not isinstance(source, RemoteRepository) or source.repository == self.repository:
             return False
@@ -79,7 +85,7 @@ class RemoteRepository:
         if subject is None:
             return
         if indexed == subject.digest:
-            _REFERRERS_API[self.client.base_url] = True
+            self.client.referrers_api = True
             return
         # No OCI-Subject: the registry did not index it, so the fallback tag must list it
         # (the distribution spec's rule, even where a GET of the API works).
@@ -113,11 +119,12 @@ class RemoteRepository:
         """What the registry lists as referring to ``subject_digest`` (untrusted: check each
         referrer's own subject before relying on it)."""
         what = f"referrers of {self.name}@{subject_digest}"
-        known = _REFERRERS_API.get(self.client.base_url)
+        # Probed once per client (a request; the answer does not change while it is open).
+        known = self.client.referrers_api
         if known is not False:
             listing = self.client.get_referrers(self.repository, subject_digest, artifact_type)
             if listing is not None:
-                _REFERRERS_API[self.client.base_url] = True
+                self.client.referrers_api = True
                 found: list[Descriptor] = []
                 for page in listing.pages:
                     before = len(found)
@@ -131,27 +138,34 @@ class RemoteRepository:
                 # It has the API (it indexed a referrer for us): a 404 now is a fault,
                 # not a reason to believe there are no referrers.
                 raise RegistryError(f"{what}: the registry's referrers API answered 404", hint="try again")
-            _REFERRERS_API[self.client.base_url] = False
+            self.client.referrers_api = False
         return rf.of_type(self._read_fallback(subject_digest), artifact_type)
 
     def remove_referrer(self, subject_digest: str, digest: str) -> bool:
         """Take a referrer out of the listing and delete its manifest. Returns False when
         the registry refused the delete (it is no longer listed where the client keeps the
         listing, but its manifest stays)."""
-        if not _REFERRERS_API.get(self.client.base_url, False):
+        if not self.client.referrers_api:
             rf.update_fallback_index(self._fallback_io(subject_digest), *rf.removing(digest))
         try:
             self.client.delete_manifest(self.repository, digest)
         except NotFound:
             return True
         except RegistryError as exc:
-            if _REFERRERS_API.get(self.client.base_url, False) or exc.status not in (400, 403, 405):
+            if self.client.referrers_api or exc.status not in (400, 403, 405):
                 raise
             return False
         return True
 
     def uses_fallback_tag(self) -> bool:
-        return not _REFERRERS_API.get(self.client.base_url, False)
+        """Whether referrers pushed now are listed under the fallback tag: unless the
+        registry was seen to have the referrers API, the client keeps the listing."""
+        return not self.client.referrers_api
+
+    def listed_by(self, subject_digest: str) -> str:
+        if self.uses_fallback_tag():
+            return f"fallback tag {rf.fallback_tag(subject_digest)}"
+        return "referrers API"
 
     def delete_manifest(self, digest: str) -> None:
         """Delete a manifest by digest (distribution also drops every tag pointing at it)."""

@@ -142,6 +142,11 @@ class RegistryClient:
             transport=transport or guarded_transport(self._tls.context, limits), limits=limits, auth=self._auth, **common
         )
         self._looks_like_registry: bool | None = None  # unknown until a strange answer makes us ask
+        # Whether this registry has the OCI 1.1 referrers API: None until one of its answers
+        # says (a referrers listing, or an OCI-Subject header on a push; see
+        # targets/remote.py). Kept on the client, so the repositories of one client share one
+        # probe, and another client (another configuration, another test) asks again.
+        self.referrers_api: bool | None = None
         self._auth_asked = False  # whether /v2/ was asked for its challenge (authorize_manifest_put)
         self._v2_answer = ""
         # Upload sessions opened and not finished, by path: the current URL of each (its

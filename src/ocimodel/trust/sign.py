@@ -31,6 +31,7 @@ from ocimodel.signing.statement import (
     Subject,
     signature_statement,
 )
+from ocimodel.targets.base import ReferrerWriter, WritableTarget
 from ocimodel.trust.store import write_bundle
 
 
@@ -105,7 +106,7 @@ def named(statement: Statement, name: str) -> Statement:
 
 
 def sign_model(
-    target,
+    target: ReferrerWriter,
     root: Descriptor,
     manifest_bytes: bytes,
     signer: BundleSigner,
@@ -139,7 +140,7 @@ def sign_model(
 
 
 def attest_model(
-    target, root: Descriptor, statement: Statement, signer: BundleSigner, *, name: str = "model"
+    target: WritableTarget, root: Descriptor, statement: Statement, signer: BundleSigner, *, name: str = "model"
 ) -> WrittenBundle:
     """Sign an attestation statement about ``root`` and store it as a bundle referrer."""
     if statement.predicate_type in (COSIGN_SIGN_PREDICATE, MODEL_SIGNING_PREDICATE):

@@ -19,14 +19,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
-from ocimodel.api_referrers import push_bytes, push_referrer
 from ocimodel.errors import IntegrityError, InvalidManifest, NotFound, OcimodelError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import verify_bytes
 from ocimodel.oci.models import Descriptor, Manifest, parse_manifest
 from ocimodel.signing.bundle import MAX_BUNDLE_BYTES
 from ocimodel.signing.errors import Reason
+from ocimodel.targets.base import BlobFetcher, ReferrerReader, WritableTarget
+from ocimodel.targets.referrers import push_bytes, push_referrer
+
+
+@runtime_checkable
+class BundleReader(ReferrerReader, BlobFetcher, Protocol):
+    """What reading bundles back needs: list the referrers, fetch each manifest, read its
+    one layer."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,7 @@ class RefusedBundle:
 MALFORMED_REFERRER = "malformed-referrer"
 
 
-def write_bundle(target, subject: Descriptor, bundle: bytes, predicate_type: str) -> Descriptor:
+def write_bundle(target: WritableTarget, subject: Descriptor, bundle: bytes, predicate_type: str) -> Descriptor:
     """Store ``bundle`` in an open target as a cosign v3 bundle referrer of ``subject``;
     returns the referrer manifest's descriptor."""
     layer = push_bytes(target, mt.BUNDLE_MEDIA_TYPE, bundle)
@@ -62,7 +70,7 @@ def write_bundle(target, subject: Descriptor, bundle: bytes, predicate_type: str
     return descriptor
 
 
-def read_bundles(target, subject_digest: str) -> Iterator[StoredBundle | RefusedBundle]:
+def read_bundles(target: BundleReader, subject_digest: str) -> Iterator[StoredBundle | RefusedBundle]:
     """Every bundle referrer listed for ``subject_digest``, each either read and checked
     (:class:`StoredBundle`) or refused with its reason (:class:`RefusedBundle`).
 
@@ -74,7 +82,7 @@ def read_bundles(target, subject_digest: str) -> Iterator[StoredBundle | Refused
         yield read_bundle(target, listed, subject_digest)
 
 
-def read_bundle(target, listed: Descriptor, subject_digest: str) -> StoredBundle | RefusedBundle:
+def read_bundle(target: BundleReader, listed: Descriptor, subject_digest: str) -> StoredBundle | RefusedBundle:
     """One listed bundle referrer, checked strictly (see the module docstring)."""
     hint = (listed.annotations or {}).get(mt.ANNOTATION_BUNDLE_PREDICATE_TYPE)
 
@@ -134,7 +142,7 @@ def _shape_problem(manifest: Manifest, subject_digest: str) -> tuple[str, str] |
     return None
 
 
-def _read_layer(target, layer: Descriptor) -> bytes:
+def _read_layer(target: BlobFetcher, layer: Descriptor) -> bytes:
     """The layer's bytes, read no further than its size and checked against its digest."""
     data = bytearray()
     with target.open_blob(layer) as chunks:

@@ -37,7 +37,7 @@ from ocimodel.signing.files_statement import (
 )
 from ocimodel.signing.statement import COSIGN_SIGN_PREDICATE, check_subject
 from ocimodel.trust.policy import TrustPolicy
-from ocimodel.trust.store import RefusedBundle, StoredBundle, read_bundles
+from ocimodel.trust.store import BundleReader, RefusedBundle, StoredBundle, read_bundles
 
 # verificationMaterial keys that carry a certificate (as signing.bundle reads them).
 
@@ -124,7 +124,7 @@ class KeylessOptions:
 
 
 def evaluate(
-    target,
+    target: BundleReader,
     root: Descriptor,
     manifest_bytes: bytes,
     trust: TrustPolicy,
