@@ -91,7 +91,6 @@ def main_options(
     )
 
 
-
 # -- the commands, in the order `ocimodel --help` lists them --------------------------------
 
 app.command()(transfer.push)
