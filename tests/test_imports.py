@@ -42,13 +42,6 @@ KNOWN_CYCLES: list[tuple[str, ...]] = [
         "ocimodel.api_referrers",
         "ocimodel.lineage",
     ),
-    (
-        "ocimodel.cli.app",
-        "ocimodel.cli.compare",
-        "ocimodel.cli.referrers",
-        "ocimodel.cli.registry",
-        "ocimodel.cli.trust",
-    ),
 ]
 
 # Each entry: (the module that uses the name, "the module it belongs to.the name").
@@ -70,24 +63,6 @@ KNOWN_PRIVATE_IMPORTS: list[tuple[str, str]] = [
     ("ocimodel.api_trust", "ocimodel.api._read_config"),
     ("ocimodel.api_trust", "ocimodel.api._reference"),
     ("ocimodel.api_trust", "ocimodel.api._registry_of"),
-    ("ocimodel.cli.compare", "ocimodel.cli.app._connection"),
-    ("ocimodel.cli.compare", "ocimodel.cli.app._print_json"),
-    ("ocimodel.cli.compare", "ocimodel.cli.app._run"),
-    ("ocimodel.cli.compare", "ocimodel.cli.app._size"),
-    ("ocimodel.cli.referrers", "ocimodel.cli.app._connection"),
-    ("ocimodel.cli.referrers", "ocimodel.cli.app._parse_pairs"),
-    ("ocimodel.cli.referrers", "ocimodel.cli.app._print_json"),
-    ("ocimodel.cli.referrers", "ocimodel.cli.app._print_result"),
-    ("ocimodel.cli.referrers", "ocimodel.cli.app._run"),
-    ("ocimodel.cli.referrers", "ocimodel.cli.app._size"),
-    ("ocimodel.cli.registry", "ocimodel.cli.app._connection"),
-    ("ocimodel.cli.registry", "ocimodel.cli.app._print_json"),
-    ("ocimodel.cli.registry", "ocimodel.cli.app._run"),
-    ("ocimodel.cli.registry", "ocimodel.cli.app._size"),
-    ("ocimodel.cli.trust", "ocimodel.cli.app._connection"),
-    ("ocimodel.cli.trust", "ocimodel.cli.app._print_json"),
-    ("ocimodel.cli.trust", "ocimodel.cli.app._print_result"),
-    ("ocimodel.cli.trust", "ocimodel.cli.app._run"),
 ]
 
 # Each entry: (a module of a lower layer, the upper-layer module it imports).

@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ocimodel.cli.app import (
+from ocimodel.cli.common import (
     JsonOpt,
     PlainHttpOpt,
-    _connection,
-    _print_json,
-    _run,
-    _size,
-    app,
+    connection,
+    print_json,
+    run,
+    size,
     stdout,
 )
 from ocimodel.cli.lazy import lazy_import
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 
-@app.command()
 def diff(
     a: Annotated[str, typer.Argument(metavar="A", help="The old model: registry/repo:tag, repo@digest or oci:PATH:tag.")],
     b: Annotated[str, typer.Argument(metavar="B", help="The new model, in the same store or another.")],
@@ -41,16 +39,15 @@ def diff(
 
       ocimodel diff oci:./store:sentiment:1.0 ghcr.io/org/sentiment:1.1 --json
     """
-    result = _run(
-        lambda _: api_compare.diff(a, b, plain_http=plain_http, options=_connection()), verb="diff", show_progress=False
+    result = run(
+        lambda _: api_compare.diff(a, b, plain_http=plain_http, options=connection()), verb="diff", show_progress=False
     )
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     _print_diff(result)
 
 
-@app.command()
 def search(
     location: Annotated[
         str,
@@ -89,16 +86,16 @@ def search(
     Repositories come from the registry's catalog (filtered by the prefix); where the
     registry refuses it, name them with --repo.
     """
-    result = _run(
+    result = run(
         lambda _: api_compare.search(
             location, where or (), license=license, format=format, task=task, name=name, repositories=repo or (),
-            plain_http=plain_http, options=_connection(), concurrency=concurrency, cache=not no_cache,
+            plain_http=plain_http, options=connection(), concurrency=concurrency, cache=not no_cache,
         ),
         verb="search",
         show_progress=False,
     )
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     _print_search(result)
 
@@ -123,13 +120,13 @@ def _print_diff(result: api_compare.DiffResult) -> None:
     if result.files_added or result.files_removed or result.files_changed:
         files = _table("", "FILE", "KIND", "SIZE", "DIGEST")
         for entry in result.files_removed:
-            files.add_row("-", entry.path, entry.kind or entry.media_type, _size(entry.size), _short(entry.digest))
+            files.add_row("-", entry.path, entry.kind or entry.media_type, size(entry.size), _short(entry.digest))
         for entry in result.files_added:
-            files.add_row("+", entry.path, entry.kind or entry.media_type, _size(entry.size), _short(entry.digest))
+            files.add_row("+", entry.path, entry.kind or entry.media_type, size(entry.size), _short(entry.digest))
         for change in result.files_changed:
             kind = change.new_kind if change.old_kind == change.new_kind else f"{change.old_kind} -> {change.new_kind}"
             files.add_row(
-                "~", change.path, kind or "-", f"{_size(change.old_size)} -> {_size(change.new_size)}",
+                "~", change.path, kind or "-", f"{size(change.old_size)} -> {size(change.new_size)}",
                 f"{_hex(change.old_digest)} -> {_hex(change.new_digest)}",
             )
         stdout.print(files)

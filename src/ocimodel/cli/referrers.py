@@ -1,5 +1,5 @@
-"""Commands for referrers: attach, discover, detach, delete (export and import too: an
-air-gapped copy is a copy with referrers into a tar)."""
+"""Commands for referrers: attach, discover, detach, and delete (a model with its
+referrers). Export and import, which carry referrers too, are in ocimodel.cli.transfer."""
 
 from __future__ import annotations
 
@@ -9,23 +9,20 @@ from typing import Annotated
 
 import typer
 
-from ocimodel.cli.app import (
+from ocimodel.cli.common import (
     JsonOpt,
     PlainHttpOpt,
-    ProgressOpt,
     QuietOpt,
-    _connection,
-    _parse_pairs,
-    _print_json,
-    _print_result,
-    _run,
-    _size,
-    app,
+    connection,
+    parse_pairs,
+    print_json,
+    print_result,
+    run,
+    size,
     stderr,
     stdout,
 )
 from ocimodel.cli.lazy import lazy_import
-from ocimodel.errors import UsageError
 
 ArtifactTypeOpt = Annotated[
     str | None,
@@ -35,7 +32,6 @@ ArtifactTypeOpt = Annotated[
 api_referrers = lazy_import("ocimodel.api_referrers")
 
 
-@app.command()
 def attach(
     reference: Annotated[str, typer.Argument(metavar="REF", help="The model: registry/repo:tag, repo@digest or oci:PATH:tag.")],
     files: Annotated[list[Path] | None, typer.Argument(metavar="[FILE]...", help="Files to attach (none: annotations only).")] = None,
@@ -54,23 +50,22 @@ def attach(
     Works on registries with the referrers API, on those without it (the fallback tag
     sha256-<hex> is kept up to date) and on oci: layouts.
     """
-    pairs = _parse_pairs(annotation or [], "--annotation")
-    result = _run(
+    pairs = parse_pairs(annotation or [], "--annotation")
+    result = run(
         lambda _: api_referrers.attach(
             reference, files or [], artifact_type=artifact_type, annotations=pairs, media_type=media_type,
-            plain_http=plain_http, options=_connection(),
+            plain_http=plain_http, options=connection(),
         ),
         verb="attach",
         show_progress=False,
     )
-    _print_result(result, as_json, quiet, [
+    print_result(result, as_json, quiet, [
         f"Attached {result.artifact_type} to {result.subject}",
         f"Digest: {result.digest}",
         f"Listed by: {result.listed_by}",
     ])
 
 
-@app.command()
 def discover(
     reference: Annotated[str, typer.Argument(metavar="REF", help="The model: registry/repo:tag, repo@digest or oci:PATH:tag.")],
     artifact_type: ArtifactTypeOpt = None,
@@ -88,15 +83,15 @@ def discover(
     Only referrers whose own manifest names the model are shown; anything else a
     listing holds is reported as ignored.
     """
-    result = _run(
+    result = run(
         lambda _: api_referrers.referrers(
-            reference, artifact_type=artifact_type, depth=depth, plain_http=plain_http, options=_connection()
+            reference, artifact_type=artifact_type, depth=depth, plain_http=plain_http, options=connection()
         ),
         verb="discover",
         show_progress=False,
     )
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     # Plain lines, not rich's Tree: a digest must never be cut to fit the terminal.
     lines = [f"{result.reference}@{result.digest}"]
@@ -107,7 +102,7 @@ def discover(
         for i, node in enumerate(nodes):
             last = i == len(nodes) - 1
             created = node.annotations.get(mt.ANNOTATION_CREATED, "")
-            label = f"{node.artifact_type or node.media_type}  {node.digest}  {_size(node.size)}  {created}".rstrip()
+            label = f"{node.artifact_type or node.media_type}  {node.digest}  {size(node.size)}  {created}".rstrip()
             lines.append(f"{prefix}{'└── ' if last else '├── '}{label}")
             add(node.referrers, prefix + ("    " if last else "│   "))
 
@@ -119,7 +114,6 @@ def discover(
         stderr.print(f"warning: ignored {line}", highlight=False, markup=False)
 
 
-@app.command()
 def detach(
     reference: Annotated[str, typer.Argument(metavar="REF", help="The model the referrer refers to.")],
     referrer: Annotated[str, typer.Argument(metavar="DIGEST", help="The referrer's digest (from `ocimodel discover`).")],
@@ -131,16 +125,15 @@ def detach(
 
       ocimodel detach localhost:5000/team/sentiment:1.0 sha256:1f2e...
     """
-    result = _run(
-        lambda _: api_referrers.detach(reference, referrer, plain_http=plain_http, options=_connection()),
+    result = run(
+        lambda _: api_referrers.detach(reference, referrer, plain_http=plain_http, options=connection()),
         verb="detach",
         show_progress=False,
     )
     kept = "" if result.manifest_deleted else " (no longer listed; the registry refused to delete its manifest)"
-    _print_result(result, as_json, quiet, [f"Detached {result.digest} from {result.subject}{kept}"])
+    print_result(result, as_json, quiet, [f"Detached {result.digest} from {result.subject}{kept}"])
 
 
-@app.command()
 def delete(
     reference: Annotated[str, typer.Argument(metavar="REF", help="The model to delete: registry/repo:tag, repo@digest or oci:PATH:tag.")],
     force: Annotated[bool, typer.Option("--force", help="Delete even when other tags point at the same manifest (they go too).")] = False,
@@ -156,96 +149,13 @@ def delete(
     --force this refuses when other tags would go too. The registry must allow deletes
     (distribution: storage.delete.enabled); blobs are freed by its garbage collector.
     """
-    result = _run(
-        lambda _: api_referrers.delete(reference, force=force, plain_http=plain_http, options=_connection()),
+    result = run(
+        lambda _: api_referrers.delete(reference, force=force, plain_http=plain_http, options=connection()),
         verb="delete",
         show_progress=False,
     )
-    _print_result(result, as_json, quiet, [
+    print_result(result, as_json, quiet, [
         f"Deleted {result.reference} ({result.digest})",
         f"Tags removed: {', '.join(result.tags_removed) or '-'}",
         f"Referrers removed: {len(result.referrers_removed)}",
-    ])
-
-
-@app.command()
-def export(
-    reference: Annotated[str, typer.Argument(metavar="REF", help="The model: registry/repo:tag, repo@digest or oci:PATH:tag.")],
-    output: Annotated[str, typer.Argument(metavar="FILE", help="The archive to write, e.g. model.tar; - for standard output.")],
-    no_referrers: Annotated[bool, typer.Option("--no-referrers", help="Leave signatures and other referrers out.")] = False,
-    gzip: Annotated[bool, typer.Option("--gzip", help="Compress the archive (weights rarely shrink; slower).")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Replace FILE if it is an existing regular file.")] = False,
-    plain_http: PlainHttpOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
-    progress: ProgressOpt = None,  # read by _run (through the option's callback)
-) -> None:
-    """Write a model and its referrers to one file for an air-gapped site: a deterministic
-    tar of an OCI layout, which skopeo reads too (oci-archive:FILE:TAG).
-
-      ocimodel export registry.example.com/team/sentiment:1.0 sentiment-1.0.tar
-
-      ocimodel import sentiment-1.0.tar airgap-registry.local/team/sentiment
-
-      ocimodel export localhost:5000/team/sentiment:1.0 - | ssh airgap 'cat > s.tar'
-
-    FILE is written whole or not at all, and only as a regular file: an existing file is
-    replaced only with --force; a symlink, directory, fifo, socket or device is refused
-    and left as it is. With -, the tar goes to standard output and the summary to stderr.
-    """
-    to_stdout = output == "-"
-    if to_stdout and as_json:
-        _run(_json_beside_stdout, verb="export", show_progress=False)
-    result = _run(
-        lambda progress: api_referrers.export(
-            reference, output, with_referrers=not no_referrers, compression="gzip" if gzip else "none",
-            overwrite=force, progress=progress, plain_http=plain_http, options=_connection(),
-        ),
-        verb="export",
-        show_progress=not (quiet or as_json),
-    )
-    lines = [
-        f"Exported {result.reference} -> {'standard output' if to_stdout else result.path} "
-        f"({_size(result.size)}, {result.blobs} blobs)",
-        f"Digest: {result.digest}",
-        f"Referrers: {len(result.referrers)}",
-    ]
-    if to_stdout:  # standard output holds the archive: the summary goes beside the progress
-        for line in [] if quiet else lines:
-            stderr.print(line, highlight=False, markup=False)
-        return
-    _print_result(result, as_json, quiet, lines)
-
-
-def _json_beside_stdout(_) -> None:
-    raise UsageError("--json and FILE - both want standard output", hint="name a file to write, or drop --json")
-
-
-@app.command("import")
-def import_archive(
-    archive: Annotated[Path, typer.Argument(metavar="FILE", help="An archive `ocimodel export` (or skopeo's oci-archive) wrote.")],
-    destination: Annotated[str, typer.Argument(metavar="DEST", help="registry/repo[:tag] or oci:PATH[:tag] (tag defaults to the archive's).")],
-    force: Annotated[bool, typer.Option("--force", help="Move a version tag that holds another model.")] = False,
-    plain_http: PlainHttpOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
-    progress: ProgressOpt = None,  # read by _run (through the option's callback)
-) -> None:
-    """Copy the model in an export archive, with its referrers, into a registry or a
-    layout. Every digest is verified before anything is written to the destination.
-
-      ocimodel import sentiment-1.0.tar airgap-registry.local/team/sentiment
-    """
-    result = _run(
-        lambda progress: api_referrers.import_(
-            archive, destination, force=force, progress=progress, plain_http=plain_http, options=_connection()
-        ),
-        verb="import",
-        show_progress=not (quiet or as_json),
-    )
-    _print_result(result, as_json, quiet, [
-        f"Imported {result.archive} -> {result.destination}",
-        f"Digest: {result.digest}",
-        f"Blobs: {result.blobs_copied} copied ({_size(result.bytes_copied)}), {result.blobs_skipped} already there",
-        f"Referrers: {len(result.referrers)}",
     ])

@@ -1,4 +1,4 @@
-"""Commands of the model registry: versions, promote, rollback, history, lineage."""
+"""Commands of the model registry: tag, versions, promote, rollback, history, lineage."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ from typing import Annotated
 
 import typer
 
-from ocimodel.cli.app import (
+from ocimodel.cli.common import (
+    ForceOpt,
     JsonOpt,
     PlainHttpOpt,
     QuietOpt,
-    _connection,
-    _print_json,
-    _run,
-    _size,
-    app,
+    connection,
     new_table,
+    print_json,
+    run,
+    size,
     stdout,
 )
 from ocimodel.cli.lazy import lazy_import
@@ -27,11 +27,29 @@ from ocimodel.errors import UsageError
 AliasOpt = Annotated[str, typer.Option("--alias", metavar="ALIAS", help="The alias, e.g. production.")]
 ReasonOpt = Annotated[str | None, typer.Option("--reason", metavar="TEXT", help="Why: kept in the promotion record.")]
 
+api = lazy_import("ocimodel.api")
 api_registry = lazy_import("ocimodel.api_registry")
 lineage_graph = lazy_import("ocimodel.lineage")
 
 
-@app.command()
+def tag(
+    reference: Annotated[str, typer.Argument(metavar="REF", help="The model to tag: registry/repo:tag or oci:PATH:tag.")],
+    new_tag: Annotated[str, typer.Argument(metavar="TAG", help="The new tag, in the same repository.")],
+    force: ForceOpt = False,
+    plain_http: PlainHttpOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Point another tag at the same model (no data is copied).
+
+      ocimodel tag localhost:5000/team/sentiment:1.0 latest
+    """
+    digest = run(lambda _: api.tag(reference, new_tag, plain_http=plain_http, options=connection(), force=force), verb="tag", show_progress=False)
+    if as_json:
+        print_json({"reference": reference, "tag": new_tag, "digest": digest})  # as typed: already validated
+    else:
+        stdout.print(f"Tagged {digest} as {new_tag}", highlight=False)
+
+
 def versions(
     repository: Annotated[str, typer.Argument(metavar="REPO", help="registry/team/model or oci:PATH.")],
     plain_http: PlainHttpOpt = None,
@@ -42,9 +60,9 @@ def versions(
 
       ocimodel versions localhost:5000/team/sentiment
     """
-    result = _run(lambda _: api_registry.versions(repository, plain_http=plain_http, options=_connection()), verb="versions", show_progress=False)
+    result = run(lambda _: api_registry.versions(repository, plain_http=plain_http, options=connection()), verb="versions", show_progress=False)
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     if not result.versions:
         stdout.print(f"no versions in {result.repository}", highlight=False, markup=False)
@@ -53,7 +71,7 @@ def versions(
         table.add_column(column, justify="right" if column == "SIZE" else "left")
     for v in result.versions:
         metrics = " ".join(f"{k}={val:g}" for k, val in list(v.metrics.items())[:4])
-        table.add_row(v.tag, v.digest[:19], v.created or "-", _size(v.size), metrics or "-", ", ".join(v.aliases) or "-")
+        table.add_row(v.tag, v.digest[:19], v.created or "-", size(v.size), metrics or "-", ", ".join(v.aliases) or "-")
     if result.versions:
         stdout.print(table)
     orphans = {a: d for a, d in result.aliases.items() if all(d != v.digest for v in result.versions)}
@@ -61,7 +79,6 @@ def versions(
         stdout.print(f"alias {alias} -> {digest} (no version tag)", highlight=False, markup=False)
 
 
-@app.command()
 def promote(
     reference: Annotated[str, typer.Argument(metavar="REF", help="The version to promote: registry/repo:1.2 or repo@digest.")],
     to: Annotated[str, typer.Option("--to", metavar="ALIAS", help="The alias to move, e.g. production.")],
@@ -77,11 +94,10 @@ def promote(
 
     The actor is OCIMODEL_ACTOR, else the GitHub Actions user, else user@host.
     """
-    result = _run(lambda _: api_registry.promote(reference, to, reason=reason, plain_http=plain_http, options=_connection()), verb="promote", show_progress=False)
+    result = run(lambda _: api_registry.promote(reference, to, reason=reason, plain_http=plain_http, options=connection()), verb="promote", show_progress=False)
     _print_move(result, as_json, quiet)
 
 
-@app.command()
 def rollback(
     repository: Annotated[str, typer.Argument(metavar="REPO", help="registry/team/model or oci:PATH.")],
     alias: AliasOpt,
@@ -95,11 +111,10 @@ def rollback(
 
       ocimodel rollback localhost:5000/team/sentiment --alias production --reason "latency regression"
     """
-    result = _run(lambda _: api_registry.rollback(repository, alias, reason=reason, plain_http=plain_http, options=_connection()), verb="rollback", show_progress=False)
+    result = run(lambda _: api_registry.rollback(repository, alias, reason=reason, plain_http=plain_http, options=connection()), verb="rollback", show_progress=False)
     _print_move(result, as_json, quiet)
 
 
-@app.command()
 def history(
     repository: Annotated[str, typer.Argument(metavar="REPO", help="registry/team/model or oci:PATH.")],
     alias: AliasOpt,
@@ -111,9 +126,9 @@ def history(
 
       ocimodel history localhost:5000/team/sentiment --alias production
     """
-    result = _run(lambda _: api_registry.history(repository, alias, plain_http=plain_http, options=_connection()), verb="history", show_progress=False)
+    result = run(lambda _: api_registry.history(repository, alias, plain_http=plain_http, options=connection()), verb="history", show_progress=False)
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     table = new_table()
     for column in ("TIME", "ACTION", "DIGEST", "FROM", "ACTOR", "REASON"):
@@ -126,7 +141,6 @@ def history(
         stdout.print(f"warning: {warning}", highlight=False, markup=False)
 
 
-@app.command()
 def lineage(
     reference: Annotated[str, typer.Argument(metavar="REF", help="The model: registry/repo:tag, repo@digest or oci:PATH:tag.")],
     up: Annotated[bool, typer.Option("--up", help="Only the models it derives from.")] = False,
@@ -144,10 +158,10 @@ def lineage(
       ocimodel lineage localhost:5000/team/sentiment:1.2 --format mermaid
     """
     if output_format not in ("text", "dot", "mermaid"):
-        _run(lambda _: _refuse(f"--format must be text, dot or mermaid, not {output_format!r}"), verb="lineage", show_progress=False)
+        run(lambda _: _refuse(f"--format must be text, dot or mermaid, not {output_format!r}"), verb="lineage", show_progress=False)
     both = not up and not down
-    graph = _run(
-        lambda _: api_registry.lineage(reference, up=up or both, down=down or both, depth=depth, plain_http=plain_http, options=_connection()),
+    graph = run(
+        lambda _: api_registry.lineage(reference, up=up or both, down=down or both, depth=depth, plain_http=plain_http, options=connection()),
         verb="lineage", show_progress=False,
     )
     if as_json:
@@ -178,7 +192,7 @@ def _refuse(message: str) -> None:
 
 def _print_move(result: api_registry.PromoteResult, as_json: bool, quiet: bool) -> None:
     if as_json:
-        _print_json(result)
+        print_json(result)
     elif quiet:
         stdout.print(result.to_digest, highlight=False)
     else:

@@ -9,15 +9,15 @@ from typing import Annotated
 
 import typer
 
-from ocimodel.cli.app import (
+from ocimodel.cli.common import (
     JsonOpt,
     PlainHttpOpt,
     QuietOpt,
-    _connection,
-    _print_json,
-    _print_result,
-    _run,
-    app,
+    connection,
+    identity_pairs,
+    print_json,
+    print_result,
+    run,
     stderr,
     stdout,
 )
@@ -38,8 +38,6 @@ key_app = typer.Typer(
     help="Signing keys.\n\n  ocimodel key generate --output-key-prefix release",
     no_args_is_help=True,
 )
-app.add_typer(signature_app, name="signature")
-app.add_typer(key_app, name="key")
 
 RefArg = Annotated[str, typer.Argument(metavar="REF", help="The model: registry/repo:tag, repo@digest or oci:PATH:tag.")]
 SigningKeyOpt = Annotated[
@@ -97,7 +95,6 @@ def _password_for(key: Path | None) -> str | None:
     return None
 
 
-@app.command()
 def sign(
     reference: RefArg,
     key: SigningKeyOpt = None,
@@ -119,17 +116,17 @@ def sign(
 
     Prints the referrer digests. `ocimodel verify` checks them.
     """
-    result = _run(
+    result = run(
         lambda _: api_trust.sign(
             reference, key=key, password=_password_for(key), identity_token=identity_token,
             trust_config=trust_config, staging=staging, file_signature=not no_file_signature,
-            plain_http=plain_http, options=_connection(),
+            plain_http=plain_http, options=connection(),
         ),
         verb="sign",
         show_progress=False,
     )
     if as_json:
-        _print_json(result)
+        print_json(result)
     elif quiet:
         for bundle in result.bundles:
             stdout.print(bundle.referrer, highlight=False)
@@ -139,7 +136,6 @@ def sign(
             stdout.print(f"{bundle.predicate_type}  {bundle.referrer}", highlight=False, markup=False)
 
 
-@app.command()
 def attest(
     reference: RefArg,
     predicate: Annotated[Path | None, typer.Option("--predicate", metavar="FILE", help="The predicate: a JSON object (an SBOM, an evaluation...).")] = None,
@@ -162,11 +158,11 @@ def attest(
 
     Provenance lists the model's datasets and base models (from its card) as materials.
     """
-    result = _run(
+    result = run(
         lambda _: api_trust.attest(
             reference, predicate_file=predicate, predicate_type=predicate_type, provenance=provenance,
             source_dir=source, key=key, password=_password_for(key), identity_token=identity_token,
-            trust_config=trust_config, staging=staging, plain_http=plain_http, options=_connection(),
+            trust_config=trust_config, staging=staging, plain_http=plain_http, options=connection(),
         ),
         verb="attest",
         show_progress=False,
@@ -174,25 +170,12 @@ def attest(
     if quiet and not as_json:
         stdout.print(result.referrer, highlight=False)
         return
-    _print_result(result, as_json, False, [
+    print_result(result, as_json, False, [
         f"Attested {result.predicate_type} for {result.reference} ({result.digest}) with {result.signer}",
         f"Referrer: {result.referrer}",
     ])
 
 
-def identity_pairs(identities: list[str], issuers: list[str]) -> list[tuple[str, str]]:
-    if not identities and not issuers:
-        return []
-    if not identities or not issuers:
-        raise UsageError("keyless trust needs both --certificate-identity and --certificate-oidc-issuer")
-    if len(issuers) == 1:
-        return [(identity, issuers[0]) for identity in identities]
-    if len(issuers) != len(identities):
-        raise UsageError("give one --certificate-oidc-issuer for all identities, or one per --certificate-identity")
-    return list(zip(identities, issuers))
-
-
-@app.command()
 def verify(
     reference: RefArg,
     key: PublicKeyOpt = None,
@@ -217,16 +200,16 @@ def verify(
 
     The tag is resolved to a digest once; everything checked is about that digest.
     """
-    decision = _run(
+    decision = run(
         lambda _: api_trust.verify(
             reference, keys=key or [], identities=identity_pairs(certificate_identity or [], certificate_oidc_issuer or []),
-            policy=policy, trusted_root=trusted_root, offline=offline, plain_http=plain_http, options=_connection(),
+            policy=policy, trusted_root=trusted_root, offline=offline, plain_http=plain_http, options=connection(),
         ),
         verb="verify",
         show_progress=False,
     )
     if as_json:
-        _print_json(decision)
+        print_json(decision)
     else:
         verdict = "Allowed" if decision.allowed else "Denied"
         stdout.print(f"{verdict}: {decision.reference} ({decision.digest})", highlight=False, markup=False)
@@ -270,13 +253,13 @@ def signature_export(
     """
     to_stdout = output == "-"
     if to_stdout and as_json:
-        _run(_json_beside_stdout, verb="signature export", show_progress=False)
-    result = _run(
+        run(_json_beside_stdout, verb="signature export", show_progress=False)
+    result = run(
         lambda _: api_trust.export_signature(
             reference, output, fmt=fmt, referrer=referrer, keys=key or [],
             identities=identity_pairs(certificate_identity or [], certificate_oidc_issuer or []),
             policy=policy, trusted_root=trusted_root, offline=offline, overwrite=force,
-            plain_http=plain_http, options=_connection(),
+            plain_http=plain_http, options=connection(),
         ),
         verb="signature export",
         show_progress=False,
@@ -292,7 +275,7 @@ def signature_export(
         for line in lines:
             stderr.print(line, highlight=False, markup=False)
         return
-    _print_result(result, as_json, False, lines)
+    print_result(result, as_json, False, lines)
 
 
 def _json_beside_stdout(_) -> None:
@@ -323,8 +306,8 @@ def _generate(prefix: str, no_password: bool, force: bool, as_json: bool) -> Non
             f"{prefix}.key", f"{prefix}.pub", _new_key_password(no_password), overwrite=force
         )
 
-    result = _run(generate, verb="key generate", show_progress=False)
-    _print_result(result, as_json, False, [
+    result = run(generate, verb="key generate", show_progress=False)
+    print_result(result, as_json, False, [
         f"Private key: {result.private_key}" + ("" if result.encrypted else " (unencrypted)"),
         f"Public key:  {result.public_key}",
         f"Key hint:    {result.key_hint}",
@@ -352,7 +335,6 @@ def key_generate(
     _generate(prefix, no_password, force, as_json)
 
 
-@app.command("generate-key-pair", hidden=True)
 def generate_key_pair(
     prefix: PrefixOpt = "ocimodel", no_password: NoPasswordOpt = False, force: KeyForceOpt = False,
     as_json: JsonOpt = False,
