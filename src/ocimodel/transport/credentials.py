@@ -95,6 +95,8 @@ class Location:
 
 def config_path() -> Path:
     """``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``."""
+    # Read here, not in ocimodel.settings: this is docker's variable with docker's rules
+    # (no platformdirs, ~ expanded), and docker login and ocimodel must find the same file.
     directory = os.environ.get(CONFIG_ENV)
     base = Path(directory).expanduser() if directory else Path.home() / ".docker"
     return base / CONFIG_NAME
