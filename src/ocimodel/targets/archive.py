@@ -34,7 +34,6 @@ import os
 import re
 import stat
 import tarfile
-import tempfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,7 +43,8 @@ from typing import Any, BinaryIO, Literal
 
 from pydantic import ValidationError
 
-from ocimodel.chunks import CHUNK_SIZE
+from ocimodel.atomicwrite import atomic_file
+from ocimodel.chunks import CHUNK_SIZE, read_chunks
 from ocimodel.errors import (
     DestinationExists,
     DigestMismatch,
@@ -602,25 +602,21 @@ def _extract_blob(
             f"archive {job.shown} extracts to more than {limit} bytes (at {member.name[:120]!r})"
         )
     directory = _make_dirs(job, name.rsplit("/", 1)[0])
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    job.created.files.append(Path(tmp))
     hasher = VerifyingHasher(digest, member.size, f"blob in archive {job.shown}")
     source = tar.extractfile(member)
     assert source is not None
-    with os.fdopen(fd, "wb") as handle:
-        os.fchmod(handle.fileno(), file_mode())
-        while data := source.read(CHUNK_SIZE):
+    # Checked before it is put in place: a blob whose bytes differ never gets its name.
+    with atomic_file(directory / digest.split(":", 1)[1], mode=file_mode()) as blob:
+        for data in read_chunks(source):
             hasher.update(data)
-            handle.write(data)
+            blob.write(data)
             job.state.written += len(data)
-    try:
-        hasher.finish()
-    except DigestMismatch as exc:
-        exc.hint = "the archive is corrupt or was altered; nothing was imported"
-        raise
-    final = directory / digest.split(":", 1)[1]
-    os.replace(tmp, final)
-    job.created.files[-1] = final
+        try:
+            hasher.finish()
+        except DigestMismatch as exc:
+            exc.hint = "the archive is corrupt or was altered; nothing was imported"
+            raise
+    job.created.files.append(blob.path)
     job.blobs.add(digest)
 
 

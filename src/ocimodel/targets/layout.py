@@ -13,12 +13,12 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ocimodel.atomicwrite import atomic_file
 from ocimodel.chunks import read_chunks
 from ocimodel.errors import IntegrityError, InvalidManifest, NotFound, SizeMismatch, StoreError
 from ocimodel.oci import mediatypes as mt
@@ -367,25 +367,11 @@ def _write_then_rename(directory: Path, chunks: Iterable[bytes], final: Callable
     """Write ``chunks`` to a temporary file in ``directory``, then rename it to ``final()``,
     asked once everything is written (a blob is named by its digest); nothing is left on
     failure. A file system error is a StoreError saying it could not write ``what``."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
-        os.fchmod(fd, file_mode())
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_file(directory / ".new", mode=file_mode()) as file:
             for chunk in chunks:
-                handle.write(chunk)
-        path = final()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, path)
+                file.write(chunk)
+            file.path = final()
+            file.path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        _unlink_quietly(tmp)
         raise StoreError(f"cannot write {what}: {exc.strerror}") from None
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-
-
-def _unlink_quietly(path: str | Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
