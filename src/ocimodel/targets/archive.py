@@ -44,7 +44,7 @@ from typing import Any, BinaryIO, Literal
 from pydantic import ValidationError
 
 from ocimodel.atomicwrite import atomic_file
-from ocimodel.chunks import CHUNK_SIZE, read_chunks
+from ocimodel.chunks import CHUNK_SIZE, FileTooLarge, read_capped, read_chunks
 from ocimodel.errors import (
     DestinationExists,
     DigestMismatch,
@@ -308,15 +308,12 @@ def _read_small_file(path: Path, mode: int) -> bytes:
     if not stat.S_ISREG(mode):
         raise StoreError(f"{path} is not a regular file ({_kind(mode)})")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as handle:
-            data = handle.read(MAX_MANIFEST_BYTES + 1)
+        return read_capped(path, MAX_MANIFEST_BYTES, follow_symlinks=False)
+    except FileTooLarge:
+        # import refuses it (the same cap), so an archive holding it would be useless
+        raise StoreError(f"{path} is over the {MAX_MANIFEST_BYTES}-byte limit of a layout archive") from None
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > MAX_MANIFEST_BYTES:
-        # import refuses it (the same cap), so an archive holding it would be useless
-        raise StoreError(f"{path} is over the {MAX_MANIFEST_BYTES}-byte limit of a layout archive")
-    return data
 
 
 def _kind(mode: int) -> str:

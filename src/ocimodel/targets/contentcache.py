@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ocimodel import settings
 from ocimodel.atomicwrite import atomic_write
+from ocimodel.chunks import FileTooLarge, read_capped
 from ocimodel.errors import IntegrityError
 from ocimodel.oci.digest import stored_path, verify_bytes
 from ocimodel.oci.models import MAX_MANIFEST_BYTES
@@ -50,10 +51,8 @@ class ContentCache:
         data = None
         if path is not None and (size is None or size <= self.max_bytes):
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-                with os.fdopen(fd, "rb") as handle:
-                    data = handle.read(self.max_bytes + 1)
-            except OSError:
+                data = read_capped(path, self.max_bytes, follow_symlinks=False)
+            except (OSError, FileTooLarge):
                 data = None
             if data is not None:
                 try:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ocimodel.atomicwrite import atomic_file
-from ocimodel.chunks import read_chunks
+from ocimodel.chunks import FileTooLarge, read_capped, read_chunks
 from ocimodel.errors import IntegrityError, InvalidManifest, NotFound, SizeMismatch, StoreError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, hex_of, validate_digest, verify_bytes
@@ -282,12 +282,13 @@ class OciLayout:
 
     def _read_index(self) -> list[dict[str, Any]]:
         try:
-            with open(self.path / "index.json", "rb") as handle:
-                data = handle.read(MAX_INDEX_BYTES + 1)
+            data = read_capped(self.path / "index.json", MAX_INDEX_BYTES)
         except FileNotFoundError:
             return []
-        if len(data) > MAX_INDEX_BYTES:
-            raise StoreError(f"{self.path / 'index.json'} is too large")
+        except FileTooLarge:
+            raise StoreError(f"{self.path / 'index.json'} is too large") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.path / 'index.json'}: {exc.strerror}") from None
         try:
             document = loads_strict(data, "index.json")
         except Exception as exc:
@@ -317,13 +318,11 @@ class OciLayout:
 
     def _read_blob_capped(self, digest: str, cap: int) -> bytes:
         try:
-            with open(self.blob_path(digest), "rb") as handle:
-                data = handle.read(cap + 1)
+            return read_capped(self.blob_path(digest), cap)
         except FileNotFoundError:
             raise NotFound(f"manifest {digest} not found in {self.name}") from None
-        if len(data) > cap:
-            raise InvalidManifest(f"manifest {digest} is over the {cap}-byte limit")
-        return data
+        except FileTooLarge:
+            raise InvalidManifest(f"manifest {digest} is over the {cap}-byte limit") from None
 
 
 def _holder(entries: list[dict[str, Any]], tag: str) -> str | None:
