@@ -28,7 +28,7 @@ import io
 import tarfile
 from dataclasses import dataclass
 
-from ocimodel.chunks import CHUNK_SIZE
+from ocimodel.chunks import CHUNK_SIZE, read_chunks
 from ocimodel.errors import OcimodelError, UnsafePath
 
 DEFAULT_MAX_TOTAL_BYTES = 1 << 40  # 1 TiB of file content per archive
@@ -171,17 +171,14 @@ def check_clean_end(state: ReadState, shown: str, label: str) -> None:
 
 def drain_stream(tar: tarfile.TarFile, shown: str, label: str) -> None:
     """Read past the end-of-archive marker to the end: only zero padding may follow."""
-    while True:
-        data = tar.fileobj.read(CHUNK_SIZE)
-        if not data:
-            return
+    for data in read_chunks(tar.fileobj):
         if data.strip(b"\0"):
             raise InvalidArchive(f"{label} {shown} has data after the end of the archive")
 
 
 def drain_decoder(decoded) -> None:
     """Finish decompression so that gzip checks its CRC and length trailer."""
-    while decoded.read(CHUNK_SIZE):
+    for _ in read_chunks(decoded):
         pass
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ocimodel.chunks import CHUNK_SIZE
+from ocimodel.chunks import read_chunks
 from ocimodel.errors import NotAModel, PackagingError, UnsafePath
 from ocimodel.oci.targuard import (
     DEFAULT_MAX_MEMBERS,
@@ -351,10 +351,7 @@ def _extract_member(
         raise PackagingError(f"cannot write {target}: {exc.strerror}") from None
     written = 0
     with os.fdopen(fd, "wb") as handle:
-        while True:
-            data = source.read(CHUNK_SIZE)
-            if not data:
-                break
+        for data in read_chunks(source):
             written += len(data)
             state.written += len(data)
             if state.written > limit:  # cannot happen with a truthful size; belt and braces
