@@ -1,4 +1,4 @@
-"""Guards for reading an untrusted tar stream with :mod:`tarfile` (THREATS.md 9-10).
+"""Guards for reading an untrusted tar stream with :mod:`tarfile` (docs/threats.md 9-10).
 
 Every tar ocimodel reads came from somewhere else: a tar layer of a model (extracted by
 :mod:`ocimodel.packaging.archive`) or an OCI layout archive carried across an air gap

@@ -1,4 +1,4 @@
-"""Tar layers -> regular files and directories in a private staging directory (THREATS.md 10).
+"""Tar layers -> regular files and directories in a private staging directory (docs/threats.md 10).
 
 A tar layer is attacker-controlled twice over: its member names and its member types. The
 policy is deliberately narrow: only regular files and directories are extracted; symlinks,

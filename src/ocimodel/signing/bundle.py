@@ -10,9 +10,9 @@ format is what model-signing 1.1.1 (``sign key``) and cosign v3 (``--key``) writ
                       "signatures": [{"sig": b64(DER ECDSA-P256-SHA256 over PAE), "keyid": ""}]}}
 
 Verification trusts only the keys the caller passes. A key, hint or keyid found in the
-bundle selects nothing and proves nothing (THREATS.md 11). Every signature in the
+bundle selects nothing and proves nothing (docs/threats.md 11). Every signature in the
 envelope must verify: model-signing checks only the first, which lets a bad signature
-ride along with a good one (THREATS.md 13)."""
+ride along with a good one (docs/threats.md 13)."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def load_bundle(bundle_bytes: bytes) -> dict:
 
 def material_kind(document: dict) -> str:
     """``"publicKey"`` or the certificate field of a bundle's verification material, which
-    must hold exactly one of them (THREATS.md 12: both or neither is refused)."""
+    must hold exactly one of them (docs/threats.md 12: both or neither is refused)."""
     material = document.get("verificationMaterial")
     if not isinstance(material, dict):
         raise VerificationFailed(Reason.MALFORMED_BUNDLE, "bundle has no verificationMaterial object")

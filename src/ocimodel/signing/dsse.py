@@ -35,7 +35,7 @@ def b64decode_strict(text: str, what: str) -> bytes:
 
     Python's decoder skips junk and ignores non-zero padding bits, so two different strings
     can decode to the same bytes; a value that a second parser might read differently is
-    refused rather than interpreted (THREATS.md 13)."""
+    refused rather than interpreted (docs/threats.md 13)."""
     if not isinstance(text, str) or not _BASE64_RE.match(text):
         raise VerificationFailed(Reason.BAD_BASE64, f"{what} is not standard padded base64")
     try:

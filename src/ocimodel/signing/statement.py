@@ -4,7 +4,7 @@ Statements we author are built here and serialised compactly with ``_type`` firs
 cosign writes them. Statements we read are untrusted until a signature over their exact
 bytes has verified; even then they are parsed strictly: duplicate keys, a wrong
 ``_type`` or an empty subject list are refused, because two parsers that disagree about
-what a signed document says defeat the signature (THREATS.md 14)."""
+what a signed document says defeat the signature (docs/threats.md 14)."""
 
 from __future__ import annotations
 
@@ -140,7 +140,7 @@ def parse_statement(data: bytes) -> Statement:
 def check_subject(statement: Statement, manifest_digest: str) -> None:
     """Refuse unless the statement is about exactly this manifest: one subject, whose
     digest for the manifest's algorithm matches. A second, foreign subject is refused too:
-    a statement about A and B must not pass as a statement about A alone (THREATS.md 14, 16)."""
+    a statement about A and B must not pass as a statement about A alone (docs/threats.md 14, 16)."""
     validate_digest(manifest_digest)
     algorithm, expected = algorithm_of(manifest_digest), hex_of(manifest_digest)
     if len(statement.subject) != 1:
@@ -160,7 +160,7 @@ def check_subject(statement: Statement, manifest_digest: str) -> None:
 
 def check_predicate_type(statement: Statement, expected: str) -> None:
     """Refuse a statement whose predicate type is not the one asked for: an SBOM is not a
-    signature (THREATS.md 15)."""
+    signature (docs/threats.md 15)."""
     if statement.predicate_type != expected:
         raise VerificationFailed(
             Reason.PREDICATE_TYPE,

@@ -13,7 +13,7 @@ every reader (Go's archive/tar in skopeo, GNU tar, Python) takes. Each blob is h
 it is written, so a store that rotted on disk is caught before the archive crosses the air
 gap rather than after.
 
-Reading is the other side of a trust boundary (THREATS.md 9-10). The names an archive may
+Reading is the other side of a trust boundary (docs/threats.md 9-10). The names an archive may
 hold are an allowlist: ``oci-layout``, ``index.json``, ``blobs/``, ``blobs/<alg>/`` and
 ``blobs/<alg>/<hex>`` (a leading ``./`` is tolerated, as ``tar -C layout .`` writes it).
 Only regular files and directories are accepted; links, devices, fifos, sparse files,
