@@ -125,3 +125,18 @@ def test_a_fifo_as_a_layouts_index_or_a_model_card_fails_at_once(tmp_path: Path)
     os.mkfifo(tmp_path / "ocimodel.yaml")
     error = _finishes(lambda: load_card_file(tmp_path / "ocimodel.yaml"))
     assert isinstance(error, UsageError) and "not a regular file" in error.message
+
+
+def test_a_fifo_as_a_policy_a_predicate_or_a_key_fails_at_once(tmp_path: Path) -> None:
+    """These were read by a size check on the path and then read_bytes(): a fifo has size
+    0, so the read waited for a writer for ever."""
+    from ocimodel.signing.errors import KeyLoadError
+    from ocimodel.signing.keys import load_public_key
+    from ocimodel.trust.attest import load_predicate
+    from ocimodel.trust.policy import PolicyError, load_policy
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for call, kind in ((load_policy, PolicyError), (load_predicate, UsageError), (load_public_key, KeyLoadError)):
+        error = _finishes(lambda call=call: call(fifo))
+        assert isinstance(error, kind), (call, error)
