@@ -140,3 +140,17 @@ def test_a_fifo_as_a_policy_a_predicate_or_a_key_fails_at_once(tmp_path: Path) -
     for call, kind in ((load_policy, PolicyError), (load_predicate, UsageError), (load_public_key, KeyLoadError)):
         error = _finishes(lambda call=call: call(fifo))
         assert isinstance(error, kind), (call, error)
+
+
+def test_an_oversized_policy_or_card_is_refused_naming_its_size(tmp_path: Path) -> None:
+    from ocimodel.metadata.sources import MAX_CARD_FILE_BYTES, load_card_file
+    from ocimodel.trust.policy import MAX_POLICY_BYTES, PolicyError, load_policy
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_bytes(b"#" * (MAX_POLICY_BYTES + 1))
+    with pytest.raises(PolicyError, match=rf"policy {policy} is {MAX_POLICY_BYTES + 1} bytes, over the {MAX_POLICY_BYTES}-byte limit"):
+        load_policy(policy)
+    card = tmp_path / "ocimodel.yaml"
+    card.write_bytes(b"#" * (MAX_CARD_FILE_BYTES + 1))
+    with pytest.raises(UsageError, match=rf"metadata: {card} is {MAX_CARD_FILE_BYTES + 1} bytes, over the"):
+        load_card_file(card)

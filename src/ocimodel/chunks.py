@@ -46,10 +46,12 @@ class NotARegularFile(OSError):
 
 class FileTooLarge(Exception):
     """The file holds more than ``limit`` bytes; ``size`` is what it said it held, or None
-    when it grew past the limit while it was read."""
+    when it grew past the limit while it was read. Its text, "PATH is N bytes, over the
+    L-byte limit", is written to follow a caller's word for the file ("policy ...")."""
 
     def __init__(self, path: str | PathLike[str], limit: int, size: int | None) -> None:
-        super().__init__(f"{os.fspath(path)} is over the {limit}-byte limit")
+        said = "" if size is None else f" {size} bytes,"
+        super().__init__(f"{os.fspath(path)} is{said} over the {limit}-byte limit")
         self.limit = limit
         self.size = size
 

@@ -131,8 +131,7 @@ def _read_capped(path: Path) -> bytes:
     except NotARegularFile:
         raise UsageError(f"metadata: {path} is not a regular file") from None
     except FileTooLarge as exc:
-        size = "" if exc.size is None else f" {exc.size} bytes,"
-        raise UsageError(f"metadata: {path} is{size} over the {MAX_CARD_FILE_BYTES}-byte limit") from None
+        raise UsageError(f"metadata: {exc}") from None
     except OSError as exc:
         raise UsageError(f"metadata: cannot read {path}: {exc.strerror or exc}") from None
 

@@ -56,19 +56,15 @@ from ocimodel.errors import (
 from ocimodel.oci.digest import VerifyingHasher, validate_digest
 from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, loads_strict
 from ocimodel.oci.targuard import (
-    STREAM_BUFFER,
     ArchiveTooLarge,
-    CountingReader,
     ExtractLimits,
     InvalidArchive,
     ReadState,
     UnsafeArchive,
-    check_clean_end,
     drain_decoder,
-    drain_stream,
     is_plain_file,
+    read_members,
     refuse_type,
-    safe_tarinfo,
 )
 from ocimodel.outputs import open_output
 from ocimodel.targets.layout import file_mode
@@ -500,18 +496,8 @@ def _opened(source: Path) -> Iterator[io.BufferedReader]:
 
 
 def _read_members(decoded: BinaryIO, job: _Extraction) -> None:
-    state = job.state
-    counted = CountingReader(decoded, state, job.shown, _LABEL)
-    tarinfo_cls = safe_tarinfo(state, job.shown, _LABEL)
-    with tarfile.open(fileobj=counted, mode="r|", tarinfo=tarinfo_cls, bufsize=STREAM_BUFFER) as tar:
-        while (member := tar.next()) is not None:
-            tar.members.clear()  # stream mode needs no history; keep memory constant
-            state.members += 1
-            if state.members > state.limits.max_members:
-                raise ArchiveTooLarge(f"archive {job.shown} has more than {state.limits.max_members} members")
-            _extract_member(tar, member, job)
-        check_clean_end(state, job.shown, _LABEL)
-        drain_stream(tar, job.shown, _LABEL)
+    for tar, member in read_members(decoded, job.state, job.shown, _LABEL):
+        _extract_member(tar, member, job)
 
 
 def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, job: _Extraction) -> None:

@@ -49,8 +49,7 @@ def load_predicate(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = read_capped(path, MAX_PREDICATE_BYTES)
     except FileTooLarge as exc:
-        size = "" if exc.size is None else f" {exc.size} bytes,"
-        raise UsageError(f"predicate {path} is{size} over the {MAX_PREDICATE_BYTES}-byte limit") from None
+        raise UsageError(f"predicate {exc}") from None
     except FileNotFoundError:
         raise UsageError(f"predicate file {path} does not exist") from None
     except OSError as exc:

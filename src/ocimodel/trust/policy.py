@@ -228,8 +228,7 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     try:
         data = read_capped(path, MAX_POLICY_BYTES)
     except FileTooLarge as exc:
-        size = "" if exc.size is None else f" {exc.size} bytes,"
-        raise PolicyError(f"policy {path} is{size} over the {MAX_POLICY_BYTES}-byte limit") from None
+        raise PolicyError(f"policy {exc}") from None
     except FileNotFoundError:
         raise PolicyError(f"policy {path} does not exist") from None
     except NotARegularFile:
