@@ -120,3 +120,18 @@ def test_the_certs_d_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     assert settings.certs_d() == Path("/etc/docker/certs.d")
     monkeypatch.setenv("OCIMODEL_CERTS_D", str(tmp_path))
     assert settings.certs_d() == tmp_path
+
+
+def test_environment_credentials_go_only_to_the_registry_named_by_OCIMODEL_REGISTRY(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from ocimodel.transport.connection import ConnectionOptions
+
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))  # no stored credentials anywhere
+    monkeypatch.setenv("OCIMODEL_USERNAME", "ci")
+    monkeypatch.setenv("OCIMODEL_PASSWORD", "secret")
+    monkeypatch.setenv("OCIMODEL_REGISTRY", "registry.example:5000")
+    options = ConnectionOptions()
+    found = options.credentials_for("registry.example:5000")
+    assert found is not None and found.username == "ci"
+    assert options.credentials_for("other.example") is None

@@ -122,6 +122,7 @@ BLOB_CACHE = Setting("OCIMODEL_BLOB_CACHE", "pull through the local blob cache b
 ACTOR = Setting("OCIMODEL_ACTOR", "who promotes or rolls back, in the records")
 PROGRESS = Setting("OCIMODEL_PROGRESS", "how transfers show progress: auto (bars on a terminal, else lines), plain, none")
 PROGRESS_INTERVAL = Setting("OCIMODEL_PROGRESS_INTERVAL", "seconds between plain progress lines")
+CREDENTIALS_REGISTRY = Setting("OCIMODEL_REGISTRY", "the registry OCIMODEL_USERNAME / OCIMODEL_PASSWORD are for")
 CERTS_D = Setting("OCIMODEL_CERTS_D", "the folder of per-registry CA folders, docker's certs.d layout")
 
 APP_NAME = "ocimodel"
@@ -181,6 +182,10 @@ def progress() -> str:
 
 def progress_interval(default: float = 5.0) -> float:
     return PROGRESS_INTERVAL.number(default, low=0.05, high=3600)
+
+
+def credentials_registry() -> str | None:
+    return CREDENTIALS_REGISTRY.text()
 
 
 def certs_d() -> Path:
