@@ -1,4 +1,4 @@
-"""Tar layers (THREATS.md 10): extract_tar_stream on crafted archives, and pulls of
+"""Tar layers (docs/threats.md 10): extract_tar_stream on crafted archives, and pulls of
 modctl-style, ORAS-style and malicious archive layers from the real registry."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ What is proven here: push, pull and copy work with each scheme; a token is fetch
 scope (pull for reads, pull,push for writes) and cached, so a push costs a handful of token
 requests, not one per blob; an expired token is replaced without the caller noticing;
 refusals are typed errors with clear messages; the password never appears in a message,
-a repr, or the CLI's output (THREATS.md 8)."""
+a repr, or the CLI's output (docs/threats.md 8)."""
 
 from __future__ import annotations
 

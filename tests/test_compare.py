@@ -257,7 +257,7 @@ def test_search_cache_is_verified_when_read(catalog, proxy):
     _, prefix, versions = catalog
     where = f"{proxy.host}/{prefix}"
     api_compare.search(where)
-    from ocimodel.packaging.digestcache import cache_dir
+    from ocimodel.settings import cache_dir
 
     entry = cache_dir() / "manifests" / "sha256" / versions["b:1"].split(":", 1)[1]
     assert entry.is_file() and (entry.stat().st_mode & 0o077) == 0

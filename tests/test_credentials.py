@@ -4,7 +4,7 @@ the docker config's ``auths`` (base64 ``auth``, ``identitytoken``), ``credHelper
 environment > docker config), and ``ocimodel login`` / ``logout`` in a subprocess.
 
 Every test runs with DOCKER_CONFIG and HOME in its tmp_path: the real ~/.docker is never
-read or written. Secrets never appear in output, logs or exceptions (THREATS.md 8)."""
+read or written. Secrets never appear in output, logs or exceptions (docs/threats.md 8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Faults between ocimodel and a real registry (THREATS.md 7, issue 3 "Faults").
+"""Faults between ocimodel and a real registry (docs/threats.md 7, issue 3 "Faults").
 
 A fault-injecting proxy (tests/support/faultproxy.py) sits in front of the session's
 docker-registry and cuts connections mid-body, answers 500/503/429 bursts, stalls, and

@@ -1,6 +1,6 @@
 """OCI layouts in one tar (``ocimodel export`` / ``import``): deterministic writing, skopeo's
 ``oci-archive:`` transport reading what we write (and we reading what it writes), and
-hostile archives refused with nothing left behind (THREATS.md 9-10)."""
+hostile archives refused with nothing left behind (docs/threats.md 9-10)."""
 
 from __future__ import annotations
 

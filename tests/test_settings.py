@@ -89,3 +89,49 @@ def test_cli_exits_2_naming_the_variable(tmp_path: Path, variable: str, value: s
     assert proc.returncode == 2, proc.stderr
     assert variable in proc.stderr
     assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the XDG paths are Linux's")
+def test_the_cache_directory_stays_where_it_was_on_linux(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Users' caches must still be found after the move to platformdirs: the directory is
+    ``OCIMODEL_CACHE_DIR``, else ``$XDG_CACHE_HOME/ocimodel``, else ``~/.cache/ocimodel``."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("OCIMODEL_CACHE_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert settings.cache_dir() == tmp_path / "home" / ".cache" / "ocimodel"
+    monkeypatch.setenv("XDG_CACHE_HOME", "")
+    assert settings.cache_dir() == tmp_path / "home" / ".cache" / "ocimodel"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert settings.cache_dir() == tmp_path / "xdg" / "ocimodel"
+    monkeypatch.setenv("OCIMODEL_CACHE_DIR", str(tmp_path / "mine"))
+    assert settings.cache_dir() == tmp_path / "mine"
+    # The caches are under it (names unchanged too).
+    from ocimodel.packaging.blobcache import BlobCache
+
+    assert BlobCache().root == tmp_path / "mine" / "blobs"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "conf"))
+    assert settings.config_dir() == tmp_path / "conf" / "ocimodel"
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    assert settings.config_dir() == tmp_path / "home" / ".config" / "ocimodel"
+
+
+def test_the_certs_d_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("OCIMODEL_CERTS_D", raising=False)
+    assert settings.certs_d() == Path("/etc/docker/certs.d")
+    monkeypatch.setenv("OCIMODEL_CERTS_D", str(tmp_path))
+    assert settings.certs_d() == tmp_path
+
+
+def test_environment_credentials_go_only_to_the_registry_named_by_OCIMODEL_REGISTRY(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from ocimodel.transport.connection import ConnectionOptions
+
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))  # no stored credentials anywhere
+    monkeypatch.setenv("OCIMODEL_USERNAME", "ci")
+    monkeypatch.setenv("OCIMODEL_PASSWORD", "secret")
+    monkeypatch.setenv("OCIMODEL_REGISTRY", "registry.example:5000")
+    options = ConnectionOptions()
+    found = options.credentials_for("registry.example:5000")
+    assert found is not None and found.username == "ci"
+    assert options.credentials_for("other.example") is None

@@ -1,5 +1,5 @@
 """Key-signed Sigstore bundles: the round trip, and every bundle, envelope and statement
-attack of THREATS.md 11-16 that this layer must refuse, each with its reason."""
+attack of docs/threats.md 11-16 that this layer must refuse, each with its reason."""
 
 from __future__ import annotations
 
@@ -175,7 +175,7 @@ def test_alternative_v03_media_type_spelling(key) -> None:
     verify_key_bundle(craft(STATEMENT, [key], media_type=BUNDLE_MEDIA_TYPE_ALT), [key.public_key()])
 
 
-# --- THREATS 11: trust -----------------------------------------------------------------------
+# --- docs/threats.md 11: trust -----------------------------------------------------------------------
 
 
 def test_untrusted_key_is_refused(key, attacker) -> None:
@@ -212,7 +212,7 @@ def test_trusted_keys_must_be_p256(key) -> None:
         sign_statement_with_key(STATEMENT, ec.generate_private_key(ec.SECP384R1()))
 
 
-# --- THREATS 12: bundle -------------------------------------------------------------------
+# --- docs/threats.md 12: bundle -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -276,7 +276,7 @@ def test_oversized_and_malformed_bundles(key) -> None:
     refused(Reason.MALFORMED_BUNDLE, json.dumps(document).encode(), [key.public_key()])
 
 
-# --- THREATS 13: envelope -----------------------------------------------------------------
+# --- docs/threats.md 13: envelope -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("payload_type", ["application/json", "text/plain", "application/vnd.in-toto+json; charset=utf-8"])
@@ -346,7 +346,7 @@ def test_non_canonical_base64_signature(key) -> None:
         refused(Reason.BAD_BASE64, craft(STATEMENT, sigs=[variant]), [key.public_key()])
 
 
-# --- THREATS 14: statement ----------------------------------------------------------------
+# --- docs/threats.md 14: statement ----------------------------------------------------------------
 
 
 def _signed_payload(key, payload: bytes) -> bytes:
@@ -395,7 +395,7 @@ def test_one_matching_and_one_foreign_subject(key) -> None:
     assert caught.value.reason == Reason.SUBJECT_MISMATCH
 
 
-# --- THREATS 15, 16: predicate confusion, replay -------------------------------------------
+# --- docs/threats.md 15, 16: predicate confusion, replay -------------------------------------------
 
 
 def test_sbom_offered_as_the_signature(key) -> None:

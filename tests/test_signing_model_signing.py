@@ -1,6 +1,6 @@
 """The OpenSSF model-signing file statement: built from a packaged manifest (no blob
 read), accepted by the real ``model_signing verify key`` CLI, and the reverse; plus the
-file-level attacks of THREATS.md 17."""
+file-level attacks of docs/threats.md 17."""
 
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ def test_our_verifier_accepts_model_signing_cli_output(model_dir: Path, keypair,
     assert manifest_check.ignored == (".gitattributes",)
 
 
-# --- THREATS 17: file-level attacks ------------------------------------------------------
+# --- docs/threats.md 17: file-level attacks ------------------------------------------------------
 
 
 def _statement_dict(model_dir: Path) -> dict:
@@ -253,7 +253,7 @@ def test_git_directory_is_refused_even_though_ignored(model_dir: Path) -> None:
 )
 def test_only_top_level_git_files_may_stay_unsigned(model_dir: Path, extra: str) -> None:
     """Issue 7 review: files under .github/ or beneath a directory named .gitattributes
-    counted as "ignored" and passed, although pull writes them (an extra pickle, THREATS 17)."""
+    counted as "ignored" and passed, although pull writes them (an extra pickle, docs/threats.md 17)."""
     _, files = _packaged_files(model_dir)
     document = json.loads(files_statement(files, "tiny-model").to_json())
     error = _refused(Reason.UNSIGNED_FILE, document, dict(files, **{extra: "sha256:" + "e" * 64}))

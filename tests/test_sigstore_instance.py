@@ -1,6 +1,6 @@
 """The test-only Sigstore instance against the REAL sigstore Signer and Verifier (offline).
 
-Covers THREATS.md item 18 at the sigstore layer: each bad bundle below is refused by
+Covers docs/threats.md 18 at the sigstore layer: each bad bundle below is refused by
 ``sigstore.verify.Verifier`` itself, so ocimodel's own keyless tests can build on them.
 """
 

@@ -1,4 +1,4 @@
-"""Negative tests: THREATS.md items 2-6 and 9 for pull, inspect and copy.
+"""Negative tests: docs/threats.md items 2-6 and 9 for pull, inspect and copy.
 
 A hostile registry (tests/support/badregistry.py) serves bytes that lie about their digest
 or size, endless bodies, malformed digests, wrong manifest types, oversized manifests,

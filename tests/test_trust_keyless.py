@@ -1,7 +1,7 @@
 """Keyless signing and verification (ocimodel.trust.keyless) against the test-only Sigstore
 instance: the real sigstore Signer and Verifier, offline.
 
-THREATS.md 18 (every keyless bad case -> VerificationFailed with its reason) and 19 (a
+docs/threats.md 18 (every keyless bad case -> VerificationFailed with its reason) and 19 (a
 missing, unreadable or stale trust root fails closed)."""
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def test_expired_certificate_with_log_time_inside_its_validity_is_accepted(inst:
     assert verified.signed_at is not None and verified.signed_at < dt.datetime.now(dt.UTC) - HOUR
 
 
-# --------------------------------------------------------------------------- identity (THREATS 18)
+# --------------------------------------------------------------------------- identity (docs/threats.md 18)
 
 
 def test_wrong_san_is_an_identity_mismatch(inst: SigstoreInstance) -> None:
@@ -204,7 +204,7 @@ def test_no_usable_identities_is_refused(inst: SigstoreInstance, identities: Any
     refused(Reason.NO_IDENTITIES, inst, sign(inst), identities=identities)
 
 
-# --------------------------------------------------------------------------- certificate (THREATS 18)
+# --------------------------------------------------------------------------- certificate (docs/threats.md 18)
 
 
 def test_certificate_not_chaining_to_the_trusted_root(inst: SigstoreInstance) -> None:
@@ -236,7 +236,7 @@ def test_bad_sct(inst: SigstoreInstance, sct: str) -> None:
     refused(Reason.BAD_SCT, inst, made(inst, sct=sct))
 
 
-# --------------------------------------------------------------------------- log (THREATS 18)
+# --------------------------------------------------------------------------- log (docs/threats.md 18)
 
 
 @pytest.mark.parametrize("mismatch", ["payload", "signature"])
@@ -421,7 +421,7 @@ def test_garbage_certificate_is_a_malformed_bundle(inst: SigstoreInstance) -> No
     refused(Reason.MALFORMED_BUNDLE, inst, edited(sign(inst), garble))
 
 
-# --------------------------------------------------------------------------- trust root (THREATS 19)
+# --------------------------------------------------------------------------- trust root (docs/threats.md 19)
 
 
 def test_missing_trusted_root_fails_closed(inst: SigstoreInstance, tmp_path: Path) -> None:

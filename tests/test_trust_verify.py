@@ -1,5 +1,5 @@
 """Signing and verification through the Python API, on the real registry (fallback tag)
-and on an OCI layout: allow, deny and the attacks of THREATS.md 11-19, copies, air-gapped
+and on an OCI layout: allow, deny and the attacks of docs/threats.md 11-19, copies, air-gapped
 export/import, the model-signing CLI as an oracle, and pull's verify hook."""
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def test_unsigned_is_denied_as_unsigned(repo, model_dir, keys):
 
 
 def test_detached_signature_reads_as_unsigned(repo, model_dir, keys):
-    """THREATS 19: stripping the signature referrers must deny, never allow."""
+    """docs/threats.md 19: stripping the signature referrers must deny, never allow."""
     ref = f"{repo}:1"
     ocimodel.push(model_dir, ref)
     signed = api_trust.sign(ref, key=keys["release"][0])
@@ -146,7 +146,7 @@ def test_detached_signature_reads_as_unsigned(repo, model_dir, keys):
 
 
 def test_bundle_of_another_model_or_older_version_is_refused(repo, model_dir, keys, tmp_path):
-    """THREATS 16: a valid bundle for model A (or v1) attached to model B (or v2)."""
+    """docs/threats.md 16: a valid bundle for model A (or v1) attached to model B (or v2)."""
     ref_a, ref_b = f"{repo}:a", f"{repo}:b"
     ocimodel.push(model_dir, ref_a)
     (model_dir / "extra.txt").write_text("v2")
@@ -172,7 +172,7 @@ signature: {{files: true}}
 
 
 def test_an_sbom_attestation_is_not_a_signature(repo, model_dir, keys, tmp_path):
-    """THREATS 15: predicate confusion, by type and by a lying annotation."""
+    """docs/threats.md 15: predicate confusion, by type and by a lying annotation."""
     ref = f"{repo}:1"
     ocimodel.push(model_dir, ref)
     sbom = tmp_path / "sbom.json"
@@ -194,7 +194,7 @@ def test_an_sbom_attestation_is_not_a_signature(repo, model_dir, keys, tmp_path)
 
 
 def test_a_key_carried_in_the_bundle_is_never_trusted(repo, model_dir, keys):
-    """THREATS 11: mallory signs and puts her public key (and release's hint) in the bundle."""
+    """docs/threats.md 11: mallory signs and puts her public key (and release's hint) in the bundle."""
     ref = f"{repo}:1"
     ocimodel.push(model_dir, ref)
     mallory = load_private_key(keys["mallory"][0])
@@ -227,7 +227,7 @@ def test_a_key_carried_in_the_bundle_is_never_trusted(repo, model_dir, keys):
     ],
 )
 def test_tampered_bundles_are_refused(repo, model_dir, keys, tamper, reason):
-    """THREATS 12 (and the referrer's shape): the only bundle is a tampered copy of a good one."""
+    """docs/threats.md 12 (and the referrer's shape): the only bundle is a tampered copy of a good one."""
     ref = f"{repo}:1"
     ocimodel.push(model_dir, ref)
     private = load_private_key(keys["release"][0])
@@ -556,7 +556,7 @@ attestations: [{{type: {SLSA}}}]
 
 
 def test_files_under_github_are_signed_and_an_unsigned_one_is_refused(model_dir, keys, tmp_path):
-    """Issue 7 review (THREATS 17): a file under .github/ was "ignored" by the file-level
+    """Issue 7 review (docs/threats.md 17): a file under .github/ was "ignored" by the file-level
     check although pull writes it. A model that has one is signed with it; a statement
     that leaves one out does not cover the model."""
     (model_dir / ".github" / "workflows").mkdir(parents=True)

@@ -2,7 +2,7 @@
 the test-only Sigstore instance (offline), stored as referrers on an OCI layout and on the
 real registry. The keyless checks themselves are tested in test_trust_keyless.py; here:
 identities as policy signers, key and keyless signers mixed, and a trust root that cannot
-be read failing closed (THREATS 18-19)."""
+be read failing closed (docs/threats.md 18-19)."""
 
 from __future__ import annotations
 

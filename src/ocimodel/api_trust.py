@@ -9,7 +9,7 @@
 
 Signatures and attestations are Sigstore bundles stored as referrers of the model, as
 cosign v3 stores them; a tag is resolved to a digest once, and everything after that is
-about the digest (THREATS.md 1)."""
+about the digest (docs/threats.md 1)."""
 
 from __future__ import annotations
 

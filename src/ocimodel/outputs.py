@@ -18,13 +18,15 @@ regular file), or a file somebody still needs. So every output goes through here
 
 Only the last component of the path is checked: the directories above it are the user's
 to arrange (a symlinked home directory or /tmp is common and harmless). This module is
-infrastructure for the api and targets layers; it imports nothing of ocimodel but errors."""
+infrastructure for the api and targets layers; it imports nothing of ocimodel but errors
+and :mod:`ocimodel.atomicwrite`, whose temporary file (created exclusively, never through
+a link) and put-in-place step it shares with every other file ocimodel writes."""
 
 from __future__ import annotations
 
 import errno
+import functools
 import os
-import secrets
 import stat
 import sys
 from collections.abc import Iterator
@@ -32,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from ocimodel.atomicwrite import atomic_file
 from ocimodel.errors import OutputError, OutputExists, UnsafeOutput, UsageError
 
 STDOUT = "-"
@@ -39,7 +42,6 @@ STDOUT = "-"
 # The temporary file's name: hidden, beside the output, and recognisably ours.
 _TEMP_SUFFIX = ".tmp"
 _NAME_ROOM = 200  # of the output's name kept in the temporary name (NAME_MAX is 255)
-_TEMP_ATTEMPTS = 100
 # link(2) fails with these where a filesystem has no hard links (FAT on a USB stick, the
 # usual medium for carrying an export); then the output is renamed into place instead.
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK})
@@ -154,22 +156,22 @@ def open_output(
         return
     target = Path(path)
     check_output(target, replace=replace, example=example)
-    fd, tmp = _create_temp(target)
+    in_block = False
     try:
-        with os.fdopen(fd, "wb") as handle:
-            stream = OutputStream(handle, str(target))
+        # durable: an export is often carried away on removable media.
+        with atomic_file(
+            target, mode=mode, durable=True, prefix=f".{target.name[:_NAME_ROOM]}.", suffix=_TEMP_SUFFIX,
+            place=functools.partial(_put_in_place, replace=replace, example=example),
+        ) as file:
+            stream = OutputStream(file.handle, str(target))
+            in_block = True
             yield stream
+            in_block = False
             stream.flush()
-            try:
-                os.fchmod(handle.fileno(), mode)
-                os.fsync(handle.fileno())  # an export is often carried away on removable media
-            except OSError as exc:
-                raise _write_error(str(target), exc) from None
-        _put_in_place(tmp, target, replace=replace, example=example)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    _sync_directory(target.parent)
+    except OSError as exc:
+        if in_block:
+            raise  # the caller's own error, not one writing the output
+        raise _write_error(str(target), exc) from None
 
 
 def write_output(
@@ -210,21 +212,6 @@ def _stdout_stream(terminal_ok: bool) -> Iterator[OutputStream]:
     stream.flush()
 
 
-def _create_temp(target: Path) -> tuple[int, Path]:
-    # O_EXCL | O_NOFOLLOW: the name is fresh and ours; a symlink or file planted under it
-    # (the name is guessable only by chance) makes the open fail rather than be written through.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    for _ in range(_TEMP_ATTEMPTS):
-        tmp = target.with_name(f".{target.name[:_NAME_ROOM]}.{secrets.token_hex(4)}{_TEMP_SUFFIX}")
-        try:
-            return os.open(tmp, flags, 0o600), tmp
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise OutputError(f"cannot write {target}: {exc.strerror}") from None
-    raise OutputError(f"cannot write {target}: no free temporary name beside it")
-
-
 def _put_in_place(tmp: Path, target: Path, *, replace: bool, example: str | None) -> None:
     if not replace:
         # link(2) never replaces anything, so "do not overwrite" holds even against a file,
@@ -251,20 +238,6 @@ def _put_in_place(tmp: Path, target: Path, *, replace: bool, example: str | None
         os.replace(tmp, target)
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror}") from None
-
-
-def _sync_directory(directory: Path) -> None:
-    """Make the rename itself durable; a filesystem that cannot sync a directory is left be."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _unlink_quietly(path: Path) -> None:

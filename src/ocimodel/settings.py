@@ -1,4 +1,5 @@
-"""The ``OCIMODEL_*`` settings (behaviour, not secrets), read in one place.
+"""The ``OCIMODEL_*`` settings (behaviour, not secrets) and the directories ocimodel keeps
+files in, read in one place.
 
 Credentials and secrets (``OCIMODEL_USERNAME``, ``OCIMODEL_PASSWORD``,
 ``OCIMODEL_KEY_PASSWORD``, ``OCIMODEL_IDENTITY_TOKEN``) and the TLS options the command
@@ -14,12 +15,19 @@ to export an empty variable by accident.
 Values are read when asked for, not at import: tests and long-lived processes change the
 environment, and a command must see the environment it was started with, not the one the
 module saw first.
+
+Variables of other tools are read where those tools' rules live: docker's
+``DOCKER_CONFIG`` in :mod:`ocimodel.transport.credentials` (docker's lookup order), the
+CI's variables for provenance and keyless identity in :mod:`ocimodel.trust` (they are
+data about the build, and tokens), git's in :mod:`ocimodel.metadata.sources` (handed on
+to git). ``XDG_CACHE_HOME`` and the like are platformdirs' to read (:func:`cache_dir`).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from ocimodel.errors import UsageError
 
@@ -114,6 +122,14 @@ BLOB_CACHE = Setting("OCIMODEL_BLOB_CACHE", "pull through the local blob cache b
 ACTOR = Setting("OCIMODEL_ACTOR", "who promotes or rolls back, in the records")
 PROGRESS = Setting("OCIMODEL_PROGRESS", "how transfers show progress: auto (bars on a terminal, else lines), plain, none")
 PROGRESS_INTERVAL = Setting("OCIMODEL_PROGRESS_INTERVAL", "seconds between plain progress lines")
+CREDENTIALS_REGISTRY = Setting("OCIMODEL_REGISTRY", "the registry OCIMODEL_USERNAME / OCIMODEL_PASSWORD are for")
+CERTS_D = Setting("OCIMODEL_CERTS_D", "the folder of per-registry CA folders, docker's certs.d layout")
+
+APP_NAME = "ocimodel"
+DEFAULT_CERTS_D = Path("/etc/docker/certs.d")
+# Python's ssl module writes TLS session keys there for Wireshark when asked; ocimodel builds
+# its own SSL context, so it honours the variable as ssl.create_default_context() would.
+SSL_KEY_LOG = Setting("SSLKEYLOGFILE", "where to write TLS session keys for debugging")
 
 
 # Each setting's type and bounds live in one accessor, used where the value is needed and
@@ -166,6 +182,47 @@ def progress() -> str:
 
 def progress_interval(default: float = 5.0) -> float:
     return PROGRESS_INTERVAL.number(default, low=0.05, high=3600)
+
+
+def credentials_registry() -> str | None:
+    return CREDENTIALS_REGISTRY.text()
+
+
+def certs_d() -> Path:
+    return Path(CERTS_D.text() or DEFAULT_CERTS_D)
+
+
+def ssl_key_log_file() -> str | None:
+    return SSL_KEY_LOG.text()
+
+
+# -- directories ---------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where the caches live (digests, manifests, blobs): ``OCIMODEL_CACHE_DIR``, else the
+    user's cache directory as platformdirs finds it. On Linux that is
+    ``$XDG_CACHE_HOME/ocimodel`` (an absolute ``XDG_CACHE_HOME`` only, as the XDG spec
+    says), else ``~/.cache/ocimodel``: the path ocimodel used before platformdirs. On macOS
+    it is ``~/Library/Caches/ocimodel`` and on Windows ``%LOCALAPPDATA%\\ocimodel\\Cache``,
+    where each system's tools look for caches to clean. Nothing is created here."""
+    configured = CACHE_DIR.text()
+    if configured:
+        return Path(configured)
+    # Imported here: a command that is given a cache directory, or uses no cache, never
+    # pays for it (about 3 ms).
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+
+
+def config_dir() -> Path:
+    """Where a user's ocimodel configuration belongs (``$XDG_CONFIG_HOME/ocimodel`` or
+    ``~/.config/ocimodel`` on Linux). ocimodel reads no file there yet; a feature that
+    needs one takes this path rather than inventing another."""
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
 
 
 def check_all() -> None:

@@ -1,4 +1,4 @@
-"""A scripted, hostile OCI registry for negative tests (THREATS.md 2-6, 9).
+"""A scripted, hostile OCI registry for negative tests (docs/threats.md 2-6, 9).
 
 Stdlib only (no ocimodel imports): an ``http.server`` in a daemon thread on 127.0.0.1 that
 answers exactly what a test tells it to, including answers no honest registry sends

@@ -1,4 +1,4 @@
-"""A fault-injecting HTTP/1.1 proxy for tests (THREATS.md 7).
+"""A fault-injecting HTTP/1.1 proxy for tests (docs/threats.md 7).
 
 Stdlib only (no ocimodel imports). It listens on a free 127.0.0.1 port, relays every
 request to one upstream (the test registry) and follows a script of faults a test sets

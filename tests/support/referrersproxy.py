@@ -31,7 +31,7 @@ checks access the cheap way: it first sends ``HEAD /v2/<name>/manifests/<digest>
 the client's ``Authorization`` upstream and relays a 401 or 403 (challenge included);
 any other answer (200, 404...) lets the listing through.
 
-Misbehaving registries, for the client's defences (THREATS.md 5-6, 8):
+Misbehaving registries, for the client's defences (docs/threats.md 5-6, 8):
 ``ignore_filter=True`` returns unfiltered lists without ``OCI-Filters-Applied``;
 ``extra_entries=K`` pads every listing with K fake descriptors (digests that exist
 nowhere; their artifactType is the filter asked for, so they survive it);

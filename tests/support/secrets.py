@@ -1,4 +1,4 @@
-"""Searching text for a secret in every form it travels in (THREATS.md 8).
+"""Searching text for a secret in every form it travels in (docs/threats.md 8).
 
 A password rarely leaks as itself: a docker config's ``auth`` entry and an HTTP Basic
 header carry it as base64 of ``user:password``, and a URL carries it percent-encoded. A

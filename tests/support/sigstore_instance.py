@@ -11,7 +11,7 @@ verification can be tested without contacting Fulcio, Rekor, TUF or an identity 
     verifier.verify_dsse(bundle, Identity(identity="dev@example.com",
                                           issuer="https://issuer.example"))
 
-What it holds (``SIGNING-FACTS.md``, "A test-only Sigstore instance"):
+What it holds (``docs/signing-facts.md``, "A test-only Sigstore instance"):
 
 - a P-384 self-signed Fulcio-style root CA, a P-256 CT log key and a P-256 Rekor key,
   named in ``trusted_root.json`` (``trusted_root_path``, loaded as ``trusted_root``);
@@ -22,7 +22,7 @@ What it holds (``SIGNING-FACTS.md``, "A test-only Sigstore instance"):
 - a test Rekor: an append-only RFC 6962 Merkle log of ``dsse``/``hashedrekord`` v0.0.1
   entries; each entry comes back with a real inclusion proof, a signed checkpoint and a SET.
 
-Bad cases (THREATS.md item 18), each a field of :class:`Faults`, given to
+Bad cases (docs/threats.md 18), each a field of :class:`Faults`, given to
 ``signing_context(...)`` or ``make_dsse_bundle(...)``:
 
 =====================================  ===================================================

@@ -42,7 +42,6 @@ import os
 import platform
 import re
 import shutil
-import stat
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ocimodel.chunks import FileTooLarge, NotARegularFile, read_capped
 from ocimodel.errors import InvalidManifest, UsageError
 from ocimodel.metadata.card import (
     RELATIONS,
@@ -127,18 +127,13 @@ def load_card_file(path: str | os.PathLike[str]) -> ModelCard:
 
 def _read_capped(path: Path) -> bytes:
     try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"metadata: {path} is not a regular file")
-        if st.st_size > MAX_CARD_FILE_BYTES:
-            raise UsageError(f"metadata: {path} is {st.st_size} bytes, over the {MAX_CARD_FILE_BYTES}-byte limit")
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_CARD_FILE_BYTES + 1)
+        return read_capped(path, MAX_CARD_FILE_BYTES)
+    except NotARegularFile:
+        raise UsageError(f"metadata: {path} is not a regular file") from None
+    except FileTooLarge as exc:
+        raise UsageError(f"metadata: {exc}") from None
     except OSError as exc:
         raise UsageError(f"metadata: cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_CARD_FILE_BYTES:
-        raise UsageError(f"metadata: {path} is over the {MAX_CARD_FILE_BYTES}-byte limit")
-    return data
 
 
 def _load_yaml(data: bytes, path: Path) -> Any:

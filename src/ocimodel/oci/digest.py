@@ -1,7 +1,7 @@
 """Digests as the OCI image spec defines them, restricted to what we can verify.
 
 Only sha256 and sha512 with lower-case hex of the exact length are accepted: a digest we
-cannot recompute is a digest we cannot trust (THREATS.md 4)."""
+cannot recompute is a digest we cannot trust (docs/threats.md 4)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ class VerifyingHasher:
     """Feeds chunks to a hash and checks digest and size at the end.
 
     Used on every stream from a store: bytes are counted as they arrive, so a body longer
-    than announced is refused before it is all read (THREATS.md 3)."""
+    than announced is refused before it is all read (docs/threats.md 3)."""
 
     def __init__(self, digest: str, size: int | None, what: str = "blob") -> None:
         self.digest = digest

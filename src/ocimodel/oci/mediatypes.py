@@ -11,7 +11,7 @@ DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+jso
 MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST_V2)
 INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 # The Accept list for manifest requests. distribution answers 404 when the stored type is
-# not listed (REGISTRY-FACTS.md), so every type we can parse is named.
+# not listed (docs/registry-facts.md), so every type we can parse is named.
 MANIFEST_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_V2, DOCKER_MANIFEST_LIST))
 
 # The empty JSON object `{}` as a blob, used as the config of referrers.

@@ -17,7 +17,7 @@ from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import digest_bytes, validate_digest
 
 # distribution refuses manifests over 4 MiB; nothing legitimate comes close, so the cap is
-# applied before parsing (THREATS.md 5).
+# applied before parsing (docs/threats.md 5).
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
 Digest = Annotated[str, AfterValidator(validate_digest)]

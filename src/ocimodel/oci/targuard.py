@@ -1,4 +1,4 @@
-"""Guards for reading an untrusted tar stream with :mod:`tarfile` (THREATS.md 9-10).
+"""Guards for reading an untrusted tar stream with :mod:`tarfile` (docs/threats.md 9-10).
 
 Every tar ocimodel reads came from somewhere else: a tar layer of a model (extracted by
 :mod:`ocimodel.packaging.archive`) or an OCI layout archive carried across an air gap
@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import io
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
-from ocimodel.chunks import CHUNK_SIZE
+from ocimodel.chunks import CHUNK_SIZE, read_chunks
 from ocimodel.errors import OcimodelError, UnsafePath
 
 DEFAULT_MAX_TOTAL_BYTES = 1 << 40  # 1 TiB of file content per archive
@@ -161,6 +163,27 @@ def safe_tarinfo(state: ReadState, shown: str, label: str) -> type[SafeTarInfo]:
     return type("_BoundTarInfo", (SafeTarInfo,), {"_state": state, "_shown": shown, "_label": label})
 
 
+def read_members(
+    decoded: BinaryIO, state: ReadState, shown: str, label: str, *, hint: str | None = None
+) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
+    """Each member of the tar stream ``decoded``, with every guard above applied: bytes
+    counted, header records capped, at most ``state.limits.max_members`` members (``hint``
+    goes with that error), a clean end checked and whatever follows it drained. The caller
+    extracts each member (from the ``TarFile`` given with it) by its own rules, and drains
+    the decoder itself (:func:`drain_decoder`) once the members are done."""
+    counted = CountingReader(decoded, state, shown, label)
+    tarinfo_cls = safe_tarinfo(state, shown, label)
+    with tarfile.open(fileobj=counted, mode="r|", tarinfo=tarinfo_cls, bufsize=STREAM_BUFFER) as tar:
+        while (member := tar.next()) is not None:
+            tar.members.clear()  # stream mode needs no history; keep memory constant
+            state.members += 1
+            if state.members > state.limits.max_members:
+                raise ArchiveTooLarge(f"{label} {shown} has more than {state.limits.max_members} members", hint=hint)
+            yield tar, member
+        check_clean_end(state, shown, label)
+        drain_stream(tar, shown, label)
+
+
 def check_clean_end(state: ReadState, shown: str, label: str) -> None:
     """A real end is a zero block or the plain end of the data, not a bad header."""
     if state.bad_header is not None:
@@ -171,17 +194,14 @@ def check_clean_end(state: ReadState, shown: str, label: str) -> None:
 
 def drain_stream(tar: tarfile.TarFile, shown: str, label: str) -> None:
     """Read past the end-of-archive marker to the end: only zero padding may follow."""
-    while True:
-        data = tar.fileobj.read(CHUNK_SIZE)
-        if not data:
-            return
+    for data in read_chunks(tar.fileobj):
         if data.strip(b"\0"):
             raise InvalidArchive(f"{label} {shown} has data after the end of the archive")
 
 
 def drain_decoder(decoded) -> None:
     """Finish decompression so that gzip checks its CRC and length trailer."""
-    while decoded.read(CHUNK_SIZE):
+    for _ in read_chunks(decoded):
         pass
 
 
@@ -217,5 +237,5 @@ __all__ = [
     "MAX_HEADER_RECORD_BYTES", "STREAM_BUFFER", "STREAM_SLACK_BYTES", "ArchiveTooLarge",
     "CountingReader", "ExtractLimits", "InvalidArchive", "ReadState", "SafeTarInfo",
     "UnsafeArchive", "check_clean_end", "drain_decoder", "drain_stream", "is_plain_file",
-    "refuse_type", "safe_tarinfo",
+    "read_members", "refuse_type", "safe_tarinfo",
 ]

@@ -1,4 +1,4 @@
-"""Tar layers -> regular files and directories in a private staging directory (THREATS.md 10).
+"""Tar layers -> regular files and directories in a private staging directory (docs/threats.md 10).
 
 A tar layer is attacker-controlled twice over: its member names and its member types. The
 policy is deliberately narrow: only regular files and directories are extracted; symlinks,
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ocimodel.chunks import CHUNK_SIZE
+from ocimodel.chunks import read_chunks
 from ocimodel.errors import NotAModel, PackagingError, UnsafePath
 from ocimodel.oci.targuard import (
     DEFAULT_MAX_MEMBERS,
@@ -41,23 +41,21 @@ from ocimodel.oci.targuard import (
     STREAM_BUFFER,
     STREAM_SLACK_BYTES,
     ArchiveTooLarge,
-    CountingReader,
     ExtractLimits,
     InvalidArchive,
     ReadState,
     UnsafeArchive,
-    check_clean_end,
     drain_decoder,
-    drain_stream,
     is_plain_file,
+    read_members,
     refuse_type,
-    safe_tarinfo,
 )
 from ocimodel.packaging.paths import check_relative_path
 
 Compression = Literal["none", "gzip", "zstd"]
 
 _LABEL = "tar layer"  # how messages name what they refuse (ocimodel.oci.targuard)
+_BOMB_HINT = "a likely decompression bomb; nothing was written to the destination"
 
 
 @dataclass(frozen=True)
@@ -99,28 +97,13 @@ def extract_tar_stream(
     raw = _ChunkReader(chunks)
     try:
         decoded = _decoder(raw, compression, shown)
-        counted = CountingReader(decoded, state, shown, _LABEL)
-        tarinfo_cls = safe_tarinfo(state, shown, _LABEL)
         mapper = _NameMapper(prefix, shown)
         names = _UniqueNames(shown)
         entries: list[ExtractedEntry] = []
-        with tarfile.open(fileobj=counted, mode="r|", tarinfo=tarinfo_cls, bufsize=STREAM_BUFFER) as tar:
-            while True:
-                member = tar.next()
-                tar.members.clear()  # stream mode needs no history; keep memory constant
-                if member is None:
-                    break
-                state.members += 1
-                if state.members > limits.max_members:
-                    raise ArchiveTooLarge(
-                        f"tar layer {shown} has more than {limits.max_members} members",
-                        hint="a likely decompression bomb; nothing was written to the destination",
-                    )
-                entry = _extract_member(tar, member, root, mapper, names, state, shown)
-                if entry is not None:
-                    entries.append(entry)
-            check_clean_end(state, shown, _LABEL)
-            drain_stream(tar, shown, _LABEL)
+        for tar, member in read_members(decoded, state, shown, _LABEL, hint=_BOMB_HINT):
+            entry = _extract_member(tar, member, root, mapper, names, state, shown)
+            if entry is not None:
+                entries.append(entry)
         drain_decoder(decoded)
         raw.drain(shown, compressed=compression != "none")
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, *_zstd_errors()) as exc:
@@ -336,7 +319,7 @@ def _extract_member(
     if state.written + member.size > limit:
         raise ArchiveTooLarge(
             f"tar layer {shown} extracts to more than {limit} bytes (at member {member.name[:120]!r})",
-            hint="a likely decompression bomb; nothing was written to the destination",
+            hint=_BOMB_HINT,
         )
     if "/" in relpath:
         _makedirs(root, relpath.rsplit("/", 1)[0])
@@ -351,10 +334,7 @@ def _extract_member(
         raise PackagingError(f"cannot write {target}: {exc.strerror}") from None
     written = 0
     with os.fdopen(fd, "wb") as handle:
-        while True:
-            data = source.read(CHUNK_SIZE)
-            if not data:
-                break
+        for data in read_chunks(source):
             written += len(data)
             state.written += len(data)
             if state.written > limit:  # cannot happen with a truthful size; belt and braces

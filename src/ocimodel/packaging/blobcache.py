@@ -35,7 +35,6 @@ from pathlib import Path
 
 from ocimodel import settings
 from ocimodel.oci.digest import stored_path
-from ocimodel.packaging.digestcache import cache_dir
 
 log = logging.getLogger("ocimodel.cache")
 
@@ -60,7 +59,7 @@ class CacheEntry:
 
 class BlobCache:
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        self.root = Path(root) if root is not None else cache_dir() / "blobs"
+        self.root = Path(root) if root is not None else settings.cache_dir() / "blobs"
 
     def path(self, digest: str) -> Path | None:
         return stored_path(self.root, digest)

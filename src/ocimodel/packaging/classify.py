@@ -3,7 +3,7 @@
 Both questions are answered without importing any ML framework and without reading whole
 files: names decide the kind (as modctl and KitOps do), and a few bytes of content decide the
 format wherever the format has a magic number, because a name is only a claim. A pickle named
-``model.safetensors`` is reported as ``pickle`` (THREATS 21). Every read is bounded: at most
+``model.safetensors`` is reported as ``pickle`` (docs/threats.md 21). Every read is bounded: at most
 100 MiB of a safetensors header (the limit the safetensors library itself enforces), a bounded
 walk of a GGUF header, a bounded zip central directory, and a few KiB otherwise.
 

@@ -10,7 +10,8 @@ cache only decides what to *ask* the registry about; it is never trusted for wha
 A file modified within the same clock tick as it was hashed could keep its mtime (git's
 "racy" case): such entries are kept but marked unsure, and a caller hashes the file again
 rather than trust them (cheap, and it still knows the file was seen). The cache lives in an SQLite file under
-``$OCIMODEL_CACHE_DIR`` (default ``$XDG_CACHE_HOME/ocimodel`` or ``~/.cache/ocimodel``);
+the cache directory (:func:`ocimodel.settings.cache_dir`: ``$OCIMODEL_CACHE_DIR``, else on
+Linux ``$XDG_CACHE_HOME/ocimodel`` or ``~/.cache/ocimodel``);
 ``OCIMODEL_NO_CACHE=1`` turns it off. Any problem with the cache file disables it for the
 process: a cache must never make a push fail."""
 
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 from ocimodel import settings
+from ocimodel.settings import cache_dir  # noqa: F401 - still imported from here by api_compare
 
 log = logging.getLogger("ocimodel.cache")
 
@@ -32,21 +34,13 @@ RACY_SECONDS = 2.0
 SCHEMA_VERSION = 2
 
 
-def cache_dir() -> Path:
-    configured = settings.CACHE_DIR.text()
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "ocimodel"
-
-
 class DigestCache:
     def __init__(self, path: Path | None = None) -> None:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         if settings.no_cache():
             return
-        path = path or cache_dir() / "digests.sqlite"
+        path = path or settings.cache_dir() / "digests.sqlite"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path = path.with_name(path.name.replace(".sqlite", f".v{SCHEMA_VERSION}.sqlite"))

@@ -331,7 +331,7 @@ def scan_directory(
                 raise PackagingError(f"{path} is not a regular file", hint="--exclude it")
 
     walk(root, "")
-    # Pull refuses these paths (THREATS.md 9); refuse them here so we never write a model
+    # Pull refuses these paths (docs/threats.md 9); refuse them here so we never write a model
     # that cannot be pulled back.
     try:
         for relpath, path, _ in found:

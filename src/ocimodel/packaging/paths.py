@@ -1,4 +1,4 @@
-"""Safety of file paths that come from an artifact (THREATS.md 9).
+"""Safety of file paths that come from an artifact (docs/threats.md 9).
 
 A path named by a layer annotation is attacker-controlled. Before a byte is downloaded,
 every path is checked to be a plain relative POSIX path that stays inside the destination,

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ocimodel.atomicwrite import atomic_file, atomic_write
 from ocimodel.chunks import read_file_chunks
 from ocimodel.errors import (
     DestinationExists,
@@ -642,13 +643,10 @@ class _Journal:
             "dirs": self.dirs,
             "modes": [[relpath, mode] for relpath, mode in self.modes],
         }
-        partial = self.staging / (JOURNAL_NAME + ".tmp")
-        with open(partial, "w", encoding="utf-8") as handle:
-            json.dump(document, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, self.path)
+        atomic_write(self.path, json.dumps(document).encode(), durable=True)
         self.begun = True
+        # Again, and not best effort here: a journal whose rename a power cut could lose
+        # would leave moved files that no later pull knows to put back.
         _fsync_dir(self.staging)
 
     def finish(self) -> None:
@@ -1023,16 +1021,13 @@ def _copy_over(source: Path, target: Path) -> None:
     """Replace ``target`` by a copy of ``source`` (mode and times too), made in a new file
     beside ``target`` that is created exclusively under a fresh name (``mkstemp``), so no
     symlink or file already in the directory is written through."""
-    fd, tmp = tempfile.mkstemp(prefix=STAGING_PREFIX, dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(os.open(source, os.O_RDONLY | os.O_NOFOLLOW), "rb", closefd=True) as src:
-            shutil.copyfileobj(src, out, WRITE_BUFFER_BYTES)
-        shutil.copystat(source, tmp, follow_symlinks=False)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with (
+        atomic_file(target, prefix=STAGING_PREFIX) as out,
+        open(os.open(source, os.O_RDONLY | os.O_NOFOLLOW), "rb", closefd=True) as src,
+    ):
+        shutil.copyfileobj(src, out.handle, WRITE_BUFFER_BYTES)
+        out.handle.flush()  # before the times are copied: a later write would change them
+        shutil.copystat(source, out.temp, follow_symlinks=False)
 
 
 def _move(source: Path, target: Path) -> None:

@@ -10,9 +10,9 @@ format is what model-signing 1.1.1 (``sign key``) and cosign v3 (``--key``) writ
                       "signatures": [{"sig": b64(DER ECDSA-P256-SHA256 over PAE), "keyid": ""}]}}
 
 Verification trusts only the keys the caller passes. A key, hint or keyid found in the
-bundle selects nothing and proves nothing (THREATS.md 11). Every signature in the
+bundle selects nothing and proves nothing (docs/threats.md 11). Every signature in the
 envelope must verify: model-signing checks only the first, which lets a bad signature
-ride along with a good one (THREATS.md 13)."""
+ride along with a good one (docs/threats.md 13)."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ocimodel.errors import InvalidManifest, printable
+from ocimodel.errors import printable
 from ocimodel.oci import mediatypes as mt
-from ocimodel.oci.models import loads_strict
 from ocimodel.signing import dsse
+from ocimodel.signing.documents import load_object
 from ocimodel.signing.errors import NotAKeyBundle, Reason, VerificationFailed
 from ocimodel.signing.keys import PrivateKey, PublicKey, check_p256, key_hint
 from ocimodel.signing.statement import Statement, parse_statement
@@ -79,17 +79,9 @@ def sign_statement(statement: Statement, private_key: PrivateKey) -> bytes:
 def load_bundle(bundle_bytes: bytes) -> dict:
     """A bundle's JSON after the checks every bundle gets, keyless or not: size cap,
     strict JSON (no duplicate keys), a JSON object, a known bundle media type."""
-    if len(bundle_bytes) > MAX_BUNDLE_BYTES:
-        raise VerificationFailed(
-            Reason.TOO_LARGE, f"bundle is {len(bundle_bytes)} bytes, over the {MAX_BUNDLE_BYTES} limit"
-        )
-    try:
-        document = loads_strict(bundle_bytes, "sigstore bundle")
-    except InvalidManifest as exc:
-        reason = Reason.DUPLICATE_KEY if "duplicate key" in exc.message else Reason.MALFORMED_BUNDLE
-        raise VerificationFailed(reason, exc.message) from None
-    if not isinstance(document, dict):
-        raise VerificationFailed(Reason.MALFORMED_BUNDLE, "sigstore bundle is not a JSON object")
+    document = load_object(
+        bundle_bytes, "sigstore bundle", limit=MAX_BUNDLE_BYTES, malformed=Reason.MALFORMED_BUNDLE, short="bundle"
+    )
     media_type = document.get("mediaType")
     if media_type not in mt.KNOWN_BUNDLE_MEDIA_TYPES:
         raise VerificationFailed(
@@ -102,7 +94,7 @@ def load_bundle(bundle_bytes: bytes) -> dict:
 
 def material_kind(document: dict) -> str:
     """``"publicKey"`` or the certificate field of a bundle's verification material, which
-    must hold exactly one of them (THREATS.md 12: both or neither is refused)."""
+    must hold exactly one of them (docs/threats.md 12: both or neither is refused)."""
     material = document.get("verificationMaterial")
     if not isinstance(material, dict):
         raise VerificationFailed(Reason.MALFORMED_BUNDLE, "bundle has no verificationMaterial object")

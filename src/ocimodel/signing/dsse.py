@@ -11,8 +11,9 @@ import binascii
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from ocimodel.signing.documents import validate_as
 from ocimodel.signing.errors import Reason, VerificationFailed
 
 # Standard alphabet, padded: what cosign, sigstore-python and model-signing write.
@@ -35,7 +36,7 @@ def b64decode_strict(text: str, what: str) -> bytes:
 
     Python's decoder skips junk and ignores non-zero padding bits, so two different strings
     can decode to the same bytes; a value that a second parser might read differently is
-    refused rather than interpreted (THREATS.md 13)."""
+    refused rather than interpreted (docs/threats.md 13)."""
     if not isinstance(text, str) or not _BASE64_RE.match(text):
         raise VerificationFailed(Reason.BAD_BASE64, f"{what} is not standard padded base64")
     try:
@@ -76,11 +77,4 @@ def parse_envelope(document: object) -> Envelope:
     """An envelope from its JSON object (already parsed with duplicate keys refused)."""
     if not isinstance(document, dict):
         raise VerificationFailed(Reason.MALFORMED_ENVELOPE, "DSSE envelope is not a JSON object")
-    try:
-        return Envelope.model_validate(document)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "top level"
-        raise VerificationFailed(
-            Reason.MALFORMED_ENVELOPE, f"malformed DSSE envelope at {where}: {first['msg']}"
-        ) from None
+    return validate_as(Envelope, document, "DSSE envelope", Reason.MALFORMED_ENVELOPE)

@@ -27,7 +27,7 @@ without ``.github`` in its ignore paths; ``model_signing verify`` then needs
 model-signing itself writes.
 - On verify it only recomputes the root from the listed order and compares the set of
   {path: digest} with the directory's: it does not check the order, duplicates (the later
-  silently wins) or names. We do (THREATS.md 17)."""
+  silently wins) or names. We do (docs/threats.md 17)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ MODEL_SIGNING_PREDICATE = "https://model_signing/signature/v1.0"
 # What model-signing ignores by default (its CLI adds them on verify regardless).
 DEFAULT_IGNORE_PATHS = (".git", ".gitattributes", ".github", ".gitignore")
 # The only files a file-level signature may leave out of a model that pull writes: exact
-# top-level paths, never a directory (THREATS.md 17: ``.github/model.pkl`` is not ignorable).
+# top-level paths, never a directory (docs/threats.md 17: ``.github/model.pkl`` is not ignorable).
 IGNORABLE_FILES = (".gitattributes", ".gitignore")
 _SERIALIZATION_KEYS = {"method", "hash_type", "allow_symlinks", "ignore_paths"}
 _RESOURCE_KEYS = {"algorithm", "digest", "name"}
@@ -291,7 +291,7 @@ def check_resources(statement: Statement | SignedFiles, files: Mapping[str, str]
     """Check the complete set of a model's files ({relative path: "sha256:<hex>"}, e.g.
     from ``files_of_manifest``) against a signed statement: every signed file present with
     its digest, and no file that is neither signed nor allowed to stay unsigned (an extra
-    ``.pkl`` beside signed safetensors is refused, THREATS.md 17).
+    ``.pkl`` beside signed safetensors is refused, docs/threats.md 17).
 
     Only a top-level ``.gitattributes`` / ``.gitignore`` file that the statement ignores may
     stay unsigned (``may_stay_unsigned``). Whatever else the statement's ignore paths

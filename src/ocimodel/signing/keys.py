@@ -20,6 +20,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ocimodel.chunks import FileTooLarge, read_capped
 from ocimodel.errors import UsageError
 from ocimodel.outputs import check_output, is_stdout, write_output
 from ocimodel.signing.errors import KeyLoadError, KeyPasswordRequired, UnsupportedKey
@@ -36,10 +37,10 @@ PublicKey = ec.EllipticCurvePublicKey
 def _read_key_file(path: str | os.PathLike[str], what: str) -> bytes:
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_KEY_FILE_BYTES:
-            raise KeyLoadError(f"{what} {path} is {size} bytes; a PEM key is far smaller")
-        return path.read_bytes()
+        return read_capped(path, MAX_KEY_FILE_BYTES)
+    except FileTooLarge as exc:
+        size = f"over {MAX_KEY_FILE_BYTES}" if exc.size is None else f"{exc.size}"
+        raise KeyLoadError(f"{what} {path} is {size} bytes; a PEM key is far smaller") from None
     except FileNotFoundError:
         raise KeyLoadError(f"{what} {path} does not exist", hint="check the path") from None
     except OSError as exc:

@@ -4,7 +4,7 @@ Statements we author are built here and serialised compactly with ``_type`` firs
 cosign writes them. Statements we read are untrusted until a signature over their exact
 bytes has verified; even then they are parsed strictly: duplicate keys, a wrong
 ``_type`` or an empty subject list are refused, because two parsers that disagree about
-what a signed document says defeat the signature (THREATS.md 14)."""
+what a signed document says defeat the signature (docs/threats.md 14)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import json
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ocimodel.errors import InvalidManifest, UsageError
+from ocimodel.errors import UsageError
 from ocimodel.oci.digest import algorithm_of, hex_of, validate_digest
-from ocimodel.oci.models import loads_strict
+from ocimodel.signing.documents import load_object, validate_as
 from ocimodel.signing.errors import Reason, VerificationFailed
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -110,15 +110,9 @@ def attestation_statement(manifest_digest: str, predicate_type: str, predicate: 
 
 def parse_statement(data: bytes) -> Statement:
     """A statement from untrusted bytes, strictly (see the module docstring)."""
-    if len(data) > MAX_STATEMENT_BYTES:
-        raise VerificationFailed(Reason.TOO_LARGE, f"statement is {len(data)} bytes, over the {MAX_STATEMENT_BYTES} limit")
-    try:
-        document = loads_strict(data, "in-toto statement")
-    except InvalidManifest as exc:
-        reason = Reason.DUPLICATE_KEY if "duplicate key" in exc.message else Reason.MALFORMED_STATEMENT
-        raise VerificationFailed(reason, exc.message) from None
-    if not isinstance(document, dict):
-        raise VerificationFailed(Reason.MALFORMED_STATEMENT, "in-toto statement is not a JSON object")
+    document = load_object(
+        data, "in-toto statement", limit=MAX_STATEMENT_BYTES, malformed=Reason.MALFORMED_STATEMENT, short="statement"
+    )
     # These two are checked before the model so that they get their own reasons.
     if document.get("_type") != STATEMENT_TYPE:
         shown = str(document.get("_type"))[:80]
@@ -127,20 +121,13 @@ def parse_statement(data: bytes) -> Statement:
         )
     if document.get("subject") == []:
         raise VerificationFailed(Reason.EMPTY_SUBJECT, "statement has an empty subject list")
-    try:
-        return Statement.model_validate(document)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "top level"
-        raise VerificationFailed(
-            Reason.MALFORMED_STATEMENT, f"malformed in-toto statement at {where}: {first['msg']}"
-        ) from None
+    return validate_as(Statement, document, "in-toto statement", Reason.MALFORMED_STATEMENT)
 
 
 def check_subject(statement: Statement, manifest_digest: str) -> None:
     """Refuse unless the statement is about exactly this manifest: one subject, whose
     digest for the manifest's algorithm matches. A second, foreign subject is refused too:
-    a statement about A and B must not pass as a statement about A alone (THREATS.md 14, 16)."""
+    a statement about A and B must not pass as a statement about A alone (docs/threats.md 14, 16)."""
     validate_digest(manifest_digest)
     algorithm, expected = algorithm_of(manifest_digest), hex_of(manifest_digest)
     if len(statement.subject) != 1:
@@ -160,7 +147,7 @@ def check_subject(statement: Statement, manifest_digest: str) -> None:
 
 def check_predicate_type(statement: Statement, expected: str) -> None:
     """Refuse a statement whose predicate type is not the one asked for: an SBOM is not a
-    signature (THREATS.md 15)."""
+    signature (docs/threats.md 15)."""
     if statement.predicate_type != expected:
         raise VerificationFailed(
             Reason.PREDICATE_TYPE,

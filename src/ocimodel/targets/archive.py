@@ -13,7 +13,7 @@ every reader (Go's archive/tar in skopeo, GNU tar, Python) takes. Each blob is h
 it is written, so a store that rotted on disk is caught before the archive crosses the air
 gap rather than after.
 
-Reading is the other side of a trust boundary (THREATS.md 9-10). The names an archive may
+Reading is the other side of a trust boundary (docs/threats.md 9-10). The names an archive may
 hold are an allowlist: ``oci-layout``, ``index.json``, ``blobs/``, ``blobs/<alg>/`` and
 ``blobs/<alg>/<hex>`` (a leading ``./`` is tolerated, as ``tar -C layout .`` writes it).
 Only regular files and directories are accepted; links, devices, fifos, sparse files,
@@ -34,7 +34,6 @@ import os
 import re
 import stat
 import tarfile
-import tempfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,7 +43,8 @@ from typing import Any, BinaryIO, Literal
 
 from pydantic import ValidationError
 
-from ocimodel.chunks import CHUNK_SIZE
+from ocimodel.atomicwrite import atomic_file
+from ocimodel.chunks import CHUNK_SIZE, FileTooLarge, read_capped, read_chunks
 from ocimodel.errors import (
     DestinationExists,
     DigestMismatch,
@@ -56,19 +56,15 @@ from ocimodel.errors import (
 from ocimodel.oci.digest import VerifyingHasher, validate_digest
 from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, loads_strict
 from ocimodel.oci.targuard import (
-    STREAM_BUFFER,
     ArchiveTooLarge,
-    CountingReader,
     ExtractLimits,
     InvalidArchive,
     ReadState,
     UnsafeArchive,
-    check_clean_end,
     drain_decoder,
-    drain_stream,
     is_plain_file,
+    read_members,
     refuse_type,
-    safe_tarinfo,
 )
 from ocimodel.outputs import open_output
 from ocimodel.targets.layout import file_mode
@@ -308,15 +304,12 @@ def _read_small_file(path: Path, mode: int) -> bytes:
     if not stat.S_ISREG(mode):
         raise StoreError(f"{path} is not a regular file ({_kind(mode)})")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as handle:
-            data = handle.read(MAX_MANIFEST_BYTES + 1)
+        return read_capped(path, MAX_MANIFEST_BYTES, follow_symlinks=False)
+    except FileTooLarge:
+        # import refuses it (the same cap), so an archive holding it would be useless
+        raise StoreError(f"{path} is over the {MAX_MANIFEST_BYTES}-byte limit of a layout archive") from None
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > MAX_MANIFEST_BYTES:
-        # import refuses it (the same cap), so an archive holding it would be useless
-        raise StoreError(f"{path} is over the {MAX_MANIFEST_BYTES}-byte limit of a layout archive")
-    return data
 
 
 def _kind(mode: int) -> str:
@@ -503,18 +496,8 @@ def _opened(source: Path) -> Iterator[io.BufferedReader]:
 
 
 def _read_members(decoded: BinaryIO, job: _Extraction) -> None:
-    state = job.state
-    counted = CountingReader(decoded, state, job.shown, _LABEL)
-    tarinfo_cls = safe_tarinfo(state, job.shown, _LABEL)
-    with tarfile.open(fileobj=counted, mode="r|", tarinfo=tarinfo_cls, bufsize=STREAM_BUFFER) as tar:
-        while (member := tar.next()) is not None:
-            tar.members.clear()  # stream mode needs no history; keep memory constant
-            state.members += 1
-            if state.members > state.limits.max_members:
-                raise ArchiveTooLarge(f"archive {job.shown} has more than {state.limits.max_members} members")
-            _extract_member(tar, member, job)
-        check_clean_end(state, job.shown, _LABEL)
-        drain_stream(tar, job.shown, _LABEL)
+    for tar, member in read_members(decoded, job.state, job.shown, _LABEL):
+        _extract_member(tar, member, job)
 
 
 def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, job: _Extraction) -> None:
@@ -602,25 +585,21 @@ def _extract_blob(
             f"archive {job.shown} extracts to more than {limit} bytes (at {member.name[:120]!r})"
         )
     directory = _make_dirs(job, name.rsplit("/", 1)[0])
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    job.created.files.append(Path(tmp))
     hasher = VerifyingHasher(digest, member.size, f"blob in archive {job.shown}")
     source = tar.extractfile(member)
     assert source is not None
-    with os.fdopen(fd, "wb") as handle:
-        os.fchmod(handle.fileno(), file_mode())
-        while data := source.read(CHUNK_SIZE):
+    # Checked before it is put in place: a blob whose bytes differ never gets its name.
+    with atomic_file(directory / digest.split(":", 1)[1], mode=file_mode()) as blob:
+        for data in read_chunks(source):
             hasher.update(data)
-            handle.write(data)
+            blob.write(data)
             job.state.written += len(data)
-    try:
-        hasher.finish()
-    except DigestMismatch as exc:
-        exc.hint = "the archive is corrupt or was altered; nothing was imported"
-        raise
-    final = directory / digest.split(":", 1)[1]
-    os.replace(tmp, final)
-    job.created.files[-1] = final
+        try:
+            hasher.finish()
+        except DigestMismatch as exc:
+            exc.hint = "the archive is corrupt or was altered; nothing was imported"
+            raise
+    job.created.files.append(blob.path)
     job.blobs.add(digest)
 
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
 
 from ocimodel import settings
+from ocimodel.atomicwrite import atomic_write
+from ocimodel.chunks import FileTooLarge, read_capped
 from ocimodel.errors import IntegrityError
 from ocimodel.oci.digest import stored_path, verify_bytes
 from ocimodel.oci.models import MAX_MANIFEST_BYTES
@@ -50,10 +51,8 @@ class ContentCache:
         data = None
         if path is not None and (size is None or size <= self.max_bytes):
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-                with os.fdopen(fd, "rb") as handle:
-                    data = handle.read(self.max_bytes + 1)
-            except OSError:
+                data = read_capped(path, self.max_bytes, follow_symlinks=False)
+            except (OSError, FileTooLarge):
                 data = None
             if data is not None:
                 try:
@@ -81,14 +80,7 @@ class ContentCache:
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             path.parent.mkdir(mode=0o700, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                os.replace(tmp, path)
-            except BaseException:
-                _unlink(tmp)
-                raise
+            atomic_write(path, data)  # 0600, like the directories: a user's cache is theirs
         except OSError as exc:
             log.debug("cannot write cache entry %s: %s", digest, exc)
 

@@ -417,7 +417,7 @@ def verified(
     the bytes do not match the descriptor, so the consumer never commits bad data.
 
     Bytes are counted as they arrive: a body longer than announced is refused at its first
-    extra byte (THREATS.md 3)."""
+    extra byte (docs/threats.md 3)."""
     digest, size = descriptor.digest, descriptor.size
     hasher = _HashThread(digest) if size >= BACKGROUND_HASH_MIN_BYTES else new_hasher(digest)
     update = hasher.update

@@ -13,13 +13,13 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ocimodel.chunks import read_chunks
+from ocimodel.atomicwrite import atomic_file
+from ocimodel.chunks import FileTooLarge, read_capped, read_chunks
 from ocimodel.errors import IntegrityError, InvalidManifest, NotFound, SizeMismatch, StoreError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, hex_of, validate_digest, verify_bytes
@@ -288,12 +288,13 @@ class OciLayout:
 
     def _read_index(self) -> list[dict[str, Any]]:
         try:
-            with open(self.path / "index.json", "rb") as handle:
-                data = handle.read(MAX_INDEX_BYTES + 1)
+            data = read_capped(self.path / "index.json", MAX_INDEX_BYTES)
         except FileNotFoundError:
             return []
-        if len(data) > MAX_INDEX_BYTES:
-            raise StoreError(f"{self.path / 'index.json'} is too large")
+        except FileTooLarge:
+            raise StoreError(f"{self.path / 'index.json'} is too large") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.path / 'index.json'}: {exc.strerror}") from None
         try:
             document = loads_strict(data, "index.json")
         except Exception as exc:
@@ -323,13 +324,11 @@ class OciLayout:
 
     def _read_blob_capped(self, digest: str, cap: int) -> bytes:
         try:
-            with open(self.blob_path(digest), "rb") as handle:
-                data = handle.read(cap + 1)
+            return read_capped(self.blob_path(digest), cap)
         except FileNotFoundError:
             raise NotFound(f"manifest {digest} not found in {self.name}") from None
-        if len(data) > cap:
-            raise InvalidManifest(f"manifest {digest} is over the {cap}-byte limit")
-        return data
+        except FileTooLarge:
+            raise InvalidManifest(f"manifest {digest} is over the {cap}-byte limit") from None
 
 
 def _holder(entries: list[dict[str, Any]], tag: str) -> str | None:
@@ -373,25 +372,11 @@ def _write_then_rename(directory: Path, chunks: Iterable[bytes], final: Callable
     """Write ``chunks`` to a temporary file in ``directory``, then rename it to ``final()``,
     asked once everything is written (a blob is named by its digest); nothing is left on
     failure. A file system error is a StoreError saying it could not write ``what``."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
-        os.fchmod(fd, file_mode())
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_file(directory / ".new", mode=file_mode()) as file:
             for chunk in chunks:
-                handle.write(chunk)
-        path = final()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, path)
+                file.write(chunk)
+            file.path = final()
+            file.path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        _unlink_quietly(tmp)
         raise StoreError(f"cannot write {what}: {exc.strerror}") from None
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-
-
-def _unlink_quietly(path: str | Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -4,10 +4,10 @@ evaluations, promotion records, lineage links).
 Registries with the OCI 1.1 referrers API index them themselves. Registries without it
 (distribution 2.x, GHCR) get the fallback the distribution spec defines: an image index
 under the tag ``sha256-<hex of the subject>`` listing the referrers, which the client
-maintains. Those registries ignore ``If-Match`` (REGISTRY-FACTS.md), so two writers can
+maintains. Those registries ignore ``If-Match`` (docs/registry-facts.md), so two writers can
 overwrite each other; :func:`update_fallback_index` detects that and repairs it.
 
-Listings are untrusted input: they are capped in count and bytes (THREATS.md 5-6) and a
+Listings are untrusted input: they are capped in count and bytes (docs/threats.md 5-6) and a
 referrer named in one is not believed to refer to anything until its own manifest, fetched
 by digest, says so (:func:`check_subject`).
 

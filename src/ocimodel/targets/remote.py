@@ -30,7 +30,7 @@ class RemoteRepository:
         self.repository = repository
         self.name = f"{client.registry}/{repository}"
         # Manifests fetched while resolving a tag, kept so the same bytes are not asked for
-        # twice; keyed by digest, so a moved tag cannot swap them (THREATS.md 1).
+        # twice; keyed by digest, so a moved tag cannot swap them (docs/threats.md 1).
         self._fetched: dict[str, bytes] = {}
         # subject digest -> referrer entries waiting for one fallback-index update (see
         # batched_referrers); None when every referrer is indexed as it is pushed.

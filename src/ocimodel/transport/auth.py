@@ -258,7 +258,7 @@ class RegistryAuth(httpx.Auth):
                 f"the registry sent an unusable token realm ({printable(url.scheme)} URL)", status=401
             )
         if url.scheme == "http" and request.url.scheme == "https" and self._credentials is not None:
-            # THREATS.md 8: never send credentials over plain HTTP unless asked to.
+            # docs/threats.md 8: never send credentials over plain HTTP unless asked to.
             raise AuthenticationError(
                 f"the registry's token service {url.host} uses plain HTTP; refusing to send "
                 "credentials over it",

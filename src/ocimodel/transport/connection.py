@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from ocimodel import settings
 from ocimodel.transport import credentials as stored_credentials
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.client import RegistryClient
@@ -40,10 +41,11 @@ class ConnectionOptions:
         """Explicit beats implicit: the ``credentials`` given; then OCIMODEL_USERNAME /
         OCIMODEL_PASSWORD; then docker's config (credential helpers, ``auths``), as
         ``docker login`` / ``ocimodel login`` left it. None: anonymous."""
-        bound = self.credentials_registry or os.environ.get("OCIMODEL_REGISTRY") or registry
+        bound = self.credentials_registry or settings.credentials_registry() or registry
         if _same_registry(bound, registry):
             if self.credentials is not None:
                 return self.credentials
+            # Secrets are read here, where they are used, never by ocimodel.settings.
             user = os.environ.get("OCIMODEL_USERNAME")
             password = os.environ.get("OCIMODEL_PASSWORD")
             if user and password is not None:

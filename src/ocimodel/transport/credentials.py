@@ -33,11 +33,11 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ocimodel.atomicwrite import atomic_file
 from ocimodel.errors import OcimodelError
 from ocimodel.transport.auth import Credentials
 
@@ -95,6 +95,8 @@ class Location:
 
 def config_path() -> Path:
     """``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``."""
+    # Read here, not in ocimodel.settings: this is docker's variable with docker's rules
+    # (no platformdirs, ~ expanded), and docker login and ocimodel must find the same file.
     directory = os.environ.get(CONFIG_ENV)
     base = Path(directory).expanduser() if directory else Path.home() / ".docker"
     return base / CONFIG_NAME
@@ -225,36 +227,21 @@ def _save(path: Path, config: dict[str, Any]) -> None:
     target = path.resolve() if path.is_symlink() else path
     directory = target.parent
     data = (json.dumps(config, indent="\t") + "\n").encode()
-    tmp: str | None = None
     try:
         if not directory.is_dir():
             directory.mkdir(mode=0o700, parents=True)
             directory.chmod(0o700)  # mkdir's mode is cut by the umask
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)  # 0600
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        with contextlib.suppress(OSError):  # keep the owner when root edits a user's file
-            stat = target.stat()
-            os.chown(tmp, stat.st_uid, stat.st_gid)
-        os.replace(tmp, target)
-        tmp = None
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        # durable: a power cut must not leave the user logged out of every registry.
+        with atomic_file(target, durable=True, prefix=f".{target.name}.", suffix=".tmp") as file:  # 0600
+            file.write(data)
+            with contextlib.suppress(OSError):  # keep the owner when root edits a user's file
+                stat = target.stat()
+                os.chown(file.temp, stat.st_uid, stat.st_gid)
     except OSError as exc:
         raise CredentialStoreError(
             f"cannot write the docker config {target}: {exc.strerror or type(exc).__name__}",
             hint=f"check the permissions of {directory}, or point {CONFIG_ENV} elsewhere",
         ) from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
 def _auth_entry(config: dict[str, Any], address: str) -> tuple[str, dict[str, Any]] | None:

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+from ocimodel import settings
 from ocimodel.errors import TransportError, printable
 
 log = logging.getLogger(__name__)
 
-CERTS_D_ENV = "OCIMODEL_CERTS_D"
-DEFAULT_CERTS_D = "/etc/docker/certs.d"
+CERTS_D_ENV = settings.CERTS_D.name
 
 # X509_V_ERR_* codes of OpenSSL that deserve their own hint.
 _VALIDITY_CODES = frozenset({9, 10})  # not yet valid, expired
@@ -105,7 +105,7 @@ class SystemTrustOnDemand(ssl.SSLContext):
         # rest of what create_default_context() sets (tested against it for drift).
         if sys.version_info >= (3, 13):
             self.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
-        keylog = os.environ.get("SSLKEYLOGFILE")
+        keylog = settings.ssl_key_log_file()
         if keylog and not sys.flags.ignore_environment:
             self.keylog_filename = keylog
         self._system_trust_lock = threading.Lock()
@@ -154,7 +154,7 @@ def certs_dir(registry: str) -> Path | None:
     """Docker's per-registry directory ``<certs.d>/<host[:port]>`` if it exists."""
     if not registry or registry in (".", "..") or any(c in registry for c in "/\\\0"):
         return None
-    directory = Path(os.environ.get(CERTS_D_ENV) or DEFAULT_CERTS_D) / registry
+    directory = settings.certs_d() / registry
     try:
         return directory if directory.is_dir() else None
     except OSError:
@@ -247,7 +247,7 @@ def tls_failure(exc: BaseException, registry: str, setup: TlsSetup | None) -> Tl
 def _certs_hint_dir(registry: str, setup: TlsSetup | None) -> str:
     if setup is not None and setup.certs_dir is not None:
         return str(setup.certs_dir)
-    return str(Path(os.environ.get(CERTS_D_ENV) or DEFAULT_CERTS_D) / registry)
+    return str(settings.certs_d() / registry)
 
 
 # -- helpers ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ocimodel.chunks import FileTooLarge, read_capped
 from ocimodel.errors import InvalidManifest, UsageError
 from ocimodel.metadata.card import ModelCard
 from ocimodel.metadata.sources import detect_code
@@ -46,10 +47,9 @@ def load_predicate(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A predicate from a JSON file: one object, no duplicate keys, bounded in size."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_PREDICATE_BYTES:
-            raise UsageError(f"predicate {path} is {size} bytes, over the {MAX_PREDICATE_BYTES}-byte limit")
-        data = path.read_bytes()
+        data = read_capped(path, MAX_PREDICATE_BYTES)
+    except FileTooLarge as exc:
+        raise UsageError(f"predicate {exc}") from None
     except FileNotFoundError:
         raise UsageError(f"predicate file {path} does not exist") from None
     except OSError as exc:

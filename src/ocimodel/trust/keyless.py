@@ -111,6 +111,7 @@ from sigstore.verify import Verifier
 from sigstore.verify.policy import AnyOf, Identity
 from sigstore_models.trustroot import v1 as trustroot_v1
 
+from ocimodel.chunks import FileTooLarge, NotARegularFile, read_capped
 from ocimodel.errors import InvalidManifest, UsageError, printable
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import loads_strict
@@ -230,13 +231,12 @@ def _signing_context(trust_config: Path | None, staging: bool) -> SigningContext
     if trust_config is not None:
         path = Path(trust_config)
         try:
-            with path.open("rb") as handle:
-                data = handle.read(MAX_TRUST_CONFIG_BYTES + 1)
+            data = read_capped(path, MAX_TRUST_CONFIG_BYTES)
+        except FileTooLarge:
+            raise UsageError(f"the Sigstore trust config {path} is too large") from None
         except OSError as exc:
             # The file the user named: a usage error (exit 2), not a signing failure.
             raise UsageError(f"cannot read the Sigstore trust config {path}: {exc.strerror or exc}") from None
-        if len(data) > MAX_TRUST_CONFIG_BYTES:
-            raise UsageError(f"the Sigstore trust config {path} is too large")
         try:
             loads_strict(data, "Sigstore trust config")
             config = ClientTrustConfig.from_json(data.decode("utf-8"))
@@ -446,12 +446,15 @@ def _load_trust_root(path: Path | None, offline: bool) -> tuple[TrustedRoot, dic
 
 def _trusted_root_from_file(path: Path) -> tuple[TrustedRoot, dict[str, Any]]:
     try:
-        if not path.is_file():
-            raise FileNotFoundError(path)
-        with path.open("rb") as handle:
-            data = handle.read(MAX_TRUSTED_ROOT_BYTES + 1)
+        data = read_capped(path, MAX_TRUSTED_ROOT_BYTES)
+    except FileTooLarge:
+        raise VerificationFailed(
+            Reason.TRUST_ROOT_INVALID, f"trusted root {printable(str(path))} is too large"
+        ) from None
     except OSError as exc:
-        what = "does not exist" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror or exc})"
+        # A directory or a fifo is "no trusted root there", as for a missing file.
+        missing = isinstance(exc, (FileNotFoundError, NotARegularFile))
+        what = "does not exist" if missing else f"cannot be read ({exc.strerror or exc})"
         raise VerificationFailed(
             Reason.TRUST_ROOT_UNAVAILABLE,
             f"trusted root {printable(str(path))} {what}",

@@ -42,6 +42,7 @@ from pydantic import (
     model_validator,
 )
 
+from ocimodel.chunks import FileTooLarge, NotARegularFile, read_capped
 from ocimodel.errors import InvalidManifest, UsageError
 from ocimodel.oci.models import loads_strict
 from ocimodel.signing.errors import KeyLoadError
@@ -225,14 +226,14 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     which JSON is a subset). Key paths in it are relative to the file."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_POLICY_BYTES:
-            raise PolicyError(f"policy {path} is {size} bytes, over the {MAX_POLICY_BYTES}-byte limit")
-        data = path.read_bytes()
+        data = read_capped(path, MAX_POLICY_BYTES)
+    except FileTooLarge as exc:
+        raise PolicyError(f"policy {exc}") from None
     except FileNotFoundError:
         raise PolicyError(f"policy {path} does not exist") from None
-    except IsADirectoryError:
-        raise PolicyError(f"policy {path} is a directory, not a file") from None
+    except NotARegularFile:
+        kind = "a directory" if path.is_dir() else "a fifo, socket or device"
+        raise PolicyError(f"policy {path} is {kind}, not a file") from None
     except OSError as exc:
         raise PolicyError(f"cannot read policy {path}: {exc.strerror}") from None
     document = _load_json(data, path) if path.suffix.lower() == ".json" else _load_yaml(data, path)

@@ -1,5 +1,5 @@
 """Sigstore bundles stored as OCI referrers, in the shape cosign v3 writes and Kyverno's
-SigstoreBundle and policy-controller read (SIGNING-FACTS.md, "cosign v3 bundle referrer"):
+SigstoreBundle and policy-controller read (docs/signing-facts.md, "The bundle referrer"):
 
     artifactType  application/vnd.dev.sigstore.bundle.v0.3+json
     config        the empty descriptor ``{}``

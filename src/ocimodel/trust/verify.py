@@ -1,10 +1,10 @@
 """Decide whether a model is allowed: read its bundle referrers, verify each strictly
 against the policy's signers, and judge every rule of the policy.
 
-Order of trust (THREATS.md 11-19):
+Order of trust (docs/threats.md 11-19):
 
 1. The model is named by digest. The caller resolves a tag once and passes the manifest it
-   fetched by digest; nothing here looks at a tag again (THREATS 1).
+   fetched by digest; nothing here looks at a tag again (docs/threats.md 1).
 2. Each bundle referrer is read strictly (``store``); its signature is verified with the
    policy's keys or identities only, never with a key the bundle carries (11).
 3. The signed statement must be about THIS manifest: its one subject is the manifest
