@@ -311,7 +311,7 @@ def pull(
         if trust_given and not verify:
             raise UsageError("--key, --certificate-identity and --policy take effect with --verify")
         if verify:
-            from ocimodel.api_trust import verify_hook
+            from ocimodel.api.trust import verify_hook
             from ocimodel.cli.trust import identity_pairs
 
             if not trust_given:

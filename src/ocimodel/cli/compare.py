@@ -20,7 +20,7 @@ from ocimodel.cli.app import (
 )
 from ocimodel.cli.lazy import lazy_import
 
-api_compare = lazy_import("ocimodel.api_compare")
+api_compare = lazy_import("ocimodel")
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from typing import Annotated
@@ -27,8 +26,7 @@ from ocimodel.errors import UsageError
 AliasOpt = Annotated[str, typer.Option("--alias", metavar="ALIAS", help="The alias, e.g. production.")]
 ReasonOpt = Annotated[str | None, typer.Option("--reason", metavar="TEXT", help="Why: kept in the promotion record.")]
 
-api_registry = lazy_import("ocimodel.api_registry")
-lineage_graph = lazy_import("ocimodel.lineage")
+api_registry = lazy_import("ocimodel")
 
 
 @app.command()
@@ -151,13 +149,13 @@ def lineage(
         verb="lineage", show_progress=False,
     )
     if as_json:
-        sys.stdout.write(json.dumps(dataclasses.asdict(graph), indent=2) + "\n")
+        sys.stdout.write(json.dumps(graph.model_dump(), indent=2) + "\n")
         return
     if output_format == "dot":
-        sys.stdout.write(lineage_graph.to_dot(graph))
+        sys.stdout.write(graph.to_dot())
         return
     if output_format == "mermaid":
-        sys.stdout.write(lineage_graph.to_mermaid(graph))
+        sys.stdout.write(graph.to_mermaid())
         return
     def label(digest: str) -> str:
         node = graph.nodes.get(digest)

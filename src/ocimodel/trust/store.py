@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ocimodel.api_referrers import push_bytes, push_referrer
+from ocimodel.api.referrers import push_bytes, push_referrer
 from ocimodel.errors import IntegrityError, InvalidManifest, NotFound, OcimodelError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import verify_bytes
