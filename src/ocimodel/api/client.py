@@ -6,17 +6,20 @@ HTTP, TLS, retries, concurrency) once, and every operation is a method.
     client.promote(f"registry.example/team/sentiment@{pushed.digest}", "production")
 
 Each method opens the stores it needs for the length of the call; the settings are what
-the Client keeps. The module-level functions (``ocimodel.push``...) build a Client from
-their connection arguments and call its method. The operations themselves live in the
-modules of this package (transfer, referrers, registry, compare, trust), which the
-methods import on first use: a push never loads the signing code."""
+the Client keeps. The operations live in the modules of this package (transfer,
+referrers, registry, compare, trust), as functions whose first parameter is the
+connection settings; a method is that function with the Client's settings filled in,
+loaded on first use (a push never loads the signing code). Type checkers see the same
+through :func:`_bound`. The module-level functions (``ocimodel.push``...) build a Client
+from their connection arguments and call its method."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+import functools
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from ocimodel.errors import UsageError
 from ocimodel.transport.auth import Credentials
@@ -25,35 +28,48 @@ from ocimodel.transport.retry import RetryPolicy
 from ocimodel.transport.tls import TlsOptions
 
 if TYPE_CHECKING:
-    from ocimodel.api.compare import DiffResult, SearchResult
-    from ocimodel.api.lineage import LineageGraph
-    from ocimodel.api.referrers import (
-        AttachResult,
-        DeleteResult,
-        DetachResult,
-        DiscoverResult,
-        ExportResult,
-        ImportResult,
-    )
-    from ocimodel.api.registry import HistoryResult, PromoteResult, VersionsResult
-    from ocimodel.api.transfer import (
-        CopyResult,
-        LoginResult,
-        LogoutResult,
-        ModelInfo,
-        PullResult,
-        PushResult,
-    )
-    from ocimodel.api.trust import AttestResult, ExportSignatureResult, SignResult
-    from ocimodel.metadata.card import ModelCard
-    from ocimodel.metadata.sources import MetadataFlags
-    from ocimodel.oci.models import Descriptor
-    from ocimodel.packaging.classify import FileKind
-    from ocimodel.targets.copy import Progress
-    from ocimodel.trust.policy import Policy
-    from ocimodel.trust.verify import Decision
+    from ocimodel.api import compare as compare_ops
+    from ocimodel.api import referrers as referrer_ops
+    from ocimodel.api import registry as registry_ops
+    from ocimodel.api import transfer as transfer_ops
+    from ocimodel.api import trust as trust_ops
+    from ocimodel.api.transfer import LogoutResult
 
-PathLike = str | os.PathLike[str]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _bound(operation: Callable[Concatenate[ConnectionOptions, P], R]) -> Callable[Concatenate[Client, P], R]:
+    """For type checkers: ``operation`` as a method of Client (its first parameter, the
+    connection settings, is the Client's)."""
+    raise NotImplementedError  # pragma: no cover - never called at run time
+
+
+class _Operation:
+    """A method of Client that is a function of an operations module, imported on first
+    use; the method then replaces this descriptor on the class."""
+
+    def __init__(self, module: str, default_concurrency: int | None = None) -> None:
+        self.module = module
+        self.default_concurrency = default_concurrency
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, client: Client | None, owner: type) -> Any:
+        operation = getattr(importlib.import_module(self.module), self.name)
+        default = self.default_concurrency
+
+        @functools.wraps(operation)
+        def method(client: Client, *args: Any, **kwargs: Any) -> Any:
+            return operation(client.connection(default), *args, **kwargs)
+
+        signature = inspect.signature(operation)
+        first, *rest = signature.parameters.values()
+        method.__signature__ = signature.replace(parameters=[first.replace(name="self", annotation="Client"), *rest])
+        method.__qualname__ = f"Client.{self.name}"
+        setattr(owner, self.name, method)
+        return method.__get__(client, owner) if client is not None else method
 
 
 class Client:
@@ -95,347 +111,72 @@ class Client:
         who = o.credentials.username if o.credentials is not None else None  # never the secret
         return f"Client(username={who!r}, plain_http={o.plain_http!r}, concurrency={self.concurrency!r})"
 
-    def _connection(self, default_concurrency: int | None = None) -> ConnectionOptions:
-        """The settings one call uses: an operation's own default concurrency applies
-        when the Client was given none."""
+    def connection(self, default_concurrency: int | None = None) -> ConnectionOptions:
+        """The settings one call uses: an operation's own default concurrency (search's)
+        applies when the Client was given none."""
         if self.concurrency is None and default_concurrency is not None:
             return self.options.with_overrides(concurrency=default_concurrency)
         return self.options
 
-    # -- moving models (ocimodel.api.transfer) ------------------------------------------
-
-    def push(
-        self,
-        path: PathLike,
-        reference: str,
-        *,
-        name: str | None = None,
-        version: str | None = None,
-        description: str | None = None,
-        title: str | None = None,
-        licenses: Sequence[str] = (),
-        authors: Sequence[str] = (),
-        source: str | None = None,
-        revision: str | None = None,
-        created: datetime | str | None = None,
-        kinds: Mapping[str, FileKind | str] | Sequence[str] | None = None,
-        exclude: Sequence[str] = (),
-        follow_symlinks: bool = True,
-        annotations: Mapping[str, str] | None = None,
-        metadata: ModelCard | MetadataFlags | Mapping[str, Any] | None = None,
-        metadata_file: PathLike | None = None,
-        source_dir: PathLike | None = None,
-        detect_git: bool = True,
-        record_environment: bool = False,
-        force: bool = False,
-        link_parents: bool = True,
-        progress: Progress | None = None,
-    ) -> PushResult:
-        """Package the model directory ``path`` and push it to ``reference``
-        (see :func:`ocimodel.api.transfer.push`)."""
-        from ocimodel.api import transfer
-
-        return transfer.push(
-            self._connection(), path, reference, name=name, version=version, description=description,
-            title=title, licenses=licenses, authors=authors, source=source, revision=revision, created=created,
-            kinds=kinds, exclude=exclude, follow_symlinks=follow_symlinks, annotations=annotations,
-            metadata=metadata, metadata_file=metadata_file, source_dir=source_dir, detect_git=detect_git,
-            record_environment=record_environment, force=force, link_parents=link_parents, progress=progress,
-        )
-
-    def pull(
-        self,
-        reference: str,
-        destination: PathLike,
-        *,
-        progress: Progress | None = None,
-        verify: Callable[[Any, Descriptor, bytes], None] | None = None,
-        include: Sequence[str] = (),
-        kinds: Sequence[str] = (),
-        blob_cache: bool | None = None,
-        keep_local: bool = False,
-    ) -> PullResult:
-        """Download the model at ``reference`` into ``destination``
-        (see :func:`ocimodel.api.transfer.pull`)."""
-        from ocimodel.api import transfer
-
-        return transfer.pull(
-            self._connection(), reference, destination, progress=progress, verify=verify, include=include,
-            kinds=kinds, blob_cache=blob_cache, keep_local=keep_local,
-        )
-
-    def inspect(self, reference: str) -> ModelInfo:
-        """Manifest, config and file list of the artifact at ``reference``."""
-        from ocimodel.api import transfer
-
-        return transfer.inspect(self._connection(), reference)
-
-    def copy(
-        self,
-        source: str,
-        destination: str,
-        *,
-        progress: Progress | None = None,
-        with_referrers: bool = False,
-        force: bool = False,
-    ) -> CopyResult:
-        """Copy an artifact between two stores, keeping its digest
-        (see :func:`ocimodel.api.transfer.copy`)."""
-        from ocimodel.api import transfer
-
-        return transfer.copy(
-            self._connection(), source, destination, progress=progress, with_referrers=with_referrers, force=force
-        )
-
-    def tag(self, reference: str, new_tag: str, *, force: bool = False) -> str:
-        """Point ``new_tag`` at the manifest ``reference`` names; returns its digest."""
-        from ocimodel.api import transfer
-
-        return transfer.tag(self._connection(), reference, new_tag, force=force)
-
-    def list_tags(self, repository: str, *, all_tags: bool = False, missing_ok: bool = False) -> list[str]:
-        """Tags of a repository or a layout (see :func:`ocimodel.api.transfer.list_tags`)."""
-        from ocimodel.api import transfer
-
-        return transfer.list_tags(self._connection(), repository, all_tags=all_tags, missing_ok=missing_ok)
-
-    def catalog(self, registry: str) -> list[str]:
-        """Repository names of a registry, where the registry allows it."""
-        from ocimodel.api import transfer
-
-        return transfer.catalog(self._connection(), registry)
-
-    def login(self, registry: str, username: str, password: str, *, verify: bool = True) -> LoginResult:
-        """Store credentials for ``registry`` where docker would
-        (see :func:`ocimodel.api.transfer.login`)."""
-        from ocimodel.api import transfer
-
-        return transfer.login(self._connection(), registry, username, password, verify=verify)
 
     def logout(self, registry: str) -> LogoutResult:
-        """Remove the stored credentials for ``registry``."""
+        """Remove the stored credentials for ``registry`` from this machine (see
+        :func:`ocimodel.api.transfer.logout`); no connection is made."""
         from ocimodel.api import transfer
 
         return transfer.logout(registry)
 
-    # -- referrers (ocimodel.api.referrers) -----------------------------------------------
-
-    def attach(
-        self,
-        reference: str,
-        files: Sequence[PathLike] = (),
-        *,
-        artifact_type: str,
-        annotations: Mapping[str, str] | None = None,
-        media_type: str | None = None,
-    ) -> AttachResult:
-        """Attach ``files`` to the artifact at ``reference`` as one referrer
-        (see :func:`ocimodel.api.referrers.attach`)."""
-        from ocimodel.api import referrers
-
-        return referrers.attach(
-            self._connection(), reference, files, artifact_type=artifact_type, annotations=annotations,
-            media_type=media_type,
-        )
-
-    def referrers(
-        self, reference: str, *, artifact_type: str | None = None, depth: int | None = None
-    ) -> DiscoverResult:
-        """What refers to the artifact at ``reference``, as a tree
-        (see :func:`ocimodel.api.referrers.referrers`)."""
-        from ocimodel.api import referrers
-
-        if depth is None:
-            return referrers.referrers(self._connection(), reference, artifact_type=artifact_type)
-        return referrers.referrers(self._connection(), reference, artifact_type=artifact_type, depth=depth)
-
-    def detach(self, reference: str, referrer: str) -> DetachResult:
-        """Remove the referrer ``referrer`` (a digest) from the artifact at ``reference``."""
-        from ocimodel.api import referrers
-
-        return referrers.detach(self._connection(), reference, referrer)
-
-    def delete(self, reference: str, *, force: bool = False) -> DeleteResult:
-        """Delete the artifact at ``reference`` with its referrers
-        (see :func:`ocimodel.api.referrers.delete`)."""
-        from ocimodel.api import referrers
-
-        return referrers.delete(self._connection(), reference, force=force)
-
-    def export(
-        self,
-        reference: str,
-        output: PathLike,
-        *,
-        with_referrers: bool = True,
-        compression: str = "none",
-        overwrite: bool = False,
-        progress: Progress | None = None,
-    ) -> ExportResult:
-        """Write the artifact (and its referrers) to an OCI layout archive
-        (see :func:`ocimodel.api.referrers.export`)."""
-        from ocimodel.api import referrers
-
-        return referrers.export(
-            self._connection(), reference, output, with_referrers=with_referrers, compression=compression,
-            overwrite=overwrite, progress=progress,
-        )
-
-    def import_(
-        self, archive: PathLike, destination: str, *, force: bool = False, progress: Progress | None = None
-    ) -> ImportResult:
-        """Copy the model of an ``export`` archive into ``destination``
-        (see :func:`ocimodel.api.referrers.import_`)."""
-        from ocimodel.api import referrers
-
-        return referrers.import_(self._connection(), archive, destination, force=force, progress=progress)
-
-    # -- the model registry (ocimodel.api.registry) ---------------------------------------
-
-    def versions(self, repository: str) -> VersionsResult:
-        """Every version of a repository in version order, with its aliases."""
-        from ocimodel.api import registry
-
-        return registry.versions(self._connection(), repository)
-
-    def promote(self, reference: str, alias: str, *, reason: str | None = None) -> PromoteResult:
-        """Point ``alias`` at the model ``reference`` names, with a promotion record."""
-        from ocimodel.api import registry
-
-        return registry.promote(self._connection(), reference, alias, reason=reason)
-
-    def rollback(self, repository: str, alias: str, *, reason: str | None = None) -> PromoteResult:
-        """Undo the last promotion of ``alias`` (see :func:`ocimodel.api.registry.rollback`)."""
-        from ocimodel.api import registry
-
-        return registry.rollback(self._connection(), repository, alias, reason=reason)
-
-    def history(self, repository: str, alias: str) -> HistoryResult:
-        """Which model held ``alias`` when, who moved it and why, oldest first."""
-        from ocimodel.api import registry
-
-        return registry.history(self._connection(), repository, alias)
-
-    def lineage(self, reference: str, *, up: bool = True, down: bool = True, depth: int = 4) -> LineageGraph:
-        """The models ``reference`` was derived from (up) and those derived from it (down)."""
-        from ocimodel.api import registry
-
-        return registry.lineage(self._connection(), reference, up=up, down=down, depth=depth)
-
-    # -- comparing and finding (ocimodel.api.compare) -------------------------------------
-
-    def diff(self, a: str, b: str) -> DiffResult:
-        """What differs from model ``a`` to model ``b`` (see :func:`ocimodel.api.compare.diff`)."""
-        from ocimodel.api import compare
-
-        return compare.diff(self._connection(), a, b)
-
-    def search(
-        self,
-        location: str,
-        where: str | Sequence[str] = (),
-        *,
-        license: str | None = None,
-        format: str | None = None,
-        task: str | None = None,
-        name: str | None = None,
-        repositories: Sequence[str] = (),
-        cache: bool = True,
-    ) -> SearchResult:
-        """The model versions under ``location`` whose cards satisfy every predicate
-        (see :func:`ocimodel.api.compare.search`)."""
-        from ocimodel.api import compare
-
-        return compare.search(
-            self._connection(compare.SEARCH_CONCURRENCY), location, where, license=license, format=format,
-            task=task, name=name, repositories=repositories, cache=cache,
-        )
-
-    # -- trust (ocimodel.api.trust) -------------------------------------------------------
-
-    def sign(
-        self,
-        reference: str,
-        *,
-        key: PathLike | None = None,
-        password: str | bytes | None = None,
-        identity_token: str | None = None,
-        trust_config: PathLike | None = None,
-        staging: bool = False,
-        file_signature: bool = True,
-    ) -> SignResult:
-        """Sign the model at ``reference`` (see :func:`ocimodel.api.trust.sign`)."""
-        from ocimodel.api import trust
-
-        return trust.sign(
-            self._connection(), reference, key=key, password=password, identity_token=identity_token,
-            trust_config=trust_config, staging=staging, file_signature=file_signature,
-        )
-
-    def attest(
-        self,
-        reference: str,
-        *,
-        predicate_file: PathLike | None = None,
-        predicate_type: str | None = None,
-        predicate: Mapping[str, Any] | None = None,
-        provenance: bool = False,
-        source_dir: PathLike | None = None,
-        env: Mapping[str, str] | None = None,
-        key: PathLike | None = None,
-        password: str | bytes | None = None,
-        identity_token: str | None = None,
-        trust_config: PathLike | None = None,
-        staging: bool = False,
-    ) -> AttestResult:
-        """Attest something about the model at ``reference``
-        (see :func:`ocimodel.api.trust.attest`)."""
-        from ocimodel.api import trust
-
-        return trust.attest(
-            self._connection(), reference, predicate_file=predicate_file, predicate_type=predicate_type,
-            predicate=predicate, provenance=provenance, source_dir=source_dir, env=env, key=key, password=password,
-            identity_token=identity_token, trust_config=trust_config, staging=staging,
-        )
-
-    def verify(
-        self,
-        reference: str,
-        *,
-        keys: Sequence[PathLike] = (),
-        identities: Sequence[tuple[str, str]] = (),
-        policy: Policy | PathLike | None = None,
-        trusted_root: PathLike | None = None,
-        offline: bool = True,
-    ) -> Decision:
-        """Decide whether the model at ``reference`` is allowed
-        (see :func:`ocimodel.api.trust.verify`)."""
-        from ocimodel.api import trust
-
-        return trust.verify(
-            self._connection(), reference, keys=keys, identities=identities, policy=policy,
-            trusted_root=trusted_root, offline=offline,
-        )
-
-    def export_signature(
-        self,
-        reference: str,
-        output: PathLike,
-        *,
-        fmt: str = "model-signing",
-        referrer: str | None = None,
-        keys: Sequence[PathLike] = (),
-        identities: Sequence[tuple[str, str]] = (),
-        policy: Policy | PathLike | None = None,
-        trusted_root: PathLike | None = None,
-        offline: bool = True,
-        overwrite: bool = False,
-    ) -> ExportSignatureResult:
-        """Write the model's file-level signature bundle to ``output``
-        (see :func:`ocimodel.api.trust.export_signature`)."""
-        from ocimodel.api import trust
-
-        return trust.export_signature(
-            self._connection(), reference, output, fmt=fmt, referrer=referrer, keys=keys, identities=identities,
-            policy=policy, trusted_root=trusted_root, offline=offline, overwrite=overwrite,
-        )
+    # The operations: each is the function of its module, documented there (help(Client.push)
+    # shows it), with the Client's settings as its first argument.
+    if TYPE_CHECKING:
+        push = _bound(transfer_ops.push)
+        pull = _bound(transfer_ops.pull)
+        inspect = _bound(transfer_ops.inspect)
+        copy = _bound(transfer_ops.copy)
+        tag = _bound(transfer_ops.tag)
+        list_tags = _bound(transfer_ops.list_tags)
+        catalog = _bound(transfer_ops.catalog)
+        login = _bound(transfer_ops.login)
+        attach = _bound(referrer_ops.attach)
+        referrers = _bound(referrer_ops.referrers)
+        detach = _bound(referrer_ops.detach)
+        delete = _bound(referrer_ops.delete)
+        export = _bound(referrer_ops.export)
+        import_ = _bound(referrer_ops.import_)
+        versions = _bound(registry_ops.versions)
+        promote = _bound(registry_ops.promote)
+        rollback = _bound(registry_ops.rollback)
+        history = _bound(registry_ops.history)
+        lineage = _bound(registry_ops.lineage)
+        diff = _bound(compare_ops.diff)
+        search = _bound(compare_ops.search)
+        sign = _bound(trust_ops.sign)
+        attest = _bound(trust_ops.attest)
+        verify = _bound(trust_ops.verify)
+        export_signature = _bound(trust_ops.export_signature)
+    else:
+        push = _Operation("ocimodel.api.transfer")
+        pull = _Operation("ocimodel.api.transfer")
+        inspect = _Operation("ocimodel.api.transfer")
+        copy = _Operation("ocimodel.api.transfer")
+        tag = _Operation("ocimodel.api.transfer")
+        list_tags = _Operation("ocimodel.api.transfer")
+        catalog = _Operation("ocimodel.api.transfer")
+        login = _Operation("ocimodel.api.transfer")
+        attach = _Operation("ocimodel.api.referrers")
+        referrers = _Operation("ocimodel.api.referrers")
+        detach = _Operation("ocimodel.api.referrers")
+        delete = _Operation("ocimodel.api.referrers")
+        export = _Operation("ocimodel.api.referrers")
+        import_ = _Operation("ocimodel.api.referrers")
+        versions = _Operation("ocimodel.api.registry")
+        promote = _Operation("ocimodel.api.registry")
+        rollback = _Operation("ocimodel.api.registry")
+        history = _Operation("ocimodel.api.registry")
+        lineage = _Operation("ocimodel.api.registry")
+        diff = _Operation("ocimodel.api.compare")
+        search = _Operation("ocimodel.api.compare", default_concurrency=8)  # as ocimodel.search
+        sign = _Operation("ocimodel.api.trust")
+        attest = _Operation("ocimodel.api.trust")
+        verify = _Operation("ocimodel.api.trust")
+        export_signature = _Operation("ocimodel.api.trust")

@@ -3,9 +3,11 @@
 ``credentials``, ``options``, ``concurrency``) and calls the method of the same name, so
 a script that never makes a Client works as it always did.
 
-The signatures are those the API has always had; the docstrings of the operations are on
-the functions of :mod:`ocimodel.api.transfer`, ``.referrers``, ``.registry``, ``.compare``
-and ``.trust`` that do the work."""
+The signatures are those the API has always had, written out rather than generated so
+that help(), editors and type checkers show every parameter, the connection arguments
+included (tests/test_api_client.py keeps them in step with the Client's methods). The
+docstrings of the operations are on the functions of :mod:`ocimodel.api.transfer`,
+``.referrers``, ``.registry``, ``.compare`` and ``.trust`` that do the work."""
 
 from __future__ import annotations
 

@@ -118,18 +118,20 @@ def referrers(
     reference: str,
     *,
     artifact_type: str | None = None,
-    depth: int = rf.MAX_REFERRER_DEPTH,
+    depth: int | None = None,
 ) -> DiscoverResult:
     """What refers to the artifact at ``reference``, and what refers to those, as a tree.
 
     Only referrers whose own manifest (fetched by digest, verified) names the subject are
-    returned; anything else a listing holds is reported in ``ignored``."""
+    returned; anything else a listing holds is reported in ``ignored``. ``depth``: levels
+    of referrers of referrers to follow (None: all, up to rf.MAX_REFERRER_DEPTH)."""
     if artifact_type is not None:
         _check_media_type(artifact_type, "artifact type")
     ref = as_reference(reference)
     with open_store(connection, ref) as target:
         subject = target.resolve(ref.reference or DEFAULT_TAG)
-        tree = rf.walk(target, subject.digest, artifact_type=artifact_type, depth=depth)
+        tree = rf.walk(target, subject.digest, artifact_type=artifact_type,
+                       depth=rf.MAX_REFERRER_DEPTH if depth is None else depth)
     return DiscoverResult(
         reference=str(ref),
         digest=subject.digest,
