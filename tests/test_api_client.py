@@ -4,6 +4,7 @@ operation; the module-level functions are the same operations with a Client per 
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,13 +12,14 @@ import pytest
 
 import ocimodel
 from ocimodel.api import functions
-from ocimodel.errors import AuthenticationError, UsageError
+from ocimodel.errors import AuthenticationError, RequestTimeout, UsageError
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
 from ocimodel.transport.retry import RetryPolicy
 from tests.support.files import tree_digest
 from tests.support.htpasswd import write_htpasswd
 from tests.support.registry import LocalRegistry
+from tests.test_deadlines import QuietServer
 
 USER = "builder"
 PASSWORD = "client-Zr42-secret"
@@ -113,6 +115,25 @@ def test_the_settings_are_held_once(tmp_path: Path) -> None:
         ocimodel.Client(concurrency=0)
     with pytest.raises(UsageError, match="concurrency must be at least 1, got 0"):
         ocimodel.push(tmp_path, "oci:store:1", concurrency=0)  # the module function says the same
+
+
+def test_the_client_timeouts_bound_a_call_to_a_silent_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The timeouts are settings of the Client, not only of the environment: the
+    environment asks for 300 s here, the Client for 1 s, and the Client wins."""
+    monkeypatch.setenv("OCIMODEL_REQUEST_TIMEOUT", "300")
+    monkeypatch.setenv("OCIMODEL_READ_TIMEOUT", "300")
+    client = ocimodel.Client(request_timeout=1, retry=RetryPolicy(attempts=5, base_delay=0.01))
+    with QuietServer() as server:
+        started = time.monotonic()
+        with pytest.raises(RequestTimeout) as caught:
+            client.list_tags(f"{server.host}/team/m")
+        took = time.monotonic() - started
+    assert caught.value.message.startswith(f"{server.host} did not answer within 1 s ("), caught.value.message
+    assert took < 5, took  # 1 s asked; the environment's 300 s would hang the test
+    with pytest.raises(UsageError, match="request_timeout must be a positive number of seconds, got 0"):
+        ocimodel.Client(request_timeout=0)
+    with pytest.raises(UsageError, match="read_timeout must be a positive number of seconds, got nan"):
+        ocimodel.Client(read_timeout=float("nan"))
 
 
 def test_every_module_function_with_connection_arguments_is_a_client_method() -> None:

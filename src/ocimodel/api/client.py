@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
@@ -83,7 +84,9 @@ class Client:
     ``tls``: CA file, client certificate and key, insecure. ``retry``: tries and delays
     (default: OCIMODEL_RETRIES / OCIMODEL_RETRY_DELAY). ``concurrency``: transfers (and
     HTTP connections) at a time; None: that of ``options`` (4 unless set there), and 8 for
-    search.
+    search. ``read_timeout``: seconds a read may wait for its next byte (a blob that keeps
+    moving has no other limit); ``request_timeout``: seconds a small request may take, its
+    retries included; None: OCIMODEL_READ_TIMEOUT (300), OCIMODEL_REQUEST_TIMEOUT (60).
     ``options``: a whole :class:`ConnectionOptions` to start from; the arguments above
     override its fields."""
 
@@ -95,14 +98,20 @@ class Client:
         tls: TlsOptions | None = None,
         retry: RetryPolicy | None = None,
         concurrency: int | None = None,
+        read_timeout: float | None = None,
+        request_timeout: float | None = None,
         options: ConnectionOptions | None = None,
     ) -> None:
         if isinstance(credentials, tuple):
             credentials = Credentials(*credentials)
         if concurrency is not None and concurrency < 1:
             raise UsageError(f"concurrency must be at least 1, got {concurrency}")
+        for name, seconds in (("read_timeout", read_timeout), ("request_timeout", request_timeout)):
+            if seconds is not None and not 0 < seconds < math.inf:
+                raise UsageError(f"{name} must be a positive number of seconds, got {seconds}")
         self.options: ConnectionOptions = (options or ConnectionOptions()).with_overrides(
-            plain_http=plain_http, credentials=credentials, tls=tls, retry=retry, concurrency=concurrency
+            plain_http=plain_http, credentials=credentials, tls=tls, retry=retry, concurrency=concurrency,
+            read_timeout=read_timeout, request_timeout=request_timeout,
         )
         self.concurrency: int | None = concurrency
 
