@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import ocimodel
-from ocimodel import api_compare
+from ocimodel.api import functions as api_compare
 from ocimodel.errors import AuthenticationError, UsageError
 from ocimodel.metadata.card import ModelCard
 from ocimodel.metadata.query import equals, parse_predicate
@@ -163,7 +163,7 @@ def catalog(registry, model_dir: Path, repo_name: str):
     ocimodel.tag(f"{host}/{prefix}/a:2", "latest")
     push(model_dir, f"{host}/{prefix}-other/c:1", name="gamma", metrics={"accuracy": 0.99})
     # A fallback referrers tag (sha256-...) in a/: an index of referrers, not a version.
-    from ocimodel import api_referrers
+    from ocimodel.api import functions as api_referrers
 
     api_referrers.attach(f"{host}/{prefix}/a:2", [], artifact_type="application/vnd.example.eval.v1+json",
                          annotations={"note": "x"})

@@ -27,6 +27,21 @@ def test_python_api_example_on_the_registry(registry, repo_name):
     assert "tags: ['1.0', 'latest']" in done.stdout
 
 
+def test_client_example_on_a_layout():
+    done = subprocess.run([sys.executable, str(EXAMPLES / "client.py")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "changed files: ['README.md']" in done.stdout
+    assert "versions: [('1.0', []), ('1.1', ['production'])]" in done.stdout
+    assert "pulled production" in done.stdout
+
+
+def test_client_example_on_the_registry(registry, repo_name):
+    store = f"{registry.host}/{repo_name}"
+    done = subprocess.run([sys.executable, str(EXAMPLES / "client.py"), store], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"pushed {store}:1.0" in done.stdout and "pulled production" in done.stdout
+
+
 def _workflow(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OCIMODEL": str(Path(sys.executable).parent / "ocimodel"), "PYTHON": sys.executable, "WORK": str(tmp_path)}
     env = {k: v for k, v in env.items() if k not in ("OCIMODEL_USERNAME", "OCIMODEL_PASSWORD")}

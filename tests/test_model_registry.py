@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import ocimodel
-from ocimodel import api_registry as reg
+from ocimodel.api import functions as reg
 from ocimodel.errors import DestinationExists, NotFound, UsageError
 from ocimodel.metadata.encoding import METRICS
 from tests.test_cli import json_of, ok, ocimodel_cli, usage_error_problems
@@ -108,7 +108,7 @@ def test_versions_are_immutable_unless_forced(registry, repo_name, model_dir, tm
         ocimodel.tag(f"{registry.host}/{repo_name}:2.0", "1.0")
     with pytest.raises(DestinationExists):
         ocimodel.copy(f"{registry.host}/{repo_name}:2.0", ref)
-    from ocimodel import api_referrers
+    from ocimodel.api import functions as api_referrers
 
     api_referrers.export(f"{registry.host}/{repo_name}:2.0", tmp_path / "two.tar")
     with pytest.raises(DestinationExists):

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 import ocimodel
-from ocimodel import api_referrers as ar
+from ocimodel.api import functions as ar
 from ocimodel.errors import DigestMismatch, IntegrityError, NotFound, RegistryError, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 import ocimodel
-from ocimodel import api_trust
+from ocimodel.api import functions as api_trust
 from ocimodel.errors import UsageError
 from ocimodel.oci.reference import parse_reference
 from ocimodel.signing.bundle import verify_key_bundle

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 import ocimodel
-from ocimodel import api_referrers as ar
-from ocimodel import api_trust
+from ocimodel.api import functions as api_trust
+from ocimodel.api import functions as ar
+from ocimodel.api.referrers import push_bytes, push_referrer
 from ocimodel.errors import TransportError, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, parse_manifest
@@ -246,11 +247,11 @@ def test_tampered_bundles_are_refused(repo, model_dir, keys, tamper, reason):
         elif tamper == "no-material":
             del bundle["verificationMaterial"]["publicKey"]
         elif tamper == "two-layers":
-            extra_layers = [ar.push_bytes(target, mt.BUNDLE_MEDIA_TYPE, b"{}")]
+            extra_layers = [push_bytes(target, mt.BUNDLE_MEDIA_TYPE, b"{}")]
         elif tamper == "message-signature":
             annotations[mt.ANNOTATION_BUNDLE_CONTENT] = "message-signature"
-        layer = ar.push_bytes(target, layer_type, json.dumps(bundle).encode())
-        ar.push_referrer(target, root, artifact_type, [layer, *extra_layers], annotations)
+        layer = push_bytes(target, layer_type, json.dumps(bundle).encode())
+        push_referrer(target, root, artifact_type, [layer, *extra_layers], annotations)
     decision = api_trust.verify(ref, keys=[keys["release"][1]])
     assert not decision.allowed
     assert _refused(decision) == {reason}, decision.lines()
@@ -451,8 +452,8 @@ def _push_bundle(ref: str, bundle: bytes, predicate_type: str, created: str) -> 
     """Attach a bundle as anyone with push access can, with an unsigned `created` of their choice."""
     with _target_of(ref) as target:
         root, _ = _root(target, ref)
-        layer = ar.push_bytes(target, mt.BUNDLE_MEDIA_TYPE, bundle)
-        referrer, _ = ar.push_referrer(target, root, mt.BUNDLE_MEDIA_TYPE, [layer], {
+        layer = push_bytes(target, mt.BUNDLE_MEDIA_TYPE, bundle)
+        referrer, _ = push_referrer(target, root, mt.BUNDLE_MEDIA_TYPE, [layer], {
             mt.ANNOTATION_BUNDLE_CONTENT: mt.BUNDLE_CONTENT_DSSE, mt.ANNOTATION_BUNDLE_PREDICATE_TYPE: predicate_type, mt.ANNOTATION_CREATED: created,
         })
     return referrer.digest

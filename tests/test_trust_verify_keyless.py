@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import ocimodel
-from ocimodel import api_trust
+from ocimodel.api import functions as api_trust
 from ocimodel.errors import UsageError
 from ocimodel.oci.reference import parse_reference
 from ocimodel.signing.statement import COSIGN_SIGN_PREDICATE

@@ -42,8 +42,8 @@ DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 # before it says it is ready, so both racers do the same work from the same instant.
 _RACER = r"""
 import io, json, sys
-import ocimodel.api, ocimodel.api_referrers, ocimodel.cli.app, ocimodel.cli.referrers
-import ocimodel.lineage, ocimodel.metadata.encoding, ocimodel.metadata.sources
+import ocimodel.api.functions, ocimodel.api.transfer, ocimodel.api.referrers, ocimodel.cli.app, ocimodel.cli.referrers
+import ocimodel.api.lineage, ocimodel.metadata.encoding, ocimodel.metadata.sources
 import ocimodel.targets.archive
 from ocimodel.cli.app import main
 print("READY", flush=True)

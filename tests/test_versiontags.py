@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import ocimodel
-from ocimodel import api_registry as reg
+from ocimodel.api import functions as reg
 from ocimodel.errors import VersionExists
 from ocimodel.versiontags import is_version_tag, version_key
 

@@ -3,33 +3,34 @@
     import ocimodel
     result = ocimodel.push("./my-model", "localhost:5000/team/sentiment:1.0", name="sentiment")
     ocimodel.pull("localhost:5000/team/sentiment:1.0", "./out")
+
+    client = ocimodel.Client(credentials=("alice", token))  # connection settings, once
+    client.push("./my-model", "registry.example/team/sentiment:1.1", name="sentiment")
 """
 
 from typing import TYPE_CHECKING
 
 # What `import ocimodel` offers, loaded on first use: the CLI imports this package for
 # every command, and most commands need only a part of it.
+_F = "ocimodel.api.functions"  # the module-level functions: one Client per call
 _EXPORTS = {
-    "CopyResult": "ocimodel.api", "FileEntry": "ocimodel.api", "LoginResult": "ocimodel.api",
-    "LogoutResult": "ocimodel.api", "ModelInfo": "ocimodel.api", "PullResult": "ocimodel.api",
-    "PushResult": "ocimodel.api", "catalog": "ocimodel.api", "copy": "ocimodel.api",
-    "inspect": "ocimodel.api", "list_tags": "ocimodel.api", "login": "ocimodel.api",
-    "logout": "ocimodel.api", "pull": "ocimodel.api", "push": "ocimodel.api", "tag": "ocimodel.api",
-    "blob_cache_info": "ocimodel.api", "prune_blob_cache": "ocimodel.api",
+    "Client": "ocimodel.api.client",
+    "CopyResult": "ocimodel.api.transfer", "FileEntry": "ocimodel.api.transfer", "LoginResult": "ocimodel.api.transfer",
+    "LogoutResult": "ocimodel.api.transfer", "ModelInfo": "ocimodel.api.transfer", "PullResult": "ocimodel.api.transfer",
+    "PushResult": "ocimodel.api.transfer", "catalog": _F, "copy": _F,
+    "inspect": _F, "list_tags": _F, "login": _F,
+    "logout": _F, "pull": _F, "push": _F, "tag": _F,
+    "blob_cache_info": _F, "prune_blob_cache": _F,
     "OcimodelError": "ocimodel.errors",
     "Credentials": "ocimodel.transport.auth",
     "ConnectionOptions": "ocimodel.transport.connection", "TlsOptions": "ocimodel.transport.connection",
     "RetryPolicy": "ocimodel.transport.retry",
     # referrers (issue 5)
-    "attach": "ocimodel.api_referrers", "referrers": "ocimodel.api_referrers", "detach": "ocimodel.api_referrers",
-    "delete": "ocimodel.api_referrers", "export": "ocimodel.api_referrers", "import_": "ocimodel.api_referrers",
+    "attach": _F, "referrers": _F, "detach": _F, "delete": _F, "export": _F, "import_": _F,
     # the model registry (issue 6)
-    "versions": "ocimodel.api_registry", "promote": "ocimodel.api_registry", "rollback": "ocimodel.api_registry",
-    "history": "ocimodel.api_registry", "lineage": "ocimodel.api_registry",
-    "diff": "ocimodel.api_compare", "search": "ocimodel.api_compare",
+    "versions": _F, "promote": _F, "rollback": _F, "history": _F, "lineage": _F, "diff": _F, "search": _F,
     # trust (issue 7)
-    "sign": "ocimodel.api_trust", "attest": "ocimodel.api_trust", "verify": "ocimodel.api_trust",
-    "export_signature": "ocimodel.api_trust", "generate_key_pair": "ocimodel.api_trust",
+    "sign": _F, "attest": _F, "verify": _F, "export_signature": _F, "generate_key_pair": _F,
 }
 
 
@@ -45,9 +46,14 @@ def __getattr__(name: str):
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
-    from ocimodel.api import (  # noqa: F401
+    from ocimodel.api.client import Client  # noqa: F401
+    from ocimodel.api.functions import (  # noqa: F401
+        attach, attest, blob_cache_info, catalog, copy, delete, detach, diff, export, export_signature,
+        generate_key_pair, history, import_, inspect, lineage, list_tags, login, logout, promote,
+        prune_blob_cache, pull, push, referrers, rollback, search, sign, tag, verify, versions,
+    )
+    from ocimodel.api.transfer import (  # noqa: F401
         CopyResult, FileEntry, LoginResult, LogoutResult, ModelInfo, PullResult, PushResult,
-        catalog, copy, inspect, list_tags, login, logout, pull, push, tag,
     )
     from ocimodel.errors import OcimodelError  # noqa: F401
     from ocimodel.transport.auth import Credentials  # noqa: F401
@@ -57,6 +63,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
 __version__ = "0.1.0"
 
 __all__ = [
+    "Client",
     "ConnectionOptions",
     "CopyResult",
     "Credentials",

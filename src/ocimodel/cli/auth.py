@@ -11,7 +11,7 @@ from ocimodel.cli.common import JsonOpt, PlainHttpOpt, connection, print_json, r
 from ocimodel.cli.lazy import lazy_import
 from ocimodel.errors import UsageError
 
-api = lazy_import("ocimodel.api")
+api = lazy_import("ocimodel")
 
 
 def login(

@@ -19,7 +19,7 @@ from ocimodel.cli.common import (
 )
 from ocimodel.cli.lazy import lazy_import
 
-api = lazy_import("ocimodel.api")
+api = lazy_import("ocimodel")
 
 
 def inspect(

@@ -10,7 +10,7 @@ import typer
 from ocimodel.cli.common import JsonOpt, print_json, run, size, stdout
 from ocimodel.cli.lazy import lazy_import
 
-api = lazy_import("ocimodel.api")
+api = lazy_import("ocimodel")
 
 cache_app = typer.Typer(
     name="cache",

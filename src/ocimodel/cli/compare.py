@@ -19,7 +19,7 @@ from ocimodel.cli.common import (
 )
 from ocimodel.cli.lazy import lazy_import
 
-api_compare = lazy_import("ocimodel.api_compare")
+api_compare = lazy_import("ocimodel")
 
 if TYPE_CHECKING:
     from rich.table import Table

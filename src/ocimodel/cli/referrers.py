@@ -29,7 +29,7 @@ ArtifactTypeOpt = Annotated[
     typer.Option("--artifact-type", metavar="TYPE", help="Only referrers of this artifact type (a media type)."),
 ]
 
-api_referrers = lazy_import("ocimodel.api_referrers")
+api_referrers = lazy_import("ocimodel")
 
 
 def attach(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from typing import Annotated
@@ -27,9 +26,7 @@ from ocimodel.errors import UsageError
 AliasOpt = Annotated[str, typer.Option("--alias", metavar="ALIAS", help="The alias, e.g. production.")]
 ReasonOpt = Annotated[str | None, typer.Option("--reason", metavar="TEXT", help="Why: kept in the promotion record.")]
 
-api = lazy_import("ocimodel.api")
-api_registry = lazy_import("ocimodel.api_registry")
-lineage_graph = lazy_import("ocimodel.lineage")
+api = lazy_import("ocimodel")
 
 
 def tag(
@@ -60,7 +57,7 @@ def versions(
 
       ocimodel versions localhost:5000/team/sentiment
     """
-    result = run(lambda _: api_registry.versions(repository, plain_http=plain_http, options=connection()), verb="versions", show_progress=False)
+    result = run(lambda _: api.versions(repository, plain_http=plain_http, options=connection()), verb="versions", show_progress=False)
     if as_json:
         print_json(result)
         return
@@ -94,7 +91,7 @@ def promote(
 
     The actor is OCIMODEL_ACTOR, else the GitHub Actions user, else user@host.
     """
-    result = run(lambda _: api_registry.promote(reference, to, reason=reason, plain_http=plain_http, options=connection()), verb="promote", show_progress=False)
+    result = run(lambda _: api.promote(reference, to, reason=reason, plain_http=plain_http, options=connection()), verb="promote", show_progress=False)
     _print_move(result, as_json, quiet)
 
 
@@ -111,7 +108,7 @@ def rollback(
 
       ocimodel rollback localhost:5000/team/sentiment --alias production --reason "latency regression"
     """
-    result = run(lambda _: api_registry.rollback(repository, alias, reason=reason, plain_http=plain_http, options=connection()), verb="rollback", show_progress=False)
+    result = run(lambda _: api.rollback(repository, alias, reason=reason, plain_http=plain_http, options=connection()), verb="rollback", show_progress=False)
     _print_move(result, as_json, quiet)
 
 
@@ -126,7 +123,7 @@ def history(
 
       ocimodel history localhost:5000/team/sentiment --alias production
     """
-    result = run(lambda _: api_registry.history(repository, alias, plain_http=plain_http, options=connection()), verb="history", show_progress=False)
+    result = run(lambda _: api.history(repository, alias, plain_http=plain_http, options=connection()), verb="history", show_progress=False)
     if as_json:
         print_json(result)
         return
@@ -161,17 +158,17 @@ def lineage(
         run(lambda _: _refuse(f"--format must be text, dot or mermaid, not {output_format!r}"), verb="lineage", show_progress=False)
     both = not up and not down
     graph = run(
-        lambda _: api_registry.lineage(reference, up=up or both, down=down or both, depth=depth, plain_http=plain_http, options=connection()),
+        lambda _: api.lineage(reference, up=up or both, down=down or both, depth=depth, plain_http=plain_http, options=connection()),
         verb="lineage", show_progress=False,
     )
     if as_json:
-        sys.stdout.write(json.dumps(dataclasses.asdict(graph), indent=2) + "\n")
+        sys.stdout.write(json.dumps(graph.model_dump(), indent=2) + "\n")
         return
     if output_format == "dot":
-        sys.stdout.write(lineage_graph.to_dot(graph))
+        sys.stdout.write(graph.to_dot())
         return
     if output_format == "mermaid":
-        sys.stdout.write(lineage_graph.to_mermaid(graph))
+        sys.stdout.write(graph.to_mermaid())
         return
     def label(digest: str) -> str:
         node = graph.nodes.get(digest)
@@ -190,7 +187,7 @@ def _refuse(message: str) -> None:
     raise UsageError(message)
 
 
-def _print_move(result: api_registry.PromoteResult, as_json: bool, quiet: bool) -> None:
+def _print_move(result: api.PromoteResult, as_json: bool, quiet: bool) -> None:
     if as_json:
         print_json(result)
     elif quiet:

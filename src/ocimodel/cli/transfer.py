@@ -27,8 +27,7 @@ from ocimodel.cli.common import (
 from ocimodel.cli.lazy import lazy_import
 from ocimodel.errors import UsageError
 
-api = lazy_import("ocimodel.api")
-api_referrers = lazy_import("ocimodel.api_referrers")
+api = lazy_import("ocimodel")
 
 
 def push(
@@ -187,7 +186,7 @@ def pull(
         if trust_given and not verify:
             raise UsageError("--key, --certificate-identity and --policy take effect with --verify")
         if verify:
-            from ocimodel.api_trust import verify_hook
+            from ocimodel.api.trust import verify_hook
 
             if not trust_given:
                 raise UsageError("--verify needs --key, --certificate-identity with --certificate-oidc-issuer, or --policy")
@@ -297,7 +296,7 @@ def export(
     if to_stdout and as_json:
         run(_json_beside_stdout, verb="export", show_progress=False)
     result = run(
-        lambda progress: api_referrers.export(
+        lambda progress: api.export(
             reference, output, with_referrers=not no_referrers, compression="gzip" if gzip else "none",
             overwrite=force, progress=progress, plain_http=plain_http, options=connection(),
         ),
@@ -336,7 +335,7 @@ def import_archive(
       ocimodel import sentiment-1.0.tar airgap-registry.local/team/sentiment
     """
     result = run(
-        lambda progress: api_referrers.import_(
+        lambda progress: api.import_(
             archive, destination, force=force, progress=progress, plain_http=plain_http, options=connection()
         ),
         verb="import",

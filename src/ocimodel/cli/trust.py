@@ -24,7 +24,7 @@ from ocimodel.cli.common import (
 from ocimodel.cli.lazy import lazy_import
 from ocimodel.errors import UsageError
 
-api_trust = lazy_import("ocimodel.api_trust")
+api_trust = lazy_import("ocimodel")
 # Named here so --help does not load the signing modules (keys.PASSWORD_ENV would).
 PASSWORD_ENV = "OCIMODEL_KEY_PASSWORD"
 

@@ -108,13 +108,17 @@ class RegistryClient:
         retry: RetryPolicy | None = None,
         tls: TlsOptions | None = None,
         on_wait: Callable[[str], None] | None = None,
+        read_timeout: float | None = None,
+        request_timeout: float | None = None,
     ) -> None:
         """``tls``: CA file, insecure, client certificate (default: verify against the
         system's store and docker's ``certs.d`` directory of this registry). A file that
         cannot be used raises :class:`TlsError` here, before any request.
 
         ``on_wait``: called with one line of text when a request has waited a few seconds
-        for an answer (see :mod:`ocimodel.transport.deadline`)."""
+        for an answer (see :mod:`ocimodel.transport.deadline`). ``read_timeout`` and
+        ``request_timeout`` (seconds) override OCIMODEL_READ_TIMEOUT and
+        OCIMODEL_REQUEST_TIMEOUT."""
         self.registry = registry
         self.retry = retry or RetryPolicy.from_environment()
         self.stats = RetryStats()
@@ -126,8 +130,8 @@ class RegistryClient:
         # each read waits at most OCIMODEL_READ_TIMEOUT seconds for progress. Everything
         # else is a small request, done within OCIMODEL_REQUEST_TIMEOUT seconds in all,
         # retries included (see transport/deadline.py).
-        self.read_timeout = settings.read_timeout()
-        self.request_timeout = settings.request_timeout()
+        self.read_timeout = read_timeout if read_timeout is not None else settings.read_timeout()
+        self.request_timeout = request_timeout if request_timeout is not None else settings.request_timeout()
         self._notices = WaitNotices(on_wait, registry) if on_wait is not None else None
         timeout = Deadline(None).timeout(self.read_timeout)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)

@@ -29,6 +29,11 @@ class ConnectionOptions:
     tls: TlsOptions = TlsOptions()
     retry: RetryPolicy | None = None
     concurrency: int = 4
+    # Seconds a read may wait for its next byte, and a small request may take in all with
+    # its retries (see transport/deadline.py); None: OCIMODEL_READ_TIMEOUT (300) and
+    # OCIMODEL_REQUEST_TIMEOUT (60).
+    read_timeout: float | None = None
+    request_timeout: float | None = None
     # Called with one line of text when a request has waited a few seconds for an answer
     # (the CLI prints it on stderr); None: waits are silent.
     on_wait: Callable[[str], None] | None = None
@@ -68,6 +73,8 @@ class ConnectionOptions:
             retry=self.retry,
             tls=self.tls,
             on_wait=self.on_wait,
+            read_timeout=self.read_timeout,
+            request_timeout=self.request_timeout,
         )
 
 

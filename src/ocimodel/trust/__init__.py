@@ -11,7 +11,7 @@ cryptography) and on targets + referrers (storage).
     keyless  Sigstore keyless signing and verification (sigstore-python); imported only
              when needed
 
-The user-facing functions are in ``ocimodel.api_trust``."""
+The user-facing functions are in ``ocimodel.api.trust``."""
 
 from ocimodel.trust.policy import (
     AttestationRule,

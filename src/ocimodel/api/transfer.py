@@ -1,8 +1,11 @@
-"""The Python API: push, pull, inspect, copy, tag, list_tags.
+"""Moving models: push, pull, inspect, copy, tag, list_tags, catalog, login / logout,
+and the local blob cache.
 
-Each function takes references as strings (``localhost:5000/team/model:1.0`` or
+Each operation takes the connection settings first (what :class:`ocimodel.Client` holds),
+then references as strings (``localhost:5000/team/model:1.0`` or
 ``oci:./store:model:1.0``), does its work through the layers beneath (packaging, targets,
-the copy engine) and returns a typed result. The CLI is a thin shell over these."""
+the copy engine) and returns a typed result. Users call them as methods of a Client, or
+through the module-level functions of :mod:`ocimodel.api.functions`."""
 
 from __future__ import annotations
 
@@ -16,18 +19,26 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from ocimodel.api.common import (
+    DEFAULT_TAG,
+    FileEntry,
+    as_reference,
+    bound,
+    check_version_tag,
+    client_retries,
+    file_entry,
+    model_manifest,
+    open_store,
+    read_config,
+)
 from ocimodel.errors import (
     AuthenticationError,
-    InvalidManifest,
     InvalidReference,
-    NotAModel,
-    NotFound,
     PermissionDenied,
     UsageError,
 )
-from ocimodel.oci import mediatypes as mt
-from ocimodel.oci.models import Descriptor, Index, Manifest, loads_strict, parse_manifest
-from ocimodel.oci.reference import LayoutReference, Reference, RegistryReference, parse_reference
+from ocimodel.oci.models import Descriptor, Manifest, loads_strict, parse_manifest
+from ocimodel.oci.reference import LayoutReference, Reference, RegistryReference
 from ocimodel.packaging.blobcache import BlobCache, blob_cache_wanted
 from ocimodel.packaging.classify import FileKind
 from ocimodel.packaging.digestcache import DigestCache
@@ -50,7 +61,6 @@ from ocimodel.targets.copy import (
     copy_graph,
     read_graph,
     upload_unhashed,
-    verified,
 )
 from ocimodel.targets.open import open_target
 from ocimodel.targets.referrers import copy_with_referrers, is_fallback_tag
@@ -58,22 +68,11 @@ from ocimodel.targets.remote import RemoteRepository
 from ocimodel.transport import credentials as stored_credentials
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
-from ocimodel.versiontags import is_guarded, is_version_tag, version_taken
+from ocimodel.versiontags import is_guarded
 
 if TYPE_CHECKING:
     from ocimodel.metadata.card import ModelCard
     from ocimodel.metadata.sources import MetadataFlags
-
-DEFAULT_TAG = "latest"
-MAX_CONFIG_BYTES = 4 * 1024 * 1024
-
-
-class FileEntry(BaseModel):
-    path: str
-    digest: str
-    size: int
-    media_type: str
-    kind: str | None = None
 
 
 class PushResult(BaseModel):
@@ -127,27 +126,8 @@ class ModelInfo(BaseModel):
     config: dict[str, Any] | None
 
 
-def _options(
-    options: ConnectionOptions | None,
-    plain_http: bool | None,
-    credentials: Credentials | tuple[str, str] | None,
-    concurrency: int | None = None,
-) -> ConnectionOptions:
-    """The connection options of a call: ``options`` with the shortcut arguments on top."""
-    if isinstance(credentials, tuple):
-        credentials = Credentials(*credentials)
-    if concurrency is not None and concurrency < 1:
-        raise UsageError(f"concurrency must be at least 1, got {concurrency}")
-    return (options or ConnectionOptions()).with_overrides(
-        plain_http=plain_http, credentials=credentials, concurrency=concurrency
-    )
-
-
-def _reference(text: str | Reference) -> Reference:
-    return parse_reference(text) if isinstance(text, str) else text
-
-
 def push(
+    connection: ConnectionOptions,
     path: str | os.PathLike[str],
     reference: str,
     *,
@@ -171,10 +151,6 @@ def push(
     record_environment: bool = False,
     force: bool = False,
     link_parents: bool = True,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
-    concurrency: int = 4,
     progress: Progress | None = None,
 ) -> PushResult:
     """Package the model directory ``path`` as a ModelPack artifact and push it to ``reference``.
@@ -195,13 +171,13 @@ def push(
     different model is refused unless ``force`` (``latest`` and aliases move freely). With
     ``link_parents``, each base model in a registry or layout gets a lineage link back to
     this one (best effort: failures are reported in ``lineage``, not raised)."""
-    ref = _reference(reference)
+    ref = as_reference(reference)
     if ref.digest is not None:
         raise UsageError(f"push needs a tag, not a digest: {reference}", hint="e.g. registry/team/model:1.0")
     tag = ref.tag or DEFAULT_TAG
     # Here, not at the top: pull, inspect and copy never need the model-card models and
     # lineage (~20 ms of start-up for every command).
-    from ocimodel.lineage import link_to_parents, pin_base_digests
+    from ocimodel.api.lineage import link_to_parents, pin_base_digests
     from ocimodel.metadata.encoding import encode_card
     from ocimodel.metadata.sources import MetadataFlags, collect_card, merge_cards, parse_flags
 
@@ -214,7 +190,8 @@ def push(
             created=_aware(parse_created(created)),
         )),
     )
-    registry_options = _options(options, plain_http, credentials, concurrency).bound_to(_registry_of(ref))
+    registry_options = bound(connection, ref)
+    concurrency = registry_options.concurrency
     card = pin_base_digests(card, registry_options)
     encoded = encode_card(card)
     described = encoded.descriptor
@@ -239,7 +216,7 @@ def push(
         with open_target(ref, registry_options, for_write=True) as target:
             digests, result = _digests_for_push(source, target, cache, concurrency, progress, registry_options)
             model = package_files(source, digests)
-            _check_version_tag(target, tag, model.descriptor.digest, force)  # fails fast, before uploading
+            check_version_tag(target, tag, model.descriptor.digest, force)  # fails fast, before uploading
             guarded = is_guarded(tag, force)
             streamed = {d.digest for d in result.copied}
             graph = Graph(
@@ -256,7 +233,7 @@ def push(
             result.copied += rest.copied
             result.skipped += rest.skipped
             result.restarts += rest.restarts
-            retries = result.restarts + _client_retries(target)
+            retries = result.restarts + client_retries(target)
     finally:
         cache.close()
     lineage = link_to_parents(card, ref.with_tag(None).with_digest(model.descriptor.digest), model.descriptor,
@@ -282,27 +259,11 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
-def _check_version_tag(target, tag: str, digest: str, force: bool) -> None:
-    """Versions are immutable: a tag that names a version and holds another model is not
-    silently moved (aliases such as ``latest`` or ``production`` are, by design)."""
-    if force or not is_version_tag(tag):
-        return
-    try:
-        existing = target.resolve(tag)
-    except NotFound:
-        return
-    if existing.digest != digest:
-        raise version_taken(f"{target.name}:{tag}", existing.digest, digest, stored=False)
-
-
 def pull(
+    connection: ConnectionOptions,
     reference: str,
     destination: str | os.PathLike[str],
     *,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
-    concurrency: int = 4,
     progress: Progress | None = None,
     verify: Callable[[Any, Descriptor, bytes], None] | None = None,
     include: Sequence[str] = (),
@@ -333,12 +294,13 @@ def pull(
     ``blob_cache`` (default: ``OCIMODEL_BLOB_CACHE=1``) links files from the local blob
     cache instead of downloading them, after checking them against their digests, and
     keeps downloaded files there; see :mod:`ocimodel.packaging.blobcache`."""
-    ref = _reference(reference)
-    registry_options = _options(options, plain_http, credentials, concurrency).bound_to(_registry_of(ref))
+    ref = as_reference(reference)
+    registry_options = bound(connection, ref)
+    concurrency = registry_options.concurrency
     with open_target(ref, registry_options) as source:
         root = source.resolve(ref.reference or DEFAULT_TAG)
         data = source.fetch_manifest(root)
-        manifest = _model_manifest(data, root, str(ref))
+        manifest = model_manifest(data, root, str(ref))
         if verify is not None:
             verify(source, root, data)
         planned = plan_files(manifest)
@@ -351,12 +313,12 @@ def pull(
             unchanged = len(writer.unchanged)
             from_cache = len(writer.from_cache)
             replaced = writer.replaced
-        retries = result.restarts + _client_retries(source)
+        retries = result.restarts + client_retries(source)
     return PullResult(
         reference=str(ref),
         digest=root.digest,
         destination=str(destination),
-        files=[_file_entry(f.relpath, f.descriptor) for f in files],
+        files=[file_entry(f.relpath, f.descriptor) for f in files],
         bytes_downloaded=result.bytes_copied,
         files_unchanged=unchanged,
         files_not_selected=len(planned) - len(files),
@@ -367,15 +329,12 @@ def pull(
 
 
 def inspect(
+    connection: ConnectionOptions,
     reference: str,
-    *,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
 ) -> ModelInfo:
     """Manifest, config and file list of the artifact at ``reference``, without its files."""
-    ref = _reference(reference)
-    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as source:
+    ref = as_reference(reference)
+    with open_store(connection, ref) as source:
         root = source.resolve(ref.reference or DEFAULT_TAG)
         data = source.fetch_manifest(root)
         parsed = parse_manifest(data, root.media_type)
@@ -383,8 +342,8 @@ def inspect(
         config = None
         files: list[FileEntry] = []
         if isinstance(parsed, Manifest):
-            config = _read_config(source, parsed.config)
-            files = [_file_entry(layer_path(layer) or "", layer) for layer in parsed.layers]
+            config = read_config(source, parsed.config)
+            files = [file_entry(layer_path(layer) or "", layer) for layer in parsed.layers]
     return ModelInfo(
         reference=str(ref),
         digest=root.digest,
@@ -400,13 +359,10 @@ def inspect(
 
 
 def copy(
+    connection: ConnectionOptions,
     source: str,
     destination: str,
     *,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
-    concurrency: int = 4,
     progress: Progress | None = None,
     with_referrers: bool = False,
     force: bool = False,
@@ -418,8 +374,8 @@ def copy(
     ``credentials`` (and OCIMODEL_USERNAME / OCIMODEL_PASSWORD) belong to the destination
     registry (the source's, when the destination is a layout): they are never sent to
     the other registry, which uses docker's config (``ocimodel login``) or goes anonymous."""
-    src_ref = _reference(source)
-    dst_ref = _reference(destination)
+    src_ref = as_reference(source)
+    dst_ref = as_reference(destination)
     if dst_ref.digest is not None:
         raise UsageError(f"copy destination takes a tag, not a digest: {destination}")
     tag = dst_ref.tag or src_ref.tag or (None if src_ref.digest else DEFAULT_TAG)
@@ -431,13 +387,12 @@ def copy(
             f"the source tag {tag!r} is not a valid tag for {destination}: {exc.message}",
             hint=f"name the destination tag, e.g. {destination}:1.0",
         ) from None
-    registry_options = _options(options, plain_http, credentials, concurrency).bound_to(
-        _registry_of(dst_ref) or _registry_of(src_ref)
-    )
+    registry_options = bound(connection, dst_ref, src_ref)
+    concurrency = registry_options.concurrency
     with open_target(src_ref, registry_options) as src, open_target(dst_ref, registry_options, for_write=True) as dst:
         root = src.resolve(src_ref.reference or DEFAULT_TAG)
         if tag is not None:
-            _check_version_tag(dst, tag, root.digest, force)
+            check_version_tag(dst, tag, root.digest, force)
         guarded = is_guarded(tag, force)
         copy_tag = None if guarded else tag  # a version is set last, by check-and-set
         graph = read_graph(src, root)
@@ -454,7 +409,7 @@ def copy(
             result = copy_graph(src, dst, root, tag=copy_tag, concurrency=concurrency, progress=progress, graph=graph, retry=registry_options.retry)
         if guarded:
             dst.tag(root, tag, immutable=True)
-        retries = result.restarts + _client_retries(src, dst)
+        retries = result.restarts + client_retries(src, dst)
     return CopyResult(
         source=str(src_ref),
         destination=str(shown_destination if tag else dst_ref.with_digest(root.digest)),
@@ -470,32 +425,28 @@ def copy(
 
 
 def tag(
+    connection: ConnectionOptions,
     reference: str,
     new_tag: str,
     *,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
     force: bool = False,
 ) -> str:
     """Point ``new_tag`` in the same repository at the manifest ``reference`` names.
     Returns the manifest digest. A version tag holding another model is not moved
     unless ``force`` (versions are immutable; aliases move)."""
-    ref = _reference(reference)
+    ref = as_reference(reference)
     target_ref = ref.with_digest(None).with_tag(new_tag)  # validates the tag for this store
-    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
+    with open_store(connection, ref) as target:
         root = target.resolve(ref.reference or DEFAULT_TAG)
-        _check_version_tag(target, target_ref.tag, root.digest, force)
+        check_version_tag(target, target_ref.tag, root.digest, force)
         target.tag(root, target_ref.tag, immutable=is_guarded(target_ref.tag, force))
     return root.digest
 
 
 def list_tags(
+    connection: ConnectionOptions,
     repository: str,
     *,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
     all_tags: bool = False,
     missing_ok: bool = False,
 ) -> list[str]:
@@ -505,27 +456,23 @@ def list_tags(
     API are left out unless ``all_tags``. A repository the registry does not know raises
     :class:`NotFound` (a typo must not look like an empty repository), or gives an empty
     list with ``missing_ok``; one that exists without tags gives an empty list."""
-    ref = _reference(repository)
-    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
+    ref = as_reference(repository)
+    with open_store(connection, ref) as target:
         remote = isinstance(target, RemoteRepository)
         tags = target.list_tags(missing_ok=missing_ok) if remote else target.list_tags()
     return tags if all_tags else [t for t in tags if not is_fallback_tag(t)]
 
 
 def catalog(
+    connection: ConnectionOptions,
     registry: str,
-    *,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
 ) -> list[str]:
     """Repository names of a registry (``localhost:5000``), where the registry allows it."""
     try:
         RegistryReference(registry, "x")  # validates host[:port]
     except InvalidReference:
         raise InvalidReference(f"invalid registry {registry!r}: expected host[:port], e.g. localhost:5000") from None
-    options = _options(options, plain_http, credentials).bound_to(registry)
-    with options.client_for(registry) as client:
+    with connection.bound_to(registry).client_for(registry) as client:
         return client.catalog(page_size=1000)
 
 
@@ -565,10 +512,6 @@ def _digests_for_push(source, target, cache, concurrency, progress, options) -> 
     return digests, result
 
 
-def _registry_of(ref: Reference) -> str | None:
-    return ref.registry if isinstance(ref, RegistryReference) else None
-
-
 def _layout_inside(ref: Reference, model: str | os.PathLike[str]) -> tuple[str, ...]:
     """An OCI layout written inside the model directory must not become part of the model."""
     if not isinstance(ref, LayoutReference):
@@ -580,11 +523,6 @@ def _layout_inside(ref: Reference, model: str | os.PathLike[str]) -> tuple[str, 
     return (glob.escape(inside.as_posix()),) if inside.parts else ()  # a literal path, not a pattern
 
 
-def _client_retries(*targets) -> int:
-    """Requests the registry clients of ``targets`` retried (and blob downloads resumed)."""
-    return sum(t.client.stats.total for t in targets if getattr(t, "client", None) is not None)
-
-
 def _unique(descriptors) -> list[Descriptor]:
     seen: dict[str, Descriptor] = {}
     for descriptor in descriptors:
@@ -592,37 +530,10 @@ def _unique(descriptors) -> list[Descriptor]:
     return list(seen.values())
 
 
-def _model_manifest(data: bytes, root: Descriptor, shown: str) -> Manifest:
-    parsed = parse_manifest(data, root.media_type)
-    if isinstance(parsed, Index):
-        raise NotAModel(
-            f"{shown} is an image index, not a model manifest",
-            hint="pull one of its manifests by digest (`ocimodel inspect` lists them)",
-        )
-    return parsed
-
-
-def _read_config(source, descriptor: Descriptor) -> dict[str, Any] | None:
-    """The config as JSON if it is small JSON; other configs are reported by descriptor only."""
-    if descriptor.size > MAX_CONFIG_BYTES or not descriptor.media_type.endswith("json"):
-        return None
-    with source.open_blob(descriptor) as chunks:
-        data = b"".join(verified(chunks, descriptor))
-    try:
-        document = loads_strict(data, "config")
-    except InvalidManifest:
-        return None
-    return document if isinstance(document, dict) else None
-
-
-def _file_entry(path: str, layer: Descriptor) -> FileEntry:
-    parsed = mt.parse_model_layer(layer.media_type)
-    return FileEntry(path=path, digest=layer.digest, size=layer.size, media_type=layer.media_type, kind=parsed[0] if parsed else None)
-
-
 __all__ = [
-    "CopyResult", "FileEntry", "LoginResult", "LogoutResult", "ModelInfo", "PullResult", "PushResult",
-    "catalog", "copy", "inspect", "list_tags", "login", "logout", "pull", "push", "tag",
+    "BlobCacheInfo", "BlobCachePruned", "CopyResult", "FileEntry", "LoginResult", "LogoutResult", "ModelInfo",
+    "PullResult", "PushResult", "blob_cache_info", "catalog", "copy", "inspect", "list_tags", "login", "logout",
+    "prune_blob_cache", "pull", "push", "tag",
 ]
 
 
@@ -679,13 +590,12 @@ def prune_blob_cache(*, everything: bool = False) -> BlobCachePruned:
 
 
 def login(
+    connection: ConnectionOptions,
     registry: str,
     username: str,
     password: str,
     *,
     verify: bool = True,
-    plain_http: bool | None = None,
-    options: ConnectionOptions | None = None,
 ) -> LoginResult:
     """Store ``username`` / ``password`` for ``registry`` (``ghcr.io``, ``localhost:5000``,
     ``docker.io``) where docker would: the credential helper the docker config names for it
@@ -701,9 +611,9 @@ def login(
     if not password:
         raise UsageError("login needs a password (or token)")
     if verify:
-        connection = _options(options, plain_http, Credentials(username, password)).bound_to(registry)
+        asked = connection.with_overrides(credentials=Credentials(username, password)).bound_to(registry)
         try:
-            with connection.client_for(host) as client:
+            with asked.client_for(host) as client:
                 client.ping()
         except (AuthenticationError, PermissionDenied) as exc:
             raise AuthenticationError(

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel
 
 from ocimodel.errors import InvalidManifest, InvalidReference, OcimodelError, UsageError
 from ocimodel.metadata.card import BaseModelRef, ModelCard
@@ -23,6 +25,7 @@ from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, Manifest, parse_manifest
 from ocimodel.oci.reference import LayoutReference, Reference, parse_reference
 from ocimodel.targets.open import open_target
+from ocimodel.targets.referrers import push_bytes, push_referrer
 from ocimodel.transport.connection import ConnectionOptions
 
 MAX_LINEAGE_DEPTH = 16
@@ -53,8 +56,6 @@ def pin_base_digests(card: ModelCard, options: ConnectionOptions) -> ModelCard:
 def link_to_parents(card: ModelCard, child: Reference, child_descriptor: Descriptor, options: ConnectionOptions) -> list[dict[str, str]]:
     """Leave a lineage link on each base model this push can write to. Best effort: a
     parent in a read-only or unreachable registry is reported, not an error."""
-    from ocimodel.api_referrers import push_bytes, push_referrer  # api modules sit above this one
-
     report = []
     for base in card.base_models or []:
         ref = _oci_reference(base.reference)
@@ -102,8 +103,7 @@ def _oci_reference(text: str) -> Reference | None:
 # -- walking the graph -----------------------------------------------------------------
 
 
-@dataclass
-class LineageNode:
+class LineageNode(BaseModel):
     digest: str
     reference: str
     name: str | None = None
@@ -111,20 +111,29 @@ class LineageNode:
     reachable: bool = True
 
 
-@dataclass
-class LineageEdge:
+class LineageEdge(BaseModel):
     parent: str  # digests
     child: str
     relation: str
     verified: bool  # the child's own card names the parent (always so upward)
 
 
-@dataclass
-class LineageGraph:
+class LineageGraph(BaseModel):
+    """What :func:`walk_lineage` found: models by digest, the edges between them, and notes
+    on what could not be followed. A pydantic model, like every other API result."""
+
     root: str
-    nodes: dict[str, LineageNode] = field(default_factory=dict)
-    edges: list[LineageEdge] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    nodes: dict[str, LineageNode] = {}
+    edges: list[LineageEdge] = []
+    notes: list[str] = []
+
+    def to_dot(self) -> str:
+        """The graph in Graphviz's dot language."""
+        return to_dot(self)
+
+    def to_mermaid(self) -> str:
+        """The graph as a Mermaid flowchart."""
+        return to_mermaid(self)
 
 
 def walk_lineage(

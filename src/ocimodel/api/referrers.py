@@ -1,4 +1,5 @@
-"""The Python API for referrers: attach, discover (``referrers``), detach.
+"""Referrers: attach, discover (``referrers``), detach, delete, and export / import of an
+artifact with its referrers (an air-gapped copy).
 
 A referrer is a small manifest whose ``subject`` is a model (an evaluation, an SBOM, a
 signature, a promotion record). These functions work the same on a registry with the
@@ -6,20 +7,17 @@ referrers API, on one without it (the fallback tag ``sha256-<hex>``), and on an 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from ocimodel.api import DEFAULT_TAG, _check_version_tag, _options, _reference, _registry_of
+from ocimodel.api.common import DEFAULT_TAG, as_reference, bound, check_version_tag, open_store
 from ocimodel.chunks import read_chunks
-from ocimodel.errors import NotFound, RegistryError, UsageError
+from ocimodel.errors import NotFound, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import new_hasher, validate_digest
 from ocimodel.oci.models import Descriptor
@@ -28,7 +26,7 @@ from ocimodel.targets import referrers as rf
 from ocimodel.targets.copy import verified
 from ocimodel.targets.layout import OciLayout
 from ocimodel.targets.open import open_target
-from ocimodel.transport.auth import Credentials
+from ocimodel.targets.referrers import push_referrer
 from ocimodel.transport.connection import ConnectionOptions
 from ocimodel.versiontags import is_guarded
 
@@ -78,15 +76,13 @@ class DetachResult(BaseModel):
 
 
 def attach(
+    connection: ConnectionOptions,
     reference: str,
     files: Sequence[str | os.PathLike[str]] = (),
     *,
     artifact_type: str,
     annotations: Mapping[str, str] | None = None,
     media_type: str | None = None,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
 ) -> AttachResult:
     """Attach ``files`` to the artifact at ``reference`` as one referrer of ``artifact_type``.
 
@@ -97,12 +93,12 @@ def attach(
     layer_type = _check_media_type(media_type or artifact_type, "media type")
     paths = _attach_files(files)
     extra = _check_annotations(annotations or {})
-    ref = _reference(reference)
-    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref)), for_write=True) as target:
+    ref = as_reference(reference)
+    with open_store(connection, ref, for_write=True) as target:
         subject = target.resolve(ref.reference or DEFAULT_TAG)
         layers = [_push_file(target, path, layer_type) for path in paths]
         descriptor, _ = push_referrer(target, subject, artifact_type, layers, extra)
-        listed_by = _listed_by(target, subject.digest)
+        listed_by = target.listed_by(subject.digest)
     return AttachResult(
         subject=str(ref.with_digest(subject.digest).with_tag(None)),
         digest=descriptor.digest,
@@ -115,24 +111,24 @@ def attach(
 
 
 def referrers(
+    connection: ConnectionOptions,
     reference: str,
     *,
     artifact_type: str | None = None,
-    depth: int = rf.MAX_REFERRER_DEPTH,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
+    depth: int | None = None,
 ) -> DiscoverResult:
     """What refers to the artifact at ``reference``, and what refers to those, as a tree.
 
     Only referrers whose own manifest (fetched by digest, verified) names the subject are
-    returned; anything else a listing holds is reported in ``ignored``."""
+    returned; anything else a listing holds is reported in ``ignored``. ``depth``: levels
+    of referrers of referrers to follow (None: all, up to rf.MAX_REFERRER_DEPTH)."""
     if artifact_type is not None:
         _check_media_type(artifact_type, "artifact type")
-    ref = _reference(reference)
-    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
+    ref = as_reference(reference)
+    with open_store(connection, ref) as target:
         subject = target.resolve(ref.reference or DEFAULT_TAG)
-        tree = rf.walk(target, subject.digest, artifact_type=artifact_type, depth=depth)
+        tree = rf.walk(target, subject.digest, artifact_type=artifact_type,
+                       depth=rf.MAX_REFERRER_DEPTH if depth is None else depth)
     return DiscoverResult(
         reference=str(ref),
         digest=subject.digest,
@@ -142,18 +138,15 @@ def referrers(
 
 
 def detach(
+    connection: ConnectionOptions,
     reference: str,
     referrer: str,
-    *,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
 ) -> DetachResult:
     """Remove the referrer with digest ``referrer`` from the artifact at ``reference``,
     together with what refers to it (a signature of a removed report would dangle)."""
     _check_digest_argument(referrer, "detach")
-    ref = _reference(reference)
-    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref)), for_write=True) as target:
+    ref = as_reference(reference)
+    with open_store(connection, ref, for_write=True) as target:
         subject = target.resolve(ref.reference or DEFAULT_TAG)
         if all(d.digest != referrer for d in target.referrers(subject.digest)):
             raise NotFound(
@@ -172,20 +165,18 @@ class DeleteResult(BaseModel):
 
 
 def delete(
+    connection: ConnectionOptions,
     reference: str,
     *,
     force: bool = False,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
 ) -> DeleteResult:
     """Delete the artifact at ``reference`` with its referrers and their fallback index
     tags, so nothing is left dangling.
 
     Registries delete manifests by digest, which removes every tag pointing at it: when
     tags other than the one named would go too, this refuses unless ``force``."""
-    ref = _reference(reference)
-    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref)), for_write=True) as target:
+    ref = as_reference(reference)
+    with open_store(connection, ref, for_write=True) as target:
         root = target.resolve(ref.reference or DEFAULT_TAG)
         tags = _tags_pointing_at(target, root.digest)
         others = sorted(set(tags) - {ref.tag})
@@ -223,51 +214,6 @@ def _check_digest_argument(value: str, command: str) -> str:
         raise UsageError(f"{command} takes the referrer's digest (sha256:...), not {str(value)[:80]!r}") from None
 
 
-def push_referrer(
-    target, subject: Descriptor, artifact_type: str, layers: list[Descriptor], annotations: Mapping[str, str]
-) -> tuple[Descriptor, bytes]:
-    """Write a referrer manifest of ``artifact_type`` for ``subject`` into an open target
-    whose ``layers`` blobs are already there; returns its descriptor and bytes. The
-    ``org.opencontainers.image.created`` annotation is set to now unless given."""
-    empty = Descriptor(mediaType=mt.OCI_EMPTY, digest=mt.EMPTY_DIGEST, size=len(mt.EMPTY_JSON))
-    if not target.has_blob(empty):
-        target.push_blob(empty, verified([mt.EMPTY_JSON], empty))
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_MANIFEST,
-        "artifactType": artifact_type,
-        "config": _plain(empty),
-        # The image spec asks for at least one layer; the empty descriptor stands in.
-        "layers": [_plain(d) for d in layers] or [_plain(empty)],
-        "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": subject.size},
-        "annotations": {mt.ANNOTATION_CREATED: _now(), **annotations},
-    }
-    data = _json(manifest)
-    descriptor = Descriptor.for_bytes(mt.OCI_MANIFEST, data)
-    for attempt in range(3):
-        try:
-            target.push_manifest(descriptor, data)
-            break
-        except RegistryError as exc:
-            # distribution now and then refuses a manifest whose blobs another process is
-            # uploading at the same moment (several writers attaching to one new repository
-            # all push the empty config): make sure they are there, and try again.
-            if exc.code not in ("DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN") or attempt == 2:
-                raise
-            time.sleep(0.1 * (attempt + 1))
-            if not target.has_blob(empty):
-                target.push_blob(empty, verified([mt.EMPTY_JSON], empty))
-    return descriptor, data
-
-
-def push_bytes(target, media_type: str, data: bytes, annotations: Mapping[str, str] | None = None) -> Descriptor:
-    """Store a small blob (a bundle, a record) in an open target; returns its descriptor."""
-    descriptor = Descriptor.for_bytes(media_type, data, dict(annotations) if annotations else None)
-    if not target.has_blob(descriptor):
-        target.push_blob(descriptor, verified([data], descriptor))
-    return descriptor
-
-
 # -- helpers ----------------------------------------------------------------------------
 
 
@@ -281,12 +227,6 @@ def _node(node: rf.ReferrerNode) -> Referrer:
         annotations=dict(d.annotations or {}),
         referrers=[_node(child) for child in node.children],
     )
-
-
-def _listed_by(target, subject_digest: str) -> str:
-    if not hasattr(target, "client"):
-        return "layout index"
-    return f"fallback tag {rf.fallback_tag(subject_digest)}" if target.uses_fallback_tag() else "referrers API"
 
 
 def _check_media_type(value: str, what: str) -> str:
@@ -351,18 +291,6 @@ def _push_file(target, path: Path, media_type: str) -> Descriptor:
     return descriptor
 
 
-def _plain(descriptor: Descriptor) -> dict:
-    return descriptor.model_dump(by_alias=True, exclude_none=True)
-
-
-def _json(document: dict) -> bytes:
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
 # -- export / import: an air-gapped copy ---------------------------------------------------
 
 
@@ -387,17 +315,14 @@ class ImportResult(BaseModel):
 
 
 def export(
+    connection: ConnectionOptions,
     reference: str,
     output: str | os.PathLike[str],
     *,
     with_referrers: bool = True,
     compression: str = "none",
     overwrite: bool = False,
-    concurrency: int = 4,
     progress=None,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
 ) -> ExportResult:
     """Write the artifact at ``reference`` (and, by default, everything that refers to it)
     to ``output``: one deterministic tar of an OCI layout that skopeo's ``oci-archive:``
@@ -410,7 +335,7 @@ def export(
 
     if compression not in ("none", "gzip"):
         raise UsageError(f"compression must be none or gzip, not {compression!r}")
-    ref = _reference(reference)
+    ref = as_reference(reference)
     to_stdout = is_stdout(output)
     # Refused before anything is fetched: a download can take an hour.
     check_output(output, replace=overwrite, example="model.tar", terminal_ok=False)
@@ -418,7 +343,8 @@ def export(
     if not to_stdout:
         out.parent.mkdir(parents=True, exist_ok=True)
     tag = ref.tag if ref.digest is None else None
-    registry_options = _options(options, plain_http, credentials, concurrency).bound_to(_registry_of(ref))
+    registry_options = bound(connection, ref)
+    concurrency = registry_options.concurrency
     # The layout is built beside the output: same disk, and gone whatever happens. For
     # standard output, in the working directory if it is writable (a model may not fit in
     # a memory-backed /tmp), else in the system's temp directory.
@@ -437,15 +363,12 @@ def export(
 
 
 def import_(
+    connection: ConnectionOptions,
     archive: str | os.PathLike[str],
     destination: str,
     *,
     force: bool = False,
-    concurrency: int = 4,
     progress=None,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
 ) -> ImportResult:
     """Copy the model in an ``export`` archive, with its referrers, into ``destination``
     (a registry repository or an OCI layout; the tag defaults to the archive's).
@@ -458,10 +381,11 @@ def import_(
     path = Path(archive)
     if not path.is_file():
         raise UsageError(f"no archive at {path}", hint="give the file `ocimodel export` wrote")
-    dst_ref = _reference(destination)
+    dst_ref = as_reference(destination)
     if dst_ref.digest is not None:
         raise UsageError(f"import destination takes a tag, not a digest: {destination}")
-    registry_options = _options(options, plain_http, credentials, concurrency).bound_to(_registry_of(dst_ref))
+    registry_options = bound(connection, dst_ref)
+    concurrency = registry_options.concurrency
     # Unpacked beside the archive (same disk, usually roomy) unless that is read-only (a
     # DVD, a locked USB stick at the air-gapped site): then in the system's temp directory.
     staging_dir = path.parent if os.access(path.parent, os.W_OK) else None
@@ -471,7 +395,7 @@ def import_(
         tag = dst_ref.tag or archive_tag
         with open_target(dst_ref, registry_options, for_write=True) as target:
             if tag is not None:
-                _check_version_tag(target, tag, root.digest, force)
+                check_version_tag(target, tag, root.digest, force)
             guarded = is_guarded(tag, force)  # a version is set last, by check-and-set
             copied = _copy(staging, target, root, None if guarded else tag, True, concurrency, progress,
                            registry_options, check_source=True)

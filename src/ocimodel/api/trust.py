@@ -1,11 +1,12 @@
-"""The Python API for signatures, attestations and verification.
+"""Signatures, attestations and verification.
 
-    import ocimodel.api_trust as trust
-    trust.generate_key_pair("release.key", "release.pub")
-    trust.sign("localhost:5000/team/sentiment:1.0", key="release.key")
-    decision = trust.verify("localhost:5000/team/sentiment:1.0", keys=["release.pub"])
+    import ocimodel
+    ocimodel.generate_key_pair("release.key", "release.pub")
+    client = ocimodel.Client()
+    client.sign("localhost:5000/team/sentiment:1.0", key="release.key")
+    decision = client.verify("localhost:5000/team/sentiment:1.0", keys=["release.pub"])
     assert decision.allowed, decision.lines()
-    ocimodel.pull(ref, "./out", verify=trust.verify_hook(policy="policy.yaml"))
+    client.pull(ref, "./out", verify=ocimodel.api.trust.verify_hook(policy="policy.yaml"))
 
 Signatures and attestations are Sigstore bundles stored as referrers of the model, as
 cosign v3 stores them; a tag is resolved to a digest once, and everything after that is
@@ -20,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ocimodel.api import DEFAULT_TAG, _options, _read_config, _reference, _registry_of
+from ocimodel.api.common import DEFAULT_TAG, as_reference, open_store, read_config
 from ocimodel.errors import NotFound, UsageError
 from ocimodel.metadata.encoding import read_card
 from ocimodel.oci.models import Descriptor, Manifest, parse_manifest
@@ -35,8 +36,6 @@ from ocimodel.signing.files_statement import (
     files_of_manifest,
 )
 from ocimodel.signing.statement import attestation_statement
-from ocimodel.targets.open import open_target
-from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
 from ocimodel.trust import attest as attestations
 from ocimodel.trust.policy import Policy, TrustPolicy, load_policy, policy_for
@@ -95,6 +94,7 @@ class KeyPairResult(BaseModel):
 
 
 def sign(
+    connection: ConnectionOptions,
     reference: str,
     *,
     key: PathLike | None = None,
@@ -103,17 +103,14 @@ def sign(
     trust_config: PathLike | None = None,
     staging: bool = False,
     file_signature: bool = True,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
 ) -> SignResult:
     """Sign the model at ``reference``: a cosign signature of its manifest digest and (with
     ``file_signature``) an OpenSSF model-signing statement over its files, each stored as a
     bundle referrer. With ``key`` (ECDSA P-256 PEM; ``password`` or $OCIMODEL_KEY_PASSWORD
     if encrypted) the bundles are key bundles; without, keyless through Sigstore."""
     signer = _signer(key, password, identity_token, trust_config, staging)
-    ref = _reference(reference)
-    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref)), for_write=True) as target:
+    ref = as_reference(reference)
+    with open_store(connection, ref, for_write=True) as target:
         root = target.resolve(ref.reference or DEFAULT_TAG)
         data = target.fetch_manifest(root)
         written = sign_model(target, root, data, signer, file_signature=file_signature, name=_fallback_name(ref))
@@ -126,6 +123,7 @@ def sign(
 
 
 def attest(
+    connection: ConnectionOptions,
     reference: str,
     *,
     predicate_file: PathLike | None = None,
@@ -139,9 +137,6 @@ def attest(
     identity_token: str | None = None,
     trust_config: PathLike | None = None,
     staging: bool = False,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
 ) -> AttestResult:
     """Attest something about the model at ``reference`` and store the signed statement as
     a bundle referrer.
@@ -162,8 +157,8 @@ def attest(
     predicate_type = attestations.check_predicate_type(predicate_type)
     body = attestations.load_predicate(predicate_file) if predicate_file is not None else dict(predicate or {})
     signer = _signer(key, password, identity_token, trust_config, staging)
-    ref = _reference(reference)
-    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref)), for_write=True) as target:
+    ref = as_reference(reference)
+    with open_store(connection, ref, for_write=True) as target:
         root = target.resolve(ref.reference or DEFAULT_TAG)
         if provenance:
             body = attestations.provenance(_card_of(target, root), env=env, source_dir=source_dir)
@@ -176,6 +171,7 @@ def attest(
 
 
 def verify(
+    connection: ConnectionOptions,
     reference: str,
     *,
     keys: Sequence[PathLike] = (),
@@ -183,9 +179,6 @@ def verify(
     policy: Policy | PathLike | None = None,
     trusted_root: PathLike | None = None,
     offline: bool = True,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
 ) -> Decision:
     """Decide whether the model at ``reference`` is allowed by ``policy`` (a Policy or a
     YAML / JSON file), or else by "signed by any of ``keys`` / ``identities``" (pairs of
@@ -197,8 +190,8 @@ def verify(
     refreshed through TUF (network)."""
     trust = _trust(keys, identities, policy)
     keyless = KeylessOptions(trusted_root=check_trusted_root(trusted_root), offline=offline)
-    ref = _reference(reference)
-    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
+    ref = as_reference(reference)
+    with open_store(connection, ref) as target:
         root = target.resolve(ref.reference or DEFAULT_TAG)
         data = target.fetch_manifest(root)
         return evaluate(target, root, data, trust, reference=str(ref), keyless=keyless)
@@ -228,6 +221,7 @@ def verify_hook(
 
 
 def export_signature(
+    connection: ConnectionOptions,
     reference: str,
     output: PathLike,
     *,
@@ -239,9 +233,6 @@ def export_signature(
     trusted_root: PathLike | None = None,
     offline: bool = True,
     overwrite: bool = False,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
 ) -> ExportSignatureResult:
     """Write the model's file-level (OpenSSF model-signing) bundle to ``output``, so that
     ``model_signing verify key DIR --signature OUTPUT --public_key PUB`` checks a pulled
@@ -263,8 +254,8 @@ def export_signature(
     check_output(output, replace=overwrite, example="model.sig")
     trust = _trust(keys, identities, policy) if (keys or identities or policy is not None) else None
     keyless = KeylessOptions(trusted_root=check_trusted_root(trusted_root), offline=offline)
-    ref = _reference(reference)
-    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
+    ref = as_reference(reference)
+    with open_store(connection, ref) as target:
         root = target.resolve(ref.reference or DEFAULT_TAG)
         data = target.fetch_manifest(root)
         found = [
@@ -381,7 +372,7 @@ def _card_of(target, root: Descriptor):
     manifest = parse_manifest(target.fetch_manifest(root), root.media_type)
     if not isinstance(manifest, Manifest):
         raise UsageError(f"{root.digest} is an index: provenance describes a model manifest")
-    config = _read_config(target, manifest.config)
+    config = read_config(target, manifest.config)
     return read_card(config, manifest.annotations).card
 
 

@@ -14,16 +14,15 @@ from typing import Any
 
 from pydantic import BaseModel, computed_field
 
-from ocimodel.api import (
+from ocimodel.api.common import (
     DEFAULT_TAG,
     MAX_CONFIG_BYTES,
     FileEntry,
-    _file_entry,
-    _model_manifest,
-    _options,
-    _read_config,
-    _reference,
-    _registry_of,
+    as_reference,
+    bound,
+    file_entry,
+    model_manifest,
+    read_config,
 )
 from ocimodel.errors import (
     AuthenticationError,
@@ -52,7 +51,6 @@ from ocimodel.targets.open import open_target
 from ocimodel.targets.referrers import is_fallback_tag
 from ocimodel.targets.remote import RemoteRepository
 from ocimodel.threads import run_all
-from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
 from ocimodel.versiontags import is_version_tag
 
@@ -182,12 +180,9 @@ class SearchResult(BaseModel):
 
 
 def diff(
+    connection: ConnectionOptions,
     a: str,
     b: str,
-    *,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
 ) -> DiffResult:
     """What differs from model ``a`` to model ``b``: files (by path, compared by digest),
     card fields, metrics (with deltas), licenses and hyperparameters. Either may be a
@@ -196,8 +191,8 @@ def diff(
 
     ``credentials`` (and OCIMODEL_USERNAME / OCIMODEL_PASSWORD) belong to ``a``'s registry
     (``b``'s when ``a`` is a layout); the other registry uses docker's config."""
-    ref_a, ref_b = _reference(a), _reference(b)
-    connection = _options(options, plain_http, credentials).bound_to(_registry_of(ref_a) or _registry_of(ref_b))
+    ref_a, ref_b = as_reference(a), as_reference(b)
+    connection = bound(connection, ref_a, ref_b)
     old = _read_version(ref_a, connection)
     new = _read_version(ref_b, connection)
     files_a, files_b = _files_by_path(old.manifest), _files_by_path(new.manifest)
@@ -255,15 +250,15 @@ class _Version:
 def _read_version(ref: Reference, connection: ConnectionOptions) -> _Version:
     with open_target(ref, connection) as source:
         root = source.resolve(ref.reference or DEFAULT_TAG)
-        manifest = _model_manifest(source.fetch_manifest(root), root, str(ref))
-        return _Version(root.digest, manifest, _read_config(source, manifest.config))
+        manifest = model_manifest(source.fetch_manifest(root), root, str(ref))
+        return _Version(root.digest, manifest, read_config(source, manifest.config))
 
 
 def _files_by_path(manifest: Manifest) -> dict[str, FileEntry]:
     files: dict[str, FileEntry] = {}
     for layer in manifest.layers:
         path = layer_path(layer) or f"(untitled layer {layer.digest})"
-        files[path] = _file_entry(path, layer)
+        files[path] = file_entry(path, layer)
     return files
 
 
@@ -314,6 +309,7 @@ def _with_annotation_fallbacks(card: ModelCard, annotations: dict[str, str]) -> 
 
 
 def search(
+    connection: ConnectionOptions,
     location: str,
     where: str | Sequence[str] = (),
     *,
@@ -322,10 +318,6 @@ def search(
     task: str | None = None,
     name: str | None = None,
     repositories: Sequence[str] = (),
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
-    concurrency: int = SEARCH_CONCURRENCY,
     cache: bool = True,
 ) -> SearchResult:
     """The model versions under ``location`` whose cards satisfy every predicate.
@@ -337,7 +329,7 @@ def search(
     (see :mod:`ocimodel.metadata.query`); ``license``, ``format``, ``task`` and ``name`` are
     shortcuts for ``FIELD==VALUE``; all are ANDed. Every tag but the fallback referrers
     tags (``sha256-...``) is examined: a HEAD per tag, then the manifest and config from
-    the local cache or the registry, ``concurrency`` at a time.
+    the local cache or the registry, as many at a time as the connection's ``concurrency``.
 
     Matches are one per (repository, digest), named by their first tag (other than
     ``latest`` when there is one); ``tags`` lists all of them."""
@@ -345,13 +337,11 @@ def search(
     for field, value in (("license", license), ("format", format), ("task", task), ("name", name)):
         if value is not None:
             predicates.append(equals(field, value))
-    if concurrency < 1:
-        raise UsageError(f"concurrency must be at least 1, got {concurrency}")
+    concurrency = connection.concurrency
     store = ContentCache(cache_dir() / "manifests") if cache else None
     if location.startswith("oci:"):
         result = _search_layout(location, predicates, repositories, concurrency)
     else:
-        connection = _options(options, plain_http, credentials, concurrency)
         result = _search_registry(location, predicates, repositories, connection, concurrency, store)
     if store is not None:
         result.cache_hits, result.cache_misses = store.hits, store.misses
@@ -359,7 +349,7 @@ def search(
 
 
 def _search_layout(location: str, predicates: list[Predicate], repositories: Sequence[str], concurrency: int) -> SearchResult:
-    ref = _reference(location)
+    ref = as_reference(location)
     assert isinstance(ref, LayoutReference)
     if ref.reference is not None:
         raise UsageError(f"search takes a layout, not one of its tags: {location}", hint=f"e.g. oci:{ref.path}")
@@ -453,7 +443,7 @@ def _repositories(client, registry: str, prefix: str, explicit: Sequence[str]) -
 
 
 class _Examined:
-    def __init__(self, target, tag: str, digest: str | None = None, card: ModelCard | None = None,
+    def __init__(self, target: OciLayout | RemoteRepository, tag: str, digest: str | None = None, card: ModelCard | None = None,
                  matched: bool = False, reason: str | None = None) -> None:
         self.target, self.tag, self.digest, self.card, self.matched, self.reason = target, tag, digest, card, matched, reason
 
@@ -544,7 +534,7 @@ def _result(location: str, predicates: list[Predicate], repositories: list[str],
         shown = metrics_named or sorted(card.metrics)
         matches.append(SearchMatch(
             reference=reference_of(item.target, first),
-            repository=getattr(item.target, "repository", None) or repositories[0],
+            repository=item.target.repository if isinstance(item.target, RemoteRepository) else repositories[0],
             digest=digest, tags=tags, name=card.name, version=card.version,
             metrics={m: metric_value(card.metrics[m]) for m in shown if m in card.metrics},
         ))

@@ -1,4 +1,4 @@
-"""The Python API of the model registry: versions, promote, rollback, history, lineage.
+"""The model registry: versions, promote, rollback, history, lineage.
 
 Versions are tags that look like versions (``1.2``, ``v3``, ``2024-05-01``); aliases are
 all other tags (``production``, ``champion``, ``latest``) and move. Moving an alias with
@@ -19,20 +19,17 @@ from typing import Any
 from pydantic import BaseModel
 
 from ocimodel import settings
-from ocimodel.api import DEFAULT_TAG, _options, _reference, _registry_of
-from ocimodel.api_referrers import push_bytes, push_referrer
+from ocimodel.api.common import DEFAULT_TAG, as_reference, bound, open_store
+from ocimodel.api.lineage import LineageGraph, walk_lineage
 from ocimodel.errors import NotFound, OcimodelError, UsageError
-from ocimodel.lineage import LineageGraph, walk_lineage
 from ocimodel.metadata.card import metric_value
 from ocimodel.metadata.encoding import read_card
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Manifest, parse_manifest
 from ocimodel.oci.reference import validate_tag
-from ocimodel.targets.open import open_target
-from ocimodel.targets.referrers import is_fallback_tag
+from ocimodel.targets.referrers import is_fallback_tag, push_bytes, push_referrer
 from ocimodel.targets.remote import RemoteRepository
 from ocimodel.threads import map_threads
-from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
 from ocimodel.versiontags import is_version_tag, version_key
 
@@ -95,17 +92,14 @@ class HistoryResult(BaseModel):
 
 
 def versions(
+    connection: ConnectionOptions,
     repository: str,
-    *,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
 ) -> VersionsResult:
     """Every version of a repository in version order (1.0-rc.9 < 1.0-rc.10 < 1.0 < 1.10,
     versiontags.version_key), with its digest, creation time, size, metrics and the
     aliases that point at it."""
-    ref = _reference(repository)
-    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
+    ref = as_reference(repository)
+    with open_store(connection, ref) as target:
         resolved = _resolve_tags(target, missing_ok=False)  # a typo must not look like an empty repository
         version_rows = []
         models = _read_models(target, {d for t, d in resolved.items() if is_version_tag(t)})
@@ -127,19 +121,17 @@ def versions(
 
 
 def promote(
+    connection: ConnectionOptions,
     reference: str,
     alias: str,
     *,
     reason: str | None = None,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
 ) -> PromoteResult:
     """Point ``alias`` (e.g. ``production``) at the model ``reference`` names, recording
     who moved it, from where, when and why."""
     _check_alias(alias)
-    ref = _reference(reference)
-    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref)), for_write=True) as target:
+    ref = as_reference(reference)
+    with open_store(connection, ref, for_write=True) as target:
         model = target.resolve(ref.reference or DEFAULT_TAG)
         current = _current(target, alias)
         chain, _ = _chain(target, alias, current.digest) if current else ([], [])
@@ -148,22 +140,20 @@ def promote(
 
 
 def rollback(
+    connection: ConnectionOptions,
     repository: str,
     alias: str,
     *,
     reason: str | None = None,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
 ) -> PromoteResult:
     """Undo the last promotion of ``alias`` that is not undone yet: the alias goes back to
     the version it held before it (a second rollback goes one step further back), recorded
     as a rollback. Refused when the alias was moved by something that left no record."""
     _check_alias(alias)
-    ref = _reference(repository)
+    ref = as_reference(repository)
     if ref.tag is not None or ref.digest is not None:
         raise UsageError(f"rollback takes the repository, not a tag or digest: {repository}", hint="e.g. ocimodel rollback registry/team/model --alias production")
-    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref)), for_write=True) as target:
+    with open_store(connection, ref, for_write=True) as target:
         current = _current(target, alias)
         if current is None:
             raise NotFound(f"{ref}:{alias} does not exist: nothing to roll back")
@@ -184,19 +174,16 @@ def rollback(
 
 
 def history(
+    connection: ConnectionOptions,
     repository: str,
     alias: str,
-    *,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
 ) -> HistoryResult:
     """Which model held ``alias`` when, who moved it and why, oldest first. Records are
     ordered by the chain each one names (the record it follows), not by clocks; moves made
     without a record (another tool re-tagging) are listed and flagged."""
     _check_alias(alias)
-    ref = _reference(repository)
-    with open_target(ref, _options(options, plain_http, credentials).bound_to(_registry_of(ref))) as target:
+    ref = as_reference(repository)
+    with open_store(connection, ref) as target:
         current = _current(target, alias)
         now = current.digest if current else None
         chain, warnings = _chain(target, alias, now)
@@ -227,18 +214,16 @@ def history(
 
 
 def lineage(
+    connection: ConnectionOptions,
     reference: str,
     *,
     up: bool = True,
     down: bool = True,
     depth: int = 4,
-    plain_http: bool | None = None,
-    credentials: Credentials | tuple[str, str] | None = None,
-    options: ConnectionOptions | None = None,
 ) -> LineageGraph:
     """The models ``reference`` was derived from (up) and those derived from it (down)."""
-    ref = _reference(reference)
-    return walk_lineage(str(ref), _options(options, plain_http, credentials).bound_to(_registry_of(ref)), up=up, down=down, depth=depth)
+    ref = as_reference(reference)
+    return walk_lineage(str(ref), bound(connection, ref), up=up, down=down, depth=depth)
 
 
 # -- helpers ----------------------------------------------------------------------------
