@@ -157,13 +157,18 @@ def test_every_module_function_with_connection_arguments_is_a_client_method() ->
     assert callable(ocimodel.Client.logout)
 
 
-def test_importing_the_client_loads_no_operation() -> None:
+def test_the_client_loads_no_operation_and_a_function_only_its_own() -> None:
     import subprocess
     import sys
 
     code = (
-        "import sys, ocimodel\nocimodel.Client()\nocimodel.push\n"
+        "import sys, ocimodel\nocimodel.Client()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('ocimodel.api.')))\n"
+        "ocimodel.push\n"
         "print(sorted(m for m in sys.modules if m.startswith('ocimodel.api.')))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert done.stdout.strip() == "['ocimodel.api.client', 'ocimodel.api.functions']"
+    client_only, after_push = done.stdout.splitlines()
+    assert client_only == "['ocimodel.api.client']"
+    # ocimodel.push is made from Client.push, so its module comes with it; no other operation's.
+    assert after_push == "['ocimodel.api.client', 'ocimodel.api.common', 'ocimodel.api.functions', 'ocimodel.api.transfer']"

@@ -48,8 +48,10 @@ def _python_block(section: str) -> str:
 def test_quickstart_runs_top_to_bottom(tmp_path: Path) -> None:
     if shutil.which("docker-registry") is None:
         pytest.fail("docker-registry is not installed (make test installs it)")
-    section = _section(README.read_text(), "## Quickstart against a registry")
+    text = README.read_text()
+    section = _section(text, "## Quickstart against a registry")
     shell, python = _shell_block(section), _python_block(section)
+    client_python = _python_block(_section(text, "## One client for many calls"))
     assert "docker-registry serve" in shell and "ocimodel push" in shell
     assert "delete: {enabled: true}" in shell
 
@@ -70,12 +72,14 @@ def test_quickstart_runs_top_to_bottom(tmp_path: Path) -> None:
     )
     script = tmp_path / "quickstart.sh"
     (tmp_path / "quickstart.py").write_text(adapt(python))
+    (tmp_path / "client.py").write_text(adapt(client_python))
     repo = README.parent
     script.write_text(
         "set -euo pipefail\n"
         f"cp -r {repo / 'examples'} examples\n"
         + shell
         + "python quickstart.py\n"
+        + "python client.py\n"
         + f"ocimodel delete localhost:{port}/team/sentiment:1.1 --force\n"
         + "echo QUICKSTART-OK\n"
     )
@@ -84,6 +88,7 @@ def test_quickstart_runs_top_to_bottom(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "QUICKSTART-OK" in done.stdout
     assert (tmp_path / "out-1.1").is_dir() and (tmp_path / "out").is_dir()
+    assert (tmp_path / "serving").is_dir()  # the Client block pulled what it promoted
 
 
 @pytest.mark.registry

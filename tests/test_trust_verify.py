@@ -14,7 +14,6 @@ import pytest
 import ocimodel
 from ocimodel.api import functions as api_trust
 from ocimodel.api import functions as ar
-from ocimodel.api.referrers import push_bytes, push_referrer
 from ocimodel.errors import TransportError, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, parse_manifest
@@ -34,6 +33,7 @@ from ocimodel.signing.statement import (
     signature_statement,
 )
 from ocimodel.targets.open import open_target
+from ocimodel.targets.referrers import push_bytes, push_referrer
 from ocimodel.trust.policy import PolicyError
 from ocimodel.trust.store import (
     read_bundles,

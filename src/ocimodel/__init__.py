@@ -19,8 +19,8 @@ _EXPORTS = {
     "LogoutResult": "ocimodel.api.transfer", "ModelInfo": "ocimodel.api.transfer", "PullResult": "ocimodel.api.transfer",
     "PushResult": "ocimodel.api.transfer", "catalog": _F, "copy": _F,
     "inspect": _F, "list_tags": _F, "login": _F,
-    "logout": _F, "pull": _F, "push": _F, "tag": _F,
-    "blob_cache_info": _F, "prune_blob_cache": _F,
+    "logout": "ocimodel.api.transfer", "pull": _F, "push": _F, "tag": _F,
+    "blob_cache_info": "ocimodel.api.transfer", "prune_blob_cache": "ocimodel.api.transfer",
     "OcimodelError": "ocimodel.errors",
     "Credentials": "ocimodel.transport.auth",
     "ConnectionOptions": "ocimodel.transport.connection", "TlsOptions": "ocimodel.transport.connection",
@@ -30,7 +30,7 @@ _EXPORTS = {
     # the model registry (issue 6)
     "versions": _F, "promote": _F, "rollback": _F, "history": _F, "lineage": _F, "diff": _F, "search": _F,
     # trust (issue 7)
-    "sign": _F, "attest": _F, "verify": _F, "export_signature": _F, "generate_key_pair": _F,
+    "sign": _F, "attest": _F, "verify": _F, "export_signature": _F, "generate_key_pair": "ocimodel.api.trust",
 }
 
 
@@ -48,13 +48,15 @@ def __getattr__(name: str):
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from ocimodel.api.client import Client  # noqa: F401
     from ocimodel.api.functions import (  # noqa: F401
-        attach, attest, blob_cache_info, catalog, copy, delete, detach, diff, export, export_signature,
-        generate_key_pair, history, import_, inspect, lineage, list_tags, login, logout, promote,
-        prune_blob_cache, pull, push, referrers, rollback, search, sign, tag, verify, versions,
+        attach, attest, catalog, copy, delete, detach, diff, export, export_signature, history, import_,
+        inspect, lineage, list_tags, login, promote, pull, push, referrers, rollback, search, sign, tag,
+        verify, versions,
     )
     from ocimodel.api.transfer import (  # noqa: F401
-        CopyResult, FileEntry, LoginResult, LogoutResult, ModelInfo, PullResult, PushResult,
+        CopyResult, FileEntry, LoginResult, LogoutResult, ModelInfo, PullResult, PushResult, blob_cache_info,
+        logout, prune_blob_cache,
     )
+    from ocimodel.api.trust import generate_key_pair  # noqa: F401
     from ocimodel.errors import OcimodelError  # noqa: F401
     from ocimodel.transport.auth import Credentials  # noqa: F401
     from ocimodel.transport.connection import ConnectionOptions, TlsOptions  # noqa: F401

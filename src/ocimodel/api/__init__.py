@@ -24,7 +24,7 @@ _T = "ocimodel.api.transfer"
 _EXPORTS = {
     "Client": "ocimodel.api.client",
     "push": _F, "pull": _F, "inspect": _F, "copy": _F, "tag": _F, "list_tags": _F, "catalog": _F, "login": _F,
-    "logout": _F, "blob_cache_info": _F, "prune_blob_cache": _F,
+    "logout": _T, "blob_cache_info": _T, "prune_blob_cache": _T,
     "BlobCacheInfo": _T, "BlobCachePruned": _T, "CopyResult": _T, "FileEntry": _T, "LoginResult": _T,
     "LogoutResult": _T, "ModelInfo": _T, "PullResult": _T, "PushResult": _T,
 }
@@ -43,19 +43,7 @@ def __getattr__(name: str):
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from ocimodel.api.client import Client  # noqa: F401
-    from ocimodel.api.functions import (  # noqa: F401
-        blob_cache_info,
-        catalog,
-        copy,
-        inspect,
-        list_tags,
-        login,
-        logout,
-        prune_blob_cache,
-        pull,
-        push,
-        tag,
-    )
+    from ocimodel.api.functions import catalog, copy, inspect, list_tags, login, pull, push, tag  # noqa: F401
     from ocimodel.api.transfer import (  # noqa: F401
         BlobCacheInfo,
         BlobCachePruned,
@@ -66,6 +54,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         ModelInfo,
         PullResult,
         PushResult,
+        blob_cache_info,
+        logout,
+        prune_blob_cache,
     )
 
 __all__ = sorted(_EXPORTS)

@@ -3,7 +3,7 @@ between two versions, :func:`search` over a registry (or a layout) with predicat
 model card. Neither reads a byte of weights: a manifest and a small config per version.
 
 ``search`` keeps the manifests and configs it reads in a local cache keyed by digest
-(``$OCIMODEL_CACHE_DIR/manifests``, default ``~/.cache/ocimodel/manifests``), checked
+(``settings.cache_dir()/manifests``), checked
 against the digest when read back. Tags are resolved afresh on every search (a HEAD per
 tag): what a tag names is never cached, so a moved tag is seen at once."""
 
@@ -42,8 +42,8 @@ from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import verify_bytes
 from ocimodel.oci.models import Descriptor, Index, Manifest, loads_strict, parse_manifest
 from ocimodel.oci.reference import LayoutReference, Reference, RegistryReference
-from ocimodel.packaging.digestcache import cache_dir
 from ocimodel.packaging.unpack import layer_path
+from ocimodel.settings import cache_dir
 from ocimodel.targets.contentcache import ContentCache
 from ocimodel.targets.copy import verified
 from ocimodel.targets.layout import OciLayout

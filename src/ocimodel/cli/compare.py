@@ -19,7 +19,7 @@ from ocimodel.cli.common import (
 )
 from ocimodel.cli.lazy import lazy_import
 
-api_compare = lazy_import("ocimodel")
+api = lazy_import("ocimodel")
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -40,7 +40,7 @@ def diff(
       ocimodel diff oci:./store:sentiment:1.0 ghcr.io/org/sentiment:1.1 --json
     """
     result = run(
-        lambda _: api_compare.diff(a, b, plain_http=plain_http, options=connection()), verb="diff", show_progress=False
+        lambda _: api.diff(a, b, plain_http=plain_http, options=connection()), verb="diff", show_progress=False
     )
     if as_json:
         print_json(result)
@@ -87,7 +87,7 @@ def search(
     registry refuses it, name them with --repo.
     """
     result = run(
-        lambda _: api_compare.search(
+        lambda _: api.search(
             location, where or (), license=license, format=format, task=task, name=name, repositories=repo or (),
             plain_http=plain_http, options=connection(), concurrency=concurrency, cache=not no_cache,
         ),
@@ -103,7 +103,7 @@ def search(
 # -- human output ---------------------------------------------------------------------------
 
 
-def _print_diff(result: api_compare.DiffResult) -> None:
+def _print_diff(result: api.DiffResult) -> None:
     line = _line
     line(f"A: {result.a.reference}  {result.a.digest}")
     line(f"B: {result.b.reference}  {result.b.digest}")
@@ -160,7 +160,7 @@ def _print_diff(result: api_compare.DiffResult) -> None:
         line("no differences in files or metadata")
 
 
-def _print_search(result: api_compare.SearchResult) -> None:
+def _print_search(result: api.SearchResult) -> None:
     metric_names = sorted({m for match in result.matches for m in match.metrics})
     if result.matches:
         table = _table("REFERENCE", "NAME", "VERSION", *(n.upper() for n in metric_names), "DIGEST")

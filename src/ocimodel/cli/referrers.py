@@ -29,7 +29,7 @@ ArtifactTypeOpt = Annotated[
     typer.Option("--artifact-type", metavar="TYPE", help="Only referrers of this artifact type (a media type)."),
 ]
 
-api_referrers = lazy_import("ocimodel")
+api = lazy_import("ocimodel")
 
 
 def attach(
@@ -52,7 +52,7 @@ def attach(
     """
     pairs = parse_pairs(annotation or [], "--annotation")
     result = run(
-        lambda _: api_referrers.attach(
+        lambda _: api.attach(
             reference, files or [], artifact_type=artifact_type, annotations=pairs, media_type=media_type,
             plain_http=plain_http, options=connection(),
         ),
@@ -84,7 +84,7 @@ def discover(
     listing holds is reported as ignored.
     """
     result = run(
-        lambda _: api_referrers.referrers(
+        lambda _: api.referrers(
             reference, artifact_type=artifact_type, depth=depth, plain_http=plain_http, options=connection()
         ),
         verb="discover",
@@ -98,7 +98,7 @@ def discover(
 
     from ocimodel.oci import mediatypes as mt
 
-    def add(nodes: list[api_referrers.Referrer], prefix: str) -> None:
+    def add(nodes: list[api.Referrer], prefix: str) -> None:
         for i, node in enumerate(nodes):
             last = i == len(nodes) - 1
             created = node.annotations.get(mt.ANNOTATION_CREATED, "")
@@ -126,7 +126,7 @@ def detach(
       ocimodel detach localhost:5000/team/sentiment:1.0 sha256:1f2e...
     """
     result = run(
-        lambda _: api_referrers.detach(reference, referrer, plain_http=plain_http, options=connection()),
+        lambda _: api.detach(reference, referrer, plain_http=plain_http, options=connection()),
         verb="detach",
         show_progress=False,
     )
@@ -150,7 +150,7 @@ def delete(
     (distribution: storage.delete.enabled); blobs are freed by its garbage collector.
     """
     result = run(
-        lambda _: api_referrers.delete(reference, force=force, plain_http=plain_http, options=connection()),
+        lambda _: api.delete(reference, force=force, plain_http=plain_http, options=connection()),
         verb="delete",
         show_progress=False,
     )

@@ -24,7 +24,7 @@ from ocimodel.cli.common import (
 from ocimodel.cli.lazy import lazy_import
 from ocimodel.errors import UsageError
 
-api_trust = lazy_import("ocimodel")
+api = lazy_import("ocimodel")
 # Named here so --help does not load the signing modules (keys.PASSWORD_ENV would).
 PASSWORD_ENV = "OCIMODEL_KEY_PASSWORD"
 
@@ -117,7 +117,7 @@ def sign(
     Prints the referrer digests. `ocimodel verify` checks them.
     """
     result = run(
-        lambda _: api_trust.sign(
+        lambda _: api.sign(
             reference, key=key, password=_password_for(key), identity_token=identity_token,
             trust_config=trust_config, staging=staging, file_signature=not no_file_signature,
             plain_http=plain_http, options=connection(),
@@ -159,7 +159,7 @@ def attest(
     Provenance lists the model's datasets and base models (from its card) as materials.
     """
     result = run(
-        lambda _: api_trust.attest(
+        lambda _: api.attest(
             reference, predicate_file=predicate, predicate_type=predicate_type, provenance=provenance,
             source_dir=source, key=key, password=_password_for(key), identity_token=identity_token,
             trust_config=trust_config, staging=staging, plain_http=plain_http, options=connection(),
@@ -201,7 +201,7 @@ def verify(
     The tag is resolved to a digest once; everything checked is about that digest.
     """
     decision = run(
-        lambda _: api_trust.verify(
+        lambda _: api.verify(
             reference, keys=key or [], identities=identity_pairs(certificate_identity or [], certificate_oidc_issuer or []),
             policy=policy, trusted_root=trusted_root, offline=offline, plain_http=plain_http, options=connection(),
         ),
@@ -255,7 +255,7 @@ def signature_export(
     if to_stdout and as_json:
         run(_json_beside_stdout, verb="signature export", show_progress=False)
     result = run(
-        lambda _: api_trust.export_signature(
+        lambda _: api.export_signature(
             reference, output, fmt=fmt, referrer=referrer, keys=key or [],
             identities=identity_pairs(certificate_identity or [], certificate_oidc_issuer or []),
             policy=policy, trusted_root=trusted_root, offline=offline, overwrite=force,
@@ -302,7 +302,7 @@ def _generate(prefix: str, no_password: bool, force: bool, as_json: bool) -> Non
 
         for path in (f"{prefix}.key", f"{prefix}.pub"):  # before the password is asked for
             check_output(path, replace=force)
-        return api_trust.generate_key_pair(
+        return api.generate_key_pair(
             f"{prefix}.key", f"{prefix}.pub", _new_key_password(no_password), overwrite=force
         )
 

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 from ocimodel import settings
-from ocimodel.settings import cache_dir  # noqa: F401 - still imported from here by api_compare
 
 log = logging.getLogger("ocimodel.cache")
 
