@@ -177,13 +177,16 @@ def test_history_and_rollback_follow_the_record_chain_not_the_clocks(registry, r
         def now(cls, tz=None):
             return real_datetime.now(tz) + next(skews)
 
-    monkeypatch.setattr(reg, "datetime", Skewed)
+    from ocimodel.api import registry as registry_ops  # where the records' times are taken
+
+    monkeypatch.setattr(registry_ops, "datetime", Skewed)
     reg.promote(f"{repo}:1", "production")          # clock an hour fast
     reg.promote(f"{repo}:2", "production")
     reg.promote(f"{repo}:3", "production")          # clock an hour slow
     assert [e.digest for e in reg.history(repo, "production").events] == [v1.digest, v2.digest, v3.digest]
     assert reg.rollback(repo, "production").to_digest == v2.digest
     assert reg.rollback(repo, "production").to_digest == v1.digest  # a second rollback goes further back
+    assert next(skews, None) is None  # every record took its time from the skewed clock
     history = reg.history(repo, "production")
     assert [e.action for e in history.events] == ["promote", "promote", "promote", "rollback", "rollback"]
     assert history.warnings == []

@@ -81,10 +81,24 @@ def module_function(name: str) -> Callable[..., Any]:
     return function
 
 
+# The functions that connect nowhere are those of their modules, offered here as well so
+# that every function of ``ocimodel`` can be found in this one module.
+UNCONNECTED = {
+    "logout": "ocimodel.api.transfer", "blob_cache_info": "ocimodel.api.transfer",
+    "prune_blob_cache": "ocimodel.api.transfer", "generate_key_pair": "ocimodel.api.trust",
+    "verify_hook": "ocimodel.api.trust",
+}
+
+
 def __getattr__(name: str) -> Callable[..., Any]:
-    if name not in CONNECTED:
+    if name in UNCONNECTED:
+        import importlib
+
+        function = getattr(importlib.import_module(UNCONNECTED[name]), name)
+    elif name in CONNECTED:
+        function = module_function(name)
+    else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    function = module_function(name)
     globals()[name] = function
     return function
 
