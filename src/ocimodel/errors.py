@@ -16,6 +16,27 @@ def printable(text: str, limit: int = 200) -> str:
     return "".join(ch if ch.isprintable() else " " for ch in text)[:limit]
 
 
+# What a terminal acts on instead of showing: C0 controls (ESC starts colour, cursor and
+# title sequences; CR and BS overwrite what was printed), DEL, C1 controls (CSI, OSC), and
+# the bidirectional overrides and isolates that reorder a line as it is shown. Newline and
+# tab lay text out, and a multi-line description keeps them.
+_TERMINAL_CONTROLS = frozenset(
+    [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0),
+     0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+)
+_ESCAPES = {code: (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}") for code in _TERMINAL_CONTROLS}
+_ONE_LINE_ESCAPES = {**_ESCAPES, 0x09: "\\t", 0x0A: "\\n"}
+
+
+def escape_controls(text: str, *, one_line: bool = False) -> str:
+    """``text`` for a terminal, shown as it is: every character a terminal would act on
+    (see _TERMINAL_CONTROLS) written as its escape (``\\x1b``, ``\\u202e``); the rest,
+    brackets, colons and all, left as typed. ``one_line``: also newline and tab (``\\n``,
+    ``\\t``), for a value in a table cell or a tree line, which must not forge a line of its
+    own. The CLI prints all user text through this."""
+    return text.translate(_ONE_LINE_ESCAPES if one_line else _ESCAPES)
+
+
 class OcimodelError(Exception):
     """Base of every error ocimodel raises on purpose.
 

@@ -18,7 +18,7 @@ from typer.exceptions import TyperException
 
 from ocimodel.cli import auth, browse, cache, compare, referrers, registry, transfer, trust
 from ocimodel.cli.common import report_error, state, stderr, stdout
-from ocimodel.errors import UsageError
+from ocimodel.errors import UsageError, escape_controls
 
 app = typer.Typer(
     name="ocimodel",
@@ -40,6 +40,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+class _EscapedFormatter(logging.Formatter):
+    """--debug log lines with control characters escaped, like everything else printed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().format(record))
 
 
 def _print_version(value: bool) -> None:
@@ -78,7 +85,10 @@ def main_options(
     settings.check_all()  # a bad OCIMODEL_* value is a usage error before any work starts
     state["debug"] = debug or settings.debug()
     if state["debug"]:
-        logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+        if not logging.getLogger().handlers:  # as basicConfig: an embedding app's handlers stay
+            handler = logging.StreamHandler()
+            handler.setFormatter(_EscapedFormatter("%(name)s: %(message)s"))  # logs quote paths, registry answers
+            logging.basicConfig(level=logging.WARNING, handlers=[handler])
         logging.getLogger("ocimodel").setLevel(logging.DEBUG)
     if insecure:
         stderr.print("warning: --insecure: TLS certificates are not verified", highlight=False)

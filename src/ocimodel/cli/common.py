@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from ocimodel.cli.lazy import LazyConsole
+from ocimodel.cli.lazy import LazyConsole, plain_table
 from ocimodel.errors import OcimodelError, UsageError
 
 if TYPE_CHECKING:
@@ -178,11 +178,9 @@ def print_names(names: list[str], as_json: bool, document: dict[str, Any]) -> No
 
 
 def new_table() -> Table:
-    """A borderless table with bold headers. rich is loaded here, by the commands that
-    print one, not at start-up."""
-    from rich.table import Table
-
-    return Table(show_edge=False, box=None, header_style="bold")
+    """A borderless table with bold headers whose cells are shown as typed (see
+    ocimodel.cli.lazy). rich is loaded here, by the commands that print one, not at start-up."""
+    return plain_table()(show_edge=False, box=None, header_style="bold")
 
 
 def print_json(value: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,6 +11,7 @@ from ocimodel.cli.common import (
     JsonOpt,
     PlainHttpOpt,
     connection,
+    new_table,
     print_json,
     run,
     size,
@@ -181,22 +181,8 @@ def _print_search(result: api.SearchResult) -> None:
     _line(summary)
 
 
-@functools.cache
-def _plain_table() -> type[Table]:
-    """A table whose cells are plain text: a path or a value with brackets is not rich
-    markup. Defined on first use: rich is loaded only by commands that print a table."""
-    from rich.table import Table
-    from rich.text import Text
-
-    class PlainTable(Table):
-        def add_row(self, *cells: Any, **kwargs: Any) -> None:  # type: ignore[override]
-            super().add_row(*(Text(c) if isinstance(c, str) else c for c in cells), **kwargs)
-
-    return PlainTable
-
-
 def _table(*columns: str) -> Table:
-    table = _plain_table()(show_edge=False, box=None, header_style="bold")
+    table = new_table()
     for column in columns:
         table.add_column(column, overflow="fold")
     return table

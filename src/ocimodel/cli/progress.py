@@ -13,6 +13,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Self, TextIO
 
+from ocimodel.errors import escape_controls
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import TaskID
@@ -154,7 +156,7 @@ class TransferBars:
 
         self._verb = verb
         self._bars = Progress(
-            TextColumn("{task.description}", justify="left"),
+            TextColumn("{task.description}", justify="left", markup=False),  # file names are not markup
             BarColumn(bar_width=None),
             DownloadColumn(binary_units=True),
             TransferSpeedColumn(),
@@ -192,6 +194,7 @@ class TransferBars:
         if descriptor.size < PER_FILE_BAR_MIN_BYTES:
             return
         with self._lock:
+            label = escape_controls(label, one_line=True)  # a user's file name: shown as named, never acted on
             shown = label if len(label) <= 40 else "…" + label[-39:]
             self._files[descriptor.digest] = self._bars.add_task(f"  {shown}", total=descriptor.size)
 

@@ -23,6 +23,7 @@ from ocimodel.cli.common import (
     stdout,
 )
 from ocimodel.cli.lazy import lazy_import
+from ocimodel.errors import escape_controls
 
 ArtifactTypeOpt = Annotated[
     str | None,
@@ -94,7 +95,7 @@ def discover(
         print_json(result)
         return
     # Plain lines, not rich's Tree: a digest must never be cut to fit the terminal.
-    lines = [f"{result.reference}@{result.digest}"]
+    lines = [escape_controls(f"{result.reference}@{result.digest}", one_line=True)]
 
     from ocimodel.oci import mediatypes as mt
 
@@ -103,7 +104,8 @@ def discover(
             last = i == len(nodes) - 1
             created = node.annotations.get(mt.ANNOTATION_CREATED, "")
             label = f"{node.artifact_type or node.media_type}  {node.digest}  {size(node.size)}  {created}".rstrip()
-            lines.append(f"{prefix}{'└── ' if last else '├── '}{label}")
+            # Artifact types and dates come from whoever pushed the referrer: shown, never acted on.
+            lines.append(f"{prefix}{'└── ' if last else '├── '}{escape_controls(label, one_line=True)}")
             add(node.referrers, prefix + ("    " if last else "│   "))
 
     add(result.referrers, "")
