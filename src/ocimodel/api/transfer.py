@@ -38,9 +38,8 @@ from ocimodel.errors import (
     PermissionDenied,
     UsageError,
 )
-from ocimodel.metadata.encoding import formats_of, read_card
-from ocimodel.metadata.kind import artifact_kind
 from ocimodel.oci import mediatypes as mt
+from ocimodel.oci.kind import artifact_kind
 from ocimodel.oci.models import Descriptor, Index, Manifest, loads_strict, parse_manifest
 from ocimodel.oci.reference import LayoutReference, Reference, RegistryReference
 from ocimodel.packaging.blobcache import BlobCache, blob_cache_wanted
@@ -128,7 +127,7 @@ class ModelInfo(BaseModel):
     total_size: int
     manifest: dict[str, Any]
     config: dict[str, Any] | None
-    # What the artifact is (see ocimodel.metadata.kind): model, modelkit, files, image,
+    # What the artifact is (see ocimodel.oci.kind): model, modelkit, files, image,
     # index or artifact; a sentence saying so; whether it is a model at all.
     kind: str = "model"
     kind_description: str = ""
@@ -409,6 +408,8 @@ def _card_fields(config: Mapping[str, Any] | None, annotations: Mapping[str, str
     """The card and the other ModelPack config fields, for ModelInfo: the card from the
     config where the spec has a field and from annotations otherwise (read_card), filled in
     from the OCI standard annotations another tool may have used instead."""
+    # Imported here: inspect reads the card, pull must not load the card code.
+    from ocimodel.metadata.encoding import formats_of, read_card
     decoded = read_card(config, annotations)
     card = decoded.card.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
     standard = {"version": mt.ANNOTATION_VERSION, "description": mt.ANNOTATION_DESCRIPTION}

@@ -670,8 +670,9 @@ class FormatInfo:
     precision: str | None
     param_size: str | None
     # Every format found, most weight bytes first (``format`` is the first): a model shipped
-    # as both safetensors and pickle is both, and search by either must find it.
-    formats: tuple[str, ...] = ()
+    # as both safetensors and pickle is both, and search by either must find it. Left out of
+    # equality: the three ModelPack fields are what a FormatInfo is compared on.
+    formats: tuple[str, ...] = field(default=(), compare=False)
 
 
 _UNITS = ((1_000_000_000_000, "T"), (1_000_000_000, "B"), (1_000_000, "M"), (1_000, "K"))
