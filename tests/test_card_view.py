@@ -186,3 +186,14 @@ def test_an_artifact_of_an_unknown_type_is_named_by_its_type_and_refused(tmp_pat
     run = ocimodel_cli("pull", ref, tmp_path / "out")
     assert run.code == 1 and "is an artifact of type application/vnd.example.sbom.v1, not a model" in run.err, str(run)
     assert "org.opencontainers.image.title" in run.err
+
+
+def test_search_over_a_registry_finds_a_two_format_model_by_its_second_format(registry, repo_name: str, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(_tiny_safetensors())
+    (model / "model.pkl").write_bytes(pickle.dumps({"w": list(range(8))}, protocol=4))
+    ok("push", model, f"{registry.host}/{repo_name}/both:1.0", "--plain-http")
+    for wanted in ("pickle", "safetensors"):
+        found = json_of(ok("search", f"{registry.host}/{repo_name}", "--format", wanted, "--plain-http", "--json"))
+        assert [m["reference"] for m in found["matches"]] == [f"{registry.host}/{repo_name}/both:1.0"], (wanted, found)
