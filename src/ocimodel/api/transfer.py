@@ -34,10 +34,13 @@ from ocimodel.api.common import (
 from ocimodel.errors import (
     AuthenticationError,
     InvalidReference,
+    NotAModel,
     PermissionDenied,
     UsageError,
 )
-from ocimodel.oci.models import Descriptor, Manifest, loads_strict, parse_manifest
+from ocimodel.oci import mediatypes as mt
+from ocimodel.oci.kind import artifact_kind
+from ocimodel.oci.models import Descriptor, Index, Manifest, loads_strict, parse_manifest
 from ocimodel.oci.reference import LayoutReference, Reference, RegistryReference
 from ocimodel.packaging.blobcache import BlobCache, blob_cache_wanted
 from ocimodel.packaging.classify import FileKind
@@ -124,6 +127,22 @@ class ModelInfo(BaseModel):
     total_size: int
     manifest: dict[str, Any]
     config: dict[str, Any] | None
+    # What the artifact is (see ocimodel.oci.kind): model, modelkit, files, image,
+    # index or artifact; a sentence saying so; whether it is a model at all.
+    kind: str = "model"
+    kind_description: str = ""
+    is_model: bool = True
+    # An index's entries: digest, media_type, size, artifact_type, platform (os/arch[/variant]).
+    manifests: list[dict[str, Any]] = []
+    # The model card read from the ModelPack config and the manifest annotations (JSON form
+    # of ocimodel.metadata.card.ModelCard, empty fields left out), and what could not be read.
+    card: dict[str, Any] = {}
+    card_problems: list[str] = []
+    # ModelPack config fields that are not part of the card.
+    name: str | None = None
+    formats: list[str] = []
+    param_size: str | None = None
+    precision: str | None = None
 
 
 def push(
@@ -300,6 +319,7 @@ def pull(
     with open_target(ref, registry_options) as source:
         root = source.resolve(ref.reference or DEFAULT_TAG)
         data = source.fetch_manifest(root)
+        _refuse_non_model(data, root, str(ref))
         manifest = model_manifest(data, root, str(ref))
         if verify is not None:
             verify(source, root, data)
@@ -344,6 +364,7 @@ def inspect(
         if isinstance(parsed, Manifest):
             config = read_config(source, parsed.config)
             files = [file_entry(layer_path(layer) or "", layer) for layer in parsed.layers]
+    kind = artifact_kind(parsed)
     return ModelInfo(
         reference=str(ref),
         digest=root.digest,
@@ -355,7 +376,65 @@ def inspect(
         total_size=sum(f.size for f in files),
         manifest=document,
         config=config,
+        kind=kind.kind,
+        kind_description=kind.description,
+        is_model=kind.kind in ("model", "modelkit"),
+        manifests=[_index_entry(d) for d in parsed.manifests] if isinstance(parsed, Index) else [],
+        **_card_fields(config if kind.kind == "model" else None, parsed.annotations or {}),
     )
+
+
+def _refuse_non_model(data: bytes, root: Descriptor, shown: str) -> None:
+    """Pull writes a model directory: a container image, an index or an artifact of an
+    unknown type is refused before anything is fetched, saying what it is."""
+    kind = artifact_kind(parse_manifest(data, root.media_type))
+    if not kind.pullable:
+        raise NotAModel(f"{shown} is {kind.description}, not a model", hint=f"ocimodel pull needs {kind.needed}")
+
+
+def _index_entry(descriptor: Descriptor) -> dict[str, Any]:
+    entry: dict[str, Any] = {"digest": descriptor.digest, "media_type": descriptor.media_type, "size": descriptor.size}
+    if descriptor.artifact_type:
+        entry["artifact_type"] = descriptor.artifact_type
+    if descriptor.platform:
+        p = descriptor.platform
+        entry["platform"] = "/".join(x for x in (p.os, p.architecture, p.variant) if x)
+    if descriptor.annotations:
+        entry["annotations"] = dict(descriptor.annotations)
+    return entry
+
+
+def _card_fields(config: Mapping[str, Any] | None, annotations: Mapping[str, str]) -> dict[str, Any]:
+    """The card and the other ModelPack config fields, for ModelInfo: the card from the
+    config where the spec has a field and from annotations otherwise (read_card), filled in
+    from the OCI standard annotations another tool may have used instead."""
+    # Imported here: inspect reads the card, pull must not load the card code.
+    from ocimodel.metadata.encoding import formats_of, read_card
+    decoded = read_card(config, annotations)
+    card = decoded.card.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+    standard = {"version": mt.ANNOTATION_VERSION, "description": mt.ANNOTATION_DESCRIPTION}
+    for key, annotation in standard.items():
+        if key not in card and annotations.get(annotation):
+            card[key] = annotations[annotation]
+    for key, annotation in (("licenses", mt.ANNOTATION_LICENSES), ("authors", mt.ANNOTATION_AUTHORS)):
+        if key not in card and annotations.get(annotation):
+            card[key] = [annotations[annotation]]
+    config = config or {}
+    descriptor = config.get("descriptor") if isinstance(config.get("descriptor"), dict) else {}
+    settings = config.get("config") if isinstance(config.get("config"), dict) else {}
+    formats = formats_of(decoded.card)
+
+    def text(value: Any) -> str | None:
+        return value if isinstance(value, str) and value else None
+
+    return {
+        "card": card,
+        "card_problems": decoded.problems,
+        "name": text(annotations.get(mt.ANNOTATION_TITLE)) or text(descriptor.get("name")),
+        "formats": formats,
+        "param_size": text(settings.get("paramSize")),
+        "precision": text(settings.get("precision")),
+    }
 
 
 def copy(

@@ -76,28 +76,68 @@ def _print_info(info: api.ModelInfo) -> None:
     from ocimodel.oci import mediatypes as mt
 
     a = info.annotations
-    config = info.config or {}
-    model = config.get("config", {}) if isinstance(config.get("config"), dict) else {}
+    card = info.card
+
+    def joined(values) -> str | None:
+        return ", ".join(str(v) for v in values) if values else None
+
     rows = [
         ("Reference", info.reference),
         ("Digest", info.digest),
         ("Artifact type", info.artifact_type or "-"),
-        ("Name", a.get(mt.ANNOTATION_TITLE) or (config.get("descriptor") or {}).get("name")),
-        ("Version", a.get(mt.ANNOTATION_VERSION)),
-        ("Description", a.get(mt.ANNOTATION_DESCRIPTION)),
-        ("Licenses", a.get(mt.ANNOTATION_LICENSES)),
-        ("Created", a.get(mt.ANNOTATION_CREATED)),
-        ("Source", a.get(mt.ANNOTATION_SOURCE)),
-        ("Revision", a.get(mt.ANNOTATION_REVISION)),
-        ("Format", model.get("format")),
-        ("Parameters", model.get("paramSize")),
-        ("Precision", model.get("precision")),
-        ("Size", f"{size(info.total_size)} in {len(info.files)} files"),
+        ("Kind", info.kind_description if info.is_model else f"{info.kind_description} (not a model)"),
+        ("Name", info.name or card.get("name")),
+        ("Version", card.get("version")),
+        ("Description", card.get("description")),
+        ("Licenses", joined(card.get("licenses"))),
+        ("Authors", joined(card.get("authors"))),
+        ("Created", card.get("created") or a.get(mt.ANNOTATION_CREATED)),
+        ("Source", (card.get("code") or {}).get("repository") or a.get(mt.ANNOTATION_SOURCE)),
+        ("Revision", (card.get("code") or {}).get("commit") or a.get(mt.ANNOTATION_REVISION)),
+        ("Format", joined(info.formats)),
+        ("Framework", card.get("framework")),
+        ("Task", card.get("task")),
+        ("Tags", joined(card.get("tags"))),
+        ("Parameters", info.param_size),
+        ("Precision", info.precision),
     ]
+    if info.kind != "index":
+        rows.append(("Size", f"{size(info.total_size)} in {len(info.files)} files"))
     # Plain lines, not a table: a digest must never be cut to fit the terminal.
     for label, value in rows:
         if value:
-            stdout.print(f"{label + ':':<15}{value}", highlight=False, markup=False)
+            _line(label, value)
+    for name, metric in (card.get("metrics") or {}).items():
+        if isinstance(metric, dict):
+            where = "/".join(x for x in (metric.get("dataset"), metric.get("split")) if x)
+            _line("Metric", f"{name} = {metric.get('value')}" + (f" (on {where})" if where else ""))
+        else:
+            _line("Metric", f"{name} = {metric}")
+    for name, value in (card.get("hyperparameters") or {}).items():
+        _line("Parameter", f"{name} = {value}")
+    for dataset in card.get("datasets") or []:
+        _line("Dataset", dataset["uri"] + (f"@{dataset['digest']}" if dataset.get("digest") else ""))
+    for base in card.get("base_models") or []:
+        _line("Base model", f"{base['reference']}" + (f"@{base['digest']}" if base.get("digest") else "") + f" ({base.get('relation', 'fine-tune')})")
+    environment = card.get("environment") or {}
+    if environment.get("python"):
+        _line("Python", environment["python"])
+    if environment.get("packages"):
+        _line("Packages", ", ".join(f"{k}=={v}" for k, v in environment["packages"].items()))
+    if (card.get("code") or {}).get("dirty") is not None:
+        _line("Code dirty", "yes" if card["code"]["dirty"] else "no")
+    for problem in info.card_problems:
+        _line("Unreadable", problem)
+    if info.manifests:
+        entries = new_table()
+        entries.add_column("DIGEST")
+        entries.add_column("PLATFORM")
+        entries.add_column("ARTIFACT TYPE / MEDIA TYPE")
+        entries.add_column("SIZE", justify="right")
+        for entry in info.manifests:
+            entries.add_row(entry["digest"], entry.get("platform", "-"), entry.get("artifact_type") or entry["media_type"], size(entry["size"]))
+        stdout.print()
+        stdout.print(entries)
     if info.files:
         files = new_table()
         files.add_column("FILE")
@@ -105,6 +145,10 @@ def _print_info(info: api.ModelInfo) -> None:
         files.add_column("SIZE", justify="right")
         files.add_column("DIGEST")
         for entry in info.files:
-            files.add_row(entry.path, entry.kind or entry.media_type, size(entry.size), entry.digest[:19])
+            files.add_row(entry.path or "-", entry.kind or entry.media_type, size(entry.size), entry.digest[:19])
         stdout.print()
         stdout.print(files)
+
+
+def _line(label: str, value: str) -> None:
+    stdout.print(f"{label + ':':<15}{value}", highlight=False, markup=False)

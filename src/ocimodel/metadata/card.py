@@ -405,6 +405,14 @@ class ModelCard(_Strict):
         default=None,
         description="Weight file format (ModelPack `config.format`), e.g. `safetensors`, `gguf`, `onnx`, `pickle`.",
     )
+    formats: Annotated[list[Word], AfterValidator(_unique)] = Field(
+        default_factory=list,
+        max_length=16,
+        description=(
+            "Every weight file format of a model that has several (e.g. `safetensors` and `pickle`), "
+            "the main one first; detected at push. `format` holds the main one, as ModelPack has room for one."
+        ),
+    )
     task: Word | None = Field(
         default=None, description="What the model does, e.g. `text-classification`, `text-generation`, `object-detection`."
     )

@@ -16,6 +16,7 @@ code.dirty                     annotation ``dev.ocimodel.code.dirty`` (``true`` 
 datasets                       annotation ``dev.ocimodel.datasets+json`` ([{uri, digest?}]),
                                and the URIs again in config ``descriptor.datasetsURL``
 format                         config ``config.format``
+formats                        annotation ``dev.ocimodel.formats+json`` (list, main first)
 framework, task                annotations ``dev.ocimodel.framework``, ``dev.ocimodel.task``
 tags                           annotation ``dev.ocimodel.tags+json`` (list)
 metrics                        annotation ``dev.ocimodel.metrics+json``
@@ -51,6 +52,7 @@ __all__ = [
     "canonical_json",
     "decode_card",
     "encode_card",
+    "formats_of",
     "read_card",
     "unknown_annotations",
 ]
@@ -66,6 +68,7 @@ HYPERPARAMETERS = mt.ANNOTATION_HYPERPARAMETERS
 DATASETS = mt.ANNOTATION_DATASETS
 BASE_MODELS = mt.ANNOTATION_BASE_MODELS
 ENVIRONMENT = mt.ANNOTATION_ENVIRONMENT
+FORMATS = mt.ANNOTATION_FORMATS
 
 # annotation key -> card field
 CARD_ANNOTATIONS: dict[str, str] = {
@@ -78,6 +81,7 @@ CARD_ANNOTATIONS: dict[str, str] = {
     DATASETS: "datasets",
     BASE_MODELS: "base_models",
     ENVIRONMENT: "environment",
+    FORMATS: "formats",
 }
 _FIELD_SOURCE = {
     **{f: f"annotation {k}" for k, f in CARD_ANNOTATIONS.items()},
@@ -140,7 +144,8 @@ def encode_card(card: ModelCard) -> EncodedCard:
     if "dirty" in code:
         annotations[CODE_DIRTY] = "true" if code["dirty"] else "false"
     for key, name in ((TAGS, "tags"), (METRICS, "metrics"), (HYPERPARAMETERS, "hyperparameters"),
-                      (DATASETS, "datasets"), (BASE_MODELS, "base_models"), (ENVIRONMENT, "environment")):
+                      (DATASETS, "datasets"), (BASE_MODELS, "base_models"), (ENVIRONMENT, "environment"),
+                      (FORMATS, "formats")):
         if data.get(name):
             annotations[key] = canonical_json(data[name])
     annotations = dict(sorted(annotations.items()))
@@ -214,7 +219,8 @@ def _card_data(
     if code:
         data["code"] = code
     for key, name in ((TAGS, "tags"), (METRICS, "metrics"), (HYPERPARAMETERS, "hyperparameters"),
-                      (DATASETS, "datasets"), (BASE_MODELS, "base_models"), (ENVIRONMENT, "environment")):
+                      (DATASETS, "datasets"), (BASE_MODELS, "base_models"), (ENVIRONMENT, "environment"),
+                      (FORMATS, "formats")):
         if key not in annotations:
             continue
         try:
@@ -261,3 +267,13 @@ def read_card(config: Mapping[str, Any] | None, annotations: Mapping[str, str] |
     else:  # pragma: no cover - every round removes a field
         card = ModelCard()
     return DecodedCard(card=card, unknown=unknown_annotations(annotations), problems=problems)
+
+
+def formats_of(card: ModelCard) -> list[str]:
+    """Every weight format a card records: the main one (``format``) first, then the
+    others of ``formats``, each once (compared ignoring case)."""
+    found: list[str] = []
+    for value in ([card.format] if card.format else []) + list(card.formats):
+        if value.casefold() not in (f.casefold() for f in found):
+            found.append(value)
+    return found

@@ -92,6 +92,11 @@ class Predicate:
                 return False
             present = str(self.value).casefold() in entries
             return present if self.op == "==" else not present
+        if self.field == "format" and card.formats:
+            # A model with several weight formats is each of them: == matches any, != none.
+            wanted = str(self.value).casefold()
+            present = wanted in (f.casefold() for f in [*([card.format] if card.format else []), *card.formats])
+            return present if self.op == "==" else not present
         actual = getattr(card, self.field)
         if actual is None:
             return False

@@ -96,6 +96,7 @@ ANNOTATION_METRICS = "dev.ocimodel.metrics+json"
 ANNOTATION_HYPERPARAMETERS = "dev.ocimodel.hyperparameters+json"
 ANNOTATION_DATASETS = "dev.ocimodel.datasets+json"
 ANNOTATION_BASE_MODELS = "dev.ocimodel.base-models+json"
+ANNOTATION_FORMATS = "dev.ocimodel.formats+json"
 ANNOTATION_ENVIRONMENT = "dev.ocimodel.environment+json"
 # on a lineage link:
 ANNOTATION_LINEAGE_CHILD = "dev.ocimodel.lineage.child"

@@ -669,6 +669,10 @@ class FormatInfo:
     format: str | None
     precision: str | None
     param_size: str | None
+    # Every format found, most weight bytes first (``format`` is the first): a model shipped
+    # as both safetensors and pickle is both, and search by either must find it. Left out of
+    # equality: the three ModelPack fields are what a FormatInfo is compared on.
+    formats: tuple[str, ...] = field(default=(), compare=False)
 
 
 _UNITS = ((1_000_000_000_000, "T"), (1_000_000_000, "B"), (1_000_000, "M"), (1_000, "K"))
@@ -804,6 +808,7 @@ def detect_format(root: Path, relpaths: Sequence[str]) -> FormatInfo:
 
     if not bytes_by_format:
         return FormatInfo(None, None, None)
-    chosen = min(bytes_by_format, key=lambda fmt: (-bytes_by_format[fmt], fmt))
+    ranked = tuple(sorted(bytes_by_format, key=lambda fmt: (-bytes_by_format[fmt], fmt)))
+    chosen = ranked[0]
     precision, param_size = _combine(sniffed_files.get(chosen, ()))
-    return FormatInfo(chosen, precision, param_size)
+    return FormatInfo(chosen, precision, param_size, ranked)

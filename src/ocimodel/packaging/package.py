@@ -221,7 +221,7 @@ def package_files(source: ModelSource, digests: Mapping[str, str]) -> PackagedMo
         mode = 0o755 if st.st_mode & 0o111 else 0o644
         files.append(ModelFile(relpath, path, st.st_size, mode, digests[relpath], kind, overridden))
     config_bytes = build_config(files, options, source.format).to_json()
-    manifest = build_manifest(files, config_bytes, options)
+    manifest = build_manifest(files, config_bytes, options, source.format.formats)
     if len(manifest) > MAX_MANIFEST_BYTES:
         # Registries refuse it, and so would our own pull: say so before uploading anything.
         raise PackagingError(
@@ -258,8 +258,14 @@ def build_config(files: list[ModelFile], options: PackageOptions, fmt) -> ModelC
     )
 
 
-def build_manifest(files: list[ModelFile], config_bytes: bytes, options: PackageOptions) -> bytes:
+def build_manifest(files: list[ModelFile], config_bytes: bytes, options: PackageOptions, formats: Sequence[str] = ()) -> bytes:
     annotations = dict(options.annotations)
+    # ModelPack's config.format holds one format (the main one); with several, all of them
+    # go in the card's formats annotation, unless the card already says.
+    main = options.format or (formats[0] if formats else None)
+    every = list(dict.fromkeys([main, *formats])) if main else []
+    if len(every) > 1 and mt.ANNOTATION_FORMATS not in annotations:
+        annotations[mt.ANNOTATION_FORMATS] = json.dumps(every, separators=(",", ":"))
     standard = {
         mt.ANNOTATION_TITLE: options.title or options.name,
         mt.ANNOTATION_VERSION: options.version,
