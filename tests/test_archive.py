@@ -847,3 +847,34 @@ def test_pull_same_tar_blob_in_two_layers(registry: LocalRegistry, repo_name: st
     }
     assert result.bytes_downloaded == len(blob)
     assert_no_staging_left(tmp_path)
+
+
+# -- first_member_name: the name inspect can show for a tar layer with no path -------------
+
+
+@pytest.mark.parametrize("packing", ["none", "gzip", "zstd"])
+def test_first_member_name_reads_only_the_start(packing: str) -> None:
+    from ocimodel.packaging.archive import first_member_name
+
+    def encode(data: bytes) -> bytes:
+        return {"none": lambda d: d, "gzip": gzip.compress, "zstd": zstd_compress}[packing](data)
+
+    tar = make_tar(member("./", kind=tarfile.DIRTYPE), member("weights/model.safetensors", os.urandom(300_000)))
+    pieces = chunked(encode(tar), 4096)
+    assert first_member_name(pieces, compression=packing) == "weights/model.safetensors"
+    assert next(pieces, None) is not None  # the rest of the layer was never read
+    directory = make_tar(member("tokenizer", kind=tarfile.DIRTYPE), member("tokenizer/vocab.json", b"{}"))
+    assert first_member_name([encode(directory)], compression=packing) == "tokenizer"
+    assert first_member_name([encode(make_tar())], compression=packing) is None
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/../../x"])
+def test_first_member_name_refuses_what_pull_refuses(name: str) -> None:
+    from ocimodel.packaging.archive import first_member_name
+
+    with pytest.raises(UnsafeArchive):
+        first_member_name([make_tar(member(name, b"x"))])
+    with pytest.raises(UnsafeArchive, match="symlink"):
+        first_member_name([make_tar(member("w", kind=tarfile.SYMTYPE, linkname="/etc"))])
+    with pytest.raises(InvalidArchive):
+        first_member_name([b"not a tar at all" * 100], compression="gzip")

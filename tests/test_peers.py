@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 
 from ocimodel.errors import NotAModel
-from ocimodel.oci.models import Descriptor, Manifest
-from ocimodel.packaging.unpack import plan_files
+from ocimodel.oci.models import Descriptor, Manifest, parse_manifest
+from ocimodel.oci.reference import parse_reference
+from ocimodel.packaging.unpack import header_path, plan_files
+from ocimodel.targets.open import open_target
 from tests.support.files import tree_digest
 from tests.test_archive import go_style_tar, make_tar, member, push_artifact, zstd_compress
 
@@ -118,6 +120,13 @@ def test_modctl_tar_layers_without_file_paths(registry, repo_name: str, modctl_m
     assert dirs_under(dest) == dirs_under(peer)
     assert (dest / "src/train.py").stat().st_mode & 0o777 == 0o755  # the tar's mode, masked
     assert not list(tmp_path.glob(".ocimodel-pull-*"))
+
+    # What inspect can show for each layer: the name in its first tar header, read from
+    # the start of the blob (the API's inspect is to call this; see docs/peers.md).
+    with open_target(parse_reference(ref)) as source:
+        manifest = source.fetch_manifest(source.resolve("v1"))
+        layers_read = parse_manifest(manifest, "application/vnd.oci.image.manifest.v1+json").layers
+        assert [header_path(source, layer) for layer in layers_read] == list(tars)
 
     # --kind selects an unnamed layer by its media type.
     docs = tmp_path / "docs"

@@ -59,7 +59,9 @@ from ocimodel.packaging.archive import (
     Compression,
     ExtractedEntry,
     ExtractLimits,
+    InvalidArchive,
     extract_tar_stream,
+    first_member_name,
     zstd_module,
 )
 from ocimodel.packaging.blobcache import BlobCache
@@ -119,6 +121,24 @@ def layer_path(layer: Descriptor) -> str | None:
         if value is not None:
             return value
     return None
+
+
+def header_path(source, layer: Descriptor) -> str | None:
+    """For display (``inspect``): the path a ModelPack tar layer that declares none gives
+    itself in its first tar header (:func:`ocimodel.packaging.archive.first_member_name`),
+    read from the start of the blob only; None for any other layer, and for one whose
+    first header pull would refuse (pull then says why). ``source`` is any store with
+    ``open_blob``. The layer's digest is not checked here; pull checks it."""
+    if layer_path(layer) is not None:
+        return None
+    try:
+        compression = _unnamed_archive(layer)
+        if compression is None:
+            return None
+        with source.open_blob(layer) as chunks:
+            return first_member_name(chunks, compression=compression, label=f"layer {layer.digest[:19]}")
+    except (UnsafePath, InvalidArchive, NotAModel):
+        return None
 
 
 def plan_files(manifest: Manifest) -> list[PlannedFile]:
