@@ -133,6 +133,10 @@ def test_modctl_tar_layers_without_file_paths(registry, repo_name: str, modctl_m
     run = cli("pull", ref, docs, "--kind", "doc")
     assert run.returncode == 0, run.stderr
     assert files_only(tree_digest(docs)) == {"README.md": files_only(tree_digest(peer))["README.md"]}
+    # A selection that matches nothing names such layers by digest, not by a blank.
+    run = cli("pull", ref, tmp_path / "none", "--include", "nomatch*")
+    assert run.returncode == 2, run.stderr  # NothingSelected is a usage error
+    assert "layer sha256:" in run.stderr, run.stderr
 
 
 HOSTILE = {

@@ -156,7 +156,7 @@ def plan_files(manifest: Manifest) -> list[PlannedFile]:
             if compression is None:
                 raise NotAModel(
                     f"layer {layer.digest} ({layer.media_type[:120]}) has no file name: no "
-                    f"{mt.ANNOTATION_FILEPATH} or {mt.ANNOTATION_TITLE} annotation, and it is not a tar layer",
+                    f"{mt.ANNOTATION_FILEPATH} or {mt.ANNOTATION_TITLE} annotation, and it is not a ModelPack tar layer (whose tar headers name its files)",
                     hint="ocimodel pulls ModelPack models (raw layers with a file path, tar layers with or without one) "
                     "and ORAS artifacts whose layers carry titles",
                 )
