@@ -539,7 +539,9 @@ def _layer(media_type: str, annotations: dict[str, str]) -> Descriptor:
         ("application/vnd.cnai.model.code.v1.tar+gzip", {}, "gzip"),
         ("application/vnd.oci.image.layer.v1.tar+gzip", {"io.deis.oras.content.unpack": "true"}, "gzip"),
         ("application/vnd.oci.image.layer.v1.tar", {"io.deis.oras.content.unpack": "true"}, "none"),
-        ("application/vnd.oci.image.layer.v1.tar+gzip", {}, None),  # a .tar.gz file, kept as is
+        # oras-py's directory: marked by the media type alone (its pull extracts it)
+        ("application/vnd.oci.image.layer.v1.tar+gzip", {}, "gzip"),
+        ("application/vnd.oci.image.layer.v1.tar", {}, None),  # oras-py's plain file
         ("application/vnd.oci.image.layer.v1.tar+gzip", {"io.deis.oras.content.unpack": "false"}, None),
     ],
 )
@@ -712,8 +714,9 @@ def test_pull_oras_style_directory_layer(registry: LocalRegistry, repo_name: str
 def test_oras_py_directory_push(registry: LocalRegistry, repo_name: str, model_dir: Path,
                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """oras-py (0.2.x) pushes a directory as tar+gzip with a title but WITHOUT the
-    unpack annotation (oras-go sets it). Like `oras pull` (oras-go), ocimodel then keeps the
-    layer as one file: the .tar.gz bytes under the directory's name."""
+    unpack annotation (oras-go sets it), and its own pull extracts every layer of that
+    media type: ocimodel pulls it as the directory too (tests/test_peers.py compares
+    with oras-py's own pull)."""
     import oras.client
 
     monkeypatch.chdir(model_dir)
@@ -722,9 +725,8 @@ def test_oras_py_directory_push(registry: LocalRegistry, repo_name: str, model_d
                 quiet=True)
     dest = tmp_path / "out"
     ocimodel.pull(f"{registry.host}/{repo_name}:v1", dest)
-    with tarfile.open(dest / "tokenizer", "r:gz") as tar:
-        names = tar.getnames()
-    assert "tokenizer/tokenizer.json" in names
+    expected = {k: v for k, v in tree_digest(model_dir).items() if k.startswith("tokenizer/")}
+    assert {k: d for k, (d, _) in tree_digest(dest).items()} == {k: d for k, (d, _) in expected.items()}
 
 
 def assert_no_staging_left(parent: Path) -> None:
@@ -845,3 +847,34 @@ def test_pull_same_tar_blob_in_two_layers(registry: LocalRegistry, repo_name: st
     }
     assert result.bytes_downloaded == len(blob)
     assert_no_staging_left(tmp_path)
+
+
+# -- first_member_name: the name inspect can show for a tar layer with no path -------------
+
+
+@pytest.mark.parametrize("packing", ["none", "gzip", "zstd"])
+def test_first_member_name_reads_only_the_start(packing: str) -> None:
+    from ocimodel.packaging.archive import first_member_name
+
+    def encode(data: bytes) -> bytes:
+        return {"none": lambda d: d, "gzip": gzip.compress, "zstd": zstd_compress}[packing](data)
+
+    tar = make_tar(member("./", kind=tarfile.DIRTYPE), member("weights/model.safetensors", os.urandom(300_000)))
+    pieces = chunked(encode(tar), 4096)
+    assert first_member_name(pieces, compression=packing) == "weights/model.safetensors"
+    assert next(pieces, None) is not None  # the rest of the layer was never read
+    directory = make_tar(member("tokenizer", kind=tarfile.DIRTYPE), member("tokenizer/vocab.json", b"{}"))
+    assert first_member_name([encode(directory)], compression=packing) == "tokenizer"
+    assert first_member_name([encode(make_tar())], compression=packing) is None
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/../../x"])
+def test_first_member_name_refuses_what_pull_refuses(name: str) -> None:
+    from ocimodel.packaging.archive import first_member_name
+
+    with pytest.raises(UnsafeArchive):
+        first_member_name([make_tar(member(name, b"x"))])
+    with pytest.raises(UnsafeArchive, match="symlink"):
+        first_member_name([make_tar(member("w", kind=tarfile.SYMTYPE, linkname="/etc"))])
+    with pytest.raises(InvalidArchive):
+        first_member_name([b"not a tar at all" * 100], compression="gzip")

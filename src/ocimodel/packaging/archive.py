@@ -114,6 +114,35 @@ def extract_tar_stream(
     return entries
 
 
+def first_member_name(
+    chunks: Iterable[bytes], *, compression: Compression = "none", label: str = "layer"
+) -> str | None:
+    """The name a tar layer that declares no path gives itself: its first member's name
+    (modctl writes one file, or one directory first and then what is in it, per layer; a
+    ``.`` root entry is passed over), checked as extraction checks it, or None for an empty
+    archive. Reads only as far as that header (the pax records in front of it capped), so
+    a caller can stop the download there; for display only (``inspect``): the layer's
+    digest is not checked. Raises UnsafeArchive for a name or a member type pull would
+    refuse, InvalidArchive for a stream that is not a tar."""
+    state = ReadState(limits=ExtractLimits(max_members=_PEEKED_MEMBERS))
+    try:
+        decoded = _decoder(_ChunkReader(chunks), compression, label)
+        for _tar, member in read_members(decoded, state, label, _LABEL):
+            if not (is_plain_file(member) or member.isdir()):
+                raise refuse_type(member, label, _LABEL)
+            name = _member_name(member, label)
+            if name is not None:
+                return name
+    except ArchiveTooLarge:
+        return None  # nothing but root entries in front: no name to show
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, *_zstd_errors()) as exc:
+        raise InvalidArchive(f"tar layer {label} is not a valid {_format_name(compression)}: {exc}") from None
+    return None
+
+
+_PEEKED_MEMBERS = 4  # root entries (`.`, `./`) looked past before giving up on a name
+
+
 # -- reading -----------------------------------------------------------------------------
 
 
@@ -373,5 +402,5 @@ __all__ = [
     "DEFAULT_MAX_MEMBERS", "DEFAULT_MAX_TOTAL_BYTES", "MAX_HEADER_CHAIN",
     "MAX_HEADER_RECORD_BYTES", "STREAM_BUFFER", "STREAM_SLACK_BYTES",
     "ArchiveTooLarge", "Compression", "ExtractLimits", "ExtractedEntry", "InvalidArchive",
-    "UnsafeArchive", "extract_tar_stream", "zstd_module",
+    "UnsafeArchive", "extract_tar_stream", "first_member_name", "zstd_module",
 ]

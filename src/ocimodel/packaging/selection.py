@@ -67,7 +67,7 @@ def select_files(
     ]
     if chosen:
         return chosen
-    available = [(f.relpath, layer_kind(f)) for f in files]
+    available = [(f.relpath or f.shown, layer_kind(f)) for f in files]  # a tar layer may declare no path
     asked = " ".join([*(f"--include {p!r}" for p in patterns), *(f"--kind {k}" for k in sorted(wanted))])
     if patterns and wanted:
         asked += " (a file must match a pattern and be of a kind)"

@@ -12,11 +12,16 @@ an interrupt midway puts every old file back, and a pull killed outright (SIGKIL
 crash) is undone by the next pull into the same place. SIGINT and SIGTERM are held off
 while files move, then acted on: after the files are put back, or after the commit.
 
-Archive layers (ModelPack ``.tar`` / ``.tar+gzip``, current and legacy names, and ORAS
-directories marked ``io.deis.oras.content.unpack: "true"``) are extracted while they
-stream into the same staging tree by :mod:`ocimodel.packaging.archive`; their members must
-lie at or under the path the layer declares. A wrong digest is only known at the end of
-such a stream, which is fine: nothing leaves the staging directory before the commit."""
+Archive layers (ModelPack ``.tar`` / ``.tar+gzip`` / ``.tar+zstd``, current and legacy
+names, and ORAS directories: a ``tar+gzip`` image layer with a title, as oras-py pushes a
+directory, or any layer marked ``io.deis.oras.content.unpack: "true"`` as the oras CLI
+does) are extracted while they stream into the same staging tree by
+:mod:`ocimodel.packaging.archive`; their members must lie at or under the path the layer
+declares. A ModelPack archive layer that declares no path (modctl's and the spec's own
+example manifest carry no file path annotation) is extracted at the model root under the
+names its tar headers give, with the same checks. A wrong digest is only known at the
+end of such a stream, which is fine: nothing leaves the staging directory before the
+commit (docs/peers.md)."""
 
 from __future__ import annotations
 
@@ -54,7 +59,9 @@ from ocimodel.packaging.archive import (
     Compression,
     ExtractedEntry,
     ExtractLimits,
+    InvalidArchive,
     extract_tar_stream,
+    first_member_name,
     zstd_module,
 )
 from ocimodel.packaging.blobcache import BlobCache
@@ -67,8 +74,10 @@ from ocimodel.packaging.paths import (
 
 log = logging.getLogger("ocimodel.pull")
 
-# ORAS marks a tar+gzip directory layer with this annotation.
+# ORAS marks a tar+gzip directory layer with this annotation (the oras CLI); oras-py marks
+# a directory by this layer media type alone, and extracts every layer of that type.
 ORAS_UNPACK = "io.deis.oras.content.unpack"
+ORAS_DIRECTORY = "application/vnd.oci.image.layer.v1.tar+gzip"
 DEFAULT_FILE_MODE = 0o644
 STAGING_PREFIX = ".ocimodel-pull-"
 # In a staging directory: the lock its pull holds while it lives (a pull that finds the lock
@@ -90,12 +99,19 @@ _TAR_PACKINGS: dict[str, Compression] = {"tar": "none", "tar+gzip": "gzip", "tar
 @dataclass(frozen=True)
 class PlannedFile:
     """One layer of a pull. A raw layer is the file at ``relpath``; an archive layer
-    (``archive`` is its compression) is extracted at and under ``relpath``."""
+    (``archive`` is its compression) is extracted at and under ``relpath``, or, when
+    ``relpath`` is empty (a ModelPack archive that declares no path), at the model root
+    under the names in its tar headers."""
 
     relpath: str
     descriptor: Descriptor
     mode: int
     archive: Compression | None = None
+
+    @property
+    def shown(self) -> str:
+        """How messages name the layer: its path, or its digest when it declares none."""
+        return repr(self.relpath[:120]) if self.relpath else f"layer {self.descriptor.digest[:19]}"
 
 
 def layer_path(layer: Descriptor) -> str | None:
@@ -107,6 +123,24 @@ def layer_path(layer: Descriptor) -> str | None:
     return None
 
 
+def header_path(source, layer: Descriptor) -> str | None:
+    """For display (``inspect``): the path a ModelPack tar layer that declares none gives
+    itself in its first tar header (:func:`ocimodel.packaging.archive.first_member_name`),
+    read from the start of the blob only; None for any other layer, and for one whose
+    first header pull would refuse (pull then says why). ``source`` is any store with
+    ``open_blob``. The layer's digest is not checked here; pull checks it."""
+    if layer_path(layer) is not None:
+        return None
+    try:
+        compression = _unnamed_archive(layer)
+        if compression is None:
+            return None
+        with source.open_blob(layer) as chunks:
+            return first_member_name(chunks, compression=compression, label=f"layer {layer.digest[:19]}")
+    except (UnsafePath, InvalidArchive, NotAModel):
+        return None
+
+
 def plan_files(manifest: Manifest) -> list[PlannedFile]:
     """The layers a manifest describes, every path checked; raises before anything is fetched.
 
@@ -116,16 +150,33 @@ def plan_files(manifest: Manifest) -> list[PlannedFile]:
     for layer in manifest.layers:
         name = layer_path(layer)
         if name is None:
-            raise NotAModel(
-                f"layer {layer.digest} has no file name annotation ({mt.ANNOTATION_TITLE})",
-                hint="ocimodel pulls ModelPack models and ORAS-style artifacts whose layers carry titles",
-            )
+            # modctl, and the ModelPack spec's example manifest, leave the path to the tar
+            # headers: the members are extracted at the model root, checked one by one.
+            compression = _unnamed_archive(layer)
+            if compression is None:
+                raise NotAModel(
+                    f"layer {layer.digest} ({layer.media_type[:120]}) has no file name: no "
+                    f"{mt.ANNOTATION_FILEPATH} or {mt.ANNOTATION_TITLE} annotation, and it is not a ModelPack tar layer (whose tar headers name its files)",
+                    hint="ocimodel pulls ModelPack models (raw layers with a file path, tar layers with or without one) "
+                    "and ORAS artifacts whose layers carry titles",
+                )
+            planned.append(PlannedFile("", layer, DEFAULT_FILE_MODE, compression))
+            continue
         relpath = check_relative_path(name)
         planned.append(PlannedFile(relpath, layer, _mode_of(layer), archive_compression(layer, relpath)))
     if not planned:
         raise NotAModel("the artifact has no files")
-    check_unique_paths(p.relpath for p in planned)
+    check_unique_paths(p.relpath for p in planned if p.relpath)
     return planned
+
+
+def _unnamed_archive(layer: Descriptor) -> Compression | None:
+    """The compression of a ModelPack tar layer (any kind, current or legacy names) that
+    carries no path; None for any other layer, which cannot be named."""
+    parsed = mt.parse_model_layer(layer.media_type)
+    if parsed is None or parsed[1] == "raw":
+        return None
+    return archive_compression(layer, f"layer {layer.digest[:19]}")
 
 
 def archive_compression(layer: Descriptor, name: str) -> Compression | None:
@@ -157,6 +208,10 @@ def archive_compression(layer: Descriptor, name: str) -> Compression | None:
             compression = "none"
         else:
             compression = "gzip"
+    elif layer.media_type == ORAS_DIRECTORY and layer.annotation(ORAS_UNPACK) != "false":
+        # How oras-py pushes a directory, and what its pull extracts (by this media type
+        # alone); an explicit unpack "false" (the oras CLI's word) keeps the file as is.
+        compression = "gzip"
     else:
         return None
     if compression == "zstd" and zstd_module() is None:
@@ -222,6 +277,8 @@ class DirectoryWriter:
                 hint="pull into another directory (to copy the model into the layout, use `ocimodel copy`)",
             )
         for planned in files:
+            if not planned.relpath:
+                continue  # names known once extracted: checked then, before anything moves
             _check_not_staging_name(planned.relpath)
             check_no_symlink_parents(self.destination, planned.relpath)
         # Staged inside the destination when it exists (the one place we know is writable
@@ -378,9 +435,9 @@ class DirectoryWriter:
             chunks,
             self._tree,
             compression=planned.archive or "none",
-            prefix=planned.relpath,
+            prefix=planned.relpath or None,
             limits=_layer_limits(self.limits, planned),
-            label=f"{planned.relpath[:120]!r} ({planned.descriptor.digest[:19]})",
+            label=f"{planned.relpath[:120]!r} ({planned.descriptor.digest[:19]})" if planned.relpath else planned.shown,
         )
         with self._lock:
             self.extracted.extend(entries)
