@@ -21,7 +21,7 @@ from ocimodel.errors import (
     VersionExists,
     WriteOutcomeUnknown,
 )
-from ocimodel.versiontags import MAX_TAG_ATTEMPTS, set_version_tag
+from ocimodel.versiontags import MAX_TAG_ATTEMPTS, READ_TRIES, set_version_tag
 
 S = 1.0
 OURS, THEIRS = "sha256:" + "a" * 64, "sha256:" + "b" * 64
@@ -281,3 +281,50 @@ def test_a_racer_whose_write_goes_unanswered_never_makes_two_winners(a_write, ex
         assert results[name] == "ok" if want == "ok" else isinstance(results[name], want), results
     assert list(results.values()).count("ok") <= 1
 
+
+
+class RewrittenWhileRead(Writer):
+    """A registry that answers 500 to the first ``failures`` reads, as distribution does
+    to a read of a tag whose link file a racer is rewriting in place."""
+
+    def __init__(self, *args, failures: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.failures = failures
+
+    def read(self) -> str | None:
+        if self.failures:
+            self.failures -= 1
+            self.reads.append(self.now)
+            raise RegistryError("manifest team/model:1.0: registry.example answered 500 UNKNOWN: unknown error",
+                                status=500)
+        return super().read()
+
+
+def test_a_read_that_meets_a_racer_s_write_half_done_is_read_again_and_names_the_racer() -> None:
+    """The race this protocol is for: the racer's write landed while our check read the
+    tag. The loser must still say which model holds the version, not "500"."""
+    timeline = Timeline()
+    timeline.land(0.0, THEIRS)
+    writer = RewrittenWhileRead(timeline, OURS, failures=READ_TRIES - 1)
+    result = writer.run()
+    assert isinstance(result, VersionExists), result
+    assert THEIRS in result.message and WHERE in result.message
+    assert writer.sent == [] and len(writer.reads) == READ_TRIES
+
+
+def test_a_read_answered_500_every_time_is_the_registry_s_answer() -> None:
+    writer = RewrittenWhileRead(Timeline(), OURS, failures=READ_TRIES)
+    result = writer.run()
+    assert type(result) is RegistryError and result.status == 500, result
+    assert writer.sent == [] and len(writer.reads) == READ_TRIES
+
+
+def test_a_read_refused_otherwise_is_not_read_again() -> None:
+    class Denied(Writer):
+        def read(self) -> str | None:
+            self.reads.append(self.now)
+            raise PermissionDenied("pull of team/model denied", status=403)
+
+    writer = Denied(Timeline(), OURS)
+    result = writer.run()
+    assert isinstance(result, PermissionDenied) and len(writer.reads) == 1

@@ -33,6 +33,10 @@ _NO_VERSION = Version("0")
 # Attempts when the tag is found free again after our answered write (it was deleted) or
 # our check was too old to write on.
 MAX_TAG_ATTEMPTS = 5
+# Reads of the tag answered 500 while a racer rewrites it (docs/registry-facts.md): tried
+# this many times in all, READ_PAUSE seconds apart, whatever the retry setting.
+READ_TRIES = 4
+READ_PAUSE = 0.05
 
 
 def is_version_tag(tag: str) -> bool:
@@ -126,7 +130,7 @@ def set_version_tag(
         if prepare is not None:
             prepare()
         started = clock()
-        holder = read()
+        holder = _read_through_rewrites(read, sleep)
         if holder is not None and holder != digest:
             raise version_taken(where, holder, digest)
         if holder is None:
@@ -148,7 +152,7 @@ def set_version_tag(
                     f"if the registry is only slow, raise OCIMODEL_TAG_SETTLE (now {settle:g}) for every writer",
                 ) from None
         sleep(2 * settle)
-        holder = read()
+        holder = _read_through_rewrites(read, sleep)
         if holder == digest:
             return
         if holder is not None:
@@ -159,6 +163,22 @@ def set_version_tag(
         f"longer than OCIMODEL_TAG_SETTLE ({settle:g} s), or the tag kept disappearing)",
         hint="try again; on a slow registry raise OCIMODEL_TAG_SETTLE for every writer",
     )
+
+
+def _read_through_rewrites(read: Callable[[], str | None], sleep: Callable[[float], None]) -> str | None:
+    """``read()``, tried again when the registry answers 500: distribution writes a tag's
+    link file in place, so a read that meets a racer's write half done fails with "500
+    unknown error" (docs/registry-facts.md). That is the race this module exists for, not
+    a broken registry, so it is tried again here even when the user turned retries off; a
+    500 that persists is the registry's answer and is raised."""
+    for attempt in range(1, READ_TRIES + 1):
+        try:
+            return read()
+        except RegistryError as exc:
+            if exc.status != 500 or attempt == READ_TRIES:
+                raise
+        sleep(READ_PAUSE)
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def _outcome_unknown(exc: RegistryError | TransportError) -> bool:

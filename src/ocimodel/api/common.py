@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ocimodel.errors import InvalidManifest, NotAModel, NotFound
+from ocimodel.errors import InvalidManifest, NotAModel, NotFound, RegistryError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, Index, Manifest, loads_strict, parse_manifest
 from ocimodel.oci.reference import Reference, RegistryReference, parse_reference
@@ -59,12 +59,21 @@ def open_store(
 
 def check_version_tag(target: OciLayout | RemoteRepository, tag: str, digest: str, force: bool) -> None:
     """Versions are immutable: a tag that names a version and holds another model is not
-    silently moved (aliases such as ``latest`` or ``production`` are, by design)."""
+    silently moved (aliases such as ``latest`` or ``production`` are, by design).
+
+    This is the early check, made before uploading so that a taken version fails fast;
+    the tag write itself is the check-and-set that decides (versiontags.py). So a read
+    answered 500, as distribution answers while a racer rewrites the tag, leaves the
+    decision to that write instead of failing the push."""
     if force or not is_version_tag(tag):
         return
     try:
         existing = target.resolve(tag)
     except NotFound:
+        return
+    except RegistryError as exc:
+        if exc.status != 500:
+            raise
         return
     if existing.digest != digest:
         raise version_taken(f"{target.name}:{tag}", existing.digest, digest, stored=False)
