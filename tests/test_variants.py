@@ -14,6 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 import ocimodel
@@ -215,6 +216,8 @@ def test_round_trip_through_a_layout(model_dir, tmp_path):
     store = f"oci:{tmp_path / 'store'}"
     pushed = _push_builds(builds, store)
     created = _create(store)
+    schema = json.loads((Path(__file__).parent.parent / "schemas" / "variant-index-result.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(created)  # what `index create --json` prints
     _check_index(store, pushed, created)
     _check_inspect(f"{store}:1.0", pushed)
     _check_pulls(f"{store}:1.0", builds, pushed, tmp_path)
