@@ -307,3 +307,30 @@ def test_a_kitops_index_is_read_the_same_way(model_dir, tmp_path):
     result = ocimodel.pull(f"{store}:all", tmp_path / "kit", variant="quantization=f16")
     assert result.digest == pushed["f16"].digest
     assert tree_digest(tmp_path / "kit") == tree_digest(builds["f16"])
+
+
+def test_inspect_lists_a_variant_it_cannot_read(model_dir, tmp_path):
+    """A variant whose manifest is gone (an index written by another tool, a model deleted
+    since) is listed with what is wrong; the other variants are still shown."""
+    builds = _builds(model_dir, tmp_path)
+    store = f"oci:{tmp_path / 'store'}"
+    pushed = _push_builds(builds, store)
+    missing = "sha256:" + "0" * 64
+    entries = [(pushed["q4"].digest, ocimodel.inspect(f"{store}:llm-q4").size, "q4"), (missing, 500, "q8")]
+    document = {
+        "schemaVersion": 2, "mediaType": mt.OCI_INDEX, "artifactType": VARIANTS,
+        "manifests": [
+            {"mediaType": mt.OCI_MANIFEST, "digest": digest, "size": size, "annotations": {PREFIX + "quant": quant}}
+            for digest, size, quant in entries
+        ],
+    }
+    data = json.dumps(document).encode()
+    with open_target(parse_reference(store), ocimodel.ConnectionOptions(), for_write=True) as target:
+        target.push_manifest(Descriptor.for_bytes(mt.OCI_INDEX, data), data, "broken")
+    run = ok("inspect", f"{store}:broken")
+    lines = [line for line in run.out.splitlines() if line.startswith("Variant:")]
+    assert "quant=q4" in lines[0] and "unreadable" not in lines[0], run.out
+    assert "quant=q8" in lines[1] and missing in lines[1] and "unreadable" in lines[1], run.out
+    # The readable variant is still pulled.
+    ok("pull", f"{store}:broken", tmp_path / "q4", "--variant", "quant=q4")
+    assert tree_digest(tmp_path / "q4") == tree_digest(builds["q4"])

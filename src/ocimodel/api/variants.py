@@ -25,7 +25,14 @@ from ocimodel.api.common import (
     open_store,
     read_config,
 )
-from ocimodel.errors import InvalidReference, NotAModel, UsageError, VariantNotChosen
+from ocimodel.errors import (
+    InvalidManifest,
+    InvalidReference,
+    NotAModel,
+    NotFound,
+    UsageError,
+    VariantNotChosen,
+)
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.kind import (
     KITOPS_INDEX,
@@ -181,7 +188,14 @@ def describe(source: Any, data: bytes) -> list[dict[str, Any]]:
     for descriptor, labels in index_labels(data):
         entry: dict[str, Any] = {"labels": labels}
         if descriptor.media_type in mt.MANIFEST_TYPES:
-            manifest = parse_manifest(source.fetch_manifest(descriptor), descriptor.media_type)
+            try:
+                manifest = parse_manifest(source.fetch_manifest(descriptor), descriptor.media_type)
+            except (NotFound, InvalidManifest) as exc:
+                # One unreadable variant (an index written elsewhere, a model deleted since)
+                # must not hide the others: it is listed with what is wrong.
+                entry["problem"] = exc.message
+                described.append(entry)
+                continue
             if isinstance(manifest, Manifest):
                 config = read_config(source, manifest.config)
                 card = read_card(config if artifact_kind(manifest).kind == "model" else None, manifest.annotations or {})

@@ -133,7 +133,7 @@ def _print_info(info: api.ModelInfo) -> None:
             labels = ",".join(f"{k}={v}" for k, v in entry.get("labels", {}).items()) or "(no labels)"
             formats = ", ".join(entry.get("formats") or []) or entry.get("artifact_type") or entry["media_type"]
             shown = f"{size(entry['model_size'])} in {entry['files']} files" if "model_size" in entry else size(entry["size"])
-            _line("Variant", f"{labels}  {entry['digest']}  {formats}  {shown}")
+            _line("Variant", f"{labels}  {entry['digest']}  {formats}  {shown}" + (f"  (unreadable: {entry['problem']})" if entry.get("problem") else ""))
     elif info.manifests:
         entries = new_table()
         entries.add_column("DIGEST")
