@@ -31,6 +31,8 @@ _EXPORTS = {
     "versions": _F, "promote": _F, "rollback": _F, "history": _F, "lineage": _F, "diff": _F, "search": _F,
     # trust (issue 7)
     "sign": _F, "attest": _F, "verify": _F, "export_signature": _F, "generate_key_pair": "ocimodel.api.trust",
+    # variant indexes (issue 14)
+    "create_index": _F, "VariantIndexResult": "ocimodel.api.variants",
 }
 
 
@@ -48,8 +50,8 @@ def __getattr__(name: str):
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from ocimodel.api.client import Client  # noqa: F401
     from ocimodel.api.functions import (  # noqa: F401
-        attach, attest, catalog, copy, delete, detach, diff, export, export_signature, history, import_,
-        inspect, lineage, list_tags, login, promote, pull, push, referrers, rollback, search, sign, tag,
+        attach, attest, catalog, copy, create_index, delete, detach, diff, export, export_signature, history,
+        import_, inspect, lineage, list_tags, login, promote, pull, push, referrers, rollback, search, sign, tag,
         verify, versions,
     )
     from ocimodel.api.transfer import (  # noqa: F401
@@ -57,6 +59,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         logout, prune_blob_cache,
     )
     from ocimodel.api.trust import generate_key_pair  # noqa: F401
+    from ocimodel.api.variants import VariantIndexResult  # noqa: F401
     from ocimodel.errors import OcimodelError  # noqa: F401
     from ocimodel.transport.auth import Credentials  # noqa: F401
     from ocimodel.transport.connection import ConnectionOptions, TlsOptions  # noqa: F401
@@ -91,4 +94,5 @@ __all__ = [
     "versions", "promote", "rollback", "history", "lineage", "diff", "search",
     "sign", "attest", "verify", "export_signature", "generate_key_pair",
     "blob_cache_info", "prune_blob_cache",
+    "create_index", "VariantIndexResult",
 ]

@@ -71,6 +71,16 @@ class NothingSelected(UsageError):
         self.available = available
 
 
+class VariantNotChosen(UsageError):
+    """A pull of a variant index named no variant, or a choice that matches none or several
+    of them (docs/variants.md). ``variants`` lists what the index holds: each variant's
+    digest and labels."""
+
+    def __init__(self, message: str, *, variants: list[tuple[str, dict[str, str]]], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.variants = variants
+
+
 class InvalidDigest(OcimodelError):
     """A digest string is not ``algorithm:hex`` in a form we accept."""
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from ocimodel.api.variants import VariantIndexResult
 from ocimodel.metadata.card import ModelCard
 from ocimodel.packaging.modelpack import ModelConfig
 from ocimodel.trust.policy import Policy
@@ -19,6 +20,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "modelpack-config.schema.json": ModelConfig,
     "model-card.schema.json": ModelCard,
     "policy.schema.json": Policy,
+    "variant-index-result.schema.json": VariantIndexResult,  # `ocimodel index create --json`
 }
 
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ocimodel.api import registry as registry_ops
     from ocimodel.api import transfer as transfer_ops
     from ocimodel.api import trust as trust_ops
+    from ocimodel.api import variants as variant_ops
     from ocimodel.api.transfer import LogoutResult
 
 P = ParamSpec("P")
@@ -163,6 +164,7 @@ class Client:
         attest = _bound(trust_ops.attest)
         verify = _bound(trust_ops.verify)
         export_signature = _bound(trust_ops.export_signature)
+        create_index = _bound(variant_ops.create_index)
     else:
         push = _Operation("ocimodel.api.transfer")
         pull = _Operation("ocimodel.api.transfer")
@@ -189,3 +191,4 @@ class Client:
         attest = _Operation("ocimodel.api.trust")
         verify = _Operation("ocimodel.api.trust")
         export_signature = _Operation("ocimodel.api.trust")
+        create_index = _Operation("ocimodel.api.variants")

@@ -35,6 +35,7 @@ CONNECTED: dict[str, int | None] = {
     "attach": None, "referrers": None, "detach": None, "delete": None,
     "versions": None, "promote": None, "rollback": None, "history": None, "lineage": None, "diff": None,
     "sign": None, "attest": None, "verify": None, "export_signature": None,
+    "create_index": None,
 }
 WITHOUT_CREDENTIALS = frozenset({"login"})
 
@@ -130,3 +131,4 @@ if TYPE_CHECKING:  # for type checkers: the operations as a default Client's met
     attest = _default.attest
     verify = _default.verify
     export_signature = _default.export_signature
+    create_index = _default.create_index

@@ -39,7 +39,7 @@ from ocimodel.errors import (
     UsageError,
 )
 from ocimodel.oci import mediatypes as mt
-from ocimodel.oci.kind import artifact_kind
+from ocimodel.oci.kind import artifact_kind, is_variant_index
 from ocimodel.oci.models import Descriptor, Index, Manifest, loads_strict, parse_manifest
 from ocimodel.oci.reference import LayoutReference, Reference, RegistryReference
 from ocimodel.packaging.blobcache import BlobCache, blob_cache_wanted
@@ -101,6 +101,10 @@ class PullResult(BaseModel):
     files_from_cache: int = 0  # linked from the local blob cache instead of downloaded
     retries: int = 0  # requests retried, downloads resumed, blob transfers started over
     files_replaced: list[str] = []  # files already in the destination with other content, overwritten
+    # A variant pulled from a variant index (docs/variants.md): the index's digest and the
+    # labels of the variant (``digest`` is then the variant's).
+    index_digest: str | None = None
+    variant: dict[str, str] = {}
 
 
 class CopyResult(BaseModel):
@@ -132,7 +136,8 @@ class ModelInfo(BaseModel):
     kind: str = "model"
     kind_description: str = ""
     is_model: bool = True
-    # An index's entries: digest, media_type, size, artifact_type, platform (os/arch[/variant]).
+    # An index's entries: digest, media_type, size, artifact_type, platform (os/arch[/variant]);
+    # of a variant index also labels, model_size (bytes of its files), files, formats.
     manifests: list[dict[str, Any]] = []
     # The model card read from the ModelPack config and the manifest annotations (JSON form
     # of ocimodel.metadata.card.ModelCard, empty fields left out), and what could not be read.
@@ -289,6 +294,7 @@ def pull(
     kinds: Sequence[str] = (),
     blob_cache: bool | None = None,
     keep_local: bool = False,
+    variant: Sequence[str] | Mapping[str, str] = (),
 ) -> PullResult:
     """Download the model at ``reference`` into the directory ``destination``.
 
@@ -312,13 +318,24 @@ def pull(
 
     ``blob_cache`` (default: ``OCIMODEL_BLOB_CACHE=1``) links files from the local blob
     cache instead of downloading them, after checking them against their digests, and
-    keeps downloaded files there; see :mod:`ocimodel.packaging.blobcache`."""
+    keeps downloaded files there; see :mod:`ocimodel.packaging.blobcache`.
+
+    ``reference`` may name a variant index (docs/variants.md): ``variant`` (``["quant=q4"]``,
+    ``"quant=q4,device=cuda"`` items, or a mapping) picks the one variant whose labels
+    include all of them, and only its files are downloaded (``verify`` sees that variant).
+    An index of one variant needs no choice; a choice that matches none or several, or none
+    given among several, raises VariantNotChosen listing the variants."""
+    # Here: `import ocimodel.api.transfer` (every command) does not load the variant code.
+    from ocimodel.api.variants import choose_variant
+
     ref = as_reference(reference)
     registry_options = bound(connection, ref)
     concurrency = registry_options.concurrency
     with open_target(ref, registry_options) as source:
         root = source.resolve(ref.reference or DEFAULT_TAG)
         data = source.fetch_manifest(root)
+        index_digest = root.digest
+        root, data, labels = choose_variant(source, root, data, variant, str(ref))
         _refuse_non_model(data, root, str(ref))
         manifest = model_manifest(data, root, str(ref))
         if verify is not None:
@@ -345,6 +362,8 @@ def pull(
         files_from_cache=from_cache,
         retries=retries,
         files_replaced=replaced,
+        index_digest=index_digest if labels is not None else None,
+        variant=labels or {},
     )
 
 
@@ -364,6 +383,11 @@ def inspect(
         if isinstance(parsed, Manifest):
             config = read_config(source, parsed.config)
             files = [file_entry(layer_path(layer) or "", layer) for layer in parsed.layers]
+        entries = [_index_entry(d) for d in parsed.manifests] if isinstance(parsed, Index) else []
+        if is_variant_index(parsed):  # each variant's labels, size and formats (docs/variants.md)
+            from ocimodel.api.variants import describe as describe_variants
+
+            entries = [{**entry, **more} for entry, more in zip(entries, describe_variants(source, data))]
     kind = artifact_kind(parsed)
     return ModelInfo(
         reference=str(ref),
@@ -378,8 +402,8 @@ def inspect(
         config=config,
         kind=kind.kind,
         kind_description=kind.description,
-        is_model=kind.kind in ("model", "modelkit"),
-        manifests=[_index_entry(d) for d in parsed.manifests] if isinstance(parsed, Index) else [],
+        is_model=kind.kind in ("model", "modelkit", "variants"),
+        manifests=entries,
         **_card_fields(config if kind.kind == "model" else None, parsed.annotations or {}),
     )
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from typer.exceptions import TyperException
 
-from ocimodel.cli import auth, browse, cache, compare, referrers, registry, transfer, trust
+from ocimodel.cli import auth, browse, cache, compare, index, referrers, registry, transfer, trust
 from ocimodel.cli.common import report_error, state, stderr, stdout
 from ocimodel.errors import UsageError, escape_controls
 
@@ -130,6 +130,7 @@ app.command("generate-key-pair", hidden=True)(trust.generate_key_pair)  # cosign
 app.command()(compare.diff)
 app.command()(compare.search)
 app.add_typer(cache.cache_app, name="cache")
+app.add_typer(index.index_app, name="index")
 app.add_typer(trust.signature_app, name="signature")
 app.add_typer(trust.key_app, name="key")
 

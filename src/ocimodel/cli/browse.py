@@ -101,7 +101,7 @@ def _print_info(info: api.ModelInfo) -> None:
         ("Parameters", info.param_size),
         ("Precision", info.precision),
     ]
-    if info.kind != "index":
+    if info.kind not in ("index", "variants"):
         rows.append(("Size", f"{size(info.total_size)} in {len(info.files)} files"))
     # Plain lines, not a table: a digest must never be cut to fit the terminal.
     for label, value in rows:
@@ -128,7 +128,13 @@ def _print_info(info: api.ModelInfo) -> None:
         _line("Code dirty", "yes" if card["code"]["dirty"] else "no")
     for problem in info.card_problems:
         _line("Unreadable", problem)
-    if info.manifests:
+    if info.kind == "variants":  # plain lines: labels and digests are never cut (docs/variants.md)
+        for entry in info.manifests:
+            labels = ",".join(f"{k}={v}" for k, v in entry.get("labels", {}).items()) or "(no labels)"
+            formats = ", ".join(entry.get("formats") or []) or entry.get("artifact_type") or entry["media_type"]
+            shown = f"{size(entry['model_size'])} in {entry['files']} files" if "model_size" in entry else size(entry["size"])
+            _line("Variant", f"{labels}  {entry['digest']}  {formats}  {shown}" + (f"  (unreadable: {entry['problem']})" if entry.get("problem") else ""))
+    elif info.manifests:
         entries = new_table()
         entries.add_column("DIGEST")
         entries.add_column("PLATFORM")

@@ -133,6 +133,10 @@ def pull(
         list[str] | None,
         typer.Option("--kind", metavar="KIND", help="Only files of this kind: weight, weight.config, doc, code, dataset; repeatable (any of them). With --include, a file must match both."),
     ] = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option("--variant", metavar="KEY=VALUE[,KEY=VALUE]", help="From a variant index, the variant with these labels, e.g. quant=q4; repeatable (all of them). `ocimodel inspect REF` lists the variants."),
+    ] = None,
     verify: Annotated[bool, typer.Option("--verify", help="Check signatures first (with --key, --certificate-identity/--certificate-oidc-issuer or --policy); nothing is downloaded when denied.", rich_help_panel="Verification")] = False,
     key: Annotated[list[Path] | None, typer.Option("--key", metavar="PUB", help="A trusted public key (PEM); repeatable.", rich_help_panel="Verification")] = None,
     certificate_identity: Annotated[list[str] | None, typer.Option("--certificate-identity", metavar="ID", help="A trusted keyless signer (cosign's flag); pairs with --certificate-oidc-issuer.", rich_help_panel="Verification")] = None,
@@ -178,6 +182,8 @@ def pull(
       ocimodel pull localhost:5000/team/sentiment:1.0 ./out --verify --key release.pub
 
       ocimodel pull localhost:5000/team/sentiment:1.0 ./out2 --blob-cache
+
+      ocimodel pull localhost:5000/team/llm:1.0 ./llm --variant quant=q4,device=cpu
     """
 
     def action(progress):
@@ -197,7 +203,7 @@ def pull(
         return api.pull(
             reference, directory, plain_http=plain_http, concurrency=concurrency, progress=progress,
             options=connection(), include=include or (), kinds=kind or (), verify=hook, blob_cache=blob_cache,
-            keep_local=keep_local,
+            keep_local=keep_local, variant=variant or (),
         )
 
     # Once the files are in place the pull has succeeded: an interrupt after that point must
@@ -223,6 +229,7 @@ def pull(
         cached = f", {result.files_from_cache} linked from the blob cache" if result.files_from_cache else ""
         print_result(result, as_json, quiet, [
             f"Pulled {result.reference} into {result.destination}",
+            *([f"Variant: {','.join(f'{k}={v}' for k, v in result.variant.items())} of index {result.index_digest}"] if result.index_digest else []),
             f"Digest: {result.digest}",
             f"Files: {len(result.files)} ({size(total)}); downloaded {size(result.bytes_downloaded)}, "
             f"{result.files_unchanged} already up to date{cached}{left_out}",

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Index, Manifest
 
-__all__ = ["IMAGE_CONFIG_TYPES", "KITOPS_CONFIG", "ArtifactKind", "artifact_kind"]
+__all__ = [
+    "IMAGE_CONFIG_TYPES", "KITOPS_CONFIG", "KITOPS_INDEX", "VARIANT_INDEX", "VARIANT_INDEX_TYPES", "VARIANT_LABEL_PREFIX",
+    "ArtifactKind", "artifact_kind", "is_variant_index",
+]
 
 # The config of a runnable container image (OCI and Docker schema 2): its layers are root
 # filesystem diffs, not files of a model.
@@ -22,6 +25,13 @@ IMAGE_CONFIG_TYPES = (
 )
 # A KitOps ModelKit's config is its Kitfile as JSON.
 KITOPS_CONFIG = "application/vnd.kitops.modelkit.config.v1+json"
+# A variant index (docs/variants.md): an image index of models of one repository, each entry
+# labelled (quant=q4, device=cuda) by annotations under VARIANT_LABEL_PREFIX. KitOps writes
+# the same thing (`kit index`) with its own artifactType and labels in `modelMetadata`.
+VARIANT_INDEX = "application/vnd.ocimodel.variants.v1+json"
+KITOPS_INDEX = "application/vnd.kitops.modelkit.index.v1+json"
+VARIANT_INDEX_TYPES = (VARIANT_INDEX, KITOPS_INDEX)
+VARIANT_LABEL_PREFIX = "dev.ocimodel.variant."
 _FILE_NAME_ANNOTATIONS = (mt.ANNOTATION_TITLE, mt.ANNOTATION_FILEPATH, mt.LEGACY_ANNOTATION_FILEPATH)
 
 
@@ -30,7 +40,8 @@ class ArtifactKind:
     """``kind`` is one of: ``model`` (a ModelPack model, ocimodel's own format),
     ``modelkit`` (a KitOps ModelKit), ``files`` (an artifact of another type whose layers
     are named files, as oras pushes them: pulled as those files), ``image`` (a container
-    image), ``index`` (an image index) or ``artifact`` (anything else).
+    image), ``variants`` (a variant index: models told apart by labels), ``index`` (any
+    other image index) or ``artifact`` (anything else).
     ``pullable`` says whether pull may try to write it as a directory; ``description``
     reads in a sentence ("a container image"); ``needed`` says what pull would need."""
 
@@ -46,8 +57,19 @@ def _type_of(document: Manifest | Index) -> str | None:
     return document.effective_artifact_type
 
 
+def is_variant_index(document: Manifest | Index) -> bool:
+    """An index that says it holds variants of one model (ours, or a KitOps index)."""
+    return isinstance(document, Index) and document.artifact_type in VARIANT_INDEX_TYPES
+
+
 def artifact_kind(document: Manifest | Index) -> ArtifactKind:
     """Classify a parsed manifest or index (see :class:`ArtifactKind`)."""
+    if isinstance(document, Index) and is_variant_index(document):
+        count = len(document.manifests)
+        return ArtifactKind(
+            "variants", f"a variant index of {count} model{'s' if count != 1 else ''}", False,
+            needed="a choice of variant: --variant KEY=VALUE (`ocimodel inspect` lists them)",
+        )
     if isinstance(document, Index):
         count = len(document.manifests)
         what = f"an image index of {count} manifest{'s' if count != 1 else ''}"

@@ -343,7 +343,8 @@ def copy_with_referrers(
     **copy_options,
 ) -> ArtifactCopy:
     """Copy ``root`` and every referrer below it (recursively), digests unchanged, so a
-    signature made at the source verifies at the destination.
+    signature made at the source verifies at the destination; for an index, also the
+    referrers of every manifest it names.
 
     Everything is read and verified from the source first; then the model goes in
     untagged, its referrers after it, and the tag last: whoever sees the tag sees the
@@ -351,6 +352,13 @@ def copy_with_referrers(
     graph = graph or read_graph(source, root)
     tree = walk(source, root.digest)
     nodes = tree.flatten()
+    # An index's members have referrers of their own (a signature of one variant of a
+    # variant index): they travel with it. graph.manifests lists the members before the root.
+    for member, _ in graph.manifests[:-1]:
+        below = walk(source, member.digest)
+        known = {n.descriptor.digest for n in nodes}
+        nodes += [n for n in below.flatten() if n.descriptor.digest not in known]
+        tree.ignored += below.ignored
     graphs = [read_graph(source, node.descriptor) for node in nodes]
     if check_source:
         # An archive being imported: every blob must be there before the first is copied.
