@@ -18,7 +18,9 @@ from typing import Any
 def paragraphs(text: str) -> Iterator[tuple[bool, list[str]]]:
     """(literal, lines) for each paragraph of ``text`` (separated by blank lines). A
     paragraph is literal when its first line is indented, or starts with click's ``\\b``
-    marker (which is dropped)."""
+    marker (which is dropped), or when every line is an ``ocimodel`` command: help texts
+    are dedented before they get here (typer cleans a group's help, a docstring whose
+    examples sit at the prose's indentation loses it), and an example must stay whole."""
     block: list[str] = []
     for line in [*text.splitlines(), ""]:
         if line.strip():
@@ -28,8 +30,12 @@ def paragraphs(text: str) -> Iterator[tuple[bool, list[str]]]:
             if block[0].strip() == "\b":
                 yield True, block[1:]
             else:
-                yield block[0][:1].isspace(), block
+                yield block[0][:1].isspace() or all(_is_example(line) for line in block), block
             block = []
+
+
+def _is_example(line: str) -> bool:
+    return line.strip().startswith("ocimodel ")
 
 
 def wrap(text: str, width: int, indent: str = "") -> str:
