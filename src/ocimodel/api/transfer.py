@@ -45,6 +45,7 @@ from ocimodel.oci.reference import LayoutReference, Reference, RegistryReference
 from ocimodel.packaging.blobcache import BlobCache, blob_cache_wanted
 from ocimodel.packaging.classify import FileKind
 from ocimodel.packaging.digestcache import DigestCache
+from ocimodel.packaging.kitfile import is_modelkit, plan_modelkit
 from ocimodel.packaging.package import (
     ModelSource,
     PackageOptions,
@@ -323,7 +324,8 @@ def pull(
         manifest = model_manifest(data, root, str(ref))
         if verify is not None:
             verify(source, root, data)
-        planned = plan_files(manifest)
+        # A KitOps ModelKit's paths are in its Kitfile (the config, read verified).
+        planned = plan_modelkit(manifest, read_config(source, manifest.config)) if is_modelkit(manifest) else plan_files(manifest)
         files = select_files(planned, include, kinds, shown=str(ref))
         result = TransferResult(descriptor=root)
         cache = BlobCache() if blob_cache_wanted(blob_cache) else None
@@ -338,7 +340,7 @@ def pull(
         reference=str(ref),
         digest=root.digest,
         destination=str(destination),
-        files=[file_entry(f.relpath, f.descriptor) for f in files],
+        files=[file_entry(f.relpath, f.descriptor, f.kind) for f in files],
         bytes_downloaded=result.bytes_copied,
         files_unchanged=unchanged,
         files_not_selected=len(planned) - len(files),
@@ -365,6 +367,12 @@ def inspect(
             config = read_config(source, parsed.config)
             files = [file_entry(layer_path(layer) or "", layer) for layer in parsed.layers]
     kind = artifact_kind(parsed)
+    if kind.kind == "modelkit":  # names, kinds and the card from the Kitfile
+        from ocimodel.metadata.kitcard import modelkit_info
+        planned, card_fields = modelkit_info(parsed, config)
+        files = [file_entry(p.relpath, p.descriptor, p.kind) for p in planned] or files
+    else:
+        card_fields = _card_fields(config if kind.kind == "model" else None, parsed.annotations or {})
     return ModelInfo(
         reference=str(ref),
         digest=root.digest,
@@ -380,7 +388,7 @@ def inspect(
         kind_description=kind.description,
         is_model=kind.kind in ("model", "modelkit"),
         manifests=[_index_entry(d) for d in parsed.manifests] if isinstance(parsed, Index) else [],
-        **_card_fields(config if kind.kind == "model" else None, parsed.annotations or {}),
+        **card_fields,
     )
 
 

@@ -126,6 +126,10 @@ def _print_info(info: api.ModelInfo) -> None:
         _line("Packages", ", ".join(f"{k}=={v}" for k, v in environment["packages"].items()))
     if (card.get("code") or {}).get("dirty") is not None:
         _line("Code dirty", "yes" if card["code"]["dirty"] else "no")
+    if info.kind == "modelkit":  # what the Kitfile says that the card has no field for
+        from ocimodel.metadata.kitcard import kitfile_lines
+        for label, value in kitfile_lines(info.config):
+            _line(label, value)
     for problem in info.card_problems:
         _line("Unreadable", problem)
     if info.manifests:
