@@ -194,7 +194,7 @@ def contents(root: Path) -> dict[str, str]:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     root = tmp_path / "project"
-    for directory in ("models", "src/lib", "data", "docs", "prompts"):
+    for directory in ("models", "src/lib", "data", "eval/eval", "docs", "prompts"):
         (root / directory).mkdir(parents=True)
     (root / "models/model.gguf").write_bytes(os.urandom(150_000))
     (root / "models/lora.safetensors").write_bytes(os.urandom(20_000))
@@ -204,6 +204,8 @@ def project(tmp_path: Path) -> Path:
     (root / "src/lib/util.py").write_bytes(b"X = 1\n")
     (root / "data/train.csv").write_bytes(b"x,y\n1,2\n")
     (root / "data/test.csv").write_bytes(b"x,y\n3,4\n")
+    # A directory named as its parent: where the member names start is not guessable.
+    (root / "eval/eval/scores.csv").write_bytes(b"metric,value\nacc,0.9\n")
     (root / "docs/README.md").write_bytes("# Tiny\n\ncafé\n".encode())
     (root / "prompts/system.md").write_bytes(b"You are terse.\n")
     (root / "LICENSE").write_bytes(b"Apache-2.0\n")
@@ -222,12 +224,13 @@ def kitfile_for(with_digests: list[bytes] | None = None) -> dict:
                   "parts": [{"name": "adapter", "path": "models/lora.safetensors", "type": "lora"}],
                   "parameters": {"context": 2048, "temperature": 0.2}},
         "code": [{"path": "src/", "description": "training code", "license": "BSD-3-Clause"}],
-        "datasets": [{"name": "train", "path": "data", "description": "training split", "license": "CC-BY-4.0"}],
+        "datasets": [{"name": "train", "path": "data", "description": "training split", "license": "CC-BY-4.0"},
+                     {"name": "eval", "path": "eval/eval"}],
         "docs": [{"path": "docs/README.md", "description": "readme"}],
         "prompts": [{"path": "prompts/system.md", "description": "system prompt"}],
     }
     if with_digests is not None:
-        entries = [kitfile["model"], kitfile["model"]["parts"][0], kitfile["code"][0], kitfile["datasets"][0],
+        entries = [kitfile["model"], kitfile["model"]["parts"][0], kitfile["code"][0], *kitfile["datasets"],
                    kitfile["docs"][0], kitfile["prompts"][0]]
         for entry, blob in zip(entries, with_digests, strict=True):
             entry["digest"] = sha(blob)
@@ -238,7 +241,8 @@ def kitfile_for(with_digests: list[bytes] | None = None) -> dict:
 def modelkit_layers(project: Path, *, legacy: bool = False) -> tuple[dict, list[tuple[str, bytes, dict[str, str]]]]:
     tar = legacy_kit_tar if legacy else kit_tar
     plan = [("model", "models/model.gguf", "gzip", {}), ("modelpart", "models/lora.safetensors", "zstd", {}),
-            ("code", "src", "", {}), ("dataset", "data", "gzip", {}), ("docs", "docs/README.md", "zstd", {}),
+            ("code", "src", "", {}), ("dataset", "data", "gzip", {}), ("dataset", "eval/eval", "", {}),
+            ("docs", "docs/README.md", "zstd", {}),
             ("code", "prompts/system.md", "gzip", {SUBTYPE: "prompt"})]
     layers = [(layer_type(base, "tar", comp), compress(tar(project, path), comp), ann) for base, path, comp, ann in plan]
     kitfile = kitfile_for(None if legacy else [blob for _, blob, _ in layers])
@@ -268,13 +272,14 @@ def test_plan_matches_layers_to_kitfile_entries(project: Path) -> None:
     planned = plan_modelkit(_manifest(layers), kitfile)
     assert [(p.relpath, p.kind, p.archive, p.names_from) for p in planned] == [
         ("models/model.gguf", "weight", "gzip", ""), ("models/lora.safetensors", "weight.config", "zstd", ""),
-        ("src", "code", "none", ""), ("data", "dataset", "gzip", ""), ("docs/README.md", "doc", "zstd", ""),
+        ("src", "code", "none", ""), ("data", "dataset", "gzip", ""), ("eval/eval", "dataset", "none", ""),
+        ("docs/README.md", "doc", "zstd", ""),
         ("prompts/system.md", "code", "gzip", ""),
     ]
     # Before KitOps 0.5 (no digests): names are relative to the parent of the entry's path.
     legacy_kitfile, legacy_layers = modelkit_layers(project, legacy=True)
     assert [p.names_from for p in plan_modelkit(_manifest(legacy_layers), legacy_kitfile)] == [
-        "models", "models", "", "", "docs", "prompts"]
+        "models", "models", "", "", "eval", "docs", "prompts"]
     # KitOps' own words select too (kit unpack --filter model,docs).
     assert [p.relpath for p in select_files(planned, kinds=["model", "docs"])] == ["models/model.gguf", "docs/README.md"]
     assert [p.relpath for p in select_files(planned, kinds=["modelpart"])] == ["models/lora.safetensors"]
@@ -328,7 +333,7 @@ def test_modelkit_inspect_and_pull(registry, repo_name: str, project: Path, tmp_
     assert (info["name"], info["formats"]) == ("tiny-llm", ["gguf"])
     assert [(f["path"], f["kind"]) for f in info["files"]] == [
         ("models/model.gguf", "weight"), ("models/lora.safetensors", "weight.config"), ("src", "code"),
-        ("data", "dataset"), ("docs/README.md", "doc"), ("prompts/system.md", "code"),
+        ("data", "dataset"), ("eval/eval", "dataset"), ("docs/README.md", "doc"), ("prompts/system.md", "code"),
     ]
     human = ok("inspect", ref).out
     for line in ("Kind:          a KitOps ModelKit", "Name:          tiny-llm", "Licenses:      Apache-2.0, MIT",
@@ -336,13 +341,13 @@ def test_modelkit_inspect_and_pull(registry, repo_name: str, project: Path, tmp_
                  'Model params:  {"context": 2048, "temperature": 0.2}',
                  "Model part:    adapter at models/lora.safetensors (type lora)",
                  "Code:          src/ (license BSD-3-Clause): training code",
-                 "Dataset:       train at data (license CC-BY-4.0): training split",
+                 "Dataset:       train at data (license CC-BY-4.0): training split", "Dataset:       eval at eval/eval",
                  "Docs:          docs/README.md: readme", "Prompt:        prompts/system.md: system prompt"):
         assert line in human, human
 
     dest = tmp_path / "out"
     pulled = json_of(ok("pull", ref, dest, "--json"))
-    assert len(pulled["files"]) == 6
+    assert len(pulled["files"]) == 7
     expected = kit_unpack(kitfile, layers, tmp_path / "kit")
     assert contents(dest) == contents(expected)
     wanted = {p: d for p, d in contents(project).items()
