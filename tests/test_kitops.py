@@ -310,6 +310,11 @@ def test_plan_refuses_what_kit_would_refuse_or_misplace(project: Path) -> None:
     raw = [(layer_type("docs", "raw"), b"# readme\n", {FILEPATH: "elsewhere/README.md"})]
     with pytest.raises(NotAModel, match="refusing to guess"):
         plan_modelkit(_manifest(raw), {"manifestVersion": "1.0.0", "docs": [{"path": "docs/README.md"}]})
+    tar = [(layer_type("code", "tar"), b"t", {FILEPATH: "other"})]
+    with pytest.raises(NotAModel, match="refusing to guess"):
+        plan_modelkit(_manifest(tar), {"manifestVersion": "1.0.0", "code": [{"path": "./src/"}]})
+    tar = [(layer_type("code", "tar"), b"t", {FILEPATH: "src"})]
+    assert [p.relpath for p in plan_modelkit(_manifest(tar), {"manifestVersion": "1.0.0", "code": [{"path": "./src/"}]})] == ["src"]
 
 
 # -- through the registry ----------------------------------------------------------------------
@@ -381,7 +386,8 @@ def test_modelkit_raw_layers(registry, repo_name: str, project: Path, tmp_path: 
              ("docs", "docs/README.md", "gzip"), ("mcpb", "filesystem.mcpb", "")]
     layers = [(layer_type(base, "raw", comp), compress((project / path).read_bytes(), comp), raw_annotations(project, path))
               for base, path, comp in files]
-    layers.insert(2, (layer_type("code", "tar", "gzip"), gzip.compress(kit_tar(project, "src")), {}))
+    # the later sources annotate a tar layer with its path too
+    layers.insert(2, (layer_type("code", "tar", "gzip"), gzip.compress(kit_tar(project, "src")), {FILEPATH: "src"}))
     blobs = [blob for _, blob, _ in layers]
     kitfile = {"manifestVersion": "1.0.0", "package": {"name": "raw-kit"},
                "model": {"name": "m", "path": "models/model.gguf", "digest": sha(blobs[0]),

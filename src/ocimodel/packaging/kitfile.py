@@ -15,8 +15,9 @@ layer's type, in Kitfile order; since KitOps 0.5 each entry also records its lay
 to the ModelKit root when the entry has a digest (KitOps >= 0.5 walks from the context
 directory and writes each path's parent directories too), and relative to the parent of
 the entry's path when it has none (older KitOps named a file by its base name and a
-directory by its last component). A raw layer is one file, at the path in its
-``org.cncf.model.filepath`` annotation, which must agree with the Kitfile.
+directory by its last component). A raw layer is one file. The later KitOps sources also
+put the path in each layer's ``org.cncf.model.filepath`` annotation: it must agree with
+the Kitfile.
 
 Nothing here fetches: the caller reads the config, verified against its digest."""
 
@@ -192,13 +193,14 @@ def plan_modelkit(manifest: Manifest, config: Any) -> list[PlannedFile]:
                 hint="install the `zstandard` package to pull zstd layers",
             )
         selected = KINDS.get(kind)
+        # The later KitOps sources also annotate each layer with its path: it must agree.
+        annotated = layer_path(layer)
+        if annotated is not None and entry_path(annotated, "layer") != path:
+            raise NotAModel(
+                f"ModelKit layer {layer.digest[:19]} says it is {annotated[:120]!r} but its Kitfile "
+                f"{what} says {path[:120]!r}; refusing to guess"
+            )
         if form == "raw":
-            annotated = layer_path(layer)
-            if annotated is not None and entry_path(annotated, "raw layer") != path:
-                raise NotAModel(
-                    f"ModelKit layer {layer.digest[:19]} says it is {annotated[:120]!r} but its Kitfile "
-                    f"{what} says {path[:120]!r}; refusing to guess"
-                )
             if not path:
                 raise NotAModel(f"the Kitfile's {what} names the ModelKit root for a single file")
             planned.append(PlannedFile(path, layer, mode_of(layer), packed=None if compression == "none" else compression,
