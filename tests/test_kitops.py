@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from ocimodel.errors import NotAModel, UnsafePath
+from ocimodel.metadata.kitcard import kitfile_card, modelkit_info
 from ocimodel.oci.models import Descriptor, Manifest
 from ocimodel.packaging.kitfile import parse_kit_layer, plan_modelkit
 from ocimodel.packaging.selection import select_files
@@ -315,6 +316,24 @@ def test_plan_refuses_what_kit_would_refuse_or_misplace(project: Path) -> None:
         plan_modelkit(_manifest(tar), {"manifestVersion": "1.0.0", "code": [{"path": "./src/"}]})
     tar = [(layer_type("code", "tar"), b"t", {FILEPATH: "src"})]
     assert [p.relpath for p in plan_modelkit(_manifest(tar), {"manifestVersion": "1.0.0", "code": [{"path": "./src/"}]})] == ["src"]
+
+
+def test_kitfile_card_says_what_it_cannot_read() -> None:
+    fields = kitfile_card({"manifestVersion": "1.0.0", "package": {"name": "k", "license": "Apache 2", "authors": None},
+                           "model": {"path": "m.bin", "format": "gguf", "framework": None}})
+    assert fields["card"] == {"name": "k", "format": "gguf"}
+    assert fields["formats"] == ["gguf"]
+    assert len(fields["card_problems"]) == 1 and "Kitfile licenses" in fields["card_problems"][0]
+    assert "Apache 2" in fields["card_problems"][0]
+    assert kitfile_card(None)["card_problems"] == [
+        "the ModelKit's config is not a Kitfile in JSON (or is larger than 4 MiB)"]
+    # A Kitfile that does not name every layer: the card is still shown, the files are not
+    # named, and the card's problems say why.
+    manifest = _manifest([(layer_type("docs"), b"d", {})])
+    planned, fields = modelkit_info(manifest, {"manifestVersion": "1.0.0", "package": {"name": "k"}})
+    assert planned == [] and fields["card"] == {"name": "k"}
+    assert fields["card_problems"] == [
+        f"Kitfile: the ModelKit's layer {sha(b'd')[:19]} (docs) has no entry in its Kitfile"]
 
 
 # -- through the registry ----------------------------------------------------------------------

@@ -27,7 +27,7 @@ import posixpath
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ocimodel.errors import NotAModel, UnsafePath
 from ocimodel.oci.kind import KITOPS_CONFIG, KITOPS_MANIFEST
@@ -62,6 +62,12 @@ KINDS = {"model": "weight", "modelpart": "weight.config", "code": "code", "promp
 class _Lenient(BaseModel):
     # KitOps adds fields from version to version; what we do not know is kept, not refused.
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        # encoding/json leaves empty fields out, but a hand-written Kitfile may say null.
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
 
 
 class KitEntry(_Lenient):
