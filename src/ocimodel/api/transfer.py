@@ -56,7 +56,13 @@ from ocimodel.packaging.package import (
     scan_model,
 )
 from ocimodel.packaging.selection import select_files, string_list
-from ocimodel.packaging.unpack import DirectoryWriter, layer_path, plan_files
+from ocimodel.packaging.unpack import (
+    DirectoryWriter,
+    archive_names,
+    layer_path,
+    plan_files,
+    unnamed_archive,
+)
 from ocimodel.targets.copy import (
     Graph,
     Progress,
@@ -65,6 +71,7 @@ from ocimodel.targets.copy import (
     copy_graph,
     read_graph,
     upload_unhashed,
+    verified,
 )
 from ocimodel.targets.open import open_target
 from ocimodel.targets.referrers import copy_with_referrers, is_fallback_tag
@@ -353,8 +360,14 @@ def pull(
 def inspect(
     connection: ConnectionOptions,
     reference: str,
+    *,
+    read_layers: bool = False,
 ) -> ModelInfo:
-    """Manifest, config and file list of the artifact at ``reference``, without its files."""
+    """Manifest, config and file list of the artifact at ``reference``, without its files.
+
+    ``read_layers``: download each ModelPack tar layer that declares no path (as modctl
+    writes them: the names are only in the tar headers), check its digest, and list it by
+    the name of its first member; such a layer is listed with an empty path otherwise."""
     ref = as_reference(reference)
     with open_store(connection, ref) as source:
         root = source.resolve(ref.reference or DEFAULT_TAG)
@@ -365,7 +378,7 @@ def inspect(
         files: list[FileEntry] = []
         if isinstance(parsed, Manifest):
             config = read_config(source, parsed.config)
-            files = [file_entry(layer_path(layer) or "", layer) for layer in parsed.layers]
+            files = [file_entry(layer_path(layer) or _read_name(source, layer, read_layers), layer) for layer in parsed.layers]
     kind = artifact_kind(parsed)
     if kind.kind == "modelkit":  # names, kinds and the card from the Kitfile
         from ocimodel.metadata.kitcard import modelkit_info
@@ -390,6 +403,15 @@ def inspect(
         manifests=[_index_entry(d) for d in parsed.manifests] if isinstance(parsed, Index) else [],
         **card_fields,
     )
+
+
+def _read_name(source, layer: Descriptor, wanted: bool) -> str:
+    """inspect --read-layers: a tar layer's name from its headers, after its digest is checked."""
+    if not wanted or unnamed_archive(layer) is None:
+        return ""
+    with source.open_blob(layer) as chunks:
+        names = archive_names(verified(chunks, layer), layer)
+    return names[0] if names else ""
 
 
 def _refuse_non_model(data: bytes, root: Descriptor, shown: str) -> None:

@@ -143,6 +143,46 @@ def first_member_name(
     return None
 
 
+def list_members(
+    chunks: Iterable[bytes],
+    *,
+    compression: Compression = "none",
+    limits: ExtractLimits | None = None,
+    label: str = "layer",
+) -> list[str]:
+    """The names a tar layer's members would be extracted under at the model root (its
+    ``.`` root entry passed over), every name and member type checked as extraction checks
+    them, nothing written. Reads the stream to its end, under the same caps as extraction:
+    with a verifying iterator (the copy engine's ``verified``) the names are only returned
+    once the layer's digest has been checked. Same errors as :func:`extract_tar_stream`."""
+    state = ReadState(limits=limits or ExtractLimits())
+    raw = _ChunkReader(chunks)
+    names = _UniqueNames(label)
+    listed: list[str] = []
+    try:
+        decoded = _decoder(raw, compression, label)
+        for _tar, member in read_members(decoded, state, label, _LABEL, hint=_BOMB_HINT):
+            if not (is_plain_file(member) or member.isdir()):
+                raise refuse_type(member, label, _LABEL)
+            name = _member_name(member, label)
+            if name is None:
+                continue
+            names.add(name, member.isdir())
+            if is_plain_file(member):
+                # Skipped, not written: counted as if written, so the caps still hold.
+                state.written += member.size
+                if state.written > state.limits.max_total_bytes:
+                    raise ArchiveTooLarge(
+                        f"tar layer {label} holds more than {state.limits.max_total_bytes} bytes", hint=_BOMB_HINT
+                    )
+            listed.append(name)
+        drain_decoder(decoded)
+        raw.drain(label, compressed=compression != "none")
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, *_zstd_errors()) as exc:
+        raise InvalidArchive(f"tar layer {label} is not a valid {_format_name(compression)}: {exc}") from None
+    return listed
+
+
 def decompress_stream(
     chunks: Iterable[bytes],
     staging_root: str | os.PathLike[str],
@@ -456,5 +496,5 @@ __all__ = [
     "DEFAULT_MAX_MEMBERS", "DEFAULT_MAX_TOTAL_BYTES", "MAX_HEADER_CHAIN",
     "MAX_HEADER_RECORD_BYTES", "STREAM_BUFFER", "STREAM_SLACK_BYTES",
     "ArchiveTooLarge", "Compression", "ExtractLimits", "ExtractedEntry", "InvalidArchive",
-    "UnsafeArchive", "decompress_stream", "extract_tar_stream", "first_member_name", "zstd_module",
+    "UnsafeArchive", "decompress_stream", "extract_tar_stream", "list_members", "first_member_name", "zstd_module",
 ]

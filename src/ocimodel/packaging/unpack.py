@@ -63,6 +63,7 @@ from ocimodel.packaging.archive import (
     decompress_stream,
     extract_tar_stream,
     first_member_name,
+    list_members,
     zstd_module,
 )
 from ocimodel.packaging.blobcache import BlobCache
@@ -146,7 +147,7 @@ def header_path(source, layer: Descriptor) -> str | None:
     if layer_path(layer) is not None:
         return None
     try:
-        compression = _unnamed_archive(layer)
+        compression = unnamed_archive(layer)
         if compression is None:
             return None
         with source.open_blob(layer) as chunks:
@@ -166,7 +167,7 @@ def plan_files(manifest: Manifest) -> list[PlannedFile]:
         if name is None:
             # modctl, and the ModelPack spec's example manifest, leave the path to the tar
             # headers: the members are extracted at the model root, checked one by one.
-            compression = _unnamed_archive(layer)
+            compression = unnamed_archive(layer)
             if compression is None:
                 raise NotAModel(
                     f"layer {layer.digest} ({layer.media_type[:120]}) has no file name: no "
@@ -184,7 +185,19 @@ def plan_files(manifest: Manifest) -> list[PlannedFile]:
     return planned
 
 
-def _unnamed_archive(layer: Descriptor) -> Compression | None:
+def archive_names(chunks: Iterable[bytes], layer: Descriptor) -> list[str]:
+    """The names a ModelPack tar layer that declares no path (modctl's) extracts to, read
+    from its whole stream under pull's checks and caps, nothing written (``inspect
+    --read-layers``). Give it the copy engine's verifying iterator: the names are returned
+    only once the digest has been checked. [] for any other layer."""
+    compression = unnamed_archive(layer)
+    if compression is None or layer_path(layer) is not None:
+        return []
+    limits = _layer_limits(ExtractLimits(), PlannedFile("", layer, DEFAULT_FILE_MODE, compression))
+    return list_members(chunks, compression=compression, limits=limits, label=f"layer {layer.digest[:19]}")
+
+
+def unnamed_archive(layer: Descriptor) -> Compression | None:
     """The compression of a ModelPack tar layer (any kind, current or legacy names) that
     carries no path; None for any other layer, which cannot be named."""
     parsed = mt.parse_model_layer(layer.media_type)
