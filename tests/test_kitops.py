@@ -55,9 +55,19 @@ def go_json(document: object) -> bytes:
 # -- kit pack, re-stated ------------------------------------------------------------------
 
 
+class GoTarInfo(tarfile.TarInfo):
+    """A header as Go's archive/tar writes the name it is given: Python's tarfile would add
+    a trailing slash to a directory's name, kit's headers have none."""
+
+    def get_info(self):
+        info = super().get_info()
+        info["name"] = self.name
+        return info
+
+
 def _header(context: Path, path: Path, name: str, uid: int) -> tarfile.TarInfo:
     st = path.stat()
-    info = tarfile.TarInfo(name)
+    info = GoTarInfo(name)
     info.type = tarfile.DIRTYPE if path.is_dir() else tarfile.REGTYPE
     info.mode = st.st_mode & 0o777
     info.size = 0 if path.is_dir() else st.st_size
