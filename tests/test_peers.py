@@ -10,7 +10,9 @@ are refused with nothing written (docs/threats.md 10)."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
+import json
 import logging
 import os
 import subprocess
@@ -137,6 +139,37 @@ def test_modctl_tar_layers_without_file_paths(registry, repo_name: str, modctl_m
     run = cli("pull", ref, tmp_path / "none", "--include", "nomatch*")
     assert run.returncode == 2, run.stderr  # NothingSelected is a usage error
     assert "layer sha256:" in run.stderr, run.stderr
+
+
+def test_inspect_read_layers_names_unnamed_tar_layers_after_checking_them(
+    registry, repo_name: str, modctl_model: Path, tmp_path: Path
+) -> None:
+    """inspect leaves a tar layer with no path unnamed unless asked to read the layers;
+    then each is downloaded, its digest checked, and it is named by its headers."""
+    layers = [
+        (MODEL.format(kind="weight", packing="tar"), go_style_tar(modctl_model, "model.safetensors"), {}),
+        (MODEL.format(kind="weight.config", packing="tar+gzip"), gzip.compress(go_style_tar(modctl_model, "tokenizer")), {}),
+        (MODEL.format(kind="doc", packing="raw"), b"# readme\n", {"org.cncf.model.filepath": "README.md"}),
+    ]
+    push_artifact(registry, repo_name, "v1", layers)
+    ref = f"{registry.host}/{repo_name}:v1"
+    plain = cli("inspect", ref, "--json")
+    assert plain.returncode == 0, plain.stderr
+    assert [f["path"] for f in json.loads(plain.stdout)["files"]] == ["", "", "README.md"]
+    read = cli("inspect", ref, "--json", "--read-layers")
+    assert read.returncode == 0, read.stderr
+    assert [f["path"] for f in json.loads(read.stdout)["files"]] == ["model.safetensors", "tokenizer", "README.md"]
+
+    # A layer whose bytes are not its digest's: no name is shown, the inspect fails.
+    layout = tmp_path / "layout"
+    assert cli("copy", ref, f"oci:{layout}:v1").returncode == 0
+    blob = layout / "blobs" / "sha256" / hashlib.sha256(layers[0][1]).hexdigest()
+    tampered = bytearray(blob.read_bytes())
+    tampered[600] ^= 1  # inside the file's content, not its header
+    blob.write_bytes(bytes(tampered))
+    bad = cli("inspect", f"oci:{layout}:v1", "--read-layers")
+    assert bad.returncode == 1 and "digest" in bad.stderr.lower() and "Traceback" not in bad.stderr, bad.stderr
+    assert "model.safetensors" not in bad.stdout
 
 
 HOSTILE = {

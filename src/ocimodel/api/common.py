@@ -108,6 +108,8 @@ def read_config(source, descriptor: Descriptor) -> dict[str, Any] | None:
     return document if isinstance(document, dict) else None
 
 
-def file_entry(path: str, layer: Descriptor) -> FileEntry:
+def file_entry(path: str, layer: Descriptor, kind: str | None = None) -> FileEntry:
+    """``kind``: the layer's kind when its media type is not a ModelPack one (a ModelKit's)."""
     parsed = mt.parse_model_layer(layer.media_type)
-    return FileEntry(path=path, digest=layer.digest, size=layer.size, media_type=layer.media_type, kind=parsed[0] if parsed else None)
+    return FileEntry(path=path, digest=layer.digest, size=layer.size, media_type=layer.media_type,
+                     kind=kind or (parsed[0] if parsed else None))

@@ -45,6 +45,7 @@ from ocimodel.oci.reference import LayoutReference, Reference, RegistryReference
 from ocimodel.packaging.blobcache import BlobCache, blob_cache_wanted
 from ocimodel.packaging.classify import FileKind
 from ocimodel.packaging.digestcache import DigestCache
+from ocimodel.packaging.kitfile import is_modelkit, plan_modelkit
 from ocimodel.packaging.package import (
     ModelSource,
     PackageOptions,
@@ -55,7 +56,13 @@ from ocimodel.packaging.package import (
     scan_model,
 )
 from ocimodel.packaging.selection import select_files, string_list
-from ocimodel.packaging.unpack import DirectoryWriter, layer_path, plan_files
+from ocimodel.packaging.unpack import (
+    DirectoryWriter,
+    archive_names,
+    layer_path,
+    plan_files,
+    unnamed_archive,
+)
 from ocimodel.targets.copy import (
     Graph,
     Progress,
@@ -64,6 +71,7 @@ from ocimodel.targets.copy import (
     copy_graph,
     read_graph,
     upload_unhashed,
+    verified,
 )
 from ocimodel.targets.open import open_target
 from ocimodel.targets.referrers import copy_with_referrers, is_fallback_tag
@@ -340,7 +348,8 @@ def pull(
         manifest = model_manifest(data, root, str(ref))
         if verify is not None:
             verify(source, root, data)
-        planned = plan_files(manifest)
+        # A KitOps ModelKit's paths are in its Kitfile (the config, read verified).
+        planned = plan_modelkit(manifest, read_config(source, manifest.config)) if is_modelkit(manifest) else plan_files(manifest)
         files = select_files(planned, include, kinds, shown=str(ref))
         result = TransferResult(descriptor=root)
         cache = BlobCache() if blob_cache_wanted(blob_cache) else None
@@ -355,7 +364,7 @@ def pull(
         reference=str(ref),
         digest=root.digest,
         destination=str(destination),
-        files=[file_entry(f.relpath, f.descriptor) for f in files],
+        files=[file_entry(f.relpath, f.descriptor, f.kind) for f in files],
         bytes_downloaded=result.bytes_copied,
         files_unchanged=unchanged,
         files_not_selected=len(planned) - len(files),
@@ -370,8 +379,14 @@ def pull(
 def inspect(
     connection: ConnectionOptions,
     reference: str,
+    *,
+    read_layers: bool = False,
 ) -> ModelInfo:
-    """Manifest, config and file list of the artifact at ``reference``, without its files."""
+    """Manifest, config and file list of the artifact at ``reference``, without its files.
+
+    ``read_layers``: download each ModelPack tar layer that declares no path (as modctl
+    writes them: the names are only in the tar headers), check its digest, and list it by
+    the name of its first member; such a layer is listed with an empty path otherwise."""
     ref = as_reference(reference)
     with open_store(connection, ref) as source:
         root = source.resolve(ref.reference or DEFAULT_TAG)
@@ -382,13 +397,19 @@ def inspect(
         files: list[FileEntry] = []
         if isinstance(parsed, Manifest):
             config = read_config(source, parsed.config)
-            files = [file_entry(layer_path(layer) or "", layer) for layer in parsed.layers]
+            files = [file_entry(layer_path(layer) or _read_name(source, layer, read_layers), layer) for layer in parsed.layers]
         entries = [_index_entry(d) for d in parsed.manifests] if isinstance(parsed, Index) else []
         if is_variant_index(parsed):  # each variant's labels, size and formats (docs/variants.md)
             from ocimodel.api.variants import describe as describe_variants
 
             entries = [{**entry, **more} for entry, more in zip(entries, describe_variants(source, data))]
     kind = artifact_kind(parsed)
+    if kind.kind == "modelkit":  # names, kinds and the card from the Kitfile
+        from ocimodel.metadata.kitcard import modelkit_info
+        planned, card_fields = modelkit_info(parsed, config)
+        files = [file_entry(p.relpath, p.descriptor, p.kind) for p in planned] or files
+    else:
+        card_fields = _card_fields(config if kind.kind == "model" else None, parsed.annotations or {})
     return ModelInfo(
         reference=str(ref),
         digest=root.digest,
@@ -404,8 +425,17 @@ def inspect(
         kind_description=kind.description,
         is_model=kind.kind in ("model", "modelkit", "variants"),
         manifests=entries,
-        **_card_fields(config if kind.kind == "model" else None, parsed.annotations or {}),
+        **card_fields,
     )
+
+
+def _read_name(source, layer: Descriptor, wanted: bool) -> str:
+    """inspect --read-layers: a tar layer's name from its headers, after its digest is checked."""
+    if not wanted or unnamed_archive(layer) is None:
+        return ""
+    with source.open_blob(layer) as chunks:
+        names = archive_names(verified(chunks, layer), layer)
+    return names[0] if names else ""
 
 
 def _refuse_non_model(data: bytes, root: Descriptor, shown: str) -> None:

@@ -26,6 +26,10 @@ def inspect(
     reference: Annotated[str, typer.Argument(metavar="REF", help="registry/repo:tag, repo@sha256:..., or oci:PATH:tag.")],
     plain_http: PlainHttpOpt = None,
     as_json: JsonOpt = False,
+    read_layers: Annotated[bool, typer.Option(
+        "--read-layers",
+        help="Download each tar layer that names its files only in its tar headers (modctl's), check its digest, and list it by name.",
+    )] = False,
 ) -> None:
     """Show a model's digest, metadata and files without downloading them.
 
@@ -33,7 +37,8 @@ def inspect(
 
       ocimodel inspect oci:./store:sentiment:1.0 --json | jq .config
     """
-    info = run(lambda _: api.inspect(reference, plain_http=plain_http, options=connection()), verb="inspect", show_progress=False)
+    info = run(lambda _: api.inspect(reference, plain_http=plain_http, options=connection(), read_layers=read_layers),
+               verb="inspect", show_progress=False)
     if as_json:
         print_json(info)
         return
@@ -126,6 +131,10 @@ def _print_info(info: api.ModelInfo) -> None:
         _line("Packages", ", ".join(f"{k}=={v}" for k, v in environment["packages"].items()))
     if (card.get("code") or {}).get("dirty") is not None:
         _line("Code dirty", "yes" if card["code"]["dirty"] else "no")
+    if info.kind == "modelkit":  # what the Kitfile says that the card has no field for
+        from ocimodel.metadata.kitcard import kitfile_lines
+        for label, value in kitfile_lines(info.config):
+            _line(label, value)
     for problem in info.card_problems:
         _line("Unreadable", problem)
     if info.kind == "variants":  # plain lines: labels and digests are never cut (docs/variants.md)

@@ -13,8 +13,8 @@ from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Index, Manifest
 
 __all__ = [
-    "IMAGE_CONFIG_TYPES", "KITOPS_CONFIG", "KITOPS_INDEX", "VARIANT_INDEX", "VARIANT_INDEX_TYPES", "VARIANT_LABEL_PREFIX",
-    "ArtifactKind", "artifact_kind", "is_variant_index",
+    "IMAGE_CONFIG_TYPES", "KITOPS_CONFIG", "KITOPS_INDEX", "KITOPS_MANIFEST", "VARIANT_INDEX", "VARIANT_INDEX_TYPES",
+    "VARIANT_LABEL_PREFIX", "ArtifactKind", "artifact_kind", "is_variant_index",
 ]
 
 # The config of a runnable container image (OCI and Docker schema 2): its layers are root
@@ -23,8 +23,10 @@ IMAGE_CONFIG_TYPES = (
     "application/vnd.oci.image.config.v1+json",
     "application/vnd.docker.container.image.v1+json",
 )
-# A KitOps ModelKit's config is its Kitfile as JSON.
+# A KitOps ModelKit's config is its Kitfile as JSON; newer KitOps may also set this
+# artifactType on the manifest (older ones set none).
 KITOPS_CONFIG = "application/vnd.kitops.modelkit.config.v1+json"
+KITOPS_MANIFEST = "application/vnd.kitops.modelkit.manifest.v1+json"
 # A variant index (docs/variants.md): an image index of models of one repository, each entry
 # labelled (quant=q4, device=cuda) by annotations under VARIANT_LABEL_PREFIX. KitOps writes
 # the same thing (`kit index`) with its own artifactType and labels in `modelMetadata`.
@@ -81,7 +83,7 @@ def artifact_kind(document: Manifest | Index) -> ArtifactKind:
     artifact_type = _type_of(document) or ""
     if artifact_type in mt.MODEL_ARTIFACT_TYPES or config_type in mt.MODEL_CONFIG_TYPES:
         return ArtifactKind("model", "a ModelPack model", True)
-    if config_type == KITOPS_CONFIG:
+    if config_type == KITOPS_CONFIG or artifact_type == KITOPS_MANIFEST:
         return ArtifactKind("modelkit", "a KitOps ModelKit", True)
     if config_type in IMAGE_CONFIG_TYPES and not document.artifact_type:
         return ArtifactKind(

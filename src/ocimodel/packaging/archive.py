@@ -74,6 +74,7 @@ def extract_tar_stream(
     *,
     compression: Compression = "none",
     prefix: str | None = None,
+    names_from: str | None = None,
     limits: ExtractLimits | None = None,
     label: str | None = None,
 ) -> list[ExtractedEntry]:
@@ -85,6 +86,8 @@ def extract_tar_stream(
     last component of ``prefix`` (older modctl and ``modctl attach`` name the single member
     by its base name), names are read relative to ``prefix``'s parent. Directory members
     that are ancestors of ``prefix``, and a ``.`` root member, are accepted and skipped.
+    ``names_from`` fixes that choice when the writer is known (a KitOps Kitfile says it):
+    ``""`` for names relative to the model root, or the directory they are relative to.
 
     Raises :class:`UnsafeArchive` / :class:`ArchiveTooLarge` (both :class:`UnsafePath`),
     :class:`InvalidArchive`, or :class:`NotAModel` for zstd without the ``zstandard``
@@ -97,7 +100,7 @@ def extract_tar_stream(
     raw = _ChunkReader(chunks)
     try:
         decoded = _decoder(raw, compression, shown)
-        mapper = _NameMapper(prefix, shown)
+        mapper = _NameMapper(prefix, shown, names_from)
         names = _UniqueNames(shown)
         entries: list[ExtractedEntry] = []
         for tar, member in read_members(decoded, state, shown, _LABEL, hint=_BOMB_HINT):
@@ -138,6 +141,96 @@ def first_member_name(
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, *_zstd_errors()) as exc:
         raise InvalidArchive(f"tar layer {label} is not a valid {_format_name(compression)}: {exc}") from None
     return None
+
+
+def list_members(
+    chunks: Iterable[bytes],
+    *,
+    compression: Compression = "none",
+    limits: ExtractLimits | None = None,
+    label: str = "layer",
+) -> list[str]:
+    """The names a tar layer's members would be extracted under at the model root (its
+    ``.`` root entry passed over), every name and member type checked as extraction checks
+    them, nothing written. Reads the stream to its end, under the same caps as extraction:
+    with a verifying iterator (the copy engine's ``verified``) the names are only returned
+    once the layer's digest has been checked. Same errors as :func:`extract_tar_stream`."""
+    state = ReadState(limits=limits or ExtractLimits())
+    raw = _ChunkReader(chunks)
+    names = _UniqueNames(label)
+    listed: list[str] = []
+    try:
+        decoded = _decoder(raw, compression, label)
+        for _tar, member in read_members(decoded, state, label, _LABEL, hint=_BOMB_HINT):
+            if not (is_plain_file(member) or member.isdir()):
+                raise refuse_type(member, label, _LABEL)
+            name = _member_name(member, label)
+            if name is None:
+                continue
+            names.add(name, member.isdir())
+            if is_plain_file(member):
+                # Skipped, not written: counted as if written, so the caps still hold.
+                state.written += member.size
+                if state.written > state.limits.max_total_bytes:
+                    raise ArchiveTooLarge(
+                        f"tar layer {label} holds more than {state.limits.max_total_bytes} bytes", hint=_BOMB_HINT
+                    )
+            listed.append(name)
+        drain_decoder(decoded)
+        raw.drain(label, compressed=compression != "none")
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, *_zstd_errors()) as exc:
+        raise InvalidArchive(f"tar layer {label} is not a valid {_format_name(compression)}: {exc}") from None
+    return listed
+
+
+def decompress_stream(
+    chunks: Iterable[bytes],
+    staging_root: str | os.PathLike[str],
+    relpath: str,
+    *,
+    compression: Compression,
+    mode: int,
+    limits: ExtractLimits | None = None,
+    label: str | None = None,
+) -> ExtractedEntry:
+    """Write the decompressed stream ``chunks`` (one file stored compressed, as KitOps
+    writes a ``raw+gzip`` / ``raw+zstd`` layer) to ``staging_root/relpath``, at most
+    ``limits.max_total_bytes`` bytes. ``relpath`` must have been checked by the caller.
+    The chunk iterator is read to its end, so a verifying iterator checks the digest
+    before the caller commits anything. Same errors as :func:`extract_tar_stream`."""
+    limits = limits or ExtractLimits()
+    root = Path(staging_root)
+    shown = label or repr(relpath[:120])
+    raw = _ChunkReader(chunks)
+    if "/" in relpath:
+        _makedirs(root, relpath.rsplit("/", 1)[0])
+    target = root / relpath
+    written = 0
+    try:
+        decoded = _decoder(raw, compression, shown)
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise PackagingError(f"cannot write {target}: {exc.strerror}") from None
+        with os.fdopen(fd, "wb") as handle:
+            for data in read_chunks(decoded):
+                written += len(data)
+                if written > limits.max_total_bytes:
+                    raise ArchiveTooLarge(
+                        f"layer {shown} decompresses to more than {limits.max_total_bytes} bytes", hint=_BOMB_HINT
+                    )
+                try:
+                    handle.write(data)
+                except OSError as exc:
+                    raise PackagingError(f"cannot write {target}: {exc.strerror}") from None
+            os.fchmod(handle.fileno(), mode)
+        raw.drain(shown, compressed=True)
+    except (EOFError, zlib.error, gzip.BadGzipFile, *_zstd_errors()) as exc:
+        raise InvalidArchive(
+            f"layer {shown} is not a valid {compression} stream: {exc}",
+            hint="the layer is corrupt or was altered in transit; nothing was written to the destination",
+        ) from None
+    return ExtractedEntry(relpath, "file", written, mode)
 
 
 _PEEKED_MEMBERS = 4  # root entries (`.`, `./`) looked past before giving up on a name
@@ -230,10 +323,11 @@ def _format_name(compression: str) -> str:
 class _NameMapper:
     """Member name -> path relative to the staging root, confined to the layer's prefix."""
 
-    def __init__(self, prefix: str | None, shown: str) -> None:
+    def __init__(self, prefix: str | None, shown: str, names_from: str | None = None) -> None:
         self.prefix = prefix
         self.shown = shown
-        self.base: str | None = None if prefix is not None else ""  # decided on first member
+        # decided on the first member unless the caller knows it
+        self.base: str | None = names_from if names_from is not None else (None if prefix is not None else "")
         if prefix is not None:
             parent, _, leaf = prefix.rpartition("/")
             self._parent, self._leaf = parent, leaf
@@ -252,9 +346,9 @@ class _NameMapper:
                 return None  # an ancestor directory of the declared path
             else:
                 raise self._outside(name)
-        if self.base == "" and is_dir and name != prefix and _within(prefix, name):
-            return None
         path = f"{self.base}/{name}" if self.base else name
+        if is_dir and path != prefix and _within(prefix, path):
+            return None  # an ancestor directory of the declared path
         if not _within(path, prefix):
             raise self._outside(name)
         return path
@@ -402,5 +496,5 @@ __all__ = [
     "DEFAULT_MAX_MEMBERS", "DEFAULT_MAX_TOTAL_BYTES", "MAX_HEADER_CHAIN",
     "MAX_HEADER_RECORD_BYTES", "STREAM_BUFFER", "STREAM_SLACK_BYTES",
     "ArchiveTooLarge", "Compression", "ExtractLimits", "ExtractedEntry", "InvalidArchive",
-    "UnsafeArchive", "extract_tar_stream", "first_member_name", "zstd_module",
+    "UnsafeArchive", "decompress_stream", "extract_tar_stream", "list_members", "first_member_name", "zstd_module",
 ]

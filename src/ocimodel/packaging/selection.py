@@ -10,7 +10,11 @@ whole POSIX path, against the file name alone (``tokenizer*`` finds
 directory (``data`` takes everything under ``data/``). Matching is case-sensitive, as
 paths are. An archive layer (a directory packed as one tar) is taken or left whole, by the
 path it declares. Kinds come from the layer media type, never from the file name, so a
-layer of another tool (no ModelPack media type) has no kind and is reached by path only."""
+layer of another tool (no ModelPack media type) has no kind and is reached by path only.
+A KitOps ModelKit's layers get the ModelPack kind KitOps itself gives them when it writes
+ModelPack (model -> weight, modelpart -> weight.config, docs -> doc, code, dataset; its
+prompts and MCP server bundles are code), and ``--kind`` also takes KitOps' own words
+(``model``, ``modelpart``, ``docs``, ``datasets``, as ``kit unpack --filter`` spells them)."""
 
 from __future__ import annotations
 
@@ -27,9 +31,13 @@ __all__ = ["layer_kind", "matches_include", "select_files"]
 
 # How many file names the "nothing matched" message shows before "and N more".
 _SHOWN = 20
+# KitOps' layer words (kit unpack --filter) -> the ModelPack kinds selections use.
+KIND_ALIASES = {"model": "weight", "modelpart": "weight.config", "docs": "doc", "datasets": "dataset"}
 
 
 def layer_kind(planned: PlannedFile) -> str | None:
+    if planned.kind is not None:
+        return planned.kind
     parsed = mt.parse_model_layer(planned.descriptor.media_type)
     return parsed[0] if parsed else None
 
@@ -54,7 +62,7 @@ def select_files(
     given) and of one of ``kinds`` (if given); all of them when neither is given. Raises UsageError for an empty pattern or an unknown kind, and
     NothingSelected (naming what the model has) when the selection is empty."""
     patterns = string_list(include, "include")
-    wanted = {parse_kind(k).value for k in string_list(kinds, "kinds")}
+    wanted = {parse_kind(KIND_ALIASES.get(k.strip().lower(), k)).value for k in string_list(kinds, "kinds")}
     for pattern in patterns:
         if not pattern.strip():
             raise UsageError("an include pattern is empty", hint="e.g. --include 'tokenizer*' or --include '*.json'")

@@ -60,8 +60,10 @@ from ocimodel.packaging.archive import (
     ExtractedEntry,
     ExtractLimits,
     InvalidArchive,
+    decompress_stream,
     extract_tar_stream,
     first_member_name,
+    list_members,
     zstd_module,
 )
 from ocimodel.packaging.blobcache import BlobCache
@@ -107,6 +109,19 @@ class PlannedFile:
     descriptor: Descriptor
     mode: int
     archive: Compression | None = None
+    # Where an archive's member names are relative to, when the writer is known (a KitOps
+    # Kitfile says it): "" for the model root; None to tell from the first member.
+    names_from: str | None = None
+    # A single file stored compressed (KitOps raw+gzip / raw+zstd): written decompressed.
+    packed: Compression | None = None
+    # The layer kind, when the media type is not a ModelPack one (a KitOps layer).
+    kind: str | None = None
+
+    @property
+    def streamed(self) -> bool:
+        """Written from the stream as it arrives (an archive, or a compressed file): always
+        fetched, compared with what is in place at the commit."""
+        return self.archive is not None or self.packed is not None
 
     @property
     def shown(self) -> str:
@@ -132,7 +147,7 @@ def header_path(source, layer: Descriptor) -> str | None:
     if layer_path(layer) is not None:
         return None
     try:
-        compression = _unnamed_archive(layer)
+        compression = unnamed_archive(layer)
         if compression is None:
             return None
         with source.open_blob(layer) as chunks:
@@ -152,7 +167,7 @@ def plan_files(manifest: Manifest) -> list[PlannedFile]:
         if name is None:
             # modctl, and the ModelPack spec's example manifest, leave the path to the tar
             # headers: the members are extracted at the model root, checked one by one.
-            compression = _unnamed_archive(layer)
+            compression = unnamed_archive(layer)
             if compression is None:
                 raise NotAModel(
                     f"layer {layer.digest} ({layer.media_type[:120]}) has no file name: no "
@@ -163,14 +178,26 @@ def plan_files(manifest: Manifest) -> list[PlannedFile]:
             planned.append(PlannedFile("", layer, DEFAULT_FILE_MODE, compression))
             continue
         relpath = check_relative_path(name)
-        planned.append(PlannedFile(relpath, layer, _mode_of(layer), archive_compression(layer, relpath)))
+        planned.append(PlannedFile(relpath, layer, mode_of(layer), archive_compression(layer, relpath)))
     if not planned:
         raise NotAModel("the artifact has no files")
     check_unique_paths(p.relpath for p in planned if p.relpath)
     return planned
 
 
-def _unnamed_archive(layer: Descriptor) -> Compression | None:
+def archive_names(chunks: Iterable[bytes], layer: Descriptor) -> list[str]:
+    """The names a ModelPack tar layer that declares no path (modctl's) extracts to, read
+    from its whole stream under pull's checks and caps, nothing written (``inspect
+    --read-layers``). Give it the copy engine's verifying iterator: the names are returned
+    only once the digest has been checked. [] for any other layer."""
+    compression = unnamed_archive(layer)
+    if compression is None or layer_path(layer) is not None:
+        return []
+    limits = _layer_limits(ExtractLimits(), PlannedFile("", layer, DEFAULT_FILE_MODE, compression))
+    return list_members(chunks, compression=compression, limits=limits, label=f"layer {layer.digest[:19]}")
+
+
+def unnamed_archive(layer: Descriptor) -> Compression | None:
     """The compression of a ModelPack tar layer (any kind, current or legacy names) that
     carries no path; None for any other layer, which cannot be named."""
     parsed = mt.parse_model_layer(layer.media_type)
@@ -222,7 +249,7 @@ def archive_compression(layer: Descriptor, name: str) -> Compression | None:
     return compression
 
 
-def _mode_of(layer: Descriptor) -> int:
+def mode_of(layer: Descriptor) -> int:
     """File mode from the ModelPack metadata annotation: permission bits only, never setuid,
     setgid, sticky or group/other write."""
     raw = layer.annotation(mt.ANNOTATION_FILE_METADATA) or layer.annotation(mt.LEGACY_ANNOTATION_FILE_METADATA)
@@ -294,7 +321,7 @@ class DirectoryWriter:
             try:
                 self._refuse_local_changes(
                     p.relpath for p in files
-                    if not p.archive and not _holds(self.destination / p.relpath, p.descriptor, self._digest_cache)
+                    if not p.streamed and not _holds(self.destination / p.relpath, p.descriptor, self._digest_cache)
                 )
             finally:
                 if self._digests is not None:
@@ -358,7 +385,7 @@ class DirectoryWriter:
         targets = self._by_digest.get(descriptor.digest)
         if targets is None:
             return True  # not a file of the model (the config): nothing to write
-        if any(p.archive for p in targets):
+        if any(p.streamed for p in targets):
             return False  # an archive is always fetched and extracted again
         if all(_holds(self.destination / p.relpath, descriptor, self._digest_cache) for p in targets):
             with self._lock:
@@ -388,8 +415,8 @@ class DirectoryWriter:
             for _ in chunks:  # still verified by the engine, then dropped
                 pass
             return
-        raws = [p for p in targets if not p.archive]
-        archives = [p for p in targets if p.archive]
+        raws = [p for p in targets if not p.streamed]
+        archives = [p for p in targets if p.streamed]
         if not archives:
             self._write_raw(raws, chunks)
         elif len(targets) == 1:
@@ -431,14 +458,23 @@ class DirectoryWriter:
             shutil.copyfile(first, path)
 
     def _extract(self, planned: PlannedFile, chunks: Iterable[bytes]) -> None:
-        entries = extract_tar_stream(
-            chunks,
-            self._tree,
-            compression=planned.archive or "none",
-            prefix=planned.relpath or None,
-            limits=_layer_limits(self.limits, planned),
-            label=f"{planned.relpath[:120]!r} ({planned.descriptor.digest[:19]})" if planned.relpath else planned.shown,
-        )
+        label = f"{planned.relpath[:120]!r} ({planned.descriptor.digest[:19]})" if planned.relpath else planned.shown
+        if planned.packed is not None:
+            # One file, compressed: staged like an archive member (compared at the commit).
+            entries = [decompress_stream(
+                chunks, self._tree, planned.relpath, compression=planned.packed, mode=planned.mode,
+                limits=_layer_limits(self.limits, planned), label=label,
+            )]
+        else:
+            entries = extract_tar_stream(
+                chunks,
+                self._tree,
+                compression=planned.archive or "none",
+                prefix=planned.relpath or None,
+                names_from=planned.names_from,
+                limits=_layer_limits(self.limits, planned),
+                label=label,
+            )
         with self._lock:
             self.extracted.extend(entries)
 
@@ -977,7 +1013,7 @@ def _layer_limits(limits: ExtractLimits, planned: PlannedFile) -> ExtractLimits:
     """A compressed layer may expand at most COMPRESSED_EXPANSION times its size (at least
     1 GiB): a bomb is stopped long before it fills the disk. An uncompressed tar cannot hold
     more content than its own size, so it needs no extra bound."""
-    if planned.archive in (None, "none"):
+    if (planned.packed or planned.archive) in (None, "none"):
         return limits
     bound = max(MIN_EXPANSION_BYTES, planned.descriptor.size * COMPRESSED_EXPANSION)
     return dataclasses.replace(limits, max_total_bytes=min(limits.max_total_bytes, bound))
