@@ -131,7 +131,7 @@ def pull(
     ] = None,
     kind: Annotated[
         list[str] | None,
-        typer.Option("--kind", metavar="KIND", help="Only files of this kind: weight, weight.config, doc, code, dataset; repeatable (any of them). With --include, a file must match both."),
+        typer.Option("--kind", metavar="KIND", help="Only files of this kind: weight, weight.config, doc, code, dataset (for a KitOps ModelKit also its words model, modelpart, docs, datasets); repeatable (any of them). With --include, a file must match both."),
     ] = None,
     variant: Annotated[
         list[str] | None,
