@@ -35,6 +35,7 @@ CONNECTED: dict[str, int | None] = {
     "attach": None, "referrers": None, "detach": None, "delete": None,
     "versions": None, "promote": None, "rollback": None, "history": None, "lineage": None, "diff": None,
     "sign": None, "attest": None, "verify": None, "export_signature": None,
+    "deploy": None, "retire": None, "deployments": None, "audit": None,
 }
 WITHOUT_CREDENTIALS = frozenset({"login"})
 
@@ -130,3 +131,7 @@ if TYPE_CHECKING:  # for type checkers: the operations as a default Client's met
     attest = _default.attest
     verify = _default.verify
     export_signature = _default.export_signature
+    deploy = _default.deploy
+    retire = _default.retire
+    deployments = _default.deployments
+    audit = _default.audit
