@@ -9,6 +9,7 @@ import shutil
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 import ocimodel
@@ -105,6 +106,8 @@ def test_audit_lists_versions_promotions_deployment_signatures_and_attestations_
 
     # The same, in JSON and in text.
     document = json_of(ok("audit", repo, "--policy", policy, "--json"))
+    schema = json.loads((Path(__file__).resolve().parents[1] / "schemas" / "audit.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(document)
     assert [(e["kind"], e["digest"], e["trust"]) for e in document["entries"]] == rows
     lines = ok("audit", repo, "--policy", policy).out.splitlines()
     assert len(lines) == len(rows)

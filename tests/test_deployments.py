@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 import ocimodel
@@ -160,6 +161,8 @@ def test_cli_deploy_record_retire_and_deployments(repo, model_dir, tmp_path, key
 
     ok("deploy", "retire", f"{repo}:1.0", "--environment", "prod", "--target", target, env=env)
     document = json_of(ok("deployments", repo, "--json"))
+    schema = json.loads((Path(__file__).resolve().parents[1] / "schemas" / "deployments.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(document)
     assert [(d["environment"], d["digest"]) for d in document["running"]] == [("staging", v["1.1"])]
     assert [r["action"] for r in document["records"]] == ["retire", "record", "record"]
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from ocimodel.api.audit import AuditResult
+from ocimodel.api.deployments import DeploymentsResult
 from ocimodel.metadata.card import ModelCard
 from ocimodel.packaging.modelpack import ModelConfig
 from ocimodel.trust.policy import Policy
@@ -19,6 +21,9 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "modelpack-config.schema.json": ModelConfig,
     "model-card.schema.json": ModelCard,
     "policy.schema.json": Policy,
+    # What `audit --json` and `deployments --json` print.
+    "audit.schema.json": AuditResult,
+    "deployments.schema.json": DeploymentsResult,
 }
 
 

@@ -8,9 +8,13 @@ from typing import Annotated
 import typer
 
 from ocimodel.cli.common import JsonOpt, PlainHttpOpt, connection, print_json, run, stdout
-from ocimodel.cli.lazy import lazy_import
 
-api = lazy_import("ocimodel.api.functions")
+
+def _api():
+    """The API functions, loaded when a command runs (--help and --version load no API)."""
+    from ocimodel.api import functions
+
+    return functions
 
 
 def audit(
@@ -41,7 +45,7 @@ def audit(
     record is), log (a transparency log), annotation (unsigned: whoever pushed wrote it).
     """
     result = run(
-        lambda _: api.audit(repository, since=since, policy=policy, trusted_root=trusted_root,
+        lambda _: _api().audit(repository, since=since, policy=policy, trusted_root=trusted_root,
                             plain_http=plain_http, options=connection()),
         verb="audit", show_progress=False,
     )

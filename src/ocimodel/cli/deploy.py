@@ -8,9 +8,13 @@ from typing import Annotated
 import typer
 
 from ocimodel.cli.common import JsonOpt, PlainHttpOpt, QuietOpt, connection, print_json, run, stdout
-from ocimodel.cli.lazy import lazy_import
 
-api = lazy_import("ocimodel.api.functions")
+
+def _api():
+    """The API functions, loaded when a command runs (--help and --version load no API)."""
+    from ocimodel.api import functions
+
+    return functions
 
 deploy_app = typer.Typer(
     name="deploy",
@@ -84,7 +88,7 @@ def record(
     else user@host.
     """
     result = run(
-        lambda _: api.deploy(
+        lambda _: _api().deploy(
             reference, environment=environment, target=target, endpoint=endpoint, runtime=runtime, key=key,
             keyless=keyless, identity_token=identity_token, trust_config=trust_config, staging=staging,
             plain_http=plain_http, options=connection(),
@@ -113,7 +117,7 @@ def retire(
       ocimodel deploy retire localhost:5000/team/sentiment:1.1 --environment prod --target k8s://eu-1/serving/sentiment --key deployer.key
     """
     result = run(
-        lambda _: api.retire(
+        lambda _: _api().retire(
             reference, environment=environment, target=target, key=key, keyless=keyless,
             identity_token=identity_token, trust_config=trust_config, staging=staging,
             plain_http=plain_http, options=connection(),
@@ -135,7 +139,7 @@ def deployments(
       ocimodel deployments localhost:5000/team/sentiment --policy policy.yaml
     """
     result = run(
-        lambda _: api.deployments(repository, policy=policy, trusted_root=trusted_root, plain_http=plain_http,
+        lambda _: _api().deployments(repository, policy=policy, trusted_root=trusted_root, plain_http=plain_http,
                                   options=connection()),
         verb="deployments", show_progress=False,
     )
