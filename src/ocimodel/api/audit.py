@@ -63,7 +63,7 @@ from ocimodel.oci.models import Manifest, parse_manifest
 from ocimodel.oci.reference import Reference
 from ocimodel.signing.files_statement import MODEL_SIGNING_PREDICATE
 from ocimodel.signing.statement import COSIGN_SIGN_PREDICATE
-from ocimodel.threads import map_threads
+from ocimodel.threads import map_threads, run_all
 from ocimodel.transport.connection import ConnectionOptions
 from ocimodel.trust.policy import Policy
 from ocimodel.trust.verify import KeylessOptions, check_trusted_root
@@ -112,6 +112,7 @@ class AuditContext:
     manifests: dict[str, Manifest]
     referrers: list[Referrer]
     checked: bool
+    promotions: tuple[list[AuditEntry], list[str]] = ([], [])  # read by `history`, beside the referrers
     claimed: set[str] = field(default_factory=set)  # referrer digests a reader has turned into entries
     warnings: list[str] = field(default_factory=list)
 
@@ -140,12 +141,22 @@ def audit(
     with open_store(connection, ref) as store:
         tags = tagged(store, missing_ok=False)
         digests = sorted(set(tags.values()))
-        manifests = _manifests(store, digests)
-        found = scan(store, digests, trust=trust, keyless=keyless, manifests=manifests,
-                     skip=(mt.PROMOTION_ARTIFACT,))
+        names = tags_by_digest(tags)
+
+        def read_referrers():
+            manifests = _manifests(store, digests)
+            return manifests, scan(store, digests, trust=trust, keyless=keyless, manifests=manifests,
+                                   skip=(mt.PROMOTION_ARTIFACT,))
+
+        def read_history():
+            aliases = {t for t in tags if not is_version_tag(t)}
+            return promotion_entries(connection, str(ref), aliases, names)
+
+        # History reads the promotion records on its own connection: both at once.
+        (manifests, found), promotions = run_all([read_referrers, read_history], workers=2)
     context = AuditContext(
-        connection=connection, repository=ref, tags=tags, names=tags_by_digest(tags), manifests=manifests,
-        referrers=found.referrers, checked=trust is not None, warnings=list(found.warnings),
+        connection=connection, repository=ref, tags=tags, names=names, manifests=manifests,
+        referrers=found.referrers, checked=trust is not None, promotions=promotions, warnings=list(found.warnings),
     )
     entries = [entry for reader in READERS for entry in reader(context)]
     entries.sort(key=_newest_first)
@@ -202,8 +213,7 @@ def read_versions(context: AuditContext) -> list[AuditEntry]:
 
 def read_promotions(context: AuditContext) -> list[AuditEntry]:
     """Promotions and rollbacks of every alias, and moves no record explains."""
-    aliases = {t for t in context.tags if not is_version_tag(t)}
-    entries, warnings = promotion_entries(context.connection, str(context.repository), aliases, context.names)
+    entries, warnings = context.promotions
     context.warnings += warnings
     return entries
 
