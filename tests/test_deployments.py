@@ -169,3 +169,16 @@ def test_cli_deploy_record_retire_and_deployments(repo, model_dir, tmp_path, key
     missing = ocimodel_cli("deploy", "retire", f"{repo}:1.0", "--environment", "prod", "--target", target)
     assert missing.code == 1 and "no deployment record" in missing.err
     assert usage_error_problems(ocimodel_cli("deploy", "record", f"{repo}:1.0", "-e", "prod", "--target", "nope")) == []
+
+
+def test_an_unreadable_deployment_record_is_reported_not_dropped(repo, model_dir, tmp_path):
+    v = _versions(repo, model_dir, tmp_path, names=("1.0",))
+    junk = tmp_path / "bundle.json"
+    junk.write_text('{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json"}')
+    attached = reg.attach(f"{repo}:1.0", [junk], artifact_type=mt.BUNDLE_MEDIA_TYPE,
+                          annotations={mt.ANNOTATION_BUNDLE_PREDICATE_TYPE: DEPLOYMENT_PREDICATE})
+    result = reg.deployments(repo)
+    assert result.running == [] and result.records == []
+    assert any(attached.digest in w and "not readable" in w for w in result.warnings)
+    entries = [e for e in reg.audit(repo).entries if e.record == attached.digest]
+    assert [(e.digest, e.trust) for e in entries] == [(v["1.0"], "malformed")]

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from ocimodel.api.common import DEFAULT_TAG, as_reference, open_store
 from ocimodel.api.registry import actor
 from ocimodel.api.statements import (
+    MALFORMED,
     TRUSTED,
     UNSIGNED,
     Referrer,
@@ -195,6 +196,10 @@ def records_of(referrers: list[Referrer], tags: dict[str, str]) -> tuple[list[De
     records: list[DeploymentRecord] = []
     warnings: list[str] = []
     for r in referrers:
+        if r.trust == MALFORMED and DEPLOYMENT_PREDICATE in r.annotations.values():
+            # Said, not dropped: a record that cannot be read still tells someone tried.
+            warnings.append(f"deployment record {r.digest} on {r.subject} is not readable: {r.detail}")
+            continue
         if r.statement is None or r.statement.predicate_type != DEPLOYMENT_PREDICATE:
             continue
         fields = _predicate(r.statement.predicate)
