@@ -56,6 +56,7 @@ def main() -> int:
     parser.add_argument("--steps", default="100,250,500", help="record counts to measure at (comma-separated, rising)")
     parser.add_argument("--runs", type=int, default=3, help="timed calls per measurement (the median is shown)")
     parser.add_argument("--out", type=Path, help="also write the table to this file")
+    parser.add_argument("--profile", action="store_true", help="after the last step, profile one audit (cProfile, top 25)")
     args = parser.parse_args()
     steps = [int(x) for x in args.steps.split(",")]
 
@@ -104,6 +105,16 @@ def main() -> int:
             rows.append(row)
             print(row, flush=True)
             previous = (history_s, audit_s)
+        if args.profile:
+            import cProfile
+            import pstats
+
+            profile = cProfile.Profile()
+            cpu = time.process_time()
+            start = time.perf_counter()
+            profile.runcall(lambda: api.audit(repo, policy=policy))
+            print(f"profiled audit: {time.perf_counter() - start:.2f} s wall, {time.process_time() - cpu:.2f} s CPU (all threads)")
+            pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
         trusted = sum(1 for e in audit.entries if e.trust == "trusted")
         note = (f"\n{written} records ({promoted} promotions) on {VERSIONS} versions; last audit: {len(audit.entries)} "
                 f"entries, {trusted} trusted; median of {args.runs} runs; {os.cpu_count()} CPUs.")

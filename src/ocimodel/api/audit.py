@@ -53,6 +53,7 @@ from ocimodel.api.statements import (
     UNTRUSTED,
     Referrer,
     parse_time,
+    reader_threads,
     scan,
     tagged,
 )
@@ -146,7 +147,7 @@ def audit(
         def read_referrers():
             manifests = _manifests(store, digests)
             return manifests, scan(store, digests, trust=trust, keyless=keyless, manifests=manifests,
-                                   skip=(mt.PROMOTION_ARTIFACT,))
+                                   skip=(mt.PROMOTION_ARTIFACT,), workers=reader_threads(connection))
 
         def read_history():
             aliases = {t for t in tags if not is_version_tag(t)}

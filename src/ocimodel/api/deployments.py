@@ -34,6 +34,7 @@ from ocimodel.api.statements import (
     UNSIGNED,
     Referrer,
     parse_time,
+    reader_threads,
     scan,
     tagged,
     write_unsigned,
@@ -165,7 +166,7 @@ def deployments(
     ref = repository_reference(repository, "deployments")
     with open_store(connection, ref) as store:
         tags = tagged(store, missing_ok=False)
-        found = scan(store, sorted(set(tags.values())), trust=trust, keyless=options)
+        found = scan(store, sorted(set(tags.values())), trust=trust, keyless=options, workers=reader_threads(connection))
     records, warnings = records_of(found.referrers, tags)
     return DeploymentsResult(
         repository=str(ref), policy=trust is not None, running=running(records, trust is not None),

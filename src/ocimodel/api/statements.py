@@ -74,6 +74,12 @@ class Scan:
     warnings: list[str] = field(default_factory=list)
 
 
+def reader_threads(connection) -> int:
+    """Referrers read at once: as many as the connection settings allow connections
+    (twice the concurrency), since each read mostly waits on the registry."""
+    return max(1, 2 * connection.concurrency)
+
+
 def write_unsigned(target, root: Descriptor, statement: Statement) -> Descriptor:
     """Store ``statement`` unsigned as a referrer of ``root``; its descriptor."""
     layer = push_bytes(target, UNSIGNED_STATEMENT, statement.to_json())
@@ -91,11 +97,13 @@ def scan(
     keyless: KeylessOptions | None = None,
     manifests: dict[str, Any] | None = None,
     skip: tuple[str, ...] = (),
+    workers: int = 8,
 ) -> Scan:
     """Every referrer of each model in ``digests``, read and judged (see the module
     docstring). Referrers whose artifact type is in ``skip`` are left out unread.
     ``manifests`` (digest -> parsed manifest) is needed only to check file-level
-    signatures against a policy."""
+    signatures against a policy. ``workers``: referrers read at once (each read holds one
+    HTTP connection while it waits)."""
     keyless = keyless or KeylessOptions()
     manifests = manifests or {}
     out = Scan()
@@ -113,7 +121,7 @@ def scan(
             out.warnings.append(f"could not list the referrers of {digest}: {problem}")
             continue
         jobs += [(digest, d) for d in listed if d.artifact_type not in skip]
-    out.referrers = map_threads(lambda job: _read(target, job[0], job[1], trust, keyless, manifests), jobs)
+    out.referrers = map_threads(lambda job: _read(target, job[0], job[1], trust, keyless, manifests), jobs, workers)
     return out
 
 
