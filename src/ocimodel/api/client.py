@@ -197,5 +197,5 @@ class Client:
         export_signature = _Operation("ocimodel.api.trust")
         deploy = _Operation("ocimodel.api.deployments")
         retire = _Operation("ocimodel.api.deployments")
-        deployments = _Operation("ocimodel.api.deployments")
-        audit = _Operation("ocimodel.api.audit")
+        deployments = _Operation("ocimodel.api.deployments", default_concurrency=8)  # reads every referrer
+        audit = _Operation("ocimodel.api.audit", default_concurrency=8)

@@ -11,7 +11,8 @@ arguments a function takes is the one thing said here:
 - every one takes ``plain_http`` and ``options`` (a whole :class:`ConnectionOptions`);
 - all but ``login`` take ``credentials`` (login is given a username and password);
 - the transfers (push, pull, copy, export, import_) take ``concurrency``, default 4, and
-  search takes it with default 8; the others use that of ``options``."""
+  search, deployments and audit take it with default 8 (they read many small records);
+  the others use that of ``options``."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ CONNECTED: dict[str, int | None] = {
     "attach": None, "referrers": None, "detach": None, "delete": None,
     "versions": None, "promote": None, "rollback": None, "history": None, "lineage": None, "diff": None,
     "sign": None, "attest": None, "verify": None, "export_signature": None,
-    "deploy": None, "retire": None, "deployments": None, "audit": None,
+    "deploy": None, "retire": None, "deployments": SEARCH_CONCURRENCY, "audit": SEARCH_CONCURRENCY,
 }
 WITHOUT_CREDENTIALS = frozenset({"login"})
 
