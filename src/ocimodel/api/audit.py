@@ -113,7 +113,8 @@ class AuditContext:
     manifests: dict[str, Manifest]
     referrers: list[Referrer]
     checked: bool
-    promotions: tuple[list[AuditEntry], list[str]] = ([], [])  # read by `history`, beside the referrers
+    # Read by `history`, beside the referrers: (entries, warnings).
+    promotions: tuple[list[AuditEntry], list[str]] = field(default_factory=lambda: ([], []))
     claimed: set[str] = field(default_factory=set)  # referrer digests a reader has turned into entries
     warnings: list[str] = field(default_factory=list)
 
