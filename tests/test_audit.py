@@ -152,3 +152,36 @@ def test_pushes_stay_reproducible_whoever_pushes(model_dir, tmp_path, monkeypatc
         monkeypatch.setenv("OCIMODEL_ACTOR", actor)
         digests.add(ocimodel.push(model_dir, f"oci:{tmp_path / actor}:1.0", name="m", version="1.0").digest)
     assert len(digests) == 1
+
+
+def test_keyless_records_show_the_identity_and_the_log_time(tmp_path, model_dir, monkeypatch):
+    """Keyless (the offline test Sigstore instance): the signer is the certificate's
+    identity and issuer, the time that of the transparency log, and with a policy naming
+    that identity the entries are trusted."""
+    from ocimodel.trust import keyless
+    from tests.support.sigstore_instance import SigstoreInstance
+
+    for var in ("HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+        (tmp_path / "home" / var).mkdir(parents=True)
+        monkeypatch.setenv(var, str(tmp_path / "home" / var))  # no TUF cache between tests
+    instance = SigstoreInstance.create(tmp_path / "sigstore")
+    monkeypatch.setattr(keyless, "_signing_context", lambda trust_config, staging: instance.signing_context())
+    repo = f"oci:{tmp_path / 'store'}"
+    digest = _push(repo, model_dir, tmp_path, "1.0", "2026-01-01T00:00:00Z")
+    token = instance.oidc_jwt("dev@example.com", "https://issuer.example")
+    reg.sign(f"{repo}:1.0", identity_token=token, file_signature=False)
+    reg.deploy(f"{repo}:1.0", environment="prod", target="k8s://c/ns/m", identity_token=token)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("signers: {ci: {identity: dev@example.com, issuer: https://issuer.example}}\n")
+
+    result = reg.audit(repo, policy=policy, trusted_root=instance.trusted_root_path)
+    by_kind = {e.kind: e for e in result.entries}
+    assert set(by_kind) == {"deploy", "signature", "push"}
+    assert (by_kind["signature"].trust, by_kind["signature"].signers, by_kind["signature"].time_source) == (
+        "trusted", ["ci"], "log")
+    assert by_kind["signature"].details["identity"] == "dev@example.com (https://issuer.example)"
+    assert (by_kind["deploy"].trust, by_kind["deploy"].signers, by_kind["deploy"].digest) == ("trusted", ["ci"], digest)
+    assert by_kind["push"].trust == "trusted"
+    # Without the policy the identity is still shown, as what the bundle says.
+    unchecked = {e.kind: e for e in reg.audit(repo).entries}
+    assert (unchecked["signature"].trust, unchecked["signature"].actor) == ("signed", "dev@example.com (https://issuer.example)")
