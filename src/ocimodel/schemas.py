@@ -11,6 +11,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from ocimodel.api.audit import AuditResult
+from ocimodel.api.deployments import DeploymentsResult
 from ocimodel.api.variants import VariantIndexResult
 from ocimodel.metadata.card import ModelCard
 from ocimodel.packaging.modelpack import ModelConfig
@@ -21,6 +23,9 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "model-card.schema.json": ModelCard,
     "policy.schema.json": Policy,
     "variant-index-result.schema.json": VariantIndexResult,  # `ocimodel index create --json`
+    # What `audit --json` and `deployments --json` print.
+    "audit.schema.json": AuditResult,
+    "deployments.schema.json": DeploymentsResult,
 }
 
 

@@ -29,7 +29,9 @@ from ocimodel.transport.retry import RetryPolicy
 from ocimodel.transport.tls import TlsOptions
 
 if TYPE_CHECKING:
+    from ocimodel.api import audit as audit_ops
     from ocimodel.api import compare as compare_ops
+    from ocimodel.api import deployments as deployment_ops
     from ocimodel.api import referrers as referrer_ops
     from ocimodel.api import registry as registry_ops
     from ocimodel.api import transfer as transfer_ops
@@ -165,6 +167,10 @@ class Client:
         verify = _bound(trust_ops.verify)
         export_signature = _bound(trust_ops.export_signature)
         create_index = _bound(variant_ops.create_index)
+        deploy = _bound(deployment_ops.deploy)
+        retire = _bound(deployment_ops.retire)
+        deployments = _bound(deployment_ops.deployments)
+        audit = _bound(audit_ops.audit)
     else:
         push = _Operation("ocimodel.api.transfer")
         pull = _Operation("ocimodel.api.transfer")
@@ -192,3 +198,7 @@ class Client:
         verify = _Operation("ocimodel.api.trust")
         export_signature = _Operation("ocimodel.api.trust")
         create_index = _Operation("ocimodel.api.variants")
+        deploy = _Operation("ocimodel.api.deployments")
+        retire = _Operation("ocimodel.api.deployments")
+        deployments = _Operation("ocimodel.api.deployments", default_concurrency=8)  # reads every referrer
+        audit = _Operation("ocimodel.api.audit", default_concurrency=8)

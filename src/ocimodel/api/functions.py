@@ -11,7 +11,8 @@ arguments a function takes is the one thing said here:
 - every one takes ``plain_http`` and ``options`` (a whole :class:`ConnectionOptions`);
 - all but ``login`` take ``credentials`` (login is given a username and password);
 - the transfers (push, pull, copy, export, import_) take ``concurrency``, default 4, and
-  search takes it with default 8; the others use that of ``options``."""
+  search, deployments and audit take it with default 8 (they read many small records);
+  the others use that of ``options``."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ CONNECTED: dict[str, int | None] = {
     "versions": None, "promote": None, "rollback": None, "history": None, "lineage": None, "diff": None,
     "sign": None, "attest": None, "verify": None, "export_signature": None,
     "create_index": None,
+    "deploy": None, "retire": None, "deployments": SEARCH_CONCURRENCY, "audit": SEARCH_CONCURRENCY,
 }
 WITHOUT_CREDENTIALS = frozenset({"login"})
 
@@ -132,3 +134,7 @@ if TYPE_CHECKING:  # for type checkers: the operations as a default Client's met
     verify = _default.verify
     export_signature = _default.export_signature
     create_index = _default.create_index
+    deploy = _default.deploy
+    retire = _default.retire
+    deployments = _default.deployments
+    audit = _default.audit

@@ -16,7 +16,19 @@ from typing import Annotated, Any
 import typer
 from typer.exceptions import TyperException
 
-from ocimodel.cli import auth, browse, cache, compare, index, referrers, registry, transfer, trust
+from ocimodel.cli import (
+    audit,
+    auth,
+    browse,
+    cache,
+    compare,
+    deploy,
+    index,
+    referrers,
+    registry,
+    transfer,
+    trust,
+)
 from ocimodel.cli.common import report_error, state, stderr, stdout
 from ocimodel.errors import UsageError, escape_controls
 
@@ -123,6 +135,8 @@ app.command()(registry.promote)
 app.command()(registry.rollback)
 app.command()(registry.history)
 app.command()(registry.lineage)
+app.command()(deploy.deployments)
+app.command()(audit.audit)
 app.command()(trust.sign)
 app.command()(trust.attest)
 app.command()(trust.verify)
@@ -133,6 +147,7 @@ app.add_typer(cache.cache_app, name="cache")
 app.add_typer(index.index_app, name="index")
 app.add_typer(trust.signature_app, name="signature")
 app.add_typer(trust.key_app, name="key")
+app.add_typer(deploy.deploy_app, name="deploy")
 
 
 def cli_command() -> Any:
