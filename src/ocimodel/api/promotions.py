@@ -33,6 +33,7 @@ from ocimodel.signing.bundle import unverified_statement
 from ocimodel.signing.errors import Reason, VerificationFailed
 from ocimodel.signing.statement import attestation_statement, check_subject
 from ocimodel.targets.referrers import push_bytes, push_referrer
+from ocimodel.threads import map_threads
 from ocimodel.trust.policy import TrustPolicy
 from ocimodel.trust.sign import BundleSigner, named
 from ocimodel.trust.store import RefusedBundle, StoredBundle, read_bundle, write_bundle
@@ -289,21 +290,21 @@ def _is_candidate(listed: Descriptor) -> bool:
     return hint in (None, PROMOTION_PREDICATE)
 
 
-def records_on(target, alias: str, digest: str, context: TrustContext, warnings: list[str]) -> list[PromotionRecord]:
-    """The records of ``alias`` attached to the model ``digest``."""
-    out = []
-    try:
-        listed = target.referrers(digest)
-    except OcimodelError as exc:
-        warnings.append(f"cannot list the referrers of {digest}: {exc.message}")
-        return out
-    for descriptor in listed:
-        if not _is_candidate(descriptor):
-            continue
-        record = _read(target, descriptor, digest, alias, context, warnings)
-        if record is not None and record.to_digest == digest:
-            out.append(record)
-    return out
+def records_on(target, alias: str, digests: list[str], context: TrustContext, warnings: list[str]) -> list[PromotionRecord]:
+    """The records of ``alias`` attached to the models ``digests``."""
+
+    def listing(digest: str) -> list[tuple[Descriptor, str]]:
+        try:
+            return [(d, digest) for d in target.referrers(digest) if _is_candidate(d)]
+        except OcimodelError as exc:
+            warnings.append(f"cannot list the referrers of {digest}: {exc.message}")
+            return []
+
+    # Each record is one or two small reads (its manifest, a bundle's one layer): all of
+    # them on one pool of threads, never a pool per model (the connection pool is shared).
+    candidates = [pair for found in map_threads(listing, digests) for pair in found]
+    read = map_threads(lambda pair: _read(target, pair[0], pair[1], alias, context, warnings), candidates)
+    return [r for r, (_, digest) in zip(read, candidates) if r is not None and r.to_digest == digest]
 
 
 def record_at(target, alias: str, digest: str, context: TrustContext, warnings: list[str]) -> PromotionRecord | None:
@@ -430,11 +431,27 @@ def order(known: dict[str, PromotionRecord], current: str | None, context: Trust
     # ancestor; the tip is the one that explains where the alias is now, else the latest.
     counting = {r.record for r in ordered if context.counts(r)}
 
+    memo: dict[str, str | None] = {}
+
     def counting_parent(digest: str) -> str | None:
-        for above in list(ancestors(parent.get(digest))):
+        # Memoised walk up: each record is visited once however long the history.
+        path: list[str] = []
+        above = parent.get(digest)
+        found: str | None = None
+        seen: set[str] = set()
+        while above is not None and above not in seen:
+            if above in memo:
+                found = above if above in counting else memo[above]
+                break
             if above in counting:
-                return above
-        return None
+                found = above
+                break
+            seen.add(above)
+            path.append(above)
+            above = parent.get(above)
+        for skipped in path:
+            memo[skipped] = found
+        return found
 
     followed = {counting_parent(d) for d in counting}
     tips = [known[d] for d in counting if d not in followed]

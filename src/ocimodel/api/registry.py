@@ -29,7 +29,6 @@ from ocimodel.api.promotions import (
     GateDecision,
     Ordered,
     PromotionDenied,
-    PromotionRecord,
     TrustContext,
     gate,
     order,
@@ -508,10 +507,7 @@ def _records(target, alias: str, current: str | None, context: TrustContext) -> 
         digests = set()
     if current:
         digests.add(current)
-    known: dict[str, PromotionRecord] = {}
-    for found in map_threads(lambda d: records_on(target, alias, d, context, warnings), sorted(digests)):
-        for record in found:
-            known[record.record] = record
+    known = {record.record: record for record in records_on(target, alias, sorted(digests), context, warnings)}
     pending = [r.previous for r in known.values() if r.previous]
     while pending and len(known) < MAX_RECORDS:
         digest = pending.pop()
