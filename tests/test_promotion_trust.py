@@ -331,3 +331,43 @@ def test_alias_rules_are_validated_strictly(text, message):
     assert parse_policy(loads_yaml_strict(
         b"signers: {a: {key: k.pub}}\naliases: {production: {require: [signature], promoters: [a]}}\n"
     )).aliases["production"].promoters == ["a"]
+
+
+def test_keyless_records_are_judged_by_the_identity_in_their_certificate(tmp_path, model_dir, monkeypatch):
+    """Keyless signing as `sign` does it (the test Sigstore instance in place of the public
+    one): who signed is known only after Fulcio issued the certificate, so a keyless
+    signer that is not a promoter is refused after signing and before anything is written."""
+    from ocimodel.trust import keyless
+    from tests.support.sigstore_instance import SigstoreInstance
+
+    for var in ("HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+        (tmp_path / "home" / var).mkdir(parents=True)
+        monkeypatch.setenv(var, str(tmp_path / "home" / var))
+    instance = SigstoreInstance.create(tmp_path / "sigstore")
+    monkeypatch.setattr(keyless, "_signing_context", lambda trust_config, staging: instance.signing_context())
+    repo = f"oci:{tmp_path / 'store'}"
+    v10, v11 = _versions(repo, model_dir, tmp_path, 2)
+    issuer = "https://issuer.example"
+    policy = _policy(tmp_path, f"""\
+signers:
+  ci: {{identity: ci@example.com, issuer: {issuer}}}
+  dev: {{identity: dev@example.com, issuer: {issuer}}}
+aliases:
+  production: {{promoters: [ci]}}
+""")
+    ci, dev = instance.oidc_jwt("ci@example.com", issuer), instance.oidc_jwt("dev@example.com", issuer)
+    for version in ("1.0", "1.1"):
+        ocimodel.sign(f"{repo}:{version}", identity_token=ci)
+    root = instance.trusted_root_path
+    with pytest.raises(PromotionDenied, match="promoters of production are ci"):
+        reg.promote(f"{repo}:1.0", "production", policy=policy, identity_token=dev, trusted_root=root)
+    written = [r for r in ocimodel.referrers(f"{repo}:1.0").referrers
+               if (r.annotations or {}).get(mt.ANNOTATION_BUNDLE_PREDICATE_TYPE) == PROMOTION_PREDICATE]
+    assert written == [] and not reg.versions(repo).aliases  # signed, refused, nothing written or moved
+    promoted = reg.promote(f"{repo}:1.0", "production", policy=policy, identity_token=ci, trusted_root=root)
+    assert promoted.signed and promoted.signer == "keyless (Sigstore)"
+    reg.promote(f"{repo}:1.1", "production", identity_token=dev)  # no policy: not checked when written
+    judged = reg.history(repo, "production", policy=policy, trusted_root=root)
+    assert [(e.digest, e.trust, e.signers) for e in judged.events if e.recorded] == [
+        (v10, "trusted", ["ci"]), (v11, "untrusted", ["dev"])]
+    assert [(e.from_digest, e.digest) for e in judged.events if e.flagged] == [(v10, v11)]
