@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 import ocimodel
@@ -187,6 +188,21 @@ def test_signed_records_are_in_toto_bundles_that_travel_and_judge_their_signers(
     bundle_referrer = next(r for r in listed if r.digest == first.record)
     assert bundle_referrer.artifact_type == mt.BUNDLE_MEDIA_TYPE
     assert bundle_referrer.annotations[mt.ANNOTATION_BUNDLE_PREDICATE_TYPE] == PROMOTION_PREDICATE
+    # What a cosign-format tool reads: a DSSE in-toto statement about the model's digest.
+    from ocimodel.oci.reference import parse_reference
+    from ocimodel.signing.bundle import unverified_statement
+    from ocimodel.targets.open import open_target
+    from ocimodel.trust.store import read_bundles
+
+    with open_target(parse_reference(f"{repo}:1.0")) as target:
+        [stored] = [b for b in read_bundles(target, v10) if b.referrer.digest == first.record]
+    statement = unverified_statement(stored.bundle)
+    assert statement.subject[0].digest == {"sha256": v10.removeprefix("sha256:")}
+    assert statement.predicate_type == PROMOTION_PREDICATE
+    assert {k: statement.predicate[k] for k in ("alias", "action", "from", "to", "actor", "reason")} == {
+        "alias": "production", "action": "promote", "from": None, "to": v10, "actor": "alice", "reason": "first"}
+    schema = json.loads((Path(__file__).resolve().parents[1] / "schemas" / "promotion-predicate.schema.json").read_text())
+    jsonschema.validate(statement.predicate, schema)
     # carol is in the policy but not a promoter of production: her record is untrusted.
     monkeypatch.setenv("OCIMODEL_ACTOR", "carol")
     second = reg.promote(f"{repo}:1.1", "production", key=keys["carol"])
@@ -195,8 +211,6 @@ def test_signed_records_are_in_toto_bundles_that_travel_and_judge_their_signers(
                  "time": "2026-12-06T08:00:00Z", "reason": "approved by CAB", "previous": second.record}
     bundle = sign_statement_with_key(attestation_statement(v12, PROMOTION_PREDICATE, predicate).to_json(),
                                      load_private_key(keys["mallory"]))
-    from ocimodel.oci.reference import parse_reference
-    from ocimodel.targets.open import open_target
 
     with open_target(parse_reference(f"{repo}:1.2"), for_write=True) as target:
         model = target.resolve("1.2")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from ocimodel.api.promotions import PromotionPredicate
 from ocimodel.metadata.card import ModelCard
 from ocimodel.packaging.modelpack import ModelConfig
 from ocimodel.trust.policy import Policy
@@ -19,6 +20,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "modelpack-config.schema.json": ModelConfig,
     "model-card.schema.json": ModelCard,
     "policy.schema.json": Policy,
+    "promotion-predicate.schema.json": PromotionPredicate,  # https://ocimodel.dev/promotion/v1
 }
 
 
