@@ -371,6 +371,10 @@ def order(known: dict[str, PromotionRecord], current: str | None, context: Trust
     # the record that left it there (an old record, or one another tool wrote): it is put
     # after that one, and the missing link is named.
     by_time = sorted(known.values(), key=lambda r: (r.time, r.record))
+    followers: dict[str, list[PromotionRecord]] = {}
+    for record in by_time:
+        if parent[record.record] is not None:
+            followers.setdefault(parent[record.record], []).append(record)
     for record in by_time:
         if parent[record.record] is not None or record.from_digest is None:
             continue
@@ -380,11 +384,12 @@ def order(known: dict[str, PromotionRecord], current: str | None, context: Trust
                       and record.record not in ancestors(q.record)]
         # Best: a record after which the alias was found where this one left it (this one
         # fills that gap); else the latest by its own clock.
-        fillers = [q for q in candidates if any(parent[c.record] == q.record and c.from_digest == record.to_digest
-                                                and c.from_digest != q.to_digest for c in by_time)]
+        fillers = [q for q in candidates if any(c.from_digest == record.to_digest and c.from_digest != q.to_digest
+                                                for c in followers.get(q.record, ()))]
         if candidates:
             inferred = (fillers or candidates)[-1]
             parent[record.record] = inferred.record
+            followers.setdefault(inferred.record, []).append(record)
             conflicts.append(Conflict(
                 kind="unlinked", records=[record.record, inferred.record],
                 message=f"record {record.record} ({record.actor}) names no previous record; it continues "
