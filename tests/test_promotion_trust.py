@@ -98,7 +98,7 @@ def test_the_forgery_replayed_leaves_every_record_listed_and_untrusted_under_a_p
     # the move to 1.1 is not called unrecorded (bob's record explains it).
     plain = json_of(ok("history", repo, "--alias", "production", "--json"))
     assert [(e["actor"], e["digest"], e["trust"]) for e in _recorded(plain)] == [
-        ("alice", v10, "unverified"), ("bob", v11, "unverified"), ("security-officer", v12, "unsigned"),
+        ("alice", v10, "signed"), ("bob", v11, "signed"), ("security-officer", v12, "unsigned"),
     ]
     forged = _recorded(plain)[2]
     assert forged["conflicts"] and forged["conflicts"][0].startswith("unlinked: ")
@@ -309,7 +309,7 @@ def test_eight_concurrent_promotions_leave_every_record_listed_and_the_conflict_
     listed = [e for e in history.events if e.recorded]
     assert {e.record for e in listed} == records | {first.record}
     assert sorted(e.digest for e in listed) == sorted(digests)
-    assert [(e.trust, e.signed) for e in listed].count(("unverified", True)) == 4
+    assert [(e.trust, e.signed) for e in listed].count(("signed", True)) == 4
     # A racer that read the alias after another had moved it follows that one: the race
     # may fork at more than one record, but every fork is named, and every record the
     # timeline does not follow says why.

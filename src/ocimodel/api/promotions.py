@@ -44,7 +44,7 @@ PROMOTION_PREDICATE = "https://ocimodel.dev/promotion/v1"
 ANNOTATION_PROMOTION_GATE = "dev.ocimodel.promotion.gate"
 MAX_RECORDS = 2000  # records followed by one history
 
-Trust = Literal["trusted", "untrusted", "unsigned", "unverified"]
+Trust = Literal["trusted", "untrusted", "unsigned", "signed"]
 
 
 class GateRule(BaseModel):
@@ -91,7 +91,7 @@ class PromotionRecord(BaseModel):
     gate: GateDecision | None = None
     # With a policy: trusted (a valid bundle by a signer the policy lists and, for an alias
     # with promoters, one of them) or untrusted (anything else, unsigned records included:
-    # see ``signed``). Without: unsigned, or unverified (signed, not checked).
+    # see ``signed``). Without: unsigned, or signed (not checked: as the deployment records say it).
     trust: Trust = "unsigned"
     signers: list[str] = []  # the policy's names of who signed it, when verified
     trust_detail: str | None = None  # why it is untrusted
@@ -260,7 +260,7 @@ def _bundle_record(target, listed: Descriptor, subject: str, alias: str, context
     record = PromotionRecord(
         alias=alias, action=predicate.action, from_digest=predicate.from_digest, to_digest=subject,
         actor=predicate.actor, time=predicate.time, reason=predicate.reason, record=listed.digest,
-        previous=predicate.previous, signed=True, gate=predicate.gate, trust="unverified",
+        previous=predicate.previous, signed=True, gate=predicate.gate, trust="signed",
     )
     if context.trust is None:
         return record

@@ -102,7 +102,7 @@ class HistoryEvent(BaseModel):
     recorded: bool  # a record, not a move inferred from the tag
     record: str | None = None  # the record's digest
     previous: str | None = None  # the record it names as its predecessor
-    # with a policy: trusted or untrusted; without: unsigned or unverified (signed, not
+    # with a policy: trusted or untrusted; without: unsigned or signed (not
     # checked); None for a move no record explains
     trust: str | None = None
     signed: bool = False  # a signed bundle (else an unsigned annotation record)
