@@ -108,6 +108,7 @@ def test_the_forgery_replayed_leaves_every_record_listed_and_untrusted_under_a_p
     # With a policy that trusts alice and bob: the forgery is untrusted, the timeline is
     # alice -> bob, and the move to 1.2 is flagged.
     judged = json_of(ok("history", repo, "--alias", "production", "--policy", policy, "--json"))
+    jsonschema.validate(judged, json.loads((Path(__file__).resolve().parents[1] / "schemas" / "history.schema.json").read_text()))
     assert [(e["actor"], e["trust"], e["in_timeline"]) for e in _recorded(judged)] == [
         ("alice", "trusted", True), ("bob", "trusted", True), ("security-officer", "untrusted", False),
     ]

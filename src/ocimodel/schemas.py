@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from ocimodel.api.promotions import PromotionPredicate
+from ocimodel.api.registry import HistoryResult
 from ocimodel.metadata.card import ModelCard
 from ocimodel.packaging.modelpack import ModelConfig
 from ocimodel.trust.policy import Policy
@@ -21,6 +22,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "model-card.schema.json": ModelCard,
     "policy.schema.json": Policy,
     "promotion-predicate.schema.json": PromotionPredicate,  # https://ocimodel.dev/promotion/v1
+    "history.schema.json": HistoryResult,  # `ocimodel history --json`
 }
 
 
