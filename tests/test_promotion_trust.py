@@ -386,3 +386,31 @@ aliases:
     assert [(e.digest, e.trust, e.signers) for e in judged.events if e.recorded] == [
         (v10, "trusted", ["ci"]), (v11, "untrusted", ["dev"])]
     assert [(e.from_digest, e.digest) for e in judged.events if e.flagged] == [(v10, v11)]
+
+
+def _rec(name: str, to: str, frm: str | None, previous: str | None, time: str, trust: str = "unsigned"):
+    from ocimodel.api.promotions import PromotionRecord
+
+    return PromotionRecord(alias="production", action="promote", from_digest=frm, to_digest=to, actor=name,
+                           time=time, reason=None, record=name, previous=previous, trust=trust)
+
+
+def test_order_names_every_conflict_and_drops_nothing():
+    """Without a registry: two first records, a race whose loser has a follower, and a
+    record that does not continue where its predecessor left the alias."""
+    from ocimodel.api.promotions import TrustContext, order
+
+    records = [
+        _rec("a", "m1", None, None, "t1"), _rec("x", "m9", None, None, "t0"),   # two first moves
+        _rec("b", "m2", "m1", "a", "t2"), _rec("c", "m3", "m1", "a", "t3"),       # a race after a
+        _rec("d", "m4", "m2", "b", "t4"),                                         # follows the loser
+        _rec("e", "m5", "m7", "c", "t5"),                                         # a gap: c left m3
+    ]
+    result = order({r.record: r for r in records}, "m5", TrustContext())
+    assert sorted(r.record for r in result.records) == ["a", "b", "c", "d", "e", "x"]
+    assert [r.record for r in result.chain] == ["a", "c", "e"]
+    kinds = {(c.kind, tuple(sorted(c.records))) for c in result.conflicts}
+    assert kinds == {("several-first", ("a", "x")), ("same-previous", ("b", "c")), ("gap", ("c", "e"))}
+    assert result.by_record["d"][0].startswith("branch: follows b")
+    order_of = [r.record for r in result.records]
+    assert order_of.index("a") < order_of.index("b") < order_of.index("d") and order_of.index("c") < order_of.index("e")
