@@ -13,6 +13,8 @@ from pydantic import BaseModel
 
 from ocimodel.api.audit import AuditResult
 from ocimodel.api.deployments import DeploymentsResult
+from ocimodel.api.promotions import PromotionPredicate
+from ocimodel.api.registry import HistoryResult
 from ocimodel.api.variants import VariantIndexResult
 from ocimodel.metadata.card import ModelCard
 from ocimodel.packaging.modelpack import ModelConfig
@@ -26,6 +28,8 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     # What `audit --json` and `deployments --json` print.
     "audit.schema.json": AuditResult,
     "deployments.schema.json": DeploymentsResult,
+    "promotion-predicate.schema.json": PromotionPredicate,  # https://ocimodel.dev/promotion/v1
+    "history.schema.json": HistoryResult,  # `ocimodel history --json`
 }
 
 

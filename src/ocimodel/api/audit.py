@@ -152,7 +152,8 @@ def audit(
 
         def read_history():
             aliases = {t for t in tags if not is_version_tag(t)}
-            return promotion_entries(connection, str(ref), aliases, names)
+            return promotion_entries(connection, str(ref), aliases, names,
+                                     policy=policy, trusted_root=trusted_root, offline=offline)
 
         # History reads the promotion records on its own connection: both at once.
         (manifests, found), promotions = run_all([read_referrers, read_history], workers=2)
@@ -221,7 +222,8 @@ def read_promotions(context: AuditContext) -> list[AuditEntry]:
 
 
 def promotion_entries(
-    connection: ConnectionOptions, repository: str, aliases: set[str], names: dict[str, list[str]]
+    connection: ConnectionOptions, repository: str, aliases: set[str], names: dict[str, list[str]], *,
+    policy: Policy | PathLike | None = None, trusted_root: PathLike | None = None, offline: bool = True,
 ) -> tuple[list[AuditEntry], list[str]]:
     """THE ADAPTER to the promotion records (one place to change when their format does):
     ``registry.history`` of each alias, each event as an entry. ``trust`` is the event's
@@ -230,7 +232,9 @@ def promotion_entries(
 
     def one(alias: str):
         try:
-            return alias, registry.history(connection, repository, alias), None
+            found = registry.history(connection, repository, alias, policy=policy, trusted_root=trusted_root,
+                                     offline=offline)
+            return alias, found, None
         except NotFound:
             return alias, None, None
         except OcimodelError as exc:
@@ -247,7 +251,7 @@ def promotion_entries(
         for event in result.events:
             recorded = event.recorded
             kind = event.action if recorded and event.action in ("promote", "rollback") else "tag-move"
-            trust = getattr(event, "trust", None) or (UNSIGNED if recorded else "unrecorded")
+            trust = event.trust or (UNSIGNED if recorded else "unrecorded")
             target = event.digest or "nothing"
             summary = f"{'rolled back' if kind == 'rollback' else 'moved' if kind == 'tag-move' else 'promoted'} " \
                       f"{alias} -> {_short(target)}" + (f" from {_short(event.from_digest)}" if event.from_digest else "")
@@ -255,11 +259,15 @@ def promotion_entries(
                 summary += f" ({event.action}: no record)"
             if event.reason:
                 summary += f": {event.reason}"
+            if event.flagged:
+                summary += " [flagged: no trusted record explains this move]"
+            if event.conflicts:
+                summary += " [conflict: " + "; ".join(event.conflicts) + "]"
             entries.append(AuditEntry(
                 time=event.time, time_source=SIGNED_TIME if trust == TRUSTED else ANNOTATION_TIME if event.time else None,
                 kind=kind, digest=event.digest or "", tags=names.get(event.digest or "", []), summary=summary,
-                actor=event.actor, trust=trust, signers=list(getattr(event, "signers", None) or []),
-                record=getattr(event, "record", None), predicate_type=PROMOTION_PREDICATE if recorded else None,
+                actor=event.actor, trust=trust, signers=list(event.signers),
+                record=event.record, predicate_type=PROMOTION_PREDICATE if recorded else None,
                 details={"alias": alias, "from": event.from_digest, "to": event.digest, "reason": event.reason},
             ))
     return entries, warnings

@@ -351,6 +351,25 @@ def _signer(key, password, identity_token, trust_config, staging) -> BundleSigne
     )
 
 
+def record_signer(
+    key: PathLike | None = None,
+    password: str | bytes | None = None,
+    identity_token: str | None = None,
+    trust_config: PathLike | None = None,
+    staging: bool = False,
+) -> BundleSigner | None:
+    """The signer of a record (a promotion): a key, keyless when any keyless option is
+    given, else None (the record is written unsigned)."""
+    if key is None and identity_token is None and trust_config is None and not staging:
+        return None
+    return _signer(key, password, identity_token, trust_config, staging)
+
+
+def compile_policy(policy: Policy | PathLike) -> TrustPolicy:
+    """A policy (a Policy or a YAML / JSON file) with its keys loaded."""
+    return _trust((), (), policy)
+
+
 def _trust(keys: Sequence[PathLike], identities: Sequence[tuple[str, str]], policy) -> TrustPolicy:
     if isinstance(keys, (str, os.PathLike)):
         keys = [keys]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -21,10 +22,30 @@ from ocimodel.cli.common import (
     stdout,
 )
 from ocimodel.cli.lazy import lazy_import
+from ocimodel.cli.trust import (
+    IdentityTokenOpt,
+    OfflineOpt,
+    StagingOpt,
+    TrustConfigOpt,
+    TrustedRootOpt,
+    password_for,
+)
 from ocimodel.errors import UsageError
 
 AliasOpt = Annotated[str, typer.Option("--alias", metavar="ALIAS", help="The alias, e.g. production.")]
 ReasonOpt = Annotated[str | None, typer.Option("--reason", metavar="TEXT", help="Why: kept in the promotion record.")]
+RecordKeyOpt = Annotated[
+    Path | None,
+    typer.Option("--key", metavar="PEM", help="Sign the record with this ECDSA P-256 private key (as `sign --key`). Omitted, and no keyless option: the record is unsigned."),
+]
+GatePolicyOpt = Annotated[
+    Path | None,
+    typer.Option("--policy", metavar="FILE", help="A verify policy: the model must pass the alias's gate (aliases: in the policy) and the signer must be one it lists, or nothing moves."),
+]
+HistoryPolicyOpt = Annotated[
+    Path | None,
+    typer.Option("--policy", metavar="FILE", help="A verify policy: mark each record trusted, untrusted or unsigned, and follow trusted records only."),
+]
 
 api = lazy_import("ocimodel")
 
@@ -80,6 +101,13 @@ def promote(
     reference: Annotated[str, typer.Argument(metavar="REF", help="The version to promote: registry/repo:1.2 or repo@digest.")],
     to: Annotated[str, typer.Option("--to", metavar="ALIAS", help="The alias to move, e.g. production.")],
     reason: ReasonOpt = None,
+    policy: GatePolicyOpt = None,
+    key: RecordKeyOpt = None,
+    identity_token: IdentityTokenOpt = None,
+    trust_config: TrustConfigOpt = None,
+    staging: StagingOpt = False,
+    trusted_root: TrustedRootOpt = None,
+    offline: OfflineOpt = True,
     plain_http: PlainHttpOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -89,9 +117,21 @@ def promote(
 
       ocimodel promote localhost:5000/team/sentiment:1.2 --to production --reason "beats 1.1 on imdb"
 
-    The actor is OCIMODEL_ACTOR, else the GitHub Actions user, else user@host.
+      ocimodel promote localhost:5000/team/sentiment:1.2 --to production --key release.key --policy policy.yaml
+
+    The actor is OCIMODEL_ACTOR, else the GitHub Actions user, else user@host. With
+    --key (or keyless: --identity-token) the record is a signed in-toto statement in a
+    Sigstore bundle. With --policy the model is verified against the alias's gate first:
+    a denial exits 1 and moves nothing.
     """
-    result = run(lambda _: api.promote(reference, to, reason=reason, plain_http=plain_http, options=connection()), verb="promote", show_progress=False)
+    result = run(
+        lambda _: api.promote(
+            reference, to, reason=reason, policy=policy, key=key, password=password_for(key),
+            identity_token=identity_token, trust_config=trust_config, staging=staging,
+            trusted_root=trusted_root, offline=offline, plain_http=plain_http, options=connection(),
+        ),
+        verb="promote", show_progress=False,
+    )
     _print_move(result, as_json, quiet)
 
 
@@ -99,6 +139,13 @@ def rollback(
     repository: Annotated[str, typer.Argument(metavar="REPO", help="registry/team/model or oci:PATH.")],
     alias: AliasOpt,
     reason: ReasonOpt = None,
+    policy: GatePolicyOpt = None,
+    key: RecordKeyOpt = None,
+    identity_token: IdentityTokenOpt = None,
+    trust_config: TrustConfigOpt = None,
+    staging: StagingOpt = False,
+    trusted_root: TrustedRootOpt = None,
+    offline: OfflineOpt = True,
     plain_http: PlainHttpOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -107,33 +154,77 @@ def rollback(
     rollback.
 
       ocimodel rollback localhost:5000/team/sentiment --alias production --reason "latency regression"
+
+    With --policy only trusted records count: an alias moved by anything no trusted
+    record explains goes back to the last trusted state. Signing as for promote.
     """
-    result = run(lambda _: api.rollback(repository, alias, reason=reason, plain_http=plain_http, options=connection()), verb="rollback", show_progress=False)
+    result = run(
+        lambda _: api.rollback(
+            repository, alias, reason=reason, policy=policy, key=key, password=password_for(key),
+            identity_token=identity_token, trust_config=trust_config, staging=staging,
+            trusted_root=trusted_root, offline=offline, plain_http=plain_http, options=connection(),
+        ),
+        verb="rollback", show_progress=False,
+    )
     _print_move(result, as_json, quiet)
 
 
 def history(
     repository: Annotated[str, typer.Argument(metavar="REPO", help="registry/team/model or oci:PATH.")],
     alias: AliasOpt,
+    policy: HistoryPolicyOpt = None,
+    trusted_root: TrustedRootOpt = None,
+    offline: OfflineOpt = True,
     plain_http: PlainHttpOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show which version held an alias when, who moved it and why, oldest first. Moves
-    made by other tools (a plain re-tag) have no record and are flagged.
+    made by other tools (a plain re-tag) have no record and are flagged. Every record is
+    listed; records in conflict (two following the same record, a record that does not
+    continue where the previous one left the alias) are named.
 
       ocimodel history localhost:5000/team/sentiment --alias production
+
+      ocimodel history localhost:5000/team/sentiment --alias production --policy policy.yaml
+
+    With --policy each record is trusted, untrusted or unsigned; the timeline follows
+    trusted records only, and a move no trusted record explains is flagged.
     """
-    result = run(lambda _: api.history(repository, alias, plain_http=plain_http, options=connection()), verb="history", show_progress=False)
+    result = run(
+        lambda _: api.history(repository, alias, policy=policy, trusted_root=trusted_root, offline=offline,
+                              plain_http=plain_http, options=connection()),
+        verb="history", show_progress=False,
+    )
     if as_json:
         print_json(result)
         return
     table = new_table()
-    for column in ("TIME", "ACTION", "DIGEST", "FROM", "ACTOR", "REASON"):
+    for column in ("TIME", "ACTION", "DIGEST", "FROM", "ACTOR", "TRUST", "REASON", "NOTE"):
         table.add_column(column)
     for e in result.events:
-        table.add_row(e.time or "?", e.action, e.digest[:19], (e.from_digest or "-")[:19], e.actor or "?", e.reason or "")
+        trust = e.trust or "-"
+        if e.signers:
+            trust += f" ({', '.join(e.signers)})"
+        elif e.recorded and e.trust == "untrusted" and not e.signed:
+            trust += " (unsigned)"
+        notes = []
+        if e.flagged:
+            notes.append("FLAGGED")
+        if e.recorded and not e.in_timeline:
+            notes.append("not followed")
+        if e.conflicts:
+            notes.append("conflict: " + ", ".join(sorted({c.split(":", 1)[0] for c in e.conflicts})))
+        table.add_row(e.time or "?", e.action, (e.digest or "-")[:19], (e.from_digest or "-")[:19], e.actor or "?",
+                      trust, e.reason or "", "; ".join(notes))
     stdout.print(table)
     stdout.print(f"{result.alias} now: {result.current or '(no such tag)'}", highlight=False, markup=False)
+    if result.policy:
+        stdout.print(f"judged by the policy {result.policy}", highlight=False, markup=False)
+    for conflict in result.conflicts:
+        stdout.print(f"conflict ({conflict.kind}): {conflict.message}", highlight=False, markup=False)
+    for event in result.events:
+        if event.trust == "untrusted" and event.trust_detail:
+            stdout.print(f"untrusted record {event.record}: {event.trust_detail}", highlight=False, markup=False)
     for warning in result.warnings:
         stdout.print(f"warning: {warning}", highlight=False, markup=False)
 
@@ -196,4 +287,8 @@ def _print_move(result: api.PromoteResult, as_json: bool, quiet: bool) -> None:
         verb = "Rolled back" if result.action == "rollback" else "Promoted"
         stdout.print(f"{verb} {result.repository}:{result.alias} -> {result.to_digest}", highlight=False, markup=False)
         stdout.print(f"Was: {result.from_digest or '(new alias)'}", highlight=False, markup=False)
-        stdout.print(f"Record: {result.record}", highlight=False, markup=False)
+        stdout.print(f"Record: {result.record} ({'signed with ' + result.signer if result.signed else 'unsigned'})", highlight=False, markup=False)
+        if result.gate is not None:
+            stdout.print(f"Gate: allowed by the policy {result.gate.policy}", highlight=False, markup=False)
+            for rule in result.gate.reasons:
+                stdout.print(f"  pass {rule.rule}: {rule.detail}", highlight=False, markup=False)

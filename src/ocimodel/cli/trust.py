@@ -95,6 +95,9 @@ def _password_for(key: Path | None) -> str | None:
     return None
 
 
+password_for = _password_for  # for the other commands that sign (promote, rollback)
+
+
 def sign(
     reference: RefArg,
     key: SigningKeyOpt = None,

@@ -16,6 +16,10 @@ fails on its own:
     attestations:
       - type: https://slsa.dev/provenance/v1
         signers: [ci]
+    aliases:                                       # promotion gates (docs/promotion-records.md)
+      production:
+        require: [signature, attestations]         # the sections above a model must pass
+        promoters: [release]                       # who may sign the records that move it
 
 YAML or JSON; unknown fields, duplicate keys, keys that are not strings (``!!binary``,
 ``1``, ``true``), YAML aliases, values of the wrong type (``files: 'false'``), unknown
@@ -47,6 +51,7 @@ from ocimodel.errors import InvalidManifest, UsageError
 from ocimodel.oci.models import loads_strict
 from ocimodel.signing.errors import KeyLoadError
 from ocimodel.signing.keys import PublicKey, key_hint, load_public_key
+from ocimodel.versiontags import is_version_tag
 
 MAX_POLICY_BYTES = 1024 * 1024
 
@@ -55,6 +60,10 @@ PredicateUri = Annotated[
     str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$")
 ]
 Match = Literal["any-of", "all-of"]
+# An alias as a tag: the OCI tag grammar. Versions are refused by the policy's validator.
+AliasName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")]
+# The sections of this policy an alias rule can require (later: scan, license, evaluation).
+Section = Literal["signature", "attestations"]
 
 
 class PolicyError(UsageError):
@@ -110,6 +119,20 @@ class AttestationRule(_Strict):
     match: Match = Field(default="any-of", description="any-of: one of them suffices; all-of: each must have attested.")
 
 
+class AliasRule(_Strict):
+    """A promotion gate: what `promote --policy` and `rollback --policy` check before the
+    alias may point at a model, and who may sign the records that move it."""
+
+    require: list[Section] | None = Field(
+        default=None, min_length=1,
+        description="Sections of this policy the model must pass: signature, attestations. Omitted: all of them.",
+    )
+    promoters: list[SignerName] | None = Field(
+        default=None, min_length=1,
+        description="Names from `signers` whose signed records may move this alias. Omitted: any signer.",
+    )
+
+
 class Policy(_Strict):
     """What `ocimodel verify` requires of a model before it is allowed."""
 
@@ -119,6 +142,9 @@ class Policy(_Strict):
     )
     signature: SignatureRule = Field(default_factory=SignatureRule, description="The signature requirement.")
     attestations: list[AttestationRule] = Field(default_factory=list, description="Attestations that must be present.")
+    aliases: dict[AliasName, AliasRule] = Field(
+        default_factory=dict, description="Promotion gates, by alias (production, champion...)."
+    )
 
     # Key paths are relative to the policy file; the directory is remembered here.
     _base: Path = PrivateAttr(default_factory=Path)
@@ -135,6 +161,7 @@ class Policy(_Strict):
     def _names_are_defined(self) -> Policy:
         rules: list[tuple[str, list[str] | None]] = [("signature", self.signature.signers)]
         rules += [(f"attestations[{i}]", rule.signers) for i, rule in enumerate(self.attestations)]
+        rules += [(f"aliases.{alias}.promoters", rule.promoters) for alias, rule in self.aliases.items()]
         for where, names in rules:
             for name in names or ():
                 if name not in self.signers:
@@ -144,6 +171,14 @@ class Policy(_Strict):
         types = [rule.type for rule in self.attestations]
         if len(set(types)) != len(types):
             raise ValueError("two attestation rules have the same type; put their signers in one rule")
+        for alias, rule in self.aliases.items():
+            if is_version_tag(alias):
+                raise ValueError(f"aliases: {alias!r} is a version, not an alias; versions never move")
+            if rule.require is not None and len(set(rule.require)) != len(rule.require):
+                raise ValueError(f"aliases.{alias}.require names a section twice")
+            if rule.require and "attestations" in rule.require and not self.attestations:
+                # Requiring an empty section would read as a check that always passes.
+                raise ValueError(f"aliases.{alias}.require names attestations, and the policy has no attestation rules")
         return self
 
     def with_base(self, directory: str | os.PathLike[str]) -> Policy:
@@ -242,7 +277,7 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
 
 def parse_policy(document: Any, what: str = "policy") -> Policy:
     if not isinstance(document, dict):
-        raise PolicyError(f"{what}: expected a mapping at the top level (version, signers, signature, attestations)")
+        raise PolicyError(f"{what}: expected a mapping at the top level (version, signers, signature, attestations, aliases)")
     try:
         return Policy.model_validate(document)
     except ValidationError as exc:
@@ -254,6 +289,8 @@ def parse_policy(document: Any, what: str = "policy") -> Policy:
         hint = None
         if loc[:1] == ["signers"] and len(loc) >= 2:
             hint = "a signer is either {key: PATH} or {identity: ..., issuer: ...}"
+        elif loc[:1] == ["aliases"] or message.startswith("aliases"):
+            hint = "an alias rule is {require: [signature, attestations], promoters: [SIGNER, ...]}"
         raise PolicyError(f"{what}: {where}: {message}", hint=hint) from None
 
 
