@@ -37,10 +37,12 @@ GGML_TYPES = {
 
 # Names whose appearance inside a Jinja tag reaches Python objects a chat template has no
 # use for: the classic SSTI gadget chains start from one of them.
+# Only names no chat template has a use for: "system", "open" or "import" are ordinary
+# words in templates (``ns.system``), and a gadget chain needs one of these first anyway.
 _GADGETS = {
     "cycler", "joiner", "lipsum", "url_for", "get_flashed_messages", "self", "request", "config",
-    "os", "popen", "system", "subprocess", "eval", "exec", "import", "builtins", "globals",
-    "getattr", "mro", "subclasses", "import_module", "sys", "open", "compile", "func_globals",
+    "os", "popen", "subprocess", "eval", "exec", "builtins", "globals", "getattr", "mro",
+    "subclasses", "import_module", "func_globals",
 }  # fmt: skip
 _TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
 _STRING_LIT = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.S)

@@ -1,0 +1,124 @@
+"""The format scanners for everything that is not a pickle (issue 16), on files built from
+the published formats (tests/support/scan_corpus_formats.py): every malicious file is
+claimed by its format's scanner and judged at the severity its risk carries (critical for
+what runs code or writes outside the model), no benign file written by the real library
+is flagged at high or above, and a scanner reads only the bytes it needs."""
+
+from __future__ import annotations
+
+import struct
+import sys
+from functools import cache
+
+import pytest
+
+from ocimodel.scan.findings import Severity, worst
+from ocimodel.scan.formats import HEAD_BYTES
+from ocimodel.scan.formats.catalog import all_scanners
+from ocimodel.scan.formats.gguf import template_findings
+from ocimodel.scan.formats.h5 import H5Scanner
+from ocimodel.scan.formats.randomaccess import BytesSource
+from ocimodel.scan.formats.safetensors_format import SafetensorsScanner
+from tests.support.scan_corpus_formats import benign_files, malicious_files, safetensors_bytes
+
+pytest.importorskip("numpy")
+pytest.importorskip("safetensors")
+pytest.importorskip("onnx")
+pytest.importorskip("gguf")
+pytest.importorskip("h5py")
+
+
+@cache
+def _malicious():
+    return {f.name: f for f in malicious_files()}
+
+
+@cache
+def _benign():
+    return {f.name: f for f in benign_files()}
+
+
+def _scan(name: str, data: bytes):
+    """What the engine does for one file: every scanner whose detect accepts the head."""
+    source = BytesSource(name, data)
+    claimed = [s for s in all_scanners() if s.detect(data[:HEAD_BYTES], len(data))]
+    return [s.name for s in claimed], [f for s in claimed for f in s.scan(source)]
+
+
+MALICIOUS = [f.name for f in malicious_files()]
+
+
+@pytest.mark.parametrize("name", MALICIOUS)
+def test_malicious_file_found_at_its_severity(name):
+    corpus = _malicious()[name]
+    formats, findings = _scan(name, corpus.data)
+    assert formats == [corpus.format], f"{name}: claimed by {formats}"
+    assert worst(findings) == corpus.expect, f"{name} ({corpus.why}): {[(f.severity.value, f.rule, f.detail) for f in findings]}"
+
+
+@pytest.mark.parametrize("name", [f.name for f in benign_files()])
+def test_benign_file_not_flagged(name):
+    corpus = _benign()[name]
+    formats, findings = _scan(name, corpus.data)
+    assert formats == [corpus.format], f"{name}: claimed by {formats}"
+    bad = [(f.severity.value, f.rule, f.detail) for f in findings if f.severity.at_least(Severity.HIGH)]
+    assert not bad, f"{name}: {bad}"
+
+
+def test_formats_are_judged_by_bytes_not_names():
+    """A GGUF named .safetensors is scanned as GGUF; a safetensors named .onnx as safetensors."""
+    gguf = _malicious()["ssti-cycler.gguf"].data
+    formats, findings = _scan("model.safetensors", gguf)
+    assert formats == ["gguf"] and worst(findings) is Severity.CRITICAL
+    formats, _ = _scan("model.onnx", _benign()["model.safetensors"].data)
+    assert formats == ["safetensors"]
+
+
+class _CountingSource:
+    """A sparse 1 GiB safetensors file: only the header exists; counts the bytes asked for."""
+
+    def __init__(self, head: bytes, size: int) -> None:
+        self.name, self.size, self._head, self.fetched = "big.safetensors", size, head, 0
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        length = max(0, min(length, self.size - offset))
+        self.fetched += length
+        data = self._head[offset : offset + length]
+        return data + b"\0" * (length - len(data))
+
+    def open(self):
+        raise AssertionError("a safetensors scan must not stream the file")
+
+
+def test_safetensors_reads_only_its_header():
+    tensors, offset = {}, 0
+    for i in range(200):  # 200 tensors of 5 MiB each: ~1 GiB of data
+        size = 5 << 20
+        tensors[f"layer.{i}.weight"] = {"dtype": "F32", "shape": [size // 4], "data_offsets": [offset, offset + size]}
+        offset += size
+    head = safetensors_bytes(tensors, b"")
+    source = _CountingSource(head, len(head) + offset)
+    assert SafetensorsScanner().scan(source) == []
+    assert source.fetched <= len(head) < 1 << 20
+
+
+def test_gguf_chat_template_rules():
+    """Ordinary templates (namespace, loops, filters) pass; gadget chains do not."""
+    assert template_findings("{% set ns = namespace(x=1) %}{{ messages[0]['content'] | trim }}") == []
+    assert template_findings("text about os and popen outside tags {{ x }}") == []
+    assert template_findings("{{ x.__class__ }}")[0][0] is Severity.CRITICAL
+    assert template_findings("{{ cycler }}")[0][0] is Severity.CRITICAL
+    assert template_findings("{{ x | attr(name) }}")[0][0] is Severity.HIGH
+
+
+def test_h5_without_h5py_says_so(monkeypatch):
+    """Without h5py the config is not read, and the report says so (never a silent pass)."""
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    findings = H5Scanner().scan(BytesSource("m.h5", _malicious()["lambda-keras2.h5"].data))
+    assert [(f.severity, f.rule) for f in findings] == [(Severity.INFO, "h5.config.unread")]
+
+
+def test_safetensors_truncated_length_is_high():
+    data = struct.pack("<Q", 100) + b"{}"
+    findings = SafetensorsScanner().scan(BytesSource("x", data))
+    assert worst(findings) is Severity.HIGH
