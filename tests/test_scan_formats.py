@@ -21,13 +21,8 @@ from ocimodel.scan.formats.randomaccess import BytesSource
 from ocimodel.scan.formats.safetensors_format import SafetensorsScanner
 from tests.support.scan_corpus_formats import benign_files, malicious_files, safetensors_bytes
 
-pytest.importorskip("numpy")
-pytest.importorskip("safetensors")
-pytest.importorskip("onnx")
-pytest.importorskip("gguf")
-pytest.importorskip("h5py")
 
-
+# The corpus is built once (the real libraries write the benign files: a few seconds).
 @cache
 def _malicious():
     return {f.name: f for f in malicious_files()}
@@ -45,10 +40,7 @@ def _scan(name: str, data: bytes):
     return [s.name for s in claimed], [f for s in claimed for f in s.scan(source)]
 
 
-MALICIOUS = [f.name for f in malicious_files()]
-
-
-@pytest.mark.parametrize("name", MALICIOUS)
+@pytest.mark.parametrize("name", list(_malicious()))
 def test_malicious_file_found_at_its_severity(name):
     corpus = _malicious()[name]
     formats, findings = _scan(name, corpus.data)
@@ -56,7 +48,7 @@ def test_malicious_file_found_at_its_severity(name):
     assert worst(findings) == corpus.expect, f"{name} ({corpus.why}): {[(f.severity.value, f.rule, f.detail) for f in findings]}"
 
 
-@pytest.mark.parametrize("name", [f.name for f in benign_files()])
+@pytest.mark.parametrize("name", list(_benign()))
 def test_benign_file_not_flagged(name):
     corpus = _benign()[name]
     formats, findings = _scan(name, corpus.data)
@@ -122,3 +114,62 @@ def test_safetensors_truncated_length_is_high():
     data = struct.pack("<Q", 100) + b"{}"
     findings = SafetensorsScanner().scan(BytesSource("x", data))
     assert worst(findings) is Severity.HIGH
+
+
+def test_archive_members_go_to_the_inner_scan():
+    """With the engine's scan as ``inner``, a poisoned GGUF inside a tarball is found, named
+    by its member path."""
+    import io
+    import tarfile
+
+    from ocimodel.scan.formats.archives import ArchiveScanner
+
+    gguf = _malicious()["ssti-joiner.gguf"].data
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("model/model.gguf")
+        info.size = len(gguf)
+        tar.addfile(info, io.BytesIO(gguf))
+
+    def inner(source):
+        return _scan(source.name, source.read_at(0, source.size))[1]
+
+    findings = ArchiveScanner(inner=inner).scan(BytesSource("bundle.tar.gz", buffer.getvalue()))
+    assert worst(findings) is Severity.CRITICAL
+    assert any(f.format == "gguf" and f.file.endswith("model/model.gguf") for f in findings)
+
+
+def test_tar_devices_and_setuid_are_high():
+    import io
+    import tarfile
+
+    from ocimodel.scan.formats.archives import ArchiveScanner
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        device = tarfile.TarInfo("dev/sda")
+        device.type = tarfile.CHRTYPE
+        tar.addfile(device)
+        suid = tarfile.TarInfo("bin/helper")
+        suid.mode, suid.size = 0o4755, 1
+        tar.addfile(suid, io.BytesIO(b"x"))
+    findings = ArchiveScanner().scan(BytesSource("t.tar", buffer.getvalue()))
+    assert {f.rule for f in findings} == {"archive.device", "archive.setuid"}
+    assert worst(findings) is Severity.HIGH
+
+
+def test_onnx_scan_skips_weight_payloads():
+    """The ONNX walk reads the message structure, not the initializers' raw data."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((1024, 1024), np.float32), "W")  # 4 MiB inline
+    graph = helper.make_graph([helper.make_node("MatMul", ["X", "W"], ["Y"], domain="com.evil")], "g",
+                              [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 1024])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 1024])], [weight])  # fmt: skip
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    source = _CountingSource(data, len(data))
+    formats, _ = _scan("m.onnx", data)
+    findings = [f for s in all_scanners() if s.name == "onnx" for f in s.scan(source)]
+    assert formats == ["onnx"] and [f.rule for f in findings] == ["onnx.domain.unknown"]
+    assert source.fetched < 512 << 10 < len(data)

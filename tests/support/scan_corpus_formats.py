@@ -13,7 +13,6 @@ it. Builders return bytes, so callers write them wherever they like."""
 from __future__ import annotations
 
 import base64
-import gzip
 import io
 import json
 import marshal
@@ -178,7 +177,6 @@ def _gguf_malicious() -> list[CorpusFile]:
 
 def _onnx_model(location: str | None = None, domain: str = "", inline_function: bool = False) -> bytes:
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     weight = numpy_helper.from_array(np.ones((2, 2), np.float32), "W")

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from ocimodel.scan.findings import Finding, Severity
 from ocimodel.scan.formats import Source
 from ocimodel.scan.formats.keras import is_keras_zip
-from ocimodel.scan.formats.randomaccess import BytesSource, SourceFile
+from ocimodel.scan.formats.randomaccess import BytesSource, seekable
 
 __all__ = ["SCANNERS", "ArchiveScanner", "unsafe_member_path"]
 
@@ -133,7 +133,7 @@ class ArchiveScanner:
         return data
 
     def _zip(self, source: Source, file: str, prefix: str | None, depth: int, budget: _Budget, out: list, add) -> None:
-        with zipfile.ZipFile(SourceFile(source)) as archive:
+        with zipfile.ZipFile(seekable(source)) as archive:
             offsets: dict[int, str] = {}
             for info in archive.infolist():
                 name = info.filename

@@ -14,7 +14,7 @@ import json
 from ocimodel.scan.findings import Finding, Severity
 from ocimodel.scan.formats import Source
 from ocimodel.scan.formats.keras import config_findings
-from ocimodel.scan.formats.randomaccess import SourceFile
+from ocimodel.scan.formats.randomaccess import seekable
 
 __all__ = ["SCANNERS", "H5Scanner"]
 
@@ -41,7 +41,7 @@ class H5Scanner:
                             "h5py is not installed: a Keras model_config in this file was not checked")]  # fmt: skip
         texts = {}
         try:
-            with h5py.File(SourceFile(source), "r") as f:
+            with h5py.File(seekable(source), "r") as f:
                 for name in _CONFIG_ATTRS:
                     if name in f.attrs:
                         value = f.attrs[name]

@@ -20,7 +20,7 @@ import zipfile
 
 from ocimodel.scan.findings import Finding, Severity
 from ocimodel.scan.formats import Source
-from ocimodel.scan.formats.randomaccess import SourceFile
+from ocimodel.scan.formats.randomaccess import seekable
 
 __all__ = ["SCANNERS", "KerasScanner", "config_findings", "is_keras_zip"]
 
@@ -102,7 +102,7 @@ class KerasScanner:
                            member="config.json")  # fmt: skip
 
         try:
-            with zipfile.ZipFile(SourceFile(source)) as archive:
+            with zipfile.ZipFile(seekable(source)) as archive:
                 info = archive.getinfo("config.json")
                 if info.file_size > MAX_CONFIG:
                     return [finding(Severity.HIGH, "keras.config.too-large", f"config.json of {info.file_size} bytes")]

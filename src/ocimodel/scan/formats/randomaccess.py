@@ -10,7 +10,7 @@ import io
 
 from ocimodel.scan.formats import Source
 
-__all__ = ["BytesSource", "ChunkReader", "SourceFile"]
+__all__ = ["BytesSource", "ChunkReader", "SourceFile", "seekable"]
 
 
 class SourceFile(io.RawIOBase):
@@ -40,6 +40,12 @@ class SourceFile(io.RawIOBase):
         view[: len(data)] = data
         self._pos += len(data)
         return len(data)
+
+
+def seekable(source: Source, buffer: int = 1 << 16) -> io.BufferedReader:
+    """A buffered seekable file over ``source``: zipfile and h5py read many small pieces,
+    and each unbuffered read would be one request to a registry."""
+    return io.BufferedReader(SourceFile(source), buffer)
 
 
 class ChunkReader:
