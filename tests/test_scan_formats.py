@@ -15,7 +15,7 @@ import pytest
 from ocimodel.scan.findings import Severity, worst
 from ocimodel.scan.formats import HEAD_BYTES
 from ocimodel.scan.formats.catalog import all_scanners
-from ocimodel.scan.formats.gguf import template_findings
+from ocimodel.scan.formats.chat_template import template_findings
 from ocimodel.scan.formats.h5 import H5Scanner
 from ocimodel.scan.formats.randomaccess import BytesSource
 from ocimodel.scan.formats.safetensors_format import SafetensorsScanner

@@ -415,9 +415,33 @@ def _archives_malicious() -> list[CorpusFile]:
     ]  # fmt: skip
 
 
+# -- chat templates outside GGUF: tokenizer_config.json as transformers writes it (the
+# keys below in its order) and a bare chat_template.jinja --------------------------------
+
+
+def tokenizer_config(template: str | list | None) -> bytes:
+    config = {"add_bos_token": True, "added_tokens_decoder": {"128000": {"content": "<|begin_of_text|>", "special": True}},
+              "bos_token": "<|begin_of_text|>", "clean_up_tokenization_spaces": True, "eos_token": "<|eot_id|>",
+              "model_max_length": 131072, "tokenizer_class": "PreTrainedTokenizerFast"}  # fmt: skip
+    if template is not None:
+        config["chat_template"] = template
+    return json.dumps(config, indent=2, sort_keys=True).encode()
+
+
+def _chat_template_malicious() -> list[CorpusFile]:
+    ssti = "{% for message in messages %}{{ message.content }}{% endfor %}{{ cycler.__init__.__globals__.os.popen('id').read() }}"
+    return [
+        CorpusFile("tokenizer_config.json", tokenizer_config(ssti), "chat-template", Severity.CRITICAL, "SSTI in chat_template"),
+        CorpusFile("named-templates.json", tokenizer_config([{"name": "default", "template": _LLAMA_TEMPLATE},
+                                                             {"name": "tool_use", "template": ssti}]),
+                   "chat-template", Severity.CRITICAL, "SSTI in a named template"),
+        CorpusFile("chat_template.jinja", ssti.encode(), "chat-template", Severity.CRITICAL, "SSTI in a bare template"),
+    ]  # fmt: skip
+
+
 def malicious_files() -> list[CorpusFile]:
     return (_safetensors_malicious() + _gguf_malicious() + _onnx_malicious() + _savedmodel_malicious()
-            + _keras_malicious() + _archives_malicious())  # fmt: skip
+            + _keras_malicious() + _archives_malicious() + _chat_template_malicious())  # fmt: skip
 
 
 def benign_files() -> list[CorpusFile]:
@@ -427,6 +451,8 @@ def benign_files() -> list[CorpusFile]:
         CorpusFile("empty.safetensors", _safetensors_empty(), "safetensors", None),
         CorpusFile("llama.gguf", _gguf_real(), "gguf", None),
         CorpusFile("no-template.gguf", _gguf_real(None), "gguf", None),
+        CorpusFile("tokenizer_config.json", tokenizer_config(_LLAMA_TEMPLATE), "chat-template", None),
+        CorpusFile("chat_template.jinja", _LLAMA_TEMPLATE.encode(), "chat-template", None),
         CorpusFile("model.onnx", _onnx_model(), "onnx", None),
         CorpusFile("external.onnx", onnx_external, "onnx", None),
         CorpusFile("local-function.onnx", _onnx_model(domain="local.fn", inline_function=True), "onnx", None),

@@ -13,6 +13,7 @@ MODULES: tuple[str, ...] = (
     # one line per format module, e.g. "ocimodel.scan.formats.pickles",
     "ocimodel.scan.formats.safetensors_format",
     "ocimodel.scan.formats.gguf",
+    "ocimodel.scan.formats.chat_template",
     "ocimodel.scan.formats.onnx_format",
     "ocimodel.scan.formats.savedmodel",
     "ocimodel.scan.formats.keras",

@@ -11,14 +11,14 @@ critical. Only the metadata and tensor infos are read, never the tensor data."""
 
 from __future__ import annotations
 
-import re
 import struct
 
 from ocimodel.scan.findings import Finding, Severity
 from ocimodel.scan.formats import Source
+from ocimodel.scan.formats.chat_template import template_findings
 from ocimodel.scan.formats.randomaccess import ChunkReader
 
-__all__ = ["SCANNERS", "GgufScanner", "template_findings"]
+__all__ = ["SCANNERS", "GgufScanner"]
 
 MAGIC = b"GGUF"
 # Metadata value types -> fixed size in bytes (8 string and 9 array vary).
@@ -37,41 +37,6 @@ GGML_TYPES = {
 
 # Names whose appearance inside a Jinja tag reaches Python objects a chat template has no
 # use for: the classic SSTI gadget chains start from one of them.
-# Only names no chat template has a use for: "system", "open" or "import" are ordinary
-# words in templates (``ns.system``), and a gadget chain needs one of these first anyway.
-_GADGETS = {
-    "cycler", "joiner", "lipsum", "url_for", "get_flashed_messages", "self", "request", "config",
-    "os", "popen", "subprocess", "eval", "exec", "builtins", "globals", "getattr", "mro",
-    "subclasses", "import_module", "func_globals",
-}  # fmt: skip
-_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
-_STRING_LIT = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.S)
-_DUNDER = re.compile(r"__\w*__|\\x5f\\x5f|\\u005f\\u005f")
-_NAME = re.compile(r"[A-Za-z_]\w*")
-
-
-def template_findings(template: str) -> list[tuple[Severity, str, str, int]]:
-    """(severity, rule, detail, character offset) for each construct of concern."""
-    found: list[tuple[Severity, str, str, int]] = []
-    for tag in _TAG.finditer(template):
-        text = tag.group()
-        dunder = _DUNDER.search(text)
-        if dunder:
-            found.append((Severity.CRITICAL, "gguf.chat-template.python-internals",
-                          f"Jinja tag reaches Python internals ({dunder.group()}): {text[:120]!r}", tag.start()))  # fmt: skip
-            continue
-        code = _STRING_LIT.sub("''", text)
-        names = {n for n in _NAME.findall(code)} & _GADGETS
-        if names:
-            found.append((Severity.CRITICAL, "gguf.chat-template.gadget",
-                          f"Jinja tag names {sorted(names)} (template-injection gadgets): {text[:120]!r}", tag.start()))  # fmt: skip
-            continue
-        if re.search(r"\|\s*attr\b", code):
-            found.append((Severity.HIGH, "gguf.chat-template.attr",
-                          f"Jinja tag reads an attribute by a computed name: {text[:120]!r}", tag.start()))  # fmt: skip
-    return found
-
-
 class _Bad(Exception):
     def __init__(self, rule: str, detail: str, offset: int) -> None:
         super().__init__(detail)
