@@ -173,3 +173,15 @@ def test_onnx_scan_skips_weight_payloads():
     findings = [f for s in all_scanners() if s.name == "onnx" for f in s.scan(source)]
     assert formats == ["onnx"] and [f.rule for f in findings] == ["onnx.domain.unknown"]
     assert source.fetched < 512 << 10 < len(data)
+
+
+def test_onnx_with_a_multiline_doc_string_is_still_onnx():
+    """Detection reads the head's text fields; a doc string with newlines is text too."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.ModelProto()
+    model.ParseFromString(_malicious()["external-dotdot.onnx"].data)
+    slim = helper.make_model(model.graph, opset_imports=list(model.opset_import), doc_string="line one\nline two\n")
+    formats, findings = _scan("m.onnx", slim.SerializeToString())
+    assert formats == ["onnx"] and worst(findings) is Severity.CRITICAL

@@ -116,6 +116,8 @@ class GgufScanner:
                 return None
             items = [self._value(cursor, itype, key, depth + 1) for _ in range(n)]
             return items if itype == _STRING else None
+        if vtype == _ARRAY:
+            raise _Bad("gguf.metadata.depth", f"{key!r}: arrays nested deeper than {_MAX_DEPTH}", at)
         raise _Bad("gguf.metadata.type", f"{key!r}: unknown value type {vtype}", at)
 
     def _scan(self, cursor: _Cursor, add) -> None:

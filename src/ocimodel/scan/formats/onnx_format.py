@@ -40,9 +40,10 @@ def _is_text(head: bytes, f) -> bool:
     if f.end > len(head):
         return False
     try:
-        return head[f.start : f.end].decode("utf-8").isprintable()
+        text = head[f.start : f.end].decode("utf-8")
     except UnicodeDecodeError:
         return False
+    return text.replace("\n", "").replace("\r", "").replace("\t", "").isprintable()
 
 
 class OnnxScanner:
@@ -140,6 +141,10 @@ class OnnxScanner:
             for f in fields(reader, 0, reader.size):
                 if f.number == 7 and f.wire_type == LEN:
                     graph(f.start, f.end, 0)
+                elif f.number == 20 and f.wire_type == LEN:  # training_info: initialization, algorithm graphs
+                    for g in fields(reader, f.start, f.end):
+                        if g.number in (1, 2) and g.wire_type == LEN:
+                            graph(g.start, g.end, 0)
                 elif f.number == 25 and f.wire_type == LEN:  # a function defined in the model
                     for g in fields(reader, f.start, f.end):
                         if g.number == 10 and g.wire_type == LEN:
