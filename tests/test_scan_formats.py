@@ -6,6 +6,7 @@ is flagged at high or above, and a scanner reads only the bytes it needs."""
 
 from __future__ import annotations
 
+import json
 import struct
 import sys
 from functools import cache
@@ -19,7 +20,12 @@ from ocimodel.scan.formats.chat_template import template_findings
 from ocimodel.scan.formats.h5 import H5Scanner
 from ocimodel.scan.formats.randomaccess import BytesSource
 from ocimodel.scan.formats.safetensors_format import SafetensorsScanner
-from tests.support.scan_corpus_formats import benign_files, malicious_files, safetensors_bytes
+from tests.support.scan_corpus_formats import (
+    benign_files,
+    keras_config,
+    malicious_files,
+    safetensors_bytes,
+)
 
 
 # The corpus is built once (the real libraries write the benign files: a few seconds).
@@ -103,11 +109,31 @@ def test_gguf_chat_template_rules():
     assert template_findings("{{ x | attr(name) }}")[0][0] is Severity.HIGH
 
 
-def test_h5_without_h5py_says_so(monkeypatch):
-    """Without h5py the config is not read, and the report says so (never a silent pass)."""
+def test_h5_config_read_without_h5py(monkeypatch):
+    """The pure reader finds a Keras 2 Lambda with h5py absent; where it stops (dense
+    attribute storage) and h5py is absent, the report says the config was not checked."""
     monkeypatch.setitem(sys.modules, "h5py", None)
     findings = H5Scanner().scan(BytesSource("m.h5", _malicious()["lambda-keras2.h5"].data))
+    assert [(f.severity, f.rule) for f in findings] == [(Severity.CRITICAL, "keras.lambda.bytecode")]
+    findings = H5Scanner().scan(BytesSource("m.h5", _malicious()["lambda-dense.h5"].data))
     assert [(f.severity, f.rule) for f in findings] == [(Severity.INFO, "h5.config.unread")]
+
+
+def test_h5_reads_only_the_attributes():
+    """A Keras .h5 with 8 MiB of weights: the config is found from a few blocks."""
+    import io
+
+    import h5py
+    import numpy as np
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        f.attrs["model_config"] = json.dumps(keras_config())
+        f.create_dataset("model_weights/big", data=np.ones((2048, 1024), np.float32))
+    data = buffer.getvalue()
+    source = _CountingSource(data, len(data))
+    assert H5Scanner().scan(source) == []
+    assert source.fetched < 512 << 10 < len(data)
 
 
 def test_safetensors_truncated_length_is_high():

@@ -329,12 +329,15 @@ def keras_zip(config: dict) -> bytes:
     return buffer.getvalue()
 
 
-def keras_h5(config: dict | None) -> bytes:
+def keras_h5(config: dict | None, dense: bool = False) -> bytes:
+    """``dense``: HDF5 1.8+ layout with more than 8 root attributes, kept in a fractal heap."""
     import h5py
     import numpy as np
 
     buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as f:
+    with h5py.File(buffer, "w", libver="latest" if dense else "earliest") as f:
+        for i in range(12 if dense else 0):
+            f.attrs[f"note{i}"] = i
         if config is not None:
             f.attrs["backend"] = "tensorflow"
             f.attrs["keras_version"] = "2.15.0"
@@ -359,6 +362,7 @@ def _keras_malicious() -> list[CorpusFile]:
         CorpusFile("lambda.keras", keras_zip(keras_config([lambda3])), "keras", Severity.CRITICAL, "Lambda with bytecode"),
         CorpusFile("builtins-exec.keras", keras_zip(keras_config([builtin_exec])), "keras", Severity.CRITICAL, "module builtins, function exec"),
         CorpusFile("lambda-keras2.h5", keras_h5(keras_config([lambda2])), "hdf5", Severity.CRITICAL, "Keras 2 Lambda in model_config"),
+        CorpusFile("lambda-dense.h5", keras_h5(keras_config([lambda2]), dense=True), "hdf5", Severity.CRITICAL, "Lambda in dense attribute storage (read by h5py)"),
         CorpusFile("builtins-exec.h5", keras_h5(keras_config([builtin_exec])), "hdf5", Severity.CRITICAL, "module builtins in model_config"),
         CorpusFile("custom-object.keras", keras_zip(keras_config([custom])), "keras", Severity.MEDIUM, "a custom layer to review"),
     ]  # fmt: skip
@@ -460,6 +464,7 @@ def benign_files() -> list[CorpusFile]:
         CorpusFile("model.keras", keras_zip(keras_config()), "keras", None),
         CorpusFile("model.h5", keras_h5(keras_config()), "hdf5", None),
         CorpusFile("weights.h5", keras_h5(None), "hdf5", None),
+        CorpusFile("dense.h5", keras_h5(keras_config(), dense=True), "hdf5", None),
         CorpusFile("tokenizer.tar.gz", _tar([("tok/tokenizer.json", b"{}"), ("tok/vocab.txt", b"a\nb\n"), _link("tok/latest", "vocab.txt")], gz=True), "archive", None),
         CorpusFile("assets.zip", _zip([("assets/", b""), ("assets/labels.txt", b"cat\ndog\n"), ("assets/weights.bin", onnx_weights)]), "archive", None),
     ]  # fmt: skip

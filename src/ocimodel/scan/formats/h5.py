@@ -1,11 +1,13 @@
-"""HDF5 files (magic ``\\x89HDF\\r\\n\\x1a\\n``), as Keras 2 and tf.keras saved whole models:
+"""HDF5 files (magic ``\x89HDF\r\n\x1a\n``), as Keras 2 and tf.keras saved whole models:
 the root group's ``model_config`` attribute holds the same JSON as a ``.keras`` config,
 judged by the same rules (keras.py: Lambda bytecode, modules outside Keras).
 
-The attribute is read with h5py when it is installed (through a file object over the
-source, so on a registry only the blocks h5py asks for are fetched). Without h5py, or when
-the file cannot be read, an info finding says the config was not checked: never a silent
-pass. A file without ``model_config`` holds weights only (nothing a load deserialises)."""
+The attributes are read first by hdf5attrs.py, in pure Python (no hostile file reaches the
+HDF5 C library, and on a registry only the superblock, the root header and the string are
+fetched). Where that reader stops (attributes in dense storage), h5py reads them when it is
+installed; otherwise, or when the file cannot be read at all, an info finding says the
+config was not checked: never a silent pass. A file without ``model_config`` holds
+weights only (nothing a load deserialises)."""
 
 from __future__ import annotations
 
@@ -13,12 +15,12 @@ import json
 
 from ocimodel.scan.findings import Finding, Severity
 from ocimodel.scan.formats import Source
+from ocimodel.scan.formats.hdf5attrs import MAGIC, Unsupported, root_attributes
 from ocimodel.scan.formats.keras import config_findings
-from ocimodel.scan.formats.randomaccess import seekable
+from ocimodel.scan.formats.randomaccess import ChunkReader, seekable
 
 __all__ = ["SCANNERS", "H5Scanner"]
 
-MAGIC = b"\x89HDF\r\n\x1a\n"
 # The superblock may follow a user block of 512, 1024, 2048... bytes.
 _SUPERBLOCK_AT = (0, 512, 1024, 2048)
 _CONFIG_ATTRS = ("model_config", "training_config")
@@ -35,19 +37,25 @@ class H5Scanner:
             return Finding(file=source.name, format=self.name, severity=severity, rule=rule, detail=detail)
 
         try:
-            import h5py  # optional: only this scanner needs it
-        except ImportError:
-            return [finding(Severity.INFO, "h5.config.unread",
-                            "h5py is not installed: a Keras model_config in this file was not checked")]  # fmt: skip
-        texts = {}
-        try:
-            with h5py.File(seekable(source), "r") as f:
-                for name in _CONFIG_ATTRS:
-                    if name in f.attrs:
-                        value = f.attrs[name]
-                        texts[name] = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-        except Exception as exc:  # h5py raises OSError, ValueError, KeyError... on bad files
-            return [finding(Severity.INFO, "h5.config.unread", f"the HDF5 attributes could not be read: {exc}")]
+            texts = root_attributes(ChunkReader(source, chunk=1 << 16, keep=8), _CONFIG_ATTRS)
+        except Unsupported as exc:
+            texts = None
+            why = str(exc)
+        if texts is None:
+            try:
+                import h5py  # optional: only for what the pure reader does not cover
+            except ImportError:
+                return [finding(Severity.INFO, "h5.config.unread",
+                                f"{why}, and h5py is not installed: a Keras model_config in this file was not checked")]  # fmt: skip
+            texts = {}
+            try:
+                with h5py.File(seekable(source), "r") as f:
+                    for name in _CONFIG_ATTRS:
+                        if name in f.attrs:
+                            value = f.attrs[name]
+                            texts[name] = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+            except Exception as exc:  # h5py raises OSError, ValueError, KeyError... on bad files
+                return [finding(Severity.INFO, "h5.config.unread", f"the HDF5 attributes could not be read: {exc}")]
         findings = []
         for name, text in texts.items():
             try:
