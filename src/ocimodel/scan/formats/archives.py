@@ -16,6 +16,7 @@ as info, never passed in silence).
 from __future__ import annotations
 
 import gzip
+import lzma
 import posixpath
 import stat
 import tarfile
@@ -108,7 +109,8 @@ class ArchiveScanner:
                 self._tar(source.open(), "tar", file, prefix, depth, budget, out, add)
             elif kind == "gzip":
                 self._gzip(source, file, prefix, depth, budget, out, add)
-        except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as exc:
+        except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError, ValueError,
+                NotImplementedError, RuntimeError) as exc:  # zipfile: unknown methods, encrypted members
             add(Severity.HIGH, "archive.malformed", f"the {kind} archive cannot be read: {exc}", None)
 
     def _member(self, data: bytes, name: str, file: str, prefix: str | None, depth: int, budget: _Budget, out: list, add) -> None:

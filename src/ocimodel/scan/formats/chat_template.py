@@ -78,7 +78,7 @@ class ChatTemplateScanner:
         if text.lstrip().startswith("{"):
             try:
                 config = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 config = None
             if isinstance(config, dict):
                 value = config.get("chat_template")

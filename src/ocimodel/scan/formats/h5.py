@@ -60,7 +60,7 @@ class H5Scanner:
         for name, text in texts.items():
             try:
                 config = json.loads(text)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 findings.append(finding(Severity.MEDIUM, "h5.config.invalid-json", f"{name} is not JSON: {exc}"))
                 continue
             findings += [finding(s, rule, f"{name}: {detail}") for s, rule, detail in config_findings(config)]

@@ -16,7 +16,9 @@ The same rules apply to the ``model_config`` of a legacy ``.h5`` file (see h5.py
 from __future__ import annotations
 
 import json
+import lzma
 import zipfile
+import zlib
 
 from ocimodel.scan.findings import Finding, Severity
 from ocimodel.scan.formats import Source
@@ -86,7 +88,10 @@ def config_findings(config: object) -> list[tuple[Severity, str, str]]:
         for key, value in node.items():
             walk(value, f"{path}.{key}")
 
-    walk(config, "$")
+    try:
+        walk(config, "$")
+    except RecursionError:  # no real config nests this deep; what it hides was not walked
+        found.append((Severity.HIGH, "keras.config.too-deep", "the config nests deeper than the scanner walks"))
     return found
 
 
@@ -110,11 +115,12 @@ class KerasScanner:
                     raw = member.read(MAX_CONFIG + 1)
         except KeyError:
             return [finding(Severity.INFO, "keras.config.missing", "no config.json: nothing says what a load builds")]
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, lzma.LZMAError, ValueError, NotImplementedError,
+                RuntimeError) as exc:  # zipfile: unknown methods, encrypted members
             return [finding(Severity.HIGH, "keras.zip.malformed", f"not a readable zip: {exc}")]
         try:
             config = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             return [finding(Severity.HIGH, "keras.config.invalid-json", f"config.json is not JSON: {exc}")]
         return [finding(severity, rule, detail) for severity, rule, detail in config_findings(config)]
 

@@ -84,7 +84,7 @@ class SafetensorsScanner:
             add(Severity.HIGH, "safetensors.header.duplicate-key",
                 f"key {exc.args[0]!r} appears twice (readers disagree on which one counts)", 8)  # fmt: skip
             return findings
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nesting no header needs
             add(Severity.HIGH, "safetensors.header.invalid-json", f"header is not valid JSON: {exc}", 8)
             return findings
         if not isinstance(header, dict):
