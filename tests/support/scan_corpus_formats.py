@@ -167,6 +167,9 @@ def _gguf_malicious() -> list[CorpusFile]:
         CorpusFile("huge-counts.gguf", gguf_bytes([], [], n_kv=1 << 60), "gguf", Severity.HIGH, "counts beyond the file"),
         CorpusFile("string-past-end.gguf", b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 1 << 50) + b"k",
                    "gguf", Severity.HIGH, "a key length beyond the file"),
+        CorpusFile("vocab-string-past-end.gguf",
+                   gguf_bytes([("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, 2) + _gguf_string("a") + struct.pack("<Q", 1 << 40))], []),
+                   "gguf", Severity.HIGH, "a vocabulary string beyond the file"),
         CorpusFile("unaligned.gguf", gguf_bytes([], [("a", [8], f32, 4)], b"\0" * 64), "gguf", Severity.HIGH, "offset not aligned"),
     ]  # fmt: skip
     return files

@@ -114,11 +114,34 @@ class GgufScanner:
             if itype in _FIXED:
                 cursor.take(n * _FIXED[itype], key)
                 return None
+            if itype == _STRING and not key.startswith("tokenizer.chat_template"):
+                self._skip_strings(cursor, n, key)  # a vocabulary: 100k+ strings, not needed
+                return None
             items = [self._value(cursor, itype, key, depth + 1) for _ in range(n)]
             return items if itype == _STRING else None
         if vtype == _ARRAY:
             raise _Bad("gguf.metadata.depth", f"{key!r}: arrays nested deeper than {_MAX_DEPTH}", at)
         raise _Bad("gguf.metadata.type", f"{key!r}: unknown value type {vtype}", at)
+
+    @staticmethod
+    def _skip_strings(cursor: _Cursor, n: int, key: str) -> None:
+        """Step over ``n`` strings, checking each length, a window of the file at a time
+        (a per-string read costs seconds on a large vocabulary)."""
+        width = 8 if cursor.wide else 4
+        fmt = "<Q" if cursor.wide else "<I"
+        size = cursor.reader.size
+        window_at, window = cursor.pos, b""
+        pos = cursor.pos
+        for _ in range(n):
+            if pos + width > window_at + len(window):
+                window_at, window = pos, cursor.reader.read(pos, 1 << 20)
+                if len(window) < width:
+                    raise _Bad("gguf.truncated", f"{key!r}: a string length runs past the end of the file", pos)
+            (length,) = struct.unpack_from(fmt, window, pos - window_at)
+            if length > size - pos - width:
+                raise _Bad("gguf.string.out-of-bounds", f"{key!r}: a string of {length} bytes runs past the end of the file", pos)
+            pos += width + length
+        cursor.pos = pos
 
     def _scan(self, cursor: _Cursor, add) -> None:
         reader = cursor.reader
