@@ -277,3 +277,14 @@ def test_zip_with_an_unknown_compression_method_is_malformed():
     data[8:10] = data[central + 10 : central + 12] = (99).to_bytes(2, "little")  # method 99
     findings = ArchiveScanner().scan(BytesSource("a.zip", bytes(data)))
     assert [(f.severity, f.rule) for f in findings] == [(Severity.HIGH, "archive.malformed")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b'{"abc": {"d": 1}}', b"GGUF models run on llama.cpp; see {% raw %}", b"\x89HDF is a magic number"],
+)
+def test_text_that_looks_like_a_header_is_not_claimed(text):
+    """A JSON document whose ninth byte is "{" is not safetensors, a README that starts
+    with GGUF is not a GGUF model: no format, so no false alarm."""
+    formats, findings = _scan("README.md", text)
+    assert formats == [] and findings == []

@@ -79,7 +79,9 @@ class GgufScanner:
     name = "gguf"
 
     def detect(self, head: bytes, size: int) -> bool:
-        return head[:4] == MAGIC
+        # The version too: a text that starts with the word GGUF is not a model, and no
+        # reader loads a version it does not know.
+        return head[:4] == MAGIC and head[4:8] in (b"\x01\0\0\0", b"\x02\0\0\0", b"\x03\0\0\0")
 
     def scan(self, source: Source) -> list[Finding]:
         findings: list[Finding] = []

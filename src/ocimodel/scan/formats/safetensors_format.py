@@ -53,8 +53,11 @@ class SafetensorsScanner:
         # The header length, then a JSON object: '{' is the first header byte.
         if len(head) < 9 or head[8:9] != b"{":
             return False
-        length = int.from_bytes(head[:8], "little")
-        return 2 <= length  # a wrong length is a finding, not another format
+        # A text file whose ninth byte is "{" (a JSON document) is not safetensors: a real
+        # length has zero high bytes, so its 8 bytes are never all printable text.
+        if all(0x20 <= b < 0x7F or b in b"\t\r\n" for b in head[:8]):
+            return False
+        return int.from_bytes(head[:8], "little") >= 2  # a wrong length is a finding
 
     def scan(self, source: Source) -> list[Finding]:
         findings: list[Finding] = []
