@@ -323,9 +323,12 @@ def _h5_weights() -> bytes:
     return buffer.getvalue()
 
 
-def keras_zip(config: dict) -> bytes:
+def keras_zip(config: dict, first: str | None = None) -> bytes:
+    """``first``: a member written before Keras's own (Keras finds config.json by name)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as z:
+        if first is not None:
+            z.writestr(first, b"")
         z.writestr("metadata.json", json.dumps({"keras_version": "3.15.1", "date_saved": "2026-12-06@14:15:33"}))
         z.writestr("config.json", json.dumps(config))
         z.writestr("model.weights.h5", _h5_weights())
@@ -363,6 +366,8 @@ def _keras_malicious() -> list[CorpusFile]:
               "name": "attention", "config": {"name": "attention"}}  # fmt: skip
     return [
         CorpusFile("lambda.keras", keras_zip(keras_config([lambda3])), "keras", Severity.CRITICAL, "Lambda with bytecode"),
+        CorpusFile("lambda-reordered.keras", keras_zip(keras_config([lambda3]), first="assets/readme.txt"), "archive", Severity.CRITICAL,
+                   "Lambda in a .keras whose first member is not Keras's"),
         CorpusFile("builtins-exec.keras", keras_zip(keras_config([builtin_exec])), "keras", Severity.CRITICAL, "module builtins, function exec"),
         CorpusFile("lambda-keras2.h5", keras_h5(keras_config([lambda2])), "hdf5", Severity.CRITICAL, "Keras 2 Lambda in model_config"),
         CorpusFile("lambda-dense.h5", keras_h5(keras_config([lambda2]), dense=True), "hdf5", Severity.CRITICAL, "Lambda in dense attribute storage (read by h5py)"),

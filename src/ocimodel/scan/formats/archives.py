@@ -16,6 +16,7 @@ as info, never passed in silence).
 from __future__ import annotations
 
 import gzip
+import json
 import lzma
 import posixpath
 import stat
@@ -26,7 +27,7 @@ from collections.abc import Callable
 
 from ocimodel.scan.findings import Finding, Severity
 from ocimodel.scan.formats import Source
-from ocimodel.scan.formats.keras import is_keras_zip
+from ocimodel.scan.formats.keras import config_findings, is_keras_zip
 from ocimodel.scan.formats.randomaccess import BytesSource, seekable
 
 __all__ = ["SCANNERS", "ArchiveScanner", "unsafe_member_path"]
@@ -115,6 +116,15 @@ class ArchiveScanner:
 
     def _member(self, data: bytes, name: str, file: str, prefix: str | None, depth: int, budget: _Budget, out: list, add) -> None:
         path = name if prefix is None else f"{prefix}/{name}"
+        if posixpath.basename(name) == "config.json":
+            # Keras reads config.json by name wherever it sits in the zip: a .keras file
+            # whose first member is something else still gets the Keras rules here.
+            try:
+                config = json.loads(data)
+            except (ValueError, RecursionError):
+                config = None
+            for severity, rule, detail in config_findings(config) if isinstance(config, dict) else ():
+                out.append(Finding(file=file, format="keras", severity=severity, rule=rule, detail=detail, member=path))
         if _kind(data[:512]) is not None:
             if depth + 1 >= MAX_DEPTH:
                 add(Severity.INFO, "archive.depth", f"archive nested deeper than {MAX_DEPTH}: not read", name)
