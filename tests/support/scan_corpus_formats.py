@@ -219,8 +219,29 @@ def _onnx_external_real() -> tuple[bytes, bytes]:
         return path.read_bytes(), (Path(tmp) / "weights.bin").read_bytes()
 
 
+def _onnx_subgraph_escape() -> bytes:
+    """The escaping tensor hidden in a Constant inside an If's then-branch."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    value = numpy_helper.from_array(np.ones(2, np.float32), "v")
+    value.ClearField("raw_data")
+    value.data_location = TensorProto.EXTERNAL
+    entry = value.external_data.add()
+    entry.key, entry.value = "location", "../../../root/.ssh/id_rsa"
+    then_graph = helper.make_graph([helper.make_node("Constant", [], ["t"], value=value)], "then", [],
+                                   [helper.make_tensor_value_info("t", TensorProto.FLOAT, [2])])  # fmt: skip
+    else_graph = helper.make_graph([helper.make_node("Constant", [], ["e"], value=numpy_helper.from_array(np.zeros(2, np.float32)))],
+                                   "else", [], [helper.make_tensor_value_info("e", TensorProto.FLOAT, [2])])  # fmt: skip
+    node = helper.make_node("If", ["c"], ["y"], then_branch=then_graph, else_branch=else_graph)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
 def _onnx_malicious() -> list[CorpusFile]:
     return [
+        CorpusFile("external-in-subgraph.onnx", _onnx_subgraph_escape(), "onnx", Severity.CRITICAL, "escaping tensor in an If branch"),
         CorpusFile("external-dotdot.onnx", _onnx_model("../../../../etc/passwd"), "onnx", Severity.CRITICAL, "external data climbs out"),
         CorpusFile("external-absolute.onnx", _onnx_model("/etc/shadow"), "onnx", Severity.CRITICAL, "external data at an absolute path"),
         CorpusFile("external-windows.onnx", _onnx_model("C:\\Windows\\win.ini"), "onnx", Severity.CRITICAL, "external data at a drive path"),
@@ -362,6 +383,9 @@ def _keras_malicious() -> list[CorpusFile]:
     builtin_exec = {"module": "keras.layers", "class_name": "Lambda", "registered_name": None, "name": "lambda",
                     "config": {"name": "lambda", "function": {"module": "builtins", "class_name": "function", "config": "exec",
                                                               "registered_name": "function"}, "arguments": {}}}  # fmt: skip
+    tf_write = {"module": "keras.layers", "class_name": "Lambda", "registered_name": None, "name": "lambda",
+                "config": {"name": "lambda", "function": {"module": "tensorflow.io", "class_name": "function", "config": "write_file",
+                                                          "registered_name": "function"}, "arguments": {}}}  # fmt: skip
     custom = {"module": "my_company.layers", "class_name": "Attention", "registered_name": "MyCompany>Attention",
               "name": "attention", "config": {"name": "attention"}}  # fmt: skip
     return [
@@ -372,6 +396,7 @@ def _keras_malicious() -> list[CorpusFile]:
         CorpusFile("lambda-keras2.h5", keras_h5(keras_config([lambda2])), "hdf5", Severity.CRITICAL, "Keras 2 Lambda in model_config"),
         CorpusFile("lambda-dense.h5", keras_h5(keras_config([lambda2]), dense=True), "hdf5", Severity.CRITICAL, "Lambda in dense attribute storage (read by h5py)"),
         CorpusFile("builtins-exec.h5", keras_h5(keras_config([builtin_exec])), "hdf5", Severity.CRITICAL, "module builtins in model_config"),
+        CorpusFile("tf-write-file.keras", keras_zip(keras_config([tf_write])), "keras", Severity.CRITICAL, "Lambda calling tf.io.write_file"),
         CorpusFile("custom-object.keras", keras_zip(keras_config([custom])), "keras", Severity.MEDIUM, "a custom layer to review"),
     ]  # fmt: skip
 

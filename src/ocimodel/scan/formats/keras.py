@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import lzma
+import re
 import zipfile
 import zlib
 
@@ -33,6 +34,9 @@ _DANGEROUS_MODULES = {
     "webbrowser", "multiprocessing", "asyncio", "urllib", "requests", "http", "ftplib", "types",
     "operator", "functools", "inspect", "commands", "platform", "tempfile", "glob",
 }  # fmt: skip
+# Function references (class_name "function") whose name says they touch files or run
+# Python: tf.io.write_file, tf.py_function, tf.numpy_function, gfile...
+_FILE_OR_PYTHON = re.compile(r"(^|\.)(io|gfile|script_ops|py_func\w*|numpy_function|\w*_file|system|popen)(\.|$)")
 MAX_CONFIG = 64 << 20  # bytes of config.json read at most
 _CONFIG_MEMBERS = {"config.json", "metadata.json", "model.weights.h5"}
 
@@ -78,13 +82,14 @@ def config_findings(config: object) -> list[tuple[Severity, str, str]]:
         module = node.get("module")
         if isinstance(module, str) and module and class_name is not None:
             root = module.split(".")[0]
-            target = f"{module}.{node.get('config') if class_name == 'function' else class_name}"
-            if root in _DANGEROUS_MODULES:
+            target = f"{module}.{config if class_name == 'function' else class_name}"
+            if root in _DANGEROUS_MODULES or (class_name == "function" and _FILE_OR_PYTHON.search(target)):
                 found.append((Severity.CRITICAL, "keras.module.dangerous",
                               f"{path}: a load imports {module!r} and looks up {target!r}"))  # fmt: skip
-            elif root not in _KERAS_MODULES:
+            elif root not in _KERAS_MODULES or (class_name == "function" and root == "tensorflow"):
+                # A function of TensorFlow's is a function the model calls, not a layer: review it.
                 found.append((Severity.MEDIUM, "keras.module.custom",
-                              f"{path}: a load imports {module!r} for {class_name!r} (a custom object: review it)"))  # fmt: skip
+                              f"{path}: a load imports {module!r} for {target!r} (a custom object: review it)"))  # fmt: skip
         for key, value in node.items():
             walk(value, f"{path}.{key}")
 
