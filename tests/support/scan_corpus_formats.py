@@ -373,6 +373,17 @@ def keras_h5(config: dict | None, dense: bool = False) -> bytes:
     return buffer.getvalue()
 
 
+def keras_metadata(layers: list[dict]) -> bytes:
+    """keras_metadata.pb as tf.keras writes it: SavedMetadata{1 nodes}, each SavedObject
+    {3 node_path, 4 identifier, 5 metadata JSON, 6 version {1 producer, 2 min_consumer}}."""
+    nodes = [pb((3, "root"), (4, "_tf_keras_network"), (5, json.dumps({"name": "model", "class_name": "Functional"})),
+                (6, pb((1, 2), (2, 1))))]  # fmt: skip
+    for i, layer in enumerate(layers):
+        metadata = {"name": layer["config"]["name"], "trainable": True, "class_name": layer["class_name"], "config": layer["config"]}
+        nodes.append(pb((3, f"root.layer-{i}"), (4, "_tf_keras_layer"), (5, json.dumps(metadata)), (6, pb((1, 2), (2, 1)))))
+    return pb(*[(1, node) for node in nodes])
+
+
 def _keras_malicious() -> list[CorpusFile]:
     lambda3 = {"module": "keras.layers", "class_name": "Lambda", "registered_name": None, "name": "lambda",
                "config": {"name": "lambda", "function": {"class_name": "__lambda__", "config": {"code": _lambda_code(), "defaults": None, "closure": None}},
@@ -396,6 +407,8 @@ def _keras_malicious() -> list[CorpusFile]:
         CorpusFile("lambda-keras2.h5", keras_h5(keras_config([lambda2])), "hdf5", Severity.CRITICAL, "Keras 2 Lambda in model_config"),
         CorpusFile("lambda-dense.h5", keras_h5(keras_config([lambda2]), dense=True), "hdf5", Severity.CRITICAL, "Lambda in dense attribute storage (read by h5py)"),
         CorpusFile("builtins-exec.h5", keras_h5(keras_config([builtin_exec])), "hdf5", Severity.CRITICAL, "module builtins in model_config"),
+        CorpusFile("keras_metadata.pb", keras_metadata([_dense("dense", 2), lambda2]), "keras-metadata", Severity.CRITICAL,
+                   "Keras 2 Lambda in a SavedModel's keras_metadata.pb"),
         CorpusFile("tf-write-file.keras", keras_zip(keras_config([tf_write])), "keras", Severity.CRITICAL, "Lambda calling tf.io.write_file"),
         CorpusFile("custom-object.keras", keras_zip(keras_config([custom])), "keras", Severity.MEDIUM, "a custom layer to review"),
     ]  # fmt: skip
@@ -497,6 +510,7 @@ def benign_files() -> list[CorpusFile]:
         CorpusFile("model.keras", keras_zip(keras_config()), "keras", None),
         CorpusFile("model.h5", keras_h5(keras_config()), "hdf5", None),
         CorpusFile("weights.h5", keras_h5(None), "hdf5", None),
+        CorpusFile("keras_metadata.pb", keras_metadata([_dense("dense", 2), _dense("out", 1)]), "keras-metadata", None),
         CorpusFile("dense.h5", keras_h5(keras_config(), dense=True), "hdf5", None),
         CorpusFile("tokenizer.tar.gz", _tar([("tok/tokenizer.json", b"{}"), ("tok/vocab.txt", b"a\nb\n"), _link("tok/latest", "vocab.txt")], gz=True), "archive", None),
         CorpusFile("assets.zip", _zip([("assets/", b""), ("assets/labels.txt", b"cat\ndog\n"), ("assets/weights.bin", onnx_weights)]), "archive", None),

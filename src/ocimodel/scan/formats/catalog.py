@@ -17,6 +17,7 @@ MODULES: tuple[str, ...] = (
     "ocimodel.scan.formats.onnx_format",
     "ocimodel.scan.formats.savedmodel",
     "ocimodel.scan.formats.keras",
+    "ocimodel.scan.formats.keras_metadata",
     "ocimodel.scan.formats.h5",
     "ocimodel.scan.formats.archives",
 )
