@@ -132,7 +132,7 @@ class SafetensorsScanner:
                 bits = count * DTYPE_BITS[dtype]
                 if bits % 8 or bits // 8 != end - begin:
                     add(Severity.HIGH, "safetensors.tensor.size-mismatch",
-                        f"tensor {name!r}: shape {shape} of {dtype} needs {bits / 8:g} bytes, offsets span {end - begin}",
+                        f"tensor {name!r}: shape {shape} of {dtype} needs {bits // 8 if bits % 8 == 0 else bits / 8} bytes, offsets span {end - begin}",
                         8 + length + begin)  # fmt: skip
             spans.append((begin, end, name))
 
