@@ -293,3 +293,39 @@ def test_text_that_looks_like_a_header_is_not_claimed(text):
     formats, findings = _scan("README.md", text)
     assert not set(formats) & {"safetensors", "gguf", "hdf5"}
     assert not [f for f in findings if f.severity.at_least(Severity.LOW)]
+
+
+def test_archives_nested_past_the_depth_are_reported_not_skipped():
+    import io
+    import zipfile
+
+    from ocimodel.scan.formats.archives import MAX_DEPTH, ArchiveScanner
+
+    data = b"../../evil"  # never reached: the innermost level is past the budget
+    for level in range(MAX_DEPTH + 1):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr(f"level{level}.zip" if level else "x.txt", data)
+        data = buffer.getvalue()
+    findings = ArchiveScanner().scan(BytesSource("deep.zip", data))
+    assert [(f.severity, f.rule) for f in findings] == [(Severity.INFO, "archive.depth")]
+
+
+def test_zip_entries_sharing_their_data_are_a_bomb():
+    """Two central-directory entries pointing at one local header: the overlapping zip
+    bomb's shape (each entry re-reads the same compressed bytes)."""
+    import io
+    import zipfile
+
+    from ocimodel.scan.formats.archives import ArchiveScanner
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a.txt", b"aaaa")
+        archive.writestr("b.txt", b"aaaa")
+    data = bytearray(buffer.getvalue())
+    second = data.rfind(b"PK\x01\x02")
+    data[second + 42 : second + 46] = (0).to_bytes(4, "little")  # b.txt's local header offset := a.txt's
+    findings = ArchiveScanner().scan(BytesSource("overlap.zip", bytes(data)))
+    assert "archive.overlap" in {f.rule for f in findings}
+    assert worst(findings) is Severity.HIGH
