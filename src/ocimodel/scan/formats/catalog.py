@@ -11,6 +11,15 @@ __all__ = ["MODULES", "all_scanners"]
 
 MODULES: tuple[str, ...] = (
     # one line per format module, e.g. "ocimodel.scan.formats.pickles",
+    "ocimodel.scan.formats.safetensors_format",
+    "ocimodel.scan.formats.gguf",
+    "ocimodel.scan.formats.chat_template",
+    "ocimodel.scan.formats.onnx_format",
+    "ocimodel.scan.formats.savedmodel",
+    "ocimodel.scan.formats.keras",
+    "ocimodel.scan.formats.keras_metadata",
+    "ocimodel.scan.formats.h5",
+    "ocimodel.scan.formats.archives",
 )
 
 
