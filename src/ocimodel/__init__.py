@@ -33,6 +33,8 @@ _EXPORTS = {
     "sign": _F, "attest": _F, "verify": _F, "export_signature": _F, "generate_key_pair": "ocimodel.api.trust",
     # variant indexes (issue 14)
     "create_index": _F, "VariantIndexResult": "ocimodel.api.variants",
+    # scanning (issue 16)
+    "scan": _F, "ScanResult": "ocimodel.api.scan",
 }
 
 
@@ -51,9 +53,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from ocimodel.api.client import Client  # noqa: F401
     from ocimodel.api.functions import (  # noqa: F401
         attach, attest, catalog, copy, create_index, delete, detach, diff, export, export_signature, history,
-        import_, inspect, lineage, list_tags, login, promote, pull, push, referrers, rollback, search, sign, tag,
-        verify, versions,
+        import_, inspect, lineage, list_tags, login, promote, pull, push, referrers, rollback, scan, search, sign,
+        tag, verify, versions,
     )
+    from ocimodel.api.scan import ScanResult  # noqa: F401
     from ocimodel.api.transfer import (  # noqa: F401
         CopyResult, FileEntry, LoginResult, LogoutResult, ModelInfo, PullResult, PushResult, blob_cache_info,
         logout, prune_blob_cache,
@@ -95,4 +98,5 @@ __all__ = [
     "sign", "attest", "verify", "export_signature", "generate_key_pair",
     "blob_cache_info", "prune_blob_cache",
     "create_index", "VariantIndexResult",
+    "scan", "ScanResult",
 ]

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ocimodel.api import compare as compare_ops
     from ocimodel.api import referrers as referrer_ops
     from ocimodel.api import registry as registry_ops
+    from ocimodel.api import scan as scan_ops
     from ocimodel.api import transfer as transfer_ops
     from ocimodel.api import trust as trust_ops
     from ocimodel.api import variants as variant_ops
@@ -165,6 +166,7 @@ class Client:
         verify = _bound(trust_ops.verify)
         export_signature = _bound(trust_ops.export_signature)
         create_index = _bound(variant_ops.create_index)
+        scan = _bound(scan_ops.scan)
     else:
         push = _Operation("ocimodel.api.transfer")
         pull = _Operation("ocimodel.api.transfer")
@@ -192,3 +194,4 @@ class Client:
         verify = _Operation("ocimodel.api.trust")
         export_signature = _Operation("ocimodel.api.trust")
         create_index = _Operation("ocimodel.api.variants")
+        scan = _Operation("ocimodel.api.scan")

@@ -35,7 +35,7 @@ CONNECTED: dict[str, int | None] = {
     "attach": None, "referrers": None, "detach": None, "delete": None,
     "versions": None, "promote": None, "rollback": None, "history": None, "lineage": None, "diff": None,
     "sign": None, "attest": None, "verify": None, "export_signature": None,
-    "create_index": None,
+    "create_index": None, "scan": None,
 }
 WITHOUT_CREDENTIALS = frozenset({"login"})
 
@@ -132,3 +132,4 @@ if TYPE_CHECKING:  # for type checkers: the operations as a default Client's met
     verify = _default.verify
     export_signature = _default.export_signature
     create_index = _default.create_index
+    scan = _default.scan

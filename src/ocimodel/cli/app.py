@@ -16,7 +16,18 @@ from typing import Annotated, Any
 import typer
 from typer.exceptions import TyperException
 
-from ocimodel.cli import auth, browse, cache, compare, index, referrers, registry, transfer, trust
+from ocimodel.cli import (
+    auth,
+    browse,
+    cache,
+    compare,
+    index,
+    referrers,
+    registry,
+    scan,
+    transfer,
+    trust,
+)
 from ocimodel.cli.common import report_error, state, stderr, stdout
 from ocimodel.errors import UsageError, escape_controls
 
@@ -126,6 +137,7 @@ app.command()(registry.lineage)
 app.command()(trust.sign)
 app.command()(trust.attest)
 app.command()(trust.verify)
+app.command()(scan.scan)
 app.command("generate-key-pair", hidden=True)(trust.generate_key_pair)  # cosign's name for `key generate`
 app.command()(compare.diff)
 app.command()(compare.search)

@@ -16,6 +16,9 @@ fails on its own:
     attestations:
       - type: https://slsa.dev/provenance/v1
         signers: [ci]
+    scan:                                          # a signed scan (ocimodel scan REF --attest)
+      max_severity: medium                         # of every layer, nothing worse than this
+      signers: [ci]
 
 YAML or JSON; unknown fields, duplicate keys, keys that are not strings (``!!binary``,
 ``1``, ``true``), YAML aliases, values of the wrong type (``files: 'false'``), unknown
@@ -110,6 +113,19 @@ class AttestationRule(_Strict):
     match: Match = Field(default="any-of", description="any-of: one of them suffices; all-of: each must have attested.")
 
 
+class ScanRule(_Strict):
+    """A signed scan (predicate https://ocimodel.dev/scan/v1, `ocimodel scan REF --attest`)
+    covering every layer of the model, that found nothing worse than ``max_severity``."""
+
+    max_severity: Literal["critical", "high", "medium", "low", "info"] = Field(
+        description="The worst severity the attested scan may have found."
+    )
+    signers: list[SignerName] | None = Field(
+        default=None, min_length=1, description="Names from `signers`; omitted: every signer."
+    )
+    match: Match = Field(default="any-of", description="any-of: one of them suffices; all-of: each must have attested.")
+
+
 class Policy(_Strict):
     """What `ocimodel verify` requires of a model before it is allowed."""
 
@@ -119,6 +135,7 @@ class Policy(_Strict):
     )
     signature: SignatureRule = Field(default_factory=SignatureRule, description="The signature requirement.")
     attestations: list[AttestationRule] = Field(default_factory=list, description="Attestations that must be present.")
+    scan: ScanRule | None = Field(default=None, description="A signed scan that must be present (docs/scanning-cli.md).")
 
     # Key paths are relative to the policy file; the directory is remembered here.
     _base: Path = PrivateAttr(default_factory=Path)
@@ -135,6 +152,8 @@ class Policy(_Strict):
     def _names_are_defined(self) -> Policy:
         rules: list[tuple[str, list[str] | None]] = [("signature", self.signature.signers)]
         rules += [(f"attestations[{i}]", rule.signers) for i, rule in enumerate(self.attestations)]
+        if self.scan is not None:
+            rules.append(("scan", self.scan.signers))
         for where, names in rules:
             for name in names or ():
                 if name not in self.signers:
