@@ -256,3 +256,27 @@ def test_a_streamed_layer_is_verified_by_the_scanner_read(evil, tmp_path: Path):
     blob.write_bytes(b"STREAM" + b"\0" * 104)
     with pytest.raises(IntegrityError):
         ocimodel.scan(f"oci:{layout}:m", cache=False)
+
+
+def test_tar_layers_are_scanned_member_by_member(evil, registry, repo_name: str, tmp_path: Path):
+    """modctl-style tar layers (plain and gzip): each member is judged under the path a
+    pull would give it, read in memory under pull's tar guards."""
+    import gzip
+
+    from tests.test_archive import go_style_tar, push_artifact
+
+    root = tmp_path / "m"
+    (root / "pkg" / "inner").mkdir(parents=True)
+    (root / "pkg" / "inner" / "evil.pkl").write_bytes(b"EVIL in a tar")
+    (root / "pkg" / "ok.txt").write_bytes(b"fine")
+    (root / "review.bin").write_bytes(b"MAYBE gz")
+    kind = "application/vnd.cncf.model.weight.v1"
+    push_artifact(registry, repo_name, "v1", [
+        (f"{kind}.tar", go_style_tar(root, "pkg"), {"org.cncf.model.filepath": "pkg"}),
+        (f"{kind}.tar+gzip", gzip.compress(go_style_tar(root, "review.bin")), {"org.cncf.model.filepath": "review.bin"}),
+    ])
+    report = ocimodel.scan(f"{registry.host}/{repo_name}:v1")
+    found = {(f.file, f.rule) for f in report.findings}
+    assert found == {("pkg/inner/evil.pkl", "evil.magic"), ("review.bin", "evil.review")}
+    assert {f.file for f in report.files} == {"pkg/inner/evil.pkl", "pkg/ok.txt", "review.bin"}
+    assert report.failed

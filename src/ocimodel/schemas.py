@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from ocimodel.api.scan import ScanResult
 from ocimodel.api.variants import VariantIndexResult
 from ocimodel.metadata.card import ModelCard
 from ocimodel.packaging.modelpack import ModelConfig
@@ -21,6 +22,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "model-card.schema.json": ModelCard,
     "policy.schema.json": Policy,
     "variant-index-result.schema.json": VariantIndexResult,  # `ocimodel index create --json`
+    "scan-result.schema.json": ScanResult,  # `ocimodel scan --json`, ocimodel.scan()
 }
 
 

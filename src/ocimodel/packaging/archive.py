@@ -191,14 +191,16 @@ def iter_member_bytes(
     label: str = "layer",
     prefix: str | None = None,
     single: str | None = None,
+    names_from: str | None = None,
     limits: ExtractLimits | None = None,
 ) -> Iterator[tuple[str, bytes | None]]:
-    """(name, content) of each regular file of a tar layer, read into memory under the
+    """(path, content) of each regular file of a tar layer, read into memory under the
     checks and caps extraction applies, nothing written (``ocimodel scan`` of a model: a
-    pickle inside must never reach the disk). A member over ``max_bytes`` gives None for its
-    content. ``single``: the stream is one compressed file of that name, not a tar. The
-    chunk iterator is read to its end when the members are done. Same errors as
-    :func:`extract_tar_stream`."""
+    pickle inside must never reach the disk). Paths are those a pull would write (``prefix``
+    and ``names_from`` as for :func:`extract_tar_stream`). A member over ``max_bytes``
+    gives None for its content. ``single``: the stream is one compressed file of that
+    name, not a tar. The chunk iterator is read to its end when the members are done.
+    Same errors as :func:`extract_tar_stream`."""
     state = ReadState(limits=limits or ExtractLimits())
     raw = _ChunkReader(chunks)
     try:
@@ -210,16 +212,19 @@ def iter_member_bytes(
             raw.drain(label, compressed=compression != "none")
             return
         names = _UniqueNames(label)
+        mapper = _NameMapper(prefix, label, names_from)
         for tar, member in read_members(decoded, state, label, _LABEL, hint=_BOMB_HINT):
             if not (is_plain_file(member) or member.isdir()):
                 raise refuse_type(member, label, _LABEL)
             name = _member_name(member, label)
             if name is None:
                 continue
-            names.add(name, member.isdir())
+            shown = mapper.map(name, member.isdir())
+            if shown is None:
+                continue
+            names.add(shown, member.isdir())
             if member.isdir():
                 continue
-            shown = f"{prefix}/{name}" if prefix else name
             if member.size > max_bytes:
                 yield shown, None
                 continue

@@ -406,7 +406,7 @@ def _scan_archive_layer(store, planned, name: str, found: list[FormatScanner]) -
                                         max_bytes=MAX_MEMBER_BYTES, label=name)
         else:
             members = iter_member_bytes(stream, compression=planned.archive, max_bytes=MAX_MEMBER_BYTES, label=name,
-                                        prefix=planned.relpath or None)
+                                        prefix=planned.relpath or None, names_from=planned.names_from)
         for member, data in members:
             if data is None:
                 reports.append(FileReport(file=member, size=0, findings=[Finding(
