@@ -280,3 +280,10 @@ def test_tar_layers_are_scanned_member_by_member(evil, registry, repo_name: str,
     assert found == {("pkg/inner/evil.pkl", "evil.magic"), ("review.bin", "evil.review")}
     assert {f.file for f in report.files} == {"pkg/inner/evil.pkl", "pkg/ok.txt", "review.bin"}
     assert report.failed
+
+
+def test_ocimodel_scan_is_the_function_even_once_the_package_is_imported(evil, model: Path):
+    import ocimodel.scan.engine  # makes `ocimodel.scan` the package object
+
+    assert ocimodel.scan(model).failed
+    assert ocimodel.Client().scan(model / "config.json").failed is False
