@@ -19,8 +19,9 @@ from ocimodel.cli.common import (
 )
 from ocimodel.cli.lazy import lazy_import
 from ocimodel.cli.trust import IdentityTokenOpt, SigningKeyOpt, StagingOpt, TrustConfigOpt
+from ocimodel.errors import UsageError
 
-api = lazy_import("ocimodel.api.functions")  # not `ocimodel`: there `scan` is also the package
+api = lazy_import("ocimodel")  # `api.scan`: the package ocimodel.scan, which calls ocimodel.api.functions.scan
 
 SEVERITIES = "critical, high, medium, low, info"
 FailOnOpt = Annotated[
@@ -67,6 +68,8 @@ def scan(
     """
     from ocimodel.outputs import check_output
 
+    if as_json and sarif is not None and str(sarif) == "-":
+        raise UsageError("--json and --sarif - both write to standard output", hint="give --sarif a file name")
     if sarif is not None and str(sarif) != "-":
         check_output(sarif, replace=True, example="scan.sarif")
     result = run(

@@ -342,8 +342,6 @@ def scan_layers(
     """Every layer of a model in ``store`` (a registry repository or a layout), as planned
     by packaging.unpack.plan_files (paths checked). Raises IntegrityError when a layer's
     bytes do not match its digest."""
-    from ocimodel.packaging.unpack import PlannedFile  # noqa: F401 - the type of `planned`
-
     allow = allow or Allowlist()
     found = scanners()
     report = ScanReport(target=target, digest=digest)
