@@ -191,13 +191,18 @@ class BlobSource:
         self.verified = False
         self.ranged = 0
         self._streams: list = []
+        self._head = b""  # the first piece read: every scanner starts with the same header
 
     def read_at(self, offset: int, length: int) -> bytes:
         if offset < 0 or length <= 0 or offset >= self.size:
             return b""
         length = min(length, MAX_READ_BYTES, self.size - offset)
+        if offset + length <= len(self._head):
+            return self._head[offset:offset + length]
         data = self.store.read_blob_range(self.descriptor, offset, length)
         self.ranged += len(data)
+        if offset == 0 and len(data) > len(self._head) and len(data) <= HEAD_BYTES:
+            self._head = data
         return data
 
     def open(self):
