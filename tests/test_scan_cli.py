@@ -288,3 +288,16 @@ def test_ocimodel_scan_is_the_function_even_once_the_package_is_imported(evil, m
 
     assert ocimodel.scan(model).failed
     assert ocimodel.Client().scan(model / "config.json").failed is False
+
+
+def test_a_cached_verdict_is_reported_under_the_file_name_of_this_model(evil, tmp_path: Path):
+    layout = tmp_path / "store"
+    for tag, name in (("a", "first.pkl"), ("b", "second.pkl")):
+        root = tmp_path / tag
+        root.mkdir()
+        (root / name).write_bytes(b"EVIL same bytes")
+        ocimodel.push(root, f"oci:{layout}:{tag}")
+    ocimodel.scan(f"oci:{layout}:a")
+    second = ocimodel.scan(f"oci:{layout}:b")
+    assert [(f.file, f.cached) for f in second.files] == [("second.pkl", True)]
+    assert [f.file for f in second.findings] == ["second.pkl"]

@@ -354,19 +354,33 @@ def scan_layers(
     for planned_file in planned:
         layer = planned_file.descriptor
         name = planned_file.relpath or f"layer {layer.digest[:19]}"
-        cached = cache.get(layer.digest, allow.digest, mode) if cache is not None else None
+        archive = planned_file.archive is not None or planned_file.packed is not None
+        # An archive's member paths depend on where the layer is unpacked: part of its key.
+        # A raw layer's verdict is about its bytes; the name is set on the way out.
+        key = f"{mode}|{planned_file.relpath}|{planned_file.names_from}" if archive else mode
+        cached = cache.get(layer.digest, allow.digest, key) if cache is not None else None
         if cached is not None:
-            report.files.extend(r.model_copy(update={"cached": True}) for r in cached)
+            reports = cached if archive else [_renamed(r, name) for r in cached]
+            report.files.extend(r.model_copy(update={"cached": True}) for r in reports)
             continue
-        if planned_file.archive is not None or planned_file.packed is not None:
+        if archive:
             reports = _scan_archive_layer(store, planned_file, name, found)
         else:
             reports = [_scan_blob(store, layer, name, found, trust_ranges)]
         reports = [allow.apply(r) for r in reports]
         if cache is not None:
-            cache.put(layer.digest, allow.digest, mode, reports)
+            cache.put(layer.digest, allow.digest, key, reports)
         report.files.extend(reports)
     return report
+
+
+def _renamed(report: FileReport, name: str) -> FileReport:
+    """A cached raw layer's report under the path it has in this model (the same bytes may
+    be another file of another model)."""
+    if report.file == name:
+        return report
+    findings = [f.model_copy(update={"file": name}) for f in report.findings]
+    return report.model_copy(update={"file": name, "findings": findings})
 
 
 def _scan_blob(store, layer: Descriptor, name: str, found: list[FormatScanner], trust_ranges: bool) -> FileReport:
