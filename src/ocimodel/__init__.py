@@ -36,6 +36,8 @@ _EXPORTS = {
     # records you can trust (issue 15)
     "deploy": _F, "retire": _F, "deployments": _F, "audit": _F,
     "AuditResult": "ocimodel.api.audit", "DeploymentsResult": "ocimodel.api.deployments",
+    # scanning (issue 16)
+    "scan": _F, "ScanResult": "ocimodel.api.scan",
 }
 
 
@@ -55,10 +57,11 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from ocimodel.api.functions import (  # noqa: F401
         attach, attest, audit, catalog, copy, create_index, delete, deploy, deployments, detach, diff, export,
         export_signature, history, import_, inspect, lineage, list_tags, login, promote, pull, push, referrers,
-        retire, rollback, search, sign, tag, verify, versions,
+        retire, rollback, scan, search, sign, tag, verify, versions,
     )
     from ocimodel.api.audit import AuditResult  # noqa: F401
     from ocimodel.api.deployments import DeploymentsResult  # noqa: F401
+    from ocimodel.api.scan import ScanResult  # noqa: F401
     from ocimodel.api.transfer import (  # noqa: F401
         CopyResult, FileEntry, LoginResult, LogoutResult, ModelInfo, PullResult, PushResult, blob_cache_info,
         logout, prune_blob_cache,
@@ -101,4 +104,5 @@ __all__ = [
     "blob_cache_info", "prune_blob_cache",
     "create_index", "VariantIndexResult",
     "deploy", "retire", "deployments", "audit", "AuditResult", "DeploymentsResult",
+    "scan", "ScanResult",
 ]

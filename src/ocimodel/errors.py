@@ -122,6 +122,15 @@ class UnsafePath(OcimodelError):
     """A file path from an artifact would escape the destination or is otherwise unsafe."""
 
 
+class ScanFailed(OcimodelError):
+    """A scan gate refused a model: something at or above its severity was found (push
+    --scan, pull --scan). ``report`` is the scan (an ocimodel.api.scan.ScanResult)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, report: object = None) -> None:
+        super().__init__(message, hint=hint)
+        self.report = report
+
+
 class PackagingError(OcimodelError):
     """The model directory cannot be packaged (missing, unreadable, special files)."""
 

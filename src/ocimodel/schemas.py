@@ -15,6 +15,7 @@ from ocimodel.api.audit import AuditResult
 from ocimodel.api.deployments import DeploymentsResult
 from ocimodel.api.promotions import PromotionPredicate
 from ocimodel.api.registry import HistoryResult
+from ocimodel.api.scan import ScanResult
 from ocimodel.api.variants import VariantIndexResult
 from ocimodel.metadata.card import ModelCard
 from ocimodel.packaging.modelpack import ModelConfig
@@ -30,6 +31,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "deployments.schema.json": DeploymentsResult,
     "promotion-predicate.schema.json": PromotionPredicate,  # https://ocimodel.dev/promotion/v1
     "history.schema.json": HistoryResult,  # `ocimodel history --json`
+    "scan-result.schema.json": ScanResult,  # `ocimodel scan --json`, ocimodel.scan()
 }
 
 

@@ -174,7 +174,11 @@ def policy_digest(trust: TrustPolicy) -> str:
 
 
 def _section(rule: str) -> str:
-    return "attestations" if rule.startswith("attestation ") else "signature"
+    """The policy section a rule of verify's decision comes from ("scan (at most medium)"
+    is the scan rule's name there)."""
+    if rule.startswith("attestation "):
+        return "attestations"
+    return "scan" if rule.startswith("scan") else "signature"
 
 
 def gate(target, model: Descriptor, alias: str, context: TrustContext, reference: str) -> GateDecision:
@@ -184,7 +188,7 @@ def gate(target, model: Descriptor, alias: str, context: TrustContext, reference
     data = target.fetch_manifest(model)
     decision = evaluate(target, model, data, context.trust, reference=reference, keyless=context.keyless)
     rule = context.trust.policy.aliases.get(alias)
-    wanted = set(rule.require) if rule and rule.require else {"signature", "attestations"}
+    wanted = set(rule.require) if rule and rule.require else {"signature", "attestations", "scan"}
     reasons = [GateRule(rule=r.rule, passed=r.passed, detail=r.detail) for r in decision.reasons if _section(r.rule) in wanted]
     return GateDecision(policy=policy_digest(context.trust), allowed=all(r.passed for r in reasons), reasons=reasons)
 

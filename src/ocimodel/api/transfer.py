@@ -184,6 +184,11 @@ def push(
     force: bool = False,
     link_parents: bool = True,
     progress: Progress | None = None,
+    scan: bool = False,
+    fail_on: str = "high",
+    allow_unsafe: bool = False,
+    allow: Sequence[str] = (),
+    allow_file: str | os.PathLike[str] | None = None,
 ) -> PushResult:
     """Package the model directory ``path`` as a ModelPack artifact and push it to ``reference``.
 
@@ -202,7 +207,12 @@ def push(
     (``name``, ``licenses``...) win over all of them. A version tag that already holds a
     different model is refused unless ``force`` (``latest`` and aliases move freely). With
     ``link_parents``, each base model in a registry or layout gets a lineage link back to
-    this one (best effort: failures are reported in ``lineage``, not raised)."""
+    this one (best effort: failures are reported in ``lineage``, not raised).
+
+    ``scan``: scan the files first (ocimodel.api.scan) and raise ScanFailed, before
+    anything is uploaded, when something at or above ``fail_on`` is found; with
+    ``allow_unsafe`` push anyway and record the override in the manifest annotation
+    ``dev.ocimodel.scan.override``. ``allow`` / ``allow_file``: as for :func:`ocimodel.scan`."""
     ref = as_reference(reference)
     if ref.digest is not None:
         raise UsageError(f"push needs a tag, not a digest: {reference}", hint="e.g. registry/team/model:1.0")
@@ -243,6 +253,16 @@ def push(
         annotations={**user_annotations, **encoded.annotations},
     )
     source = scan_model(path, package_options)
+    if scan:
+        import dataclasses
+
+        from ocimodel.api.scan import push_gate
+
+        # What push uploads: a symlinked file's target (push follows links).
+        files = [(rel, Path(os.path.realpath(p))) for rel, p, _ in source.entries]
+        _, override = push_gate(files, str(path), fail_on=fail_on, allow=allow, allow_file=allow_file, allow_unsafe=allow_unsafe)
+        if override:
+            source.options = dataclasses.replace(source.options, annotations={**source.options.annotations, **override})
     cache = DigestCache()
     try:
         with open_target(ref, registry_options, for_write=True) as target:
@@ -303,6 +323,10 @@ def pull(
     blob_cache: bool | None = None,
     keep_local: bool = False,
     variant: Sequence[str] | Mapping[str, str] = (),
+    scan: bool = False,
+    fail_on: str = "high",
+    allow: Sequence[str] = (),
+    allow_file: str | os.PathLike[str] | None = None,
 ) -> PullResult:
     """Download the model at ``reference`` into the directory ``destination``.
 
@@ -332,7 +356,11 @@ def pull(
     ``"quant=q4,device=cuda"`` items, or a mapping) picks the one variant whose labels
     include all of them, and only its files are downloaded (``verify`` sees that variant).
     An index of one variant needs no choice; a choice that matches none or several, or none
-    given among several, raises VariantNotChosen listing the variants."""
+    given among several, raises VariantNotChosen listing the variants.
+
+    ``scan``: scan the files once they are downloaded and verified, before they are moved
+    into place; ScanFailed when something at or above ``fail_on`` is found, and nothing
+    is written to ``destination``. ``allow`` / ``allow_file``: as for :func:`ocimodel.scan`."""
     # Here: `import ocimodel.api.transfer` (every command) does not load the variant code.
     from ocimodel.api.variants import choose_variant
 
@@ -355,6 +383,13 @@ def pull(
         cache = BlobCache() if blob_cache_wanted(blob_cache) else None
         with DirectoryWriter(destination, files, blob_cache=cache, keep_local=keep_local) as writer:
             copy_blobs(source, writer, _unique([f.descriptor for f in files]), result, concurrency=concurrency, progress=progress, retry=registry_options.retry)
+            if scan:
+                from ocimodel.api.scan import refused, scan_local_files
+
+                scanned = scan_local_files(f"{ref}@{root.digest}", writer.staged_files(), fail_on, allow, allow_file)
+                if scanned.failed:
+                    raise refused(scanned, f"pull of {ref} refused", f"nothing was written to {destination}; "
+                                  "`ocimodel scan REF` lists every finding")
             writer.commit()
             unchanged = len(writer.unchanged)
             from_cache = len(writer.from_cache)

@@ -44,6 +44,7 @@ from ocimodel.trust.store import StoredBundle, read_bundles
 from ocimodel.trust.verify import (
     Decision,
     KeylessOptions,
+    LocalScan,
     PolicyDenied,
     check_trusted_root,
     evaluate,
@@ -179,6 +180,7 @@ def verify(
     policy: Policy | PathLike | None = None,
     trusted_root: PathLike | None = None,
     offline: bool = True,
+    scan: bool = False,
 ) -> Decision:
     """Decide whether the model at ``reference`` is allowed by ``policy`` (a Policy or a
     YAML / JSON file), or else by "signed by any of ``keys`` / ``identities``" (pairs of
@@ -187,14 +189,25 @@ def verify(
     Keyless bundles are verified against ``trusted_root`` (a trusted_root.json), else the
     Sigstore production root shipped inside sigstore-python when ``offline`` (not
     refreshed; never the unchecked copy in the user cache dir), else the production root
-    refreshed through TUF (network)."""
+    refreshed through TUF (network).
+
+    ``scan``: scan the model's layers here (as :func:`ocimodel.scan` does, every byte
+    verified) and judge the policy's scan rule by that instead of a signed scan; without
+    a scan rule, a finding of high or worse denies."""
     trust = _trust(keys, identities, policy)
     keyless = KeylessOptions(trusted_root=check_trusted_root(trusted_root), offline=offline)
     ref = as_reference(reference)
     with open_store(connection, ref) as target:
         root = target.resolve(ref.reference or DEFAULT_TAG)
         data = target.fetch_manifest(root)
-        return evaluate(target, root, data, trust, reference=str(ref), keyless=keyless)
+        local = None
+        if scan:
+            from ocimodel.api.scan import scan as scan_model
+
+            scanned = scan_model(connection, str(ref.with_tag(None).with_digest(root.digest)))
+            worst = scanned.worst()
+            local = LocalScan(worst=worst.value if worst is not None else None, digest=root.digest)
+        return evaluate(target, root, data, trust, reference=str(ref), keyless=keyless, local_scan=local)
 
 
 def verify_hook(

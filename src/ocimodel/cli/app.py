@@ -26,6 +26,7 @@ from ocimodel.cli import (
     index,
     referrers,
     registry,
+    scan,
     transfer,
     trust,
 )
@@ -140,6 +141,7 @@ app.command()(audit.audit)
 app.command()(trust.sign)
 app.command()(trust.attest)
 app.command()(trust.verify)
+app.command()(scan.scan)
 app.command("generate-key-pair", hidden=True)(trust.generate_key_pair)  # cosign's name for `key generate`
 app.command()(compare.diff)
 app.command()(compare.search)

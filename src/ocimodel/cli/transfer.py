@@ -29,6 +29,18 @@ from ocimodel.errors import UsageError
 
 api = lazy_import("ocimodel")
 
+# The scan gates of push and pull (docs/scanning-cli.md).
+ScanOpt = Annotated[bool, typer.Option("--scan", help="Scan the files first; refuse (exit 1) on a finding at or above --fail-on.", rich_help_panel="Scanning")]
+FailOnOpt = Annotated[str, typer.Option("--fail-on", metavar="SEVERITY", help="With --scan: critical, high (default), medium, low or info.", rich_help_panel="Scanning")]
+AllowOpt = Annotated[list[str] | None, typer.Option("--allow", metavar="GLOB", help="With --scan: trust a callable reported for review (medium and below); repeatable.", rich_help_panel="Scanning")]
+AllowFileOpt = Annotated[Path | None, typer.Option("--allow-file", metavar="FILE", help="With --scan: more --allow globs, one a line.", rich_help_panel="Scanning")]
+
+
+def _scan_options(scan: bool, fail_on: str, allow: list[str] | None, allow_file: Path | None) -> dict:
+    if not scan and (fail_on != "high" or allow or allow_file is not None):
+        raise UsageError("--fail-on, --allow and --allow-file take effect with --scan")
+    return {"scan": scan, "fail_on": fail_on, "allow": allow or (), "allow_file": allow_file}
+
 
 def push(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="The model directory to push.", show_default=False)],
@@ -69,6 +81,11 @@ def push(
     no_detect: Annotated[bool, typer.Option("--no-detect", help="Do not record the git repository, commit and dirty state.", rich_help_panel="Model card")] = False,
     record_environment: Annotated[bool, typer.Option("--record-environment", help="Record the Python and key package versions of this machine.", rich_help_panel="Model card")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace a version tag that holds another model (versions are immutable otherwise).")] = False,
+    scan: ScanOpt = False,
+    fail_on: FailOnOpt = "high",
+    allow_unsafe: Annotated[bool, typer.Option("--allow-unsafe", help="With --scan: push even when the scan fails; the override is recorded in the model (annotation dev.ocimodel.scan.override).", rich_help_panel="Scanning")] = False,
+    allow: AllowOpt = None,
+    allow_file: AllowFileOpt = None,
     plain_http: PlainHttpOpt = None,
     concurrency: ConcurrencyOpt = 4,
     as_json: JsonOpt = False,
@@ -95,6 +112,10 @@ def push(
     """
     from ocimodel.metadata.sources import MetadataFlags
 
+    scanning = _scan_options(scan, fail_on, allow, allow_file)
+    if allow_unsafe and not scan:
+        raise UsageError("--allow-unsafe takes effect with --scan")
+
     def action(progress):
         card_flags = MetadataFlags(
             metrics=metric or (), params=param or (), datasets=dataset or (), bases=base or (),
@@ -109,6 +130,7 @@ def push(
             metadata=card_flags, metadata_file=metadata_file, source_dir=source_dir,
             detect_git=not no_detect, record_environment=record_environment, force=force,
             plain_http=plain_http, concurrency=concurrency, progress=progress, options=connection(),
+            allow_unsafe=allow_unsafe, **scanning,
         )
 
     result = run(action, verb="push", show_progress=not (quiet or as_json))
@@ -156,6 +178,10 @@ def pull(
         bool,
         typer.Option("--keep-local", help="Refuse (exit 1, nothing changed) if a file in DIR differs from the model's, instead of replacing it."),
     ] = False,
+    scan: Annotated[bool, typer.Option("--scan", help="Scan the downloaded files before they are moved into place; nothing is written to DIR when the scan fails.", rich_help_panel="Scanning")] = False,
+    fail_on: FailOnOpt = "high",
+    allow: AllowOpt = None,
+    allow_file: AllowFileOpt = None,
     plain_http: PlainHttpOpt = None,
     concurrency: ConcurrencyOpt = 4,
     as_json: JsonOpt = False,
@@ -186,6 +212,8 @@ def pull(
       ocimodel pull localhost:5000/team/llm:1.0 ./llm --variant quant=q4,device=cpu
     """
 
+    scanning = _scan_options(scan, fail_on, allow, allow_file)
+
     def action(progress):
         hook = None
         trust_given = bool(key or certificate_identity or certificate_oidc_issuer or policy)
@@ -203,7 +231,7 @@ def pull(
         return api.pull(
             reference, directory, plain_http=plain_http, concurrency=concurrency, progress=progress,
             options=connection(), include=include or (), kinds=kind or (), verify=hook, blob_cache=blob_cache,
-            keep_local=keep_local, variant=variant or (),
+            keep_local=keep_local, variant=variant or (), **scanning,
         )
 
     # Once the files are in place the pull has succeeded: an interrupt after that point must

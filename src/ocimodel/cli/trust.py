@@ -187,6 +187,7 @@ def verify(
     policy: PolicyOpt = None,
     trusted_root: TrustedRootOpt = None,
     offline: OfflineOpt = True,
+    scan: Annotated[bool, typer.Option("--scan", help="Scan the model here; the result stands in for the signed scan a policy's scan rule asks for (without one: high or worse denies).")] = False,
     plain_http: PlainHttpOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -207,6 +208,7 @@ def verify(
         lambda _: api.verify(
             reference, keys=key or [], identities=identity_pairs(certificate_identity or [], certificate_oidc_issuer or []),
             policy=policy, trusted_root=trusted_root, offline=offline, plain_http=plain_http, options=connection(),
+            scan=scan,
         ),
         verb="verify",
         show_progress=False,

@@ -183,6 +183,59 @@ def list_members(
     return listed
 
 
+def iter_member_bytes(
+    chunks: Iterable[bytes],
+    *,
+    compression: Compression = "none",
+    max_bytes: int,
+    label: str = "layer",
+    prefix: str | None = None,
+    single: str | None = None,
+    names_from: str | None = None,
+    limits: ExtractLimits | None = None,
+) -> Iterator[tuple[str, bytes | None]]:
+    """(path, content) of each regular file of a tar layer, read into memory under the
+    checks and caps extraction applies, nothing written (``ocimodel scan`` of a model: a
+    pickle inside must never reach the disk). Paths are those a pull would write (``prefix``
+    and ``names_from`` as for :func:`extract_tar_stream`). A member over ``max_bytes``
+    gives None for its content. ``single``: the stream is one compressed file of that
+    name, not a tar. The chunk iterator is read to its end when the members are done.
+    Same errors as :func:`extract_tar_stream`."""
+    state = ReadState(limits=limits or ExtractLimits())
+    raw = _ChunkReader(chunks)
+    try:
+        decoded = _decoder(raw, compression, label)
+        if single is not None:
+            data = decoded.read(max_bytes + 1)
+            yield single, (data if len(data) <= max_bytes else None)
+            drain_decoder(decoded)
+            raw.drain(label, compressed=compression != "none")
+            return
+        names = _UniqueNames(label)
+        mapper = _NameMapper(prefix, label, names_from)
+        for tar, member in read_members(decoded, state, label, _LABEL, hint=_BOMB_HINT):
+            if not (is_plain_file(member) or member.isdir()):
+                raise refuse_type(member, label, _LABEL)
+            name = _member_name(member, label)
+            if name is None:
+                continue
+            shown = mapper.map(name, member.isdir())
+            if shown is None:
+                continue
+            names.add(shown, member.isdir())
+            if member.isdir():
+                continue
+            if member.size > max_bytes:
+                yield shown, None
+                continue
+            handle = tar.extractfile(member)
+            yield shown, handle.read() if handle is not None else b""
+        drain_decoder(decoded)
+        raw.drain(label, compressed=compression != "none")
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, *_zstd_errors()) as exc:
+        raise InvalidArchive(f"tar layer {label} is not a valid {_format_name(compression)}: {exc}") from None
+
+
 def decompress_stream(
     chunks: Iterable[bytes],
     staging_root: str | os.PathLike[str],

@@ -485,6 +485,15 @@ class DirectoryWriter:
         """As a copy target, the manifest comes last: that is the moment to commit."""
         self.commit()
 
+    def staged_files(self) -> list[tuple[str, Path]]:
+        """(path in the model, file on disk) of every file the commit would leave in the
+        destination: staged and extracted files from the staging tree, unchanged ones where
+        they are (``pull --scan`` judges them all before anything moves)."""
+        staged = [p.relpath for p in self._staged] + [e.relpath for e in self.extracted if e.kind == "file"]
+        out = [(r, self._tree / r) for r in dict.fromkeys(staged)]
+        out += [(p.relpath, self.destination / p.relpath) for p in self.unchanged if p.relpath not in staged]
+        return out
+
     def commit(self) -> None:
         """Every blob is in and verified: check every target path, then move the files into
         place, all or nothing. Nothing is moved if any check fails; an error or an interrupt

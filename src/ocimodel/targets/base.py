@@ -74,6 +74,15 @@ class BlobFetcher(Protocol):
         ...
 
 
+@runtime_checkable
+class BlobRangeReader(Protocol):
+    def read_blob_range(self, descriptor: Descriptor, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes of the blob at ``offset`` (fewer only at its end). Not
+        verified: a digest covers the whole blob (docs/scanning-cli.md says what a piece
+        read this way may be trusted for)."""
+        ...
+
+
 # -- writing ---------------------------------------------------------------------------------
 
 

@@ -129,6 +129,14 @@ class OciLayout:
         with handle:
             yield read_chunks(handle)
 
+    def read_blob_range(self, descriptor: Descriptor, offset: int, length: int) -> bytes:
+        path = self.blob_path(descriptor.digest)
+        try:
+            with open(path, "rb") as handle:
+                return os.pread(handle.fileno(), max(0, min(length, descriptor.size - offset)), offset)
+        except FileNotFoundError:
+            raise NotFound(f"blob {descriptor.digest} not found in {self.name}") from None
+
     def push_blob(self, descriptor: Descriptor, chunks: Iterable[bytes]) -> None:
         self._store(chunks, lambda: descriptor.digest)
 

@@ -55,6 +55,9 @@ class RemoteRepository:
         with self.client.stream_blob(self.repository, descriptor.digest) as chunks:
             yield chunks
 
+    def read_blob_range(self, descriptor: Descriptor, offset: int, length: int) -> bytes:
+        return self.client.fetch_range(self.repository, descriptor.digest, offset, min(length, max(descriptor.size - offset, 0)))
+
     def has_blob(self, descriptor: Descriptor) -> bool:
         return self.client.blob_exists(self.repository, descriptor.digest)
 

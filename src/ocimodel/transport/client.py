@@ -489,6 +489,41 @@ class RegistryClient:
         self._check(response, f"blob {digest}", (200,))
         return True
 
+    def fetch_range(self, repository: str, digest: str, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes of a blob from ``offset`` (fewer only at its end), by one
+        HTTP Range request (distribution honours Range on blob GETs: docs/registry-facts.md).
+        NOT verified, and it cannot be: a digest covers the whole blob. The caller decides
+        what an unverified piece may be used for (docs/scanning-cli.md). A registry that
+        ignores Range answers 200 with the whole blob: only the wanted piece is read off it
+        and the connection is closed."""
+        if offset < 0 or length <= 0:
+            return b""
+        url = self._url(f"/v2/{repository}/blobs/{digest}")
+        what = f"blob {digest} bytes {offset}-{offset + length - 1}"
+        headers = {"Accept-Encoding": "identity", "Range": f"bytes={offset}-{offset + length - 1}"}
+        response = self._send("GET", url, what=what, stream=True, body_unbounded=True, headers=headers)
+        try:
+            if response.status_code == 416:
+                return b""  # at or past the end
+            self._check_streamed(response, what, (200, 206))
+            skip = offset if response.status_code == 200 else 0
+            if response.status_code == 206:
+                _check_content_range(response, offset, what)
+            piece = bytearray()
+            try:
+                for chunk in response.iter_raw():
+                    if skip:
+                        cut = min(skip, len(chunk))
+                        chunk, skip = chunk[cut:], skip - cut
+                    piece += chunk
+                    if len(piece) >= length:
+                        break
+            except httpx.HTTPError as exc:
+                raise TransportError(f"connection failed while reading {what}: {_describe_http_error(exc)}") from None
+            return bytes(piece[:length])
+        finally:
+            response.close()
+
     @contextmanager
     def stream_blob(self, repository: str, digest: str) -> Iterator[Iterator[bytes]]:
         """Yield an iterator over the blob's bytes. The caller verifies digest and size.

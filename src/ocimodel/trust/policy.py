@@ -20,6 +20,9 @@ fails on its own:
       production:
         require: [signature, attestations]         # the sections above a model must pass
         promoters: [release]                       # who may sign the records that move it
+    scan:                                          # a signed scan (ocimodel scan REF --attest)
+      max_severity: medium                         # of every layer, nothing worse than this
+      signers: [ci]
 
 YAML or JSON; unknown fields, duplicate keys, keys that are not strings (``!!binary``,
 ``1``, ``true``), YAML aliases, values of the wrong type (``files: 'false'``), unknown
@@ -62,8 +65,8 @@ PredicateUri = Annotated[
 Match = Literal["any-of", "all-of"]
 # An alias as a tag: the OCI tag grammar. Versions are refused by the policy's validator.
 AliasName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")]
-# The sections of this policy an alias rule can require (later: scan, license, evaluation).
-Section = Literal["signature", "attestations"]
+# The sections of this policy an alias rule can require (later: license, evaluation).
+Section = Literal["signature", "attestations", "scan"]
 
 
 class PolicyError(UsageError):
@@ -131,6 +134,17 @@ class AliasRule(_Strict):
         default=None, min_length=1,
         description="Names from `signers` whose signed records may move this alias. Omitted: any signer.",
     )
+class ScanRule(_Strict):
+    """A signed scan (predicate https://ocimodel.dev/scan/v1, `ocimodel scan REF --attest`)
+    covering every layer of the model, that found nothing worse than ``max_severity``."""
+
+    max_severity: Literal["critical", "high", "medium", "low", "info"] = Field(
+        description="The worst severity the attested scan may have found."
+    )
+    signers: list[SignerName] | None = Field(
+        default=None, min_length=1, description="Names from `signers`; omitted: every signer."
+    )
+    match: Match = Field(default="any-of", description="any-of: one of them suffices; all-of: each must have attested.")
 
 
 class Policy(_Strict):
@@ -145,6 +159,7 @@ class Policy(_Strict):
     aliases: dict[AliasName, AliasRule] = Field(
         default_factory=dict, description="Promotion gates, by alias (production, champion...)."
     )
+    scan: ScanRule | None = Field(default=None, description="A signed scan that must be present (docs/scanning-cli.md).")
 
     # Key paths are relative to the policy file; the directory is remembered here.
     _base: Path = PrivateAttr(default_factory=Path)
@@ -162,6 +177,8 @@ class Policy(_Strict):
         rules: list[tuple[str, list[str] | None]] = [("signature", self.signature.signers)]
         rules += [(f"attestations[{i}]", rule.signers) for i, rule in enumerate(self.attestations)]
         rules += [(f"aliases.{alias}.promoters", rule.promoters) for alias, rule in self.aliases.items()]
+        if self.scan is not None:
+            rules.append(("scan", self.scan.signers))
         for where, names in rules:
             for name in names or ():
                 if name not in self.signers:
@@ -179,6 +196,8 @@ class Policy(_Strict):
             if rule.require and "attestations" in rule.require and not self.attestations:
                 # Requiring an empty section would read as a check that always passes.
                 raise ValueError(f"aliases.{alias}.require names attestations, and the policy has no attestation rules")
+            if rule.require and "scan" in rule.require and self.scan is None:
+                raise ValueError(f"aliases.{alias}.require names scan, and the policy has no scan rule")
         return self
 
     def with_base(self, directory: str | os.PathLike[str]) -> Policy:

@@ -108,6 +108,19 @@ class VerifiedBundle:
     referrer: str
     predicate_type: str
     signers: frozenset[str]
+    # The signed statement's predicate (what a scan rule reads); None for file signatures.
+    predicate: Any = field(default=None, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class LocalScan:
+    """A scan made by the verifier itself (`verify --scan`): it stands in for the signed
+    scan a policy's scan rule asks for. ``worst`` is None when nothing was found."""
+
+    worst: str | None
+    digest: str
+    # The limit when the policy has no scan rule: worse than medium fails, as `scan` does.
+    max_severity: str = "medium"
 
 
 @dataclass
@@ -131,6 +144,7 @@ def evaluate(
     *,
     reference: str,
     keyless: KeylessOptions | None = None,
+    local_scan: LocalScan | None = None,
 ) -> Decision:
     """The decision for the manifest ``root`` (whose verified bytes are ``manifest_bytes``)
     in an open ``target``. Raises only when the referrers cannot be listed (an outage is
@@ -159,6 +173,8 @@ def evaluate(
     for rule in policy.attestations:
         reasons.append(_rule(found, f"attestation {rule.type}", rule.type, trust.signers_of(rule.signers),
                              rule.match, root.digest))
+    if policy.scan is not None or local_scan is not None:
+        reasons.append(_scan_rule(found, trust, manifest, root.digest, local_scan))
     signatures = [
         SignatureRecord(signer=name, predicate_type=v.predicate_type, referrer=v.referrer)
         for v in found.verified for name in sorted(v.signers)
@@ -209,7 +225,8 @@ def verify_bundle(
     else:
         check_subject(statement, digest)
     return VerifiedBundle(
-        referrer=stored.referrer.digest, predicate_type=statement.predicate_type, signers=frozenset(signers)
+        referrer=stored.referrer.digest, predicate_type=statement.predicate_type, signers=frozenset(signers),
+        predicate=statement.predicate,
     )
 
 
@@ -288,6 +305,52 @@ def _rule(found: _Found, rule: str, predicate_type: str, signers: list[str], mat
             detail += f"; refused {first.referrer} ({first.reason}){more}"
         reason = _failure_reason(found, predicate_type, signature_rule, bool(others))
     return RuleResult(rule=rule, passed=False, detail=detail, reason=str(reason))
+
+
+def _scan_rule(found: _Found, trust: TrustPolicy, manifest: Any, digest: str, local: LocalScan | None) -> RuleResult:
+    """The policy's scan rule: a signed scan of every layer that found nothing worse than
+    max_severity, by the rule's signers; or, with ``verify --scan``, a scan made here."""
+    from ocimodel.scan.findings import Severity
+    from ocimodel.scan.predicate import SCAN_PREDICATE, judge_predicate
+
+    rule = trust.policy.scan
+    limit = Severity(rule.max_severity if rule is not None else local.max_severity if local is not None else "medium")
+    name = f"scan (at most {limit.value})"
+    if local is not None:
+        worst = Severity(local.worst) if local.worst is not None else None
+        if worst is None or worst.rank <= limit.rank:
+            return RuleResult(rule=name, passed=True, detail=f"scanned here: worst finding {local.worst or 'none'}")
+        return RuleResult(rule=name, passed=False, detail=f"scanned here: found {worst.value}, above {limit.value}",
+                          reason=str(Reason.MISSING_ATTESTATION))
+    if not isinstance(manifest, Manifest):
+        return RuleResult(rule=name, passed=False, detail=f"{digest} is an index: a scan covers a model's layers",
+                          reason=str(Reason.MISSING_ATTESTATION))
+    assert rule is not None  # without a rule, only a local scan gets here
+    layers = [layer.digest for layer in manifest.layers]
+    satisfied: set[str] = set()
+    problems: list[str] = []
+    for bundle in found.verified:
+        if bundle.predicate_type != SCAN_PREDICATE:
+            continue
+        problem = judge_predicate(bundle.predicate, layers, limit)
+        if problem is None:
+            satisfied |= bundle.signers
+        else:
+            problems.append(f"{bundle.referrer[:19]}: {problem}")
+    signers = trust.signers_of(rule.signers)
+    wanted = [n for n in signers if n in satisfied]
+    missing = [n for n in signers if n not in satisfied]
+    if wanted and (rule.match == "any-of" or not missing):
+        return RuleResult(rule=name, passed=True, detail=f"attested by {', '.join(wanted)}")
+    if problems:
+        detail = f"no attested scan by {_who(signers, rule.match)} passes: {problems[0]}" + (
+            f" and {len(problems) - 1} more" if len(problems) > 1 else "")
+    elif wanted:
+        detail = f"all-of: attested by {', '.join(wanted)} but not by {', '.join(missing)}"
+    else:
+        detail = f"no valid scan attestation ({SCAN_PREDICATE}) by {_who(signers, rule.match)}"
+    hint = "; `ocimodel scan REF --attest` attaches one, `verify --scan` scans here instead"
+    return RuleResult(rule=name, passed=False, detail=detail + hint, reason=str(Reason.MISSING_ATTESTATION))
 
 
 def _failure_reason(found: _Found, predicate_type: str, signature_rule: bool, other_types: bool) -> str:
