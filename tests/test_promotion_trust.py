@@ -328,7 +328,8 @@ def test_eight_concurrent_promotions_leave_every_record_listed_and_the_conflict_
 
 
 @pytest.mark.parametrize("text, message", [
-    ("signers: {a: {key: k.pub}}\naliases: {production: {require: [scan]}}\n", "aliases.production.require.0"),
+    ("signers: {a: {key: k.pub}}\naliases: {production: {require: [license]}}\n", "aliases.production.require.0"),
+    ("signers: {a: {key: k.pub}}\naliases: {production: {require: [scan]}}\n", "no scan rule"),
     ("signers: {a: {key: k.pub}}\naliases: {production: {promoters: [b]}}\n", "names the signer 'b'"),
     ("signers: {a: {key: k.pub}}\naliases: {'1.0': {promoters: [a]}}\n", "is a version, not an alias"),
     ("signers: {a: {key: k.pub}}\naliases: {production: {require: [attestations]}}\n", "no attestation rules"),

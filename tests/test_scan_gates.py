@@ -238,14 +238,3 @@ def test_promote_with_a_scan_requirement_refuses_a_flagged_model(bad, good, regi
     assert run.returncode == 1 and "scan" in run.stderr
     assert ocimodel.inspect(f"{registry.host}/{repo_name}:production").digest == moved.to_digest
 
-
-def test_a_gate_that_requires_scan_needs_a_scan_rule(tmp_path, keys):
-    from ocimodel.trust.policy import load_policy
-
-    policy = tmp_path / "gate.json"
-    policy.write_text(json.dumps({
-        "signers": {"ci": {"key": str(keys[1])}},
-        "aliases": {"production": {"require": ["scan"]}},
-    }))
-    with pytest.raises(Exception, match="names scan, and the policy has no scan rule"):
-        load_policy(policy)
