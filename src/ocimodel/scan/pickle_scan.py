@@ -1,0 +1,150 @@
+"""Pickle streams to findings, shared by every format that holds pickles (plain pickles,
+PyTorch archives, joblib files, NumPy object arrays): recognising a pickle by its bytes,
+reading joblib's raw array data where joblib's own unpickler reads it, and turning the
+simulation's events into findings."""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import zipfile
+from typing import BinaryIO
+
+from ocimodel.scan.findings import Finding
+from ocimodel.scan.formats import Source
+from ocimodel.scan.pickle_policy import judge
+from ocimodel.scan.pickle_vm import Event, Global, Made, PickleRun, StopLoad, run_pickles
+
+__all__ = [
+    "SourceFile",
+    "joblib_arrays",
+    "looks_like_pickle",
+    "open_zip",
+    "pickle_findings",
+    "scan_pickle_stream",
+]
+
+
+def looks_like_pickle(head: bytes, size: int) -> bool:
+    """Whether ``head`` (the first bytes of a ``size``-byte file) starts a pickle: the
+    simulation either reaches STOP in it or runs to its end without an error a load would
+    raise (the file goes on past the head)."""
+    if not head:
+        return False
+    if head[0] == 0x80:
+        # PROTO 2-5 opens every pickle of those protocols: a pickle even if broken later.
+        return len(head) >= 2 and 2 <= head[1] <= 5
+    run = PickleRun(io.BytesIO(head), hooks=(joblib_arrays,))
+    reached, ops = run.load_one()
+    if reached:
+        return ops >= 2
+    stop = run.events[-1]
+    truncated = stop.kind == "stop" and run.at_end() and "unknown" not in stop.detail
+    if truncated and len(head) < size and ops >= 3:
+        return True
+    # A protocol 0 or 1 pickle broken part-way: still a pickle when it imported something.
+    return ops >= 3 and any(event.kind == "import" for event in run.events)
+
+
+class SourceFile(io.RawIOBase):
+    """A seekable binary file over a :class:`Source`'s ``read_at`` (zip archives need to
+    seek: reading a member from a registry then fetches only that member's bytes)."""
+
+    def __init__(self, source: Source, start: int = 0):
+        self.source = source
+        self.pos = start
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.source.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buffer) -> int:
+        data = self.source.read_at(self.pos, len(buffer)) if self.pos < self.source.size else b""
+        buffer[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+
+def open_zip(source: Source) -> zipfile.ZipFile:
+    return zipfile.ZipFile(io.BufferedReader(SourceFile(source), buffer_size=1 << 16))
+
+
+_WRAPPERS = {"joblib.numpy_pickle.NumpyArrayWrapper"}
+
+
+def _wrapped_class(obj: object) -> str | None:
+    if not isinstance(obj, Made) or not isinstance(obj.callee, Global):
+        return None
+    if obj.callee.full in ("copyreg._reconstructor", "copyreg.__newobj__") and isinstance(obj.args, tuple) and obj.args:
+        inner = obj.args[0]
+        return inner.full if isinstance(inner, Global) else None
+    return obj.callee.full
+
+
+def _dtype(dtype: object) -> tuple[int | None, bool]:
+    """(item size, holds objects) of a pickled ``numpy.dtype(code, ...)`` with its state."""
+    if not (isinstance(dtype, Made) and isinstance(dtype.callee, Global) and dtype.callee.name == "dtype"):
+        return None, False
+    code = dtype.args[0] if isinstance(dtype.args, tuple) and dtype.args and isinstance(dtype.args[0], str) else ""
+    state = dtype.state if isinstance(dtype.state, tuple) else ()
+    flags = state[7] if len(state) > 7 and isinstance(state[7], int) else 0
+    if code.lstrip("<>|=").startswith("O") or flags & 1:  # NPY_ITEM_REFCOUNT: holds objects
+        return None, True
+    elsize = state[5] if len(state) > 5 and isinstance(state[5], int) else -1
+    if elsize > 0:
+        return elsize, False
+    if code in ("?", "b1"):
+        return 1, False
+    match = re.fullmatch(r"[<>|=]?[a-zA-Z]+(\d+)(\[\w+\])?", code)
+    return (int(match.group(1)), False) if match else (None, False)
+
+
+def joblib_arrays(obj: object, run: PickleRun) -> list[Event] | None:
+    """joblib's NumpyArrayWrapper: after its BUILD, joblib reads the array from the stream,
+    raw bytes (after an alignment byte and padding) or, for an object dtype, a nested pickle
+    that it loads with a fresh unpickler. Read them the same way, scanning the nested one."""
+    if _wrapped_class(obj) not in _WRAPPERS:
+        return None
+    state = obj.attrs  # type: ignore[union-attr]
+    itemsize, objects = _dtype(state.get("dtype"))
+    if objects:
+        nested = PickleRun(run.stream, base=run.base, hooks=run.hooks, depth=run.depth + 1)
+        nested.load_one()
+        return nested.events
+    shape = state.get("shape")
+    if itemsize is None or not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise StopLoad("a joblib array whose size cannot be read from its wrapper; the rest is not scanned")
+    if state.get("numpy_array_alignment_bytes") is not None:
+        padding = run.read(1)
+        if not padding or run.skip(padding[0]) < padding[0]:
+            raise StopLoad("a joblib array's padding runs past the end")
+    length = math.prod(shape) * itemsize
+    if run.skip(length) < length:
+        raise StopLoad(f"a joblib array of {length} bytes runs past the end")
+    return []
+
+
+def scan_pickle_stream(stream: BinaryIO, *, file: str, format: str, member: str | None = None,
+                       base: int = 0, limit: int | None = None, where: str = "") -> list[Finding]:
+    """The findings for every pickle in ``stream``."""
+    events = run_pickles(stream, base=base, hooks=(joblib_arrays,), limit=limit)
+    return pickle_findings(events, file=file, format=format, member=member, where=where)
+
+
+def pickle_findings(events: list[Event], *, file: str, format: str, member: str | None = None, where: str = "") -> list[Finding]:
+    return [
+        Finding(file=file, format=format, severity=v.severity, rule=v.rule,
+                detail=f"{v.detail}{where}", offset=v.offset, member=member)
+        for v in judge(events)
+    ]  # fmt: skip
