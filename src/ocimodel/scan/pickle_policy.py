@@ -52,6 +52,8 @@ DANGEROUS_MODULES = frozenset(
     torch.load torch.save torch.serialization torch.hub torch.jit torch.package
     torch.utils.cpp_extension torch.ops torch.classes torch._dynamo torch.fx torch.compile
     torch._C torch.storage._load_from_bytes torch._ops torch.library torch._inductor
+    torch.multiprocessing torch.distributed torch.utils.data torch.utils.collect_env
+    torch.testing numpy.DataSource numpy.lib.DataSource numpy.lib._datasource
     joblib.load joblib.dump joblib.numpy_pickle.load joblib.parallel joblib.memory
     pandas.read_pickle pandas.eval pandas.io pandas.core.computation
     tensorflow keras scipy.io sklearn.datasets sklearn.utils._testing
@@ -248,7 +250,7 @@ def judge(events: list[Event]) -> list[Verdict]:
         elif args is None:
             what = f"{shown} is {'instantiated' if how == 'new' else 'called'}"
         else:
-            what = f"{shown}{render(args) if isinstance(args, tuple) else '(' + render(args) + ')'} is called"
+            what = f"{shown} is called with {render(args) if isinstance(args, tuple) else render((args,))}"
         if verdict == "dangerous":
             add(Severity.CRITICAL, "pickle.callable.dangerous", shown, f"{what}: {reason}", offset)
         elif verdict == "unknown":

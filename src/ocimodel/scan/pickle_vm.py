@@ -1,8 +1,8 @@
 """A pickle disassembler that follows the unpickler's stack and memo without loading
 anything, so that every callable a load would import or invoke is known by name.
 
-``pickletools.genops`` is the tokenizer (it reads one opcode and its argument at a time);
-the stack, the memo, marks and what each opcode does to them are simulated here, close to
+``pickletools``' opcode table and argument readers tokenize (bytes and strings longer than
+64 KiB are skipped, not read into memory: a pickled array may hold gigabytes); the stack, the memo, marks and what each opcode does to them are simulated here, close to
 CPython's own unpickler: a value is a literal (str, bytes, int, ...), a container of values,
 a :class:`Global` (what GLOBAL, STACK_GLOBAL or INST imported) or a :class:`Made` (what a
 call, an instantiation or a persistent load returned, which is never computed). Each
@@ -180,7 +180,7 @@ class PickleRun:
         proto = 0
         ops = 0
         emit = self.events.append
-        ops_iter: Iterator = pickletools.genops(self.stream)
+        ops_iter: Iterator = self._tokens()
         offset = self.tell()
         try:
             for opcode, arg, pos in ops_iter:
@@ -323,6 +323,45 @@ class PickleRun:
             emit(Event("stop", self._position(offset), detail=_short(f"{type(error).__name__}: {error}")))
         return False, ops
 
+    def _tokens(self) -> Iterator[tuple[pickletools.OpcodeInfo, object, int]]:
+        """(opcode, argument, position) up to STOP, as ``pickletools.genops`` gives them,
+        except that long bytes and strings are skipped and stand as a :class:`Blob`."""
+        stream = self.stream
+        while True:
+            pos = stream.tell()
+            code = stream.read(1)
+            if not code:
+                raise ValueError("pickle exhausted before seeing STOP")
+            opcode = _CODE2OP.get(code.decode("latin-1"))
+            if opcode is None:
+                raise ValueError(f"at position {pos}, opcode {code!r} unknown")
+            if opcode.arg is None:
+                arg = None
+            elif opcode.name in _SIZED:
+                width, signed, kind = _SIZED[opcode.name]
+                raw = stream.read(width)
+                if len(raw) < width:
+                    raise ValueError(f"{opcode.name}: its length runs past the end")
+                n = int.from_bytes(raw, "little", signed=signed)
+                if n < 0:
+                    raise ValueError(f"{opcode.name}: a negative length")
+                if n > _KEEP_LITERAL:
+                    if self.skip(n) < n:
+                        raise ValueError(f"{opcode.name} of {n} bytes runs past the end")
+                    arg = Blob(kind, n)
+                else:
+                    data = stream.read(n)
+                    if len(data) < n:
+                        raise ValueError(f"{opcode.name} of {n} bytes runs past the end")
+                    arg = data.decode("utf-8", "surrogatepass") if kind == "str" else data
+                    if opcode.name == "BINSTRING":
+                        arg = data.decode("latin-1")
+            else:
+                arg = opcode.arg.reader(stream)
+            yield opcode, arg, pos
+            if opcode.name == "STOP":
+                return
+
     # -- what the opcodes do -----------------------------------------------------------
     def _global(self, module: str, qualname: str, proto: int, offset: int) -> Global:
         if proto < 3:
@@ -391,6 +430,12 @@ _LITERAL_OPS = {
 }  # fmt: skip
 
 _NOT_EVALUATED = object()
+_CODE2OP = {op.code: op for op in pickletools.opcodes}
+# Opcodes whose argument is a length-prefixed run of bytes: (length width, signed, kind).
+_SIZED = {
+    "BINBYTES": (4, False, "bytes"), "BINBYTES8": (8, False, "bytes"), "BYTEARRAY8": (8, False, "bytes"),
+    "BINUNICODE": (4, False, "str"), "BINUNICODE8": (8, False, "str"), "BINSTRING": (4, True, "bytes"),
+}  # fmt: skip
 
 # Pure functions of literals that a pickle may use to build a string (a global's name, an
 # argument): evaluated here so that STACK_GLOBAL on their result still shows a name. Only
@@ -421,6 +466,8 @@ def _names_class(pid: object) -> bool:
 
 
 def _literal(value: object) -> object:
+    if isinstance(value, Blob):
+        return value
     if isinstance(value, (bytes, bytearray)) and len(value) > _KEEP_LITERAL:
         return Blob("bytes", len(value))
     if isinstance(value, str) and len(value) > _KEEP_LITERAL:

@@ -72,6 +72,8 @@ class NpzScanner:
             return False
         method = struct.unpack_from("<H", head, 8)[0]
         name_length, extra_length = struct.unpack_from("<HH", head, 26)
+        if head[30 : 30 + name_length].endswith(b".npy"):
+            return True  # what np.savez names them (and what the archives scanner leaves to this one)
         data = head[30 + name_length + extra_length :]
         if method == 8:
             try:

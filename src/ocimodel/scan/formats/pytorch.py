@@ -30,6 +30,9 @@ _LEGACY_PICKLES = 5
 _LAYOUT = re.compile(r"[^/]+/(data\.pkl|constants\.pkl|version|\.format_version|byteorder|\.data/.+|data/\d+|code/.+)")
 
 
+_LAYOUT_ENDINGS = ("data.pkl", "/.format_version", "/version")
+
+
 def is_torch_legacy(head: bytes) -> bool:
     return head.startswith(_LEGACY_HEADS)
 
@@ -57,7 +60,8 @@ class TorchZipScanner:
 
     def detect(self, head: bytes, size: int) -> bool:
         name = _first_member_name(head)
-        return name is not None and _LAYOUT.fullmatch(name) is not None
+        # the archives scanner leaves zips whose first member ends so to this one
+        return name is not None and (_LAYOUT.fullmatch(name) is not None or name.endswith(_LAYOUT_ENDINGS))
 
     def scan(self, source: Source) -> list[Finding]:
         findings: list[Finding] = []
