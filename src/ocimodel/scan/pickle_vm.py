@@ -185,18 +185,38 @@ class PickleRun:
         try:
             for opcode, arg, pos in ops_iter:
                 ops += 1
-                offset = self.base + (pos if pos is not None else 0)
+                offset = self.base + pos
                 name = opcode.name
-                if name == "PROTO":
+                # the most frequent opcodes first: the chain below is walked in order
+                if name in _MEMO_PUTS:
+                    if name == "MEMOIZE":
+                        self.memo[len(self.memo)] = _top(stack)
+                    else:
+                        self.memo[int(arg)] = _top(stack)
+                elif name in _LITERAL_OPS:
+                    stack.append(arg)
+                elif name in _MEMO_GETS:
+                    if int(arg) not in self.memo:
+                        raise StopLoad(f"memo key {arg} was never stored")
+                    stack.append(self.memo[int(arg)])
+                elif name == "MARK":
+                    metastack.append(stack)
+                    stack = []
+                elif name == "EMPTY_DICT":
+                    stack.append(PDict([]))
+                elif name == "EMPTY_LIST":
+                    stack.append([])
+                elif name in ("SETITEMS", "APPENDS"):
+                    items = stack
+                    stack = _pop_mark(metastack)
+                    self._mutate(_top(stack), name, items, offset)
+                elif name == "PROTO":
                     proto = arg
                 elif name == "FRAME":
                     pass
                 elif name == "STOP":
                     _pop(stack)
                     return True, ops
-                elif name == "MARK":
-                    metastack.append(stack)
-                    stack = []
                 elif name == "POP":
                     if stack:
                         stack.pop()
@@ -206,14 +226,8 @@ class PickleRun:
                     stack = _pop_mark(metastack)
                 elif name == "DUP":
                     stack.append(_top(stack))
-                elif name in _LITERAL_OPS:
-                    stack.append(_literal(arg))
-                elif name in ("EMPTY_LIST",):
-                    stack.append([])
                 elif name == "EMPTY_TUPLE":
                     stack.append(())
-                elif name == "EMPTY_DICT":
-                    stack.append(PDict([]))
                 elif name == "EMPTY_SET":
                     stack.append(PSet([]))
                 elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
@@ -239,14 +253,6 @@ class PickleRun:
                     items = stack
                     stack = _pop_mark(metastack)
                     stack.append(PSet(list(items), frozen=True))
-                elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-                    self.memo[int(arg)] = _top(stack)
-                elif name == "MEMOIZE":
-                    self.memo[len(self.memo)] = _top(stack)
-                elif name in ("GET", "BINGET", "LONG_BINGET"):
-                    if int(arg) not in self.memo:
-                        raise StopLoad(f"memo key {arg} was never stored")
-                    stack.append(self.memo[int(arg)])
                 elif name in ("GLOBAL", "INST"):
                     module, _, qualname = arg.partition(" ")
                     glob = self._global(module, qualname, proto, offset)
@@ -327,12 +333,13 @@ class PickleRun:
         """(opcode, argument, position) up to STOP, as ``pickletools.genops`` gives them,
         except that long bytes and strings are skipped and stand as a :class:`Blob`."""
         stream = self.stream
+        tell, read = stream.tell, stream.read
         while True:
-            pos = stream.tell()
-            code = stream.read(1)
+            pos = tell()
+            code = read(1)
             if not code:
                 raise ValueError("pickle exhausted before seeing STOP")
-            opcode = _CODE2OP.get(code.decode("latin-1"))
+            opcode = _CODE2OP.get(code)
             if opcode is None:
                 raise ValueError(f"at position {pos}, opcode {code!r} unknown")
             if opcode.arg is None:
@@ -358,6 +365,8 @@ class PickleRun:
                         arg = data.decode("latin-1")
             else:
                 arg = opcode.arg.reader(stream)
+                if opcode.name in _LINE_LITERALS:
+                    arg = _literal(arg)
             yield opcode, arg, pos
             if opcode.name == "STOP":
                 return
@@ -430,7 +439,10 @@ _LITERAL_OPS = {
 }  # fmt: skip
 
 _NOT_EVALUATED = object()
-_CODE2OP = {op.code: op for op in pickletools.opcodes}
+_CODE2OP = {op.code.encode("latin-1"): op for op in pickletools.opcodes}
+_MEMO_PUTS = {"MEMOIZE", "BINPUT", "LONG_BINPUT", "PUT"}
+_MEMO_GETS = {"BINGET", "LONG_BINGET", "GET"}
+_LINE_LITERALS = {"STRING", "UNICODE"}
 # Opcodes whose argument is a length-prefixed run of bytes: (length width, signed, kind).
 _SIZED = {
     "BINBYTES": (4, False, "bytes"), "BINBYTES8": (8, False, "bytes"), "BYTEARRAY8": (8, False, "bytes"),
