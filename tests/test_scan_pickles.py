@@ -13,7 +13,13 @@ import pytest
 
 from ocimodel.scan.findings import Severity, worst
 from ocimodel.scan.formats.catalog import all_scanners
-from tests.support.scan_corpus import CMD, MaliciousPayload, benign_corpus, malicious_pickle_corpus, scan_bytes
+from tests.support.scan_corpus import (
+    CMD,
+    MaliciousPayload,
+    benign_corpus,
+    malicious_pickle_corpus,
+    scan_bytes,
+)
 
 CANARY = "/tmp/ocimodel-scan-canary"
 MALICIOUS = malicious_pickle_corpus()
@@ -183,3 +189,19 @@ def test_an_object_npy_payload_is_found_after_its_header():
     findings = scan_bytes(data, "weights.npy")
     critical = [f for f in findings if f.severity is Severity.CRITICAL]
     assert critical and all(f.offset > 64 and f.format == "numpy" for f in critical)
+
+
+def test_a_storage_that_starts_like_a_pickle_is_not_scanned_as_one():
+    # float weights whose first bytes happen to read \x80\x02 (PROTO 2): raw data, no import
+    from tests.support.scan_corpus import benign_torch_members, torch_zip
+
+    members = {**benign_torch_members(), "data/0": b"\x80\x02" + bytes(range(256)) * 64}
+    findings = scan_bytes(torch_zip(members), "pytorch_model.bin")
+    assert findings == []
+
+
+def test_a_dangerous_callable_reached_through_an_allowed_module_is_critical():
+    by_label = {label: data for label, _, data in MALICIOUS}
+    (finding,) = [f for f in scan_bytes(by_label["attribute-walk-torch-os-system"]) if f.rule == "pickle.callable.dangerous"]
+    assert finding.detail.startswith("torch.os.system is called")
+    assert "reaches os through torch" in finding.detail

@@ -26,8 +26,10 @@ __all__ = [
     "Corpus",
     "MaliciousPayload",
     "benign_corpus",
+    "benign_torch_members",
     "malicious_pickle_corpus",
     "scan_bytes",
+    "torch_zip",
 ]
 
 Corpus = list[tuple[str, str, bytes]]
@@ -93,7 +95,7 @@ def _npy_header(descr: str, shape: tuple) -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header
 
 
-def _torch_zip(members: dict[str, bytes], top: str = "archive") -> bytes:
+def torch_zip(members: dict[str, bytes], top: str = "archive") -> bytes:
     """A zip laid out as torch.save writes it (stored members under one top folder,
     data.pkl first)."""
     out = io.BytesIO()
@@ -103,7 +105,7 @@ def _torch_zip(members: dict[str, bytes], top: str = "archive") -> bytes:
     return out.getvalue()
 
 
-def _benign_torch_members() -> dict[str, bytes]:
+def benign_torch_members() -> dict[str, bytes]:
     # data.pkl as torch.save writes a state dict of one float tensor (protocol 2, the
     # storage as a persistent id), then the layout's small members.
     data_pkl = (
@@ -191,6 +193,9 @@ def malicious_pickle_corpus() -> Corpus:
     add("sys-modules-lookup", _p2(_call(_call(_global("builtins", "getattr"), _global("sys", "modules"), _str("get")), _str("os"))))
     add("dunder-globals-walk", P4 + _str("torch._utils") + _str("_rebuild_tensor_v2.__globals__") + b"\x93" + STOP)
     add("dunder-module-builtins", _p2(_global("sklearn", "__builtins__")))
+    add("attribute-walk-torch-os-system", P4 + _str("torch") + _str("os.system") + b"\x93" + _str(CMD) + b"\x85R" + STOP)
+    add("reexported-dangerous-name", _p2(_call(_global("mylab.helpers", "system"), _str(CMD))))
+    add("long-first-literal", b"X" + struct.pack("<I", 100_000) + b"a" * 100_000 + b"0" + _system()[2:])
     # 51-53: EXT codes
     add("ext1-code", P2 + b"\x82\xf0" + _tuple(_str(CMD)) + b"R" + STOP)
     add("ext2-code", P2 + b"\x83\x00\x10" + _tuple(_str(CMD)) + b"R" + STOP)
@@ -206,9 +211,10 @@ def malicious_pickle_corpus() -> Corpus:
     add("framed-protocol-5", pickle.dumps([MaliciousPayload(), list(range(2000))], protocol=5))
     add("deep-in-benign-dict", pickle.dumps({"layers": [{"w": [0.5] * 100}] * 3, "hook": MaliciousPayload()}, protocol=2))
     # 62-68: in other containers
-    members = _benign_torch_members()
-    add("pytorch-zip-data-pkl", _torch_zip({**members, "data.pkl": pickle.dumps(MaliciousPayload(), protocol=2)}), "pytorch_model.bin")
-    add("pytorch-zip-other-member", _torch_zip({**members, "extra/aux.bin": pickle.dumps(MaliciousPayload(), protocol=2)}), "pytorch_model.bin")
+    members = benign_torch_members()
+    add("pytorch-zip-data-pkl", torch_zip({**members, "data.pkl": pickle.dumps(MaliciousPayload(), protocol=2)}), "pytorch_model.bin")
+    add("pytorch-zip-other-member", torch_zip({**members, "extra/aux.bin": pickle.dumps(MaliciousPayload(), protocol=2)}), "pytorch_model.bin")
+    add("pytorch-zip-storage-member", torch_zip({**members, "data/1": pickle.dumps(MaliciousPayload(), protocol=2)}), "pytorch_model.bin")
     legacy = b"".join(pickle.dumps(x, protocol=2) for x in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001}))
     add("pytorch-legacy-object", legacy + pickle.dumps(MaliciousPayload(), protocol=2) + pickle.dumps([], protocol=2), "model.pt")
     payload = pickle.dumps(MaliciousPayload(), protocol=3)
@@ -341,7 +347,7 @@ BENIGN_BUILDERS: dict[str, Callable[[], Corpus]] = {
 def benign_corpus(require: tuple[str, ...] = ()) -> Corpus:
     """Files written by the real libraries; a library that is not installed is skipped,
     unless it is named in ``require``."""
-    out: Corpus = [("torch-zip-by-hand", "pytorch_model.bin", _torch_zip(_benign_torch_members()))]
+    out: Corpus = [("torch-zip-by-hand", "pytorch_model.bin", torch_zip(benign_torch_members()))]
     for name, build in BENIGN_BUILDERS.items():
         try:
             out += build()

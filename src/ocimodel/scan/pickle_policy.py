@@ -60,12 +60,27 @@ DANGEROUS_MODULES = frozenset(
     """.split()
 )
 
+# The last name of a callable that runs code, loads a pickle, or touches files, processes
+# or the network, under whatever module re-exports it.
+_DANGEROUS_NAMES = frozenset(
+    """
+    eval exec execfile compile open getattr setattr delattr __import__ breakpoint input
+    system popen popen2 popen3 popen4 spawnl spawnle spawnlp spawnlpe spawnv spawnve spawnvp
+    spawnvpe execl execle execlp execlpe execv execve execvp execvpe fork forkpty posix_spawn
+    load loads load_module run run_path run_module runsource runcode interact call
+    check_call check_output getoutput getstatusoutput Popen import_module urlopen
+    urlretrieve rmtree remove unlink rename chmod chown symlink set_trace
+    """.split()
+)
+
 # Builtins that only build data; every other builtin (eval, exec, getattr, open, __import__,
 # compile, setattr, map, ...) is dangerous.
 _SAFE_BUILTINS = {
     "set", "frozenset", "slice", "complex", "bytearray", "bytes", "int", "float", "bool",
     "str", "list", "tuple", "dict", "object", "range", "NotImplemented", "Ellipsis",
 }  # fmt: skip
+
+_DANGEROUS_TOPS = frozenset(name.split(".")[0] for name in DANGEROUS_MODULES if "." not in name)
 
 # Callables safe to call with any arguments (their own arguments that are classes or
 # functions are judged in turn, see _ARGUMENT_CALLABLES).
@@ -163,6 +178,15 @@ def _dangerous(module: str, qualname: str) -> str | None:
     for part in qualname.split("."):
         if part.startswith("__") and part.endswith("__") and part not in _NAMED_DUNDERS:
             return f"reaches {part} through an attribute"
+    parts = qualname.split(".")
+    for part in parts[:-1] if len(parts) > 1 else ():
+        # an attribute walk through a module that another module imported (torch.os.system)
+        if part in _DANGEROUS_TOPS or part == "builtins":
+            return f"reaches {part} through {module}"
+    if parts[-1] in _DANGEROUS_NAMES or (module != "builtins" and parts[-1] in _DANGEROUS_TOPS):
+        # what a module re-exports under a dangerous name (os.system as somelib.system)
+        if module != "builtins" or parts[-1] not in _SAFE_BUILTINS:
+            return f"{parts[-1]} runs code, loads pickles or touches files, processes or the network"
     if module == "builtins":
         if qualname not in _SAFE_BUILTINS:
             return "a builtin that runs code or reaches other objects"

@@ -26,25 +26,43 @@ __all__ = [
 ]
 
 
-def looks_like_pickle(head: bytes, size: int) -> bool:
+def looks_like_pickle(head: bytes, size: int, *, strict: bool = False) -> bool:
     """Whether ``head`` (the first bytes of a ``size``-byte file) starts a pickle: the
     simulation either reaches STOP in it or runs to its end without an error a load would
-    raise (the file goes on past the head)."""
+    raise (the file goes on past the head).
+
+    ``strict``, for data that is usually raw numbers (a PyTorch storage): a pickle only if
+    the head already imports something, since without an import a pickle calls nothing."""
     if not head:
         return False
+    run = PickleRun(io.BytesIO(head), hooks=(joblib_arrays,))
+    reached, ops = run.load_one()
+    if strict:
+        return any(event.kind in ("import", "ext") for event in run.events)
     if head[0] == 0x80:
         # PROTO 2-5 opens every pickle of those protocols: a pickle even if broken later.
         return len(head) >= 2 and 2 <= head[1] <= 5
-    run = PickleRun(io.BytesIO(head), hooks=(joblib_arrays,))
-    reached, ops = run.load_one()
     if reached:
         return ops >= 2
     stop = run.events[-1]
     truncated = stop.kind == "stop" and run.at_end() and "unknown" not in stop.detail
-    if truncated and len(head) < size and ops >= 3:
-        return True
+    if truncated and len(head) < size:
+        # the head ends inside the pickle, even inside its first opcode's long argument,
+        # as long as that argument fits in the file (BZh... is not BINBYTES of 800 MB)
+        return ops >= 3 or _first_length_fits(head, size)
     # A protocol 0 or 1 pickle broken part-way: still a pickle when it imported something.
     return ops >= 3 and any(event.kind == "import" for event in run.events)
+
+
+# The length-prefixed opcodes a pickle may open with: (code, width of the length).
+_SIZED_FIRST = {ord("B"): 4, ord("T"): 4, ord("X"): 4, 0x8D: 8, 0x8E: 8, 0x96: 8}
+
+
+def _first_length_fits(head: bytes, size: int) -> bool:
+    width = _SIZED_FIRST.get(head[0])
+    if width is None:
+        return True  # a newline-terminated argument longer than the head
+    return len(head) > width and int.from_bytes(head[1 : 1 + width], "little") <= size - 1 - width
 
 
 class SourceFile(io.RawIOBase):

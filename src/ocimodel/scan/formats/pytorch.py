@@ -30,6 +30,8 @@ _LEGACY_PICKLES = 5
 _LAYOUT = re.compile(r"[^/]+/(data\.pkl|constants\.pkl|version|\.format_version|byteorder|\.data/.+|data/\d+|code/.+)")
 
 
+# raw tensor data, which torch.load never unpickles: scanned only if it imports something
+_STORAGE = re.compile(r"(.+/)?data/\d+")
 _LAYOUT_ENDINGS = ("data.pkl", "/.format_version", "/version")
 
 
@@ -78,7 +80,8 @@ class TorchZipScanner:
                     continue
                 with archive.open(info) as member:
                     head = member.read(HEAD_BYTES)
-                if not looks_like_pickle(head, info.file_size):
+                storage = _STORAGE.fullmatch(info.filename) is not None
+                if not looks_like_pickle(head, info.file_size, strict=storage):
                     continue
                 with archive.open(info) as member:
                     findings += scan_pickle_stream(member, file=source.name, format=self.name, member=info.filename)
