@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import io
 import logging
-import os
 import pickle
 import signal
 import sys

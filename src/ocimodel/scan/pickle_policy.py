@@ -81,6 +81,11 @@ _SAFE_BUILTINS = {
 }  # fmt: skip
 
 _DANGEROUS_TOPS = frozenset(name.split(".")[0] for name in DANGEROUS_MODULES if "." not in name)
+# Modules that another module's namespace often holds (``somelib.os``): a global of that
+# name is the module itself. Generic words (copy, types, io, test...) are left out here.
+_MODULE_NAMES = frozenset(
+    "os posix nt sys subprocess importlib runpy shutil socket pickle _pickle marshal ctypes pty webbrowser pdb".split()
+)
 
 # Callables safe to call with any arguments (their own arguments that are classes or
 # functions are judged in turn, see _ARGUMENT_CALLABLES).
@@ -183,7 +188,7 @@ def _dangerous(module: str, qualname: str) -> str | None:
         # an attribute walk through a module that another module imported (torch.os.system)
         if part in _DANGEROUS_TOPS or part == "builtins":
             return f"reaches {part} through {module}"
-    if parts[-1] in _DANGEROUS_NAMES or (module != "builtins" and parts[-1] in _DANGEROUS_TOPS):
+    if parts[-1] in _DANGEROUS_NAMES or (module != "builtins" and parts[-1] in _MODULE_NAMES):
         # what a module re-exports under a dangerous name (os.system as somelib.system)
         if module != "builtins" or parts[-1] not in _SAFE_BUILTINS:
             return f"{parts[-1]} runs code, loads pickles or touches files, processes or the network"
