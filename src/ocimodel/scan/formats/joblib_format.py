@@ -87,8 +87,7 @@ class CompressedPickleScanner:
         return head.startswith(_BZ2) and len(head) > 10 and head[3:4].isdigit() and head[4:10] == b"1AY&SY"
 
     def scan(self, source: Source) -> list[Finding]:
-        with source.open() as raw:
-            head = raw.read(16)
+        head = source.read_at(0, 16)
         with source.open() as raw:
             stream = _decompressing(head, raw)
             if stream is None:
