@@ -205,3 +205,15 @@ def test_a_dangerous_callable_reached_through_an_allowed_module_is_critical():
     (finding,) = [f for f in scan_bytes(by_label["attribute-walk-torch-os-system"]) if f.rule == "pickle.callable.dangerous"]
     assert finding.detail.startswith("torch.os.system is called")
     assert "reaches os through torch" in finding.detail
+
+
+def test_a_callable_handed_to_an_allowed_constructor_is_judged_as_called():
+    # NumPy's __randomstate_ctor calls its second argument: an unknown function there is
+    # called on load, a review; the allowed MT19937 class there is not
+    ctor = b"cnumpy.random._pickle\n__randomstate_ctor\n"
+    unknown = b"\x80\x02" + ctor + b"(X\x01\x00\x00\x00xcmylab.rng\nmake\ntR."
+    (finding,) = scan_bytes(unknown)
+    assert (finding.rule, finding.detail.split()[0]) == ("pickle.callable.unknown", "mylab.rng.make")
+    assert "is called" in finding.detail
+    allowed = b"\x80\x02" + ctor + b"(cnumpy.random._mt19937\nMT19937\ncnumpy.random._pickle\n__bit_generator_ctor\ntR."
+    assert scan_bytes(allowed) == []

@@ -203,6 +203,7 @@ def malicious_pickle_corpus() -> Corpus:
     # 54-56: dangerous classes through the standard reconstruction paths
     add("copyreg-reconstructor-popen", b"ccopy_reg\n_reconstructor\n(csubprocess\nPopen\nc__builtin__\nobject\nNtR.")
     add("copyreg-newobj-popen", _p2(_call(_global("copyreg", "__newobj__"), _global("subprocess", "Popen"), _str(CMD))))
+    add("numpy-randomstate-ctor-calls-eval", _p2(_call(_global("numpy.random._pickle", "__randomstate_ctor"), _str("1+1"), _global("builtins", "eval"))))
     add("torch-rebuild-from-type-os-system", _p2(_call(_global("torch._tensor", "_rebuild_from_type_v2"), _global("os", "system"), _global("torch", "Tensor"), _tuple(_str(CMD)), b"}")))
     # 57-61: where the payload hides
     add("after-benign-pickle", _benign_numpy_pickle() + pickle.dumps(MaliciousPayload(), protocol=2))

@@ -153,6 +153,11 @@ _ARGUMENT_CALLABLES = {
     "torch._utils._rebuild_wrapper_subclass": ((0, "new"),),
     "torch._utils._rebuild_parameter_with_state": (),
     "collections.defaultdict": ((0, "call"),),
+    # NumPy's generator constructors call the class (or constructor) they are given; a
+    # bit generator they are given already made is used as it is ("call-if-global")
+    "numpy.random._pickle.__bit_generator_ctor": ((0, "call-if-global"),),
+    "numpy.random._pickle.__randomstate_ctor": ((0, "call-if-global"), (1, "call-if-global")),
+    "numpy.random._pickle.__generator_ctor": ((0, "call-if-global"), (1, "call-if-global")),
 }
 _DATA_BASES = {f"builtins.{name}" for name in ("object", "dict", "list", "set", "frozenset", "tuple", "int", "float", "str", "bytes", "complex")}
 
@@ -290,8 +295,8 @@ def judge(events: list[Event]) -> list[Verdict]:
                 if isinstance(args, tuple) and position < len(args):
                     inner = args[position]
                     if isinstance(inner, Global):
-                        judge_global(inner, use, None, offset)
-                    elif isinstance(inner, Made):
+                        judge_global(inner, use.removesuffix("-if-global"), None, offset)
+                    elif isinstance(inner, Made) and not use.endswith("-if-global"):
                         add(Severity.CRITICAL, "pickle.callable.dynamic", glob.full,
                             f"{glob.full} is given a value computed at load time to {use}: {render(inner)}", offset)
 
