@@ -136,6 +136,7 @@ def malicious_pickle_corpus() -> Corpus:
     add("builtins-eval", _p2(_call(_global("builtins", "eval"), _str(f"__import__('os').system({CMD!r})"))))
     add("builtins-exec", _p2(_call(_global("builtins", "exec"), _str(f"import os; os.system({CMD!r})"))))
     add("py2-builtin-eval-p0", b"c__builtin__\neval\n(S'1+1'\ntR.")
+    add("proto-1-opcode", b"\x80\x01" + _system()[2:])
     add("builtins-exec-compile", _p2(_call(_global("builtins", "exec"), _call(_global("builtins", "compile"), _str("print(1)"), _str("<x>"), _str("exec")))))
     add("builtins-open-write", _p2(_call(_global("builtins", "open"), _str("/tmp/ocimodel-scan-canary"), _str("w"))))
     # 12-14: getattr indirection

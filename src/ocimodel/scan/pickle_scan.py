@@ -40,8 +40,9 @@ def looks_like_pickle(head: bytes, size: int, *, strict: bool = False) -> bool:
     if strict:
         return any(event.kind in ("import", "ext") for event in run.events)
     if head[0] == 0x80:
-        # PROTO 2-5 opens every pickle of those protocols: a pickle even if broken later.
-        return len(head) >= 2 and 2 <= head[1] <= 5
+        # PROTO opens every pickle of protocol 2 and later (and a load accepts PROTO 0 or
+        # 1 too): a pickle even if broken later.
+        return len(head) >= 2 and head[1] <= 5
     if reached:
         return ops >= 2
     stop = run.events[-1]

@@ -373,8 +373,10 @@ class PickleRun:
 
     # -- what the opcodes do -----------------------------------------------------------
     def _global(self, module: str, qualname: str, proto: int, offset: int) -> Global:
-        if proto < 3:
-            # A protocol 0-2 load maps Python 2 names (__builtin__, copy_reg, ...) as CPython does.
+        if proto < 3 or module in _compat_pickle.IMPORT_MAPPING or (module, qualname) in _compat_pickle.NAME_MAPPING:
+            # A protocol 0-2 load maps Python 2 names (__builtin__, copy_reg, ...) as CPython
+            # does; a later protocol fails on them, but judging them by what they map to costs
+            # nothing and survives a loader that maps them anyway.
             if (module, qualname) in _compat_pickle.NAME_MAPPING:
                 module, qualname = _compat_pickle.NAME_MAPPING[(module, qualname)]
             elif module in _compat_pickle.IMPORT_MAPPING:
