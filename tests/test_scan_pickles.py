@@ -217,3 +217,24 @@ def test_a_callable_handed_to_an_allowed_constructor_is_judged_as_called():
     assert "is called" in finding.detail
     allowed = b"\x80\x02" + ctor + b"(cnumpy.random._mt19937\nMT19937\ncnumpy.random._pickle\n__bit_generator_ctor\ntR."
     assert scan_bytes(allowed) == []
+
+
+def test_hostile_bytes_are_findings_never_a_crash():
+    # seeded mutations (bytes changed, cut, inserted) of the corpus: each scan returns
+    import random
+
+    corpus = MALICIOUS + [c for c in benign_corpus() if len(c[2]) < 100_000]
+    rng = random.Random(16)
+    for _ in range(400):
+        label, name, data = rng.choice(corpus)
+        mutated = bytearray(data)
+        for _ in range(rng.randint(1, 6)):
+            choice = rng.random()
+            if choice < 0.5 and mutated:
+                mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+            elif choice < 0.75:
+                mutated = mutated[: rng.randrange(len(mutated) + 1)]
+            else:
+                at = rng.randrange(len(mutated) + 1)
+                mutated[at:at] = rng.randbytes(rng.randint(1, 8))
+        scan_bytes(bytes(mutated), name)  # raises on a crash

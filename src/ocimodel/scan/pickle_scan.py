@@ -9,6 +9,7 @@ import io
 import math
 import re
 import zipfile
+import zlib
 from typing import BinaryIO
 
 from ocimodel.scan.findings import Finding
@@ -17,6 +18,7 @@ from ocimodel.scan.pickle_policy import judge
 from ocimodel.scan.pickle_vm import Event, Global, Made, PickleRun, StopLoad, run_pickles
 
 __all__ = [
+    "ZIP_ERRORS",
     "SourceFile",
     "joblib_arrays",
     "looks_like_pickle",
@@ -93,6 +95,11 @@ class SourceFile(io.RawIOBase):
         buffer[: len(data)] = data
         self.pos += len(data)
         return len(data)
+
+
+# What zipfile raises on a hostile or corrupt archive (unknown methods, encrypted members,
+# names that differ between the directory and the header, bad CRCs...).
+ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError, zlib.error)
 
 
 def open_zip(source: Source) -> zipfile.ZipFile:

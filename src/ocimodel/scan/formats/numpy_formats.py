@@ -12,11 +12,13 @@ from typing import BinaryIO
 
 from ocimodel.scan.findings import Finding, Severity
 from ocimodel.scan.formats import HEAD_BYTES, Source
-from ocimodel.scan.pickle_scan import looks_like_pickle, open_zip, scan_pickle_stream
+from ocimodel.scan.pickle_scan import ZIP_ERRORS, looks_like_pickle, open_zip, scan_pickle_stream
 
 __all__ = ["SCANNERS", "NpyScanner", "NpzScanner", "scan_npy_stream"]
 
 _MAGIC = b"\x93NUMPY"
+# numpy.load refuses headers past 10,000 bytes by default; far past that is not a header.
+_MAX_HEADER = 1 << 20
 
 
 def _holds_objects(descr: object) -> bool:
@@ -37,8 +39,12 @@ def scan_npy_stream(stream: BinaryIO, *, file: str, format: str, member: str | N
     major = prefix[6]
     if major == 1:
         header_length, start = struct.unpack_from("<H", prefix, 8)[0], 10
-    else:
+    elif len(prefix) == 12:
         header_length, start = struct.unpack_from("<I", prefix, 8)[0], 12
+    else:
+        return [finding(Severity.MEDIUM, "numpy.header", "not a complete .npy header")]
+    if header_length > _MAX_HEADER:
+        return [finding(Severity.MEDIUM, "numpy.header", f"a .npy header of {header_length} bytes: not read")]
     raw = prefix[start:] + stream.read(header_length - (len(prefix) - start))
     try:
         header = ast.literal_eval(raw.decode("utf-8" if major >= 3 else "latin1"))
@@ -84,17 +90,30 @@ class NpzScanner:
 
     def scan(self, source: Source) -> list[Finding]:
         findings: list[Finding] = []
-        with open_zip(source) as archive:
+
+        def malformed(error: Exception, member: str | None) -> None:
+            findings.append(Finding(file=source.name, format=self.name, severity=Severity.HIGH, rule="numpy.malformed",
+                                    detail=f"the zip cannot be read, so it cannot be scanned: {error}", member=member))  # fmt: skip
+
+        try:
+            archive = open_zip(source)
+        except ZIP_ERRORS as error:
+            malformed(error, None)
+            return findings
+        with archive:
             for info in archive.infolist():
                 if info.is_dir():
                     continue
-                with archive.open(info) as member:
-                    head = member.read(HEAD_BYTES)
-                with archive.open(info) as member:
-                    if head.startswith(_MAGIC):
-                        findings += scan_npy_stream(member, file=source.name, format=self.name, member=info.filename)
-                    elif looks_like_pickle(head, info.file_size):
-                        findings += scan_pickle_stream(member, file=source.name, format=self.name, member=info.filename)
+                try:
+                    with archive.open(info) as member:
+                        head = member.read(HEAD_BYTES)
+                    with archive.open(info) as member:
+                        if head.startswith(_MAGIC):
+                            findings += scan_npy_stream(member, file=source.name, format=self.name, member=info.filename)
+                        elif looks_like_pickle(head, info.file_size):
+                            findings += scan_pickle_stream(member, file=source.name, format=self.name, member=info.filename)
+                except ZIP_ERRORS as error:
+                    malformed(error, info.filename)
         return findings
 
 

@@ -17,7 +17,7 @@ import struct
 
 from ocimodel.scan.findings import Finding, Severity
 from ocimodel.scan.formats import HEAD_BYTES, Source
-from ocimodel.scan.pickle_scan import looks_like_pickle, open_zip, scan_pickle_stream
+from ocimodel.scan.pickle_scan import ZIP_ERRORS, looks_like_pickle, open_zip, scan_pickle_stream
 
 __all__ = ["SCANNERS", "TorchLegacyScanner", "TorchZipScanner", "is_torch_legacy"]
 
@@ -67,7 +67,18 @@ class TorchZipScanner:
 
     def scan(self, source: Source) -> list[Finding]:
         findings: list[Finding] = []
-        with open_zip(source) as archive:
+
+        def malformed(error: Exception, member: str | None) -> None:
+            # a loader with another zip reader may still read what zipfile refuses
+            findings.append(Finding(file=source.name, format=self.name, severity=Severity.HIGH, rule="pytorch.malformed",
+                                    detail=f"the zip cannot be read, so it cannot be scanned: {error}", member=member))  # fmt: skip
+
+        try:
+            archive = open_zip(source)
+        except ZIP_ERRORS as error:
+            malformed(error, None)
+            return findings
+        with archive:
             for info in archive.infolist():
                 if info.is_dir():
                     continue
@@ -78,13 +89,16 @@ class TorchZipScanner:
                         member=info.filename,
                     ))  # fmt: skip
                     continue
-                with archive.open(info) as member:
-                    head = member.read(HEAD_BYTES)
-                storage = _STORAGE.fullmatch(info.filename) is not None
-                if not looks_like_pickle(head, info.file_size, strict=storage):
-                    continue
-                with archive.open(info) as member:
-                    findings += scan_pickle_stream(member, file=source.name, format=self.name, member=info.filename)
+                try:
+                    with archive.open(info) as member:
+                        head = member.read(HEAD_BYTES)
+                    storage = _STORAGE.fullmatch(info.filename) is not None
+                    if not looks_like_pickle(head, info.file_size, strict=storage):
+                        continue
+                    with archive.open(info) as member:
+                        findings += scan_pickle_stream(member, file=source.name, format=self.name, member=info.filename)
+                except ZIP_ERRORS as error:
+                    malformed(error, info.filename)
         return findings
 
 
