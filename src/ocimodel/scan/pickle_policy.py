@@ -185,22 +185,29 @@ def _dangerous(module: str, qualname: str) -> str | None:
     if module == "?":
         return "its name is computed at load time"
     full = f"{module}.{qualname}"
-    for part in qualname.split("."):
+    parts = qualname.split(".")
+    for part in parts:
         if part.startswith("__") and part.endswith("__") and part not in _NAMED_DUNDERS:
             return f"reaches {part} through an attribute"
-    parts = qualname.split(".")
-    for part in parts[:-1] if len(parts) > 1 else ():
-        # an attribute walk through a module that another module imported (torch.os.system)
-        if part in _DANGEROUS_TOPS or part == "builtins":
-            return f"reaches {part} through {module}"
-    if parts[-1] in _DANGEROUS_NAMES or (module != "builtins" and parts[-1] in _MODULE_NAMES):
-        # what a module re-exports under a dangerous name (os.system as somelib.system)
-        if module != "builtins" or parts[-1] not in _SAFE_BUILTINS:
-            return f"{parts[-1]} runs code, loads pickles or touches files, processes or the network"
     if module == "builtins":
         if qualname not in _SAFE_BUILTINS:
             return "a builtin that runs code or reaches other objects"
         return None
+    for candidate in _prefixes(full):
+        if candidate in DANGEROUS_MODULES:
+            return f"{candidate} runs code, imports modules or touches files, processes or the network"
+    if module == "copyreg" and full not in CALLABLE:
+        return "copyreg outside the standard reconstruction"
+    if module in ("_codecs", "codecs") and full not in CALLABLE:
+        return "codecs outside encode and decode"
+    for part in parts[:-1]:
+        # an attribute walk through a module that another module imported (torch.os.system)
+        if part in _DANGEROUS_TOPS or part == "builtins":
+            return f"reaches {part} through {module}"
+    if parts[-1] in _DANGEROUS_NAMES or parts[-1] in _MODULE_NAMES:
+        # what a module re-exports under a dangerous name (os.system as somelib.system)
+        return f"{parts[-1]} runs code, loads pickles or touches files, processes or the network"
+    return None
     if module == "copyreg" and full not in CALLABLE:
         return "copyreg outside the standard reconstruction"
     if module in ("_codecs", "codecs") and full not in CALLABLE:
