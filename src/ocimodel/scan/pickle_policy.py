@@ -54,6 +54,8 @@ DANGEROUS_MODULES = frozenset(
     torch._C torch.storage._load_from_bytes torch._ops torch.library torch._inductor
     torch.multiprocessing torch.distributed torch.utils.data torch.utils.collect_env
     torch.testing numpy.DataSource numpy.lib.DataSource numpy.lib._datasource
+    torch.utils.tensorboard torch.utils.model_zoo torch.utils.benchmark torch.utils.file_baton
+    torch.utils.bottleneck torch.onnx torch.compiler torch.export numpy._core.memmap
     joblib.load joblib.dump joblib.numpy_pickle.load joblib.parallel joblib.memory
     pandas.read_pickle pandas.eval pandas.io pandas.core.computation
     tensorflow keras scipy.io sklearn.datasets sklearn.utils._testing
@@ -70,6 +72,8 @@ _DANGEROUS_NAMES = frozenset(
     load loads load_module run run_path run_module runsource runcode interact call
     check_call check_output getoutput getstatusoutput Popen import_module urlopen
     urlretrieve rmtree remove unlink rename chmod chown symlink set_trace
+    fromfile tofile loadtxt genfromtxt savetxt save savez savez_compressed dump open_memmap
+    load_library
     """.split()
 )
 
