@@ -20,6 +20,7 @@ import _compat_pickle
 import codecs
 import io
 import pickletools
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -342,8 +343,21 @@ class PickleRun:
             opcode = _CODE2OP.get(code)
             if opcode is None:
                 raise ValueError(f"at position {pos}, opcode {code!r} unknown")
+            fast = _FIXED.get(code)
             if opcode.arg is None:
                 arg = None
+            elif fast is not None:
+                width, decode = fast
+                raw = read(width)
+                if len(raw) < width:
+                    raise ValueError(f"{opcode.name}: its argument runs past the end")
+                arg = decode(raw)
+            elif code in _SHORT:
+                size = read(1)
+                data = read(size[0]) if size else b""
+                if not size or len(data) < size[0]:
+                    raise ValueError(f"{opcode.name}: its argument runs past the end")
+                arg = data.decode("utf-8", "surrogatepass") if code == b"\x8c" else (data.decode("latin-1") if code == b"U" else data)
             elif opcode.name in _SIZED:
                 width, signed, kind = _SIZED[opcode.name]
                 raw = stream.read(width)
@@ -442,6 +456,22 @@ _LITERAL_OPS = {
 
 _NOT_EVALUATED = object()
 _CODE2OP = {op.code.encode("latin-1"): op for op in pickletools.opcodes}
+# Fixed-width arguments of the frequent opcodes, read without pickletools' per-call
+# overhead: code -> (width, decoder).
+_FIXED = {
+    b"q": (1, lambda raw: raw[0]),  # BINPUT
+    b"h": (1, lambda raw: raw[0]),  # BINGET
+    b"K": (1, lambda raw: raw[0]),  # BININT1
+    b"M": (2, lambda raw: int.from_bytes(raw, "little")),  # BININT2
+    b"J": (4, lambda raw: int.from_bytes(raw, "little", signed=True)),  # BININT
+    b"r": (4, lambda raw: int.from_bytes(raw, "little")),  # LONG_BINPUT
+    b"j": (4, lambda raw: int.from_bytes(raw, "little")),  # LONG_BINGET
+    b"G": (8, lambda raw: struct.unpack(">d", raw)[0]),  # BINFLOAT
+    b"\x80": (1, lambda raw: raw[0]),  # PROTO
+    b"\x95": (8, lambda raw: int.from_bytes(raw, "little")),  # FRAME
+}
+# One-byte-length arguments: SHORT_BINUNICODE, SHORT_BINBYTES, SHORT_BINSTRING.
+_SHORT = {b"\x8c", b"C", b"U"}
 _MEMO_PUTS = {"MEMOIZE", "BINPUT", "LONG_BINPUT", "PUT"}
 _MEMO_GETS = {"BINGET", "LONG_BINGET", "GET"}
 _LINE_LITERALS = {"STRING", "UNICODE"}
