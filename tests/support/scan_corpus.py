@@ -226,6 +226,12 @@ def malicious_pickle_corpus() -> Corpus:
         archive.writestr("a.npy", _npy_header("<f8", (2,)) + b"\x00" * 16)
         archive.writestr("b.npy", _npy_header("|O", (1,)) + payload)
     add("npz-object-member", npz.getvalue(), "arrays.npz")
+    # a fake joblib array wrapper whose "array data" is a payload a plain pickle.load runs
+    hidden = _global("os", "system") + _tuple(_str(CMD)) + b"R0"
+    state = (b"}(" + _str("subclass") + _global("numpy", "ndarray") + _str("shape") + b"K" + bytes([len(hidden)]) + b"\x85"
+             + _str("order") + _str("C") + _str("dtype") + _call(_global("numpy", "dtype"), _str("u1"), b"\x89\x88")
+             + b"(K\x03X\x01\x00\x00\x00|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb" + _str("allow_mmap") + b"\x89u")
+    add("joblib-fake-wrapper-hides-payload", P2 + _global("joblib.numpy_pickle", "NumpyArrayWrapper") + b")\x81" + state + b"b" + hidden + STOP, "model.pkl")
     joblib_plain = _joblib_with_payload()
     if joblib_plain is not None:
         add("joblib-after-array", joblib_plain, "model.joblib")

@@ -10,12 +10,13 @@ import math
 import re
 import zipfile
 import zlib
+from collections.abc import Callable
 from typing import BinaryIO
 
 from ocimodel.scan.findings import Finding
 from ocimodel.scan.formats import Source
 from ocimodel.scan.pickle_policy import judge
-from ocimodel.scan.pickle_vm import Event, Global, Made, PickleRun, StopLoad, run_pickles
+from ocimodel.scan.pickle_vm import Event, Global, Made, PickleRun, StopLoad
 
 __all__ = [
     "ZIP_ERRORS",
@@ -143,6 +144,7 @@ def joblib_arrays(obj: object, run: PickleRun) -> list[Event] | None:
     if _wrapped_class(obj) not in _WRAPPERS:
         return None
     state = obj.attrs  # type: ignore[union-attr]
+    run.raw_read = True
     itemsize, objects = _dtype(state.get("dtype"))
     if objects:
         nested = PickleRun(run.stream, base=run.base, hooks=run.hooks, depth=run.depth + 1)
@@ -162,10 +164,26 @@ def joblib_arrays(obj: object, run: PickleRun) -> list[Event] | None:
 
 
 def scan_pickle_stream(stream: BinaryIO, *, file: str, format: str, member: str | None = None,
-                       base: int = 0, limit: int | None = None, where: str = "") -> list[Finding]:
-    """The findings for every pickle in ``stream``."""
-    events = run_pickles(stream, base=base, hooks=(joblib_arrays,), limit=limit)
-    return pickle_findings(events, file=file, format=format, member=member, where=where)
+                       base: int = 0, limit: int | None = None, where: str = "",
+                       reopen: Callable[[], BinaryIO] | None = None) -> list[Finding]:
+    """The findings for every pickle in ``stream``.
+
+    When joblib's array data was skipped, the bytes a plain ``pickle.load`` would parse as
+    opcodes there were not judged: with ``reopen`` (a fresh stream of the same bytes) they
+    are, in a second pass without the skip, and what it finds critical is added (a fake
+    array wrapper must not hide a payload from the loader that ignores it)."""
+    run = PickleRun(stream, base=base, hooks=(joblib_arrays,))
+    findings = pickle_findings(run.run_all(limit), file=file, format=format, member=member, where=where)
+    if run.raw_read and reopen is not None:
+        with reopen() as again:
+            plain = pickle_findings(PickleRun(again, base=base).run_all(limit), file=file, format=format, member=member,
+                                    where=f"{where} (if loaded with pickle.load, not joblib)")  # fmt: skip
+        seen = {(f.rule, f.offset) for f in findings}
+        # Only callables named outright: random array bytes read as opcodes easily make an
+        # EXT code or a call of a computed value, but not a dangerous module and name.
+        named = [f for f in plain if f.rule == "pickle.callable.dangerous" and not f.detail.startswith("?.?")]
+        findings += [f for f in named if (f.rule, f.offset) not in seen]
+    return findings
 
 
 def pickle_findings(events: list[Event], *, file: str, format: str, member: str | None = None, where: str = "") -> list[Finding]:

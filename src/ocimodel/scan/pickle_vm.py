@@ -132,6 +132,7 @@ class PickleRun:
         self.events: list[Event] = []
         self.memo: dict[int, object] = {}
         self.pickles = 0
+        self.raw_read = False  # a hook read raw bytes a plain pickle.load would parse as opcodes
 
     # -- the stream ------------------------------------------------------------------
     def tell(self) -> int:
@@ -269,6 +270,8 @@ class PickleRun:
                     module = _pop(stack)
                     if isinstance(module, str) and isinstance(qualname, str):
                         stack.append(self._global(module, qualname, proto, offset))
+                    elif not isinstance(module, (str, Made)) or not isinstance(qualname, (str, Made)):
+                        raise StopLoad("STACK_GLOBAL on a value that is not a string")
                     else:
                         emit(Event("dynamic-global", offset, detail=f"{_render(module)} {_render(qualname)}"))
                         stack.append(Global("?", "?", offset))

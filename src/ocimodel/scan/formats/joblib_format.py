@@ -97,7 +97,8 @@ class CompressedPickleScanner:
                     if not _starts_pickle(stream.peek(HEAD_BYTES)[:HEAD_BYTES]):
                         return []
                     return scan_pickle_stream(stream, file=source.name, format=self.name,
-                                              where=" (offset in the decompressed stream)")  # fmt: skip
+                                              where=" (offset in the decompressed stream)",
+                                              reopen=lambda: _decompressing(head, source.open()))  # fmt: skip
             except (OSError, EOFError, lzma.LZMAError, zlib.error):
                 return []
 

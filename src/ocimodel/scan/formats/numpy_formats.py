@@ -111,7 +111,8 @@ class NpzScanner:
                         if head.startswith(_MAGIC):
                             findings += scan_npy_stream(member, file=source.name, format=self.name, member=info.filename)
                         elif looks_like_pickle(head, info.file_size):
-                            findings += scan_pickle_stream(member, file=source.name, format=self.name, member=info.filename)
+                            findings += scan_pickle_stream(member, file=source.name, format=self.name, member=info.filename,
+                                                           reopen=lambda info=info: archive.open(info))  # fmt: skip
                 except ZIP_ERRORS as error:
                     malformed(error, info.filename)
         return findings

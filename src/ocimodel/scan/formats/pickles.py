@@ -21,7 +21,7 @@ class PickleScanner:
 
     def scan(self, source: Source) -> list[Finding]:
         with source.open() as stream:
-            return scan_pickle_stream(stream, file=source.name, format=self.name)
+            return scan_pickle_stream(stream, file=source.name, format=self.name, reopen=source.open)
 
 
 SCANNERS = [PickleScanner()]

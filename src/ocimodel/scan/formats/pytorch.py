@@ -96,7 +96,8 @@ class TorchZipScanner:
                     if not looks_like_pickle(head, info.file_size, strict=storage):
                         continue
                     with archive.open(info) as member:
-                        findings += scan_pickle_stream(member, file=source.name, format=self.name, member=info.filename)
+                        findings += scan_pickle_stream(member, file=source.name, format=self.name, member=info.filename,
+                                                       reopen=lambda info=info: archive.open(info))  # fmt: skip
                 except ZIP_ERRORS as error:
                     malformed(error, info.filename)
         return findings
