@@ -238,3 +238,9 @@ def test_hostile_bytes_are_findings_never_a_crash():
                 at = rng.randrange(len(mutated) + 1)
                 mutated[at:at] = rng.randbytes(rng.randint(1, 8))
         scan_bytes(bytes(mutated), name)  # raises on a crash
+
+
+def test_bytes_after_the_last_pickle_are_noted_not_judged():
+    data = pickle.dumps({"weights": [1.0]}, protocol=2) + b"\x00\x01 raw tail, not a pickle"
+    findings = scan_bytes(data)
+    assert [(f.severity, f.rule) for f in findings] == [(Severity.INFO, "pickle.trailing-data")]

@@ -107,6 +107,7 @@ def open_zip(source: Source) -> zipfile.ZipFile:
     return zipfile.ZipFile(io.BufferedReader(SourceFile(source), buffer_size=1 << 16))
 
 
+_MAX_NESTING = 16  # object arrays inside object arrays: joblib recurses, a scan need not forever
 _WRAPPERS = {"joblib.numpy_pickle.NumpyArrayWrapper"}
 
 
@@ -147,6 +148,8 @@ def joblib_arrays(obj: object, run: PickleRun) -> list[Event] | None:
     run.raw_read = True
     itemsize, objects = _dtype(state.get("dtype"))
     if objects:
+        if run.depth >= _MAX_NESTING:
+            raise StopLoad("joblib object arrays nested too deep; the rest is not scanned")
         nested = PickleRun(run.stream, base=run.base, hooks=run.hooks, depth=run.depth + 1)
         nested.load_one()
         return nested.events

@@ -165,11 +165,12 @@ class PickleRun:
         """Every pickle in the stream, one after another (at most ``limit``)."""
         while not self.at_end() and (limit is None or self.pickles < limit):
             start = self.tell()
+            before = len(self.events)
             ok, ops = self.load_one()
             if not ok:
                 if self.pickles > 1 and ops == 0:
                     # The bytes after the last pickle are not one: nothing loads them.
-                    self.events = [e for e in self.events if not (e.kind == "stop" and e.offset == start)]
+                    del self.events[before:]
                     self.events.append(Event("trailing", start, detail="bytes after the last pickle are not a pickle"))
                 break
         return self.events
