@@ -125,27 +125,27 @@ def malicious_pickle_corpus() -> Corpus:
     def add(label: str, data: bytes, name: str = "model.pkl") -> None:
         corpus.append((label, name, data))
 
-    # 1-6: a dangerous callable through REDUCE, by the pickler itself and by hand
+    # a dangerous callable through REDUCE, by the pickler itself and by hand
     add("reduce-os-system-pickler-p0", pickle.dumps(MaliciousPayload(), protocol=0))
     add("reduce-os-system-pickler-p5", pickle.dumps(MaliciousPayload(), protocol=5))
     add("reduce-posix-system", _system("posix"))
     add("reduce-subprocess-popen", _p2(_call(_global("subprocess", "Popen"), b"(" + _str("sh") + _str("-c") + _str(CMD) + b"l")))
     add("reduce-subprocess-check-output", _p2(_call(_global("subprocess", "check_output"), _str(CMD))))
     add("reduce-subprocess-getoutput", _p2(_call(_global("subprocess", "getoutput"), _str(CMD))))
-    # 7-11: builtins that run code, under their Python 3 and Python 2 names
+    # builtins that run code, under their Python 3 and Python 2 names
     add("builtins-eval", _p2(_call(_global("builtins", "eval"), _str(f"__import__('os').system({CMD!r})"))))
     add("builtins-exec", _p2(_call(_global("builtins", "exec"), _str(f"import os; os.system({CMD!r})"))))
     add("py2-builtin-eval-p0", b"c__builtin__\neval\n(S'1+1'\ntR.")
     add("proto-1-opcode", b"\x80\x01" + _system()[2:])
     add("builtins-exec-compile", _p2(_call(_global("builtins", "exec"), _call(_global("builtins", "compile"), _str("print(1)"), _str("<x>"), _str("exec")))))
     add("builtins-open-write", _p2(_call(_global("builtins", "open"), _str("/tmp/ocimodel-scan-canary"), _str("w"))))
-    # 12-14: getattr indirection
+    # getattr indirection
     import_os = _call(_global("builtins", "__import__"), _str("os"))
     add("getattr-import-os-system", _p2(_call(_call(_global("builtins", "getattr"), import_os, _str("system")), _str(CMD))))
     builtins_module = _call(_global("importlib", "import_module"), _str("builtins"))
     add("getattr-builtins-eval", _p2(_call(_call(_global("builtins", "getattr"), builtins_module, _str("eval")), _str("1+1"))))
     add("getattr-exec-via-dict", _p2(_call(_call(_global("builtins", "getattr"), _global("builtins", "dict"), _str("get")), _str("exec"))))
-    # 15-17: STACK_GLOBAL with names from the memo and from string operations
+    # STACK_GLOBAL with names from the memo and from string operations
     memo_names = P4 + _str("os") + b"\x94" + _str("system") + b"\x94" + b"h\x00h\x01\x93" + _str(CMD) + b"\x85R" + STOP
     add("stack-global-memo", memo_names)
     rot13 = lambda text: _call(_global("_codecs", "decode"), _str(text), _str("rot13"))  # noqa: E731
@@ -153,21 +153,21 @@ def malicious_pickle_corpus() -> Corpus:
     add("stack-global-decoded-bytes", P4 + _call(_global("_codecs", "decode"), _bytes(b"os"), _str("utf-8")) + rot13("flfgrz") + b"\x93" + _str(CMD) + b"\x85R" + STOP)
     lower = _str("builtins") + _str("str.lower") + b"\x93"
     add("stack-global-computed-name", P4 + lower + _tuple(_str("OS")) + b"R" + _str("system") + b"\x93" + _str(CMD) + b"\x85R" + STOP)
-    # 18-21: INST, OBJ, NEWOBJ, NEWOBJ_EX
+    # INST, OBJ, NEWOBJ, NEWOBJ_EX
     add("inst-os-system-p0", b"(S'" + CMD.encode() + b"'\nios\nsystem\n.")
     add("obj-os-system-p1", b"(cos\nsystem\nS'" + CMD.encode() + b"'\no.")
     add("newobj-subprocess-popen", P2 + _global("subprocess", "Popen") + _tuple(_str(CMD)) + b"\x81" + STOP)
     add("newobj-ex-popen-shell", P4 + _global("subprocess", "Popen") + _tuple(_str(CMD)) + b"}" + _str("shell") + b"\x88s\x92" + STOP)
-    # 22-24: BUILD gadgets: __setstate__ planted in an instance, a module patched, os.environ
+    # BUILD gadgets: __setstate__ planted in an instance, a module patched, os.environ
     add("build-setstate-os-system", P2 + _call(_global("collections", "OrderedDict")) + b"}" + _str("__setstate__") + _global("os", "system") + b"sb" + _str(CMD) + b"b" + STOP)
     add("build-patches-module", P2 + _global("numpy", "random") + b"N}" + _str("seed") + _global("builtins", "print") + b"s\x86b" + STOP)
     add("setitem-os-environ", P2 + _global("os", "environ") + _str("LD_PRELOAD") + _str("/tmp/evil.so") + b"s" + STOP)
-    # 25-28: operator and functools indirection
+    # operator and functools indirection
     add("operator-attrgetter", _p2(_call(_call(_global("operator", "attrgetter"), _str("system")), import_os)))
     add("operator-methodcaller", _p2(_call(_call(_global("operator", "methodcaller"), _str("system"), _str(CMD)), import_os)))
     add("functools-partial", _p2(_call(_call(_global("functools", "partial"), _global("os", "system"), _str(CMD)))))
     add("functools-reduce-eval", _p2(_call(_global("functools", "reduce"), _global("builtins", "eval"), b"(" + _str("1+1") + b"l")))
-    # 29-31: nested loads
+    # nested loads
     inner = _system()
     add("nested-pickle-loads", _p2(_call(_global("pickle", "loads"), _bytes(inner))))
     add("nested-_pickle-loads", _p2(_call(_global("_pickle", "loads"), _bytes(inner))))
@@ -176,7 +176,7 @@ def malicious_pickle_corpus() -> Corpus:
     add("torch-storage-load-from-bytes", _p2(_call(_global("torch.storage", "_load_from_bytes"), _bytes(inner))))
     add("numpy-load-allow-pickle", _p2(_call(_global("numpy", "load"), _str("/tmp/x.npy"), b"N", b"\x88")))
     add("numpy-testing-runstring", _p2(_call(_global("numpy.testing._private.utils", "runstring"), _str("import os"), b"}")))
-    # 35-45: modules that run code, touch files, processes or the network
+    # modules that run code, touch files, processes or the network
     add("runpy-run-path", _p2(_call(_global("runpy", "run_path"), _str("/tmp/x.py"))))
     add("importlib-import-module", _p2(_call(_global("importlib", "import_module"), _str("os"))))
     add("code-interactive-interpreter", _p2(_call(_call(_global("builtins", "getattr"), _call(_global("code", "InteractiveInterpreter")), _str("runsource")), _str("import os"))))
@@ -189,7 +189,7 @@ def malicious_pickle_corpus() -> Corpus:
     add("pty-spawn", _p2(_call(_global("pty", "spawn"), _str("/bin/sh"))))
     add("pip-main", _p2(_call(_global("pip", "main"), b"(" + _str("install") + _str("evil") + b"l")))
     add("asyncio-subprocess-shell", _p2(_call(_global("asyncio.subprocess", "create_subprocess_shell"), _str(CMD))))
-    # 47-49: code objects, sys.modules, attribute walks
+    # code objects, sys.modules, attribute walks
     add("types-function-marshal", _p2(_call(_call(_global("types", "FunctionType"), _call(_global("marshal", "loads"), _bytes(b"\xe3" + b"\x00" * 16)), b"}"))))
     add("sys-modules-lookup", _p2(_call(_call(_global("builtins", "getattr"), _global("sys", "modules"), _str("get")), _str("os"))))
     add("dunder-globals-walk", P4 + _str("torch._utils") + _str("_rebuild_tensor_v2.__globals__") + b"\x93" + STOP)
@@ -197,22 +197,22 @@ def malicious_pickle_corpus() -> Corpus:
     add("attribute-walk-torch-os-system", P4 + _str("torch") + _str("os.system") + b"\x93" + _str(CMD) + b"\x85R" + STOP)
     add("reexported-dangerous-name", _p2(_call(_global("mylab.helpers", "system"), _str(CMD))))
     add("long-first-literal", b"X" + struct.pack("<I", 100_000) + b"a" * 100_000 + b"0" + _system()[2:])
-    # 51-53: EXT codes
+    # EXT codes
     add("ext1-code", P2 + b"\x82\xf0" + _tuple(_str(CMD)) + b"R" + STOP)
     add("ext2-code", P2 + b"\x83\x00\x10" + _tuple(_str(CMD)) + b"R" + STOP)
     add("ext4-code", P2 + b"\x84\x00\x00\x01\x00" + _tuple(_str(CMD)) + b"R" + STOP)
-    # 54-56: dangerous classes through the standard reconstruction paths
+    # dangerous classes through the standard reconstruction paths
     add("copyreg-reconstructor-popen", b"ccopy_reg\n_reconstructor\n(csubprocess\nPopen\nc__builtin__\nobject\nNtR.")
     add("copyreg-newobj-popen", _p2(_call(_global("copyreg", "__newobj__"), _global("subprocess", "Popen"), _str(CMD))))
     add("numpy-randomstate-ctor-calls-eval", _p2(_call(_global("numpy.random._pickle", "__randomstate_ctor"), _str("1+1"), _global("builtins", "eval"))))
     add("torch-rebuild-from-type-os-system", _p2(_call(_global("torch._tensor", "_rebuild_from_type_v2"), _global("os", "system"), _global("torch", "Tensor"), _tuple(_str(CMD)), b"}")))
-    # 57-61: where the payload hides
+    # where the payload hides
     add("after-benign-pickle", _benign_numpy_pickle() + pickle.dumps(MaliciousPayload(), protocol=2))
     add("truncated-after-payload", _system()[:-1] + b"(" + _str("garbage") + b"\x8c\xff" + b"x")
     add("named-safetensors", _system(), "model.safetensors")
     add("framed-protocol-5", pickle.dumps([MaliciousPayload(), list(range(2000))], protocol=5))
     add("deep-in-benign-dict", pickle.dumps({"layers": [{"w": [0.5] * 100}] * 3, "hook": MaliciousPayload()}, protocol=2))
-    # 62-68: in other containers
+    # in other containers
     members = benign_torch_members()
     add("pytorch-zip-data-pkl", torch_zip({**members, "data.pkl": pickle.dumps(MaliciousPayload(), protocol=2)}), "pytorch_model.bin")
     add("pytorch-zip-other-member", torch_zip({**members, "extra/aux.bin": pickle.dumps(MaliciousPayload(), protocol=2)}), "pytorch_model.bin")
