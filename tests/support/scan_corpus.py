@@ -106,8 +106,10 @@ def torch_zip(members: dict[str, bytes], top: str = "archive") -> bytes:
 
 
 def benign_torch_members() -> dict[str, bytes]:
-    # data.pkl as torch.save writes a state dict of one float tensor (protocol 2, the
-    # storage as a persistent id), then the layout's small members.
+    # A data.pkl written by hand after the opcodes torch.save emits for a state dict of one
+    # float tensor (protocol 2, the storage as a persistent id), and the layout's small
+    # members: malicious variants swap members in. The files torch itself writes are in
+    # _torch_files, when torch is installed.
     data_pkl = (
         P2 + b"ccollections\nOrderedDict\nq\x00)Rq\x01X\x06\x00\x00\x00weightq\x02"
         + b"ctorch._utils\n_rebuild_tensor_v2\nq\x03((X\x07\x00\x00\x00storageq\x04ctorch\nFloatStorage\nq\x05"
