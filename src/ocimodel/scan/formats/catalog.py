@@ -11,6 +11,10 @@ __all__ = ["MODULES", "all_scanners"]
 
 MODULES: tuple[str, ...] = (
     # one line per format module, e.g. "ocimodel.scan.formats.pickles",
+    "ocimodel.scan.formats.pytorch",
+    "ocimodel.scan.formats.numpy_formats",
+    "ocimodel.scan.formats.joblib_format",
+    "ocimodel.scan.formats.pickles",
     "ocimodel.scan.formats.safetensors_format",
     "ocimodel.scan.formats.gguf",
     "ocimodel.scan.formats.chat_template",
