@@ -51,10 +51,11 @@ def _cli(tmp_path: Path, *args):
 def test_exit_codes_follow_fail_on_and_usage_errors_exit_2(model: Path, tmp_path: Path):
     run = _cli(tmp_path, "scan", model)
     assert run.returncode == 1, run.stderr
-    # The table: file, format, severity, rule, detail, offset.
-    line = next(line for line in run.stdout.splitlines() if "evil.magic" in line)
-    assert line.split()[:6] == ["sub/weights.pkl", "evil", "critical", "evil.magic", "the", "callable"]
-    assert "os.system" in line and line.split()[-1] == "0"
+    # One line a finding: severity, file @offset, format, rule; the detail indented below.
+    lines = run.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if "evil.magic" in line)
+    assert lines[at].split() == ["critical", "sub/weights.pkl", "@0", "evil", "evil.magic"]
+    assert lines[at + 1].startswith("          the callable") and "os.system" in lines[at + 1]
     assert "FAIL" in run.stdout
 
     assert _cli(tmp_path, "scan", model / "config.json").returncode == 0

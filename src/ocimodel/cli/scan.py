@@ -12,7 +12,6 @@ from ocimodel.cli.common import (
     JsonOpt,
     PlainHttpOpt,
     connection,
-    new_table,
     print_json,
     run,
     stdout,
@@ -101,15 +100,14 @@ def _print_text(result) -> None:
     cached = sum(1 for f in result.files if f.cached)
     from_cache = f", {cached} from the cache" if cached else ""
     stdout.print(f"Scanned {what}: {len(result.files)} files{from_cache}", highlight=False, markup=False)
-    if findings:
-        table = new_table()
-        for column in ("FILE", "FORMAT", "SEVERITY", "RULE", "DETAIL", "OFFSET"):
-            table.add_column(column)
-        order = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
-        for f in sorted(findings, key=lambda f: (order[f.severity.value], f.file, f.offset or 0)):
-            name = f.file if f.member is None or f.member == f.file else f"{f.file} ({f.member})"
-            table.add_row(name, f.format, f.severity.value, f.rule, f.detail, "" if f.offset is None else str(f.offset))
-        stdout.print(table)
+    # One line a finding (severity, file, offset, rule), its detail indented below: never
+    # cut to a column's width, so a file name or a rule can be copied and grepped.
+    order = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
+    for f in sorted(findings, key=lambda f: (order[f.severity.value], f.file, f.offset or 0)):
+        name = f.file if f.member is None or f.member == f.file else f"{f.file} ({f.member})"
+        where = "" if f.offset is None else f" @{f.offset}"
+        stdout.print(f"{f.severity.value:<9} {name}{where}  {f.format}  {f.rule}", highlight=False, markup=False)
+        stdout.print(f"          {f.detail}", highlight=False, markup=False)
     worst = result.worst()
     verdict = "FAIL" if result.failed else "pass"
     worst_text = worst.value if worst is not None else "nothing"

@@ -154,9 +154,15 @@ class _VerifiedReader(io.RawIOBase):
         self._pending = b""
         self._done = False
         self._on_verified = on_verified
+        self._position = 0
 
     def readable(self) -> bool:
         return True
+
+    def tell(self) -> int:
+        # Forward-only, but the position is known: the pickle scanner reports byte offsets
+        # (io.BufferedReader.tell asks the raw stream).
+        return self._position
 
     def readinto(self, buffer) -> int:
         while not self._pending and not self._done:
@@ -173,6 +179,7 @@ class _VerifiedReader(io.RawIOBase):
         count = min(len(buffer), len(self._pending))
         buffer[:count] = self._pending[:count]
         self._pending = self._pending[count:]
+        self._position += count
         return count
 
 
@@ -252,9 +259,12 @@ def scan_source(source, digest: str | None = None, found: list[FormatScanner] | 
     return report
 
 
+SCANNER_FAILED = "scan.scanner-failed"
+
+
 def _scanner_failed(name: str, fmt: str, why: str) -> Finding:
     return Finding(
-        file=name, format=fmt, severity=Severity.HIGH, rule="scan.scanner-failed",
+        file=name, format=fmt, severity=Severity.HIGH, rule=SCANNER_FAILED,
         detail=f"the {fmt} scanner could not read this file ({why[:200]}); it is not known to be safe",
     )
 
@@ -368,7 +378,10 @@ def scan_layers(
         else:
             reports = [_scan_blob(store, layer, name, found, trust_ranges)]
         reports = [allow.apply(r) for r in reports]
-        if cache is not None:
+        # A scanner that failed says nothing about the bytes (it may be fixed, or the
+        # failure passing): that verdict is not kept.
+        failed = any(f.rule == SCANNER_FAILED for r in reports for f in r.findings)
+        if cache is not None and not failed:
             cache.put(layer.digest, allow.digest, key, reports)
         report.files.extend(reports)
     return report
