@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Model scanners side by side: ocimodel, picklescan, modelscan and fickling on the
 project's corpus (tests/support/scan_corpus.py, plus the other formats' corpus when it is
-there), printing detections, misses, false alarms and errors per tool, then pickle
-throughput.
+there), printing detections, misses, false alarms and errors per tool and per format,
+then pickle throughput and the bytes fetched to scan a remote 1 GiB safetensors model
+(benchmarks/scan_remote.py, which starts a local registry; ``--no-remote`` skips it).
 
-    .venv/bin/python benchmarks/scan_peers.py [--only ocimodel,picklescan] [--list]
+    PYTHONPATH=src .venv/bin/python benchmarks/scan_peers.py [--only ocimodel,picklescan] [--list] [--no-remote]
 
 Each file is written under its corpus name (``model.safetensors`` stays so named: tools
 that pick files by name are judged on what they skip). A tool "detects" a file when it
@@ -39,15 +40,21 @@ from tests.support.scan_corpus import benign_corpus, malicious_pickle_corpus, sc
 TIMEOUT = 60  # seconds a tool may spend on one file
 
 
-def _corpus() -> tuple[list[tuple[str, str, bytes]], list[tuple[str, str, bytes]]]:
-    malicious, benign = malicious_pickle_corpus(), benign_corpus()
+Entry = tuple[str, str, str, bytes]  # format group, label, file name, bytes
+
+
+def _corpus() -> tuple[list[Entry], list[Entry]]:
+    # The pickle corpus holds plain pickles and the formats that carry them (PyTorch zip
+    # and legacy, joblib, NumPy): one group, "pickle+".
+    malicious = [("pickle+", *entry) for entry in malicious_pickle_corpus()]
+    benign = [("pickle+", *entry) for entry in benign_corpus()]
     try:  # the other formats' corpus, when that work is merged
         from tests.support.scan_corpus_formats import benign_files, malicious_files
     except ImportError:
         return malicious, benign
-    malicious += [(f"{f.format}:{f.why or f.name}", f.name, f.data) for f in malicious_files()
+    malicious += [(f.format, f"{f.format}:{f.why or f.name}", f.name, f.data) for f in malicious_files()
                   if f.expect is not None and f.expect.at_least(Severity.HIGH)]  # fmt: skip
-    benign += [(f"{f.format}:{f.name}", f.name, f.data) for f in benign_files()]
+    benign += [(f.format, f"{f.format}:{f.name}", f.name, f.data) for f in benign_files()]
     return malicious, benign
 
 
@@ -144,16 +151,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", help="comma-separated subset of " + ",".join(TOOLS))
     parser.add_argument("--list", action="store_true", help="list each file's outcome per tool")
+    parser.add_argument("--no-remote", action="store_true", help="skip the remote scan (benchmarks/scan_remote.py)")
     args = parser.parse_args(argv)
     tools = [t for t in (args.only.split(",") if args.only else TOOLS)]
     logging.disable(logging.CRITICAL)
     malicious, benign = _corpus()
     counts = {t: {"found": 0, "missed": 0, "mal-errors": 0, "false": 0, "ben-errors": 0, "seconds": 0.0} for t in tools}
     lines = []
+    # format -> tool -> [malicious found, benign flagged]; format -> [malicious, benign]
+    per_format: dict[str, dict[str, list[int]]] = {}
+    format_sizes: dict[str, list[int]] = {}
     with tempfile.TemporaryDirectory(prefix="ocimodel-scan-peers-") as tmp:
         workdir = Path(tmp)
         for kind, corpus in (("malicious", malicious), ("benign", benign)):
-            for index, (label, name, data) in enumerate(corpus):
+            for index, (group, label, name, data) in enumerate(corpus):
+                format_sizes.setdefault(group, [0, 0])[kind == "benign"] += 1
+                cells = per_format.setdefault(group, {t: [0, 0] for t in tools})
                 folder = workdir / f"{kind}-{index}"
                 folder.mkdir()
                 path = folder / name
@@ -165,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                     counts[tool]["seconds"] += time.perf_counter() - start
                     row.append(outcome)
                     c = counts[tool]
+                    cells[tool][kind == "benign"] += outcome == "detected"
                     if kind == "malicious":
                         c["found" if outcome == "detected" else "missed"] += 1
                         c["mal-errors"] += outcome == "error"
@@ -182,10 +196,22 @@ def main(argv: list[str] | None = None) -> int:
             c = counts[tool]
             print(f"| {tool} | {c['found']}/{len(malicious)} | {c['missed']} ({c['mal-errors']}) | "
                   f"{c['false']}/{len(benign)} | {c['ben-errors']} | {c['seconds']:.1f} |")  # fmt: skip
+        print("\nper format: malicious files detected / benign files flagged (a false alarm)\n")
+        print("| format | malicious | benign | " + " | ".join(tools) + " |")
+        print("|---|---:|---:|" + "---|" * len(tools))
+        for group, (n_mal, n_ben) in format_sizes.items():
+            cells = [f"{per_format[group][t][0]}/{n_mal} · {per_format[group][t][1]}/{n_ben}" for t in tools]
+            print(f"| {group} | {n_mal} | {n_ben} | " + " | ".join(cells) + " |")
         print("\npickle throughput, MB/s (one run each, includes each tool's per-file overhead)\n")
         print("| pickle | " + " | ".join(tools) + " |")
         print("|---|" + "---|" * len(tools))
         print("\n".join(_throughput(tools, workdir)))
+    if args.no_remote:
+        return 0
+    from benchmarks import scan_remote
+
+    print("\nscanning a model in a registry (benchmarks/scan_remote.py: cache off, one run each)\n")
+    print("\n".join(scan_remote.run()))
     return 0
 
 
