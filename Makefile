@@ -68,7 +68,7 @@ test: deps venv
 ## test-fast: only the tests that start no docker-registry and are not marked slow (seconds;
 ##            `make test` runs them too). Markers: tests/conftest.py, pyproject.toml.
 test-fast: venv
-	$(VENV)/bin/python -m pytest -q -m "not registry and not slow" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) -m "not registry and not slow" $(PYTEST_ARGS)
 
 ## demo: push, inspect, list and pull an example model in ./demo
 demo: deps venv
