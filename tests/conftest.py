@@ -6,6 +6,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import struct
 import sys
 import tempfile
@@ -44,6 +45,23 @@ os.environ["DOCKER_CONFIG"] = tempfile.mkdtemp(prefix="ocimodel-test-docker-conf
 # The digest cache of the tests is their own, not the developer's (and each test gets an
 # empty one: see the fixture below), so no test depends on which ran before it.
 os.environ["OCIMODEL_CACHE_DIR"] = tempfile.mkdtemp(prefix="ocimodel-test-cache-")
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_put_back() -> Iterator[None]:
+    """A pull run in-process through the CLI's main() leaves SIGINT and SIGTERM ignored
+    (the process is about to exit; the next main() puts them back). Under pytest the
+    process goes on: a later test in the same process, or a subprocess it starts, which
+    inherits the ignored signals, would find Ctrl-C dead. Which tests share a process
+    depends on the run (under xdist, on the worker), so each test ends as it began."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    unpack = sys.modules.get("ocimodel.packaging.unpack")
+    if unpack is not None:
+        unpack.INTERRUPTS.reset()
+    for signum, handler in saved.items():
+        if handler is not None and signal.getsignal(signum) is not handler:
+            signal.signal(signum, handler)
 
 
 @pytest.fixture(autouse=True)
