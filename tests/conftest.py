@@ -6,9 +6,10 @@ import json
 import os
 import re
 import secrets
+import signal
 import struct
-import tempfile
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,20 +27,41 @@ from tests.support.registry import LocalRegistry  # noqa: E402
 # are off unless a test asks for them (tests of retrying set their own policy). Set here,
 # before any test starts, so subprocesses running the CLI inherit it too.
 os.environ.setdefault("OCIMODEL_RETRIES", "1")
-# Writers of a fallback referrers index wait this long to see that their update survived
-# (targets/referrers.py); on loopback a read-modify-write takes milliseconds. The test of
-# concurrent writers uses the default.
-os.environ.setdefault("OCIMODEL_REFERRERS_SETTLE", "0.2")
-# Likewise writers of a version tag on a registry (versiontags.py): 2 x this per version
-# tag written; the race tests set their own. A tag write must be answered within it, so
-# it keeps a margin for a loaded machine (0.2 s was once exceeded by a manifest PUT).
-os.environ.setdefault("OCIMODEL_TAG_SETTLE", "0.5")
+# Writers of a fallback referrers index (targets/referrers.py) and of a version tag on a
+# registry (versiontags.py) wait 2 x their settle time after each write, so that of
+# writers racing for it none is lost (referrers) or only one wins (version tags). Only the
+# tests of racing writers have racers; they set their own settle times
+# (tests/test_version_races.py, the concurrent tests of tests/test_referrers.py). For every
+# other test the wait protects nothing and cost a second per version tag written (0.5 s
+# here before; most pushes in the tests write a version tag such as `:1`): 0 turns the
+# wait, the check's age limit and the write's time limit off, as the settings document
+# (docs/version-tags.md). The check, the write and the read-back still run. A test that
+# races writers must set the setting itself, as those do.
+os.environ.setdefault("OCIMODEL_REFERRERS_SETTLE", "0")
+os.environ.setdefault("OCIMODEL_TAG_SETTLE", "0")
 # Nobody's own `docker login` may change what the tests see: an empty docker config
 # directory, unless a test points DOCKER_CONFIG elsewhere.
 os.environ["DOCKER_CONFIG"] = tempfile.mkdtemp(prefix="ocimodel-test-docker-config-")
 # The digest cache of the tests is their own, not the developer's (and each test gets an
 # empty one: see the fixture below), so no test depends on which ran before it.
 os.environ["OCIMODEL_CACHE_DIR"] = tempfile.mkdtemp(prefix="ocimodel-test-cache-")
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_put_back() -> Iterator[None]:
+    """A pull run in-process through the CLI's main() leaves SIGINT and SIGTERM ignored
+    (the process is about to exit; the next main() puts them back). Under pytest the
+    process goes on: a later test in the same process, or a subprocess it starts, which
+    inherits the ignored signals, would find Ctrl-C dead. Which tests share a process
+    depends on the run (under xdist, on the worker), so each test ends as it began."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    unpack = sys.modules.get("ocimodel.packaging.unpack")
+    if unpack is not None:
+        unpack.INTERRUPTS.reset()
+    for signum, handler in saved.items():
+        if handler is not None and signal.getsignal(signum) is not handler:
+            signal.signal(signum, handler)
 
 
 @pytest.fixture(autouse=True)
@@ -64,6 +86,41 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if _needs_registry(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.registry)
+    _select_serial(config, items)
+
+
+# -- the serial marker: what `make test` runs alone, after the parallel pass --------------
+# `make test` runs the suite in two passes: everything not marked `serial` on several
+# pytest-xdist workers, then the `serial` tests in one process with nothing else running.
+# `serial` marks tests whose point is timing between processes or threads (racing
+# writers, a signal landing inside a commit, a deadline or a grace period waited out):
+# their assertions hold on a loaded machine, but "some round must land inside the commit"
+# or "the grace period ends it" are checked more surely without other tests competing for
+# the two cores. `--serial=skip|only` picks a pass; without it (a plain `pytest`) both
+# run, in one process, as before.
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--serial",
+        choices=("run", "skip", "only"),
+        default="run",
+        help="tests marked serial: run them with the rest (default), skip them (the parallel "
+        "pass of `make test`), or run only them (its serial pass)",
+    )
+
+
+def _select_serial(config: pytest.Config, items: list[pytest.Item]) -> None:
+    choice = config.getoption("serial")
+    if choice == "run":
+        return
+    keep, drop = [], []
+    for item in items:
+        serial = item.get_closest_marker("serial") is not None
+        (keep if serial == (choice == "only") else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 _running: list[pytest.Item] = []  # the test whose setup, call or teardown runs now

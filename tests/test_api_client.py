@@ -117,6 +117,7 @@ def test_the_settings_are_held_once(tmp_path: Path) -> None:
         ocimodel.push(tmp_path, "oci:store:1", concurrency=0)  # the module function says the same
 
 
+@pytest.mark.slow  # waits out a timeout
 def test_the_client_timeouts_bound_a_call_to_a_silent_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """The timeouts are settings of the Client, not only of the environment: the
     environment asks for 300 s here, the Client for 1 s, and the Client wins."""

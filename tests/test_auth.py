@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ from ocimodel.errors import AuthenticationError, NotFound, PermissionDenied
 from ocimodel.oci.digest import digest_bytes
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.client import RegistryClient
+from tests.support.cli_env import user_env
 from tests.support.faultproxy import FaultProxy
 from tests.support.files import tree_digest
 from tests.support.htpasswd import write_htpasswd
@@ -152,7 +152,7 @@ def test_credentials_repr_hides_password() -> None:
 
 
 def _run_cli(args: list[str], username: str, password: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OCIMODEL_")}
+    env = user_env()
     env.update(OCIMODEL_USERNAME=username, OCIMODEL_PASSWORD=password, COLUMNS="200")
     return subprocess.run(
         [str(CLI), "--debug", *args], env=env, capture_output=True, text=True, timeout=60

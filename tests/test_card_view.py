@@ -9,6 +9,8 @@ import json
 import pickle
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import _tiny_safetensors
 from tests.test_cli import json_of, ocimodel_cli, ok
 
@@ -51,6 +53,7 @@ def _image_manifest(layout: Path) -> dict:
 # -- the whole card, from a ModelPack config without any annotation --------------------------
 
 
+@pytest.mark.slow  # the CLI in subprocesses
 def test_inspect_shows_every_card_field_from_a_modelpack_config_without_annotations(tmp_path: Path) -> None:
     layout = tmp_path / "store"
     weights = _tiny_safetensors()
@@ -93,6 +96,7 @@ def test_inspect_shows_every_card_field_from_a_modelpack_config_without_annotati
             "manifest", "config"} <= set(info)
 
 
+@pytest.mark.slow  # the CLI in subprocesses
 def test_inspect_shows_metrics_with_datasets_parameters_task_framework_base_models(tmp_path: Path, model_dir: Path) -> None:
     (model_dir / "ocimodel.yaml").write_text(
         "name: tiny\nversion: 1.0.0\nframework: pytorch\ntask: text-classification\ntags: [nlp]\n"
@@ -117,6 +121,7 @@ def test_inspect_shows_metrics_with_datasets_parameters_task_framework_base_mode
 # -- several weight formats ------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the CLI in subprocesses
 def test_a_model_with_safetensors_and_pickle_weights_is_found_by_either_format(tmp_path: Path) -> None:
     model = tmp_path / "model"
     model.mkdir()
@@ -138,6 +143,7 @@ def test_a_model_with_safetensors_and_pickle_weights_is_found_by_either_format(t
 # -- what is not a model ---------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the CLI in subprocesses
 def test_a_container_image_is_called_one_and_pull_refuses_it(tmp_path: Path) -> None:
     layout = tmp_path / "store"
     ref = _layout(layout, "img", OCI_MANIFEST, _image_manifest(layout))
@@ -151,6 +157,7 @@ def test_a_container_image_is_called_one_and_pull_refuses_it(tmp_path: Path) -> 
     assert "Traceback" not in run.err and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # the CLI in subprocesses
 def test_an_index_lists_its_manifests_with_platform_and_pull_refuses_it(tmp_path: Path) -> None:
     layout = tmp_path / "store"
     image = json.dumps(_image_manifest(layout), separators=(",", ":")).encode()
@@ -171,6 +178,7 @@ def test_an_index_lists_its_manifests_with_platform_and_pull_refuses_it(tmp_path
     assert "by digest" in run.err
 
 
+@pytest.mark.slow  # the CLI in subprocesses
 def test_an_artifact_of_an_unknown_type_is_named_by_its_type_and_refused(tmp_path: Path) -> None:
     layout = tmp_path / "store"
     manifest = {

@@ -7,7 +7,6 @@ the manifest annotations and the ModelPack config."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import ocimodel
+from tests.support.cli_env import user_env
 from tests.support.files import tree_digest
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -54,7 +54,7 @@ class Run:
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OCIMODEL_")}
+    env = user_env()
     env["COLUMNS"] = "200"  # help text is wrapped to the terminal: keep example lines whole
     env.update(extra or {})
     return env

@@ -66,6 +66,7 @@ def _model(root: Path, description: str) -> Path:
     return root
 
 
+@pytest.mark.slow  # every command once, 2 s and more
 def test_every_command_prints_user_text_as_typed(cli, tmp_path: Path) -> None:
     layout = tmp_path / LAYOUT_DIR
     ref = f"oci:{layout}:{TAG}"

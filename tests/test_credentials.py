@@ -26,6 +26,7 @@ from ocimodel.transport import credentials
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
 from ocimodel.transport.credentials import CredentialHelperError, CredentialStoreError
+from tests.support.cli_env import user_env
 from tests.support.files import tree_digest
 from tests.support.htpasswd import write_htpasswd
 from tests.support.registry import LocalRegistry
@@ -222,7 +223,7 @@ def _assert_clean(exc: BaseException) -> None:
 
 def _cli(*args: str, stdin: str = "", debug: bool = False) -> subprocess.CompletedProcess[str]:
     """Run the CLI with this test's environment (DOCKER_CONFIG, HOME, PATH), no OCIMODEL_ credentials."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OCIMODEL_")}
+    env = user_env()
     env.update(OCIMODEL_RETRIES="1", COLUMNS="200")
     proc = subprocess.run(
         [str(CLI), *(["--debug"] if debug else []), *args],

@@ -29,6 +29,10 @@ from tests.support.badregistry import BadRegistry, Reply
 from tests.support.faultproxy import FaultProxy
 from tests.support.files import tree_digest
 
+# Deadlines and grace periods waited out, with (loose) bounds on the time taken: `make test`
+# runs these alone (serial, tests/conftest.py).
+pytestmark = pytest.mark.serial
+
 MiB = 1 << 20
 
 

@@ -485,6 +485,7 @@ def test_failed_upload_cancels_its_session_before_starting_over(registry, proxy,
     assert _cancelled_sessions(proxy) == _abandoned_sessions(proxy)  # nothing else was given up
 
 
+@pytest.mark.serial  # a signal to a CLI push mid-upload: `make test` runs these alone (tests/conftest.py)
 def test_cli_push_interrupted_before_a_body_leaves_no_session(registry, proxy, big_model, digests, repo_name, tmp_path):
     """Ctrl-C while an upload is stuck before its body reached the registry: the worker
     cannot notice (it is blocked in the socket), and the session is cancelled on the way
@@ -532,6 +533,7 @@ def test_a_mount_that_opened_an_upload_leaves_no_session(registry, repo_name):
 # -- push interrupted in a CLI process ------------------------------------------------------
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_cli_push_interrupted_mid_upload_leaves_no_tag_and_resumes(
     sig, registry, proxy, big_model, digests, repo_name, tmp_path
@@ -667,6 +669,7 @@ def test_streamed_upload_that_keeps_failing_leaves_no_tag(registry, proxy, big_m
     assert _registry_tags(registry, repo_name) == []
 
 
+@pytest.mark.serial
 def test_cli_push_interrupted_during_a_streamed_upload_leaves_no_tag(registry, proxy, big_model, repo_name, tmp_path):
     stall = proxy.stall(STALL, "PATCH", r"/blobs/uploads/", direction="up", after=8 * MiB, then="cut")
     env = dict(os.environ, OCIMODEL_RETRIES="5", OCIMODEL_RETRY_DELAY="0.01")

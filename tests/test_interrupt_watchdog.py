@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.slow
+# timing between processes is the point: `make test` runs these alone (tests/conftest.py)
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 HANGING_CLEANUP = """
 import sys, time

@@ -154,12 +154,15 @@ def _outcome(run: Run, dest: Path, versions: Versions, *, interrupted_codes: tup
 # take some 0.05-0.5 s to move on a loaded machine), so some rounds stop the commit
 # midway and some come after it; and just after the pull's last change to the
 # destination, while it reports and exits (where "Pulled ..." with exit 130 was seen).
+# The tests that signal a pull are marked serial: `make test` runs them alone after the
+# parallel pass (tests/conftest.py), so the rounds land where the delays say.
 ROUNDS = [("first move", d) for d in (0, 0.002, 0.01, 0.03, 0.1, 0.3, 1.0)] + [
     ("staging gone", d) for d in (0, 0.002, 0.01)
 ]
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_sigint_during_commit_leaves_v1_or_v2_whole_and_says_which(layout_versions: Versions, tmp_path: Path):
     env = _cli_env(tmp_path)
     outcomes = []
@@ -174,6 +177,7 @@ def test_sigint_during_commit_leaves_v1_or_v2_whole_and_says_which(layout_versio
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_sigterm_during_commit_leaves_v1_or_v2_whole(layout_versions: Versions, tmp_path: Path):
     env = _cli_env(tmp_path)
     outcomes = []
@@ -184,6 +188,7 @@ def test_sigterm_during_commit_leaves_v1_or_v2_whole(layout_versions: Versions, 
     assert "v1" in outcomes, outcomes
 
 
+@pytest.mark.serial
 def test_sigint_during_commit_from_a_registry(registry, repo_name: str, tmp_path_factory, tmp_path: Path):
     refs = {v: f"{registry.host}/{repo_name}:{v}" for v in ("1", "2")}
     versions = Versions(tmp_path_factory.mktemp("commit-registry"), refs, REGISTRY_FILES)
@@ -201,6 +206,7 @@ def _without_staging(tree: dict) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_pull_killed_in_its_commit_is_undone_by_the_next_pull(layout_versions: Versions, tmp_path: Path):
     """SIGKILL cannot be held off: the commit's journal lets the next pull into the same
     directory put v1 back before it does anything. Seen from outside: after the kill,
@@ -230,6 +236,7 @@ def test_pull_killed_in_its_commit_is_undone_by_the_next_pull(layout_versions: V
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_pull_killed_into_a_new_directory_is_undone_by_the_next_pull(layout_versions: Versions, tmp_path: Path):
     """A pull into a directory that does not exist stages beside it and creates it in its
     commit; killed there, the next pull into that path finds the journal in the parent

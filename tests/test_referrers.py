@@ -180,6 +180,7 @@ def _attach_in_process(args: tuple[str, str, int]) -> str:
     return ar.attach(ref, [path], artifact_type=EVAL, annotations={"writer": str(n)}).digest
 
 
+@pytest.mark.serial  # racing writers: `make test` runs these alone (tests/conftest.py)
 def test_concurrent_attaches_lose_nothing(registry, model_dir, repo_name, tmp_path):
     ref = f"{registry.host}/{repo_name}:1"
     model = ocimodel.push(model_dir, ref)
@@ -434,10 +435,13 @@ def test_export_of_a_digest_reference_imports_with_the_tag_given(registry, model
 # -- found in review: the cases that broke the first version --------------------------------
 
 
-def test_a_delayed_index_write_of_another_writer_does_not_lose_an_entry(registry, model_dir, repo_name, tmp_path):
+@pytest.mark.serial  # racing writers
+def test_a_delayed_index_write_of_another_writer_does_not_lose_an_entry(registry, model_dir, repo_name, tmp_path, monkeypatch):
     """Writer X's index PUT is answered 429 (Retry-After); had X re-sent its stale index
     later, it would have overwritten W's entry after W had checked it."""
     import threading
+
+    monkeypatch.setenv("OCIMODEL_REFERRERS_SETTLE", "0.2")  # two racing writers: the protocol on
 
     from tests.support.faultproxy import FaultProxy
 

@@ -10,6 +10,10 @@ import textwrap
 
 import pytest
 
+# Each case runs a child process and signals it (slow); timing between processes is the
+# point (serial: `make test` runs these alone, tests/conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
+
 CHILD = textwrap.dedent(
     """
     import signal, sys, threading, time

@@ -30,6 +30,7 @@ from ocimodel.transport.auth import Credentials
 from ocimodel.transport.client import RegistryClient, TlsError
 from ocimodel.transport.connection import ConnectionOptions, TlsOptions
 from ocimodel.transport.tls import CERTS_D_ENV, SystemTrustOnDemand, build_tls, tls_failure
+from tests.support.cli_env import user_env
 from tests.support.files import tree_digest
 from tests.support.pki import Pki, make_pki
 from tests.support.registry import LocalRegistry
@@ -73,7 +74,7 @@ def _options(**tls) -> ConnectionOptions:
 
 
 def _cli(args: list[str], **env_extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OCIMODEL_")}
+    env = user_env()
     env.update(OCIMODEL_RETRIES="1", COLUMNS="200", **env_extra)
     env.setdefault(CERTS_D_ENV, os.environ[CERTS_D_ENV])
     return subprocess.run([str(CLI), *args], check=False, env=env, capture_output=True, text=True, timeout=60)
