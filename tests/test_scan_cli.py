@@ -69,6 +69,17 @@ def test_exit_codes_follow_fail_on_and_usage_errors_exit_2(model: Path, tmp_path
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
 
 
+def test_a_path_that_does_not_exist_is_named_not_looked_up_on_docker_hub(model: Path, tmp_path: Path, monkeypatch):
+    # A typo in a path read as a Docker Hub reference sent the name to docker.io and
+    # answered "cannot reach docker.io" (or "leading '/'"), never that the path is missing.
+    monkeypatch.chdir(tmp_path)
+    for missing in (tmp_path / "nothing-here", "./nothing-here", "model/nothing.pkl"):
+        run = _cli(tmp_path, "scan", missing)
+        assert run.returncode == 2, run.stderr
+        assert run.stderr.splitlines()[0] == f"error: {missing} does not exist", run.stderr
+        assert "docker.io" not in run.stderr and "Traceback" not in run.stderr
+
+
 def test_allowlist_trusts_review_findings_never_critical_ones(model: Path, tmp_path: Path):
     review = model / "review.bin"
     assert _cli(tmp_path, "scan", review, "--fail-on", "medium", "--allow", "maybe.*").returncode == 0

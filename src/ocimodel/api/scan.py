@@ -108,6 +108,9 @@ def scan(
             raise UsageError("--attest needs a model reference: an attestation is attached to a model in a registry or layout")
         report = scan_path(target, allow=allowed, cache=scan_cache)
         return _result(report, fail_on)
+    if _missing_path(os.fspath(target)):
+        raise UsageError(f"{os.fspath(target)} does not exist",
+                         hint="name a file, a model directory, or a model (registry/repo:tag, oci:DIR:TAG)")
     if attest and trust_ranges:
         raise UsageError("an attested scan reads every byte it judges verified: drop --trust-ranges to attest")
     ref = as_reference(str(target))
@@ -121,6 +124,18 @@ def scan(
         result.attestation = _attest(connection, ref, root, manifest, report, allowed, key=key, password=password,
                                      identity_token=identity_token, trust_config=trust_config, staging=staging)
     return result
+
+
+def _missing_path(text: str) -> bool:
+    """``text`` is written as a local path (``./x``, ``/x``, ``~/x``, or ``dir/x`` without a
+    tag under a directory that is here) and names nothing: a typo, which read as a
+    reference would be looked up on Docker Hub, sending the name there."""
+    if text.startswith("oci:"):
+        return False
+    if text in (".", "..") or text.startswith(("/", "./", "../", "~")):
+        return True
+    head, slash, _ = text.partition("/")
+    return bool(slash) and ":" not in text and "@" not in text and os.path.isdir(head)
 
 
 def _resolve(store, ref) -> tuple[Descriptor, Manifest]:
