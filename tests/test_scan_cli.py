@@ -80,6 +80,13 @@ def test_a_path_that_does_not_exist_is_named_not_looked_up_on_docker_hub(model: 
         assert "docker.io" not in run.stderr and "Traceback" not in run.stderr
 
 
+def test_a_sarif_file_that_cannot_be_written_is_one_line(model: Path, tmp_path: Path):
+    run = _cli(tmp_path, "scan", model, "--sarif", tmp_path / "no-such-dir" / "scan.sarif")
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stderr.startswith("error: cannot write ") and len(run.stderr.splitlines()) <= 2, run.stderr
+
+
 def test_allowlist_trusts_review_findings_never_critical_ones(model: Path, tmp_path: Path):
     review = model / "review.bin"
     assert _cli(tmp_path, "scan", review, "--fail-on", "medium", "--allow", "maybe.*").returncode == 0

@@ -70,7 +70,7 @@ def scan(
     if as_json and sarif is not None and str(sarif) == "-":
         raise UsageError("--json and --sarif - both write to standard output", hint="give --sarif a file name")
     if sarif is not None and str(sarif) != "-":
-        check_output(sarif, replace=True, example="scan.sarif")
+        run(lambda _: _check_sarif(sarif, check_output), verb="scan", show_progress=False)
     result = run(
         lambda _: api.scan(
             target, fail_on=fail_on, allow=allow or [], allow_file=allow_file, cache=not no_cache,
@@ -86,12 +86,22 @@ def scan(
         from ocimodel.scan.sarif import to_sarif
 
         document = json.dumps(to_sarif(result, tool_version=__version__), indent=2).encode() + b"\n"
-        write_output(sarif, document, replace=True, example="scan.sarif")
+        run(lambda _: write_output(sarif, document, replace=True, example="scan.sarif"), verb="scan", show_progress=False)
     if as_json:
         print_json(result)
     elif str(sarif) != "-":
         _print_text(result)
     raise typer.Exit(1 if result.failed else 0)
+
+
+def _check_sarif(sarif: Path, check_output) -> None:
+    """Refuse a --sarif file that cannot be written before the scan, which may download a
+    whole model; through `run`, so a refusal is one line, not a traceback."""
+    check_output(sarif, replace=True, example="scan.sarif")
+    if not sarif.parent.is_dir():
+        from ocimodel.errors import OutputError
+
+        raise OutputError(f"cannot write {sarif}: no directory {sarif.parent}", hint="create it first, or name another file")
 
 
 def _print_text(result) -> None:
