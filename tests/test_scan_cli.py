@@ -320,3 +320,21 @@ def test_a_cached_verdict_is_reported_under_the_file_name_of_this_model(evil, tm
     second = ocimodel.scan(f"oci:{layout}:b")
     assert [(f.file, f.cached) for f in second.files] == [("second.pkl", True)]
     assert [f.file for f in second.findings] == ["second.pkl"]
+
+
+def test_a_variant_index_is_scanned_one_variant_chosen_with_variant(evil, tmp_path: Path):
+    # `scan` of an index answered "choose one with --variant", an option scan did not have.
+    layout = tmp_path / "store"
+    for tag, content in (("1.0-clean", b"clean"), ("1.0-evil", b"EVIL here")):
+        root = tmp_path / tag
+        root.mkdir()
+        (root / "weights.pkl").write_bytes(content)
+        ocimodel.push(root, f"oci:{layout}:{tag}")
+    ocimodel.create_index(f"oci:{layout}:1.0", ["1.0-clean,quant=q4", "1.0-evil,quant=f16"])
+    chosen = ocimodel.scan(f"oci:{layout}:1.0", variant=["quant=f16"])
+    assert chosen.failed and chosen.digest == ocimodel.inspect(f"oci:{layout}:1.0-evil").digest
+    unchosen = _cli(tmp_path, "scan", f"oci:{layout}:1.0")
+    assert unchosen.returncode == 2 and "--variant" in unchosen.stderr, unchosen.stderr
+    assert _cli(tmp_path, "scan", f"oci:{layout}:1.0", "--variant", "quant=q4").returncode == 0
+    run = _cli(tmp_path, "scan", f"oci:{layout}:1.0", "--variant", "quant=f16")
+    assert run.returncode == 1 and "evil.magic" in run.stdout, run.stdout + run.stderr

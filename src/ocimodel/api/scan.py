@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -83,6 +83,7 @@ def scan(
     identity_token: str | None = None,
     trust_config: PathLike | None = None,
     staging: bool = False,
+    variant: Sequence[str] | Mapping[str, str] = (),
 ) -> ScanResult:
     """Scan a file, a model directory, or the model at a reference, with every format
     scanner whose format the bytes show.
@@ -99,13 +100,16 @@ def scan(
     ``attest=True`` (a reference only; not with ``trust_ranges``) attaches the result as a
     signed in-toto statement of type ``https://ocimodel.dev/scan/v1`` over the manifest
     digest, listing every layer digest; ``key`` or the keyless options as for
-    :func:`ocimodel.attest`."""
+    :func:`ocimodel.attest`. ``variant`` chooses a model of a variant index, as
+    :func:`ocimodel.pull` does."""
     fail_on = severity(fail_on)
     allowed = allowlist(allow, allow_file)
     scan_cache = ScanCache() if cache else None
     if os.path.lexists(os.fspath(target)) and not str(target).startswith("oci:"):
         if attest:
             raise UsageError("--attest needs a model reference: an attestation is attached to a model in a registry or layout")
+        if variant:
+            raise UsageError("--variant chooses a model of a variant index: a file or a directory has none")
         report = scan_path(target, allow=allowed, cache=scan_cache)
         return _result(report, fail_on)
     if _missing_path(os.fspath(target)):
@@ -115,7 +119,7 @@ def scan(
         raise UsageError("an attested scan reads every byte it judges verified: drop --trust-ranges to attest")
     ref = as_reference(str(target))
     with open_store(connection, ref) as store:
-        root, manifest = _resolve(store, ref)
+        root, manifest = _resolve(store, ref, variant)
         planned = plan_modelkit(manifest, read_config(store, manifest.config)) if is_modelkit(manifest) else plan_files(manifest)
         report = scan_layers(store, manifest, planned, target=str(ref), digest=root.digest, allow=allowed,
                              cache=scan_cache, trust_ranges=trust_ranges)
@@ -138,12 +142,12 @@ def _missing_path(text: str) -> bool:
     return bool(slash) and ":" not in text and "@" not in text and os.path.isdir(head)
 
 
-def _resolve(store, ref) -> tuple[Descriptor, Manifest]:
+def _resolve(store, ref, variant: Sequence[str] | Mapping[str, str] = ()) -> tuple[Descriptor, Manifest]:
     from ocimodel.api.variants import choose_variant
 
     root = store.resolve(ref.reference or DEFAULT_TAG)
     data = store.fetch_manifest(root)
-    root, data, _ = choose_variant(store, root, data, (), str(ref))
+    root, data, _ = choose_variant(store, root, data, variant, str(ref))
     return root, model_manifest(data, root, str(ref))
 
 

@@ -51,6 +51,10 @@ def scan(
     trust_config: TrustConfigOpt = None,
     staging: StagingOpt = False,
     plain_http: PlainHttpOpt = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option("--variant", metavar="KEY=VALUE[,KEY=VALUE]", help="From a variant index, the variant with these labels, e.g. quant=q4; repeatable. `ocimodel inspect REF` lists the variants."),
+    ] = None,
 ) -> None:
     """Scan a model for what loading it would run: pickles are disassembled (never
     loaded), every format is recognised by its bytes, not its name. Exit 0 when nothing at
@@ -76,6 +80,7 @@ def scan(
             target, fail_on=fail_on, allow=allow or [], allow_file=allow_file, cache=not no_cache,
             trust_ranges=trust_ranges, attest=attest, key=key, identity_token=identity_token,
             trust_config=trust_config, staging=staging, plain_http=plain_http, options=connection(),
+            variant=variant or (),
         ),
         verb="scan",
         show_progress=False,
