@@ -338,3 +338,25 @@ def test_a_variant_index_is_scanned_one_variant_chosen_with_variant(evil, tmp_pa
     assert _cli(tmp_path, "scan", f"oci:{layout}:1.0", "--variant", "quant=q4").returncode == 0
     run = _cli(tmp_path, "scan", f"oci:{layout}:1.0", "--variant", "quant=f16")
     assert run.returncode == 1 and "evil.magic" in run.stdout, run.stdout + run.stderr
+
+
+def test_a_directory_that_cannot_be_listed_fails_the_scan(evil, model: Path, monkeypatch):
+    # os.walk skips a directory it cannot list (no permission, a path too long) without a
+    # word: the files in it were not scanned and the scan passed. The directory is made
+    # unlistable here by refusing its scandir, as a permission would for a user who is
+    # not root (the tests run as root, which no permission stops).
+    import os
+
+    (model / "sub" / "weights.pkl").write_bytes(b"clean")
+    (model / "review.bin").unlink()
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith("sub"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    report = ocimodel.scan(model, cache=False)
+    assert report.failed
+    assert [(f.file, f.rule, f.severity.value) for f in report.findings] == [("sub", "scan.unreadable", "high")]
