@@ -360,3 +360,31 @@ def test_a_directory_that_cannot_be_listed_fails_the_scan(evil, model: Path, mon
     report = ocimodel.scan(model, cache=False)
     assert report.failed
     assert [(f.file, f.rule, f.severity.value) for f in report.findings] == [("sub", "scan.unreadable", "high")]
+
+
+def test_a_container_image_is_named_as_one_not_a_layer_without_a_name(tmp_path: Path):
+    # `scan` of an image said "layer sha256:... has no file name: no org.cncf.model.filepath
+    # ...", where pull says what the reference is and what would be needed.
+    import hashlib
+
+    layout = tmp_path / "store"
+    (layout / "blobs" / "sha256").mkdir(parents=True)
+    (layout / "oci-layout").write_bytes(b'{"imageLayoutVersion":"1.0.0"}')
+
+    def blob(data: bytes, media_type: str) -> dict:
+        digest = hashlib.sha256(data).hexdigest()
+        (layout / "blobs" / "sha256" / digest).write_bytes(data)
+        return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": len(data)}
+
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": blob(b'{"architecture":"amd64","os":"linux"}', "application/vnd.oci.image.config.v1+json"),
+        "layers": [blob(b"\x1f\x8b\x08\x00" + b"\0" * 20, "application/vnd.oci.image.layer.v1.tar+gzip")],
+    }).encode()
+    entry = {**blob(manifest, "application/vnd.oci.image.manifest.v1+json"),
+             "annotations": {"org.opencontainers.image.ref.name": "img"}}
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+    run = _cli(tmp_path, "scan", f"oci:{layout}:img")
+    assert run.returncode == 1 and not run.stdout, run.stdout + run.stderr
+    assert run.stderr.splitlines()[0] == f"error: oci:{layout}:img is a container image, not a model", run.stderr
+    assert "docker, podman or skopeo" in run.stderr

@@ -21,8 +21,9 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from ocimodel.api.common import DEFAULT_TAG, as_reference, model_manifest, open_store, read_config
-from ocimodel.errors import ScanFailed, UsageError
-from ocimodel.oci.models import Descriptor, Manifest
+from ocimodel.errors import NotAModel, ScanFailed, UsageError
+from ocimodel.oci.kind import artifact_kind
+from ocimodel.oci.models import Descriptor, Manifest, parse_manifest
 from ocimodel.oci.reference import LayoutReference
 from ocimodel.packaging.kitfile import is_modelkit, plan_modelkit
 from ocimodel.packaging.unpack import plan_files
@@ -148,6 +149,9 @@ def _resolve(store, ref, variant: Sequence[str] | Mapping[str, str] = ()) -> tup
     root = store.resolve(ref.reference or DEFAULT_TAG)
     data = store.fetch_manifest(root)
     root, data, _ = choose_variant(store, root, data, variant, str(ref))
+    kind = artifact_kind(parse_manifest(data, root.media_type))
+    if not kind.pullable:  # as pull says it: what this is and what a scan would need
+        raise NotAModel(f"{ref} is {kind.description}, not a model", hint=f"ocimodel scan needs {kind.needed}")
     return root, model_manifest(data, root, str(ref))
 
 
