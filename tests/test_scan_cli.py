@@ -388,3 +388,15 @@ def test_a_container_image_is_named_as_one_not_a_layer_without_a_name(tmp_path: 
     assert run.returncode == 1 and not run.stdout, run.stdout + run.stderr
     assert run.stderr.splitlines()[0] == f"error: oci:{layout}:img is a container image, not a model", run.stderr
     assert "docker, podman or skopeo" in run.stderr
+
+
+def test_a_fifo_in_a_directory_is_listed_not_skipped_silently(model: Path, tmp_path: Path):
+    # A fifo (or socket, device) was left out without a word ("3 files", pass), where
+    # push refuses the directory for it: the report now names it, as it names symlinks.
+    import os
+
+    os.mkfifo(model / "sub" / "pipe")
+    run = _cli(tmp_path, "scan", model, "--json")
+    files = {f["file"]: f for f in json.loads(run.stdout)["files"]}
+    assert [(f["rule"], f["severity"]) for f in files["sub/pipe"]["findings"]] == [("scan.not-regular", "info")]
+    assert "fifo" in files["sub/pipe"]["findings"][0]["detail"]

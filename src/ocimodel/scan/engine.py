@@ -293,11 +293,14 @@ def scan_path(path: str | os.PathLike[str], *, allow: Allowlist | None = None, c
     else:
         raise UsageError(f"{path} is neither a file nor a directory")
     report = scan_files(str(path), files, allow=allow, cache=cache)
-    for relpath, why in unlisted:  # its files were not scanned: not known to be safe
-        report.files.append(FileReport(file=relpath, size=0, findings=[Finding(
-            file=relpath, format="directory", severity=Severity.HIGH, rule="scan.unreadable",
-            detail=f"a directory that cannot be listed ({why}); the files in it were not scanned",
-        )]))
+    for relpath, why in unlisted:
+        if not why:  # not a regular file: push refuses it, a pull never writes one
+            finding = Finding(file=relpath, format="special", severity=Severity.INFO, rule="scan.not-regular",
+                              detail="a fifo, socket or device, not a regular file: not read")
+        else:  # its files were not scanned: not known to be safe
+            finding = Finding(file=relpath, format="directory", severity=Severity.HIGH, rule="scan.unreadable",
+                              detail=f"a directory that cannot be listed ({why}); the files in it were not scanned")
+        report.files.append(FileReport(file=relpath, size=0, findings=[finding]))
     for relpath, pointee in links:
         report.files.append(FileReport(file=relpath, size=0, findings=[Finding(
             file=relpath, format="symlink", severity=Severity.INFO, rule="scan.symlink",
@@ -326,6 +329,8 @@ def _walk(root: Path) -> tuple[list[tuple[str, Path]], list[tuple[str, str]], li
                 links.append((relpath, os.readlink(full)))
             elif stat.S_ISREG(st.st_mode):
                 files.append((relpath, full))
+            else:  # a fifo, socket or device: never opened (a fifo would block), but named
+                unlisted.append((relpath, ""))
     return files, links, unlisted
 
 
