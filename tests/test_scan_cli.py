@@ -400,3 +400,16 @@ def test_a_fifo_in_a_directory_is_listed_not_skipped_silently(model: Path, tmp_p
     files = {f["file"]: f for f in json.loads(run.stdout)["files"]}
     assert [(f["rule"], f["severity"]) for f in files["sub/pipe"]["findings"]] == [("scan.not-regular", "info")]
     assert "fifo" in files["sub/pipe"]["findings"][0]["detail"]
+
+
+def test_scan_attest_with_a_bad_key_fails_before_downloading_anything(evil, registry, proxy, model: Path,
+                                                                      repo_name: str, tmp_path: Path):
+    # The key was loaded after the whole model was downloaded and scanned: a wrong key
+    # file cost a full download before the one-line error.
+    ocimodel.push(model, f"{registry.host}/{repo_name}:1")
+    not_a_key = tmp_path / "ci.key"
+    not_a_key.write_text("not a key\n")
+    proxy.clear()
+    with pytest.raises(ocimodel.errors.OcimodelError, match="not a PEM private key"):
+        ocimodel.scan(f"{proxy.host}/{repo_name}:1", attest=True, key=not_a_key, cache=False)
+    assert proxy.seen("GET", "/blobs/") == []

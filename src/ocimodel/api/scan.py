@@ -119,15 +119,17 @@ def scan(
     if attest and trust_ranges:
         raise UsageError("an attested scan reads every byte it judges verified: drop --trust-ranges to attest")
     ref = as_reference(str(target))
+    # The signer first: a wrong key (or both a key and keyless options) fails before a
+    # model is downloaded and scanned, not after.
+    signer = _signer(key, password, identity_token, trust_config, staging) if attest else None
     with open_store(connection, ref) as store:
         root, manifest = _resolve(store, ref, variant)
         planned = plan_modelkit(manifest, read_config(store, manifest.config)) if is_modelkit(manifest) else plan_files(manifest)
         report = scan_layers(store, manifest, planned, target=str(ref), digest=root.digest, allow=allowed,
                              cache=scan_cache, trust_ranges=trust_ranges)
     result = _result(report, fail_on)
-    if attest:
-        result.attestation = _attest(connection, ref, root, manifest, report, allowed, key=key, password=password,
-                                     identity_token=identity_token, trust_config=trust_config, staging=staging)
+    if signer is not None:
+        result.attestation = _attest(connection, ref, root, manifest, report, allowed, signer)
     return result
 
 
@@ -159,21 +161,25 @@ def _result(report: ScanReport, fail_on: Severity) -> ScanResult:
     return ScanResult(**report.model_dump(), fail_on=fail_on, failed=report.fails(fail_on))
 
 
-def _attest(connection, ref, root: Descriptor, manifest: Manifest, report: ScanReport, allowed: Allowlist, *,
-            key, password, identity_token, trust_config, staging) -> ScanAttestation:
-    """Sign the scan as an in-toto statement about exactly the manifest whose layers were
-    scanned (by digest), stored as a bundle referrer as ``ocimodel attest`` stores one."""
+def _signer(key, password, identity_token, trust_config, staging):
     from ocimodel.signing import keys as signing_keys
-    from ocimodel.signing.statement import attestation_statement
-    from ocimodel.trust.sign import KeylessSigner, KeySigner, attest_model
+    from ocimodel.trust.sign import KeylessSigner, KeySigner
 
     if key is not None:
         if identity_token is not None or staging or trust_config is not None:
             raise UsageError("sign with a key or keyless, not both", hint="drop --key, or the keyless options")
-        signer = KeySigner(signing_keys.load_private_key(key, password))
-    else:
-        signer = KeylessSigner(identity_token=identity_token, trust_config=Path(trust_config) if trust_config else None,
-                               staging=staging)
+        return KeySigner(signing_keys.load_private_key(key, password))
+    return KeylessSigner(identity_token=identity_token, trust_config=Path(trust_config) if trust_config else None,
+                         staging=staging)
+
+
+def _attest(connection, ref, root: Descriptor, manifest: Manifest, report: ScanReport, allowed: Allowlist,
+            signer) -> ScanAttestation:
+    """Sign the scan as an in-toto statement about exactly the manifest whose layers were
+    scanned (by digest), stored as a bundle referrer as ``ocimodel attest`` stores one."""
+    from ocimodel.signing.statement import attestation_statement
+    from ocimodel.trust.sign import attest_model
+
     predicate = build_predicate(report, [layer.digest for layer in manifest.layers], allowed.patterns, allowed.digest)
     statement = attestation_statement(root.digest, SCAN_PREDICATE, predicate)
     with open_store(connection, ref, for_write=True) as store:
