@@ -182,3 +182,18 @@ def test_an_unreadable_deployment_record_is_reported_not_dropped(repo, model_dir
     assert any(attached.digest in w and "not readable" in w for w in result.warnings)
     entries = [e for e in reg.audit(repo).entries if e.record == attached.digest]
     assert [(e.digest, e.trust) for e in entries] == [(v["1.0"], "malformed")]
+
+
+def test_a_command_on_a_layout_that_does_not_exist_leaves_nothing_behind(tmp_path):
+    # `deploy record`, `promote`, `index create` (every command that opens a store to add
+    # to a model in it) created an empty layout at a mistyped path, then failed.
+    missing = tmp_path / "no-such-layout"
+    for args in (
+        ("deploy", "record", f"oci:{missing}:1.0", "--environment", "prod", "--target", "k8s://c/ns/m"),
+        ("promote", f"oci:{missing}:1.0", "--to", "production"),
+        ("index", "create", f"oci:{missing}:2.0", "1.0,quant=q4"),
+    ):
+        run = ocimodel_cli(*args)
+        assert run.code == 1, str(run)
+        assert f"no OCI layout at {missing}" in run.err and "Traceback" not in run.err, run.err
+        assert not missing.exists(), args

@@ -69,6 +69,24 @@ def test_exit_codes_follow_fail_on_and_usage_errors_exit_2(model: Path, tmp_path
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
 
 
+def test_a_path_that_does_not_exist_is_named_not_looked_up_on_docker_hub(model: Path, tmp_path: Path, monkeypatch):
+    # A typo in a path read as a Docker Hub reference sent the name to docker.io and
+    # answered "cannot reach docker.io" (or "leading '/'"), never that the path is missing.
+    monkeypatch.chdir(tmp_path)
+    for missing in (tmp_path / "nothing-here", "./nothing-here", "model/nothing.pkl"):
+        run = _cli(tmp_path, "scan", missing)
+        assert run.returncode == 2, run.stderr
+        assert run.stderr.splitlines()[0] == f"error: {missing} does not exist", run.stderr
+        assert "docker.io" not in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_sarif_file_that_cannot_be_written_is_one_line(model: Path, tmp_path: Path):
+    run = _cli(tmp_path, "scan", model, "--sarif", tmp_path / "no-such-dir" / "scan.sarif")
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stderr.startswith("error: cannot write ") and len(run.stderr.splitlines()) <= 2, run.stderr
+
+
 def test_allowlist_trusts_review_findings_never_critical_ones(model: Path, tmp_path: Path):
     review = model / "review.bin"
     assert _cli(tmp_path, "scan", review, "--fail-on", "medium", "--allow", "maybe.*").returncode == 0
@@ -302,3 +320,96 @@ def test_a_cached_verdict_is_reported_under_the_file_name_of_this_model(evil, tm
     second = ocimodel.scan(f"oci:{layout}:b")
     assert [(f.file, f.cached) for f in second.files] == [("second.pkl", True)]
     assert [f.file for f in second.findings] == ["second.pkl"]
+
+
+def test_a_variant_index_is_scanned_one_variant_chosen_with_variant(evil, tmp_path: Path):
+    # `scan` of an index answered "choose one with --variant", an option scan did not have.
+    layout = tmp_path / "store"
+    for tag, content in (("1.0-clean", b"clean"), ("1.0-evil", b"EVIL here")):
+        root = tmp_path / tag
+        root.mkdir()
+        (root / "weights.pkl").write_bytes(content)
+        ocimodel.push(root, f"oci:{layout}:{tag}")
+    ocimodel.create_index(f"oci:{layout}:1.0", ["1.0-clean,quant=q4", "1.0-evil,quant=f16"])
+    chosen = ocimodel.scan(f"oci:{layout}:1.0", variant=["quant=f16"])
+    assert chosen.failed and chosen.digest == ocimodel.inspect(f"oci:{layout}:1.0-evil").digest
+    unchosen = _cli(tmp_path, "scan", f"oci:{layout}:1.0")
+    assert unchosen.returncode == 2 and "--variant" in unchosen.stderr, unchosen.stderr
+    assert _cli(tmp_path, "scan", f"oci:{layout}:1.0", "--variant", "quant=q4").returncode == 0
+    run = _cli(tmp_path, "scan", f"oci:{layout}:1.0", "--variant", "quant=f16")
+    assert run.returncode == 1 and "evil.magic" in run.stdout, run.stdout + run.stderr
+
+
+def test_a_directory_that_cannot_be_listed_fails_the_scan(evil, model: Path, monkeypatch):
+    # os.walk skips a directory it cannot list (no permission, a path too long) without a
+    # word: the files in it were not scanned and the scan passed. The directory is made
+    # unlistable here by refusing its scandir, as a permission would for a user who is
+    # not root (the tests run as root, which no permission stops).
+    import os
+
+    (model / "sub" / "weights.pkl").write_bytes(b"clean")
+    (model / "review.bin").unlink()
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith("sub"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    report = ocimodel.scan(model, cache=False)
+    assert report.failed
+    assert [(f.file, f.rule, f.severity.value) for f in report.findings] == [("sub", "scan.unreadable", "high")]
+
+
+def test_a_container_image_is_named_as_one_not_a_layer_without_a_name(tmp_path: Path):
+    # `scan` of an image said "layer sha256:... has no file name: no org.cncf.model.filepath
+    # ...", where pull says what the reference is and what would be needed.
+    import hashlib
+
+    layout = tmp_path / "store"
+    (layout / "blobs" / "sha256").mkdir(parents=True)
+    (layout / "oci-layout").write_bytes(b'{"imageLayoutVersion":"1.0.0"}')
+
+    def blob(data: bytes, media_type: str) -> dict:
+        digest = hashlib.sha256(data).hexdigest()
+        (layout / "blobs" / "sha256" / digest).write_bytes(data)
+        return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": len(data)}
+
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": blob(b'{"architecture":"amd64","os":"linux"}', "application/vnd.oci.image.config.v1+json"),
+        "layers": [blob(b"\x1f\x8b\x08\x00" + b"\0" * 20, "application/vnd.oci.image.layer.v1.tar+gzip")],
+    }).encode()
+    entry = {**blob(manifest, "application/vnd.oci.image.manifest.v1+json"),
+             "annotations": {"org.opencontainers.image.ref.name": "img"}}
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+    run = _cli(tmp_path, "scan", f"oci:{layout}:img")
+    assert run.returncode == 1 and not run.stdout, run.stdout + run.stderr
+    assert run.stderr.splitlines()[0] == f"error: oci:{layout}:img is a container image, not a model", run.stderr
+    assert "docker, podman or skopeo" in run.stderr
+
+
+def test_a_fifo_in_a_directory_is_listed_not_skipped_silently(model: Path, tmp_path: Path):
+    # A fifo (or socket, device) was left out without a word ("3 files", pass), where
+    # push refuses the directory for it: the report now names it, as it names symlinks.
+    import os
+
+    os.mkfifo(model / "sub" / "pipe")
+    run = _cli(tmp_path, "scan", model, "--json")
+    files = {f["file"]: f for f in json.loads(run.stdout)["files"]}
+    assert [(f["rule"], f["severity"]) for f in files["sub/pipe"]["findings"]] == [("scan.not-regular", "info")]
+    assert "fifo" in files["sub/pipe"]["findings"][0]["detail"]
+
+
+def test_scan_attest_with_a_bad_key_fails_before_downloading_anything(evil, registry, proxy, model: Path,
+                                                                      repo_name: str, tmp_path: Path):
+    # The key was loaded after the whole model was downloaded and scanned: a wrong key
+    # file cost a full download before the one-line error.
+    ocimodel.push(model, f"{registry.host}/{repo_name}:1")
+    not_a_key = tmp_path / "ci.key"
+    not_a_key.write_text("not a key\n")
+    proxy.clear()
+    with pytest.raises(ocimodel.errors.OcimodelError, match="not a PEM private key"):
+        ocimodel.scan(f"{proxy.host}/{repo_name}:1", attest=True, key=not_a_key, cache=False)
+    assert proxy.seen("GET", "/blobs/") == []

@@ -210,6 +210,23 @@ def test_verify_scan_scans_then_and_there(bad, good, registry, repo_name, tmp_pa
     assert _cli(tmp_path, "verify", good_ref, "--key", public, "--scan").returncode == 0
 
 
+def test_verify_scan_of_a_variant_index_is_a_failed_rule_not_a_usage_error(good, registry, repo_name, tmp_path, keys):
+    # `verify INDEX --scan` answered "holds 2 variants: choose one with --variant" (exit 2),
+    # an option verify does not have; an attested scan of an index is already a failed
+    # rule saying a scan covers a model's layers, and --scan now says the same.
+    private, public = keys
+    repository = f"{registry.host}/{repo_name}"
+    ocimodel.push(good, f"{repository}:1.0-a")
+    (good / "weights.pkl").write_bytes(b"fine too")
+    ocimodel.push(good, f"{repository}:1.0-b")
+    ocimodel.create_index(f"{repository}:1.0", ["1.0-a,quant=a", "1.0-b,quant=b"])
+    ocimodel.sign(f"{repository}:1.0", key=private, file_signature=False)
+    run = _cli(tmp_path, "verify", f"{repository}:1.0", "--key", public, "--scan")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "--variant" not in run.stderr + run.stdout
+    assert any(line.startswith("FAIL scan") and "is an index" in line for line in run.stdout.splitlines()), run.stdout
+
+
 def test_promote_with_a_scan_requirement_refuses_a_flagged_model(bad, good, registry, repo_name, tmp_path, keys):
     """A promotion gate that requires the scan section: the alias moves only onto a model
     whose signed scan passes; a flagged model is refused and the alias stays put."""

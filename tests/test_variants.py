@@ -183,6 +183,9 @@ def test_create_refuses_what_pull_could_not_choose_from(registry, model_dir, rep
     cases = (
         (("llm-q4,quant=q4", "llm-f16,quant=q4"), "could not tell them apart"),
         (("llm-q4", "llm-f16"), "could not tell them apart"),
+        # Every label of llm-q4 is on llm-f16 too: no --variant picks llm-q4 alone.
+        (("llm-q4,quant=q4", "llm-f16,quant=q4,device=cuda"), "--variant could never choose llm-q4"),
+        (("llm-f16,quant=q4,device=cuda", "llm-q4,quant=q4"), "--variant could never choose llm-q4"),
         (("llm-q4,quant=q4", f"{registry.host}/{repo_name}-other:q4,quant=q8"), "is not in"),
         (("llm-q4,quant=q4", f"@{pushed['q4'].digest},quant=q8"), "are the same model"),
         (("llm-q4,quant=q4,quant=q8",), "given twice"),

@@ -52,8 +52,12 @@ def bound(connection: ConnectionOptions, *refs: Reference) -> ConnectionOptions:
 def open_store(
     connection: ConnectionOptions, ref: Reference, *, for_write: bool = False
 ) -> Iterator[OciLayout | RemoteRepository]:
-    """The store ``ref`` names, opened with ``connection`` bound to its registry."""
-    with open_target(ref, bound(connection, ref), for_write=for_write) as target:
+    """The store ``ref`` names, opened with ``connection`` bound to its registry.
+
+    A layout is never created here: every caller adds to (or removes from) a model that
+    is already in the store, so a mistyped layout path is NotFound, not a new empty
+    layout left behind (push and copy, which create one, call open_target)."""
+    with open_target(ref, bound(connection, ref), for_write=False) as target:
         yield target
 
 

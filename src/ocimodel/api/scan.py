@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from ocimodel.api.common import DEFAULT_TAG, as_reference, model_manifest, open_store, read_config
-from ocimodel.errors import ScanFailed, UsageError
-from ocimodel.oci.models import Descriptor, Manifest
+from ocimodel.errors import NotAModel, ScanFailed, UsageError
+from ocimodel.oci.kind import artifact_kind
+from ocimodel.oci.models import Descriptor, Manifest, parse_manifest
 from ocimodel.oci.reference import LayoutReference
 from ocimodel.packaging.kitfile import is_modelkit, plan_modelkit
 from ocimodel.packaging.unpack import plan_files
@@ -83,6 +84,7 @@ def scan(
     identity_token: str | None = None,
     trust_config: PathLike | None = None,
     staging: bool = False,
+    variant: Sequence[str] | Mapping[str, str] = (),
 ) -> ScanResult:
     """Scan a file, a model directory, or the model at a reference, with every format
     scanner whose format the bytes show.
@@ -99,36 +101,59 @@ def scan(
     ``attest=True`` (a reference only; not with ``trust_ranges``) attaches the result as a
     signed in-toto statement of type ``https://ocimodel.dev/scan/v1`` over the manifest
     digest, listing every layer digest; ``key`` or the keyless options as for
-    :func:`ocimodel.attest`."""
+    :func:`ocimodel.attest`. ``variant`` chooses a model of a variant index, as
+    :func:`ocimodel.pull` does."""
     fail_on = severity(fail_on)
     allowed = allowlist(allow, allow_file)
     scan_cache = ScanCache() if cache else None
     if os.path.lexists(os.fspath(target)) and not str(target).startswith("oci:"):
         if attest:
             raise UsageError("--attest needs a model reference: an attestation is attached to a model in a registry or layout")
+        if variant:
+            raise UsageError("--variant chooses a model of a variant index: a file or a directory has none")
         report = scan_path(target, allow=allowed, cache=scan_cache)
         return _result(report, fail_on)
+    if _missing_path(os.fspath(target)):
+        raise UsageError(f"{os.fspath(target)} does not exist",
+                         hint="name a file, a model directory, or a model (registry/repo:tag, oci:DIR:TAG)")
     if attest and trust_ranges:
         raise UsageError("an attested scan reads every byte it judges verified: drop --trust-ranges to attest")
     ref = as_reference(str(target))
+    # The signer first: a wrong key (or both a key and keyless options) fails before a
+    # model is downloaded and scanned, not after.
+    signer = _signer(key, password, identity_token, trust_config, staging) if attest else None
     with open_store(connection, ref) as store:
-        root, manifest = _resolve(store, ref)
+        root, manifest = _resolve(store, ref, variant)
         planned = plan_modelkit(manifest, read_config(store, manifest.config)) if is_modelkit(manifest) else plan_files(manifest)
         report = scan_layers(store, manifest, planned, target=str(ref), digest=root.digest, allow=allowed,
                              cache=scan_cache, trust_ranges=trust_ranges)
     result = _result(report, fail_on)
-    if attest:
-        result.attestation = _attest(connection, ref, root, manifest, report, allowed, key=key, password=password,
-                                     identity_token=identity_token, trust_config=trust_config, staging=staging)
+    if signer is not None:
+        result.attestation = _attest(connection, ref, root, manifest, report, allowed, signer)
     return result
 
 
-def _resolve(store, ref) -> tuple[Descriptor, Manifest]:
+def _missing_path(text: str) -> bool:
+    """``text`` is written as a local path (``./x``, ``/x``, ``~/x``, or ``dir/x`` without a
+    tag under a directory that is here) and names nothing: a typo, which read as a
+    reference would be looked up on Docker Hub, sending the name there."""
+    if text.startswith("oci:"):
+        return False
+    if text in (".", "..") or text.startswith(("/", "./", "../", "~")):
+        return True
+    head, slash, _ = text.partition("/")
+    return bool(slash) and ":" not in text and "@" not in text and os.path.isdir(head)
+
+
+def _resolve(store, ref, variant: Sequence[str] | Mapping[str, str] = ()) -> tuple[Descriptor, Manifest]:
     from ocimodel.api.variants import choose_variant
 
     root = store.resolve(ref.reference or DEFAULT_TAG)
     data = store.fetch_manifest(root)
-    root, data, _ = choose_variant(store, root, data, (), str(ref))
+    root, data, _ = choose_variant(store, root, data, variant, str(ref))
+    kind = artifact_kind(parse_manifest(data, root.media_type))
+    if not kind.pullable:  # as pull says it: what this is and what a scan would need
+        raise NotAModel(f"{ref} is {kind.description}, not a model", hint=f"ocimodel scan needs {kind.needed}")
     return root, model_manifest(data, root, str(ref))
 
 
@@ -136,21 +161,25 @@ def _result(report: ScanReport, fail_on: Severity) -> ScanResult:
     return ScanResult(**report.model_dump(), fail_on=fail_on, failed=report.fails(fail_on))
 
 
-def _attest(connection, ref, root: Descriptor, manifest: Manifest, report: ScanReport, allowed: Allowlist, *,
-            key, password, identity_token, trust_config, staging) -> ScanAttestation:
-    """Sign the scan as an in-toto statement about exactly the manifest whose layers were
-    scanned (by digest), stored as a bundle referrer as ``ocimodel attest`` stores one."""
+def _signer(key, password, identity_token, trust_config, staging):
     from ocimodel.signing import keys as signing_keys
-    from ocimodel.signing.statement import attestation_statement
-    from ocimodel.trust.sign import KeylessSigner, KeySigner, attest_model
+    from ocimodel.trust.sign import KeylessSigner, KeySigner
 
     if key is not None:
         if identity_token is not None or staging or trust_config is not None:
             raise UsageError("sign with a key or keyless, not both", hint="drop --key, or the keyless options")
-        signer = KeySigner(signing_keys.load_private_key(key, password))
-    else:
-        signer = KeylessSigner(identity_token=identity_token, trust_config=Path(trust_config) if trust_config else None,
-                               staging=staging)
+        return KeySigner(signing_keys.load_private_key(key, password))
+    return KeylessSigner(identity_token=identity_token, trust_config=Path(trust_config) if trust_config else None,
+                         staging=staging)
+
+
+def _attest(connection, ref, root: Descriptor, manifest: Manifest, report: ScanReport, allowed: Allowlist,
+            signer) -> ScanAttestation:
+    """Sign the scan as an in-toto statement about exactly the manifest whose layers were
+    scanned (by digest), stored as a bundle referrer as ``ocimodel attest`` stores one."""
+    from ocimodel.signing.statement import attestation_statement
+    from ocimodel.trust.sign import attest_model
+
     predicate = build_predicate(report, [layer.digest for layer in manifest.layers], allowed.patterns, allowed.digest)
     statement = attestation_statement(root.digest, SCAN_PREDICATE, predicate)
     with open_store(connection, ref, for_write=True) as store:

@@ -201,7 +201,11 @@ def verify(
         root = target.resolve(ref.reference or DEFAULT_TAG)
         data = target.fetch_manifest(root)
         local = None
-        if scan:
+        if scan and not isinstance(parse_manifest(data, root.media_type), Manifest):
+            # An index has no layers to scan: the scan rule then fails saying so (as it
+            # does for an attested scan), instead of the scan asking for a --variant.
+            local = LocalScan(worst=None, digest=root.digest)
+        elif scan:
             from ocimodel.api.scan import scan as scan_model
 
             scanned = scan_model(connection, str(ref.with_tag(None).with_digest(root.digest)))

@@ -282,6 +282,15 @@ def create_index(
                 hint="give each variant labels of its own, e.g. quant=q4 and quant=q8",
             )
         seen_labels[key] = text
+    for text, labels in members:  # a selector that matches these labels matches the other's too
+        wider = next((other for other, theirs in members if other != text and len(theirs) > len(labels)
+                      and all(theirs.get(k) == v for k, v in labels.items())), None)
+        if wider is not None:
+            raise UsageError(
+                f"every label of variant {text} ({shown_labels(labels)}) is on {wider} too: "
+                f"pull --variant could never choose {text}",
+                hint="give each variant a label of its own, e.g. device=cpu beside device=cuda",
+            )
     targets = [(_member(ref, text), text, labels) for text, labels in members]
     with open_store(connection, ref, for_write=True) as target:
         entries: list[Descriptor] = []

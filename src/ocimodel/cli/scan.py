@@ -51,6 +51,10 @@ def scan(
     trust_config: TrustConfigOpt = None,
     staging: StagingOpt = False,
     plain_http: PlainHttpOpt = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option("--variant", metavar="KEY=VALUE[,KEY=VALUE]", help="From a variant index, the variant with these labels, e.g. quant=q4; repeatable. `ocimodel inspect REF` lists the variants."),
+    ] = None,
 ) -> None:
     """Scan a model for what loading it would run: pickles are disassembled (never
     loaded), every format is recognised by its bytes, not its name. Exit 0 when nothing at
@@ -70,12 +74,13 @@ def scan(
     if as_json and sarif is not None and str(sarif) == "-":
         raise UsageError("--json and --sarif - both write to standard output", hint="give --sarif a file name")
     if sarif is not None and str(sarif) != "-":
-        check_output(sarif, replace=True, example="scan.sarif")
+        run(lambda _: _check_sarif(sarif, check_output), verb="scan", show_progress=False)
     result = run(
         lambda _: api.scan(
             target, fail_on=fail_on, allow=allow or [], allow_file=allow_file, cache=not no_cache,
             trust_ranges=trust_ranges, attest=attest, key=key, identity_token=identity_token,
             trust_config=trust_config, staging=staging, plain_http=plain_http, options=connection(),
+            variant=variant or (),
         ),
         verb="scan",
         show_progress=False,
@@ -86,12 +91,22 @@ def scan(
         from ocimodel.scan.sarif import to_sarif
 
         document = json.dumps(to_sarif(result, tool_version=__version__), indent=2).encode() + b"\n"
-        write_output(sarif, document, replace=True, example="scan.sarif")
+        run(lambda _: write_output(sarif, document, replace=True, example="scan.sarif"), verb="scan", show_progress=False)
     if as_json:
         print_json(result)
     elif str(sarif) != "-":
         _print_text(result)
     raise typer.Exit(1 if result.failed else 0)
+
+
+def _check_sarif(sarif: Path, check_output) -> None:
+    """Refuse a --sarif file that cannot be written before the scan, which may download a
+    whole model; through `run`, so a refusal is one line, not a traceback."""
+    check_output(sarif, replace=True, example="scan.sarif")
+    if not sarif.parent.is_dir():
+        from ocimodel.errors import OutputError
+
+        raise OutputError(f"cannot write {sarif}: no directory {sarif.parent}", hint="create it first, or name another file")
 
 
 def _print_text(result) -> None:

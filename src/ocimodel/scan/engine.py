@@ -287,11 +287,20 @@ def scan_path(path: str | os.PathLike[str], *, allow: Allowlist | None = None, c
     if stat.S_ISREG(st.st_mode):
         files = [(root.name, root)]
         links: list[tuple[str, str]] = []
+        unlisted: list[tuple[str, str]] = []
     elif stat.S_ISDIR(st.st_mode):
-        files, links = _walk(root)
+        files, links, unlisted = _walk(root)
     else:
         raise UsageError(f"{path} is neither a file nor a directory")
     report = scan_files(str(path), files, allow=allow, cache=cache)
+    for relpath, why in unlisted:
+        if not why:  # not a regular file: push refuses it, a pull never writes one
+            finding = Finding(file=relpath, format="special", severity=Severity.INFO, rule="scan.not-regular",
+                              detail="a fifo, socket or device, not a regular file: not read")
+        else:  # its files were not scanned: not known to be safe
+            finding = Finding(file=relpath, format="directory", severity=Severity.HIGH, rule="scan.unreadable",
+                              detail=f"a directory that cannot be listed ({why}); the files in it were not scanned")
+        report.files.append(FileReport(file=relpath, size=0, findings=[finding]))
     for relpath, pointee in links:
         report.files.append(FileReport(file=relpath, size=0, findings=[Finding(
             file=relpath, format="symlink", severity=Severity.INFO, rule="scan.symlink",
@@ -301,10 +310,16 @@ def scan_path(path: str | os.PathLike[str], *, allow: Allowlist | None = None, c
     return report
 
 
-def _walk(root: Path) -> tuple[list[tuple[str, Path]], list[tuple[str, str]]]:
+def _walk(root: Path) -> tuple[list[tuple[str, Path]], list[tuple[str, str]], list[tuple[str, str]]]:
     files: list[tuple[str, Path]] = []
     links: list[tuple[str, str]] = []
-    for directory, dirnames, filenames in os.walk(root, followlinks=False):
+    unlisted: list[tuple[str, str]] = []
+
+    def unlistable(exc: OSError) -> None:  # os.walk would skip the directory silently
+        where = Path(exc.filename).relative_to(root).as_posix() if exc.filename else "."
+        unlisted.append((where, exc.strerror or str(exc)))
+
+    for directory, dirnames, filenames in os.walk(root, followlinks=False, onerror=unlistable):
         dirnames.sort()
         for name in [*sorted(filenames), *[d for d in dirnames if os.path.islink(os.path.join(directory, d))]]:
             full = Path(directory) / name
@@ -314,7 +329,9 @@ def _walk(root: Path) -> tuple[list[tuple[str, Path]], list[tuple[str, str]]]:
                 links.append((relpath, os.readlink(full)))
             elif stat.S_ISREG(st.st_mode):
                 files.append((relpath, full))
-    return files, links
+            else:  # a fifo, socket or device: never opened (a fifo would block), but named
+                unlisted.append((relpath, ""))
+    return files, links, unlisted
 
 
 def scan_files(target: str, files: Sequence[tuple[str, Path]], *, allow: Allowlist | None = None,

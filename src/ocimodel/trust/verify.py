@@ -316,14 +316,14 @@ def _scan_rule(found: _Found, trust: TrustPolicy, manifest: Any, digest: str, lo
     rule = trust.policy.scan
     limit = Severity(rule.max_severity if rule is not None else local.max_severity if local is not None else "medium")
     name = f"scan (at most {limit.value})"
+    if not isinstance(manifest, Manifest):  # before a local scan: an index has no layers of its own
+        return RuleResult(rule=name, passed=False, detail=f"{digest} is an index: a scan covers a model's layers",
+                          reason=str(Reason.MISSING_ATTESTATION))
     if local is not None:
         worst = Severity(local.worst) if local.worst is not None else None
         if worst is None or worst.rank <= limit.rank:
             return RuleResult(rule=name, passed=True, detail=f"scanned here: worst finding {local.worst or 'none'}")
         return RuleResult(rule=name, passed=False, detail=f"scanned here: found {worst.value}, above {limit.value}",
-                          reason=str(Reason.MISSING_ATTESTATION))
-    if not isinstance(manifest, Manifest):
-        return RuleResult(rule=name, passed=False, detail=f"{digest} is an index: a scan covers a model's layers",
                           reason=str(Reason.MISSING_ATTESTATION))
     assert rule is not None  # without a rule, only a local scan gets here
     layers = [layer.digest for layer in manifest.layers]
