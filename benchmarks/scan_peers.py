@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from ocimodel.scan.findings import Severity  # noqa: E402
+from ocimodel.scanning.findings import Severity  # noqa: E402
 from tests.support.scan_corpus import benign_corpus, malicious_pickle_corpus, scan_bytes  # noqa: E402
 
 TIMEOUT = 60  # seconds a tool may spend on one file

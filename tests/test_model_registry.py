@@ -12,7 +12,7 @@ import ocimodel
 from ocimodel.api import functions as reg
 from ocimodel.errors import DestinationExists, NotFound, UsageError
 from ocimodel.metadata.encoding import METRICS
-from tests.test_cli import json_of, ok, ocimodel_cli, usage_error_problems
+from tests.test_cli import json_of, ocimodel_cli, ok, usage_error_problems
 
 
 def _variant(model_dir: Path, tmp_path: Path, name: str, weights: bytes) -> Path:
@@ -164,7 +164,8 @@ def test_cli_registry_workflow(registry, repo_name, model_dir, tmp_path):
 def test_history_and_rollback_follow_the_record_chain_not_the_clocks(registry, repo_name, model_dir, tmp_path, monkeypatch):
     """Promotions made on machines whose clocks disagree (one an hour fast), a second
     rollback, and a re-tag by another tool."""
-    from datetime import datetime as real_datetime, timedelta
+    from datetime import datetime as real_datetime
+    from datetime import timedelta
 
     repo = f"{registry.host}/{repo_name}"
     v1 = ocimodel.push(model_dir, f"{repo}:1")

@@ -13,13 +13,13 @@ from functools import cache
 
 import pytest
 
-from ocimodel.scan.findings import Severity, worst
-from ocimodel.scan.formats import HEAD_BYTES
-from ocimodel.scan.formats.catalog import all_scanners
-from ocimodel.scan.formats.chat_template import template_findings
-from ocimodel.scan.formats.h5 import H5Scanner
-from ocimodel.scan.formats.randomaccess import BytesSource
-from ocimodel.scan.formats.safetensors_format import SafetensorsScanner
+from ocimodel.scanning.findings import Severity, worst
+from ocimodel.scanning.formats import HEAD_BYTES
+from ocimodel.scanning.formats.catalog import all_scanners
+from ocimodel.scanning.formats.chat_template import template_findings
+from ocimodel.scanning.formats.h5 import H5Scanner
+from ocimodel.scanning.formats.randomaccess import BytesSource
+from ocimodel.scanning.formats.safetensors_format import SafetensorsScanner
 from tests.support.scan_corpus_formats import (
     benign_files,
     keras_config,
@@ -152,7 +152,7 @@ def test_archive_members_go_to_the_inner_scan():
     import io
     import tarfile
 
-    from ocimodel.scan.formats.archives import ArchiveScanner
+    from ocimodel.scanning.formats.archives import ArchiveScanner
 
     gguf = _malicious()["ssti-joiner.gguf"].data
     buffer = io.BytesIO()
@@ -173,7 +173,7 @@ def test_tar_devices_and_setuid_are_high():
     import io
     import tarfile
 
-    from ocimodel.scan.formats.archives import ArchiveScanner
+    from ocimodel.scanning.formats.archives import ArchiveScanner
 
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -271,7 +271,7 @@ def test_zip_with_an_unknown_compression_method_is_malformed():
     import io
     import zipfile
 
-    from ocimodel.scan.formats.archives import ArchiveScanner
+    from ocimodel.scanning.formats.archives import ArchiveScanner
 
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -299,7 +299,7 @@ def test_archives_nested_past_the_depth_are_reported_not_skipped():
     import io
     import zipfile
 
-    from ocimodel.scan.formats.archives import MAX_DEPTH, ArchiveScanner
+    from ocimodel.scanning.formats.archives import MAX_DEPTH, ArchiveScanner
 
     data = b"../../evil"  # never reached: the innermost level is past the budget
     for level in range(MAX_DEPTH + 1):
@@ -317,7 +317,7 @@ def test_zip_entries_sharing_their_data_are_a_bomb():
     import io
     import zipfile
 
-    from ocimodel.scan.formats.archives import ArchiveScanner
+    from ocimodel.scanning.formats.archives import ArchiveScanner
 
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:

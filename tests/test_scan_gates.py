@@ -181,7 +181,7 @@ def test_a_scan_attestation_must_cover_every_layer(registry, repo_name, tmp_path
     ref = f"{registry.host}/{repo_name}:1"
     pushed = ocimodel.push(good, ref)
     ocimodel.sign(ref, key=private, file_signature=False)
-    from ocimodel.scan.predicate import SCAN_PREDICATE
+    from ocimodel.scanning.predicate import SCAN_PREDICATE
 
     # An attestation of our type about this manifest that lists only one of its layers.
     only = [f.digest for f in pushed.files][:1]

@@ -11,8 +11,8 @@ import pickletools
 
 import pytest
 
-from ocimodel.scan.findings import Severity, worst
-from ocimodel.scan.formats.catalog import all_scanners
+from ocimodel.scanning.findings import Severity, worst
+from ocimodel.scanning.formats.catalog import all_scanners
 from tests.support.scan_corpus import (
     CMD,
     MaliciousPayload,

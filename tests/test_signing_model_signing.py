@@ -29,7 +29,12 @@ from ocimodel.signing.files_statement import (
 )
 from ocimodel.signing.keys import generate_key_pair
 from ocimodel.signing.statement import Statement
-from tests.support.model_signing_oracle import bundle_statement, run_cli, sign_with_key, verify_with_cli
+from tests.support.model_signing_oracle import (
+    bundle_statement,
+    run_cli,
+    sign_with_key,
+    verify_with_cli,
+)
 
 
 @pytest.fixture

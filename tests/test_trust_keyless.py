@@ -31,12 +31,12 @@ from ocimodel.trust.keyless import (
     sign_keyless,
     verify_keyless,
 )
+from tests.support.secrets import assert_no_secret
 from tests.support.sigstore_instance import (
     SigstoreInstance,
     in_toto_statement,
     swap_log_entry,
 )
-from tests.support.secrets import assert_no_secret
 
 IDENTITY = "dev@example.com"
 ISSUER = "https://issuer.example"

@@ -53,18 +53,54 @@ def __getattr__(name: str):
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
-    from ocimodel.api.client import Client  # noqa: F401
-    from ocimodel.api.functions import (  # noqa: F401
-        attach, attest, audit, catalog, copy, create_index, delete, deploy, deployments, detach, diff, export,
-        export_signature, history, import_, inspect, lineage, list_tags, login, promote, pull, push, referrers,
-        retire, rollback, scan, search, sign, tag, verify, versions,
-    )
     from ocimodel.api.audit import AuditResult  # noqa: F401
+    from ocimodel.api.client import Client  # noqa: F401
     from ocimodel.api.deployments import DeploymentsResult  # noqa: F401
+    from ocimodel.api.functions import (  # noqa: F401
+        attach,
+        attest,
+        audit,
+        catalog,
+        copy,
+        create_index,
+        delete,
+        deploy,
+        deployments,
+        detach,
+        diff,
+        export,
+        export_signature,
+        history,
+        import_,
+        inspect,
+        lineage,
+        list_tags,
+        login,
+        promote,
+        pull,
+        push,
+        referrers,
+        retire,
+        rollback,
+        scan,
+        search,
+        sign,
+        tag,
+        verify,
+        versions,
+    )
     from ocimodel.api.scan import ScanResult  # noqa: F401
     from ocimodel.api.transfer import (  # noqa: F401
-        CopyResult, FileEntry, LoginResult, LogoutResult, ModelInfo, PullResult, PushResult, blob_cache_info,
-        logout, prune_blob_cache,
+        CopyResult,
+        FileEntry,
+        LoginResult,
+        LogoutResult,
+        ModelInfo,
+        PullResult,
+        PushResult,
+        blob_cache_info,
+        logout,
+        prune_blob_cache,
     )
     from ocimodel.api.trust import generate_key_pair  # noqa: F401
     from ocimodel.api.variants import VariantIndexResult  # noqa: F401

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ocimodel.scan.findings import Finding, Severity
+from ocimodel.scanning.findings import Finding, Severity
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,13 +44,13 @@ class EvilScanner:
 
 
 def install(monkeypatch) -> None:
-    from ocimodel.scan.formats import catalog
+    from ocimodel.scanning.formats import catalog
 
     monkeypatch.setattr(catalog, "all_scanners", lambda: [EvilScanner()])
 
 
 _BOOT = (
-    "from ocimodel.scan.formats import catalog\n"
+    "from ocimodel.scanning.formats import catalog\n"
     "from tests.support.evilscanner import EvilScanner\n"
     "catalog.all_scanners = lambda: [EvilScanner()]\n"
     "import sys\n"

@@ -370,9 +370,9 @@ def benign_corpus(require: tuple[str, ...] = ()) -> Corpus:
 def scan_bytes(data: bytes, name: str = "model.bin", allow: tuple[str, ...] = ()):
     """Every finding the format scanners report for one file's bytes (what the engine
     does for a local file, without its cache)."""
-    from ocimodel.scan.formats import HEAD_BYTES
-    from ocimodel.scan.formats.catalog import all_scanners
-    from ocimodel.scan.pickle_policy import user_allowlist
+    from ocimodel.scanning.formats import HEAD_BYTES
+    from ocimodel.scanning.formats.catalog import all_scanners
+    from ocimodel.scanning.pickle_policy import user_allowlist
 
     source = _BytesSource(name, data)
     findings = []

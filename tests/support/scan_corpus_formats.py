@@ -23,7 +23,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ocimodel.scan.findings import Severity
+from ocimodel.scanning.findings import Severity
 
 __all__ = ["CorpusFile", "benign_files", "malicious_files", "pb", "safetensors_bytes"]
 

@@ -27,10 +27,10 @@ from ocimodel.oci.models import Descriptor, Manifest, parse_manifest
 from ocimodel.oci.reference import LayoutReference
 from ocimodel.packaging.kitfile import is_modelkit, plan_modelkit
 from ocimodel.packaging.unpack import plan_files
-from ocimodel.scan.cache import ScanCache
-from ocimodel.scan.engine import Allowlist, scan_files, scan_layers, scan_path
-from ocimodel.scan.findings import ScanReport, Severity
-from ocimodel.scan.predicate import SCAN_PREDICATE, build_predicate
+from ocimodel.scanning.cache import ScanCache
+from ocimodel.scanning.engine import Allowlist, scan_files, scan_layers, scan_path
+from ocimodel.scanning.findings import ScanReport, Severity
+from ocimodel.scanning.predicate import SCAN_PREDICATE, build_predicate
 from ocimodel.transport.connection import ConnectionOptions
 
 PathLike = str | os.PathLike[str]

@@ -20,7 +20,7 @@ from ocimodel.cli.lazy import lazy_import
 from ocimodel.cli.trust import IdentityTokenOpt, SigningKeyOpt, StagingOpt, TrustConfigOpt
 from ocimodel.errors import UsageError
 
-api = lazy_import("ocimodel")  # `api.scan`: the package ocimodel.scan, which calls ocimodel.api.functions.scan
+api = lazy_import("ocimodel")
 
 SEVERITIES = "critical, high, medium, low, info"
 FailOnOpt = Annotated[
@@ -88,7 +88,7 @@ def scan(
     if sarif is not None:
         from ocimodel import __version__
         from ocimodel.outputs import write_output
-        from ocimodel.scan.sarif import to_sarif
+        from ocimodel.scanning.sarif import to_sarif
 
         document = json.dumps(to_sarif(result, tool_version=__version__), indent=2).encode() + b"\n"
         run(lambda _: write_output(sarif, document, replace=True, example="scan.sarif"), verb="scan", show_progress=False)

@@ -310,8 +310,8 @@ def _rule(found: _Found, rule: str, predicate_type: str, signers: list[str], mat
 def _scan_rule(found: _Found, trust: TrustPolicy, manifest: Any, digest: str, local: LocalScan | None) -> RuleResult:
     """The policy's scan rule: a signed scan of every layer that found nothing worse than
     max_severity, by the rule's signers; or, with ``verify --scan``, a scan made here."""
-    from ocimodel.scan.findings import Severity
-    from ocimodel.scan.predicate import SCAN_PREDICATE, judge_predicate
+    from ocimodel.scanning.findings import Severity
+    from ocimodel.scanning.predicate import SCAN_PREDICATE, judge_predicate
 
     rule = trust.policy.scan
     limit = Severity(rule.max_severity if rule is not None else local.max_severity if local is not None else "medium")

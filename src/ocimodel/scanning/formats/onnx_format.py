@@ -1,4 +1,4 @@
-"""ONNX: a protobuf ModelProto, read with :mod:`ocimodel.scan.protowire` (the ``onnx``
+"""ONNX: a protobuf ModelProto, read with :mod:`ocimodel.scanning.protowire` (the ``onnx``
 package is not imported: tens of megabytes with native code for a handful of fields, and
 a scan must not depend on what it scans).
 
@@ -12,10 +12,10 @@ Only the message structure is walked: initializer payloads are skipped without r
 
 from __future__ import annotations
 
-from ocimodel.scan.findings import Finding, Severity
-from ocimodel.scan.formats import Source
-from ocimodel.scan.formats.randomaccess import ChunkReader
-from ocimodel.scan.protowire import LEN, VARINT, ProtoError, fields, head_fields
+from ocimodel.scanning.findings import Finding, Severity
+from ocimodel.scanning.formats import Source
+from ocimodel.scanning.formats.randomaccess import ChunkReader
+from ocimodel.scanning.protowire import LEN, VARINT, ProtoError, fields, head_fields
 
 __all__ = ["KNOWN_DOMAINS", "SCANNERS", "OnnxScanner", "escapes"]
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 
-from ocimodel.scan.findings import Finding, Severity
-from ocimodel.scan.formats import Source
-from ocimodel.scan.formats.keras import config_findings
-from ocimodel.scan.formats.randomaccess import ChunkReader
-from ocimodel.scan.protowire import LEN, ProtoError, fields, head_fields
+from ocimodel.scanning.findings import Finding, Severity
+from ocimodel.scanning.formats import Source
+from ocimodel.scanning.formats.keras import config_findings
+from ocimodel.scanning.formats.randomaccess import ChunkReader
+from ocimodel.scanning.protowire import LEN, ProtoError, fields, head_fields
 
 __all__ = ["SCANNERS", "KerasMetadataScanner"]
 

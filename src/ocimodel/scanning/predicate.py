@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ocimodel.scan.findings import SCANNER_VERSION, ScanReport, Severity
+from ocimodel.scanning.findings import SCANNER_VERSION, ScanReport, Severity
 
 __all__ = ["MAX_ATTESTED_FINDINGS", "SCAN_PREDICATE", "build_predicate", "judge_predicate"]
 

@@ -1,4 +1,4 @@
-"""Random access over a :class:`~ocimodel.scan.formats.Source` for the format scanners:
+"""Random access over a :class:`~ocimodel.scanning.formats.Source` for the format scanners:
 a seekable file object (zipfile and h5py need one; on a registry each read becomes a
 Range request, so only the central directory or the attributes are fetched), a chunk
 cache for parsers that read many small fields, and an in-memory source for the members
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 
-from ocimodel.scan.formats import Source
+from ocimodel.scanning.formats import Source
 
 __all__ = ["BytesSource", "ChunkReader", "SourceFile", "seekable"]
 

@@ -14,7 +14,7 @@ judged by names. Where the bytes come from is the engine's business (docs/scanni
 - a tar layer: its members, each read into memory (nothing is written to disk) under the
   guarded tar reader pull uses, the whole layer verified as its stream ends.
 
-Results are cached by layer digest (ocimodel.scan.cache)."""
+Results are cached by layer digest (ocimodel.scanning.cache)."""
 
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ from pathlib import Path
 from ocimodel.errors import IntegrityError, OcimodelError, TransportError, UsageError
 from ocimodel.oci.digest import VerifyingHasher
 from ocimodel.oci.models import Descriptor, Manifest
-from ocimodel.scan.cache import ScanCache
-from ocimodel.scan.findings import FileReport, Finding, ScanReport, Severity
-from ocimodel.scan.formats import HEAD_BYTES, FormatScanner, catalog
+from ocimodel.scanning.cache import ScanCache
+from ocimodel.scanning.findings import FileReport, Finding, ScanReport, Severity
+from ocimodel.scanning.formats import HEAD_BYTES, FormatScanner, catalog
 
 __all__ = [
     "MAX_MEMBER_BYTES", "Allowlist", "BlobSource", "LocalSource", "MemorySource", "scan_files", "scan_layers",

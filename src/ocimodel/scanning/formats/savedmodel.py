@@ -1,6 +1,6 @@
 """TensorFlow SavedModel: ``saved_model.pb``, a protobuf SavedModel holding MetaGraphDefs
 whose GraphDef (and its function library) lists every op the model runs. Read with
-:mod:`ocimodel.scan.protowire` (tensorflow is far too large to import for a scan).
+:mod:`ocimodel.scanning.protowire` (tensorflow is far too large to import for a scan).
 
 A SavedModel runs no Python on load, but its graph runs on every call of the model, with
 the rights of the serving process. Ops that call back into Python (PyFunc, EagerPyFunc) or
@@ -13,11 +13,11 @@ SavedModel has it."""
 
 from __future__ import annotations
 
-from ocimodel.scan.findings import Finding, Severity
-from ocimodel.scan.formats import Source
-from ocimodel.scan.formats.onnx_format import escapes
-from ocimodel.scan.formats.randomaccess import ChunkReader
-from ocimodel.scan.protowire import LEN, VARINT, ProtoError, fields, head_fields
+from ocimodel.scanning.findings import Finding, Severity
+from ocimodel.scanning.formats import Source
+from ocimodel.scanning.formats.onnx_format import escapes
+from ocimodel.scanning.formats.randomaccess import ChunkReader
+from ocimodel.scanning.protowire import LEN, VARINT, ProtoError, fields, head_fields
 
 __all__ = ["DANGEROUS_OPS", "SCANNERS", "SavedModelScanner"]
 

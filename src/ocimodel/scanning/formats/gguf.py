@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import struct
 
-from ocimodel.scan.findings import Finding, Severity
-from ocimodel.scan.formats import Source
-from ocimodel.scan.formats.chat_template import template_findings
-from ocimodel.scan.formats.randomaccess import ChunkReader
+from ocimodel.scanning.findings import Finding, Severity
+from ocimodel.scanning.formats import Source
+from ocimodel.scanning.formats.chat_template import template_findings
+from ocimodel.scanning.formats.randomaccess import ChunkReader
 
 __all__ = ["SCANNERS", "GgufScanner"]
 

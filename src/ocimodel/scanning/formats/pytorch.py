@@ -15,9 +15,14 @@ import pickle
 import re
 import struct
 
-from ocimodel.scan.findings import Finding, Severity
-from ocimodel.scan.formats import HEAD_BYTES, Source
-from ocimodel.scan.pickle_scan import ZIP_ERRORS, looks_like_pickle, open_zip, scan_pickle_stream
+from ocimodel.scanning.findings import Finding, Severity
+from ocimodel.scanning.formats import HEAD_BYTES, Source
+from ocimodel.scanning.pickle_scan import (
+    ZIP_ERRORS,
+    looks_like_pickle,
+    open_zip,
+    scan_pickle_stream,
+)
 
 __all__ = ["SCANNERS", "TorchLegacyScanner", "TorchZipScanner", "is_torch_legacy"]
 

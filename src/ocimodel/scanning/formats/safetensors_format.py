@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 
-from ocimodel.scan.findings import Finding, Severity
-from ocimodel.scan.formats import Source
+from ocimodel.scanning.findings import Finding, Severity
+from ocimodel.scanning.formats import Source
 
 __all__ = ["SCANNERS", "SafetensorsScanner"]
 

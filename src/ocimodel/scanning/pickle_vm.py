@@ -7,7 +7,7 @@ CPython's own unpickler: a value is a literal (str, bytes, int, ...), a containe
 a :class:`Global` (what GLOBAL, STACK_GLOBAL or INST imported) or a :class:`Made` (what a
 call, an instantiation or a persistent load returned, which is never computed). Each
 import, call and mutation of an imported object is recorded as an :class:`Event` with the
-byte offset of its opcode; :mod:`ocimodel.scan.pickle_policy` judges them.
+byte offset of its opcode; :mod:`ocimodel.scanning.pickle_policy` judges them.
 
 A stream may hold several pickles one after another (the legacy PyTorch format, a payload
 appended to a benign pickle); the memo carries over, as it does when one Unpickler's load()

@@ -4,10 +4,10 @@ pickles with array data between opcodes; that data is skipped as joblib reads it
 
 from __future__ import annotations
 
-from ocimodel.scan.findings import Finding
-from ocimodel.scan.formats import Source
-from ocimodel.scan.formats.pytorch import is_torch_legacy
-from ocimodel.scan.pickle_scan import looks_like_pickle, scan_pickle_stream
+from ocimodel.scanning.findings import Finding
+from ocimodel.scanning.formats import Source
+from ocimodel.scanning.formats.pytorch import is_torch_legacy
+from ocimodel.scanning.pickle_scan import looks_like_pickle, scan_pickle_stream
 
 __all__ = ["SCANNERS", "PickleScanner"]
 

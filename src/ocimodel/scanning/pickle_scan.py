@@ -13,10 +13,10 @@ import zlib
 from collections.abc import Callable
 from typing import BinaryIO
 
-from ocimodel.scan.findings import Finding
-from ocimodel.scan.formats import Source
-from ocimodel.scan.pickle_policy import judge
-from ocimodel.scan.pickle_vm import Event, Global, Made, PickleRun, StopLoad
+from ocimodel.scanning.findings import Finding
+from ocimodel.scanning.formats import Source
+from ocimodel.scanning.pickle_policy import judge
+from ocimodel.scanning.pickle_vm import Event, Global, Made, PickleRun, StopLoad
 
 __all__ = [
     "ZIP_ERRORS",

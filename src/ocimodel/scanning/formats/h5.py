@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 
-from ocimodel.scan.findings import Finding, Severity
-from ocimodel.scan.formats import Source
-from ocimodel.scan.formats.hdf5attrs import MAGIC, Unsupported, root_attributes
-from ocimodel.scan.formats.keras import config_findings
-from ocimodel.scan.formats.randomaccess import ChunkReader, seekable
+from ocimodel.scanning.findings import Finding, Severity
+from ocimodel.scanning.formats import Source
+from ocimodel.scanning.formats.hdf5attrs import MAGIC, Unsupported, root_attributes
+from ocimodel.scanning.formats.keras import config_findings
+from ocimodel.scanning.formats.randomaccess import ChunkReader, seekable
 
 __all__ = ["SCANNERS", "H5Scanner"]
 

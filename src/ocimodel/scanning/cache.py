@@ -19,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 from ocimodel import settings
 from ocimodel.atomicwrite import atomic_write
 from ocimodel.oci.digest import validate_digest
-from ocimodel.scan.findings import SCANNER_VERSION, FileReport
+from ocimodel.scanning.findings import SCANNER_VERSION, FileReport
 
 __all__ = ["ScanCache"]
 

@@ -1,5 +1,5 @@
 """The format scanners. Each module defines one or more :class:`FormatScanner` objects and
-the list :data:`SCANNERS` orders them (ocimodel.scan.engine runs every scanner whose
+the list :data:`SCANNERS` orders them (ocimodel.scanning.engine runs every scanner whose
 ``detect`` accepts a file's first bytes).
 
 A scanner reads from a :class:`Source`: random access to one file's bytes, which may be a
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ocimodel.scan.findings import Finding
+from ocimodel.scanning.findings import Finding
 
 __all__ = ["HEAD_BYTES", "FormatScanner", "Source"]
 

@@ -12,7 +12,7 @@ Specification: the HDF5 File Format Specification, version 3."""
 
 from __future__ import annotations
 
-from ocimodel.scan.formats.randomaccess import ChunkReader
+from ocimodel.scanning.formats.randomaccess import ChunkReader
 
 __all__ = ["MAGIC", "Unsupported", "root_attributes"]
 

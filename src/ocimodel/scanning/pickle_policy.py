@@ -24,8 +24,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from ocimodel.scan.findings import Severity
-from ocimodel.scan.pickle_vm import Event, Global, Made, render
+from ocimodel.scanning.findings import Severity
+from ocimodel.scanning.pickle_vm import Event, Global, Made, render
 
 __all__ = ["Verdict", "classify", "judge", "user_allowlist"]
 

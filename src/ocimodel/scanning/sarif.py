@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from ocimodel.scan.findings import Finding, ScanReport, Severity
+from ocimodel.scanning.findings import Finding, ScanReport, Severity
 
 __all__ = ["SARIF_SCHEMA", "SARIF_VERSION", "to_sarif"]
 

@@ -12,9 +12,9 @@ import io
 import lzma
 import zlib
 
-from ocimodel.scan.findings import Finding
-from ocimodel.scan.formats import HEAD_BYTES, Source
-from ocimodel.scan.pickle_scan import looks_like_pickle, scan_pickle_stream
+from ocimodel.scanning.findings import Finding
+from ocimodel.scanning.formats import HEAD_BYTES, Source
+from ocimodel.scanning.pickle_scan import looks_like_pickle, scan_pickle_stream
 
 __all__ = ["SCANNERS", "CompressedPickleScanner"]
 

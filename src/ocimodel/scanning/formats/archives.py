@@ -25,10 +25,10 @@ import zipfile
 import zlib
 from collections.abc import Callable
 
-from ocimodel.scan.findings import Finding, Severity
-from ocimodel.scan.formats import Source
-from ocimodel.scan.formats.keras import config_findings, is_keras_zip
-from ocimodel.scan.formats.randomaccess import BytesSource, seekable
+from ocimodel.scanning.findings import Finding, Severity
+from ocimodel.scanning.formats import Source
+from ocimodel.scanning.formats.keras import config_findings, is_keras_zip
+from ocimodel.scanning.formats.randomaccess import BytesSource, seekable
 
 __all__ = ["SCANNERS", "ArchiveScanner", "unsafe_member_path"]
 

@@ -21,9 +21,9 @@ import re
 import zipfile
 import zlib
 
-from ocimodel.scan.findings import Finding, Severity
-from ocimodel.scan.formats import Source
-from ocimodel.scan.formats.randomaccess import seekable
+from ocimodel.scanning.findings import Finding, Severity
+from ocimodel.scanning.formats import Source
+from ocimodel.scanning.formats.randomaccess import seekable
 
 __all__ = ["SCANNERS", "KerasScanner", "config_findings", "is_keras_zip"]
 
