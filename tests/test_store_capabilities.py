@@ -34,8 +34,10 @@ EVERY_ABILITY = {
 # What each store is, by the composition and the optional abilities it has (the table in
 # targets/base.py's docstring).
 HAS = {
-    "OciLayout": {"Target", "ReferrerReader", "ReferrerSource", "ReferrerWriter", "ReferrerEditor", "UnhashedPusher"},
-    "RemoteRepository": {"Target", "ReferrerReader", "ReferrerSource", "ReferrerWriter", "ReferrerEditor", "UnhashedPusher", "Mounter"},
+    "OciLayout": {"Target", "ReferrerReader", "ReferrerSource", "ReferrerWriter", "ReferrerEditor", "UnhashedPusher",
+                  "BlobRangeReader"},
+    "RemoteRepository": {"Target", "ReferrerReader", "ReferrerSource", "ReferrerWriter", "ReferrerEditor", "UnhashedPusher", "Mounter",
+                         "BlobRangeReader"},
     "PackagedModel": {"ReadableTarget"},
     "DirectoryWriter": {"WritableTarget"},
 }

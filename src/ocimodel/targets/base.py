@@ -21,6 +21,7 @@ ability                OciLayout   RemoteRepository  PackagedModel  DirectoryWri
 Resolver               yes         yes               yes            -
 ManifestFetcher        yes         yes               yes            -
 BlobFetcher            yes         yes               yes            -
+BlobRangeReader        yes         yes               -              -
 BlobChecker            yes         yes               -              yes
 BlobPusher             yes         yes               -              yes
 ManifestPusher         yes         yes               -              yes
