@@ -26,6 +26,7 @@ _FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 _STRING, _ARRAY = 8, 9
 _MAX_DIMS = 4  # GGML_MAX_DIMS
 _MAX_DEPTH = 4  # arrays of arrays: nothing real nests deeper
+_STRING_WINDOW = 256 << 10
 # ggml type -> (elements per block, bytes per block), as ggml defines them.
 GGML_TYPES = {
     0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
@@ -128,7 +129,9 @@ class GgufScanner:
     @staticmethod
     def _skip_strings(cursor: _Cursor, n: int, key: str) -> None:
         """Step over ``n`` strings, checking each length, a window of the file at a time
-        (a per-string read costs seconds on a large vocabulary)."""
+        (a per-string read costs seconds on a large vocabulary). The window is 256 KiB: a
+        1 MiB one fetched past the header into tensor data on a remote scan (2.1 MB for an
+        856 kB header in benchmarks/scan_remote.py)."""
         width = 8 if cursor.wide else 4
         fmt = "<Q" if cursor.wide else "<I"
         size = cursor.reader.size
@@ -136,7 +139,7 @@ class GgufScanner:
         pos = cursor.pos
         for _ in range(n):
             if pos + width > window_at + len(window):
-                window_at, window = pos, cursor.reader.read(pos, 1 << 20)
+                window_at, window = pos, cursor.reader.read(pos, _STRING_WINDOW)
                 if len(window) < width:
                     raise _Bad("gguf.truncated", f"{key!r}: a string length runs past the end of the file", pos)
             (length,) = struct.unpack_from(fmt, window, pos - window_at)
