@@ -153,3 +153,22 @@ def test_sbom_attestation_is_required_by_a_policy(model, tmp_path):
 
     again = ocimodel_cli("sbom", f"oci:{store}:with", "-o", tmp_path / "bom.json")
     assert again.code == 2 and "already exists" in again.err  # the safe output helper: no silent overwrite
+    both = ocimodel_cli("sbom", f"oci:{store}:with", "-o", "-", "--json")
+    assert both.code == 2 and "standard output" in both.err
+
+    # -o - with --attest: standard output is the BOM alone, the summary goes to stderr.
+    piped = ok("sbom", f"oci:{store}:without", "--attest", "--key", tmp_path / "k.key", "-o", "-")
+    _strictly_valid(json.loads(piped.out))
+    assert "Attested" in piped.err
+    ok("verify", f"oci:{store}:without", "--policy", tmp_path / "policy.yaml")
+
+
+def test_a_model_without_a_name_is_named_by_its_repository(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.bin").write_bytes(b"x")
+    ocimodel.push(tmp_path / "m", f"oci:{tmp_path / 'store'}:1")
+    ocimodel.tag(f"oci:{tmp_path / 'store'}:1", "2")
+    one, two = (ocimodel.sbom(f"oci:{tmp_path / 'store'}:{tag}").bom for tag in ("1", "2"))
+    assert one == two and one["metadata"]["component"]["name"] == f"oci:{tmp_path / 'store'}"
+    assert "timestamp" not in one["metadata"]  # no created time: none, not the time of the run
+    _strictly_valid(one)

@@ -116,7 +116,9 @@ def build_bom(info: ModelInfo, requirement_files: Mapping[str, str]) -> dict[str
     from packageurl import PackageURL
 
     card = info.card
-    name = card.get("name") or info.name or info.reference
+    # Without a name, the repository: the tag would make the BOM differ between tags.
+    repository = str(as_reference(info.reference).with_tag(None).with_digest(None))
+    name = card.get("name") or info.name or repository
     licenses = [LicenseExpression(" AND ".join(f"({x})" if " " in x else x for x in card["licenses"]))] if card.get("licenses") else []
     model = Component(
         type=ComponentType.MACHINE_LEARNING_MODEL, name=name, version=card.get("version"),

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ocimodel.cli.common import JsonOpt, PlainHttpOpt, connection, print_json, run, stdout
+from ocimodel.cli.common import JsonOpt, PlainHttpOpt, connection, print_json, run, stderr, stdout
 from ocimodel.cli.lazy import lazy_import
 from ocimodel.cli.trust import (
     IdentityTokenOpt,
@@ -18,6 +18,7 @@ from ocimodel.cli.trust import (
     TrustConfigOpt,
     password_for,
 )
+from ocimodel.errors import UsageError
 
 api = lazy_import("ocimodel")
 
@@ -45,6 +46,8 @@ def sbom(
     Without -o or --attest, the BOM goes to standard output. --json prints the result
     (reference, digest, output, attestation referrer, and the BOM) as one JSON object.
     """
+    if as_json and output == "-":
+        raise UsageError("--json and -o - would both write to standard output", hint="write the BOM to a file with -o FILE")
     result = run(
         lambda _: api.sbom(
             reference, output=output, overwrite=force, attest=attest, key=key,
@@ -60,9 +63,11 @@ def sbom(
     if output is None and not attest:
         sys.stdout.write(json.dumps(result.bom, indent=2, sort_keys=True) + "\n")
         return
+    # With -o -, the BOM is on standard output: the summary goes to standard error.
+    console = stderr if output == "-" else stdout
     if output is not None and output != "-":
-        stdout.print(f"Wrote {output}: CycloneDX 1.6 ML-BOM of {result.reference} ({result.digest}), "
+        console.print(f"Wrote {output}: CycloneDX 1.6 ML-BOM of {result.reference} ({result.digest}), "
                      f"{result.components} components", highlight=False, markup=False)
     if result.attestation is not None:
-        stdout.print(f"Attested https://cyclonedx.org/bom for {result.reference}: referrer {result.attestation}",
+        console.print(f"Attested https://cyclonedx.org/bom for {result.reference}: referrer {result.attestation}",
                      highlight=False, markup=False)
