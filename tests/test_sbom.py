@@ -129,38 +129,37 @@ def test_requirement_parsing():
 
 
 @pytest.mark.slow
-def test_sbom_attestation_is_required_by_a_policy(model, tmp_path):
-    store = tmp_path / "store"
-    ocimodel.push(model, f"oci:{store}:with")
+def test_sbom_attestation_is_required_by_a_policy(repo, model, tmp_path):
+    ocimodel.push(model, f"{repo}:with")
     (model / "model.safetensors").write_bytes(b"other weights")
-    ocimodel.push(model, f"oci:{store}:without")
+    ocimodel.push(model, f"{repo}:without")
     ocimodel.generate_key_pair(tmp_path / "k.key", tmp_path / "k.pub")
     (tmp_path / "policy.yaml").write_text(f"signers: {{k: {{key: k.pub}}}}\nattestations: [{{type: '{SBOM}', signers: [k]}}]\n")
     for tag in ("with", "without"):
-        ok("sign", f"oci:{store}:{tag}", "--key", tmp_path / "k.key", "--no-file-signature")
+        ok("sign", f"{repo}:{tag}", "--key", tmp_path / "k.key", "--no-file-signature")
 
-    attested = json_of(ok("sbom", f"oci:{store}:with", "--attest", "--key", tmp_path / "k.key",
+    attested = json_of(ok("sbom", f"{repo}:with", "--attest", "--key", tmp_path / "k.key",
                           "-o", tmp_path / "bom.json", "--json"))
     assert attested["attestation"].startswith("sha256:")
     written = json.loads((tmp_path / "bom.json").read_text())
     _strictly_valid(written)
     assert written == attested["bom"]
 
-    ok("verify", f"oci:{store}:with", "--policy", tmp_path / "policy.yaml")
-    denied = ocimodel_cli("verify", f"oci:{store}:without", "--policy", tmp_path / "policy.yaml")
+    ok("verify", f"{repo}:with", "--policy", tmp_path / "policy.yaml")
+    denied = ocimodel_cli("verify", f"{repo}:without", "--policy", tmp_path / "policy.yaml")
     assert denied.code == 1, str(denied)
     assert f"FAIL attestation {SBOM}: no valid attestation of type {SBOM} by k" in denied.out.splitlines()
 
-    again = ocimodel_cli("sbom", f"oci:{store}:with", "-o", tmp_path / "bom.json")
+    again = ocimodel_cli("sbom", f"{repo}:with", "-o", tmp_path / "bom.json")
     assert again.code == 2 and "already exists" in again.err  # the safe output helper: no silent overwrite
-    both = ocimodel_cli("sbom", f"oci:{store}:with", "-o", "-", "--json")
+    both = ocimodel_cli("sbom", f"{repo}:with", "-o", "-", "--json")
     assert both.code == 2 and "standard output" in both.err
 
     # -o - with --attest: standard output is the BOM alone, the summary goes to stderr.
-    piped = ok("sbom", f"oci:{store}:without", "--attest", "--key", tmp_path / "k.key", "-o", "-")
+    piped = ok("sbom", f"{repo}:without", "--attest", "--key", tmp_path / "k.key", "-o", "-")
     _strictly_valid(json.loads(piped.out))
     assert "Attested" in piped.err
-    ok("verify", f"oci:{store}:without", "--policy", tmp_path / "policy.yaml")
+    ok("verify", f"{repo}:without", "--policy", tmp_path / "policy.yaml")
 
 
 def test_a_model_without_a_name_is_named_by_its_repository(tmp_path):
@@ -172,3 +171,10 @@ def test_a_model_without_a_name_is_named_by_its_repository(tmp_path):
     assert one == two and one["metadata"]["component"]["name"] == f"oci:{tmp_path / 'store'}"
     assert "timestamp" not in one["metadata"]  # no created time: none, not the time of the run
     _strictly_valid(one)
+
+
+@pytest.mark.slow
+def test_help_teaches_by_example():
+    shown = ok("sbom", "--help").out
+    assert any(line.strip().startswith("ocimodel sbom ") for line in shown.splitlines())
+    assert "--attest" in shown and "--output" in shown
