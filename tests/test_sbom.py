@@ -18,7 +18,7 @@ from ocimodel.errors import OcimodelError
 from tests.test_cli import json_of, ocimodel_cli, ok
 
 SBOM = "https://cyclonedx.org/bom"
-BASE_DIGEST = "sha256:" + "b" * 64
+BASE_DIGEST = "sha512:" + "b" * 128  # sha512 digests are OCI digests too
 DATA_DIGEST = "sha256:" + "d" * 64
 CARD = f"""\
 name: sentiment
@@ -92,7 +92,7 @@ def test_bom_of_a_model_with_lineage_metrics_and_requirements(repo, model):
     assert by_ref["dataset:0"]["hashes"][0]["content"] == "d" * 64
     assert by_ref["base-model:0"]["type"] == "machine-learning-model"
     assert by_ref["base-model:0"]["name"] == "hf://google-bert/bert-base-uncased"
-    assert by_ref["base-model:0"]["hashes"][0]["content"] == "b" * 64
+    assert by_ref["base-model:0"]["hashes"] == [{"alg": "SHA-512", "content": "b" * 128}]
 
     purls = {c["purl"] for c in bom["components"] if c["type"] == "library"}
     assert purls == {
@@ -118,6 +118,17 @@ def test_requirement_files_are_read_only_after_their_digest_is_checked(model, tm
     with pytest.raises(OcimodelError) as caught:  # same size: only the digest tells
         ocimodel.sbom(ref)
     assert "digest" in str(caught.value)
+
+
+def test_without_the_extra_it_is_a_usage_error_naming_it(monkeypatch):
+    import sys
+
+    from ocimodel.errors import UsageError
+
+    monkeypatch.setitem(sys.modules, "cyclonedx", None)  # as if not installed
+    with pytest.raises(UsageError) as caught:
+        ocimodel.sbom("oci:/nonexistent:1")
+    assert "ocimodel[sbom]" in caught.value.hint
 
 
 def test_requirement_parsing():

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from ocimodel.api.common import as_reference, open_store
 from ocimodel.api.transfer import ModelInfo, inspect
-from ocimodel.errors import UsageError
+from ocimodel.errors import NotAModel, OcimodelError, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Manifest, parse_manifest
 from ocimodel.targets.copy import verified
@@ -43,6 +43,15 @@ class SbomResult(BaseModel):
     output: str | None = Field(default=None, description="The file the BOM was written to, if any.")
     attestation: str | None = Field(default=None, description="The referrer digest of the signed attestation, with --attest.")
     bom: dict[str, Any] = Field(description="The CycloneDX 1.6 JSON document.")
+
+
+def _hashes(digest: str | None) -> list[Any]:
+    """The CycloneDX hash of an OCI digest (``sha256:`` or ``sha512:``); none for another algorithm."""
+    from cyclonedx.model import HashAlgorithm, HashType
+
+    algorithm, _, hexdigest = (digest or "").partition(":")
+    known = {"sha256": HashAlgorithm.SHA_256, "sha512": HashAlgorithm.SHA_512}
+    return [HashType(alg=known[algorithm], content=hexdigest)] if algorithm in known else []
 
 
 def _pypi_name(name: str) -> str:
@@ -108,7 +117,7 @@ def _read_requirement_files(connection: ConnectionOptions, info: ModelInfo, refe
 
 def build_bom(info: ModelInfo, requirement_files: Mapping[str, str]) -> dict[str, Any]:
     """The CycloneDX 1.6 document (a JSON object) of the model ``info`` describes."""
-    from cyclonedx.model import HashAlgorithm, HashType, Property
+    from cyclonedx.model import Property
     from cyclonedx.model.bom import Bom
     from cyclonedx.model.component import Component, ComponentType
     from cyclonedx.model.license import LicenseExpression
@@ -123,7 +132,7 @@ def build_bom(info: ModelInfo, requirement_files: Mapping[str, str]) -> dict[str
     model = Component(
         type=ComponentType.MACHINE_LEARNING_MODEL, name=name, version=card.get("version"),
         description=card.get("description"), bom_ref="model",
-        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=info.digest.split(":", 1)[1])],
+        hashes=_hashes(info.digest),
         licenses=licenses,
         properties=[Property(name="ocimodel:manifest-digest", value=info.digest)],
     )
@@ -139,7 +148,7 @@ def build_bom(info: ModelInfo, requirement_files: Mapping[str, str]) -> dict[str
         one_file = packing is not None and packing[1] == "raw"
         file = Component(
             type=ComponentType.FILE, name=entry.path or entry.digest, bom_ref=f"file:{entry.path or entry.digest}",
-            hashes=[HashType(alg=HashAlgorithm.SHA_256, content=entry.digest.split(":", 1)[1])] if one_file else [],
+            hashes=_hashes(entry.digest) if one_file else [],
             properties=[Property(name="ocimodel:layer-digest", value=entry.digest),
                         Property(name="ocimodel:media-type", value=entry.media_type),
                         Property(name="ocimodel:size", value=str(entry.size))],
@@ -154,7 +163,7 @@ def build_bom(info: ModelInfo, requirement_files: Mapping[str, str]) -> dict[str
         digest = dataset.get("digest")
         component = Component(
             type=ComponentType.DATA, name=dataset["uri"], bom_ref=ref,
-            hashes=[HashType(alg=HashAlgorithm.SHA_256, content=digest.split(":", 1)[1])] if digest else [],
+            hashes=_hashes(digest),
         )
         bom.components.add(component)
         dependencies.append(component)
@@ -163,7 +172,7 @@ def build_bom(info: ModelInfo, requirement_files: Mapping[str, str]) -> dict[str
         digest = base.get("digest")
         component = Component(
             type=ComponentType.MACHINE_LEARNING_MODEL, name=base["reference"], bom_ref=f"base-model:{number}",
-            hashes=[HashType(alg=HashAlgorithm.SHA_256, content=digest.split(":", 1)[1])] if digest else [],
+            hashes=_hashes(digest),
             properties=[Property(name="ocimodel:relation", value=base.get("relation", "fine-tune"))],
         )
         bom.components.add(component)
@@ -239,8 +248,9 @@ def validate_bom(document: Mapping[str, Any]) -> None:
     from cyclonedx.validation.json import JsonStrictValidator
 
     error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(document))
-    if error is not None:
-        raise ValueError(f"not valid CycloneDX 1.6: {error}")
+    if error is not None:  # a defect of ours, not of the model: never write or attest it
+        raise OcimodelError(f"the bill of materials is not valid CycloneDX 1.6: {error}",
+                            hint="please report it with the model's card (ocimodel inspect REF --json)")
 
 
 def sbom(
@@ -266,8 +276,8 @@ def sbom(
                          hint="pip install 'ocimodel[sbom]'") from None
     info = inspect(connection, reference)
     if not info.is_model or info.kind == "variants":
-        raise UsageError(f"{reference} is {info.kind_description or 'not a model'}: a bill of materials describes one model",
-                         hint="name one model (a variant by its digest)")
+        raise NotAModel(f"{reference} is {info.kind_description or 'not a model'}: a bill of materials describes one model",
+                        hint="name one model (a variant of an index by its digest)")
     document = build_bom(info, _read_requirement_files(connection, info, reference))
     validate_bom(document)
     if output is not None:
