@@ -189,3 +189,17 @@ def test_help_teaches_by_example():
     shown = ok("sbom", "--help").out
     assert any(line.strip().startswith("ocimodel sbom ") for line in shown.splitlines())
     assert "--attest" in shown and "--output" in shown
+
+
+def test_a_variant_index_is_refused_and_its_variant_described(model, tmp_path):
+    store = f"oci:{tmp_path / 'store'}"
+    ocimodel.push(model, f"{store}:1.0-a")
+    (model / "model.safetensors").write_bytes(b"quantized")
+    ocimodel.push(model, f"{store}:1.0-b")
+    ocimodel.create_index(f"{store}:1.0", {"1.0-a": {"quant": "none"}, "1.0-b": {"quant": "q4"}})
+    from ocimodel.errors import NotAModel
+
+    with pytest.raises(NotAModel):
+        ocimodel.sbom(f"{store}:1.0")
+    variant = ocimodel.inspect(f"{store}:1.0-b").digest
+    assert ocimodel.sbom(f"{store}@{variant}").digest == variant
