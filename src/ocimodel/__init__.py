@@ -38,6 +38,8 @@ _EXPORTS = {
     "AuditResult": "ocimodel.api.audit", "DeploymentsResult": "ocimodel.api.deployments",
     # scanning (issue 16)
     "scan": _F, "ScanResult": "ocimodel.api.scan",
+    # bills of materials (issue 17)
+    "sbom": _F, "SbomResult": "ocimodel.api.sbom",
 }
 
 
@@ -82,6 +84,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         referrers,
         retire,
         rollback,
+        sbom,
         scan,
         search,
         sign,
@@ -89,6 +92,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         verify,
         versions,
     )
+    from ocimodel.api.sbom import SbomResult  # noqa: F401
     from ocimodel.api.scan import ScanResult  # noqa: F401
     from ocimodel.api.transfer import (  # noqa: F401
         CopyResult,
@@ -141,4 +145,5 @@ __all__ = [
     "create_index", "VariantIndexResult",
     "deploy", "retire", "deployments", "audit", "AuditResult", "DeploymentsResult",
     "scan", "ScanResult",
+    "sbom", "SbomResult",
 ]

@@ -15,6 +15,7 @@ from ocimodel.api.audit import AuditResult
 from ocimodel.api.deployments import DeploymentsResult
 from ocimodel.api.promotions import PromotionPredicate
 from ocimodel.api.registry import HistoryResult
+from ocimodel.api.sbom import SbomResult
 from ocimodel.api.scan import ScanResult
 from ocimodel.api.variants import VariantIndexResult
 from ocimodel.metadata.card import ModelCard
@@ -32,6 +33,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "promotion-predicate.schema.json": PromotionPredicate,  # https://ocimodel.dev/promotion/v1
     "history.schema.json": HistoryResult,  # `ocimodel history --json`
     "scan-result.schema.json": ScanResult,  # `ocimodel scan --json`, ocimodel.scan()
+    "sbom-result.schema.json": SbomResult,  # `ocimodel sbom --json`, ocimodel.sbom()
 }
 
 

@@ -26,6 +26,7 @@ from ocimodel.cli import (
     index,
     referrers,
     registry,
+    sbom,
     scan,
     transfer,
     trust,
@@ -142,6 +143,7 @@ app.command()(trust.sign)
 app.command()(trust.attest)
 app.command()(trust.verify)
 app.command()(scan.scan)
+app.command()(sbom.sbom)
 app.command("generate-key-pair", hidden=True)(trust.generate_key_pair)  # cosign's name for `key generate`
 app.command()(compare.diff)
 app.command()(compare.search)
