@@ -89,3 +89,18 @@ def test_policy_file_section():
                 {"deny": ["MIT", "mit"]}):
         with pytest.raises(PolicyError):
             parse_policy({**doc, "licenses": bad})
+
+
+def test_unknown_id_is_a_usage_error_naming_the_closest_ids(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "w.bin").write_bytes(b"x")
+    # Refused before any connection: port 9 (discard) on loopback is never asked.
+    run = subprocess.run(
+        [sys.executable, "-m", "ocimodel", "push", str(tmp_path), "127.0.0.1:9/m/x:1", "--plain-http", "--license", "Apache2"],
+        capture_output=True, text=True,
+    )
+    assert run.returncode == 2
+    assert "'Apache2': did you mean Apache-2.0" in run.stderr
+    assert closest_ids("GPL3")[:2] == ["GPL-3.0-only", "GPL-3.0-or-later"]  # current ids, not deprecated GPL-3.0

@@ -99,9 +99,27 @@ def closest_ids(word: str, limit: int = 3) -> list[str]:
     a typo such as ``Apache2`` or ``GPL-3.0``."""
     from packaging.licenses import _spdx  # the list packaging checks against; no public accessor
 
-    known = {entry["id"].lower(): entry["id"] for entry in (*_spdx.LICENSES.values(), *_spdx.EXCEPTIONS.values())}
-    matches = difflib.get_close_matches(word.lower(), list(known), n=limit, cutoff=0.6)
-    return [known[m] for m in matches]
+    # Deprecated ids (GPL-3.0) still parse, but a hint should name the current spelling.
+    entries = (*_spdx.LICENSES.values(), *_spdx.EXCEPTIONS.values())
+    known = {e["id"].lower(): e["id"] for e in entries if not e["deprecated"]}
+    # Compared without punctuation, so Apache2 is near Apache-2.0; a typed prefix (GPL3,
+    # gpl-3.0) names the ids that complete it before those merely alike.
+    squeezed: dict[str, list[str]] = {}
+    for key, spelled in sorted(known.items()):
+        squeezed.setdefault(_squeeze(key), []).append(spelled)
+    target = _squeeze(word.removesuffix("+"))
+    if not target:
+        return []
+    prefixed = sorted((k for k in squeezed if k.startswith(target) and k != target), key=len)
+    alike = difflib.get_close_matches(target, list(squeezed), n=limit, cutoff=0.6)
+    out: list[str] = []
+    for key in [*prefixed, *alike]:
+        out += [i for i in squeezed[key] if i not in out]
+    return out[:limit]
+
+
+def _squeeze(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
 
 
 def unknown_ids(text: str) -> list[str]:
