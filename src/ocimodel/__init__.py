@@ -38,6 +38,8 @@ _EXPORTS = {
     "AuditResult": "ocimodel.api.audit", "DeploymentsResult": "ocimodel.api.deployments",
     # scanning (issue 16)
     "scan": _F, "ScanResult": "ocimodel.api.scan",
+    # licenses (issue 17)
+    "license_report": _F, "LicenseReport": "ocimodel.api.licenses",
 }
 
 
@@ -73,6 +75,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         history,
         import_,
         inspect,
+        license_report,
         lineage,
         list_tags,
         login,
@@ -89,6 +92,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         verify,
         versions,
     )
+    from ocimodel.api.licenses import LicenseReport  # noqa: F401
     from ocimodel.api.scan import ScanResult  # noqa: F401
     from ocimodel.api.transfer import (  # noqa: F401
         CopyResult,
@@ -141,4 +145,5 @@ __all__ = [
     "create_index", "VariantIndexResult",
     "deploy", "retire", "deployments", "audit", "AuditResult", "DeploymentsResult",
     "scan", "ScanResult",
+    "license_report", "LicenseReport",
 ]

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ocimodel.api import audit as audit_ops
     from ocimodel.api import compare as compare_ops
     from ocimodel.api import deployments as deployment_ops
+    from ocimodel.api import licenses as license_ops
     from ocimodel.api import referrers as referrer_ops
     from ocimodel.api import registry as registry_ops
     from ocimodel.api import scan as scan_ops
@@ -173,6 +174,7 @@ class Client:
         deployments = _bound(deployment_ops.deployments)
         audit = _bound(audit_ops.audit)
         scan = _bound(scan_ops.scan)
+        license_report = _bound(license_ops.license_report)
     else:
         push = _Operation("ocimodel.api.transfer")
         pull = _Operation("ocimodel.api.transfer")
@@ -205,3 +207,4 @@ class Client:
         deployments = _Operation("ocimodel.api.deployments", default_concurrency=8)  # reads every referrer
         audit = _Operation("ocimodel.api.audit", default_concurrency=8)
         scan = _Operation("ocimodel.api.scan")
+        license_report = _Operation("ocimodel.api.licenses")

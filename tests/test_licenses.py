@@ -1,0 +1,90 @@
+"""`ocimodel license` / ocimodel.license_report on models in a real registry: declared,
+detected by text, carried from base models, judged by a policy's licenses: rules."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ocimodel
+
+DATA = Path(__file__).parent / "data" / "licenses"
+
+
+def _model(tmp_path: Path, name: str, license_file: str | None) -> Path:
+    root = tmp_path / name
+    root.mkdir()
+    (root / "weights.bin").write_bytes(name.encode() * 16)
+    if license_file:
+        shutil.copy(DATA / license_file, root / "LICENSE")
+    return root
+
+
+def _policy(tmp_path: Path, rules: str) -> Path:
+    path = tmp_path / f"policy-{len(list(tmp_path.glob('policy-*')))}.yaml"
+    path.write_text(f"signers: {{ci: {{key: ci.pub}}}}\nlicenses: {rules}\n")
+    return path
+
+
+def test_fine_tune_of_a_denied_base_is_denied(registry, repo_name, tmp_path):
+    repo = f"{registry.host}/{repo_name}"
+    ocimodel.push(_model(tmp_path, "base", "llama3-LICENSE"), f"{repo}:base", plain_http=True,
+                  metadata={"licenses": ["LicenseRef-llama3-community-license"]})
+    ocimodel.push(_model(tmp_path, "tuned", "apache-2.0-LICENSE"), f"{repo}:tuned", plain_http=True,
+                  metadata={"licenses": ["Apache-2.0"], "base_models": [{"reference": f"{repo}:base"}]})
+    policy = _policy(tmp_path, '{allow: [Apache-2.0, MIT], deny: ["LicenseRef-*-community-license"]}')
+
+    report = ocimodel.license_report(f"{repo}:tuned", policy=policy, plain_http=True)
+    assert report.declared == ["Apache-2.0"]
+    assert [(d.file, d.license) for d in report.detected] == [("LICENSE", "Apache-2.0")]
+    assert [(b.reference, b.licenses, b.readable) for b in report.base_models] == [
+        (f"{repo}:base", ["LicenseRef-llama3-community-license"], True)]
+    assert not report.allowed and report.verdict.status == "denied"
+    assert report.verdict.reasons == [
+        f"base model {repo}:base: LicenseRef-llama3-community-license is denied (deny: LicenseRef-*-community-license)"]
+    assert report.findings == []
+
+    # base_models: false judges the model alone.
+    alone = _policy(tmp_path, '{allow: [Apache-2.0], deny: ["LicenseRef-*-community-license"], base_models: false}')
+    assert ocimodel.license_report(f"{repo}:tuned", policy=alone, plain_http=True).allowed
+
+    # The CLI: exit 1 on a denial, the report as JSON.
+    run = subprocess.run([sys.executable, "-m", "ocimodel", "license", f"{repo}:tuned", "--policy", str(policy),
+                          "--plain-http", "--json"], capture_output=True, text=True)
+    assert run.returncode == 1, run.stderr
+    assert json.loads(run.stdout)["verdict"]["status"] == "denied"
+
+
+def test_declared_license_contradicted_by_the_text(registry, repo_name, tmp_path):
+    repo = f"{registry.host}/{repo_name}"
+    ocimodel.push(_model(tmp_path, "m", "apache-2.0-LICENSE"), f"{repo}:1", plain_http=True,
+                  metadata={"licenses": ["MIT"]})
+    report = ocimodel.license_report(f"{repo}:1", plain_http=True)
+    assert report.findings == ["LICENSE is Apache-2.0 (its text), which the declared license MIT does not name"]
+    assert report.allowed and report.verdict is None  # no policy: a report, no verdict
+    # Under a policy the shipped text applies too: Apache-2.0 is not allowed here.
+    report = ocimodel.license_report(f"{repo}:1", policy=_policy(tmp_path, "{allow: [MIT]}"), plain_http=True)
+    assert not report.allowed and report.verdict.reasons == ["LICENSE: Apache-2.0 is not in allow"]
+
+
+def test_unknown_licenses_deny_or_warn(registry, repo_name, tmp_path):
+    repo = f"{registry.host}/{repo_name}"
+    ocimodel.push(_model(tmp_path, "m", None), f"{repo}:1", plain_http=True,
+                  metadata={"licenses": ["Apache-2.0"], "base_models": [{"reference": "hf://org/unreadable"}]})
+    deny = ocimodel.license_report(f"{repo}:1", policy=_policy(tmp_path, "{allow: [Apache-2.0]}"), plain_http=True)
+    assert not deny.allowed and deny.verdict.status == "unknown"
+    assert "base model hf://org/unreadable" in deny.verdict.reasons[0]
+    warn = ocimodel.license_report(f"{repo}:1", policy=_policy(tmp_path, "{allow: [Apache-2.0], unknown: warn}"),
+                                   plain_http=True)
+    assert warn.allowed and warn.verdict.warnings
+
+
+def test_policy_without_licenses_section_is_a_usage_error(tmp_path):
+    (tmp_path / "p.yaml").write_text("signers: {ci: {key: ci.pub}}\n")
+    with pytest.raises(ocimodel.OcimodelError, match="no licenses: section"):
+        ocimodel.license_report(_model(tmp_path, "m", None), policy=tmp_path / "p.yaml")
