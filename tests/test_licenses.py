@@ -88,3 +88,41 @@ def test_policy_without_licenses_section_is_a_usage_error(tmp_path):
     (tmp_path / "p.yaml").write_text("signers: {ci: {key: ci.pub}}\n")
     with pytest.raises(ocimodel.OcimodelError, match="no licenses: section"):
         ocimodel.license_report(_model(tmp_path, "m", None), policy=tmp_path / "p.yaml")
+
+
+def test_verify_and_pull_verify_judge_the_licenses_rule(registry, repo_name, tmp_path):
+    from ocimodel.api.trust import verify_hook
+    from ocimodel.trust.verify import PolicyDenied
+
+    repo = f"{registry.host}/{repo_name}"
+    ocimodel.generate_key_pair(tmp_path / "ci.key", tmp_path / "ci.pub")
+    ocimodel.push(_model(tmp_path, "base", "cc-by-nc-4.0-LICENSE_weights"), f"{repo}:base", plain_http=True,
+                  metadata={"licenses": ["CC-BY-NC-4.0"]})
+    ocimodel.push(_model(tmp_path, "tuned", None), f"{repo}:tuned", plain_http=True,
+                  metadata={"licenses": ["MIT"], "base_models": [{"reference": f"{repo}:base"}]})
+    ocimodel.push(_model(tmp_path, "own", "mit-LICENSE"), f"{repo}:own", plain_http=True, metadata={"licenses": ["MIT"]})
+    for tag in ("base", "tuned", "own"):
+        ocimodel.sign(f"{repo}:{tag}", key=tmp_path / "ci.key", plain_http=True)
+    policy = _policy(tmp_path, "{allow: [MIT, Apache-2.0], deny: [CC-BY-NC-*]}")
+
+    allowed = ocimodel.verify(f"{repo}:own", policy=policy, plain_http=True)
+    assert allowed.allowed and [r.rule for r in allowed.reasons] == ["signature", "licenses"]
+    assert allowed.reasons[1].detail == "allowed: MIT"
+
+    denied = ocimodel.verify(f"{repo}:tuned", policy=policy, plain_http=True)
+    assert not denied.allowed and denied.reasons[0].passed  # signed, and still denied
+    assert denied.reasons[1].rule == "licenses" and denied.reasons[1].reason == "license-denied"
+    assert denied.reasons[1].detail == f"base model {repo}:base: CC-BY-NC-4.0 is denied (deny: CC-BY-NC-*)"
+
+    # pull --verify: denied before a file is written.
+    hook = verify_hook(policy=policy)
+    with pytest.raises(PolicyDenied, match="licenses: base model"):
+        ocimodel.pull(f"{repo}:tuned", tmp_path / "out", plain_http=True, verify=hook)
+    assert not (tmp_path / "out" / "weights.bin").exists()
+    ocimodel.pull(f"{repo}:own", tmp_path / "out2", plain_http=True, verify=hook)
+    assert (tmp_path / "out2" / "LICENSE").exists()
+
+    # The CLI: verify exits 1 naming the licenses rule.
+    run = subprocess.run([sys.executable, "-m", "ocimodel", "verify", f"{repo}:tuned", "--policy", str(policy),
+                          "--plain-http"], capture_output=True, text=True)
+    assert run.returncode == 1 and "FAIL licenses: base model" in run.stdout + run.stderr, run.stdout + run.stderr

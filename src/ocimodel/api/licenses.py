@@ -72,10 +72,13 @@ def license_report(connection: ConnectionOptions, target: PathLike, *, policy: P
         report = _local(Path(text))
     else:
         report = _remote(connection, text)
+    return _finish(connection, report, rules)
+
+
+def _finish(connection: ConnectionOptions, report: LicenseReport, rules: LicenseRule | None) -> LicenseReport:
     declared = [(e, "card") for e in report.declared]
     _contradictions(report)
-    follow_bases = rules is None or rules.base_models
-    if follow_bases and report.base_models is not None:
+    if rules is None or rules.base_models:
         _bases(connection, report)
     if rules is not None:
         applied = declared + [(d.license, d.file) for d in report.detected if d.confidence == 1.0]
@@ -87,6 +90,15 @@ def license_report(connection: ConnectionOptions, target: PathLike, *, policy: P
         report.verdict = judge(_dedupe(applied), rules)
         report.allowed = report.verdict.allowed
     return report
+
+
+def judge_stored(connection: ConnectionOptions, store: Any, shown: str, root: Any, manifest_bytes: bytes,
+                 rules: LicenseRule) -> LicenseReport:
+    """The report and verdict for the manifest ``root`` (verified bytes ``manifest_bytes``)
+    of an open store: what `verify` and `pull --verify` judge a policy's licenses rule by,
+    on exactly the digest they verify. Raises NotAModel for an index."""
+    report = _from_store(store, shown, root, manifest_bytes)
+    return _finish(connection, report, rules)
 
 
 def _rules(policy: PathLike) -> LicenseRule:
@@ -155,26 +167,30 @@ def _detect(relpath: str, data: bytes) -> list[DetectedLicense]:
 
 
 def _remote(connection: ConnectionOptions, text: str) -> LicenseReport:
-    from ocimodel.packaging.unpack import plan_files
-    from ocimodel.targets.copy import verified
-
     ref = as_reference(text)
     with open_store(connection, ref) as store:
         root = store.resolve(ref.reference or DEFAULT_TAG)
-        manifest = model_manifest(store.fetch_manifest(root), root, str(ref))
-        card = read_card(read_config(store, manifest.config), manifest.annotations or {})
-        report = LicenseReport(target=str(ref), digest=root.digest, declared=list(card.card.licenses or []), allowed=True)
-        report.findings += [f"card: {p}" for p in card.problems if "licenses" in p]
-        report.base_models = [_base_entry(b, str(ref)) for b in card.card.base_models or []]
-        for planned in plan_files(manifest):
-            layer = planned.descriptor
-            if planned.archive is not None or not planned.relpath or layer.size > MAX_LICENSE_BYTES:
-                continue  # a license text is a small plain file
-            if not _worth_reading(planned.relpath):
-                continue
-            with store.open_blob(layer) as chunks:
-                data = b"".join(verified(chunks, layer))  # raises on bytes that are not the digest's
-            report.detected += _detect(planned.relpath, data)
+        return _from_store(store, str(ref), root, store.fetch_manifest(root))
+
+
+def _from_store(store: Any, shown: str, root: Any, manifest_bytes: bytes) -> LicenseReport:
+    from ocimodel.packaging.unpack import plan_files
+    from ocimodel.targets.copy import verified
+
+    manifest = model_manifest(manifest_bytes, root, shown)
+    card = read_card(read_config(store, manifest.config), manifest.annotations or {})
+    report = LicenseReport(target=shown, digest=root.digest, declared=list(card.card.licenses or []), allowed=True)
+    report.findings += [f"card: {p}" for p in card.problems if "licenses" in p]
+    report.base_models = [_base_entry(b, shown) for b in card.card.base_models or []]
+    for planned in plan_files(manifest):
+        layer = planned.descriptor
+        if planned.archive is not None or not planned.relpath or layer.size > MAX_LICENSE_BYTES:
+            continue  # a license text is a small plain file
+        if not _worth_reading(planned.relpath):
+            continue
+        with store.open_blob(layer) as chunks:
+            data = b"".join(verified(chunks, layer))  # raises on bytes that are not the digest's
+        report.detected += _detect(planned.relpath, data)
     return report
 
 
@@ -241,4 +257,4 @@ def _contradictions(report: LicenseReport) -> None:
             )
 
 
-__all__ = ["BaseModelLicenses", "DetectedLicense", "LicenseReport", "license_report"]
+__all__ = ["BaseModelLicenses", "DetectedLicense", "LicenseReport", "judge_stored", "license_report"]

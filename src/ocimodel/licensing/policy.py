@@ -107,6 +107,9 @@ def judge(expressions: list[tuple[str, str]], rules: LicenseRule) -> Verdict:
     judged: list[Judged] = []
     for text, source in expressions:
         reasons: list[str] = []
+        if not text.strip():  # a source with no license at all (an unreadable base model)
+            judged.append(Judged(expression=text, source=source, status="unknown", reasons=["no license known"]))
+            continue
         try:
             status = evaluate(parse(text), rules, reasons)
         except ValueError:
