@@ -126,3 +126,23 @@ def test_verify_and_pull_verify_judge_the_licenses_rule(registry, repo_name, tmp
     run = subprocess.run([sys.executable, "-m", "ocimodel", "verify", f"{repo}:tuned", "--policy", str(policy),
                           "--plain-http"], capture_output=True, text=True)
     assert run.returncode == 1 and "FAIL licenses: base model" in run.stdout + run.stderr, run.stdout + run.stderr
+
+
+def test_promotion_gate_requires_the_licenses_rule(registry, repo_name, tmp_path):
+    from ocimodel.api.promotions import PromotionDenied
+
+    repo = f"{registry.host}/{repo_name}"
+    ocimodel.generate_key_pair(tmp_path / "ci.key", tmp_path / "ci.pub")
+    ocimodel.push(_model(tmp_path, "nc", "cc-by-nc-4.0-LICENSE_weights"), f"{repo}:1.0", plain_http=True,
+                  metadata={"licenses": ["CC-BY-NC-4.0"]})
+    ocimodel.push(_model(tmp_path, "ok", "apache-2.0-LICENSE"), f"{repo}:1.1", plain_http=True,
+                  metadata={"licenses": ["Apache-2.0"]})
+    for tag in ("1.0", "1.1"):
+        ocimodel.sign(f"{repo}:{tag}", key=tmp_path / "ci.key", plain_http=True)
+    policy = tmp_path / "gate.yaml"
+    policy.write_text("signers: {ci: {key: ci.pub}}\nlicenses: {deny: [CC-BY-NC-*]}\n"
+                      "aliases: {production: {require: [signature, licenses]}}\n")
+    with pytest.raises(PromotionDenied, match="licenses: card: CC-BY-NC-4.0 is denied"):
+        ocimodel.promote(f"{repo}:1.0", "production", policy=policy, key=tmp_path / "ci.key", plain_http=True)
+    promoted = ocimodel.promote(f"{repo}:1.1", "production", policy=policy, key=tmp_path / "ci.key", plain_http=True)
+    assert [r.rule for r in promoted.gate.reasons] == ["signature", "licenses"]

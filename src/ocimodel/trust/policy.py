@@ -71,8 +71,8 @@ PredicateUri = Annotated[
 Match = Literal["any-of", "all-of"]
 # An alias as a tag: the OCI tag grammar. Versions are refused by the policy's validator.
 AliasName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")]
-# The sections of this policy an alias rule can require (later: license, evaluation).
-Section = Literal["signature", "attestations", "scan"]
+# The sections of this policy an alias rule can require (later: evaluation).
+Section = Literal["signature", "attestations", "scan", "licenses"]
 
 
 class PolicyError(UsageError):
@@ -205,6 +205,8 @@ class Policy(_Strict):
                 raise ValueError(f"aliases.{alias}.require names attestations, and the policy has no attestation rules")
             if rule.require and "scan" in rule.require and self.scan is None:
                 raise ValueError(f"aliases.{alias}.require names scan, and the policy has no scan rule")
+            if rule.require and "licenses" in rule.require and self.licenses is None:
+                raise ValueError(f"aliases.{alias}.require names licenses, and the policy has no licenses rule")
         return self
 
     def with_base(self, directory: str | os.PathLike[str]) -> Policy:
