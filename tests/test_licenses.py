@@ -146,3 +146,21 @@ def test_promotion_gate_requires_the_licenses_rule(registry, repo_name, tmp_path
         ocimodel.promote(f"{repo}:1.0", "production", policy=policy, key=tmp_path / "ci.key", plain_http=True)
     promoted = ocimodel.promote(f"{repo}:1.1", "production", policy=policy, key=tmp_path / "ci.key", plain_http=True)
     assert [r.rule for r in promoted.gate.reasons] == ["signature", "licenses"]
+
+
+def test_a_modelkit_is_judged_by_its_kitfile_licenses(registry, repo_name, tmp_path):
+    from tests.test_kitops import kitfile_for, modelkit_layers, push_modelkit
+
+    project = tmp_path / "project"
+    for rel, data in {"models/model.gguf": b"GGUF" + b"\0" * 60, "models/lora.safetensors": b"x" * 16,
+                      "src/train.py": b"print(1)\n", "data/train.csv": b"x\n", "eval/eval/scores.csv": b"a\n",
+                      "docs/README.md": b"# t\n", "prompts/system.md": b"terse\n"}.items():
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_bytes(data)
+    kitfile, layers = modelkit_layers(project)
+    assert kitfile["package"]["license"] == kitfile_for()["package"]["license"]
+    push_modelkit(registry, repo_name, "1", kitfile, layers)
+    policy = _policy(tmp_path, "{deny: [CC-BY-*]}")
+    report = ocimodel.license_report(f"{registry.host}/{repo_name}:1", policy=policy, plain_http=True)
+    assert sorted(report.declared) == ["Apache-2.0", "BSD-3-Clause", "CC-BY-4.0", "MIT"]
+    assert not report.allowed and report.verdict.reasons == ["card: CC-BY-4.0 is denied (deny: CC-BY-*)"]

@@ -52,3 +52,20 @@ def test_hugging_face_license_values():
     assert from_hf_license("llama3.1") == "LicenseRef-llama3.1-community-license"
     assert from_hf_license("creativeml-openrail-m") == "LicenseRef-creativeml-openrail-m"
     assert from_hf_license("other") == "other"
+
+
+def test_local_directory_report_kitfile_front_matter_and_a_contradiction(tmp_path):
+    import ocimodel
+
+    (tmp_path / "LICENSE.txt").write_text((DATA / "apache-2.0-LICENSE").read_text())
+    (tmp_path / "TERMS").write_text((DATA / "llama3_2-LICENSE").read_text())  # any name: found by its text
+    (tmp_path / "README.md").write_text("---\nlicense: apache-2.0\nlibrary_name: x\n---\n# A model\n")
+    (tmp_path / "Kitfile").write_text("manifestVersion: 1.0.0\npackage:\n  name: m\n  license: Apache-2.0\n")
+    (tmp_path / "weights.bin").write_bytes(b"\0" * 64)
+    report = ocimodel.license_report(tmp_path)  # no registry: the directory's own files
+    assert report.declared == ["Apache-2.0"]
+    assert [(d.file, d.license, d.how) for d in report.detected] == [
+        ("LICENSE.txt", "Apache-2.0", "text"), ("README.md", "Apache-2.0", "front-matter"),
+        ("TERMS", "LicenseRef-llama3.2-community-license", "text")]
+    assert report.findings == [
+        "TERMS is LicenseRef-llama3.2-community-license (its text), which the declared license Apache-2.0 does not name"]

@@ -26,6 +26,7 @@ from ocimodel.licensing.policy import LicenseRule, Verdict, judge
 from ocimodel.metadata.card import ModelCard
 from ocimodel.metadata.encoding import read_card
 from ocimodel.oci.reference import parse_reference
+from ocimodel.packaging.kitfile import is_modelkit
 from ocimodel.transport.connection import ConnectionOptions
 
 PathLike = str | os.PathLike[str]
@@ -127,6 +128,10 @@ def _local(path: Path) -> LicenseReport:
     report = LicenseReport(target=str(path), declared=list(card.licenses or []), allowed=True)
     report.base_models = [_base_entry(b, str(path)) for b in card.base_models or []]
     root = path if path.is_dir() else path.parent
+    for name in ("Kitfile", "kitfile", ".kitfile"):  # the names KitOps reads
+        if (root / name).is_file():
+            report.declared += [e for e in _kitfile_licenses(root / name, report) if e not in report.declared]
+            break
     files = sorted(p for p in (root.rglob("*") if path.is_dir() else [path]) if p.is_file() and not p.is_symlink())
     for file in files:
         rel = file.relative_to(root).as_posix()
@@ -135,6 +140,19 @@ def _local(path: Path) -> LicenseReport:
         data = file.read_bytes()
         report.detected += _detect(rel, data)
     return report
+
+
+def _kitfile_licenses(path: Path, report: LicenseReport) -> list[str]:
+    from ocimodel.metadata.kitcard import kitfile_card
+    from ocimodel.strict_yaml import StrictYamlError, loads_yaml_strict
+
+    try:
+        fields = kitfile_card(loads_yaml_strict(path.read_bytes()[:MAX_LICENSE_BYTES + 1], max_bytes=MAX_LICENSE_BYTES))
+    except (StrictYamlError, OSError) as exc:
+        report.findings.append(f"{path.name}: cannot be read ({exc}); its licenses are not included")
+        return []
+    report.findings += [p for p in fields["card_problems"] if "licens" in p]
+    return list(fields["card"].get("licenses", []))
 
 
 def _worth_reading(relpath: str) -> bool:
@@ -178,7 +196,17 @@ def _from_store(store: Any, shown: str, root: Any, manifest_bytes: bytes) -> Lic
     from ocimodel.targets.copy import verified
 
     manifest = model_manifest(manifest_bytes, root, shown)
-    card = read_card(read_config(store, manifest.config), manifest.annotations or {})
+    config = read_config(store, manifest.config)
+    if is_modelkit(manifest):
+        # A ModelKit's licenses are its Kitfile's (package, model, parts, code, datasets);
+        # its layers are archives, whose texts are not read here.
+        from ocimodel.metadata.kitcard import kitfile_card
+
+        fields = kitfile_card(config)
+        report = LicenseReport(target=shown, digest=root.digest, declared=fields["card"].get("licenses", []), allowed=True)
+        report.findings += [p for p in fields["card_problems"] if "licens" in p]
+        return report
+    card = read_card(config, manifest.annotations or {})
     report = LicenseReport(target=shown, digest=root.digest, declared=list(card.card.licenses or []), allowed=True)
     report.findings += [f"card: {p}" for p in card.problems if "licenses" in p]
     report.base_models = [_base_entry(b, shown) for b in card.card.base_models or []]
