@@ -69,3 +69,11 @@ def test_local_directory_report_kitfile_front_matter_and_a_contradiction(tmp_pat
         ("TERMS", "LicenseRef-llama3.2-community-license", "text")]
     assert report.findings == [
         "TERMS is LicenseRef-llama3.2-community-license (its text), which the declared license Apache-2.0 does not name"]
+
+
+def test_a_missing_path_is_a_usage_error_not_a_reference(tmp_path):
+    import ocimodel
+    from ocimodel.errors import UsageError
+
+    with pytest.raises(UsageError, match="does not exist"):
+        ocimodel.license_report(f"{tmp_path}/typo")

@@ -71,6 +71,9 @@ def license_report(connection: ConnectionOptions, target: PathLike, *, policy: P
     text = os.fspath(target)
     if os.path.lexists(text) and not text.startswith("oci:"):
         report = _local(Path(text))
+    elif text in (".", "..") or text.startswith(("/", "./", "../", "~")):
+        # Written as a path and missing: a typo, not a reference to look up on Docker Hub.
+        raise UsageError(f"{text} does not exist", hint="name a model directory, or a model (registry/repo:tag, oci:DIR:TAG)")
     else:
         report = _remote(connection, text)
     return _finish(connection, report, rules)
