@@ -40,6 +40,8 @@ _EXPORTS = {
     "scan": _F, "ScanResult": "ocimodel.api.scan",
     # bills of materials (issue 17)
     "sbom": _F, "SbomResult": "ocimodel.api.sbom",
+    # licenses (issue 17)
+    "license_report": _F, "LicenseReport": "ocimodel.api.licenses",
 }
 
 
@@ -75,6 +77,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         history,
         import_,
         inspect,
+        license_report,
         lineage,
         list_tags,
         login,
@@ -92,6 +95,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         verify,
         versions,
     )
+    from ocimodel.api.licenses import LicenseReport  # noqa: F401
     from ocimodel.api.sbom import SbomResult  # noqa: F401
     from ocimodel.api.scan import ScanResult  # noqa: F401
     from ocimodel.api.transfer import (  # noqa: F401
@@ -146,4 +150,5 @@ __all__ = [
     "deploy", "retire", "deployments", "audit", "AuditResult", "DeploymentsResult",
     "scan", "ScanResult",
     "sbom", "SbomResult",
+    "license_report", "LicenseReport",
 ]

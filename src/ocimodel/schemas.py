@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from ocimodel.api.audit import AuditResult
 from ocimodel.api.deployments import DeploymentsResult
+from ocimodel.api.licenses import LicenseReport
 from ocimodel.api.promotions import PromotionPredicate
 from ocimodel.api.registry import HistoryResult
 from ocimodel.api.sbom import SbomResult
@@ -32,6 +33,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "deployments.schema.json": DeploymentsResult,
     "promotion-predicate.schema.json": PromotionPredicate,  # https://ocimodel.dev/promotion/v1
     "history.schema.json": HistoryResult,  # `ocimodel history --json`
+    "license-report.schema.json": LicenseReport,  # `ocimodel license --json`, ocimodel.license_report()
     "scan-result.schema.json": ScanResult,  # `ocimodel scan --json`, ocimodel.scan()
     "sbom-result.schema.json": SbomResult,  # `ocimodel sbom --json`, ocimodel.sbom()
 }

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ocimodel.api import audit as audit_ops
     from ocimodel.api import compare as compare_ops
     from ocimodel.api import deployments as deployment_ops
+    from ocimodel.api import licenses as license_ops
     from ocimodel.api import referrers as referrer_ops
     from ocimodel.api import registry as registry_ops
     from ocimodel.api import sbom as sbom_ops
@@ -175,6 +176,7 @@ class Client:
         audit = _bound(audit_ops.audit)
         scan = _bound(scan_ops.scan)
         sbom = _bound(sbom_ops.sbom)
+        license_report = _bound(license_ops.license_report)
     else:
         push = _Operation("ocimodel.api.transfer")
         pull = _Operation("ocimodel.api.transfer")
@@ -208,3 +210,4 @@ class Client:
         audit = _Operation("ocimodel.api.audit", default_concurrency=8)
         scan = _Operation("ocimodel.api.scan")
         sbom = _Operation("ocimodel.api.sbom")
+        license_report = _Operation("ocimodel.api.licenses")

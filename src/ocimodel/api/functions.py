@@ -36,7 +36,7 @@ CONNECTED: dict[str, int | None] = {
     "attach": None, "referrers": None, "detach": None, "delete": None,
     "versions": None, "promote": None, "rollback": None, "history": None, "lineage": None, "diff": None,
     "sign": None, "attest": None, "verify": None, "export_signature": None,
-    "create_index": None, "scan": None, "sbom": None,
+    "create_index": None, "scan": None, "sbom": None, "license_report": None,
     "deploy": None, "retire": None, "deployments": SEARCH_CONCURRENCY, "audit": SEARCH_CONCURRENCY,
 }
 WITHOUT_CREDENTIALS = frozenset({"login"})

@@ -103,6 +103,7 @@ class TrustContext:
 
     trust: TrustPolicy | None = None
     keyless: KeylessOptions = field(default_factory=KeylessOptions)
+    connection: Any = None  # ConnectionOptions: how a licenses rule reaches base models
 
     def promoters(self, alias: str) -> list[str] | None:
         if self.trust is None:
@@ -178,6 +179,8 @@ def _section(rule: str) -> str:
     is the scan rule's name there)."""
     if rule.startswith("attestation "):
         return "attestations"
+    if rule == "licenses":
+        return "licenses"
     return "scan" if rule.startswith("scan") else "signature"
 
 
@@ -186,9 +189,14 @@ def gate(target, model: Descriptor, alias: str, context: TrustContext, reference
     requires (all of the policy when the alias has no rule or no ``require``)."""
     assert context.trust is not None
     data = target.fetch_manifest(model)
-    decision = evaluate(target, model, data, context.trust, reference=reference, keyless=context.keyless)
+    from ocimodel.api.trust import license_rule
+    from ocimodel.transport.connection import ConnectionOptions
+
+    licenses = license_rule(context.connection or ConnectionOptions(), target, reference, model, data, context.trust)
+    decision = evaluate(target, model, data, context.trust, reference=reference, keyless=context.keyless,
+                        licenses=licenses)
     rule = context.trust.policy.aliases.get(alias)
-    wanted = set(rule.require) if rule and rule.require else {"signature", "attestations", "scan"}
+    wanted = set(rule.require) if rule and rule.require else {"signature", "attestations", "scan", "licenses"}
     reasons = [GateRule(rule=r.rule, passed=r.passed, detail=r.detail) for r in decision.reasons if _section(r.rule) in wanted]
     return GateDecision(policy=policy_digest(context.trust), allowed=all(r.passed for r in reasons), reasons=reasons)
 

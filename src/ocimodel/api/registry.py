@@ -181,7 +181,7 @@ def promote(
     is raised and nothing moves."""
     _check_alias(alias)
     signer = record_signer(key, password, identity_token, trust_config, staging)
-    context = _context(policy, trusted_root, offline)
+    context = _context(policy, trusted_root, offline, connection)
     _check_signer(context, alias, signer)
     ref = as_reference(reference)
     with open_store(connection, ref, for_write=True) as target:
@@ -220,7 +220,7 @@ def rollback(
     if ref.tag is not None or ref.digest is not None:
         raise UsageError(f"rollback takes the repository, not a tag or digest: {repository}", hint="e.g. ocimodel rollback registry/team/model --alias production")
     signer = record_signer(key, password, identity_token, trust_config, staging)
-    context = _context(policy, trusted_root, offline)
+    context = _context(policy, trusted_root, offline, connection)
     _check_signer(context, alias, signer)
     trusted = "trusted " if context.trust is not None else ""
     with open_store(connection, ref, for_write=True) as target:
@@ -270,7 +270,7 @@ def history(
     With ``policy`` each record is trusted, untrusted or unsigned, and the timeline
     follows trusted records only: a move only untrusted records explain is flagged."""
     _check_alias(alias)
-    context = _context(policy, trusted_root, offline)
+    context = _context(policy, trusted_root, offline, connection)
     ref = as_reference(repository)
     with open_store(connection, ref) as target:
         current = _current(target, alias)
@@ -372,11 +372,12 @@ def _current(target, alias: str):
         return None
 
 
-def _context(policy, trusted_root, offline: bool) -> TrustContext:
+def _context(policy, trusted_root, offline: bool, connection: ConnectionOptions | None = None) -> TrustContext:
     if policy is None:
         return TrustContext()
     return TrustContext(trust=compile_policy(policy),
-                        keyless=KeylessOptions(trusted_root=check_trusted_root(trusted_root), offline=offline))
+                        keyless=KeylessOptions(trusted_root=check_trusted_root(trusted_root), offline=offline),
+                        connection=connection)
 
 
 def _check_signer(context: TrustContext, alias: str, signer) -> None:

@@ -46,6 +46,7 @@ from ocimodel.trust.verify import (
     KeylessOptions,
     LocalScan,
     PolicyDenied,
+    RuleResult,
     check_trusted_root,
     evaluate,
     verify_bundle,
@@ -211,7 +212,34 @@ def verify(
             scanned = scan_model(connection, str(ref.with_tag(None).with_digest(root.digest)))
             worst = scanned.worst()
             local = LocalScan(worst=worst.value if worst is not None else None, digest=root.digest)
-        return evaluate(target, root, data, trust, reference=str(ref), keyless=keyless, local_scan=local)
+        licenses = license_rule(connection, target, str(ref), root, data, trust)
+        return evaluate(target, root, data, trust, reference=str(ref), keyless=keyless, local_scan=local,
+                        licenses=licenses)
+
+
+def license_rule(connection: ConnectionOptions, store, shown: str, root: Descriptor, manifest_bytes: bytes,
+                 trust) -> RuleResult | None:
+    """The policy's licenses rule over the verified manifest (None without one): its
+    card, its license texts and its base models' cards (``options`` reaches them)."""
+    rules = trust.policy.licenses
+    if rules is None:
+        return None
+    from ocimodel.api.licenses import judge_stored
+    from ocimodel.errors import OcimodelError
+
+    name = "licenses"
+    try:
+        report = judge_stored(connection, store, shown, root, manifest_bytes, rules)
+    except OcimodelError as exc:  # an index, or a card or file that cannot be read
+        return RuleResult(rule=name, passed=False, detail=f"cannot judge the licenses: {exc.message}",
+                          reason=str(Reason.LICENSE_DENIED))
+    verdict = report.verdict
+    assert verdict is not None
+    if verdict.allowed:
+        judged = ", ".join(dict.fromkeys(j.expression for j in verdict.judged if j.expression)) or "none"
+        warned = f" (warning: {'; '.join(verdict.warnings)})" if verdict.warnings else ""
+        return RuleResult(rule=name, passed=True, detail=f"allowed: {judged}{warned}")
+    return RuleResult(rule=name, passed=False, detail="; ".join(verdict.reasons), reason=str(Reason.LICENSE_DENIED))
 
 
 def verify_hook(
@@ -221,6 +249,7 @@ def verify_hook(
     policy: Policy | PathLike | None = None,
     trusted_root: PathLike | None = None,
     offline: bool = True,
+    options: ConnectionOptions | None = None,
 ) -> Callable[[Any, Descriptor, bytes], None]:
     """A ``verify=`` hook for :func:`ocimodel.pull`: it judges the digest pull resolved,
     before any file is downloaded, and raises :class:`PolicyDenied` (a
@@ -230,7 +259,9 @@ def verify_hook(
     keyless = KeylessOptions(trusted_root=check_trusted_root(trusted_root), offline=offline)
 
     def hook(source, root: Descriptor, manifest_bytes: bytes) -> None:
-        decision = evaluate(source, root, manifest_bytes, trust, reference=f"{source.name}@{root.digest}", keyless=keyless)
+        shown = f"{source.name}@{root.digest}"
+        licenses = license_rule(options or ConnectionOptions(), source, shown, root, manifest_bytes, trust)
+        decision = evaluate(source, root, manifest_bytes, trust, reference=shown, keyless=keyless, licenses=licenses)
         if not decision.allowed:
             raise PolicyDenied(decision)
 

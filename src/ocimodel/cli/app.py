@@ -24,6 +24,7 @@ from ocimodel.cli import (
     compare,
     deploy,
     index,
+    license,
     referrers,
     registry,
     sbom,
@@ -144,6 +145,7 @@ app.command()(trust.attest)
 app.command()(trust.verify)
 app.command()(scan.scan)
 app.command()(sbom.sbom)
+app.command(name="license")(license.license_command)
 app.command("generate-key-pair", hidden=True)(trust.generate_key_pair)  # cosign's name for `key generate`
 app.command()(compare.diff)
 app.command()(compare.search)

@@ -227,6 +227,8 @@ def pull(
             hook = verify_hook(
                 keys=key or (), identities=identity_pairs(certificate_identity or [], certificate_oidc_issuer or []),
                 policy=policy, trusted_root=trusted_root,
+                # A policy's licenses rule reads the base models' cards: as pull connects.
+                options=connection(),
             )
         return api.pull(
             reference, directory, plain_http=plain_http, concurrency=concurrency, progress=progress,

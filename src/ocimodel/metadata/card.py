@@ -88,8 +88,16 @@ def check_spdx_expression(text: str) -> str:
         if why == "unknown license":
             why += "; one not on the SPDX list is written LicenseRef-<name>"
         detail = "" if why == "invalid license expression" else f" ({why})"
-        raise ValueError(f"not an SPDX license expression{detail}: {text[:80]!r}") from None
+        raise ValueError(f"not an SPDX license expression{detail}: {text[:80]!r}{_closest(text)}") from None
     return text
+
+
+def _closest(text: str) -> str:
+    # A typo (Apache2, GPL-3) is the usual cause: name the ids it most looks like.
+    from ocimodel.licensing.expression import closest_ids, unknown_ids
+
+    hints = [f"{word!r}: did you mean {', '.join(ids)}?" for word in unknown_ids(text)[:3] if (ids := closest_ids(word))]
+    return "; " + "; ".join(hints) if hints else ""
 
 
 # Query parameters that carry secrets in URLs people copy around (presigned S3 / GCS / Azure

@@ -69,6 +69,7 @@ class Reason(StrEnum):
     UNSIGNED = "unsigned"  # no signature or attestation refers to the model at all
     MISSING_ATTESTATION = "missing-attestation"  # no valid attestation of the required type
     MISSING_SIGNER = "missing-signer"  # all-of: some, not all, of the required signers signed
+    LICENSE_DENIED = "license-denied"  # the licenses rule denied the model's licenses (docs/licenses.md)
 
 
 class SigningError(OcimodelError):

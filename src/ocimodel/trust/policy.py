@@ -23,6 +23,11 @@ fails on its own:
     scan:                                          # a signed scan (ocimodel scan REF --attest)
       max_severity: medium                         # of every layer, nothing worse than this
       signers: [ci]
+    licenses:                                      # the model's licenses (docs/licenses.md)
+      allow: [Apache-2.0, MIT]
+      deny: ["LicenseRef-*-community-license"]
+      unknown: deny                                # or warn
+      base_models: true
 
 YAML or JSON; unknown fields, duplicate keys, keys that are not strings (``!!binary``,
 ``1``, ``true``), YAML aliases, values of the wrong type (``files: 'false'``), unknown
@@ -51,6 +56,7 @@ from pydantic import (
 
 from ocimodel.chunks import FileTooLarge, NotARegularFile, read_capped
 from ocimodel.errors import InvalidManifest, UsageError
+from ocimodel.licensing.policy import LicenseRule
 from ocimodel.oci.models import loads_strict
 from ocimodel.signing.errors import KeyLoadError
 from ocimodel.signing.keys import PublicKey, key_hint, load_public_key
@@ -65,8 +71,8 @@ PredicateUri = Annotated[
 Match = Literal["any-of", "all-of"]
 # An alias as a tag: the OCI tag grammar. Versions are refused by the policy's validator.
 AliasName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")]
-# The sections of this policy an alias rule can require (later: license, evaluation).
-Section = Literal["signature", "attestations", "scan"]
+# The sections of this policy an alias rule can require (later: evaluation).
+Section = Literal["signature", "attestations", "scan", "licenses"]
 
 
 class PolicyError(UsageError):
@@ -160,6 +166,7 @@ class Policy(_Strict):
         default_factory=dict, description="Promotion gates, by alias (production, champion...)."
     )
     scan: ScanRule | None = Field(default=None, description="A signed scan that must be present (docs/scanning-cli.md).")
+    licenses: LicenseRule | None = Field(default=None, description="Which licenses a model may have (docs/licenses.md).")
 
     # Key paths are relative to the policy file; the directory is remembered here.
     _base: Path = PrivateAttr(default_factory=Path)
@@ -198,6 +205,8 @@ class Policy(_Strict):
                 raise ValueError(f"aliases.{alias}.require names attestations, and the policy has no attestation rules")
             if rule.require and "scan" in rule.require and self.scan is None:
                 raise ValueError(f"aliases.{alias}.require names scan, and the policy has no scan rule")
+            if rule.require and "licenses" in rule.require and self.licenses is None:
+                raise ValueError(f"aliases.{alias}.require names licenses, and the policy has no licenses rule")
         return self
 
     def with_base(self, directory: str | os.PathLike[str]) -> Policy:

@@ -145,6 +145,7 @@ def evaluate(
     reference: str,
     keyless: KeylessOptions | None = None,
     local_scan: LocalScan | None = None,
+    licenses: RuleResult | None = None,
 ) -> Decision:
     """The decision for the manifest ``root`` (whose verified bytes are ``manifest_bytes``)
     in an open ``target``. Raises only when the referrers cannot be listed (an outage is
@@ -175,6 +176,8 @@ def evaluate(
                              rule.match, root.digest))
     if policy.scan is not None or local_scan is not None:
         reasons.append(_scan_rule(found, trust, manifest, root.digest, local_scan))
+    if licenses is not None:  # judged by the caller, which can read cards and base models
+        reasons.append(licenses)
     signatures = [
         SignatureRecord(signer=name, predicate_type=v.predicate_type, referrer=v.referrer)
         for v in found.verified for name in sorted(v.signers)

@@ -1,0 +1,124 @@
+"""Licenses identified by the text of a file, whatever its name.
+
+No license-text package is a dependency: the full reference texts (SPDX license-list data,
+scancode's rules) are megabytes, and the ML licenses that models ship with most (OpenRAIL,
+Llama, Gemma) are in neither list. A license text is instead recognised by the phrases that
+only it contains, in the text normalised (case, whitespace, quotes and dashes folded): the
+title a license must carry, plus one or two clauses for short permissive texts that have
+no title (MIT, BSD). ``confidence`` is the share of the license's phrases found; 1.0 means
+every one. The licenses without SPDX ids get ``LicenseRef-`` ids of ours (LICENSE_REFS)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Our ids for licenses SPDX does not list, by the Hugging Face `license:` value that names
+# them (so a README front matter maps to the same id as the text).
+LICENSE_REFS: dict[str, str] = {
+    "openrail": "LicenseRef-openrail",
+    "openrail++": "LicenseRef-openrail-plus-plus",
+    "creativeml-openrail-m": "LicenseRef-creativeml-openrail-m",
+    "bigscience-openrail-m": "LicenseRef-bigscience-openrail-m",
+    "bigscience-bloom-rail-1.0": "LicenseRef-bigscience-bloom-rail-1.0",
+    "bigcode-openrail-m": "LicenseRef-bigcode-openrail-m",
+    "llama2": "LicenseRef-llama2-community-license",
+    "llama3": "LicenseRef-llama3-community-license",
+    "llama3.1": "LicenseRef-llama3.1-community-license",
+    "llama3.2": "LicenseRef-llama3.2-community-license",
+    "llama3.3": "LicenseRef-llama3.3-community-license",
+    "gemma": "LicenseRef-gemma-terms-of-use",
+}
+
+# (id, phrases), most specific first: the first license whose title phrase is found wins,
+# so "Llama 3.1" is tried before "Llama 3", CC BY-NC-SA before CC BY-NC before CC BY.
+_SIGNATURES: list[tuple[str, tuple[str, ...]]] = [
+    ("LicenseRef-llama3.3-community-license", ("llama 3.3 community license agreement",)),
+    ("LicenseRef-llama3.2-community-license", ("llama 3.2 community license agreement",)),
+    ("LicenseRef-llama3.1-community-license", ("llama 3.1 community license agreement",)),
+    ("LicenseRef-llama3-community-license", ("meta llama 3 community license agreement",)),
+    ("LicenseRef-llama2-community-license", ("llama 2 community license agreement",)),
+    ("LicenseRef-gemma-terms-of-use", ("gemma terms of use",)),
+    ("LicenseRef-creativeml-openrail-m", ("creativeml open rail-m",)),
+    ("LicenseRef-bigscience-bloom-rail-1.0", ("bigscience rail license v1.0",)),
+    ("LicenseRef-bigscience-openrail-m", ("bigscience open rail-m license",)),
+    ("LicenseRef-bigcode-openrail-m", ("bigcode open rail-m license agreement",)),
+    ("LicenseRef-openrail", ("open rail", "responsible ai license")),
+    ("CC-BY-NC-SA-4.0", ("attribution-noncommercial-sharealike 4.0 international", "creative commons corporation")),
+    ("CC-BY-NC-ND-4.0", ("attribution-noncommercial-noderivatives 4.0 international", "creative commons corporation")),
+    ("CC-BY-NC-4.0", ("attribution-noncommercial 4.0 international", "creative commons corporation")),
+    ("CC-BY-SA-4.0", ("attribution-sharealike 4.0 international", "creative commons corporation")),
+    ("CC-BY-ND-4.0", ("attribution-noderivatives 4.0 international", "creative commons corporation")),
+    ("CC-BY-4.0", ("attribution 4.0 international", "creative commons corporation")),
+    ("CC0-1.0", ("cc0 1.0 universal", "statement of purpose")),
+    ("Apache-2.0", ("apache license", "version 2.0, january 2004")),
+    ("AGPL-3.0-only", ("gnu affero general public license", "version 3, 19 november 2007")),
+    ("LGPL-3.0-only", ("gnu lesser general public license", "version 3, 29 june 2007")),
+    ("LGPL-2.1-only", ("gnu lesser general public license", "version 2.1, february 1999")),
+    ("GPL-3.0-only", ("gnu general public license", "version 3, 29 june 2007")),
+    ("GPL-2.0-only", ("gnu general public license", "version 2, june 1991")),
+    ("MPL-2.0", ("mozilla public license version 2.0",)),
+    ("BSD-3-Clause", ("redistribution and use in source and binary forms",
+                      "neither the name of", "in no event shall")),
+    ("BSD-2-Clause", ("redistribution and use in source and binary forms", "in no event shall")),
+    ("MIT", ("permission is hereby granted, free of charge, to any person obtaining a copy",
+             "the above copyright notice and this permission notice shall be included")),
+]
+# BSD-2-Clause's phrases are all in BSD-3-Clause: it is BSD-2 only without "neither the name of".
+_EXCLUDES = {"BSD-2-Clause": "neither the name of"}
+
+# Names a license file usually has; any other file is read only when it is small text that
+# starts like a license (see looks_like_license).
+LICENSE_NAMES = re.compile(r"^(licen[cs]e|copying|notice|copyright|use[_-]?policy)([._-].*)?$", re.IGNORECASE)
+MAX_LICENSE_BYTES = 512 * 1024
+_HEAD = 2000  # characters of normalised text in which a license's first phrase must be
+
+
+@dataclass(frozen=True)
+class Detected:
+    license: str
+    confidence: float
+
+
+def normalize(text: str) -> str:
+    text = text.lower()
+    text = re.sub(r"[\u2018\u2019\u201c\u201d\"'`]", "", text)
+    text = re.sub(r"[\u2010-\u2015]", "-", text)
+    text = re.sub(r"[#*_>|]", " ", text)  # markdown decoration around titles
+    return re.sub(r"\s+", " ", text)
+
+
+def identify(text: str) -> Detected | None:
+    """The license whose phrases the text holds (all of them, or its title alone for the
+    licenses with one phrase); None when none is recognised."""
+    norm = normalize(text)
+    best: Detected | None = None
+    for license_id, phrases in _SIGNATURES:
+        found = sum(1 for p in phrases if p in norm)
+        # The first phrase (the title, for most) must open the text: the GPL names the
+        # LGPL near its end, and a README may mention a license it is not.
+        if not found or phrases[0] not in norm[:_HEAD]:
+            continue
+        exclude = _EXCLUDES.get(license_id)
+        if exclude and exclude in norm:
+            continue
+        confidence = round(found / len(phrases), 2)
+        if confidence == 1.0:
+            return Detected(license_id, 1.0)
+        if best is None or confidence > best.confidence:
+            best = Detected(license_id, confidence)
+    return best
+
+
+def from_hf_license(value: str) -> str:
+    """The SPDX expression (or LicenseRef) for a Hugging Face `license:` value; the value
+    itself when it is neither (judged as not an SPDX expression)."""
+    key = value.strip().lower()
+    if key in LICENSE_REFS:
+        return LICENSE_REFS[key]
+    from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
+
+    try:
+        return canonicalize_license_expression(value.strip())
+    except InvalidLicenseExpression:
+        return value.strip()

@@ -1,0 +1,166 @@
+"""`ocimodel license` / ocimodel.license_report on models in a real registry: declared,
+detected by text, carried from base models, judged by a policy's licenses: rules."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ocimodel
+
+DATA = Path(__file__).parent / "data" / "licenses"
+
+
+def _model(tmp_path: Path, name: str, license_file: str | None) -> Path:
+    root = tmp_path / name
+    root.mkdir()
+    (root / "weights.bin").write_bytes(name.encode() * 16)
+    if license_file:
+        shutil.copy(DATA / license_file, root / "LICENSE")
+    return root
+
+
+def _policy(tmp_path: Path, rules: str) -> Path:
+    path = tmp_path / f"policy-{len(list(tmp_path.glob('policy-*')))}.yaml"
+    path.write_text(f"signers: {{ci: {{key: ci.pub}}}}\nlicenses: {rules}\n")
+    return path
+
+
+def test_fine_tune_of_a_denied_base_is_denied(registry, repo_name, tmp_path):
+    repo = f"{registry.host}/{repo_name}"
+    ocimodel.push(_model(tmp_path, "base", "llama3-LICENSE"), f"{repo}:base", plain_http=True,
+                  metadata={"licenses": ["LicenseRef-llama3-community-license"]})
+    ocimodel.push(_model(tmp_path, "tuned", "apache-2.0-LICENSE"), f"{repo}:tuned", plain_http=True,
+                  metadata={"licenses": ["Apache-2.0"], "base_models": [{"reference": f"{repo}:base"}]})
+    policy = _policy(tmp_path, '{allow: [Apache-2.0, MIT], deny: ["LicenseRef-*-community-license"]}')
+
+    report = ocimodel.license_report(f"{repo}:tuned", policy=policy, plain_http=True)
+    assert report.declared == ["Apache-2.0"]
+    assert [(d.file, d.license) for d in report.detected] == [("LICENSE", "Apache-2.0")]
+    assert [(b.reference, b.licenses, b.readable) for b in report.base_models] == [
+        (f"{repo}:base", ["LicenseRef-llama3-community-license"], True)]
+    assert not report.allowed and report.verdict.status == "denied"
+    assert report.verdict.reasons == [
+        f"base model {repo}:base: LicenseRef-llama3-community-license is denied (deny: LicenseRef-*-community-license)"]
+    assert report.findings == []
+
+    # base_models: false judges the model alone.
+    alone = _policy(tmp_path, '{allow: [Apache-2.0], deny: ["LicenseRef-*-community-license"], base_models: false}')
+    assert ocimodel.license_report(f"{repo}:tuned", policy=alone, plain_http=True).allowed
+
+    # The CLI: exit 1 on a denial, the report as JSON.
+    run = subprocess.run([sys.executable, "-m", "ocimodel", "license", f"{repo}:tuned", "--policy", str(policy),
+                          "--plain-http", "--json"], capture_output=True, text=True)
+    assert run.returncode == 1, run.stderr
+    assert json.loads(run.stdout)["verdict"]["status"] == "denied"
+
+
+def test_declared_license_contradicted_by_the_text(registry, repo_name, tmp_path):
+    repo = f"{registry.host}/{repo_name}"
+    ocimodel.push(_model(tmp_path, "m", "apache-2.0-LICENSE"), f"{repo}:1", plain_http=True,
+                  metadata={"licenses": ["MIT"]})
+    report = ocimodel.license_report(f"{repo}:1", plain_http=True)
+    assert report.findings == ["LICENSE is Apache-2.0 (its text), which the declared license MIT does not name"]
+    assert report.allowed and report.verdict is None  # no policy: a report, no verdict
+    # Under a policy the shipped text applies too: Apache-2.0 is not allowed here.
+    report = ocimodel.license_report(f"{repo}:1", policy=_policy(tmp_path, "{allow: [MIT]}"), plain_http=True)
+    assert not report.allowed and report.verdict.reasons == ["LICENSE: Apache-2.0 is not in allow"]
+
+
+def test_unknown_licenses_deny_or_warn(registry, repo_name, tmp_path):
+    repo = f"{registry.host}/{repo_name}"
+    ocimodel.push(_model(tmp_path, "m", None), f"{repo}:1", plain_http=True,
+                  metadata={"licenses": ["Apache-2.0"], "base_models": [{"reference": "hf://org/unreadable"}]})
+    deny = ocimodel.license_report(f"{repo}:1", policy=_policy(tmp_path, "{allow: [Apache-2.0]}"), plain_http=True)
+    assert not deny.allowed and deny.verdict.status == "unknown"
+    assert "base model hf://org/unreadable" in deny.verdict.reasons[0]
+    warn = ocimodel.license_report(f"{repo}:1", policy=_policy(tmp_path, "{allow: [Apache-2.0], unknown: warn}"),
+                                   plain_http=True)
+    assert warn.allowed and warn.verdict.warnings
+
+
+def test_policy_without_licenses_section_is_a_usage_error(tmp_path):
+    (tmp_path / "p.yaml").write_text("signers: {ci: {key: ci.pub}}\n")
+    with pytest.raises(ocimodel.OcimodelError, match="no licenses: section"):
+        ocimodel.license_report(_model(tmp_path, "m", None), policy=tmp_path / "p.yaml")
+
+
+def test_verify_and_pull_verify_judge_the_licenses_rule(registry, repo_name, tmp_path):
+    from ocimodel.api.trust import verify_hook
+    from ocimodel.trust.verify import PolicyDenied
+
+    repo = f"{registry.host}/{repo_name}"
+    ocimodel.generate_key_pair(tmp_path / "ci.key", tmp_path / "ci.pub")
+    ocimodel.push(_model(tmp_path, "base", "cc-by-nc-4.0-LICENSE_weights"), f"{repo}:base", plain_http=True,
+                  metadata={"licenses": ["CC-BY-NC-4.0"]})
+    ocimodel.push(_model(tmp_path, "tuned", None), f"{repo}:tuned", plain_http=True,
+                  metadata={"licenses": ["MIT"], "base_models": [{"reference": f"{repo}:base"}]})
+    ocimodel.push(_model(tmp_path, "own", "mit-LICENSE"), f"{repo}:own", plain_http=True, metadata={"licenses": ["MIT"]})
+    for tag in ("base", "tuned", "own"):
+        ocimodel.sign(f"{repo}:{tag}", key=tmp_path / "ci.key", plain_http=True)
+    policy = _policy(tmp_path, "{allow: [MIT, Apache-2.0], deny: [CC-BY-NC-*]}")
+
+    allowed = ocimodel.verify(f"{repo}:own", policy=policy, plain_http=True)
+    assert allowed.allowed and [r.rule for r in allowed.reasons] == ["signature", "licenses"]
+    assert allowed.reasons[1].detail == "allowed: MIT"
+
+    denied = ocimodel.verify(f"{repo}:tuned", policy=policy, plain_http=True)
+    assert not denied.allowed and denied.reasons[0].passed  # signed, and still denied
+    assert denied.reasons[1].rule == "licenses" and denied.reasons[1].reason == "license-denied"
+    assert denied.reasons[1].detail == f"base model {repo}:base: CC-BY-NC-4.0 is denied (deny: CC-BY-NC-*)"
+
+    # pull --verify: denied before a file is written.
+    hook = verify_hook(policy=policy)
+    with pytest.raises(PolicyDenied, match="licenses: base model"):
+        ocimodel.pull(f"{repo}:tuned", tmp_path / "out", plain_http=True, verify=hook)
+    assert not (tmp_path / "out" / "weights.bin").exists()
+    ocimodel.pull(f"{repo}:own", tmp_path / "out2", plain_http=True, verify=hook)
+    assert (tmp_path / "out2" / "LICENSE").exists()
+
+    # The CLI: verify exits 1 naming the licenses rule.
+    run = subprocess.run([sys.executable, "-m", "ocimodel", "verify", f"{repo}:tuned", "--policy", str(policy),
+                          "--plain-http"], capture_output=True, text=True)
+    assert run.returncode == 1 and "FAIL licenses: base model" in run.stdout + run.stderr, run.stdout + run.stderr
+
+
+def test_promotion_gate_requires_the_licenses_rule(registry, repo_name, tmp_path):
+    from ocimodel.api.promotions import PromotionDenied
+
+    repo = f"{registry.host}/{repo_name}"
+    ocimodel.generate_key_pair(tmp_path / "ci.key", tmp_path / "ci.pub")
+    ocimodel.push(_model(tmp_path, "nc", "cc-by-nc-4.0-LICENSE_weights"), f"{repo}:1.0", plain_http=True,
+                  metadata={"licenses": ["CC-BY-NC-4.0"]})
+    ocimodel.push(_model(tmp_path, "ok", "apache-2.0-LICENSE"), f"{repo}:1.1", plain_http=True,
+                  metadata={"licenses": ["Apache-2.0"]})
+    for tag in ("1.0", "1.1"):
+        ocimodel.sign(f"{repo}:{tag}", key=tmp_path / "ci.key", plain_http=True)
+    policy = tmp_path / "gate.yaml"
+    policy.write_text("signers: {ci: {key: ci.pub}}\nlicenses: {deny: [CC-BY-NC-*]}\n"
+                      "aliases: {production: {require: [signature, licenses]}}\n")
+    with pytest.raises(PromotionDenied, match="licenses: card: CC-BY-NC-4.0 is denied"):
+        ocimodel.promote(f"{repo}:1.0", "production", policy=policy, key=tmp_path / "ci.key", plain_http=True)
+    promoted = ocimodel.promote(f"{repo}:1.1", "production", policy=policy, key=tmp_path / "ci.key", plain_http=True)
+    assert [r.rule for r in promoted.gate.reasons] == ["signature", "licenses"]
+
+
+def test_a_modelkit_is_judged_by_its_kitfile_licenses(registry, repo_name, tmp_path):
+    from tests.test_kitops import kitfile_for, modelkit_layers, push_modelkit
+
+    project = tmp_path / "project"
+    for rel, data in {"models/model.gguf": b"GGUF" + b"\0" * 60, "models/lora.safetensors": b"x" * 16,
+                      "src/train.py": b"print(1)\n", "data/train.csv": b"x\n", "eval/eval/scores.csv": b"a\n",
+                      "docs/README.md": b"# t\n", "prompts/system.md": b"terse\n"}.items():
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_bytes(data)
+    kitfile, layers = modelkit_layers(project)
+    assert kitfile["package"]["license"] == kitfile_for()["package"]["license"]
+    push_modelkit(registry, repo_name, "1", kitfile, layers)
+    policy = _policy(tmp_path, "{deny: [CC-BY-*]}")
+    report = ocimodel.license_report(f"{registry.host}/{repo_name}:1", policy=policy, plain_http=True)
+    assert sorted(report.declared) == ["Apache-2.0", "BSD-3-Clause", "CC-BY-4.0", "MIT"]
+    assert not report.allowed and report.verdict.reasons == ["card: CC-BY-4.0 is denied (deny: CC-BY-*)"]
