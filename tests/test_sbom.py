@@ -203,3 +203,33 @@ def test_a_variant_index_is_refused_and_its_variant_described(model, tmp_path):
         ocimodel.sbom(f"{store}:1.0")
     variant = ocimodel.inspect(f"{store}:1.0-b").digest
     assert ocimodel.sbom(f"{store}@{variant}").digest == variant
+
+
+@pytest.mark.slow
+def test_verify_with_a_license_rule_and_an_sbom_requirement_allows_only_the_compliant_model(repo, model, tmp_path):
+    """The issue's gate: one policy with a licenses rule and an SBOM attestation
+    requirement. A signed, SBOM-attested model under allowed licenses passes; one whose
+    license is denied, and one without the SBOM, are each denied with their own reason."""
+    ocimodel.generate_key_pair(tmp_path / "k.key", tmp_path / "k.pub")
+    (tmp_path / "policy.yaml").write_text(
+        f"signers: {{k: {{key: k.pub}}}}\n"
+        f"attestations: [{{type: '{SBOM}', signers: [k]}}]\n"
+        "licenses: {allow: [Apache-2.0, MIT, BSD-3-Clause], deny: [CC-BY-NC-4.0], unknown: deny, base_models: false}\n")
+    ocimodel.push(model, f"{repo}:compliant")
+    (model / "model.safetensors").write_bytes(b"no sbom for these")
+    ocimodel.push(model, f"{repo}:no-sbom")
+    (model / "ocimodel.yaml").write_text(CARD.replace("licenses: [Apache-2.0, MIT OR BSD-3-Clause]", "licenses: [CC-BY-NC-4.0]"))
+    ocimodel.push(model, f"{repo}:non-commercial")
+    for tag in ("compliant", "no-sbom", "non-commercial"):
+        ok("sign", f"{repo}:{tag}", "--key", tmp_path / "k.key", "--no-file-signature")
+    for tag in ("compliant", "non-commercial"):
+        ok("sbom", f"{repo}:{tag}", "--attest", "--key", tmp_path / "k.key", "-o", tmp_path / f"{tag}.json")
+
+    ok("verify", f"{repo}:compliant", "--policy", tmp_path / "policy.yaml")
+    no_sbom = ocimodel_cli("verify", f"{repo}:no-sbom", "--policy", tmp_path / "policy.yaml")
+    assert no_sbom.code == 1 and f"FAIL attestation {SBOM}" in no_sbom.out, str(no_sbom)
+    assert "FAIL licenses" not in no_sbom.out
+    denied = ocimodel_cli("verify", f"{repo}:non-commercial", "--policy", tmp_path / "policy.yaml")
+    assert denied.code == 1, str(denied)
+    assert any(line.startswith("FAIL licenses") and "CC-BY-NC-4.0" in line for line in denied.out.splitlines()), str(denied)
+    assert f"FAIL attestation {SBOM}" not in denied.out
