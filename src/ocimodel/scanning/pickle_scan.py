@@ -13,7 +13,7 @@ import zlib
 from collections.abc import Callable
 from typing import BinaryIO
 
-from ocimodel.scanning.findings import Finding
+from ocimodel.scanning.findings import Finding, Severity
 from ocimodel.scanning.formats import Source
 from ocimodel.scanning.pickle_policy import judge
 from ocimodel.scanning.pickle_vm import Event, Global, Made, PickleRun, StopLoad
@@ -26,6 +26,7 @@ __all__ = [
     "open_zip",
     "pickle_findings",
     "scan_pickle_stream",
+    "scan_zip_members",
 ]
 
 
@@ -105,6 +106,32 @@ ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedE
 
 def open_zip(source: Source) -> zipfile.ZipFile:
     return zipfile.ZipFile(io.BufferedReader(SourceFile(source), buffer_size=1 << 16))
+
+
+def scan_zip_members(source: Source, format: str, rule: str,
+                     scan_member: Callable[[zipfile.ZipFile, zipfile.ZipInfo], list[Finding]]) -> list[Finding]:
+    """The findings of ``scan_member`` over each file member of the zip ``source``. What
+    zipfile cannot read (the archive, or one member) is a finding ``rule`` of its own: it
+    cannot be scanned, and a loader with another zip reader may still read it."""
+
+    def malformed(error: Exception, member: str | None) -> Finding:
+        return Finding(file=source.name, format=format, severity=Severity.HIGH, rule=rule, member=member,
+                       detail=f"the zip cannot be read, so it cannot be scanned: {error}")
+
+    try:
+        archive = open_zip(source)
+    except ZIP_ERRORS as error:
+        return [malformed(error, None)]
+    findings: list[Finding] = []
+    with archive:
+        for info in archive.infolist():
+            if info.is_dir():
+                continue
+            try:
+                findings += scan_member(archive, info)
+            except ZIP_ERRORS as error:
+                findings.append(malformed(error, info.filename))
+    return findings
 
 
 _MAX_NESTING = 16  # object arrays inside object arrays: joblib recurses, a scan need not forever

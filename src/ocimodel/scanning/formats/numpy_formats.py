@@ -7,17 +7,13 @@ from __future__ import annotations
 
 import ast
 import struct
+import zipfile
 import zlib
 from typing import BinaryIO
 
 from ocimodel.scanning.findings import Finding, Severity
 from ocimodel.scanning.formats import HEAD_BYTES, Source
-from ocimodel.scanning.pickle_scan import (
-    ZIP_ERRORS,
-    looks_like_pickle,
-    open_zip,
-    scan_pickle_stream,
-)
+from ocimodel.scanning.pickle_scan import looks_like_pickle, scan_pickle_stream, scan_zip_members
 
 __all__ = ["SCANNERS", "NpyScanner", "NpzScanner", "scan_npy_stream"]
 
@@ -94,33 +90,18 @@ class NpzScanner:
         return data.startswith(_MAGIC)
 
     def scan(self, source: Source) -> list[Finding]:
-        findings: list[Finding] = []
+        def scan_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> list[Finding]:
+            with archive.open(info) as member:
+                head = member.read(HEAD_BYTES)
+            with archive.open(info) as member:
+                if head.startswith(_MAGIC):
+                    return scan_npy_stream(member, file=source.name, format=self.name, member=info.filename)
+                if looks_like_pickle(head, info.file_size):
+                    return scan_pickle_stream(member, file=source.name, format=self.name, member=info.filename,
+                                              reopen=lambda: archive.open(info))  # fmt: skip
+            return []
 
-        def malformed(error: Exception, member: str | None) -> None:
-            findings.append(Finding(file=source.name, format=self.name, severity=Severity.HIGH, rule="numpy.malformed",
-                                    detail=f"the zip cannot be read, so it cannot be scanned: {error}", member=member))  # fmt: skip
-
-        try:
-            archive = open_zip(source)
-        except ZIP_ERRORS as error:
-            malformed(error, None)
-            return findings
-        with archive:
-            for info in archive.infolist():
-                if info.is_dir():
-                    continue
-                try:
-                    with archive.open(info) as member:
-                        head = member.read(HEAD_BYTES)
-                    with archive.open(info) as member:
-                        if head.startswith(_MAGIC):
-                            findings += scan_npy_stream(member, file=source.name, format=self.name, member=info.filename)
-                        elif looks_like_pickle(head, info.file_size):
-                            findings += scan_pickle_stream(member, file=source.name, format=self.name, member=info.filename,
-                                                           reopen=lambda info=info: archive.open(info))  # fmt: skip
-                except ZIP_ERRORS as error:
-                    malformed(error, info.filename)
-        return findings
+        return scan_zip_members(source, self.name, "numpy.malformed", scan_member)
 
 
 SCANNERS = [NpyScanner(), NpzScanner()]

@@ -14,15 +14,11 @@ from __future__ import annotations
 import pickle
 import re
 import struct
+import zipfile
 
 from ocimodel.scanning.findings import Finding, Severity
 from ocimodel.scanning.formats import HEAD_BYTES, Source
-from ocimodel.scanning.pickle_scan import (
-    ZIP_ERRORS,
-    looks_like_pickle,
-    open_zip,
-    scan_pickle_stream,
-)
+from ocimodel.scanning.pickle_scan import looks_like_pickle, scan_pickle_stream, scan_zip_members
 
 __all__ = ["SCANNERS", "TorchLegacyScanner", "TorchZipScanner", "is_torch_legacy"]
 
@@ -71,41 +67,23 @@ class TorchZipScanner:
         return name is not None and (_LAYOUT.fullmatch(name) is not None or name.endswith(_LAYOUT_ENDINGS))
 
     def scan(self, source: Source) -> list[Finding]:
-        findings: list[Finding] = []
+        def scan_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> list[Finding]:
+            if "/code/" in info.filename:
+                return [Finding(
+                    file=source.name, format=self.name, severity=Severity.INFO, rule="pytorch.torchscript",
+                    detail="TorchScript code: torch.jit.load compiles and runs it (not judged here)",
+                    member=info.filename,
+                )]  # fmt: skip
+            with archive.open(info) as member:
+                head = member.read(HEAD_BYTES)
+            storage = _STORAGE.fullmatch(info.filename) is not None
+            if not looks_like_pickle(head, info.file_size, strict=storage):
+                return []
+            with archive.open(info) as member:
+                return scan_pickle_stream(member, file=source.name, format=self.name, member=info.filename,
+                                          reopen=lambda: archive.open(info))  # fmt: skip
 
-        def malformed(error: Exception, member: str | None) -> None:
-            # a loader with another zip reader may still read what zipfile refuses
-            findings.append(Finding(file=source.name, format=self.name, severity=Severity.HIGH, rule="pytorch.malformed",
-                                    detail=f"the zip cannot be read, so it cannot be scanned: {error}", member=member))  # fmt: skip
-
-        try:
-            archive = open_zip(source)
-        except ZIP_ERRORS as error:
-            malformed(error, None)
-            return findings
-        with archive:
-            for info in archive.infolist():
-                if info.is_dir():
-                    continue
-                if "/code/" in info.filename:
-                    findings.append(Finding(
-                        file=source.name, format=self.name, severity=Severity.INFO, rule="pytorch.torchscript",
-                        detail="TorchScript code: torch.jit.load compiles and runs it (not judged here)",
-                        member=info.filename,
-                    ))  # fmt: skip
-                    continue
-                try:
-                    with archive.open(info) as member:
-                        head = member.read(HEAD_BYTES)
-                    storage = _STORAGE.fullmatch(info.filename) is not None
-                    if not looks_like_pickle(head, info.file_size, strict=storage):
-                        continue
-                    with archive.open(info) as member:
-                        findings += scan_pickle_stream(member, file=source.name, format=self.name, member=info.filename,
-                                                       reopen=lambda info=info: archive.open(info))  # fmt: skip
-                except ZIP_ERRORS as error:
-                    malformed(error, info.filename)
-        return findings
+        return scan_zip_members(source, self.name, "pytorch.malformed", scan_member)
 
 
 SCANNERS = [TorchZipScanner(), TorchLegacyScanner()]
