@@ -351,7 +351,7 @@ def _read(target, listed: Descriptor, subject: str, alias: str, context: TrustCo
 
 
 class Conflict(BaseModel):
-    kind: str  # same-previous, several-first, gap, unlinked
+    kind: str  # same-previous, several-first, gap, unlinked, stale-previous
     records: list[str]  # the records involved
     message: str
 
@@ -406,6 +406,30 @@ def order(known: dict[str, PromotionRecord], current: str | None, context: Trust
                 kind="unlinked", records=[record.record, inferred.record],
                 message=f"record {record.record} ({record.actor}) names no previous record; it continues "
                         f"{inferred.record} ({inferred.actor}), which left the alias at {record.from_digest}",
+            ))
+
+    # A record that names a previous record but found the alias where another record left
+    # it continues that other record: its writer read the tag after that move but listed
+    # the records before the move's record could be seen (concurrent promotions; on a
+    # registry without the referrers API a record becomes visible only once the fallback
+    # index is rewritten). It is put after the record whose move it found (one after the
+    # record it names first, else the latest), and the stale link is named; a gap that no
+    # record explains stays a gap.
+    for record in by_time:
+        before = parent[record.record]
+        if before is None or record.from_digest is None or known[before].to_digest == record.from_digest:
+            continue
+        found = [q for q in by_time if q.to_digest == record.from_digest and q.record != record.record
+                 and record.record not in ancestors(q.record)]
+        after = [q for q in found if before in ancestors(parent.get(q.record))]
+        if found:
+            continued = (after or found)[-1]
+            parent[record.record] = continued.record
+            conflicts.append(Conflict(
+                kind="stale-previous", records=[record.record, continued.record],
+                message=f"record {record.record} ({record.actor}) names {before} as its previous record, but found "
+                        f"the alias at {record.from_digest}, where {continued.record} ({continued.actor}) left it; "
+                        f"it continues {continued.record}",
             ))
 
     children: dict[str | None, list[PromotionRecord]] = {}
@@ -483,7 +507,7 @@ def order(known: dict[str, PromotionRecord], current: str | None, context: Trust
         chain.reverse()
     by_record: dict[str, list[str]] = {}
     for conflict in conflicts:
-        for digest in conflict.records[:1] if conflict.kind in ("unlinked", "gap") else conflict.records:
+        for digest in conflict.records[:1] if conflict.kind in ("unlinked", "gap", "stale-previous") else conflict.records:
             by_record.setdefault(digest, []).append(f"{conflict.kind}: {conflict.message}")
     # A record on a branch that lost (it follows a record in a race) is named too: no
     # record leaves the timeline without saying why.
