@@ -14,9 +14,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import socket
 import ssl
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +130,11 @@ def serve(options: ServeOptions, connection: ConnectionOptions | None = None,
               "resolveTtl": options.resolve_ttl, "recordDeployments": options.record_environment})
     if on_listening is not None:
         on_listening(host, port)
+    # uvicorn handles SIGTERM and SIGINT while it runs, then raises the signal again under
+    # the handler found before it: this one notes it, so the clean-up below runs and the
+    # process exits 0 (a graceful stop is not a failure) instead of dying by the signal.
+    caught: list[int] = []
+    previous = _note_signals(caught)
     try:
         server.run(sockets=[sock])
     finally:
@@ -135,7 +142,16 @@ def serve(options: ServeOptions, connection: ConnectionOptions | None = None,
             records.close()
         verdicts.close()
         sock.close()
-        log.info({"event": "stopped"})
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        log.info({"event": "stopped", "signal": signal.Signals(caught[0]).name if caught else None})
+
+
+def _note_signals(caught: list[int]) -> dict[int, object]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, lambda number, frame: caught.append(number))
+            for signum in (signal.SIGINT, signal.SIGTERM)}
 
 
 def _listen(host: str, port: int) -> socket.socket:
