@@ -225,7 +225,7 @@ class Verdicts:
     def _judge(self, found: Found, ref: RegistryReference, policy: Policy, policy_digest: str) -> ModelVerdict:
         repository = f"{ref.registry}/{ref.repository}"
         digest = ref.digest
-        if digest is None:
+        if digest is None and self.resolved.ttl > 0:
             digest = self.resolved.get((repository, ref.tag))
             self.on_cache("resolve", digest is not None)
         if digest is not None and not found.candidate:
