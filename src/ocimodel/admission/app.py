@@ -44,6 +44,8 @@ log = logging.getLogger("ocimodel.admission")
 
 MAX_BODY = 8 * 1024 * 1024  # an object and its old copy, each at most ~1.5 MiB in etcd, with room
 PREFIX = "ocimodel admission"
+# The paths deploy/ points the API server and the probes at (tests/test_admission_deploy.py).
+VALIDATE, MUTATE, HEALTHZ, READYZ, METRICS = "/validate", "/mutate", "/healthz", "/readyz", "/metrics"
 
 
 class BodyTooLarge(Exception):
@@ -71,11 +73,11 @@ def create_app(verdicts: Verdicts, metrics: Metrics, records: RecordWriter | Non
         return Response(metrics.render(), media_type=metrics.content_type)
 
     return Starlette(routes=[
-        Route("/validate", validate, methods=["POST"]),
-        Route("/mutate", mutate, methods=["POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", prometheus, methods=["GET"]),
+        Route(VALIDATE, validate, methods=["POST"]),
+        Route(MUTATE, mutate, methods=["POST"]),
+        Route(HEALTHZ, healthz, methods=["GET"]),
+        Route(READYZ, readyz, methods=["GET"]),
+        Route(METRICS, prometheus, methods=["GET"]),
     ])
 
 
