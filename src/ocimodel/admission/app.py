@@ -102,7 +102,9 @@ async def _answer(request: Request, endpoint: str, verdicts: Verdicts, metrics: 
             answer = JSONResponse(response(uid, False, f"{PREFIX}: malformed request, denied: {reason}"))
         return _done(answer, entry, started, endpoint, metrics)
 
-    judged = await anyio.to_thread.run_sync(verdicts.judge, found) if found else []
+    judged = verdicts.cached(found) if found else []
+    if judged is None:  # some model must be resolved or judged: on a worker thread
+        judged = await anyio.to_thread.run_sync(verdicts.judge, found)
     models = [v for v in judged if v.model]
     seen: set[str] = set()
     for v in models:  # one count per distinct reference

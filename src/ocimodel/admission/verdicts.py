@@ -182,9 +182,34 @@ class Verdicts:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def cached(self, found: list[Found]) -> list[ModelVerdict] | None:
+        """The verdicts when the caches hold every one of them, else None (then
+        :meth:`judge`). No thread, no registry: the answer to an object whose models were
+        judged before (the validating webhook after /mutate pinned them) costs a few dict
+        lookups, on the event loop."""
+        try:
+            _, policy_digest = self.policy.current()
+        except PolicyUnavailable:
+            return None
+        lookups: list[tuple[str, bool]] = []
+        by_key: dict[str, ModelVerdict] = {}
+        for f in _distinct(found):
+            try:
+                ref = parse_registry_reference(f.reference)
+            except OcimodelError:
+                return None
+            verdict = self._from_caches(f, ref, ref.digest, policy_digest, lookups)
+            if verdict is None:
+                return None
+            by_key[f.reference] = verdict
+        for name, hit in lookups:  # counted once, here or by judge, never both
+            self.on_cache(name, hit)
+        return [replace(by_key[f.reference], source=f.source, pointer=f.pointer) for f in found]
+
     def judge(self, found: list[Found]) -> list[ModelVerdict]:
         """A verdict per place found, in order (each distinct reference judged once); those
-        not done within the deadline are denied as such. Never raises for a registry's or the policy's sake."""
+        not done within the deadline are denied as such. Never raises for a registry's or
+        the policy's sake."""
         started = time.monotonic()
         try:
             policy, digest = self.policy.current()
@@ -195,18 +220,18 @@ class Verdicts:
         ]
         left = self.deadline - (time.monotonic() - started)
         wait_for([job for _, job in jobs], timeout=max(left, 0.0))
-        by_key: dict[tuple[str, bool], ModelVerdict] = {}
+        by_key: dict[str, ModelVerdict] = {}
         for f, job in jobs:
             if job.done():
-                by_key[(f.reference, f.candidate)] = job.result()
+                by_key[f.reference] = job.result()
             else:
                 job.cancel()
                 where = _registry_of(f.reference)
-                by_key[(f.reference, f.candidate)] = _deny(
+                by_key[f.reference] = _deny(
                     f, None, "deadline", "deadline",
                     f"no verdict within the deadline of {self.deadline:g} s (is {where} down or slow?)")
         # One verdict per place, so each place can be pinned.
-        return [replace(by_key[(f.reference, f.candidate)], source=f.source, pointer=f.pointer) for f in found]
+        return [replace(by_key[f.reference], source=f.source, pointer=f.pointer) for f in found]
 
     # -- one reference -------------------------------------------------------------------
 
@@ -222,27 +247,36 @@ class Verdicts:
         except Exception as exc:  # noqa: BLE001 - fail closed on what nobody foresaw, and say it
             return _deny(found, None, "error", type(exc).__name__, str(exc)[:300] or type(exc).__name__)
 
-    def _judge(self, found: Found, ref: RegistryReference, policy: Policy, policy_digest: str) -> ModelVerdict:
+    def _from_caches(self, found: Found, ref: RegistryReference, digest: str | None, policy_digest: str,
+                     lookups: list[tuple[str, bool]]) -> ModelVerdict | None:
+        """The verdict from the caches alone (None: the registry must be asked). Each
+        lookup is noted in ``lookups`` as (cache, hit)."""
         repository = f"{ref.registry}/{ref.repository}"
-        digest = ref.digest
         if digest is None and self.resolved.ttl > 0:
             digest = self.resolved.get((repository, ref.tag))
-            self.on_cache("resolve", digest is not None)
-        if digest is not None and not found.candidate:
-            hit = self.verdicts.get((repository, digest, policy_digest))
-            self.on_cache("verdict", hit is not None)
-            if hit is not None:
-                return _from_cache(found, hit)
-        if digest is not None and found.candidate:
+            lookups.append(("resolve", digest is not None))
+        if digest is None:
+            return None
+        if found.candidate:
             model = self.kinds.get((repository, digest))
-            self.on_cache("kind", model is not None)
-            if model is False:
+            lookups.append(("kind", model is not None))
+            if model is None:
+                return None
+            if not model:
                 return _image(found, digest)
-            if model is True:
-                hit = self.verdicts.get((repository, digest, policy_digest))
-                self.on_cache("verdict", hit is not None)
-                if hit is not None:
-                    return _from_cache(found, hit)
+        hit = self.verdicts.get((repository, digest, policy_digest))
+        lookups.append(("verdict", hit is not None))
+        return _from_cache(found, hit) if hit is not None else None
+
+    def _judge(self, found: Found, ref: RegistryReference, policy: Policy, policy_digest: str) -> ModelVerdict:
+        repository = f"{ref.registry}/{ref.repository}"
+        lookups: list[tuple[str, bool]] = []
+        verdict = self._from_caches(found, ref, ref.digest, policy_digest, lookups)
+        for name, hit in lookups:
+            self.on_cache(name, hit)
+        if verdict is not None:
+            return verdict
+        digest = ref.digest
         # The registry is asked: the tag's digest, and (for a container image) what it is.
         with open_store(self.connection, ref) as store:
             root = store.resolve(digest or ref.tag or DEFAULT_TAG)
@@ -257,8 +291,7 @@ class Verdicts:
                     self.kinds.put((repository, digest), model)
                 if not model:
                     return _image(found, digest)
-        hit = self.verdicts.get((repository, digest, policy_digest))
-        self.on_cache("verdict", hit is not None)
+        hit = self.verdicts.get((repository, digest, policy_digest))  # a tag's digest, judged meanwhile
         if hit is not None:
             return _from_cache(found, hit)
         decision = verify(self.connection, f"{repository}@{digest}", policy=policy)
@@ -266,18 +299,22 @@ class Verdicts:
         if failed:
             first = failed[0]
             more = f" (and {len(failed) - 1} more rule{'s' if len(failed) > 2 else ''})" if len(failed) > 1 else ""
-            verdict = (False, first.rule, first.reason, first.detail + more)
+            outcome = (False, first.rule, first.reason, first.detail + more)
         else:
-            verdict = (True, None, None, "; ".join(f"{r.rule}: {r.detail}" for r in decision.reasons))
-        self.verdicts.put((repository, digest, policy_digest), (digest, *verdict))
-        allowed, rule, reason, detail = verdict
+            outcome = (True, None, None, "; ".join(f"{r.rule}: {r.detail}" for r in decision.reasons))
+        self.verdicts.put((repository, digest, policy_digest), (digest, *outcome))
+        allowed, rule, reason, detail = outcome
         return ModelVerdict(found.reference, found.source, found.pointer, digest, True, allowed, rule, reason, detail)
 
 
 def _distinct(found: list[Found]) -> list[Found]:
-    seen: dict[tuple[str, bool], Found] = {}
+    """One Found per reference; a candidate only if every place is one (a reference that
+    a volume or the annotation names is a model, wherever else it appears)."""
+    seen: dict[str, Found] = {}
     for f in found:
-        seen.setdefault((f.reference, f.candidate), f)
+        first = seen.setdefault(f.reference, f)
+        if first.candidate and not f.candidate:
+            seen[f.reference] = f
     return list(seen.values())
 
 
