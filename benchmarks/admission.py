@@ -13,6 +13,8 @@ model (the container image is an ordinary image, looked up once per digest).
 
 Scenarios (one markdown row each):
 
+- floor: GET /healthz at the same pacing: what the TLS and HTTP stack, the client and the
+  machine's load cost before any review is read.
 - cached, pinned: references by digest (what the validating webhook sees after /mutate
   pinned them): no registry request at all. Sent open-loop at --rate requests/s for
   --seconds (at most rate x seconds requests) from 8 client threads.
@@ -132,9 +134,15 @@ class Server:
             self.process.kill()
 
 
-def _send(clients: list[httpx.Client], index: int, url: str, body: bytes) -> float:
+def _send(clients: list[httpx.Client], index: int, url: str, body: bytes | None) -> float:
     started = time.perf_counter()
-    answer = clients[index % len(clients)].post(url, content=body, headers={"content-type": "application/json"})
+    client = clients[index % len(clients)]
+    if body is None:  # the floor: the same connection, TLS and HTTP stack, no review
+        answer = client.get(url.replace("/validate", "/healthz"))
+        seconds = time.perf_counter() - started
+        answer.raise_for_status()
+        return seconds
+    answer = client.post(url, content=body, headers={"content-type": "application/json"})
     seconds = time.perf_counter() - started
     answer.raise_for_status()
     if answer.json()["response"]["allowed"] is not True:
@@ -142,7 +150,7 @@ def _send(clients: list[httpx.Client], index: int, url: str, body: bytes) -> flo
     return seconds
 
 
-def _run(server: Server, bodies: list[bytes], rate: float | None, workers: int) -> tuple[list[float], float]:
+def _run(server: Server, bodies: list[bytes | None], rate: float | None, workers: int) -> tuple[list[float], float]:
     """Latencies and the wall time. ``rate``: open loop, request i sent at i / rate."""
     clients = [httpx.Client(verify=server.context, timeout=30) for _ in range(workers)]
     try:
@@ -174,9 +182,10 @@ def _p99(values: list[float]) -> float:
 
 def _row(name: str, server: Server, latencies: list[float], wall: float) -> str:
     time.sleep(0.5)  # the last log lines
-    own = server.server_ms or [float("nan")]
+    own = server.server_ms  # empty for /healthz, which is not logged
+    mine = f"{statistics.median(own):.2f} | {_p99(own):.2f}" if own else "- | -"
     return (f"| {name} | {len(latencies)} | {statistics.median(latencies) * 1000:.1f} | {_p99(latencies) * 1000:.1f} "
-            f"| {statistics.median(own):.2f} | {_p99(own):.2f} | {len(latencies) / wall:.0f} |")
+            f"| {mine} | {len(latencies) / wall:.0f} |")
 
 
 def main() -> int:
@@ -212,6 +221,8 @@ def main() -> int:
             servers.append(uncached)
             rows = ["| scenario | requests | p50 ms | p99 ms | server p50 ms | server p99 ms | requests/s |",
                     "|---|---|---|---|---|---|---|"]
+            rows.append(_row(f"floor: GET /healthz, {args.rate:g}/s offered", cached,
+                             *_run(cached, [None] * count, args.rate, 8)))
             bodies = [_review(pinned, image, f"uid-{i}") for i in range(count)]
             rows.append(_row(f"cached, pinned, {args.rate:g}/s offered", cached, *_run(cached, bodies, args.rate, 8)))
             bodies = [_review(tag, image, f"uid-{i}") for i in range(count)]

@@ -54,7 +54,7 @@ class ModelVerdict:
     digest: str | None  # what was judged (None: it could not be resolved)
     model: bool  # False: an ordinary container image, left alone
     allowed: bool
-    rule: str | None  # the first failed rule; "resolve", "deadline", "policy", "reference" for the others
+    rule: str | None  # the first failed rule; "registry", "deadline", "policy", "reference", "error" for the others
     reason: str | None  # a stable code (ocimodel's Reason values) or the error's type
     detail: str
     cached: bool = False
@@ -243,7 +243,7 @@ class Verdicts:
         try:
             return self._judge(found, ref, policy, policy_digest)
         except OcimodelError as exc:
-            return _deny(found, None, "resolve", type(exc).__name__, exc.message)
+            return _deny(found, None, "registry", type(exc).__name__, exc.message)
         except Exception as exc:  # noqa: BLE001 - fail closed on what nobody foresaw, and say it
             return _deny(found, None, "error", type(exc).__name__, str(exc)[:300] or type(exc).__name__)
 
