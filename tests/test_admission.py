@@ -310,19 +310,30 @@ def test_a_malformed_request_is_denied_or_refused(webhook, models):
     assert webhook.client.post(webhook.url + "/validate", json=no_uid).status_code == 400
 
 
-def test_a_policy_that_stops_loading_denies_until_it_loads_again(webhook, models):
+def _rewrite(path: Path, text: str) -> None:
+    path.write_text(text)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a new stamp even within one clock tick
+
+
+def test_a_changed_policy_applies_at_once_and_one_that_stops_loading_denies(webhook, models):
     document = _review("pod", **_refs(models))
+    uid = document["request"]["uid"]
+    _allowed(webhook.review(document), uid)  # now cached under this policy's digest
     saved = models.policy.read_text()
     try:
-        models.policy.write_text(saved + "signature: {match: all_of}\n")
-        message = _denied(webhook.review(document), document["request"]["uid"])
+        # A stricter policy: the cached verdict of the old one is not reused.
+        _rewrite(models.policy, saved.replace("allow: [Apache-2.0, MIT]", "allow: [MIT]"))
+        message = _denied(webhook.review(document), uid)
+        assert "denied by licenses" in message and "Apache-2.0" in message
+        _rewrite(models.policy, saved + "signature: {match: all_of}\n")
+        message = _denied(webhook.review(document), uid)
         assert "denied by policy" in message and "does not load" in message
         ready = webhook.client.get(webhook.url + "/readyz")
         assert ready.status_code == 503 and "match" in ready.text
     finally:
-        models.policy.write_text(saved)
-        os.utime(models.policy, ns=(time.time_ns() + 10**9,) * 2)  # a new stamp even within one tick
-    _allowed(webhook.review(document), document["request"]["uid"])
+        _rewrite(models.policy, saved)
+    _allowed(webhook.review(document), uid)
     assert webhook.client.get(webhook.url + "/readyz").status_code == 200
 
 
