@@ -26,6 +26,7 @@ import pytest
 
 import ocimodel
 from tests.support.faultproxy import FaultProxy
+from tests.support.htpasswd import write_htpasswd
 from tests.support.pki import make_pki
 from tests.support.registry import LocalRegistry
 
@@ -191,6 +192,7 @@ def webhook(models, tmp_path_factory):
     docker.write_text(json.dumps({"auths": {"registry.example": {
         "auth": base64.b64encode(f"robot:{SECRET}".encode()).decode()}}}))
     server = Webhook(tmp, models.policy, "--docker-config", str(docker), "--record-deployments", "test")
+    server.docker_config = docker
     yield server
     server.stop()
 
@@ -354,6 +356,30 @@ def test_a_registry_stopped_or_stalled_mid_test_gives_a_deny_within_the_deadline
         # The tag must be resolved again: the registry being down is a deny naming it.
         message = _denied(webhook.review(document), document["request"]["uid"])
         assert f"model {ref}" in message and own.host in message
+
+
+def test_a_private_registry_is_read_with_the_mounted_docker_config(webhook, models, tmp_path):
+    password = "pw-" + SECRET
+    with LocalRegistry(htpasswd=write_htpasswd(tmp_path / "htpasswd", "reader", password)) as private:
+        ref = f"{private.host}/adm/private:1.0"
+        pushed = ocimodel.push(_model_dir(tmp_path / "private", b"private", "MIT"), ref, licenses=["MIT"],
+                               credentials=("reader", password))
+        ocimodel.sign(ref, key=models.private, file_signature=False, credentials=("reader", password))
+        ocimodel.scan(ref, attest=True, key=models.private, credentials=("reader", password))
+        document = _review("pod", **_refs(models, model=ref))
+        uid = document["request"]["uid"]
+        # No credentials for it in the config yet: the registry refuses, so the model is denied.
+        message = _denied(webhook.review(document), uid)
+        assert f"model {ref}" in message and "denied by registry" in message
+        config = json.loads(webhook.docker_config.read_text())
+        saved = json.dumps(config)
+        config["auths"][private.host] = {"auth": base64.b64encode(f"reader:{password}".encode()).decode()}
+        webhook.docker_config.write_text(json.dumps(config))  # read again for each registry client
+        try:
+            assert pushed.digest in _allowed(webhook.review(document), uid)["status"]["message"]
+        finally:
+            webhook.docker_config.write_text(saved)
+    assert password not in "".join(webhook.lines)
 
 
 # -- records, logs, metrics, and stopping --------------------------------------------------
