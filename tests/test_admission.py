@@ -428,14 +428,18 @@ def test_health_readiness_and_metrics(webhook, models):
 
 
 def test_it_refuses_to_start_without_its_policy_and_stops_gracefully_on_sigterm(models, tmp_path):
+    from typer.testing import CliRunner
+
+    from ocimodel.cli.app import app
+
     bad = tmp_path / "bad.yaml"
     bad.write_text("signers: {}\n")
     pki = make_pki(tmp_path / "pki")
-    run = subprocess.run(
-        [sys.executable, "-m", "ocimodel", "admission", "serve", "--policy", str(bad), "--tls-cert", str(pki.server[0]),
-         "--tls-key", str(pki.server[1]), "--port", "0"], capture_output=True, text=True, timeout=60,
-    )
-    assert run.returncode == 2 and run.stderr.startswith(f"error: {bad}: signers"), run.stderr
+    serve = ["admission", "serve", "--tls-key", str(pki.server[1]), "--port", "0"]
+    run = CliRunner().invoke(app, [*serve, "--policy", str(bad), "--tls-cert", str(pki.server[0])])
+    assert run.exit_code == 2 and run.stderr.startswith(f"error: {bad}: signers"), run.output
+    run = CliRunner().invoke(app, [*serve, "--policy", str(models.policy), "--tls-cert", str(pki.ca)])
+    assert run.exit_code == 2 and "cannot load the TLS certificate" in run.stderr, run.output
 
     # An answer in progress when SIGTERM comes is finished, then the process exits 0.
     server = Webhook(tmp_path / "second", models.policy)
