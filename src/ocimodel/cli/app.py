@@ -17,6 +17,7 @@ import typer
 from typer.exceptions import TyperException
 
 from ocimodel.cli import (
+    admission,
     audit,
     auth,
     browse,
@@ -154,6 +155,7 @@ app.add_typer(index.index_app, name="index")
 app.add_typer(trust.signature_app, name="signature")
 app.add_typer(trust.key_app, name="key")
 app.add_typer(deploy.deploy_app, name="deploy")
+app.add_typer(admission.admission_app, name="admission")
 
 
 def cli_command() -> Any:

@@ -1,0 +1,171 @@
+"""The webhook server: uvicorn serving the Starlette app over TLS (docs/admission.md).
+
+Started only when everything it needs loads: the policy and its keys, the TLS certificate
+and key, the docker config named; otherwise it refuses to start (a usage error, exit 2),
+because a webhook that answers without a policy could only deny everything or allow it.
+
+SIGTERM (what Kubernetes sends a Pod it stops) and Ctrl-C shut it down gracefully:
+uvicorn stops accepting connections, the answers in progress are finished (for up to
+the deadline and two seconds), queued deployment records are written (for up to five
+seconds), then the process exits 0."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import socket
+import ssl
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ocimodel.admission.app import create_app, json_line
+from ocimodel.admission.metrics import Metrics
+from ocimodel.admission.records import RecordWriter
+from ocimodel.admission.verdicts import PolicyHolder, Verdicts
+from ocimodel.errors import OcimodelError, UsageError
+from ocimodel.transport.connection import ConnectionOptions
+
+log = logging.getLogger("ocimodel.admission")
+
+# The API server's webhook timeout is at most 30 s; the default deadline leaves it room.
+DEFAULT_DEADLINE = 8.0
+DEFAULT_CACHE_TTL = 300.0
+# The environment names deployment records take (api/deployments.py checks them again).
+_ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    policy: Path
+    tls_cert: Path
+    tls_key: Path
+    host: str = "0.0.0.0"
+    port: int = 8443
+    deadline: float = DEFAULT_DEADLINE
+    cache_ttl: float = DEFAULT_CACHE_TTL
+    resolve_ttl: float = 0.0
+    docker_config: Path | None = None
+    record_environment: str | None = None
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json_line(record)
+
+
+def configure_logging(stream=None) -> None:
+    """One JSON object per line on stderr, for our entries and uvicorn's."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(_JsonFormatter())
+    for name in ("ocimodel.admission", "uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def check(options: ServeOptions) -> None:
+    """Everything the server needs from disk, checked before it starts (UsageError)."""
+    if not 0 < options.deadline <= 30:
+        raise UsageError(f"--deadline must be between 0 and 30 seconds, got {options.deadline:g}",
+                         hint="the API server waits at most 30 s (timeoutSeconds); the deadline must be shorter")
+    if options.cache_ttl < 0 or options.resolve_ttl < 0:
+        raise UsageError("--cache-ttl and --resolve-ttl are seconds, 0 or more")
+    if not 0 <= options.port <= 65535:
+        raise UsageError(f"--port {options.port} is not a port")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(options.tls_cert, options.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load the TLS certificate {options.tls_cert} and key {options.tls_key}: {exc}",
+                         hint="PEM files: the server certificate (chain) and its private key; "
+                         "deploy/README.md shows how to make them") from None
+    if options.record_environment is not None and not _ENVIRONMENT.match(options.record_environment):
+        raise UsageError(f"--record-deployments {options.record_environment[:80]!r} is not an environment name",
+                         hint="e.g. prod, staging, eu-prod")
+    if options.docker_config is not None:
+        path = options.docker_config
+        if path.name != "config.json":
+            raise UsageError(f"--docker-config {path}: the file must be named config.json (docker's name)",
+                             hint="mount the pull secret's .dockerconfigjson key as config.json "
+                             "(items: [{key: .dockerconfigjson, path: config.json}])")
+        if not path.is_file():
+            raise UsageError(f"--docker-config {path} is not a file")
+
+
+def serve(options: ServeOptions, connection: ConnectionOptions | None = None,
+          on_listening: Callable[[str, int], None] | None = None) -> None:
+    """Run the webhook until SIGTERM or Ctrl-C. Raises UsageError when something it needs
+    does not load, OcimodelError when it cannot listen."""
+    import uvicorn
+
+    check(options)
+    if options.docker_config is not None:
+        # Read where credentials are read (transport/credentials.py): DOCKER_CONFIG names
+        # the directory of config.json, as docker's own variable does.
+        os.environ["DOCKER_CONFIG"] = str(options.docker_config.parent.absolute())
+    policy = PolicyHolder(options.policy)  # raises PolicyError: refuse to start
+    metrics = Metrics()
+    verdicts = Verdicts(policy, connection or ConnectionOptions(), deadline=options.deadline,
+                        cache_ttl=options.cache_ttl, resolve_ttl=options.resolve_ttl,
+                        on_cache=metrics.cache_lookup)
+    records = None
+    if options.record_environment is not None:
+        records = RecordWriter(verdicts.connection, options.record_environment,
+                               on_result=lambda result: metrics.records.labels(result=result).inc())
+    app = create_app(verdicts, metrics, records)
+    sock = _listen(options.host, options.port)
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(
+        app, ssl_certfile=str(options.tls_cert), ssl_keyfile=str(options.tls_key), log_config=None,
+        access_log=False, timeout_graceful_shutdown=int(options.deadline) + 2, lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    log.info({"event": "listening", "host": host, "port": port, "policy": str(options.policy),
+              "policyDigest": policy.digest, "deadline": options.deadline, "cacheTtl": options.cache_ttl,
+              "resolveTtl": options.resolve_ttl, "recordDeployments": options.record_environment})
+    if on_listening is not None:
+        on_listening(host, port)
+    # uvicorn handles SIGTERM and SIGINT while it runs, then raises the signal again under
+    # the handler found before it: this one notes it, so the clean-up below runs and the
+    # process exits 0 (a graceful stop is not a failure) instead of dying by the signal.
+    caught: list[int] = []
+    previous = _note_signals(caught)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if records is not None:
+            records.close()
+        verdicts.close()
+        sock.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        log.info({"event": "stopped", "signal": signal.Signals(caught[0]).name if caught else None})
+
+
+def _note_signals(caught: list[int]) -> dict[int, object]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, lambda number, frame: caught.append(number))
+            for signum in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    sock = None
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        if sock is not None:
+            sock.close()
+        raise OcimodelError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                            hint="is another server on that port? choose another with --port") from None
+    sock.set_inheritable(True)
+    return sock

@@ -1,0 +1,77 @@
+"""`ocimodel admission serve`: the Kubernetes admission webhook (docs/admission.md). A
+sub-app the root adds as `ocimodel admission`; the server lives in ocimodel.admission,
+loaded when the command runs (it needs the optional extra ocimodel[admission])."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ocimodel.cli.common import connection, report_error, state, stderr
+from ocimodel.errors import OcimodelError, UsageError
+
+admission_app = typer.Typer(
+    name="admission",
+    help=(
+        "A Kubernetes admission webhook that lets a Pod or workload run only models the policy allows.\n\n"
+        "  ocimodel admission serve --policy policy.yaml --tls-cert tls.crt --tls-key tls.key"
+    ),
+    no_args_is_help=True,
+)
+
+
+@admission_app.command("serve")
+def serve(
+    policy: Annotated[Path, typer.Option("--policy", metavar="FILE", help="The verify policy (as `ocimodel verify --policy`): signers, attestations, scan, licenses. Reloaded when the file changes.")],
+    tls_cert: Annotated[Path, typer.Option("--tls-cert", metavar="PEM", help="The server certificate (chain) the API server checks against the webhook's caBundle.")],
+    tls_key: Annotated[Path, typer.Option("--tls-key", metavar="PEM", help="The private key of --tls-cert.")],
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="The port to listen on (0: any free port, logged).")] = 8443,
+    host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = "0.0.0.0",
+    deadline: Annotated[float, typer.Option("--deadline", metavar="SECONDS", help="Time to judge one request; a model not judged by then is denied. Keep it below the webhook's timeoutSeconds.")] = 8.0,
+    cache_ttl: Annotated[float, typer.Option("--cache-ttl", metavar="SECONDS", help="How long a verdict is reused for the same repository, digest and policy (0: never).")] = 300.0,
+    resolve_ttl: Annotated[float, typer.Option("--resolve-ttl", metavar="SECONDS", help="How long a tag's digest is reused (default 0: every request asks the registry).")] = 0.0,
+    docker_config: Annotated[Path | None, typer.Option("--docker-config", metavar="FILE", help="Registry credentials: a docker config.json (default: $DOCKER_CONFIG/config.json, else ~/.docker/config.json).")] = None,
+    record_deployments: Annotated[str | None, typer.Option("--record-deployments", metavar="ENVIRONMENT", help="Write an (unsigned) deployment record in this environment for each admitted model, off the request path; never for a dry run.")] = None,
+) -> None:
+    """Serve the validating (/validate) and mutating (/mutate) admission webhooks over
+    HTTPS, with /healthz, /readyz and Prometheus /metrics.
+
+      ocimodel admission serve --policy /etc/ocimodel/policy.yaml --tls-cert /tls/tls.crt --tls-key /tls/tls.key
+
+    Models are found in Pods and in the pod templates of Deployments, StatefulSets,
+    DaemonSets, ReplicaSets, Jobs and CronJobs: image volumes (volumes[].image.reference),
+    containers whose image is a model artifact (ordinary container images are left alone),
+    and the annotation models.ocimodel.dev/references. Each is resolved to a digest and
+    judged by the policy; the answer names the model, the rule and the reason. /mutate also
+    pins each model to the digest that was verified.
+
+    Fail closed: a registry that does not answer within --deadline, a policy that stops
+    loading, a malformed request: denied, with the reason. The server refuses to start when
+    the policy, its keys or the TLS files do not load (exit 2). SIGTERM stops it gracefully.
+    Logs: one JSON line per request on stderr. deploy/ has the Kubernetes manifests.
+    """
+    try:
+        from ocimodel.admission import server
+    except ImportError as exc:
+        report_error("UsageError", f"the admission webhook needs the extra ocimodel[admission] ({exc.name} is missing)",
+                     "pip install 'ocimodel[admission]'", 2)
+        raise typer.Exit(2) from None
+    options = server.ServeOptions(
+        policy=policy, tls_cert=tls_cert, tls_key=tls_key, host=host, port=port, deadline=deadline,
+        cache_ttl=cache_ttl, resolve_ttl=resolve_ttl, docker_config=docker_config,
+        record_environment=record_deployments,
+    )
+    # The wait line of the CLI has no reader here: the deadline bounds every wait.
+    quiet = dataclasses.replace(connection(), on_wait=None)
+    try:
+        server.configure_logging()
+        server.serve(options, quiet)
+    except OcimodelError as exc:
+        if state["debug"]:
+            stderr.print_exception()
+        code = 2 if isinstance(exc, UsageError) else 1
+        report_error(type(exc).__name__, exc.message, exc.hint, code)
+        raise typer.Exit(code) from None

@@ -1,0 +1,462 @@
+"""The admission webhook (issue 19), end to end: `ocimodel admission serve` run as a
+process on a free loopback port with real TLS (a CA and server certificate made here; the
+client verifies against that CA), against the real registry, fed AdmissionReviews as the
+API server sends them (tests/data/admission/).
+
+One server for the module (start-up costs a second); the tests that stop it or need
+another deadline start their own."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import jsonpatch
+import pytest
+
+import ocimodel
+from tests.support.faultproxy import FaultProxy
+from tests.support.htpasswd import write_htpasswd
+from tests.support.pki import make_pki
+from tests.support.registry import LocalRegistry
+
+pytestmark = pytest.mark.registry
+
+DATA = Path(__file__).parent / "data" / "admission"
+KINDS = ("pod", "deployment", "statefulset", "daemonset", "replicaset", "job", "cronjob")
+DEADLINE = 2.0
+WEBHOOK_TIMEOUT = 10.0  # the API server's timeoutSeconds in deploy/: longer than the deadline
+# A pickle that calls os.system when loaded: the real scanner flags it critical.
+MALICIOUS_PICKLE = b"cos\nsystem\n(S'id'\ntR."
+SECRET = "s3cret-admission-password"
+
+
+class Webhook:
+    """`ocimodel admission serve` in a subprocess; stderr (its JSON log) collected."""
+
+    def __init__(self, tmp: Path, policy: Path, *extra: str) -> None:
+        pki = make_pki(tmp / "pki")
+        self.ca = pki.ca
+        cert, key = pki.server
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ocimodel", "admission", "serve", "--policy", str(policy), "--tls-cert", str(cert),
+             "--tls-key", str(key), "--host", "127.0.0.1", "--port", "0", "--deadline", str(DEADLINE), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        listening = self.wait_for(lambda e: e.get("event") == "listening", 30)
+        self.url = f"https://127.0.0.1:{listening['port']}"
+        self.client = httpx.Client(verify=ssl.create_default_context(cafile=str(self.ca)), timeout=WEBHOOK_TIMEOUT)
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line)
+
+    def entries(self) -> list[dict]:
+        out = []
+        for line in list(self.lines):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+    def wait_for(self, match, seconds: float) -> dict:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for entry in self.entries():
+                if match(entry):
+                    return entry
+            if self.process.poll() is not None:
+                time.sleep(0.2)  # the reader may still hold the last lines
+                break
+            time.sleep(0.05)
+        for entry in self.entries():
+            if match(entry):
+                return entry
+        raise AssertionError(f"not logged within {seconds} s; stderr: {''.join(self.lines)[-3000:]}")
+
+    def review(self, document: dict, path: str = "/validate") -> dict:
+        answer = self.client.post(self.url + path, json=document)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def stop(self) -> int:
+        self.client.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(20)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            self._reader.join(5)
+
+
+def _review(kind: str, **refs: str) -> dict:
+    text = (DATA / f"{kind}.json").read_text()
+    for name, value in refs.items():
+        text = text.replace("{{" + name + "}}", json.dumps(value)[1:-1])  # inside a JSON string
+    assert "{{" not in text, text
+    return json.loads(text)
+
+
+def _model_dir(root: Path, weights: bytes, license: str) -> Path:
+    root.mkdir(parents=True)
+    (root / "config.json").write_bytes(b'{"hidden_size": 4}\n')
+    (root / "weights.pkl").write_bytes(weights)
+    return root
+
+
+def _push_image(registry: str, repository: str, tag: str) -> str:
+    """An ordinary container image (OCI image config, a rootfs layer): not a model."""
+    import hashlib
+
+    base = f"http://{registry}/v2/{repository}"
+    blobs = {}
+    with httpx.Client() as http:
+        for data in (b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}', b"\x1f\x8b layer"):
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            start = http.post(f"{base}/blobs/uploads/")
+            location = start.headers["location"]
+            location = location if location.startswith("http") else f"http://{registry}{location}"
+            sep = "&" if "?" in location else "?"
+            http.put(f"{location}{sep}digest={digest}", content=data,
+                     headers={"content-type": "application/octet-stream"}).raise_for_status()
+            blobs[data] = (digest, len(data))
+        (config, config_size), (layer, layer_size) = blobs.values()
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": layer_size}],
+        }).encode()
+        http.put(f"{base}/manifests/{tag}", content=manifest,
+                 headers={"content-type": "application/vnd.oci.image.manifest.v1+json"}).raise_for_status()
+    return f"{registry}/{repository}:{tag}"
+
+
+class Models:
+    """The models of the module, pushed once: each a tag reference and its digest."""
+
+    def __init__(self, registry: LocalRegistry, tmp: Path) -> None:
+        self.tmp = tmp
+        self.private, self.public = tmp / "ci.key", tmp / "ci.pub"
+        ocimodel.generate_key_pair(self.private, self.public)
+        self.policy = tmp / "policy.yaml"
+        self.policy.write_text(
+            f"signers:\n  ci: {{key: {self.public}}}\n"
+            "scan: {max_severity: medium, signers: [ci]}\n"
+            "licenses: {allow: [Apache-2.0, MIT], unknown: deny, base_models: false}\n"
+        )
+        host = registry.host
+        self.good, self.good_digest = self.push(f"{host}/adm/good:1.0", b"fine weights", "Apache-2.0")
+        self.unsigned, _ = self.push(f"{host}/adm/unsigned:1.0", b"fine weights", "Apache-2.0", sign=False)
+        self.malicious, _ = self.push(f"{host}/adm/malicious:1.0", MALICIOUS_PICKLE, "Apache-2.0")
+        self.noncommercial, _ = self.push(f"{host}/adm/noncommercial:1.0", b"fine weights 2", "CC-BY-NC-4.0")
+        self.image = _push_image(host, "adm/server", "1.0")
+
+    def push(self, ref: str, weights: bytes, license: str, *, sign: bool = True) -> tuple[str, str]:
+        stem = ref.rsplit("/", 1)[1].replace(":", "-") + f"-{len(list(self.tmp.iterdir()))}"
+        pushed = ocimodel.push(_model_dir(self.tmp / stem, weights, license), ref, licenses=[license])
+        if sign:
+            ocimodel.sign(ref, key=self.private, file_signature=False)
+            ocimodel.scan(ref, attest=True, key=self.private)
+        return ref, pushed.digest
+
+
+@pytest.fixture(scope="module")
+def models(registry, tmp_path_factory) -> Models:
+    return Models(registry, tmp_path_factory.mktemp("admission-models"))
+
+
+@pytest.fixture(scope="module")
+def webhook(models, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("admission-server")
+    docker = tmp / "docker" / "config.json"
+    docker.parent.mkdir()
+    # Credentials for a registry the tests never use: they must never reach the log.
+    docker.write_text(json.dumps({"auths": {"registry.example": {
+        "auth": base64.b64encode(f"robot:{SECRET}".encode()).decode()}}}))
+    server = Webhook(tmp, models.policy, "--docker-config", str(docker), "--record-deployments", "test")
+    server.docker_config = docker
+    yield server
+    server.stop()
+
+
+def _allowed(answer: dict, uid: str) -> dict:
+    response = answer["response"]
+    assert answer["apiVersion"] == "admission.k8s.io/v1" and answer["kind"] == "AdmissionReview"
+    assert response["uid"] == uid
+    assert response["allowed"] is True, response.get("status")
+    return response
+
+
+def _denied(answer: dict, uid: str) -> str:
+    response = answer["response"]
+    assert response["uid"] == uid
+    assert response["allowed"] is False, response
+    assert response["status"]["code"] == 403
+    return response["status"]["message"]
+
+
+# -- allowed: every kind, and the patch that pins ----------------------------------------
+
+
+def _refs(models: Models, model: str | None = None) -> dict[str, str]:
+    good = models.good
+    return {"MODEL": model or good, "MODEL_AS_IMAGE": good, "IMAGE": models.image, "ANNOTATED": f"{good},\n{good}"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_signed_compliant_model_is_allowed_and_pinned(webhook, models, kind):
+    document = _review(kind, **_refs(models))
+    uid = document["request"]["uid"]
+    response = _allowed(webhook.review(document), uid)
+    assert "patch" not in response  # the validating webhook does not mutate
+    assert models.good in response["status"]["message"] and models.good_digest in response["status"]["message"]
+
+    response = _allowed(webhook.review(document, "/mutate"), uid)
+    assert response["patchType"] == "JSONPatch"
+    patch = json.loads(base64.b64decode(response["patch"]))
+    obj = document["request"]["object"]
+    patched = jsonpatch.apply_patch(obj, patch)  # applies cleanly, its tests included
+    pinned = models.good.rsplit(":", 1)[0] + "@" + models.good_digest
+    text = json.dumps(patched)
+    assert models.good not in text  # every tag reference of the model is pinned...
+    assert text.count(pinned) == json.dumps(obj).count(models.good)
+    assert models.image in text  # ...and the ordinary container image is left alone
+    annotations = patched["metadata"]["annotations"]
+    assert annotations["models.ocimodel.dev/references"] == f"{pinned}\n{pinned}"
+    # The pinned object is allowed as it is (what the validating webhook sees after /mutate).
+    again = copy.deepcopy(document)
+    again["request"]["object"] = patched
+    assert "patch" not in _allowed(webhook.review(again, "/mutate"), uid)
+
+
+def test_an_ephemeral_container_running_a_model_is_judged(webhook, models):
+    """kubectl debug adds an ephemeral container through the pods/ephemeralcontainers
+    subresource: an UPDATE of the Pod."""
+    document = _review("pod", **_refs(models))
+    request = document["request"]
+    request.update(operation="UPDATE", subResource="ephemeralcontainers", oldObject=copy.deepcopy(request["object"]))
+    request["object"]["spec"]["ephemeralContainers"] = [{"name": "debugger", "image": models.unsigned,
+                                                         "targetContainerName": "server"}]
+    message = _denied(webhook.review(document), request["uid"])
+    assert models.unsigned in message and "ephemeralContainer debugger" in message
+
+
+# -- denied, each with its reason -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("which", "rule", "reason"), [
+    ("unsigned", "signature", "[unsigned]"),
+    ("malicious", "scan", "found critical"),
+    ("noncommercial", "licenses", "CC-BY-NC-4.0"),
+])
+def test_a_model_the_policy_refuses_is_denied_with_its_reason(webhook, models, which, rule, reason):
+    ref = getattr(models, which)
+    for kind in ("pod", "deployment"):
+        document = _review(kind, **_refs(models, model=ref))
+        for path in ("/validate", "/mutate"):
+            answer = webhook.review(document, path)
+            message = _denied(answer, document["request"]["uid"])
+            assert "patch" not in answer["response"]
+            assert f"model {ref}" in message and "volume weights" in message
+            assert f"denied by {rule}" in message and reason in message, message
+            assert models.good not in message  # only the refused model is named
+
+
+def test_a_tag_moved_to_an_unsigned_model_is_denied(webhook, models, tmp_path):
+    moving = models.good.replace("adm/good:1.0", "adm/moving:prod")
+    _, signed = models.push(moving, b"moving weights", "MIT")
+    document = _review("deployment", **_refs(models, model=moving))
+    _allowed(webhook.review(document), document["request"]["uid"])
+    # The tag moves to a model nobody signed: the next request resolves it afresh.
+    _, unsigned = models.push(moving, b"other weights", "MIT", sign=False)
+    assert unsigned != signed
+    message = _denied(webhook.review(document), document["request"]["uid"])
+    assert f"model {moving} ({unsigned})" in message and "denied by signature" in message
+
+
+# -- fail closed ---------------------------------------------------------------------------
+
+
+def test_a_malformed_request_is_denied_or_refused(webhook, models):
+    not_json = webhook.client.post(webhook.url + "/validate", content=b"{not json")
+    assert not_json.status_code == 400 and "not an AdmissionReview" in not_json.json()["error"]
+    document = _review("pod", **_refs(models))
+    uid = document["request"]["uid"]
+    broken = copy.deepcopy(document)
+    broken["request"]["object"]["spec"]["volumes"][0]["image"]["reference"] = 42
+    message = _denied(webhook.review(broken), uid)  # the uid is readable: a deny that echoes it
+    assert "malformed request" in message and "image.reference is not a string" in message
+    old = copy.deepcopy(document)
+    old["apiVersion"] = "admission.k8s.io/v1beta1"
+    assert "expected apiVersion admission.k8s.io/v1" in _denied(webhook.review(old), uid)
+    no_uid = copy.deepcopy(document)
+    del no_uid["request"]["uid"]
+    assert webhook.client.post(webhook.url + "/validate", json=no_uid).status_code == 400
+
+
+def _rewrite(path: Path, text: str) -> None:
+    path.write_text(text)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a new stamp even within one clock tick
+
+
+def test_a_changed_policy_applies_at_once_and_one_that_stops_loading_denies(webhook, models):
+    document = _review("pod", **_refs(models))
+    uid = document["request"]["uid"]
+    _allowed(webhook.review(document), uid)  # now cached under this policy's digest
+    saved = models.policy.read_text()
+    try:
+        # A stricter policy: the cached verdict of the old one is not reused.
+        _rewrite(models.policy, saved.replace("allow: [Apache-2.0, MIT]", "allow: [MIT]"))
+        message = _denied(webhook.review(document), uid)
+        assert "denied by licenses" in message and "Apache-2.0" in message
+        _rewrite(models.policy, saved + "signature: {match: all_of}\n")
+        message = _denied(webhook.review(document), uid)
+        assert "denied by policy" in message and "does not load" in message
+        ready = webhook.client.get(webhook.url + "/readyz")
+        assert ready.status_code == 503 and "match" in ready.text
+    finally:
+        _rewrite(models.policy, saved)
+    _allowed(webhook.review(document), uid)
+    assert webhook.client.get(webhook.url + "/readyz").status_code == 200
+
+
+def test_a_registry_stopped_or_stalled_mid_test_gives_a_deny_within_the_deadline(webhook, models, tmp_path):
+    with LocalRegistry() as own:
+        ref, _ = models.push(f"{own.host}/adm/elsewhere:1.0", b"elsewhere", "MIT")
+        document = _review("pod", **_refs(models, model=ref))
+        _allowed(webhook.review(document), document["request"]["uid"])
+        with FaultProxy(own.host) as proxy:
+            stall = proxy.stall(30, path=r"/manifests/", after=None, times=None)
+            stalled = _review("pod", **_refs(models, model=ref.replace(own.host, proxy.host)))
+            # The webhook answers at its deadline, before the API server's timeout (the client's).
+            message = _denied(webhook.review(stalled), document["request"]["uid"])
+            assert "denied by deadline" in message and f"deadline of {DEADLINE:g} s" in message
+            assert proxy.host in message
+            stall.release()
+        own.stop()
+        # The tag must be resolved again: the registry being down is a deny naming it.
+        message = _denied(webhook.review(document), document["request"]["uid"])
+        assert f"model {ref}" in message and own.host in message
+
+
+def test_a_private_registry_is_read_with_the_mounted_docker_config(webhook, models, tmp_path):
+    password = "pw-" + SECRET
+    with LocalRegistry(htpasswd=write_htpasswd(tmp_path / "htpasswd", "reader", password)) as private:
+        ref = f"{private.host}/adm/private:1.0"
+        pushed = ocimodel.push(_model_dir(tmp_path / "private", b"private", "MIT"), ref, licenses=["MIT"],
+                               credentials=("reader", password))
+        ocimodel.sign(ref, key=models.private, file_signature=False, credentials=("reader", password))
+        ocimodel.scan(ref, attest=True, key=models.private, credentials=("reader", password))
+        document = _review("pod", **_refs(models, model=ref))
+        uid = document["request"]["uid"]
+        # No credentials for it in the config yet: the registry refuses, so the model is denied.
+        message = _denied(webhook.review(document), uid)
+        assert f"model {ref}" in message and "denied by registry" in message
+        config = json.loads(webhook.docker_config.read_text())
+        saved = json.dumps(config)
+        config["auths"][private.host] = {"auth": base64.b64encode(f"reader:{password}".encode()).decode()}
+        webhook.docker_config.write_text(json.dumps(config))  # read again for each registry client
+        try:
+            assert pushed.digest in _allowed(webhook.review(document), uid)["status"]["message"]
+        finally:
+            webhook.docker_config.write_text(saved)
+    assert password not in "".join(webhook.lines)
+
+
+# -- records, logs, metrics, and stopping --------------------------------------------------
+
+
+def test_an_admitted_workload_gets_a_deployment_record_and_a_dry_run_none(webhook, models):
+    recorded = models.good.replace("adm/good:1.0", "adm/recorded:1.0")
+    _, digest = models.push(recorded, b"recorded weights", "MIT")
+    dry = _review("deployment", **_refs(models, model=recorded))
+    dry["request"]["dryRun"] = True
+    dry["request"]["object"]["metadata"]["name"] = dry["request"]["name"] = "dry"
+    _allowed(webhook.review(dry), dry["request"]["uid"])
+    real = _review("deployment", **_refs(models, model=recorded))
+    _allowed(webhook.review(real), real["request"]["uid"])
+    repository = recorded.rsplit(":", 1)[0]
+    for _ in range(200):  # written off the request path: wait for it, boundedly
+        records = ocimodel.deployments(repository).records
+        if records:
+            break
+        time.sleep(0.05)
+    assert [(r.digest, r.environment, r.target) for r in records] == [(digest, "test", "k8s://serving/deployment/sentiment")]
+
+
+def test_logs_are_one_json_line_per_request_without_secrets(webhook, models):
+    document = _review("job", **_refs(models))
+    _allowed(webhook.review(document), document["request"]["uid"])
+    entry = webhook.wait_for(lambda e: e.get("uid") == document["request"]["uid"] and e.get("kind") == "Job", 10)
+    assert entry["namespace"] == "serving" and entry["name"] == "sentiment-eval" and entry["verdict"] == "allowed"
+    assert models.good in {m["reference"] for m in entry["models"]} and isinstance(entry["ms"], float)
+    assert SECRET not in "".join(webhook.lines)
+    assert base64.b64encode(f"robot:{SECRET}".encode()).decode() not in "".join(webhook.lines)
+
+
+def test_health_readiness_and_metrics(webhook, models):
+    assert webhook.client.get(webhook.url + "/healthz").text == "ok\n"
+    assert webhook.client.get(webhook.url + "/readyz").status_code == 200
+    document = _review("pod", **_refs(models))
+    webhook.review(document)
+    webhook.review(document)  # the second is answered from the verdict cache
+    text = webhook.client.get(webhook.url + "/metrics").text
+    assert 'ocimodel_admission_requests_total{endpoint="validate",result="allowed"}' in text
+    assert 'ocimodel_admission_verdicts_total{result="denied"}' in text
+    assert 'ocimodel_admission_request_seconds_bucket{endpoint="validate",le="0.01"}' in text
+    hits = [line for line in text.splitlines() if line.startswith('ocimodel_admission_cache_total{cache="verdict",result="hit"}')]
+    assert hits and float(hits[0].split()[-1]) >= 1
+
+
+def test_it_refuses_to_start_without_its_policy_and_stops_gracefully_on_sigterm(models, tmp_path):
+    from typer.testing import CliRunner
+
+    from ocimodel.cli.app import app
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("signers: {}\n")
+    pki = make_pki(tmp_path / "pki")
+    serve = ["admission", "serve", "--tls-key", str(pki.server[1]), "--port", "0"]
+    run = CliRunner().invoke(app, [*serve, "--policy", str(bad), "--tls-cert", str(pki.server[0])])
+    assert run.exit_code == 2 and run.stderr.startswith(f"error: {bad}: signers"), run.output
+    run = CliRunner().invoke(app, [*serve, "--policy", str(models.policy), "--tls-cert", str(pki.ca)])
+    assert run.exit_code == 2 and "cannot load the TLS certificate" in run.stderr, run.output
+
+    # An answer in progress when SIGTERM comes is finished, then the process exits 0.
+    server = Webhook(tmp_path / "second", models.policy)
+    with FaultProxy(models.good.split("/")[0]) as proxy:
+        stall = proxy.stall(30, path=r"/manifests/", after=None, times=None)
+        document = _review("pod", **_refs(models, model=models.good.replace(models.good.split("/")[0], proxy.host)))
+        answers: list[dict] = []
+        pending = threading.Thread(target=lambda: answers.append(server.review(document)))
+        pending.start()
+        for _ in range(400):
+            if proxy.requests:
+                break
+            time.sleep(0.01)
+        assert proxy.requests, "the webhook never asked the registry"
+        server.process.send_signal(signal.SIGTERM)
+        pending.join(WEBHOOK_TIMEOUT)
+        stall.release()
+    assert server.stop() == 0
+    assert len(answers) == 1 and "denied by deadline" in _denied(answers[0], document["request"]["uid"])
+    assert server.entries()[-1]["event"] == "stopped"
