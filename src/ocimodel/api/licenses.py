@@ -105,6 +105,15 @@ def judge_stored(connection: ConnectionOptions, store: Any, shown: str, root: An
     return _finish(connection, report, rules)
 
 
+def detected_in(connection: ConnectionOptions, reference: str) -> list[DetectedLicense]:
+    """The licenses found in the files of the model at ``reference`` (a pinned digest, for
+    `sbom`), each file read only after its layer digest is checked."""
+    ref = as_reference(reference)
+    with open_store(connection, ref) as store:
+        root = store.resolve(ref.reference or DEFAULT_TAG)
+        return _from_store(store, str(ref), root, store.fetch_manifest(root)).detected
+
+
 def _rules(policy: PathLike) -> LicenseRule:
     from ocimodel.trust.policy import load_policy
 
@@ -288,4 +297,4 @@ def _contradictions(report: LicenseReport) -> None:
             )
 
 
-__all__ = ["BaseModelLicenses", "DetectedLicense", "LicenseReport", "judge_stored", "license_report"]
+__all__ = ["BaseModelLicenses", "DetectedLicense", "LicenseReport", "detected_in", "judge_stored", "license_report"]

@@ -13,13 +13,14 @@ import os
 import re
 import tomllib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from ocimodel.api.common import as_reference, open_store
+from ocimodel.api.licenses import DetectedLicense, detected_in
 from ocimodel.api.transfer import ModelInfo, inspect
 from ocimodel.errors import NotAModel, OcimodelError, UsageError
 from ocimodel.oci import mediatypes as mt
@@ -115,12 +116,51 @@ def _read_requirement_files(connection: ConnectionOptions, info: ModelInfo, refe
     return texts
 
 
-def build_bom(info: ModelInfo, requirement_files: Mapping[str, str]) -> dict[str, Any]:
-    """The CycloneDX 1.6 document (a JSON object) of the model ``info`` describes."""
+def _license(license_id: str, acknowledgement: Any) -> Any:
+    """A CycloneDX license: ``id`` for an id on its SPDX list (canonical case), else ``name``
+    (our LicenseRef- ids, a README value that is no SPDX id)."""
+    from cyclonedx.model.license import DisjunctiveLicense
+    from cyclonedx.spdx import fixup_id
+
+    known = fixup_id(license_id)
+    return DisjunctiveLicense(id=known, acknowledgement=acknowledgement) if known else \
+        DisjunctiveLicense(name=license_id, acknowledgement=acknowledgement)
+
+
+def _single_licenses(expressions: Sequence[str]) -> list[str] | None:
+    """The licenses of ``expressions`` when each is one license alone (no AND, OR, WITH),
+    canonicalised; None otherwise."""
+    from ocimodel.licensing.expression import Leaf, parse
+
+    single = []
+    for expression in expressions:
+        try:
+            tree = parse(expression)
+        except ValueError:
+            return None
+        if not isinstance(tree, Leaf) or tree.exception is not None:
+            return None
+        single.append(tree.license)
+    return single
+
+
+def _found(detected: Sequence[DetectedLicense]) -> list[tuple[str, str, Any]]:
+    """(file, license, acknowledgement) of each license found whole: a license text is what
+    the analysis concluded, a README's ``license:`` is what its authors declared."""
+    from cyclonedx.model.license import LicenseAcknowledgement
+
+    return [(d.file, d.license, LicenseAcknowledgement.CONCLUDED if d.how == "text" else LicenseAcknowledgement.DECLARED)
+            for d in detected if d.confidence == 1.0]
+
+
+def build_bom(info: ModelInfo, requirement_files: Mapping[str, str],
+              detected: Sequence[DetectedLicense] = ()) -> dict[str, Any]:
+    """The CycloneDX 1.6 document (a JSON object) of the model ``info`` describes, with the
+    licenses ``detected`` in its files."""
     from cyclonedx.model import Property
     from cyclonedx.model.bom import Bom
-    from cyclonedx.model.component import Component, ComponentType
-    from cyclonedx.model.license import LicenseExpression
+    from cyclonedx.model.component import Component, ComponentEvidence, ComponentType
+    from cyclonedx.model.license import LicenseAcknowledgement, LicenseExpression
     from cyclonedx.output.json import JsonV1Dot6
     from packageurl import PackageURL
 
@@ -128,12 +168,25 @@ def build_bom(info: ModelInfo, requirement_files: Mapping[str, str]) -> dict[str
     # Without a name, the repository: the tag would make the BOM differ between tags.
     repository = str(as_reference(info.reference).with_tag(None).with_digest(None))
     name = card.get("name") or info.name or repository
-    licenses = [LicenseExpression(" AND ".join(f"({x})" if " " in x else x for x in card["licenses"]))] if card.get("licenses") else []
+    # CycloneDX 1.6 takes either license objects or one expression, not both. Declared
+    # licenses that are single ids are objects beside the detected ones; an AND/OR/WITH
+    # expression stays one (declared) expression, and the detected go to the evidence.
+    declared = list(card.get("licenses") or [])
+    found = _found(detected)
+    single = _single_licenses(declared)
+    detected_licenses = [_license(lic, ack) for lic, ack in dict.fromkeys((lic, ack) for _, lic, ack in found)]
+    evidence = None
+    if single is not None:
+        licenses = [_license(lic, LicenseAcknowledgement.DECLARED) for lic in single] + detected_licenses
+    else:
+        licenses = [LicenseExpression(" AND ".join(f"({x})" if " " in x else x for x in declared),
+                                      acknowledgement=LicenseAcknowledgement.DECLARED)]
+        evidence = ComponentEvidence(licenses=detected_licenses) if detected_licenses else None
     model = Component(
         type=ComponentType.MACHINE_LEARNING_MODEL, name=name, version=card.get("version"),
         description=card.get("description"), bom_ref="model",
         hashes=_hashes(info.digest),
-        licenses=licenses,
+        licenses=licenses, evidence=evidence,
         properties=[Property(name="ocimodel:manifest-digest", value=info.digest)],
     )
     bom = Bom(serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"ocimodel:{info.digest}"))
@@ -149,6 +202,7 @@ def build_bom(info: ModelInfo, requirement_files: Mapping[str, str]) -> dict[str
         file = Component(
             type=ComponentType.FILE, name=entry.path or entry.digest, bom_ref=f"file:{entry.path or entry.digest}",
             hashes=_hashes(entry.digest) if one_file else [],
+            licenses=[_license(lic, ack) for file, lic, ack in found if file == entry.path],
             properties=[Property(name="ocimodel:layer-digest", value=entry.digest),
                         Property(name="ocimodel:media-type", value=entry.media_type),
                         Property(name="ocimodel:size", value=str(entry.size))],
@@ -278,7 +332,8 @@ def sbom(
     if not info.is_model or info.kind == "variants":
         raise NotAModel(f"{reference} is {info.kind_description or 'not a model'}: a bill of materials describes one model",
                         hint="name one model (a variant of an index by its digest)")
-    document = build_bom(info, _read_requirement_files(connection, info, reference))
+    pinned = str(as_reference(reference).with_digest(info.digest))
+    document = build_bom(info, _read_requirement_files(connection, info, reference), detected_in(connection, pinned))
     validate_bom(document)
     if output is not None:
         from ocimodel.outputs import write_output
@@ -287,7 +342,6 @@ def sbom(
     referrer = None
     if attest:
         from ocimodel.api.trust import attest as attest_model
-        pinned = str(as_reference(reference).with_digest(info.digest))
         referrer = attest_model(
             connection, pinned, predicate=document, predicate_type=SBOM_PREDICATE_TYPE, key=key, password=password,
             identity_token=identity_token, trust_config=trust_config, staging=staging,
