@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import ocimodel
-from ocimodel.api.sbom import parse_pyproject, parse_requirements
+from ocimodel.api.sbom import parse_pipfile, parse_pyproject, parse_requirements, parse_setup_cfg
 from ocimodel.errors import OcimodelError
 from tests.test_cli import json_of, ocimodel_cli, ok
 
@@ -144,6 +144,43 @@ def test_requirement_parsing():
     ]
     assert parse_pyproject('[project]\ndependencies = ["e===3", "f[x]>=1"]\n') == [("e", "3", "e===3"), ("f", None, "f[x]>=1")]
     assert parse_pyproject("not toml [") == []
+
+
+def test_setup_cfg_and_pipfile_parsing():
+    # setup.cfg as setuptools reads install_requires: one per line (markers kept with their
+    # line), or one line split on ";"; no interpolation of %; a file: value is not followed.
+    assert parse_setup_cfg("[metadata]\nname = x%\n[options]\ninstall_requires =\n    numpy>=1.26\n"
+                           "    Torch==2.3.1  # gpu\n    foo; python_version < '3.8'\n") == [
+        ("numpy", None, "numpy>=1.26"), ("Torch", "2.3.1", "Torch==2.3.1"), ("foo", None, "foo; python_version < '3.8'")]
+    assert parse_setup_cfg("[options]\ninstall_requires = a==1; b>2\n") == [("a", "1", "a==1"), ("b", None, "b>2")]
+    assert parse_setup_cfg("[options]\ninstall_requires = file: requirements.in\n") == []
+    assert parse_setup_cfg("not [ an ini") == []
+    # Pipfile: [packages] only; "*" is any version; a table's version; git/path ones left out.
+    assert parse_pipfile('[packages]\nrequests = "*"\nnumpy = "==1.26.4"\nflask = {version = ">=2", extras = ["async"]}\n'
+                         'mine = {path = ".", editable = true}\nlib = {git = "https://x/y.git"}\n'
+                         '[dev-packages]\npytest = "*"\n') == [
+        ("requests", None, "requests"), ("numpy", "1.26.4", "numpy==1.26.4"), ("flask", None, "flask>=2")]
+    assert parse_pipfile("not toml [") == []
+
+
+def test_requirements_from_setup_cfg_and_pipfile_and_setup_py_never_run(tmp_path):
+    marker = tmp_path / "setup-py-ran"
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.bin").write_bytes(b"x")
+    (tmp_path / "m" / "setup.cfg").write_text("[options]\ninstall_requires =\n    Scikit_Learn==1.5.0\n    scipy\n")
+    (tmp_path / "m" / "Pipfile").write_text('[packages]\nnumpy = "==1.26.4"\n[dev-packages]\npytest = "*"\n')
+    (tmp_path / "m" / "setup.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nfrom setuptools import setup\nsetup(install_requires=['evil==6.6.6'])\n")
+    ref = f"oci:{tmp_path / 'store'}:1"
+    ocimodel.push(tmp_path / "m", ref)
+    bom = ocimodel.sbom(ref).bom
+    _strictly_valid(bom)
+    libraries = {c["purl"]: {p["name"]: p["value"] for p in c.get("properties", [])}
+                 for c in bom["components"] if c["type"] == "library"}
+    assert set(libraries) == {"pkg:pypi/scikit-learn@1.5.0", "pkg:pypi/scipy", "pkg:pypi/numpy@1.26.4"}
+    assert libraries["pkg:pypi/scipy"] == {"ocimodel:source": "setup.cfg", "ocimodel:requirement": "scipy"}
+    assert libraries["pkg:pypi/numpy@1.26.4"]["ocimodel:source"] == "Pipfile"
+    assert not marker.exists()  # setup.py is a program: never run, its requirements not listed
 
 
 @pytest.mark.slow

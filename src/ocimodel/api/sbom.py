@@ -29,8 +29,10 @@ from ocimodel.targets.copy import verified
 from ocimodel.transport.connection import ConnectionOptions
 
 SBOM_PREDICATE_TYPE = "https://cyclonedx.org/bom"
-# Requirement files read from the model: small text, so a larger layer is not read.
-_REQUIREMENT_FILES = ("requirements.txt", "pyproject.toml")
+# Requirement files read from the model: small text, so a larger layer is not read. Each
+# is parsed as data (setup.cfg by configparser, pyproject.toml and Pipfile by tomllib);
+# setup.py is a program, and is never run: what it would install is not listed.
+_REQUIREMENT_FILES = ("requirements.txt", "pyproject.toml", "setup.cfg", "Pipfile")
 _MAX_REQUIREMENT_BYTES = 1 << 20
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)$")
 
@@ -90,6 +92,68 @@ def parse_pyproject(text: str) -> list[tuple[str, str | None, str]]:
     if not isinstance(dependencies, list):
         return []
     return [r for r in (_requirement(d) for d in dependencies if isinstance(d, str)) if r is not None]
+
+
+def parse_setup_cfg(text: str) -> list[tuple[str, str | None, str]]:
+    """``[options] install_requires`` of a setup.cfg, as setuptools reads it: one requirement
+    per line, or a single line of requirements separated by ``;``. A ``file:`` value (the
+    requirements in another file) and anything that is not a requirement are left out."""
+    import configparser
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(text)
+        value = parser.get("options", "install_requires", fallback="")
+    except configparser.Error:
+        return []
+    value = value.strip()
+    if not value or value.startswith("file:"):
+        return []
+    items = value.splitlines() if "\n" in value else value.split(";")
+    found = []
+    for item in (i.split(" #", 1)[0].strip() for i in items):
+        if not item or item.startswith("#"):
+            continue
+        try:
+            Requirement(item)
+        except InvalidRequirement:
+            continue
+        requirement = _requirement(item)
+        if requirement is not None:
+            found.append(requirement)
+    return found
+
+
+def parse_pipfile(text: str) -> list[tuple[str, str | None, str]]:
+    """The ``[packages]`` of a Pipfile (not ``[dev-packages]``: they do not run with the
+    model). ``"*"`` is any version, ``"==1.2"`` a pin; a table gives its ``version``; one
+    from a git repository, a path or a file has no PyPI name to list and is left out."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return []
+    packages = document.get("packages")
+    if not isinstance(packages, dict):
+        return []
+    found = []
+    for name, spec in packages.items():
+        if isinstance(spec, dict):
+            if any(k in spec for k in ("git", "path", "file", "hg", "svn", "bzr")):
+                continue
+            spec = spec.get("version", "*")
+        if not isinstance(spec, str) or not isinstance(name, str):
+            continue
+        spec = spec.strip()
+        requirement = _requirement(name if spec in ("", "*") else f"{name}{spec}")
+        if requirement is not None:
+            found.append(requirement)
+    return found
+
+
+_PARSERS = {"requirements.txt": parse_requirements, "pyproject.toml": parse_pyproject,
+            "setup.cfg": parse_setup_cfg, "Pipfile": parse_pipfile}
 
 
 def _read_requirement_files(connection: ConnectionOptions, info: ModelInfo, reference: str) -> dict[str, str]:
@@ -249,8 +313,7 @@ def build_bom(info: ModelInfo, requirement_files: Mapping[str, str],
         )
 
     for path, text in sorted(requirement_files.items()):
-        parse = parse_pyproject if path.endswith(".toml") else parse_requirements
-        for package_name, version, line in parse(text):
+        for package_name, version, line in _PARSERS[path](text):
             package(package_name, version, path, line)
     environment = card.get("environment") or {}
     for package_name, version in sorted((environment.get("packages") or {}).items()):
