@@ -28,7 +28,11 @@ EXPECTED = {
     "bigscience-bloom-rail-1.0-BLOOMLICENSE.txt": "LicenseRef-bigscience-bloom-rail-1.0",  # opens with a BOM
     "openrail-plus-plus-m-sd2-LICENSE-MODEL": "LicenseRef-openrail-plus-plus",
     "openrail-plus-plus-m-sdxl-LICENSE-SDXL1.0": "LicenseRef-openrail-plus-plus",
+    "openrail-m-ai-pubs-model-license.md": "LicenseRef-openrail",  # an Open RAIL-M of no family of ours
 }
+# Every Open RAIL-M is also an Open RAIL: the generic one matches the specific texts whole,
+# which is why the specific ones are tried first.
+_RAIL = {"LicenseRef-creativeml-openrail-m", "LicenseRef-openrail-plus-plus", "LicenseRef-bigscience-openrail-m"}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -42,7 +46,7 @@ def test_no_other_license_fully_matches_a_real_text(name):
     # Whatever the order of the signatures: the BLOOM RAIL names the Apache 2.0 license in
     # its first paragraph, the RAIL-M texts share clauses; none is wholly another license.
     whole = {c.license for c in candidates((DATA / name).read_text(encoding="utf-8")) if c.confidence == 1.0}
-    assert whole == {EXPECTED[name]}
+    assert whole == {EXPECTED[name]} | ({"LicenseRef-openrail"} if EXPECTED[name] in _RAIL else set())
 
 
 def test_a_license_named_is_not_its_text():

@@ -53,7 +53,8 @@ _SIGNATURES: list[tuple[str, tuple[str, ...]]] = [
     ("LicenseRef-bigscience-openrail-m", ("bigscience open rail-m license", _RAIL_USE)),
     # No real text of it is in the tests: its title alone.
     ("LicenseRef-bigcode-openrail-m", ("bigcode open rail-m license agreement",)),
-    ("LicenseRef-openrail", ("open rail", "responsible ai license")),
+    # Any other Open RAIL-M (AI Pubs, or one a model adapted): its title and its use clauses.
+    ("LicenseRef-openrail", ("open rail", "use-based restrictions", "you agree not to use the model or")),
     ("CC-BY-NC-SA-4.0", ("attribution-noncommercial-sharealike 4.0 international", "creative commons corporation")),
     ("CC-BY-NC-ND-4.0", ("attribution-noncommercial-noderivatives 4.0 international", "creative commons corporation")),
     ("CC-BY-NC-4.0", ("attribution-noncommercial 4.0 international", "creative commons corporation")),
