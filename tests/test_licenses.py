@@ -212,12 +212,22 @@ def _kit_project(tmp_path: Path) -> tuple[dict, list[tuple[str, bytes, dict]]]:
 
 def test_license_texts_inside_modelkit_tar_layers_are_read(tmp_path):
     kitfile, layers = _kit_project(tmp_path)
-    report = ocimodel.license_report(_layout_modelkit(tmp_path / "store", kitfile, layers))
+    ref = _layout_modelkit(tmp_path / "store", kitfile, layers)
+    report = ocimodel.license_report(ref)
     assert report.declared == ["Apache-2.0"]
     assert [(d.file, d.license, d.confidence) for d in report.detected] == [
         ("src/TERMS", "LicenseRef-gemma-terms-of-use", 1.0), ("LICENSE", "LicenseRef-llama3.2-community-license", 1.0)]
     assert "LICENSE is LicenseRef-llama3.2-community-license (its text), which the declared license Apache-2.0 does not name" \
         in report.findings
+
+
+@pytest.mark.slow
+def test_ocimodel_license_reads_a_modelkit_s_tar_layers(tmp_path):
+    kitfile, layers = _kit_project(tmp_path)
+    ref = _layout_modelkit(tmp_path / "store", kitfile, layers)
+    run = subprocess.run([sys.executable, "-m", "ocimodel", "license", ref, "--json"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert [d["file"] for d in json.loads(run.stdout)["detected"]] == ["src/TERMS", "LICENSE"]
 
 
 def test_a_modelkit_layer_is_judged_only_after_its_digest_matches(tmp_path):
