@@ -246,6 +246,21 @@ def test_declared_and_detected_licenses_of_the_model_component(tmp_path):
     assert by_ref["file:README.md"]["licenses"] == [{"license": {"name": gemma, "acknowledgement": "declared"}}]
 
 
+def test_licenses_found_in_a_modelkit_s_tar_layers(tmp_path):
+    from tests.test_licenses import _kit_project, _layout_modelkit
+
+    kitfile, layers = _kit_project(tmp_path)  # LICENSE (Llama 3.2) and src/TERMS (Gemma) in tar layers
+    bom = ocimodel.sbom(_layout_modelkit(tmp_path / "store", kitfile, layers)).bom
+    _strictly_valid(bom)
+    assert {json.dumps(x, sort_keys=True) for x in bom["metadata"]["component"]["licenses"]} == {json.dumps(x, sort_keys=True) for x in [
+        {"license": {"id": "Apache-2.0", "acknowledgement": "declared"}},  # the Kitfile's
+        {"license": {"name": "LicenseRef-llama3.2-community-license", "acknowledgement": "concluded"}},
+        {"license": {"name": "LicenseRef-gemma-terms-of-use", "acknowledgement": "concluded"}}]}
+    by_ref = {c["bom-ref"]: c for c in bom["components"]}
+    assert by_ref["file:src"]["licenses"] == [{"license": {"name": "LicenseRef-gemma-terms-of-use", "acknowledgement": "concluded"}}]
+    assert "licenses" not in by_ref["file:models/model.gguf"]
+
+
 def test_a_model_without_a_name_is_named_by_its_repository(tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "model.bin").write_bytes(b"x")

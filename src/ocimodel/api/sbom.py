@@ -266,7 +266,9 @@ def build_bom(info: ModelInfo, requirement_files: Mapping[str, str],
         file = Component(
             type=ComponentType.FILE, name=entry.path or entry.digest, bom_ref=f"file:{entry.path or entry.digest}",
             hashes=_hashes(entry.digest) if one_file else [],
-            licenses=[_license(lic, ack) for file, lic, ack in found if file == entry.path],
+            # A tar layer (a directory) carries the licenses found in the files inside it.
+            licenses=[_license(lic, ack) for file, lic, ack in found
+                      if file == entry.path or (entry.path and file.startswith(entry.path + "/"))],
             properties=[Property(name="ocimodel:layer-digest", value=entry.digest),
                         Property(name="ocimodel:media-type", value=entry.media_type),
                         Property(name="ocimodel:size", value=str(entry.size))],
