@@ -284,3 +284,19 @@ def test_hostile_or_oversized_modelkit_layers(tmp_path, monkeypatch):
     assert any(f.startswith("src: not read for license texts") for f in report.findings), report.findings
     monkeypatch.setattr(licenses, "MAX_ARCHIVE_LAYER_BYTES", 1000)  # every layer is larger: weights, not read
     assert ocimodel.license_report(ref).detected == []
+
+
+def test_a_compressed_one_file_modelkit_layer_is_read(tmp_path):
+    import gzip
+
+    from tests.test_kitops import layer_type, sha
+
+    # The newest KitOps packs a single file as raw+gzip: decompressed in memory, then judged.
+    packed = gzip.compress((DATA / "mit-LICENSE").read_bytes(), mtime=0)
+    weights = gzip.compress(b"\0" * 4096, mtime=0)
+    kitfile = {"manifestVersion": "1.0.0", "package": {"name": "k", "license": "MIT"},
+               "model": {"path": "model.bin", "digest": sha(weights)}, "docs": [{"path": "LICENSE", "digest": sha(packed)}]}
+    ref = _layout_modelkit(tmp_path / "store", kitfile, [(layer_type("model", "raw", "gzip"), weights, {}),
+                                                         (layer_type("docs", "raw", "gzip"), packed, {})])
+    report = ocimodel.license_report(ref)
+    assert [(d.file, d.license) for d in report.detected] == [("LICENSE", "MIT")] and report.findings == []

@@ -264,6 +264,8 @@ def _from_archive(store: Any, planned: Any, report: LicenseReport, budget: list[
     where = planned.relpath or f"layer {layer.digest[:19]}"
     if layer.size > MAX_ARCHIVE_LAYER_BYTES:
         return []  # weights, not license texts (docs/licenses.md says so)
+    if planned.packed is not None and not _worth_reading(planned.relpath):
+        return []  # one compressed file, by its name no text: not even decompressed
     texts: list[tuple[str, bytes]] = []
     limits = ExtractLimits(max_total_bytes=MAX_ARCHIVE_READ_BYTES, max_members=MAX_ARCHIVE_MEMBERS)
     try:
