@@ -18,6 +18,7 @@ EXPECTED = {
     "mpl-2.0-LICENSE": "MPL-2.0",
     "mit-LICENSE": "MIT",
     "cc-by-nc-4.0-LICENSE_weights": "CC-BY-NC-4.0",
+    "cc-by-4.0-legalcode-LICENSE-CC-BY-4.0": "CC-BY-4.0",  # the legal code alone, no CC preamble
     "creativeml-openrail-m-LICENSE": "LicenseRef-creativeml-openrail-m",
     "llama2-LICENSE": "LicenseRef-llama2-community-license",
     "llama3-LICENSE": "LicenseRef-llama3-community-license",
@@ -54,7 +55,8 @@ def test_a_license_named_is_not_its_text():
     for line in ("Gemma is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms",
                  "# BigScience RAIL License v1.0\nThis model is released under the BigScience RAIL License v1.0.",
                  "Llama 3.1 is licensed under the Llama 3.1 Community License Agreement, Copyright (c) Meta Platforms, Inc.",
-                 "CreativeML Open RAIL++-M License: see https://huggingface.co/stabilityai/stable-diffusion-2/blob/main/LICENSE-MODEL"):
+                 "CreativeML Open RAIL++-M License: see https://huggingface.co/stabilityai/stable-diffusion-2/blob/main/LICENSE-MODEL",
+                 "The weights are licensed under Creative Commons Attribution-NonCommercial 4.0 International."):
         found = identify(line)
         assert found is not None and found.confidence < 1.0, line
 

@@ -40,6 +40,9 @@ LICENSE_REFS: dict[str, str] = {
 # of its body, so only the whole text reaches confidence 1.0.
 _LLAMA_DOCS = "means the specifications, manuals and documentation accompanying "
 _RAIL_USE = "you agree not to use the model or derivatives of the model"  # its Attachment A
+# The opening of every CC 4.0 public license (not Creative Commons' preamble, which many
+# copies leave out).
+_CC_BODY = "by exercising the licensed rights (defined below), you accept and agree"
 _SIGNATURES: list[tuple[str, tuple[str, ...]]] = [
     ("LicenseRef-llama3.3-community-license", ("llama 3.3 community license agreement", _LLAMA_DOCS + "llama 3.3")),
     ("LicenseRef-llama3.2-community-license", ("llama 3.2 community license agreement", _LLAMA_DOCS + "llama 3.2")),
@@ -55,12 +58,12 @@ _SIGNATURES: list[tuple[str, tuple[str, ...]]] = [
     ("LicenseRef-bigcode-openrail-m", ("bigcode open rail-m license agreement",)),
     # Any other Open RAIL-M (AI Pubs, or one a model adapted): its title and its use clauses.
     ("LicenseRef-openrail", ("open rail", "use-based restrictions", "you agree not to use the model or")),
-    ("CC-BY-NC-SA-4.0", ("attribution-noncommercial-sharealike 4.0 international", "creative commons corporation")),
-    ("CC-BY-NC-ND-4.0", ("attribution-noncommercial-noderivatives 4.0 international", "creative commons corporation")),
-    ("CC-BY-NC-4.0", ("attribution-noncommercial 4.0 international", "creative commons corporation")),
-    ("CC-BY-SA-4.0", ("attribution-sharealike 4.0 international", "creative commons corporation")),
-    ("CC-BY-ND-4.0", ("attribution-noderivatives 4.0 international", "creative commons corporation")),
-    ("CC-BY-4.0", ("attribution 4.0 international", "creative commons corporation")),
+    ("CC-BY-NC-SA-4.0", ("attribution-noncommercial-sharealike 4.0 international", _CC_BODY)),
+    ("CC-BY-NC-ND-4.0", ("attribution-noncommercial-noderivatives 4.0 international", _CC_BODY)),
+    ("CC-BY-NC-4.0", ("attribution-noncommercial 4.0 international", _CC_BODY)),
+    ("CC-BY-SA-4.0", ("attribution-sharealike 4.0 international", _CC_BODY)),
+    ("CC-BY-ND-4.0", ("attribution-noderivatives 4.0 international", _CC_BODY)),
+    ("CC-BY-4.0", ("attribution 4.0 international", _CC_BODY)),
     ("CC0-1.0", ("cc0 1.0 universal", "statement of purpose")),
     ("Apache-2.0", ("apache license", "version 2.0, january 2004")),
     ("AGPL-3.0-only", ("gnu affero general public license", "version 3, 19 november 2007")),
