@@ -19,6 +19,8 @@ EXPECTED = {
     "mit-LICENSE": "MIT",
     "cc-by-nc-4.0-LICENSE_weights": "CC-BY-NC-4.0",
     "cc-by-4.0-legalcode-LICENSE-CC-BY-4.0": "CC-BY-4.0",  # the legal code alone, no CC preamble
+    "cc-by-sa-4.0-LICENSE-CC-BY-SA-4.0": "CC-BY-SA-4.0",
+    "cc-by-nc-sa-4.0-LICENSE-CC-BY-NC-SA-4.0": "CC-BY-NC-SA-4.0",  # not CC-BY-NC, nor CC-BY-SA
     "creativeml-openrail-m-LICENSE": "LicenseRef-creativeml-openrail-m",
     "llama2-LICENSE": "LicenseRef-llama2-community-license",
     "llama3-LICENSE": "LicenseRef-llama3-community-license",
