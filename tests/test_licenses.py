@@ -164,3 +164,139 @@ def test_a_modelkit_is_judged_by_its_kitfile_licenses(registry, repo_name, tmp_p
     report = ocimodel.license_report(f"{registry.host}/{repo_name}:1", policy=policy, plain_http=True)
     assert sorted(report.declared) == ["Apache-2.0", "BSD-3-Clause", "CC-BY-4.0", "MIT"]
     assert not report.allowed and report.verdict.reasons == ["card: CC-BY-4.0 is denied (deny: CC-BY-*)"]
+
+
+# -- license texts inside a ModelKit's tar layers -----------------------------------------------
+
+
+def _layout_modelkit(root: Path, kitfile: dict, layers: list[tuple[str, bytes, dict]]) -> str:
+    """A ModelKit in an OCI layout, as `kit push` would have put it in a registry."""
+    from tests.test_kitops import KIT_CONFIG, OCI_MANIFEST, go_json, sha
+
+    blobs = root / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    config = go_json(kitfile)
+    manifest = go_json({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                        "config": {"mediaType": KIT_CONFIG, "digest": sha(config), "size": len(config)},
+                        "layers": [{"mediaType": m, "digest": sha(b), "size": len(b), **({"annotations": a} if a else {})}
+                                   for m, b, a in layers]})
+    for blob in (config, manifest, *(b for _, b, _ in layers)):
+        (blobs / sha(blob).removeprefix("sha256:")).write_bytes(blob)
+    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": sha(manifest), "size": len(manifest),
+         "annotations": {"org.opencontainers.image.ref.name": "1"}}]}))
+    return f"oci:{root}:1"
+
+
+def _kit_project(tmp_path: Path) -> tuple[dict, list[tuple[str, bytes, dict]]]:
+    """A ModelKit as KitOps >= 0.5 packs it: weights, a docs entry that is the Llama 3.2
+    license (while the Kitfile declares Apache-2.0), and code whose directory holds the
+    Gemma terms under a name of no license kind."""
+    from tests.test_kitops import compress, kit_tar, layer_type, sha
+
+    project = tmp_path / "project"
+    for rel, data in {"models/model.gguf": b"GGUF" + b"\0" * 60, "src/train.py": b"print(1)\n",
+                      "src/TERMS": (DATA / "gemma-GEMMA_TERMS_OF_USE.txt").read_bytes(),
+                      "LICENSE": (DATA / "llama3_2-LICENSE").read_bytes()}.items():
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_bytes(data)
+    plan = [("model", "models/model.gguf", "gzip"), ("code", "src", ""), ("docs", "LICENSE", "gzip")]
+    layers = [(layer_type(base, "tar", comp), compress(kit_tar(project, path), comp), {}) for base, path, comp in plan]
+    model, code, docs = (sha(blob) for _, blob, _ in layers)
+    kitfile = {"manifestVersion": "1.0.0", "package": {"name": "kit", "license": "Apache-2.0"},
+               "model": {"path": "models/model.gguf", "digest": model},
+               "code": [{"path": "src", "digest": code}], "docs": [{"path": "LICENSE", "digest": docs}]}
+    return kitfile, layers
+
+
+def test_license_texts_inside_modelkit_tar_layers_are_read(tmp_path):
+    kitfile, layers = _kit_project(tmp_path)
+    ref = _layout_modelkit(tmp_path / "store", kitfile, layers)
+    report = ocimodel.license_report(ref)
+    assert report.declared == ["Apache-2.0"]
+    assert [(d.file, d.license, d.confidence) for d in report.detected] == [
+        ("src/TERMS", "LicenseRef-gemma-terms-of-use", 1.0), ("LICENSE", "LicenseRef-llama3.2-community-license", 1.0)]
+    assert "LICENSE is LicenseRef-llama3.2-community-license (its text), which the declared license Apache-2.0 does not name" \
+        in report.findings
+
+
+@pytest.mark.slow
+def test_ocimodel_license_reads_a_modelkit_s_tar_layers(tmp_path):
+    kitfile, layers = _kit_project(tmp_path)
+    ref = _layout_modelkit(tmp_path / "store", kitfile, layers)
+    run = subprocess.run([sys.executable, "-m", "ocimodel", "license", ref, "--json"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert [d["file"] for d in json.loads(run.stdout)["detected"]] == ["src/TERMS", "LICENSE"]
+
+
+def test_a_modelkit_layer_is_judged_only_after_its_digest_matches(tmp_path):
+    from ocimodel.errors import OcimodelError
+
+    kitfile, layers = _kit_project(tmp_path)
+    ref = _layout_modelkit(tmp_path / "store", kitfile, layers)
+    import hashlib
+
+    docs = hashlib.sha256(layers[2][1]).hexdigest()
+    swapped = gzip_tar({"LICENSE": (DATA / "mit-LICENSE").read_bytes()})  # a valid layer, of another license
+    assert len(swapped) <= len(layers[2][1])
+    (tmp_path / "store" / "blobs" / "sha256" / docs).write_bytes(swapped.ljust(len(layers[2][1]), b"\0"))
+    with pytest.raises(OcimodelError, match="digest"):  # same size: only the digest tells
+        ocimodel.license_report(ref)
+
+
+def gzip_tar(files: dict[str, bytes]) -> bytes:
+    import gzip
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(buf.getvalue(), mtime=0)
+
+
+def test_hostile_or_oversized_modelkit_layers(tmp_path, monkeypatch):
+    from ocimodel.errors import UnsafePath
+    from tests.test_kitops import layer_type, sha
+
+    # A member that climbs out of its entry: refused as pull refuses it, nothing judged.
+    evil = gzip_tar({"../LICENSE": (DATA / "apache-2.0-LICENSE").read_bytes()})
+    kitfile = {"manifestVersion": "1.0.0", "package": {"name": "k"}, "docs": [{"path": "LICENSE", "digest": sha(evil)}]}
+    with pytest.raises(UnsafePath):
+        ocimodel.license_report(_layout_modelkit(tmp_path / "evil", kitfile, [(layer_type("docs", "tar", "gzip"), evil, {})]))
+
+    # A member over the size read, and a layer over the size read: not read, not an error.
+    big = gzip_tar({"LICENSE": (DATA / "apache-2.0-LICENSE").read_bytes() + b"\n" * (600 * 1024)})
+    kitfile = {"manifestVersion": "1.0.0", "package": {"name": "k"}, "docs": [{"path": "LICENSE", "digest": sha(big)}]}
+    ref = _layout_modelkit(tmp_path / "big", kitfile, [(layer_type("docs", "tar", "gzip"), big, {})])
+    assert ocimodel.license_report(ref).detected == []
+    kitfile, layers = _kit_project(tmp_path)
+    ref = _layout_modelkit(tmp_path / "store", kitfile, layers)
+    import ocimodel.api.licenses as licenses
+
+    monkeypatch.setattr(licenses, "MAX_ARCHIVE_READ_BYTES", 8000)  # LICENSE is less, the code layer more
+    report = ocimodel.license_report(ref)
+    assert [d.file for d in report.detected] == ["LICENSE"]
+    assert any(f.startswith("src: not read for license texts") for f in report.findings), report.findings
+    monkeypatch.setattr(licenses, "MAX_ARCHIVE_LAYER_BYTES", 1000)  # every layer is larger: weights, not read
+    assert ocimodel.license_report(ref).detected == []
+
+
+def test_a_compressed_one_file_modelkit_layer_is_read(tmp_path):
+    import gzip
+
+    from tests.test_kitops import layer_type, sha
+
+    # The newest KitOps packs a single file as raw+gzip: decompressed in memory, then judged.
+    packed = gzip.compress((DATA / "mit-LICENSE").read_bytes(), mtime=0)
+    weights = gzip.compress(b"\0" * 4096, mtime=0)
+    kitfile = {"manifestVersion": "1.0.0", "package": {"name": "k", "license": "MIT"},
+               "model": {"path": "model.bin", "digest": sha(weights)}, "docs": [{"path": "LICENSE", "digest": sha(packed)}]}
+    ref = _layout_modelkit(tmp_path / "store", kitfile, [(layer_type("model", "raw", "gzip"), weights, {}),
+                                                         (layer_type("docs", "raw", "gzip"), packed, {})])
+    report = ocimodel.license_report(ref)
+    assert [(d.file, d.license) for d in report.detected] == [("LICENSE", "MIT")] and report.findings == []

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import ocimodel
-from ocimodel.api.sbom import parse_pyproject, parse_requirements
+from ocimodel.api.sbom import parse_pipfile, parse_pyproject, parse_requirements, parse_setup_cfg
 from ocimodel.errors import OcimodelError
 from tests.test_cli import json_of, ocimodel_cli, ok
 
@@ -37,6 +37,7 @@ FILES = {
     "requirements.txt": b"torch==2.3.1\nnumpy>=1.26  # arrays\n-r more.txt\ntransformers[torch]==4.41.2; python_version > '3'\n",
     "pyproject.toml": b'[project]\nname = "x"\ndependencies = ["tokenizers==0.19.1", "safetensors"]\n',
     "ocimodel.yaml": CARD.encode(),
+    "LICENSE": (Path(__file__).parent / "data" / "licenses" / "apache-2.0-LICENSE").read_bytes(),
 }
 
 
@@ -75,7 +76,11 @@ def test_bom_of_a_model_with_lineage_metrics_and_requirements(repo, model):
     main = bom["metadata"]["component"]
     assert main["type"] == "machine-learning-model" and main["name"] == "sentiment" and main["version"] == "1.0"
     assert main["hashes"] == [{"alg": "SHA-256", "content": result.digest.removeprefix("sha256:")}]
-    assert main["licenses"] == [{"expression": "Apache-2.0 AND (MIT OR BSD-3-Clause)"}]
+    # Declared as an expression (1.6 allows one expression, or license objects, not both):
+    # the license detected in LICENSE goes to the evidence, and to the file itself.
+    assert main["licenses"] == [{"expression": "Apache-2.0 AND (MIT OR BSD-3-Clause)", "acknowledgement": "declared"}]
+    concluded = [{"license": {"id": "Apache-2.0", "acknowledgement": "concluded"}}]
+    assert main["evidence"]["licenses"] == concluded
     card = main["modelCard"]
     assert card["modelParameters"]["task"] == "text-classification"
     assert card["modelParameters"]["architectureFamily"] == "transformers"
@@ -88,6 +93,8 @@ def test_bom_of_a_model_with_lineage_metrics_and_requirements(repo, model):
     by_ref = {c["bom-ref"]: c for c in bom["components"]}
     for name, data in FILES.items():  # every file, by the SHA-256 of its bytes
         assert by_ref[f"file:{name}"]["hashes"] == [{"alg": "SHA-256", "content": hashlib.sha256(data).hexdigest()}]
+    assert by_ref["file:LICENSE"]["licenses"] == concluded
+    assert "licenses" not in by_ref["file:model.safetensors"]
     assert by_ref["dataset:0"]["type"] == "data"
     assert by_ref["dataset:0"]["hashes"][0]["content"] == "d" * 64
     assert by_ref["base-model:0"]["type"] == "machine-learning-model"
@@ -139,6 +146,43 @@ def test_requirement_parsing():
     assert parse_pyproject("not toml [") == []
 
 
+def test_setup_cfg_and_pipfile_parsing():
+    # setup.cfg as setuptools reads install_requires: one per line (markers kept with their
+    # line), or one line split on ";"; no interpolation of %; a file: value is not followed.
+    assert parse_setup_cfg("[metadata]\nname = x%\n[options]\ninstall_requires =\n    numpy>=1.26\n"
+                           "    Torch==2.3.1  # gpu\n    foo; python_version < '3.8'\n") == [
+        ("numpy", None, "numpy>=1.26"), ("Torch", "2.3.1", "Torch==2.3.1"), ("foo", None, "foo; python_version < '3.8'")]
+    assert parse_setup_cfg("[options]\ninstall_requires = a==1; b>2\n") == [("a", "1", "a==1"), ("b", None, "b>2")]
+    assert parse_setup_cfg("[options]\ninstall_requires = file: requirements.in\n") == []
+    assert parse_setup_cfg("not [ an ini") == []
+    # Pipfile: [packages] only; "*" is any version; a table's version; git/path ones left out.
+    assert parse_pipfile('[packages]\nrequests = "*"\nnumpy = "==1.26.4"\nflask = {version = ">=2", extras = ["async"]}\n'
+                         'mine = {path = ".", editable = true}\nlib = {git = "https://x/y.git"}\n'
+                         '[dev-packages]\npytest = "*"\n') == [
+        ("requests", None, "requests"), ("numpy", "1.26.4", "numpy==1.26.4"), ("flask", None, "flask>=2")]
+    assert parse_pipfile("not toml [") == []
+
+
+def test_requirements_from_setup_cfg_and_pipfile_and_setup_py_never_run(tmp_path):
+    marker = tmp_path / "setup-py-ran"
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.bin").write_bytes(b"x")
+    (tmp_path / "m" / "setup.cfg").write_text("[options]\ninstall_requires =\n    Scikit_Learn==1.5.0\n    scipy\n")
+    (tmp_path / "m" / "Pipfile").write_text('[packages]\nnumpy = "==1.26.4"\n[dev-packages]\npytest = "*"\n')
+    (tmp_path / "m" / "setup.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nfrom setuptools import setup\nsetup(install_requires=['evil==6.6.6'])\n")
+    ref = f"oci:{tmp_path / 'store'}:1"
+    ocimodel.push(tmp_path / "m", ref)
+    bom = ocimodel.sbom(ref).bom
+    _strictly_valid(bom)
+    libraries = {c["purl"]: {p["name"]: p["value"] for p in c.get("properties", [])}
+                 for c in bom["components"] if c["type"] == "library"}
+    assert set(libraries) == {"pkg:pypi/scikit-learn@1.5.0", "pkg:pypi/scipy", "pkg:pypi/numpy@1.26.4"}
+    assert libraries["pkg:pypi/scipy"] == {"ocimodel:source": "setup.cfg", "ocimodel:requirement": "scipy"}
+    assert libraries["pkg:pypi/numpy@1.26.4"]["ocimodel:source"] == "Pipfile"
+    assert not marker.exists()  # setup.py is a program: never run, its requirements not listed
+
+
 @pytest.mark.slow
 def test_sbom_attestation_is_required_by_a_policy(repo, model, tmp_path):
     ocimodel.push(model, f"{repo}:with")
@@ -171,6 +215,50 @@ def test_sbom_attestation_is_required_by_a_policy(repo, model, tmp_path):
     _strictly_valid(json.loads(piped.out))
     assert "Attested" in piped.err
     ok("verify", f"{repo}:without", "--policy", tmp_path / "policy.yaml")
+
+
+def test_declared_and_detected_licenses_of_the_model_component(tmp_path):
+    """Declared single ids and the licenses found in the files, side by side on the model
+    component, told apart by acknowledgement: declared (the card, a README license:) or
+    concluded (a license text); strictly valid 1.6 (LicenseRef ids are names, not ids)."""
+    data = Path(__file__).parent / "data" / "licenses"
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "ocimodel.yaml").write_text("name: tuned\nlicenses: [mit]\n")  # any case; id canonical
+    (tmp_path / "m" / "LICENSE").write_bytes((data / "apache-2.0-LICENSE").read_bytes())
+    (tmp_path / "m" / "TERMS.txt").write_bytes((data / "gemma-GEMMA_TERMS_OF_USE.txt").read_bytes())
+    (tmp_path / "m" / "README.md").write_text("---\nlicense: gemma\n---\n# Tuned\nUnder the Gemma Terms of Use.\n")
+    (tmp_path / "m" / "model.bin").write_bytes(b"x")
+    ref = f"oci:{tmp_path / 'store'}:1"
+    ocimodel.push(tmp_path / "m", ref)
+    bom = ocimodel.sbom(ref).bom
+    _strictly_valid(bom)
+    main = bom["metadata"]["component"]
+    gemma = "LicenseRef-gemma-terms-of-use"
+    assert sorted(json.dumps(x, sort_keys=True) for x in main["licenses"]) == sorted(json.dumps(x, sort_keys=True) for x in [
+        {"license": {"id": "MIT", "acknowledgement": "declared"}},
+        {"license": {"id": "Apache-2.0", "acknowledgement": "concluded"}},
+        {"license": {"name": gemma, "acknowledgement": "concluded"}},
+        {"license": {"name": gemma, "acknowledgement": "declared"}},
+    ])
+    assert "evidence" not in main
+    by_ref = {c["bom-ref"]: c for c in bom["components"]}
+    assert by_ref["file:TERMS.txt"]["licenses"] == [{"license": {"name": gemma, "acknowledgement": "concluded"}}]
+    assert by_ref["file:README.md"]["licenses"] == [{"license": {"name": gemma, "acknowledgement": "declared"}}]
+
+
+def test_licenses_found_in_a_modelkit_s_tar_layers(tmp_path):
+    from tests.test_licenses import _kit_project, _layout_modelkit
+
+    kitfile, layers = _kit_project(tmp_path)  # LICENSE (Llama 3.2) and src/TERMS (Gemma) in tar layers
+    bom = ocimodel.sbom(_layout_modelkit(tmp_path / "store", kitfile, layers)).bom
+    _strictly_valid(bom)
+    assert {json.dumps(x, sort_keys=True) for x in bom["metadata"]["component"]["licenses"]} == {json.dumps(x, sort_keys=True) for x in [
+        {"license": {"id": "Apache-2.0", "acknowledgement": "declared"}},  # the Kitfile's
+        {"license": {"name": "LicenseRef-llama3.2-community-license", "acknowledgement": "concluded"}},
+        {"license": {"name": "LicenseRef-gemma-terms-of-use", "acknowledgement": "concluded"}}]}
+    by_ref = {c["bom-ref"]: c for c in bom["components"]}
+    assert by_ref["file:src"]["licenses"] == [{"license": {"name": "LicenseRef-gemma-terms-of-use", "acknowledgement": "concluded"}}]
+    assert "licenses" not in by_ref["file:models/model.gguf"]
 
 
 def test_a_model_without_a_name_is_named_by_its_repository(tmp_path):

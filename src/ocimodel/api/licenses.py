@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ocimodel.api.common import DEFAULT_TAG, as_reference, model_manifest, open_store, read_config
-from ocimodel.errors import OcimodelError, UsageError
+from ocimodel.errors import NotAModel, OcimodelError, UsageError
 from ocimodel.licensing.detect import LICENSE_NAMES, MAX_LICENSE_BYTES, from_hf_license, identify
 from ocimodel.licensing.expression import leaves, parse
 from ocimodel.licensing.policy import LicenseRule, Verdict, judge
@@ -33,6 +33,13 @@ PathLike = str | os.PathLike[str]
 MAX_BASE_DEPTH = 8
 MAX_BASE_MODELS = 64
 _TEXT_SUFFIXES = (".md", ".txt", ".rst", "")
+# Tar layers are read for license texts in memory, so within bounds: a layer larger than
+# this is taken for weights and not read; what one decompresses to, its member count, and
+# the license-like text kept from all layers are capped too.
+MAX_ARCHIVE_LAYER_BYTES = 64 << 20
+MAX_ARCHIVE_READ_BYTES = 256 << 20
+MAX_ARCHIVE_MEMBERS = 10_000
+MAX_LICENSE_TOTAL_BYTES = 8 << 20
 _FRONT_MATTER_LICENSE = re.compile(r"^license:\s*['\"]?([^'\"\s#]+)", re.MULTILINE)
 
 
@@ -103,6 +110,15 @@ def judge_stored(connection: ConnectionOptions, store: Any, shown: str, root: An
     on exactly the digest they verify. Raises NotAModel for an index."""
     report = _from_store(store, shown, root, manifest_bytes)
     return _finish(connection, report, rules)
+
+
+def detected_in(connection: ConnectionOptions, reference: str) -> list[DetectedLicense]:
+    """The licenses found in the files of the model at ``reference`` (a pinned digest, for
+    `sbom`), each file read only after its layer digest is checked."""
+    ref = as_reference(reference)
+    with open_store(connection, ref) as store:
+        root = store.resolve(ref.reference or DEFAULT_TAG)
+        return _from_store(store, str(ref), root, store.fetch_manifest(root)).detected
 
 
 def _rules(policy: PathLike) -> LicenseRule:
@@ -196,33 +212,88 @@ def _remote(connection: ConnectionOptions, text: str) -> LicenseReport:
 
 def _from_store(store: Any, shown: str, root: Any, manifest_bytes: bytes) -> LicenseReport:
     from ocimodel.packaging.unpack import plan_files
-    from ocimodel.targets.copy import verified
 
     manifest = model_manifest(manifest_bytes, root, shown)
     config = read_config(store, manifest.config)
     if is_modelkit(manifest):
-        # A ModelKit's licenses are its Kitfile's (package, model, parts, code, datasets);
-        # its layers are archives, whose texts are not read here.
+        # A ModelKit's licenses are its Kitfile's (package, model, parts, code, datasets),
+        # and the texts in its layers: tar layers (each Kitfile entry is one), read below.
         from ocimodel.metadata.kitcard import kitfile_card
+        from ocimodel.packaging.kitfile import plan_modelkit
 
         fields = kitfile_card(config)
         report = LicenseReport(target=shown, digest=root.digest, declared=fields["card"].get("licenses", []), allowed=True)
         report.findings += [p for p in fields["card_problems"] if "licens" in p]
-        return report
-    card = read_card(config, manifest.annotations or {})
-    report = LicenseReport(target=shown, digest=root.digest, declared=list(card.card.licenses or []), allowed=True)
-    report.findings += [f"card: {p}" for p in card.problems if "licenses" in p]
-    report.base_models = [_base_entry(b, shown) for b in card.card.base_models or []]
-    for planned in plan_files(manifest):
-        layer = planned.descriptor
-        if planned.archive is not None or not planned.relpath or layer.size > MAX_LICENSE_BYTES:
-            continue  # a license text is a small plain file
-        if not _worth_reading(planned.relpath):
-            continue
-        with store.open_blob(layer) as chunks:
-            data = b"".join(verified(chunks, layer))  # raises on bytes that are not the digest's
-        report.detected += _detect(planned.relpath, data)
+        try:
+            planned_files = plan_modelkit(manifest, config)  # every path checked before a byte is read
+        except NotAModel as exc:  # layers pull would refuse too (zstd without zstandard...)
+            report.findings.append(f"the ModelKit's layers were not read: {exc.message}")
+            planned_files = []
+    else:
+        card = read_card(config, manifest.annotations or {})
+        report = LicenseReport(target=shown, digest=root.digest, declared=list(card.card.licenses or []), allowed=True)
+        report.findings += [f"card: {p}" for p in card.problems if "licenses" in p]
+        report.base_models = [_base_entry(b, shown) for b in card.card.base_models or []]
+        planned_files = plan_files(manifest)
+    budget = [MAX_LICENSE_TOTAL_BYTES]
+    for planned in planned_files:
+        if planned.streamed:
+            report.detected += _from_archive(store, planned, report, budget)
+        elif planned.relpath and planned.descriptor.size <= MAX_LICENSE_BYTES and _worth_reading(planned.relpath):
+            report.detected += _detect(planned.relpath, _verified_bytes(store, planned.descriptor))
     return report
+
+
+def _verified_bytes(store: Any, layer: Any) -> bytes:
+    from ocimodel.targets.copy import verified
+
+    with store.open_blob(layer) as chunks:
+        return b"".join(verified(chunks, layer))  # raises on bytes that are not the digest's
+
+
+def _from_archive(store: Any, planned: Any, report: LicenseReport, budget: list[int]) -> list[DetectedLicense]:
+    """The license texts inside a tar layer (a ModelKit entry, a ModelPack directory) or a
+    compressed one-file layer: read in memory, never written, under the caps a pull applies
+    (member names and types checked, docs/threats.md 10) and tighter ones of ours. Nothing
+    read is judged before the whole layer has matched its digest."""
+    from ocimodel.oci.targuard import ArchiveTooLarge, ExtractLimits
+    from ocimodel.packaging.archive import iter_member_bytes
+    from ocimodel.targets.copy import verified
+
+    layer = planned.descriptor
+    where = planned.relpath or f"layer {layer.digest[:19]}"
+    if layer.size > MAX_ARCHIVE_LAYER_BYTES:
+        return []  # weights, not license texts (docs/licenses.md says so)
+    if planned.packed is not None and not _worth_reading(planned.relpath):
+        return []  # one compressed file, by its name no text: not even decompressed
+    texts: list[tuple[str, bytes]] = []
+    limits = ExtractLimits(max_total_bytes=MAX_ARCHIVE_READ_BYTES, max_members=MAX_ARCHIVE_MEMBERS)
+    try:
+        with store.open_blob(layer) as chunks:
+            stream = verified(chunks, layer)
+            if planned.packed is not None:
+                members = iter_member_bytes(stream, compression=planned.packed, single=planned.relpath,
+                                            max_bytes=MAX_LICENSE_BYTES, label=where, limits=limits)
+            else:
+                members = iter_member_bytes(stream, compression=planned.archive, max_bytes=MAX_LICENSE_BYTES,
+                                            label=where, prefix=planned.relpath or None,
+                                            names_from=planned.names_from, limits=limits)
+            for name, data in members:
+                if data is None or not _worth_reading(name):
+                    continue
+                if len(data) > budget[0]:
+                    report.findings.append(f"{name}: not read, more than {MAX_LICENSE_TOTAL_BYTES} bytes of text files in all")
+                    continue
+                budget[0] -= len(data)
+                texts.append((name, data))
+            for _ in stream:  # what follows the archive (padding): hashed too
+                pass
+    except ArchiveTooLarge:
+        report.findings.append(f"{where}: not read for license texts (holds more than {MAX_ARCHIVE_READ_BYTES} bytes "
+                               f"or {MAX_ARCHIVE_MEMBERS} members)")
+        return []
+    # The stream has ended and its digest matched (verified raises otherwise): now judge.
+    return [found for name, data in texts for found in _detect(name, data)]
 
 
 # -- base models ----------------------------------------------------------------------------
@@ -288,4 +359,4 @@ def _contradictions(report: LicenseReport) -> None:
             )
 
 
-__all__ = ["BaseModelLicenses", "DetectedLicense", "LicenseReport", "judge_stored", "license_report"]
+__all__ = ["BaseModelLicenses", "DetectedLicense", "LicenseReport", "detected_in", "judge_stored", "license_report"]

@@ -13,13 +13,14 @@ import os
 import re
 import tomllib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from ocimodel.api.common import as_reference, open_store
+from ocimodel.api.licenses import DetectedLicense, detected_in
 from ocimodel.api.transfer import ModelInfo, inspect
 from ocimodel.errors import NotAModel, OcimodelError, UsageError
 from ocimodel.oci import mediatypes as mt
@@ -28,8 +29,10 @@ from ocimodel.targets.copy import verified
 from ocimodel.transport.connection import ConnectionOptions
 
 SBOM_PREDICATE_TYPE = "https://cyclonedx.org/bom"
-# Requirement files read from the model: small text, so a larger layer is not read.
-_REQUIREMENT_FILES = ("requirements.txt", "pyproject.toml")
+# Requirement files read from the model: small text, so a larger layer is not read. Each
+# is parsed as data (setup.cfg by configparser, pyproject.toml and Pipfile by tomllib);
+# setup.py is a program, and is never run: what it would install is not listed.
+_REQUIREMENT_FILES = ("requirements.txt", "pyproject.toml", "setup.cfg", "Pipfile")
 _MAX_REQUIREMENT_BYTES = 1 << 20
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)$")
 
@@ -91,6 +94,68 @@ def parse_pyproject(text: str) -> list[tuple[str, str | None, str]]:
     return [r for r in (_requirement(d) for d in dependencies if isinstance(d, str)) if r is not None]
 
 
+def parse_setup_cfg(text: str) -> list[tuple[str, str | None, str]]:
+    """``[options] install_requires`` of a setup.cfg, as setuptools reads it: one requirement
+    per line, or a single line of requirements separated by ``;``. A ``file:`` value (the
+    requirements in another file) and anything that is not a requirement are left out."""
+    import configparser
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(text)
+        value = parser.get("options", "install_requires", fallback="")
+    except configparser.Error:
+        return []
+    value = value.strip()
+    if not value or value.startswith("file:"):
+        return []
+    items = value.splitlines() if "\n" in value else value.split(";")
+    found = []
+    for item in (i.split(" #", 1)[0].strip() for i in items):
+        if not item or item.startswith("#"):
+            continue
+        try:
+            Requirement(item)
+        except InvalidRequirement:
+            continue
+        requirement = _requirement(item)
+        if requirement is not None:
+            found.append(requirement)
+    return found
+
+
+def parse_pipfile(text: str) -> list[tuple[str, str | None, str]]:
+    """The ``[packages]`` of a Pipfile (not ``[dev-packages]``: they do not run with the
+    model). ``"*"`` is any version, ``"==1.2"`` a pin; a table gives its ``version``; one
+    from a git repository, a path or a file has no PyPI name to list and is left out."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return []
+    packages = document.get("packages")
+    if not isinstance(packages, dict):
+        return []
+    found = []
+    for name, spec in packages.items():
+        if isinstance(spec, dict):
+            if any(k in spec for k in ("git", "path", "file", "hg", "svn", "bzr")):
+                continue
+            spec = spec.get("version", "*")
+        if not isinstance(spec, str) or not isinstance(name, str):
+            continue
+        spec = spec.strip()
+        requirement = _requirement(name if spec in ("", "*") else f"{name}{spec}")
+        if requirement is not None:
+            found.append(requirement)
+    return found
+
+
+_PARSERS = {"requirements.txt": parse_requirements, "pyproject.toml": parse_pyproject,
+            "setup.cfg": parse_setup_cfg, "Pipfile": parse_pipfile}
+
+
 def _read_requirement_files(connection: ConnectionOptions, info: ModelInfo, reference: str) -> dict[str, str]:
     """The requirement files of the model (at its top level, raw one-file layers), each
     checked against its layer digest; read from the manifest pinned by digest."""
@@ -115,12 +180,51 @@ def _read_requirement_files(connection: ConnectionOptions, info: ModelInfo, refe
     return texts
 
 
-def build_bom(info: ModelInfo, requirement_files: Mapping[str, str]) -> dict[str, Any]:
-    """The CycloneDX 1.6 document (a JSON object) of the model ``info`` describes."""
+def _license(license_id: str, acknowledgement: Any) -> Any:
+    """A CycloneDX license: ``id`` for an id on its SPDX list (canonical case), else ``name``
+    (our LicenseRef- ids, a README value that is no SPDX id)."""
+    from cyclonedx.model.license import DisjunctiveLicense
+    from cyclonedx.spdx import fixup_id
+
+    known = fixup_id(license_id)
+    return DisjunctiveLicense(id=known, acknowledgement=acknowledgement) if known else \
+        DisjunctiveLicense(name=license_id, acknowledgement=acknowledgement)
+
+
+def _single_licenses(expressions: Sequence[str]) -> list[str] | None:
+    """The licenses of ``expressions`` when each is one license alone (no AND, OR, WITH),
+    canonicalised; None otherwise."""
+    from ocimodel.licensing.expression import Leaf, parse
+
+    single = []
+    for expression in expressions:
+        try:
+            tree = parse(expression)
+        except ValueError:
+            return None
+        if not isinstance(tree, Leaf) or tree.exception is not None:
+            return None
+        single.append(tree.license)
+    return single
+
+
+def _found(detected: Sequence[DetectedLicense]) -> list[tuple[str, str, Any]]:
+    """(file, license, acknowledgement) of each license found whole: a license text is what
+    the analysis concluded, a README's ``license:`` is what its authors declared."""
+    from cyclonedx.model.license import LicenseAcknowledgement
+
+    return [(d.file, d.license, LicenseAcknowledgement.CONCLUDED if d.how == "text" else LicenseAcknowledgement.DECLARED)
+            for d in detected if d.confidence == 1.0]
+
+
+def build_bom(info: ModelInfo, requirement_files: Mapping[str, str],
+              detected: Sequence[DetectedLicense] = ()) -> dict[str, Any]:
+    """The CycloneDX 1.6 document (a JSON object) of the model ``info`` describes, with the
+    licenses ``detected`` in its files."""
     from cyclonedx.model import Property
     from cyclonedx.model.bom import Bom
-    from cyclonedx.model.component import Component, ComponentType
-    from cyclonedx.model.license import LicenseExpression
+    from cyclonedx.model.component import Component, ComponentEvidence, ComponentType
+    from cyclonedx.model.license import LicenseAcknowledgement, LicenseExpression
     from cyclonedx.output.json import JsonV1Dot6
     from packageurl import PackageURL
 
@@ -128,12 +232,25 @@ def build_bom(info: ModelInfo, requirement_files: Mapping[str, str]) -> dict[str
     # Without a name, the repository: the tag would make the BOM differ between tags.
     repository = str(as_reference(info.reference).with_tag(None).with_digest(None))
     name = card.get("name") or info.name or repository
-    licenses = [LicenseExpression(" AND ".join(f"({x})" if " " in x else x for x in card["licenses"]))] if card.get("licenses") else []
+    # CycloneDX 1.6 takes either license objects or one expression, not both. Declared
+    # licenses that are single ids are objects beside the detected ones; an AND/OR/WITH
+    # expression stays one (declared) expression, and the detected go to the evidence.
+    declared = list(card.get("licenses") or [])
+    found = _found(detected)
+    single = _single_licenses(declared)
+    detected_licenses = [_license(lic, ack) for lic, ack in dict.fromkeys((lic, ack) for _, lic, ack in found)]
+    evidence = None
+    if single is not None:
+        licenses = [_license(lic, LicenseAcknowledgement.DECLARED) for lic in single] + detected_licenses
+    else:
+        licenses = [LicenseExpression(" AND ".join(f"({x})" if " " in x else x for x in declared),
+                                      acknowledgement=LicenseAcknowledgement.DECLARED)]
+        evidence = ComponentEvidence(licenses=detected_licenses) if detected_licenses else None
     model = Component(
         type=ComponentType.MACHINE_LEARNING_MODEL, name=name, version=card.get("version"),
         description=card.get("description"), bom_ref="model",
         hashes=_hashes(info.digest),
-        licenses=licenses,
+        licenses=licenses, evidence=evidence,
         properties=[Property(name="ocimodel:manifest-digest", value=info.digest)],
     )
     bom = Bom(serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"ocimodel:{info.digest}"))
@@ -149,6 +266,9 @@ def build_bom(info: ModelInfo, requirement_files: Mapping[str, str]) -> dict[str
         file = Component(
             type=ComponentType.FILE, name=entry.path or entry.digest, bom_ref=f"file:{entry.path or entry.digest}",
             hashes=_hashes(entry.digest) if one_file else [],
+            # A tar layer (a directory) carries the licenses found in the files inside it.
+            licenses=[_license(lic, ack) for file, lic, ack in found
+                      if file == entry.path or (entry.path and file.startswith(entry.path + "/"))],
             properties=[Property(name="ocimodel:layer-digest", value=entry.digest),
                         Property(name="ocimodel:media-type", value=entry.media_type),
                         Property(name="ocimodel:size", value=str(entry.size))],
@@ -195,8 +315,7 @@ def build_bom(info: ModelInfo, requirement_files: Mapping[str, str]) -> dict[str
         )
 
     for path, text in sorted(requirement_files.items()):
-        parse = parse_pyproject if path.endswith(".toml") else parse_requirements
-        for package_name, version, line in parse(text):
+        for package_name, version, line in _PARSERS[path](text):
             package(package_name, version, path, line)
     environment = card.get("environment") or {}
     for package_name, version in sorted((environment.get("packages") or {}).items()):
@@ -278,7 +397,8 @@ def sbom(
     if not info.is_model or info.kind == "variants":
         raise NotAModel(f"{reference} is {info.kind_description or 'not a model'}: a bill of materials describes one model",
                         hint="name one model (a variant of an index by its digest)")
-    document = build_bom(info, _read_requirement_files(connection, info, reference))
+    pinned = str(as_reference(reference).with_digest(info.digest))
+    document = build_bom(info, _read_requirement_files(connection, info, reference), detected_in(connection, pinned))
     validate_bom(document)
     if output is not None:
         from ocimodel.outputs import write_output
@@ -287,7 +407,6 @@ def sbom(
     referrer = None
     if attest:
         from ocimodel.api.trust import attest as attest_model
-        pinned = str(as_reference(reference).with_digest(info.digest))
         referrer = attest_model(
             connection, pinned, predicate=document, predicate_type=SBOM_PREDICATE_TYPE, key=key, password=password,
             identity_token=identity_token, trust_config=trust_config, staging=staging,

@@ -1,12 +1,15 @@
 """Licenses identified by the text of a file, whatever its name.
 
 No license-text package is a dependency: the full reference texts (SPDX license-list data,
-scancode's rules) are megabytes, and the ML licenses that models ship with most (OpenRAIL,
-Llama, Gemma) are in neither list. A license text is instead recognised by the phrases that
-only it contains, in the text normalised (case, whitespace, quotes and dashes folded): the
-title a license must carry, plus one or two clauses for short permissive texts that have
-no title (MIT, BSD). ``confidence`` is the share of the license's phrases found; 1.0 means
-every one. The licenses without SPDX ids get ``LicenseRef-`` ids of ours (LICENSE_REFS)."""
+scancode's rules) are megabytes, and SPDX lists none of the ML licenses that models ship
+with most (OpenRAIL, Llama, Gemma; tests/test_licensing_detect.py checks this against the
+installed list). A license text is instead recognised by the phrases that only it
+contains, in the text normalised (case, whitespace, quotes and dashes folded): the title a
+license must carry, a phrase of its body (so a NOTICE or README that names the license is
+not taken for its text), and for short permissive texts without a title (MIT, BSD) their
+characteristic clauses. ``confidence`` is the share of the license's phrases found; 1.0
+means every one. The licenses without SPDX ids get ``LicenseRef-`` ids of ours
+(LICENSE_REFS)."""
 
 from __future__ import annotations
 
@@ -31,25 +34,36 @@ LICENSE_REFS: dict[str, str] = {
 }
 
 # (id, phrases), most specific first: the first license whose title phrase is found wins,
-# so "Llama 3.1" is tried before "Llama 3", CC BY-NC-SA before CC BY-NC before CC BY.
+# so "Llama 3.1" is tried before "Llama 3", CC BY-NC-SA before CC BY-NC before CC BY, and
+# the ML licenses before Apache and CC (a RAIL text names the Apache license it departs from).
+# A title alone is a mention (a NOTICE, a README line): each ML license also needs a phrase
+# of its body, so only the whole text reaches confidence 1.0.
+_LLAMA_DOCS = "means the specifications, manuals and documentation accompanying "
+_RAIL_USE = "you agree not to use the model or derivatives of the model"  # its Attachment A
+# The opening of every CC 4.0 public license (not Creative Commons' preamble, which many
+# copies leave out).
+_CC_BODY = "by exercising the licensed rights (defined below), you accept and agree"
 _SIGNATURES: list[tuple[str, tuple[str, ...]]] = [
-    ("LicenseRef-llama3.3-community-license", ("llama 3.3 community license agreement",)),
-    ("LicenseRef-llama3.2-community-license", ("llama 3.2 community license agreement",)),
-    ("LicenseRef-llama3.1-community-license", ("llama 3.1 community license agreement",)),
-    ("LicenseRef-llama3-community-license", ("meta llama 3 community license agreement",)),
-    ("LicenseRef-llama2-community-license", ("llama 2 community license agreement",)),
-    ("LicenseRef-gemma-terms-of-use", ("gemma terms of use",)),
-    ("LicenseRef-creativeml-openrail-m", ("creativeml open rail-m",)),
-    ("LicenseRef-bigscience-bloom-rail-1.0", ("bigscience rail license v1.0",)),
-    ("LicenseRef-bigscience-openrail-m", ("bigscience open rail-m license",)),
+    ("LicenseRef-llama3.3-community-license", ("llama 3.3 community license agreement", _LLAMA_DOCS + "llama 3.3")),
+    ("LicenseRef-llama3.2-community-license", ("llama 3.2 community license agreement", _LLAMA_DOCS + "llama 3.2")),
+    ("LicenseRef-llama3.1-community-license", ("llama 3.1 community license agreement", _LLAMA_DOCS + "llama 3.1")),
+    ("LicenseRef-llama3-community-license", ("meta llama 3 community license agreement", _LLAMA_DOCS + "meta llama 3")),
+    ("LicenseRef-llama2-community-license", ("llama 2 community license agreement", _LLAMA_DOCS + "llama 2")),
+    ("LicenseRef-gemma-terms-of-use", ("gemma terms of use", "(i) modifications to gemma, (ii) works based on gemma")),
+    ("LicenseRef-openrail-plus-plus", ("creativeml open rail++-m license", _RAIL_USE)),
+    ("LicenseRef-creativeml-openrail-m", ("creativeml open rail-m", _RAIL_USE)),
+    ("LicenseRef-bigscience-bloom-rail-1.0", ("bigscience rail license v1.0", "bigscience bloom models", _RAIL_USE)),
+    ("LicenseRef-bigscience-openrail-m", ("bigscience open rail-m license", _RAIL_USE)),
+    # No real text of it is in the tests: its title alone.
     ("LicenseRef-bigcode-openrail-m", ("bigcode open rail-m license agreement",)),
-    ("LicenseRef-openrail", ("open rail", "responsible ai license")),
-    ("CC-BY-NC-SA-4.0", ("attribution-noncommercial-sharealike 4.0 international", "creative commons corporation")),
-    ("CC-BY-NC-ND-4.0", ("attribution-noncommercial-noderivatives 4.0 international", "creative commons corporation")),
-    ("CC-BY-NC-4.0", ("attribution-noncommercial 4.0 international", "creative commons corporation")),
-    ("CC-BY-SA-4.0", ("attribution-sharealike 4.0 international", "creative commons corporation")),
-    ("CC-BY-ND-4.0", ("attribution-noderivatives 4.0 international", "creative commons corporation")),
-    ("CC-BY-4.0", ("attribution 4.0 international", "creative commons corporation")),
+    # Any other Open RAIL-M (AI Pubs, or one a model adapted): its title and its use clauses.
+    ("LicenseRef-openrail", ("open rail", "use-based restrictions", "you agree not to use the model or")),
+    ("CC-BY-NC-SA-4.0", ("attribution-noncommercial-sharealike 4.0 international", _CC_BODY)),
+    ("CC-BY-NC-ND-4.0", ("attribution-noncommercial-noderivatives 4.0 international", _CC_BODY)),
+    ("CC-BY-NC-4.0", ("attribution-noncommercial 4.0 international", _CC_BODY)),
+    ("CC-BY-SA-4.0", ("attribution-sharealike 4.0 international", _CC_BODY)),
+    ("CC-BY-ND-4.0", ("attribution-noderivatives 4.0 international", _CC_BODY)),
+    ("CC-BY-4.0", ("attribution 4.0 international", _CC_BODY)),
     ("CC0-1.0", ("cc0 1.0 universal", "statement of purpose")),
     ("Apache-2.0", ("apache license", "version 2.0, january 2004")),
     ("AGPL-3.0-only", ("gnu affero general public license", "version 3, 19 november 2007")),
@@ -88,25 +102,34 @@ def normalize(text: str) -> str:
     return re.sub(r"\s+", " ", text)
 
 
-def identify(text: str) -> Detected | None:
-    """The license whose phrases the text holds (all of them, or its title alone for the
-    licenses with one phrase); None when none is recognised."""
+def candidates(text: str) -> list[Detected]:
+    """Every license whose title opens the text, in signature order, with the share of its
+    phrases found: what identify() chooses from (and what a test checks no other license
+    fully matches)."""
     norm = normalize(text)
-    best: Detected | None = None
+    found_all = []
     for license_id, phrases in _SIGNATURES:
-        found = sum(1 for p in phrases if p in norm)
         # The first phrase (the title, for most) must open the text: the GPL names the
         # LGPL near its end, and a README may mention a license it is not.
-        if not found or phrases[0] not in norm[:_HEAD]:
+        if phrases[0] not in norm[:_HEAD]:
             continue
         exclude = _EXCLUDES.get(license_id)
         if exclude and exclude in norm:
             continue
-        confidence = round(found / len(phrases), 2)
-        if confidence == 1.0:
-            return Detected(license_id, 1.0)
-        if best is None or confidence > best.confidence:
-            best = Detected(license_id, confidence)
+        found = sum(1 for p in phrases if p in norm)
+        found_all.append(Detected(license_id, round(found / len(phrases), 2)))
+    return found_all
+
+
+def identify(text: str) -> Detected | None:
+    """The license whose phrases the text holds (the first with all of them; else the one
+    with the largest share); None when no license's title opens the text."""
+    best: Detected | None = None
+    for found in candidates(text):
+        if found.confidence == 1.0:
+            return found
+        if best is None or found.confidence > best.confidence:
+            best = found
     return best
 
 

@@ -225,6 +225,11 @@ def iter_member_bytes(
             names.add(shown, member.isdir())
             if member.isdir():
                 continue
+            # Read or skipped, a member counts towards the cap, as when it is extracted.
+            state.written += member.size
+            if state.written > state.limits.max_total_bytes:
+                raise ArchiveTooLarge(f"tar layer {label} holds more than {state.limits.max_total_bytes} bytes",
+                                      hint=_BOMB_HINT)
             if member.size > max_bytes:
                 yield shown, None
                 continue
