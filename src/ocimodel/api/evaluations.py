@@ -127,7 +127,9 @@ def _line(value: str | None) -> str | None:
 class EvaluationMetric(BaseModel):
     """One measured value."""
 
-    model_config = ConfigDict(extra="ignore")
+    # Read back, a field a newer version added is ignored; --from refuses unknown fields
+    # (a typo), and so does the schema a monitoring job checks its output with.
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"additionalProperties": False})
 
     name: str = Field(min_length=1, max_length=128, pattern=METRIC_NAME, description="The metric, e.g. `accuracy`.")
     value: Annotated[float, BeforeValidator(_finite)] = Field(description="The measured value: a finite number.")
@@ -142,9 +144,10 @@ class EvaluationMetric(BaseModel):
 
 class EvaluationPredicate(BaseModel):
     """The predicate of an evaluation record (``https://ocimodel.dev/evaluation/v1``), and
-    the JSON ``ocimodel eval record --from FILE`` reads."""
+    the JSON ``ocimodel eval record --from FILE`` reads (which may leave out ``time``:
+    then ``--time``, or now)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"additionalProperties": False})
 
     metrics: list[EvaluationMetric] = Field(min_length=1, max_length=MAX_METRICS)
     environment: str | None = Field(default=None, pattern=_ENVIRONMENT.pattern,
