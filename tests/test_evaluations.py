@@ -83,13 +83,19 @@ def test_records_at_three_times_are_listed_in_time_order_after_the_baseline(repo
     assert (october.metrics[0].dataset, october.metrics[0].split) == ("s3://evals/october.parquet@sha256:" + "a" * 64, "test")
     assert (november.environment, december.notes, december.recorder) == ("production", "drift", "monitor")
     assert history.warnings == []
+    # More records, again out of order: the order is the times', not the write order nor
+    # the records' digests (a sort on those would pass the three above by chance).
+    for value, time in ((0.8, "2026-11-20T00:00:00Z"), (0.92, "2026-10-15T00:00:00Z"), (0.9, "2026-11-10T00:00:00Z")):
+        reg.record_evaluation(f"{repo}:1.0", {"accuracy": value}, time=time)
+    assert [p.metrics[0].value for p in reg.evaluation_history(f"{repo}:1.0", metric="accuracy").records] == [
+        0.95, 0.93, 0.92, 0.91, 0.9, 0.8, 0.78]
 
     # The repository's history is the same here (one version); --metric and --since narrow it.
-    assert _points(reg.evaluation_history(repo)) == _points(history)
+    assert _points(reg.evaluation_history(repo)) == _points(reg.evaluation_history(f"{repo}:1.0"))
     assert [(p.baseline, [m.name for m in p.metrics]) for p in reg.evaluation_history(repo, metric="f1").records] == [
         (True, ["f1"])]
-    since = reg.evaluation_history(f"{repo}:1.0", since="2026-10-15", metric="accuracy")
-    assert [(p.baseline, p.metrics[0].value) for p in since.records] == [(True, 0.95), (False, 0.91), (False, 0.78)]
+    since = reg.evaluation_history(f"{repo}:1.0", since="2026-11-01", metric="accuracy")
+    assert [(p.baseline, p.metrics[0].value) for p in since.records] == [(True, 0.95), (False, 0.91), (False, 0.9), (False, 0.8), (False, 0.78)]
 
 
 def test_history_of_an_alias_shows_each_record_under_the_version_that_held_it(repo, model_dir, tmp_path):
