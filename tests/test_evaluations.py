@@ -18,6 +18,7 @@ from ocimodel.api import functions as reg
 from ocimodel.api import trust as api_trust
 from ocimodel.api.evaluations import EVALUATION_PREDICATE
 from ocimodel.oci import mediatypes as mt
+from tests.support.faultproxy import FaultProxy
 from tests.test_cli import json_of, ok
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
@@ -202,3 +203,21 @@ def test_cli_eval_record_and_history(registry, repo_name, model_dir, tmp_path, k
     assert "accuracy=0.93" in lines[1] and lines[1].endswith("[signed]")
     assert "accuracy=0.78" in lines[2] and "f1" not in shown
     assert "accuracy: 3 points, first 0.95, last 0.78, min 0.78, max 0.95" in shown
+
+
+@pytest.mark.registry
+def test_a_second_history_fetches_no_record_again(registry, repo_name, model_dir, tmp_path):
+    """Records never change (named by digest): read once, a record comes from the local
+    cache after, checked against its digest; only the listing is asked again."""
+    repo = f"{registry.host}/{repo_name}"
+    _versions(repo, model_dir, tmp_path)
+    for i in range(3):
+        reg.record_evaluation(f"{repo}:1.0", {"accuracy": 0.9 - i / 100}, time=f"2026-1{i}-01T00:00:00Z")
+    with FaultProxy(registry.host) as proxy:
+        first = reg.evaluation_history(f"{proxy.host}/{repo_name}:1.0")
+        blobs, manifests = proxy.count("GET", r"/blobs/sha256:"), proxy.count("GET", r"/manifests/sha256:")
+        assert blobs == 3  # each record's statement layer, once
+        second = reg.evaluation_history(f"{proxy.host}/{repo_name}:1.0")
+        assert proxy.count("GET", r"/blobs/sha256:") == blobs
+        assert proxy.count("GET", r"/manifests/sha256:") - manifests == manifests - 3  # the records' are not asked again
+    assert _points(second) == _points(first) and len(first.records) == 4
