@@ -536,7 +536,8 @@ def evaluation_history(
         if held is not None and not any(d for _, d in held):
             # An alias no promotion record moved (`latest`, a tag another tool sets): the
             # model it names now, said so.
-            warnings.append(f"no promotion record of {alias}: the history of the model it names now")
+            which = "trusted " if trust is not None else ""
+            warnings.append(f"no {which}promotion record of {alias}: the history of the model it names now")
             held, alias = None, None
         if held is not None:
             kind, digests = "alias", sorted({d for _, d in held if d})
