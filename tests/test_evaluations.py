@@ -118,6 +118,12 @@ def test_history_of_an_alias_shows_each_record_under_the_version_that_held_it(re
     # The repository's history has every record, the one made off the alias too.
     assert sorted(p.metrics[0].value for p in reg.evaluation_history(repo, metric="accuracy").records if not p.baseline) == [
         0.5, 0.91, 0.92, 0.93]
+    # A tag no promotion record moved gives the history of the model it names, said so.
+    reg.tag(f"{repo}:1.1", "candidate")
+    candidate = reg.evaluation_history(f"{repo}:candidate", metric="accuracy")
+    assert candidate.kind == "model" and {p.digest for p in candidate.records} == {v["1.1"]}
+    assert [(p.version, p.alias) for p in candidate.records] == [("1.1", None), ("1.1", None)]
+    assert candidate.warnings[-1] == "no promotion record of candidate: the history of the model it names now"
 
 
 def test_signed_records_are_trusted_under_a_policy_naming_the_key(repo, model_dir, tmp_path, keys):
