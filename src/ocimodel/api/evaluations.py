@@ -532,7 +532,6 @@ def evaluation_history(
         held, alias_warnings = _alias_timeline(connection, repository, alias, policy, trusted_root, offline)
         warnings += alias_warnings
     with open_store(connection, ref) as store:
-        tags = tagged(store, missing_ok=False) if ref.digest is None and ref.tag is None else tagged(store)
         if held is not None and not any(d for _, d in held):
             # An alias no promotion record moved (`latest`, a tag another tool sets): the
             # model it names now, said so.
@@ -540,16 +539,17 @@ def evaluation_history(
             warnings.append(f"no {which}promotion record of {alias}: the history of the model it names now")
             held, alias = None, None
         if held is not None:
-            kind, digests = "alias", sorted({d for _, d in held if d})
+            kind, digests, tags = "alias", sorted({d for _, d in held if d}), tagged(store)
         elif ref.digest is not None or ref.tag is not None:
             kind, digests = "model", [store.resolve(ref.reference or DEFAULT_TAG).digest]
+            # A version tag names its model: the other tags are read only to name a digest.
+            tags = {ref.tag: digests[0]} if ref.tag is not None and is_version_tag(ref.tag) else tagged(store)
         else:
-            kind, digests = "repository", sorted(set(tags.values()))
+            kind, tags = "repository", tagged(store, missing_ok=False)  # a typo is not an empty repository
+            digests = sorted(set(tags.values()))
             if not digests:
                 raise NotFound(f"{repository} has no tagged model", hint=f"`ocimodel versions {repository}` lists the tags")
         versions = _versions(tags)
-        if kind == "model" and ref.tag is not None and is_version_tag(ref.tag):
-            versions[digests[0]] = ref.tag
         baselines = _baselines(store, digests, repository, versions, warnings, connection)
         reads = _CachedReads(store) if isinstance(store, RemoteRepository) else store
         found = scan(reads, digests, trust=trust, keyless=keyless, skip=(mt.PROMOTION_ARTIFACT,),
