@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import jsonschema
@@ -203,7 +204,10 @@ def test_cli_eval_record_and_history(registry, repo_name, model_dir, tmp_path, k
     assert [(m["name"], m["value"], m["dataset"], m["split"]) for m in document["records"][2]["metrics"]] == [
         ("accuracy", 0.78, "imdb", "test"), ("f1", 0.7, None, None), ("latency_ms", 41.0, None, None)]
 
-    shown = ok("eval", "history", repo, "--metric", "accuracy").out
+    drawn = tmp_path / "accuracy.svg"
+    shown = ok("eval", "history", repo, "--metric", "accuracy", "--plot", drawn).out
+    assert ET.parse(drawn).getroot().tag == "{http://www.w3.org/2000/svg}svg"
+    assert shown.splitlines()[-1] == f"Plot: {drawn}"
     lines = shown.splitlines()
     assert lines[0].startswith("2026-01-01T00:00:00Z") and "accuracy=0.95" in lines[0] and lines[0].endswith("[baseline]")
     assert "accuracy=0.93" in lines[1] and lines[1].endswith("[signed]")

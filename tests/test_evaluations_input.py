@@ -157,6 +157,10 @@ def test_plot_writes_an_svg_that_parses_and_a_png(tmp_path):
     assert "accuracy" in svg.read_text()
     png = plot(_history(), tmp_path / "history.PNG")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # An existing file is replaced only when asked (ocimodel.outputs, as export's output).
+    with pytest.raises(UsageError, match="already exists"):
+        plot(_history(), svg)
+    assert plot(_history(), svg, overwrite=True) == svg and ET.parse(svg).getroot().tag.endswith("svg")
     with pytest.raises(UsageError, match="must end in .svg or .png"):
         plot(_history(), tmp_path / "history.pdf")
     with pytest.raises(UsageError, match="nothing to plot"):
