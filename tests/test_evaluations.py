@@ -17,8 +17,12 @@ import pytest
 import ocimodel
 from ocimodel.api import functions as reg
 from ocimodel.api import trust as api_trust
+from ocimodel.api.common import as_reference, open_store
 from ocimodel.api.evaluations import EVALUATION_PREDICATE
+from ocimodel.api.statements import write_unsigned
 from ocimodel.oci import mediatypes as mt
+from ocimodel.signing.statement import attestation_statement
+from ocimodel.transport.connection import ConnectionOptions
 from tests.support.faultproxy import FaultProxy
 from tests.test_cli import json_of, ok
 
@@ -231,3 +235,24 @@ def test_a_second_history_fetches_no_record_again(registry, repo_name, model_dir
         assert proxy.count("GET", r"/blobs/sha256:") == blobs
         assert proxy.count("GET", r"/manifests/sha256:") - manifests == manifests - 3  # the records' are not asked again
     assert _points(second) == _points(first) and len(first.records) == 4
+
+
+def test_an_unreadable_evaluation_record_is_reported_not_dropped(model_dir, tmp_path):
+    repo = f"oci:{tmp_path / 'store'}"
+    v = _versions(repo, model_dir, tmp_path)
+    junk = tmp_path / "bundle.json"
+    junk.write_text('{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json"}')
+    attached = reg.attach(f"{repo}:1.0", [junk], artifact_type=mt.BUNDLE_MEDIA_TYPE,
+                          annotations={mt.ANNOTATION_BUNDLE_PREDICATE_TYPE: EVALUATION_PREDICATE})
+    # A statement of our type whose predicate is not a record (another tool's, or a bug).
+    with open_store(ConnectionOptions(), as_reference(f"{repo}:1.0")) as store:
+        root = store.resolve("1.0")
+        statement = attestation_statement(root.digest, EVALUATION_PREDICATE, {"metrics": [{"name": "accuracy", "value": "high"}],
+                                                                              "time": "2026-10-01T00:00:00Z"})
+        bad = write_unsigned(store, root, statement)
+    reg.record_evaluation(f"{repo}:1.0", {"accuracy": 0.9}, time="2026-11-01T00:00:00Z")
+    history = reg.evaluation_history(f"{repo}:1.0")
+    assert [(p.baseline, p.metrics[0].value) for p in history.records] == [(True, 0.95), (False, 0.9)]
+    assert any(attached.digest in w and "not readable" in w for w in history.warnings), history.warnings
+    assert any(bad.digest in w and "metrics.0.value" in w for w in history.warnings), history.warnings
+    assert {p.digest for p in history.records} == {v["1.0"]}
