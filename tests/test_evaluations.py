@@ -231,6 +231,8 @@ def test_a_second_history_fetches_no_record_again(registry, repo_name, model_dir
         first = reg.evaluation_history(f"{proxy.host}/{repo_name}:1.0")
         blobs, manifests = proxy.count("GET", r"/blobs/sha256:"), proxy.count("GET", r"/manifests/sha256:")
         assert blobs == 3  # each record's statement layer, once
+        # The records' manifests, once each; the model's was read once, by its tag.
+        assert (manifests, proxy.count("GET", r"/manifests/1\.0")) == (3, 1)
         second = reg.evaluation_history(f"{proxy.host}/{repo_name}:1.0")
         assert proxy.count("GET", r"/blobs/sha256:") == blobs
         assert proxy.count("GET", r"/manifests/sha256:") - manifests == manifests - 3  # the records' are not asked again
