@@ -24,6 +24,7 @@ from ocimodel.cli import (
     cache,
     compare,
     deploy,
+    evaluation,
     index,
     license,
     referrers,
@@ -156,6 +157,7 @@ app.add_typer(trust.signature_app, name="signature")
 app.add_typer(trust.key_app, name="key")
 app.add_typer(deploy.deploy_app, name="deploy")
 app.add_typer(admission.admission_app, name="admission")
+app.add_typer(evaluation.eval_app, name="eval")
 
 
 def cli_command() -> Any:
