@@ -310,7 +310,7 @@ def push(
             if remote and locations is not None:
                 where = (target.client.registry, target.repository)
                 if not locations.has_all(*where, [b.digest for b in blobs]):
-                    locations.record(*where, [b.digest for b in blobs])
+                    locations.record(*where, blobs)
             retries = result.restarts + client_retries(target)
     finally:
         cache.close()
@@ -698,6 +698,16 @@ def _digests_for_push(source, target, cache, concurrency, progress, options) -> 
     if target.list_tags():
         digests.update(hash_files(ModelSource(source.root, unknown, source.options), cache))
         return digests, result
+    # Into a new repository, a file the size of a blob recorded on this registry (pulled or
+    # pushed elsewhere) is hashed first all the same: if it is that blob, it is mounted.
+    locations = target.locations if isinstance(target, RemoteRepository) else None
+    sizes = locations.sizes(target.client.registry) if locations is not None else set()
+    mountable = [entry for entry in unknown if entry[2].st_size in sizes]
+    if mountable:
+        digests.update(hash_files(ModelSource(source.root, mountable, source.options), cache))
+        unknown = [entry for entry in unknown if entry[2].st_size not in sizes]
+        if not unknown:
+            return digests, result
     started = time.time()
     streamed = upload_unhashed(
         target, [(rel, path, st.st_size) for rel, path, st in unknown], result,
@@ -742,9 +752,8 @@ def _record_locations(target, descriptors: Sequence[Descriptor]) -> None:
         return
     locations = target.locations or BlobLocations()
     where = (target.client.registry, target.repository)
-    digests = [d.digest for d in descriptors]
-    if not locations.has_all(*where, digests):
-        locations.record(*where, digests)
+    if not locations.has_all(*where, [d.digest for d in descriptors]):
+        locations.record(*where, descriptors)
         locations.flush()
 
 

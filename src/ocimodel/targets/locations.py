@@ -13,10 +13,11 @@ The file: ``<cache dir>/blob-locations.v1.json`` (beside the digest cache; priva
 user, 0600), one JSON object::
 
     {"version": 1,
-     "blobs": [[digest, registry, repository, seen], ...],
+     "blobs": [[digest, size, registry, repository, seen], ...],
      "settled": [[registry, repository, tag, digest, seen], ...]}
 
-``seen`` is a Unix time. Bounded: at most MAX_BLOBS blob rows (MAX_PER_BLOB
+``seen`` is a Unix time. The size lets a push tell which files of a model it has not hashed
+yet may be blobs the registry holds (worth hashing first, to mount them). Bounded: at most MAX_BLOBS blob rows (MAX_PER_BLOB
 repositories per digest, the newest kept) and MAX_SETTLED tag rows, the oldest dropped
 first; a file over MAX_FILE_BYTES is not read. Every row is checked when read (digest,
 registry and repository grammar) and a bad one is dropped.
@@ -42,6 +43,7 @@ from ocimodel import settings
 from ocimodel.atomicwrite import atomic_write
 from ocimodel.errors import InvalidDigest, InvalidReference
 from ocimodel.oci.digest import validate_digest
+from ocimodel.oci.models import Descriptor
 from ocimodel.oci.reference import RegistryReference, validate_tag
 
 log = logging.getLogger("ocimodel.cache")
@@ -60,7 +62,8 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 LOCK_WAIT_SECONDS = 1.0
 LOCK_POLL_SECONDS = 0.01
 
-BlobRow = tuple[str, str, str, float]  # digest, registry, repository, seen
+BlobRow = tuple[str, int, str, str, float]  # digest, size, registry, repository, seen
+BlobKey = tuple[str, str, str]  # digest, registry, repository
 SettledRow = tuple[str, str, str, str, float]  # registry, repository, tag, digest, seen
 
 
@@ -74,8 +77,8 @@ class BlobLocations:
         self._lock = threading.Lock()
         self._blobs: list[BlobRow] | None = None
         self._settled: list[SettledRow] | None = None
-        self._add: dict[tuple[str, str, str], float] = {}
-        self._drop: set[tuple[str, str, str]] = set()
+        self._add: dict[BlobKey, tuple[int, float]] = {}
+        self._drop: set[BlobKey] = set()
         self._add_settled: dict[tuple[str, str, str], tuple[str, float]] = {}
 
     @property
@@ -91,15 +94,22 @@ class BlobLocations:
         ``besides`` (the repository being pushed to)."""
         self._load()
         with self._lock:
-            rows = [r for r in self._blobs or () if r[0] == digest and r[1] == registry and r[2] != besides
-                    and (digest, registry, r[2]) not in self._drop]
-        return [r[2] for r in sorted(rows, key=lambda r: r[3], reverse=True)]
+            rows = [r for r in self._blobs or () if r[0] == digest and r[2] == registry and r[3] != besides
+                    and (digest, registry, r[3]) not in self._drop]
+        return [r[3] for r in sorted(rows, key=lambda r: r[4], reverse=True)]
+
+    def sizes(self, registry: str) -> set[int]:
+        """Sizes of the blobs recorded on ``registry``: a file of another size is no blob a
+        mount could bring."""
+        self._load()
+        with self._lock:
+            return {r[1] for r in self._blobs or () if r[2] == registry}
 
     def has_all(self, registry: str, repository: str, digests: Iterable[str]) -> bool:
         """Whether every digest is already recorded in this repository (nothing to write)."""
         self._load()
         with self._lock:
-            known = {r[0] for r in self._blobs or () if r[1] == registry and r[2] == repository}
+            known = {r[0] for r in self._blobs or () if r[2] == registry and r[3] == repository}
             known.update(d for (d, reg, repo) in self._add if reg == registry and repo == repository)
         return set(digests) <= known
 
@@ -113,15 +123,15 @@ class BlobLocations:
 
     # -- changing --------------------------------------------------------------------------
 
-    def record(self, registry: str, repository: str, digests: Iterable[str]) -> None:
-        """``digests`` are in ``repository`` of ``registry`` (pushed, mounted or pulled)."""
+    def record(self, registry: str, repository: str, blobs: Iterable[Descriptor]) -> None:
+        """``blobs`` are in ``repository`` of ``registry`` (pushed, mounted or pulled)."""
         if not self.enabled:
             return
         now = time.time()
         with self._lock:
-            for digest in digests:
-                key = (digest, registry, repository)
-                self._add[key] = now
+            for blob in blobs:
+                key = (blob.digest, registry, repository)
+                self._add[key] = (blob.size, now)
                 self._drop.discard(key)
 
     def forget(self, registry: str, repository: str, digest: str) -> None:
@@ -228,12 +238,12 @@ def _list(value: object) -> list[object]:
 
 
 def _blob_row(row: object) -> BlobRow | None:
-    if not (isinstance(row, list) and len(row) == 4 and isinstance(row[3], (int, float))):
+    if not (isinstance(row, list) and len(row) == 5 and isinstance(row[4], (int, float))):
         return None
-    digest, registry, repository, seen = row
-    if not (_valid_digest(digest) and _valid_place(registry, repository)):
+    digest, size, registry, repository, seen = row
+    if not (_valid_digest(digest) and isinstance(size, int) and size >= 0 and _valid_place(registry, repository)):
         return None
-    return digest, registry, repository, float(seen)
+    return digest, size, registry, repository, float(seen)
 
 
 def _settled_row(row: object) -> SettledRow | None:
@@ -267,27 +277,26 @@ def _valid_place(registry: object, repository: object) -> bool:
     return True
 
 
-def _merge_blobs(rows: list[BlobRow], add: dict[tuple[str, str, str], float],
-                 drop: set[tuple[str, str, str]]) -> list[BlobRow]:
-    """``rows`` with ``drop`` removed and ``add`` put in (newer time wins), bounded: per
+def _merge_blobs(rows: list[BlobRow], add: dict[BlobKey, tuple[int, float]], drop: set[BlobKey]) -> list[BlobRow]:
+    """``rows`` with ``drop`` removed and ``add`` put in (the newer wins), bounded: per
     digest and registry the MAX_PER_BLOB newest repositories, in all the MAX_BLOBS newest."""
-    merged: dict[tuple[str, str, str], float] = {}
-    for digest, registry, repository, seen in rows:
+    merged: dict[BlobKey, tuple[int, float]] = {}
+    for digest, size, registry, repository, seen in rows:
         key = (digest, registry, repository)
-        merged[key] = max(seen, merged.get(key, seen))
-    for key, seen in add.items():
-        merged[key] = max(seen, merged.get(key, seen))
+        merged[key] = max((size, seen), merged.get(key, (size, seen)), key=lambda v: v[1])
+    for key, value in add.items():
+        merged[key] = max(value, merged.get(key, value), key=lambda v: v[1])
     for key in drop:
         merged.pop(key, None)
-    newest = sorted(merged.items(), key=lambda item: item[1], reverse=True)
+    newest = sorted(merged.items(), key=lambda item: item[1][1], reverse=True)
     per_blob: dict[tuple[str, str], int] = {}
     kept: list[BlobRow] = []
-    for (digest, registry, repository), seen in newest:
+    for (digest, registry, repository), (size, seen) in newest:
         count = per_blob.get((digest, registry), 0)
         if count >= MAX_PER_BLOB:
             continue
         per_blob[(digest, registry)] = count + 1
-        kept.append((digest, registry, repository, seen))
+        kept.append((digest, size, registry, repository, seen))
         if len(kept) == MAX_BLOBS:
             break
     kept.reverse()  # oldest first in the file: a truncated read keeps the newest
@@ -304,7 +313,7 @@ def _merge_settled(rows: list[SettledRow], add: dict[tuple[str, str, str], tuple
 def _encode(blobs: list[BlobRow], tags: list[SettledRow]) -> bytes:
     document = {
         "version": FORMAT_VERSION,
-        "blobs": [[d, reg, repo, round(seen, 3)] for d, reg, repo, seen in blobs],
+        "blobs": [[d, size, reg, repo, round(seen, 3)] for d, size, reg, repo, seen in blobs],
         "settled": [[reg, repo, tag, d, round(seen, 3)] for reg, repo, tag, d, seen in tags],
     }
     return json.dumps(document, separators=(",", ":")).encode() + b"\n"
