@@ -19,6 +19,7 @@ import ocimodel
 from ocimodel import settings
 from ocimodel.errors import VersionExists
 from ocimodel.oci.models import Descriptor
+from ocimodel.packaging.digestcache import DigestCache
 from ocimodel.targets.locations import FILE_NAME, BlobLocations
 from tests.support.faultproxy import FaultProxy
 from tests.support.files import tree_digest
@@ -99,8 +100,12 @@ def test_the_manifest_built_from_the_digest_cache_is_the_one_a_full_push_builds(
     options = dict(name="tiny", version="1.0", licenses=["MIT"], authors=["a", "b"], description="d",
                    annotations={"org.example.note": "x"}, created="2024-05-01T00:00:00Z")
     cold = ocimodel.push(model_dir, f"{registry.host}/{repo_name}/a:1.0", **options)
+    cache = DigestCache()
+    try:  # the second push finds every digest in the cache: nothing is hashed or streamed
+        assert all(cache.lookup(p.stat()) for p in model_dir.rglob("*") if p.is_file())
+    finally:
+        cache.close()
     warm = ocimodel.push(model_dir, f"{registry.host}/{repo_name}/b:1.0", **options)
-    assert cold.uploaded and warm.uploaded == []  # the second found every digest in the cache
     fetched = [
         httpx.get(f"{registry.url}/v2/{repo_name}/{name}/manifests/1.0",
                   headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).content
@@ -277,20 +282,20 @@ def token_registry(token_server: TokenServer) -> Iterator[LocalRegistry]:
 def test_mounts_need_pull_on_the_recorded_repository(token_registry, token_server, one_big_file, repo_name, monkeypatch):
     monkeypatch.delenv("OCIMODEL_USERNAME", raising=False)
     monkeypatch.delenv("OCIMODEL_PASSWORD", raising=False)
-    host = token_registry.host
-    first = ocimodel.push(one_big_file, f"{host}/private/{repo_name}:1.0", credentials=("alice", "alice-pw"))
-    # bob (same machine, same record) may not read private/: the mount is refused and the
-    # blobs are uploaded; the refused repository is asked once, not once per blob.
-    token_server.clear()
-    client = ocimodel.Client(credentials=("bob", "bob-pw"), concurrency=1)
-    theirs = client.push(one_big_file, f"{host}/{repo_name}/bob:1.0")
-    assert theirs.mounted == [] and sorted(theirs.uploaded) == sorted(first.uploaded)
-    asked = [set(r.scopes) for r in token_server.token_requests()]
-    assert sum(1 for scopes in asked if f"repository:private/{repo_name}:pull" in scopes) == 1, asked
-    # alice's sibling push mounts (from bob's repository now, the newest record), with a
-    # token for pull there and push here
-    token_server.clear()
-    mine = ocimodel.push(one_big_file, f"{host}/{repo_name}/alice:1.0", credentials=("alice", "alice-pw"))
-    assert mine.bytes_uploaded == 0 and sorted(mine.mounted) == sorted(first.uploaded)
+    with FaultProxy(token_registry.host) as proxy:
+        host = proxy.host
+        first = ocimodel.push(one_big_file, f"{host}/private/{repo_name}:1.0", credentials=("alice", "alice-pw"))
+        # bob (same machine, same record) may not read private/: the mount is refused and
+        # the blobs are uploaded; the refused repository is asked once, not once per blob.
+        proxy.clear()
+        client = ocimodel.Client(credentials=("bob", "bob-pw"), concurrency=1)
+        theirs = client.push(one_big_file, f"{host}/{repo_name}/bob:1.0")
+        assert theirs.mounted == [] and sorted(theirs.uploaded) == sorted(first.uploaded)
+        assert proxy.count("POST", "mount=") == 1
+        # alice's sibling push mounts (from bob's repository now, the newest record), with
+        # a token for pull there and push here
+        token_server.clear()
+        mine = ocimodel.push(one_big_file, f"{host}/{repo_name}/alice:1.0", credentials=("alice", "alice-pw"))
+        assert mine.bytes_uploaded == 0 and sorted(mine.mounted) == sorted(first.uploaded)
     asked = [set(r.scopes) for r in token_server.token_requests()]
     assert any(f"repository:{repo_name}/bob:pull" in scopes for scopes in asked), asked
