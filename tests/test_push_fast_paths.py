@@ -127,7 +127,7 @@ def test_a_version_holding_the_model_without_a_settled_record_runs_the_check_and
     proxy.clear()
     again = ocimodel.push(one_big_file, reference)
     assert again.uploaded == []
-    tag_reads = proxy.count("GET", f"/manifests/2.0$")
+    tag_reads = proxy.count("GET", "/manifests/2.0$")
     assert tag_reads >= 2, _requests(proxy)  # the read after the wait
     assert proxy.count("PUT") == 0 and proxy.count(".*", "/blobs/") == 0
     proxy.clear()
