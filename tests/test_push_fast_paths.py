@@ -168,6 +168,7 @@ def test_a_push_to_a_sibling_repository_moves_no_blob_bytes(model_dir, proxy, re
     assert sibling.digest == first.digest
     assert sibling.bytes_uploaded == 0 and sibling.uploaded == []
     assert set(sibling.mounted) == blobs and len(sibling.mounted) == len(blobs)  # one mount each
+    assert sibling.bytes_mounted == first.bytes_uploaded
     assert _blob_bytes_up(proxy) == 0
     assert proxy.count("PUT", "/blobs/uploads/") == 0 and proxy.count("PATCH") == 0
     assert all("mount=" in seen.target for seen in proxy.seen("POST", "/blobs/uploads/"))

@@ -97,6 +97,7 @@ class PushResult(BaseModel):
     uploaded: list[str]
     bytes_uploaded: int
     mounted: list[str] = []  # linked from another repository of the registry: no bytes moved
+    bytes_mounted: int = 0
     bytes_skipped: int
     retries: int = 0  # requests retried and blob transfers started over after a fault
     lineage: list[dict[str, str]] = []  # lineage links left on base models: {parent, status}
@@ -328,6 +329,7 @@ def push(
         ],
         uploaded=[d.digest for d in result.copied],
         mounted=[d.digest for d in result.mounted],
+        bytes_mounted=sum(d.size for d in result.mounted),
         bytes_uploaded=result.bytes_copied,
         bytes_skipped=result.bytes_skipped,
         retries=retries,
