@@ -33,6 +33,7 @@ from ocimodel.api.common import (
 )
 from ocimodel.errors import (
     AuthenticationError,
+    InvalidManifest,
     InvalidReference,
     NotAModel,
     NotFound,
@@ -730,15 +731,19 @@ def _manifest_first(target: RemoteRepository, descriptor: Descriptor, tag: str, 
     version holding another model fails here, before anything is uploaded (as
     check_version_tag does)."""
     digest = descriptor.digest
+    guarded = is_guarded(tag, force)
     try:
         holder: str | None = target.resolve(tag).digest  # GET: the digest of the bytes, no header trusted
     except NotFound:
         holder = None
+    except InvalidManifest:
+        if guarded:
+            raise
+        holder = None  # an alias on something unreadable (over 4 MiB): not ours, and it moves
     except RegistryError as exc:
         if exc.status != 500:
             raise
         holder = None  # a racer rewriting the tag (docs/registry-facts.md): the check-and-set decides
-    guarded = is_guarded(tag, force)
     if holder == digest:
         return True, not guarded or target.settled_version(tag, digest)
     if holder is not None and guarded:
