@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,16 +177,22 @@ def test_a_push_to_a_sibling_repository_moves_no_blob_bytes(model_dir, proxy, re
     assert tree_digest(tmp_path / "out") == tree_digest(model_dir)
 
 
-def test_a_pulled_model_is_mounted_when_pushed_to_another_repository(
-    model_dir, registry, repo_name, tmp_path, monkeypatch
+@pytest.mark.parametrize("seen_by", ["pull", "copy"])
+def test_a_model_pulled_or_copied_is_mounted_when_pushed_to_another_repository(
+    seen_by, model_dir, registry, repo_name, tmp_path, monkeypatch
 ):
-    """The files of a pull are new to the digest cache; their sizes match blobs recorded
-    on the registry, so they are hashed first and mounted instead of uploaded."""
+    """What a pull read, or a copy read and wrote, is recorded too. The files are new to
+    this digest cache; their sizes match blobs recorded on the registry, so they are
+    hashed first and mounted instead of uploaded."""
     monkeypatch.setenv("OCIMODEL_CACHE_DIR", str(tmp_path / "someone-else"))
     ocimodel.push(model_dir, f"{registry.host}/{repo_name}/a:1.0")
     monkeypatch.setenv("OCIMODEL_CACHE_DIR", str(tmp_path / "mine"))
-    ocimodel.pull(f"{registry.host}/{repo_name}/a:1.0", tmp_path / "pulled")
-    pushed = ocimodel.push(tmp_path / "pulled", f"{registry.host}/{repo_name}/b:1.0")
+    if seen_by == "pull":
+        ocimodel.pull(f"{registry.host}/{repo_name}/a:1.0", tmp_path / "files")
+    else:
+        shutil.copytree(model_dir, tmp_path / "files")
+        ocimodel.copy(f"{registry.host}/{repo_name}/a:1.0", f"{registry.host}/{repo_name}/b:1.0")
+    pushed = ocimodel.push(tmp_path / "files", f"{registry.host}/{repo_name}/c:1.0")
     assert pushed.bytes_uploaded == 0 and pushed.mounted
 
 

@@ -610,6 +610,8 @@ def copy(
             result = copy_graph(src, dst, root, tag=copy_tag, concurrency=concurrency, progress=progress, graph=graph, retry=registry_options.retry)
         if guarded:
             dst.tag(root, tag, immutable=True)
+        for store in (src, dst):  # both hold the blobs now: a later push may mount from either
+            _record_locations(store, graph.blobs)
         retries = result.restarts + client_retries(src, dst)
     return CopyResult(
         source=str(src_ref),
@@ -752,9 +754,10 @@ def _manifest_first(target: RemoteRepository, descriptor: Descriptor, tag: str, 
 
 
 def _record_locations(target, descriptors: Sequence[Descriptor]) -> None:
-    """Remember that a registry repository holds these blobs (a pull read them there), so
-    that a push of them to another repository of that registry mounts them. Best effort:
-    the record never fails a command (targets/locations.py)."""
+    """Remember that a registry repository holds these blobs (a pull read them there, a
+    copy read or wrote them), so that a push of them to another repository of that
+    registry mounts them. Best effort: the record never fails a command
+    (targets/locations.py)."""
     if not isinstance(target, RemoteRepository):
         return
     locations = target.locations or BlobLocations()
