@@ -313,7 +313,7 @@ def _merge_settled(rows: list[SettledRow], add: dict[tuple[str, str, str], tuple
 def _encode(blobs: list[BlobRow], tags: list[SettledRow]) -> bytes:
     document = {
         "version": FORMAT_VERSION,
-        "blobs": [[d, size, reg, repo, round(seen, 3)] for d, size, reg, repo, seen in blobs],
-        "settled": [[reg, repo, tag, d, round(seen, 3)] for reg, repo, tag, d, seen in tags],
+        "blobs": [[d, size, reg, repo, round(seen, 6)] for d, size, reg, repo, seen in blobs],
+        "settled": [[reg, repo, tag, d, round(seen, 6)] for reg, repo, tag, d, seen in tags],
     }
     return json.dumps(document, separators=(",", ":")).encode() + b"\n"
