@@ -79,7 +79,7 @@ def test_rows_that_fail_a_check_are_dropped_when_read(tmp_path: Path):
     assert not record.settled(REG, "team/a", "bad tag!", good.digest)
 
 
-@pytest.mark.parametrize("content", [b"", b"{", b"[]", b'{"version": 2, "blobs": []}', b"\xff" * 100])
+@pytest.mark.parametrize("content", [b"", b"{", b"[]", b'{"version": 2, "blobs": []}', b"\xff" * 100, b"[" * 200_000])
 def test_an_unreadable_file_is_an_empty_record_and_is_replaced(tmp_path: Path, content: bytes):
     path = tmp_path / "record.json"
     path.write_bytes(content)

@@ -223,7 +223,7 @@ def _read(path: Path) -> tuple[list[BlobRow], list[SettledRow]]:
         return [], []
     try:
         document = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         log.debug("%s is not JSON: ignored", path)
         return [], []
     if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
