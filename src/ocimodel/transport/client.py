@@ -649,8 +649,8 @@ class RegistryClient:
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
         """Ask the registry to link a blob it already holds in another repository (no bytes
         move). True if it did (201); False if it opened an ordinary upload instead (202),
-        which registries do when the blob is absent or the token does not cover the source.
-        That upload session is not used here: the client cancels it when it closes, unless
+        which registries do when the source does not hold the blob (distribution answers a
+        token without pull on the source with 401, raised here). That upload session is not used here: the client cancels it when it closes, unless
         it is handed to :meth:`upload_blob` (see :meth:`mount_or_start_upload`)."""
         return self.mount_or_start_upload(repository, digest, from_repository)[0]
 
