@@ -56,6 +56,8 @@ SLUG = {"ocimodel": "ocimodel", "skopeo": "skopeo", "oras-py": "oras"}
 SCENARIOS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "push-cold": ("cold push", ("ocimodel", "skopeo", "oras-py"), "all"),
     "push-again": ("re-push unchanged", ("ocimodel", "skopeo", "oras-py"), "all"),
+    "push-sibling": ("push to a sibling repository", ("ocimodel", "skopeo", "oras-py"), "all"),
+    "startup": ("`ocimodel --version` (start-up floor)", ("ocimodel",), "all"),
     "push-v2": ("push v2 after v1", ("ocimodel", "skopeo", "oras-py"), "model"),
     "pull-cold": ("cold pull", ("ocimodel", "skopeo", "oras-py"), "all"),
     "pull-into-v1": ("pull v2 into a v1 dir", ("ocimodel",), "model"),
@@ -624,6 +626,12 @@ class Bench:
                 shutil.rmtree(home, ignore_errors=True)
         if scenario == "push-again":
             return self.push(tool, ds, main, self.repo(tool, ds), "v1", ds.dir)
+        if scenario == "push-sibling":
+            # a new repository of R, which holds the data set in the tool's own repository
+            # (pushed in setup): ocimodel and skopeo remember where they saw each blob and mount
+            return self.push(tool, ds, main, self.repo(tool, ds, suffix=f"-sib{run}"), "v1", ds.dir)
+        if scenario == "startup":
+            return measure([self.ocimodel, "--version"], self.env, self.logs, 60)
         if scenario == "push-v2":
             with self.fresh_registry() as reg:
                 repo = self.repo(tool, ds, suffix=f"-r{run}")

@@ -24,7 +24,7 @@ from tests.support.files import tree_digest
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 COMMANDS = ["push", "pull", "inspect", "tag", "ls", "catalog", "copy", "login", "logout"]
 
-PUSH_KEYS = {"reference", "digest", "tag", "files", "uploaded", "bytes_uploaded", "bytes_skipped", "retries", "lineage"}
+PUSH_KEYS = {"reference", "digest", "tag", "files", "uploaded", "bytes_uploaded", "mounted", "bytes_mounted", "bytes_skipped", "retries", "lineage"}
 PULL_KEYS = {"reference", "digest", "destination", "files", "bytes_downloaded", "files_unchanged", "files_not_selected", "files_from_cache", "retries", "files_replaced", "index_digest", "variant"}
 INSPECT_KEYS = {
     "reference",

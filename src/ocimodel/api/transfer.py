@@ -33,9 +33,12 @@ from ocimodel.api.common import (
 )
 from ocimodel.errors import (
     AuthenticationError,
+    InvalidManifest,
     InvalidReference,
     NotAModel,
+    NotFound,
     PermissionDenied,
+    RegistryError,
     UsageError,
 )
 from ocimodel.oci import mediatypes as mt
@@ -73,13 +76,14 @@ from ocimodel.targets.copy import (
     upload_unhashed,
     verified,
 )
+from ocimodel.targets.locations import BlobLocations
 from ocimodel.targets.open import open_target
 from ocimodel.targets.referrers import copy_with_referrers, is_fallback_tag
 from ocimodel.targets.remote import RemoteRepository
 from ocimodel.transport import credentials as stored_credentials
 from ocimodel.transport.auth import Credentials
 from ocimodel.transport.connection import ConnectionOptions
-from ocimodel.versiontags import is_guarded
+from ocimodel.versiontags import is_guarded, version_taken
 
 if TYPE_CHECKING:
     from ocimodel.metadata.card import ModelCard
@@ -93,6 +97,8 @@ class PushResult(BaseModel):
     files: list[FileEntry]
     uploaded: list[str]
     bytes_uploaded: int
+    mounted: list[str] = []  # linked from another repository of the registry: no bytes moved
+    bytes_mounted: int = 0
     bytes_skipped: int
     retries: int = 0  # requests retried and blob transfers started over after a fault
     lineage: list[dict[str, str]] = []  # lineage links left on base models: {parent, status}
@@ -264,30 +270,54 @@ def push(
         if override:
             source.options = dataclasses.replace(source.options, annotations={**source.options.annotations, **override})
     cache = DigestCache()
+    locations = BlobLocations() if isinstance(ref, RegistryReference) else None
     try:
         with open_target(ref, registry_options, for_write=True) as target:
+            remote = isinstance(target, RemoteRepository)
+            if remote:
+                target.locations = locations  # mounts from where blobs were seen, settled versions
             digests, result = _digests_for_push(source, target, cache, concurrency, progress, registry_options)
             model = package_files(source, digests)
-            check_version_tag(target, tag, model.descriptor.digest, force)  # fails fast, before uploading
             guarded = is_guarded(tag, force)
             streamed = {d.digest for d in result.copied}
-            graph = Graph(
-                root=model.descriptor,
-                manifests=[(model.descriptor, model.manifest_bytes)],
-                blobs=_unique([model.config_descriptor, *(f.layer() for f in model.files if f.digest not in streamed)]),
-            )
-            rest = copy_graph(
-                model, target, model.descriptor, tag=None if guarded else tag, concurrency=concurrency,
-                progress=progress, graph=graph, retry=registry_options.retry,
-            )
-            if guarded:  # a version: check-and-set, as the last step (docs/version-tags.md)
+            blobs = _unique([model.config_descriptor, *(f.layer() for f in model.files)])
+            if remote and not streamed:
+                # Every digest known before any upload: the manifest first (docs/push-fast-paths.md).
+                stored, tagged = _manifest_first(target, model.descriptor, tag, force)
+            else:
+                check_version_tag(target, tag, model.descriptor.digest, force)  # fails fast, before uploading
+                stored, tagged = False, False
+            if not stored:
+                graph = Graph(
+                    root=model.descriptor,
+                    manifests=[(model.descriptor, model.manifest_bytes)],
+                    blobs=[b for b in blobs if b.digest not in streamed],
+                )
+                rest = copy_graph(
+                    model, target, model.descriptor, tag=None if guarded else tag, concurrency=concurrency,
+                    progress=progress, graph=graph, retry=registry_options.retry,
+                )
+                result.copied += rest.copied
+                result.skipped += rest.skipped
+                result.mounted += rest.mounted
+                result.restarts += rest.restarts
+            else:
+                result.skipped += blobs  # the registry holds the manifest, so every blob it names
+                if not tagged and not guarded:
+                    target.push_manifest(model.descriptor, model.manifest_bytes, tag)
+            if guarded and not tagged:  # a version: check-and-set, as the last step (docs/version-tags.md)
+                if remote:
+                    target.keep_manifest(model.descriptor, model.manifest_bytes)
                 target.tag(model.descriptor, tag, immutable=True)
-            result.copied += rest.copied
-            result.skipped += rest.skipped
-            result.restarts += rest.restarts
+            if remote and locations is not None:
+                where = (target.client.registry, target.repository)
+                if not locations.has_all(*where, [b.digest for b in blobs]):
+                    locations.record(*where, blobs)
             retries = result.restarts + client_retries(target)
     finally:
         cache.close()
+        if locations is not None:
+            locations.flush()
     lineage = link_to_parents(card, ref.with_tag(None).with_digest(model.descriptor.digest), model.descriptor,
                               registry_options) if link_parents else []
     return PushResult(
@@ -299,6 +329,8 @@ def push(
             for f in model.files
         ],
         uploaded=[d.digest for d in result.copied],
+        mounted=[d.digest for d in result.mounted],
+        bytes_mounted=sum(d.size for d in result.mounted),
         bytes_uploaded=result.bytes_copied,
         bytes_skipped=result.bytes_skipped,
         retries=retries,
@@ -391,6 +423,7 @@ def pull(
                     raise refused(scanned, f"pull of {ref} refused", f"nothing was written to {destination}; "
                                   "`ocimodel scan REF` lists every finding")
             writer.commit()
+            _record_locations(source, [manifest.config, *manifest.layers])  # where a push may mount them from
             unchanged = len(writer.unchanged)
             from_cache = len(writer.from_cache)
             replaced = writer.replaced
@@ -577,6 +610,8 @@ def copy(
             result = copy_graph(src, dst, root, tag=copy_tag, concurrency=concurrency, progress=progress, graph=graph, retry=registry_options.retry)
         if guarded:
             dst.tag(root, tag, immutable=True)
+        for store in (src, dst):  # both hold the blobs now: a later push may mount from either
+            _record_locations(store, graph.blobs)
         retries = result.restarts + client_retries(src, dst)
     return CopyResult(
         source=str(src_ref),
@@ -668,6 +703,16 @@ def _digests_for_push(source, target, cache, concurrency, progress, options) -> 
     if target.list_tags():
         digests.update(hash_files(ModelSource(source.root, unknown, source.options), cache))
         return digests, result
+    # Into a new repository, a file the size of a blob recorded on this registry (pulled or
+    # pushed elsewhere) is hashed first all the same: if it is that blob, it is mounted.
+    locations = target.locations if isinstance(target, RemoteRepository) else None
+    sizes = locations.sizes(target.client.registry) if locations is not None else set()
+    mountable = [entry for entry in unknown if entry[2].st_size in sizes]
+    if mountable:
+        digests.update(hash_files(ModelSource(source.root, mountable, source.options), cache))
+        unknown = [entry for entry in unknown if entry[2].st_size not in sizes]
+        if not unknown:
+            return digests, result
     started = time.time()
     streamed = upload_unhashed(
         target, [(rel, path, st.st_size) for rel, path, st in unknown], result,
@@ -678,6 +723,48 @@ def _digests_for_push(source, target, cache, concurrency, progress, options) -> 
         if stat is not None:
             cache.store(stat, digest, started)
     return digests, result
+
+
+def _manifest_first(target: RemoteRepository, descriptor: Descriptor, tag: str, force: bool) -> tuple[bool, bool]:
+    """Before any blob is looked at: (the registry holds the manifest, the tag needs no
+    write). One GET of the tag decides a re-push of an unchanged model: it holds our
+    manifest, and it is an alias, or a version whose check-and-set this user saw settle on
+    it. Otherwise one HEAD of the manifest says whether the blobs must be visited. A
+    version holding another model fails here, before anything is uploaded (as
+    check_version_tag does)."""
+    digest = descriptor.digest
+    guarded = is_guarded(tag, force)
+    try:
+        holder: str | None = target.resolve(tag).digest  # GET: the digest of the bytes, no header trusted
+    except NotFound:
+        holder = None
+    except InvalidManifest:
+        if guarded:
+            raise
+        holder = None  # an alias on something unreadable (over 4 MiB): not ours, and it moves
+    except RegistryError as exc:
+        if exc.status != 500:
+            raise
+        holder = None  # a racer rewriting the tag (docs/registry-facts.md): the check-and-set decides
+    if holder == digest:
+        return True, not guarded or target.settled_version(tag, digest)
+    if holder is not None and guarded:
+        raise version_taken(f"{target.name}:{tag}", holder, digest, stored=False)
+    return target.has_manifest(descriptor), False
+
+
+def _record_locations(target, descriptors: Sequence[Descriptor]) -> None:
+    """Remember that a registry repository holds these blobs (a pull read them there, a
+    copy read or wrote them), so that a push of them to another repository of that
+    registry mounts them. Best effort: the record never fails a command
+    (targets/locations.py)."""
+    if not isinstance(target, RemoteRepository):
+        return
+    locations = target.locations or BlobLocations()
+    where = (target.client.registry, target.repository)
+    if not locations.has_all(*where, [d.digest for d in descriptors]):
+        locations.record(*where, descriptors)
+        locations.flush()
 
 
 def _layout_inside(ref: Reference, model: str | os.PathLike[str]) -> tuple[str, ...]:

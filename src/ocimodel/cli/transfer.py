@@ -139,7 +139,8 @@ def push(
         f"Pushed {result.reference}",
         f"Digest: {result.digest}",
         f"Files: {len(result.files)} ({size(total)}); uploaded {size(result.bytes_uploaded)}, "
-        f"already there {size(result.bytes_skipped)}",
+        + (f"mounted {size(result.bytes_mounted)}, " if result.mounted else "")
+        + f"already there {size(result.bytes_skipped)}",
         *[f"Lineage: {link['parent']}: {link['status']}" for link in result.lineage],
     ])
 

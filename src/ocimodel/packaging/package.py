@@ -152,12 +152,25 @@ class ModelSource:
     entries: list[tuple[str, Path, os.stat_result]]
     options: PackageOptions
     _format: FormatInfo | None = None
+    # relpath -> (kind, overridden), for the kind overrides they were found with: telling a
+    # file's kind may read its first bytes, and a push asks for every file's kind several
+    # times (the size check of the manifest, the format, the manifest itself).
+    _kinds: dict[str, tuple[FileKind, bool]] = field(default_factory=dict)
+    _kinds_for: Mapping[str, FileKind] | None = None
+
+    def kind_of(self, relpath: str, path: Path) -> tuple[FileKind, bool]:
+        if self._kinds_for is not self.options.kinds:
+            self._kinds, self._kinds_for = {}, self.options.kinds
+        found = self._kinds.get(relpath)
+        if found is None:
+            found = self._kinds[relpath] = _kind_for(relpath, path, self.options.kinds)
+        return found
 
     @property
     def format(self) -> FormatInfo:
         """The model format, from the weight files' headers (read once)."""
         if self._format is None:
-            kinds = {rel: _kind_for(rel, path, self.options.kinds)[0] for rel, path, _ in self.entries}
+            kinds = {rel: self.kind_of(rel, path)[0] for rel, path, _ in self.entries}
             weights = [rel for rel, kind in kinds.items() if kind == FileKind.WEIGHT]
             self._format = detect_format(self.root, weights or list(kinds))
         return self._format
@@ -217,7 +230,7 @@ def package_files(source: ModelSource, digests: Mapping[str, str]) -> PackagedMo
     options = source.options
     files = []
     for relpath, path, st in source.entries:
-        kind, overridden = _kind_for(relpath, path, options.kinds)
+        kind, overridden = source.kind_of(relpath, path)
         mode = 0o755 if st.st_mode & 0o111 else 0o644
         files.append(ModelFile(relpath, path, st.st_size, mode, digests[relpath], kind, overridden))
     config_bytes = build_config(files, options, source.format).to_json()

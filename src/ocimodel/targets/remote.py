@@ -8,8 +8,11 @@ configurations (or two tests) pointing at the same URL never see each other's an
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+
+import httpx
 
 from ocimodel import settings
 from ocimodel.errors import InvalidManifest, NotFound, RegistryError
@@ -18,6 +21,7 @@ from ocimodel.oci.digest import verify_bytes
 from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, Index, parse_manifest
 from ocimodel.targets import referrers as rf
 from ocimodel.targets.base import ReadableTarget
+from ocimodel.targets.locations import BlobLocations
 from ocimodel.transport.client import RegistryClient
 from ocimodel.versiontags import set_version_tag
 
@@ -35,6 +39,12 @@ class RemoteRepository:
         # subject digest -> referrer entries waiting for one fallback-index update (see
         # batched_referrers); None when every referrer is indexed as it is pushed.
         self._pending: dict[str, list[Descriptor]] | None = None
+        # The blob location record a push consults for mounts and settled version tags
+        # (targets/locations.py); None: neither is used. Set by the caller that owns it.
+        self.locations: BlobLocations | None = None
+        self._mount_lock = threading.Lock()  # the copy engine mounts from several threads
+        self._refused_sources: set[str] = set()
+        self._offered: dict[str, httpx.URL] = {}  # digest -> upload session a declined mount opened
 
     def resolve(self, reference: str) -> Descriptor:
         # GET, not HEAD: one request gives both the digest (computed from the bytes, not
@@ -62,15 +72,54 @@ class RemoteRepository:
         return self.client.blob_exists(self.repository, descriptor.digest)
 
     def mount_from(self, descriptor: Descriptor, source: ReadableTarget) -> bool:
-        """Cross-repository mount when ``source`` is another repository of this registry."""
-        if not isinstance(source, RemoteRepository) or source.repository == self.repository:
-            return False
-        if source.client.base_url != self.client.base_url:
+        """Cross-repository mount when ``source`` is another repository of this registry;
+        from any other source (a push from a directory), a mount from where the blob
+        location record last saw the blob on this registry, if any (see _mount_recorded)."""
+        if not isinstance(source, RemoteRepository):
+            return self._mount_recorded(descriptor)
+        if source.repository == self.repository or source.client.base_url != self.client.base_url:
             return False
         return self.client.mount_blob(self.repository, descriptor.digest, source.repository)
 
+    def _mount_recorded(self, descriptor: Descriptor) -> bool:
+        """One mount from the newest recorded repository of this registry that holds the
+        blob (docs/push-fast-paths.md). A record is a hint: a registry that declines (the
+        blob or the repository is gone: 202) has opened an upload session, which push_blob
+        then uses, so a stale record costs this one request; a refusal (the token does not
+        cover pulling from there: 401/403, or another 4xx) costs it too, and that repository
+        is not asked again by this push. Either way the record is dropped."""
+        locations = self.locations
+        if locations is None:
+            return False
+        registry = self.client.registry
+        with self._mount_lock:
+            refused = set(self._refused_sources)
+        found = [r for r in locations.candidates(registry, descriptor.digest, besides=self.repository) if r not in refused]
+        if not found:
+            return False
+        source = found[0]
+        try:
+            mounted, session = self.client.mount_or_start_upload(self.repository, descriptor.digest, source)
+        except RegistryError as exc:
+            if exc.transient or exc.status is None or exc.status == 429 or not 400 <= exc.status < 500:
+                raise  # the registry is failing, not the record: the upload would meet it too
+            with self._mount_lock:
+                self._refused_sources.add(source)
+            locations.forget(registry, source, descriptor.digest)
+            return False
+        if mounted:
+            return True
+        locations.forget(registry, source, descriptor.digest)
+        if session is not None:
+            with self._mount_lock:
+                self._offered[descriptor.digest] = session
+        return False
+
     def push_blob(self, descriptor: Descriptor, chunks: Iterable[bytes]) -> None:
-        self.client.upload_blob(self.repository, descriptor.digest, descriptor.size, chunks)
+        # The session a declined mount opened, if any (used once: a restart opens its own).
+        with self._mount_lock:
+            session = self._offered.pop(descriptor.digest, None)
+        self.client.upload_blob(self.repository, descriptor.digest, descriptor.size, chunks, location=session)
 
     def push_unhashed(self, size: int, chunks: Iterable[bytes]) -> str:
         """Upload bytes of unknown digest, hashing them on the way; returns the digest."""
@@ -259,6 +308,20 @@ class RemoteRepository:
             read, write, descriptor.digest, f"{self.name}:{tag}", settle=settings.tag_settle(),
             prepare=lambda: self.client.authorize_manifest_put(self.repository, tag),
         )
+        if self.locations is not None:
+            self.locations.record_settled(self.client.registry, self.repository, tag, descriptor.digest)
+
+    def settled_version(self, tag: str, digest: str) -> bool:
+        """Whether a check-and-set of this user saw the version ``tag`` settle on ``digest``
+        (the blob location record). Then a read that finds ``digest`` in the tag now is
+        final: every racer's write landed before that check-and-set's deciding read, so
+        nothing is left to wait for (docs/push-fast-paths.md)."""
+        return self.locations is not None and self.locations.settled(self.client.registry, self.repository, tag, digest)
+
+    def keep_manifest(self, descriptor: Descriptor, data: bytes) -> None:
+        """The bytes of a manifest this process built (a push): a later ``tag`` of it need
+        not fetch them back."""
+        self._fetched[descriptor.digest] = data
 
     def list_tags(self, *, missing_ok: bool = True) -> list[str]:
         """The repository's tags (each checked against the tag grammar by the client).

@@ -649,25 +649,36 @@ class RegistryClient:
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
         """Ask the registry to link a blob it already holds in another repository (no bytes
         move). True if it did (201); False if it opened an ordinary upload instead (202),
-        which registries do when the blob is absent or the token does not cover the source."""
+        which registries do when the source does not hold the blob (distribution answers a
+        token without pull on the source with 401, raised here). That upload session is not used here: the client cancels it when it closes, unless
+        it is handed to :meth:`upload_blob` (see :meth:`mount_or_start_upload`)."""
+        return self.mount_or_start_upload(repository, digest, from_repository)[0]
+
+    def mount_or_start_upload(self, repository: str, digest: str, from_repository: str) -> tuple[bool, httpx.URL | None]:
+        """A cross-repository mount: (True, None) if the registry linked the blob (201),
+        else (False, the upload session it opened instead, if it named one): a session
+        :meth:`upload_blob` can use (``location=``), or the client cancels when it closes."""
         url = httpx.URL(self._url(f"/v2/{repository}/blobs/uploads/")).copy_merge_params(
             {"mount": digest, "from": from_repository}
         )
         response = self._send("POST", url, what=f"blob mount {digest} from {from_repository}")
         if response.status_code == 201:
-            return True
+            return True, None
         self._check(response, f"blob mount {digest} from {from_repository}", (202,))
-        if response.headers.get("location"):
-            # An upload session we will not use (the blob is uploaded in a new one):
-            # cancelled when the client closes, not left open on the registry.
-            self._session_moved(_follow_location(response, httpx.URL(url), self.base_url))
-        return False
+        if not response.headers.get("location"):
+            return False, None
+        location = _follow_location(response, httpx.URL(url), self.base_url)
+        self._session_moved(location)
+        return False, location
 
-    def upload_blob(self, repository: str, digest: str, size: int, chunks: Iterable[bytes]) -> None:
-        """Monolithic upload: POST a session, then PUT the whole body with ?digest=.
+    def upload_blob(
+        self, repository: str, digest: str, size: int, chunks: Iterable[bytes], *, location: httpx.URL | None = None
+    ) -> None:
+        """Monolithic upload: POST a session (or use ``location``, one a declined mount
+        opened), then PUT the whole body with ?digest=.
 
         The registry hashes what it receives and refuses a body whose digest differs."""
-        location = self.start_upload(repository)
+        location = location if location is not None else self.start_upload(repository)
         with self._upload_session(location):
             # copy_merge_params keeps the registry's own query (_state); params= would drop it.
             url = location.copy_merge_params({"digest": digest})
