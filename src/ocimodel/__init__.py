@@ -42,6 +42,8 @@ _EXPORTS = {
     "sbom": _F, "SbomResult": "ocimodel.api.sbom",
     # licenses (issue 17)
     "license_report": _F, "LicenseReport": "ocimodel.api.licenses",
+    # evaluation checks and exports (issue 18)
+    "check_evaluations": _F, "export_evaluations": _F, "EvaluationCheck": "ocimodel.api.evaluation_checks",
 }
 
 
@@ -60,11 +62,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from ocimodel.api.audit import AuditResult  # noqa: F401
     from ocimodel.api.client import Client  # noqa: F401
     from ocimodel.api.deployments import DeploymentsResult  # noqa: F401
+    from ocimodel.api.evaluation_checks import EvaluationCheck  # noqa: F401
     from ocimodel.api.functions import (  # noqa: F401
         attach,
         attest,
         audit,
         catalog,
+        check_evaluations,
         copy,
         create_index,
         delete,
@@ -73,6 +77,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         detach,
         diff,
         export,
+        export_evaluations,
         export_signature,
         history,
         import_,
@@ -151,4 +156,5 @@ __all__ = [
     "scan", "ScanResult",
     "sbom", "SbomResult",
     "license_report", "LicenseReport",
+    "check_evaluations", "export_evaluations", "EvaluationCheck",
 ]

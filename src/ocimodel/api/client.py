@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ocimodel.api import audit as audit_ops
     from ocimodel.api import compare as compare_ops
     from ocimodel.api import deployments as deployment_ops
+    from ocimodel.api import evaluation_checks as evaluation_check_ops
     from ocimodel.api import licenses as license_ops
     from ocimodel.api import referrers as referrer_ops
     from ocimodel.api import registry as registry_ops
@@ -177,6 +178,8 @@ class Client:
         scan = _bound(scan_ops.scan)
         sbom = _bound(sbom_ops.sbom)
         license_report = _bound(license_ops.license_report)
+        check_evaluations = _bound(evaluation_check_ops.check_evaluations)
+        export_evaluations = _bound(evaluation_check_ops.export_evaluations)
     else:
         push = _Operation("ocimodel.api.transfer")
         pull = _Operation("ocimodel.api.transfer")
@@ -211,3 +214,5 @@ class Client:
         scan = _Operation("ocimodel.api.scan")
         sbom = _Operation("ocimodel.api.sbom")
         license_report = _Operation("ocimodel.api.licenses")
+        check_evaluations = _Operation("ocimodel.api.evaluation_checks")
+        export_evaluations = _Operation("ocimodel.api.evaluation_checks")

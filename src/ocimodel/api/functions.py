@@ -38,6 +38,7 @@ CONNECTED: dict[str, int | None] = {
     "sign": None, "attest": None, "verify": None, "export_signature": None,
     "create_index": None, "scan": None, "sbom": None, "license_report": None,
     "deploy": None, "retire": None, "deployments": SEARCH_CONCURRENCY, "audit": SEARCH_CONCURRENCY,
+    "check_evaluations": None, "export_evaluations": None,
 }
 WITHOUT_CREDENTIALS = frozenset({"login"})
 
@@ -139,3 +140,5 @@ if TYPE_CHECKING:  # for type checkers: the operations as a default Client's met
     deployments = _default.deployments
     audit = _default.audit
     scan = _default.scan
+    check_evaluations = _default.check_evaluations
+    export_evaluations = _default.export_evaluations

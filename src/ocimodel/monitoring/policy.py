@@ -40,7 +40,7 @@ from ocimodel.monitoring.rules import format_duration, parse_duration, parse_tim
 EVALUATION_PREDICATE = "https://ocimodel.dev/evaluation/v1"
 FUTURE_SKEW = timedelta(minutes=5)
 
-MetricName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+MetricName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]*$")]
 SignerName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Duration = Annotated[str, StringConstraints(pattern=r"^\d+(\.\d+)?(s|m|h|d|w)$")]
 

@@ -26,7 +26,7 @@ RULE_SYNTAX = (
     "METRIC>=N, METRIC>N, METRIC<=N, METRIC<N, or METRIC drop<=N[%] from baseline|previous "
     "(rise<=N[%] for lower-is-better), e.g. 'accuracy>=0.90' or 'accuracy drop<=0.02 from baseline'"
 )
-_METRIC = r"(?P<metric>[A-Za-z0-9_.:-]+)"
+_METRIC = r"(?P<metric>[A-Za-z0-9_][A-Za-z0-9_.:/-]*)"
 _NUMBER = r"(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
 _THRESHOLD = re.compile(rf"^\s*{_METRIC}\s*(?P<op>>=|<=|>|<)\s*{_NUMBER}\s*$")
 _CHANGE = re.compile(
@@ -148,9 +148,12 @@ class Point:
 
 def point_of(record: Any) -> Point | None:
     """A Point from an evaluation record (api.evaluations.EvaluationRecord or alike: time,
-    digest, version, metrics with name / value / dataset, baseline); None when its time is
-    not a time."""
+    digest, version, metrics with name / value / dataset, baseline); None when a record's
+    time is not a time (a baseline without one still is the baseline)."""
+    baseline = bool(getattr(record, "baseline", False))
     when = parse_time(getattr(record, "time", None))
+    if when is None and baseline:
+        when = datetime.min.replace(tzinfo=timezone.utc)  # a push that recorded no time: still the baseline
     if when is None:
         return None
     measures = tuple(
@@ -159,7 +162,7 @@ def point_of(record: Any) -> Point | None:
         if isinstance(m.value, (int, float)) and math.isfinite(m.value)
     )
     return Point(time=when, digest=record.digest, version=getattr(record, "version", None), measures=measures,
-                 baseline=bool(getattr(record, "baseline", False)), alias=getattr(record, "alias", None))
+                 baseline=baseline, alias=getattr(record, "alias", None))
 
 
 # -- the verdict ----------------------------------------------------------------------------
