@@ -209,3 +209,10 @@ def test_policy_rule_refuses_a_rule_without_limits():
     with pytest.raises(ValueError):
         EvaluationRule(metric="accuracy", min=True)
     assert json.loads(EvaluationRule(metric="loss", max=0.5).model_dump_json())["max"] == 0.5
+
+
+def test_the_policy_reads_the_predicate_type_the_records_are_written_with():
+    from ocimodel.api.evaluations import EVALUATION_PREDICATE as written
+    from ocimodel.monitoring.policy import EVALUATION_PREDICATE as judged
+
+    assert judged == written

@@ -42,6 +42,9 @@ _EXPORTS = {
     "sbom": _F, "SbomResult": "ocimodel.api.sbom",
     # licenses (issue 17)
     "license_report": _F, "LicenseReport": "ocimodel.api.licenses",
+    # evaluation records (issue 18)
+    "record_evaluation": _F, "evaluation_history": _F,
+    "EvaluationHistory": "ocimodel.api.evaluations", "EvaluationResult": "ocimodel.api.evaluations",
     # evaluation checks and exports (issue 18)
     "check_evaluations": _F, "export_evaluations": _F, "EvaluationCheck": "ocimodel.api.evaluation_checks",
 }
@@ -63,6 +66,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from ocimodel.api.client import Client  # noqa: F401
     from ocimodel.api.deployments import DeploymentsResult  # noqa: F401
     from ocimodel.api.evaluation_checks import EvaluationCheck  # noqa: F401
+    from ocimodel.api.evaluations import EvaluationHistory, EvaluationResult  # noqa: F401
     from ocimodel.api.functions import (  # noqa: F401
         attach,
         attest,
@@ -76,6 +80,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         deployments,
         detach,
         diff,
+        evaluation_history,
         export,
         export_evaluations,
         export_signature,
@@ -89,6 +94,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         promote,
         pull,
         push,
+        record_evaluation,
         referrers,
         retire,
         rollback,
@@ -156,5 +162,6 @@ __all__ = [
     "scan", "ScanResult",
     "sbom", "SbomResult",
     "license_report", "LicenseReport",
+    "record_evaluation", "evaluation_history", "EvaluationHistory", "EvaluationResult",
     "check_evaluations", "export_evaluations", "EvaluationCheck",
 ]

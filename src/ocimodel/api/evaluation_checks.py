@@ -139,10 +139,16 @@ def check_evaluations(
     previous = alerts.read_state(state_path, shown) if state_path is not None else None
     checked_at = now or datetime.now(timezone.utc)
 
-    with open_store(connection, ref) as target:
-        digest = target.resolve(ref.reference or DEFAULT_TAG).digest
     tag = ref.tag or (DEFAULT_TAG if ref.digest is None else None)
     alias = tag if tag is not None and not is_version_tag(tag) else None
+    version = tag if tag is not None and is_version_tag(tag) else None
+    with open_store(connection, ref) as target:
+        digest = target.resolve(ref.reference or DEFAULT_TAG).digest
+        if version is None:  # an alias or a digest: the version tag that names the same model
+            from ocimodel.api.statements import tagged
+
+            named = sorted(t for t, d in tagged(target).items() if d == digest and is_version_tag(t))
+            version = named[-1] if named else None
 
     from ocimodel.api.evaluations import evaluation_history
 
@@ -159,9 +165,6 @@ def check_evaluations(
             continue
         counted.append(record)
     points = [p for p in (point_of(r) for r in counted) if p is not None]
-    version = next((r.version for r in reversed(counted) if r.version), None)
-    if version is None and tag is not None and is_version_tag(tag):
-        version = tag
     outcomes = [_outcome(o) for o in judge(points, parsed, window=window, max_age=age, now=checked_at)]
     failures = [o for o in outcomes if not o.passed]
     result = EvaluationCheck(
