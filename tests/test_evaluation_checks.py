@@ -150,3 +150,18 @@ def test_check_on_a_layout_and_usage_errors(tmp_path: Path, cli, monkeypatch):
                              "--state-file", state)
         assert code == 1 and "did not take the alert" in err and SECRET not in out + err
         assert not state.exists()
+
+
+def test_check_with_a_policy_counts_trusted_records_only(tmp_path: Path):
+    ref = f"oci:{tmp_path / 'store'}:1.0"
+    ocimodel.push(_model(tmp_path), ref)
+    key, pub = tmp_path / "ci.key", tmp_path / "ci.pub"
+    ocimodel.generate_key_pair(key, pub)
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"signers": {"ci": {"key": str(pub)}}}))
+    ocimodel.record_evaluation(ref, {"accuracy": 0.80}, time=_at(2), key=key)
+    ocimodel.record_evaluation(ref, {"accuracy": 0.99}, time=_at(1))  # newer, good, unsigned
+    assert ocimodel.check_evaluations(ref, ["accuracy>=0.9"]).ok  # without a policy it counts
+    result = ocimodel.check_evaluations(ref, ["accuracy>=0.9"], policy=policy)
+    assert not result.ok and result.trusted_only and (result.records, result.ignored) == (1, 1)
+    assert [f.value for f in result.failures] == [0.80]
