@@ -155,7 +155,7 @@ def check_evaluations(
     # By digest: the records of the model the reference names now, not of whatever the
     # alias held when each record was made.
     history = evaluation_history(connection, str(ref.with_tag(None).with_digest(digest)), policy=policy,
-                                 **({"trusted_root": trusted_root} if trusted_root is not None else {}))
+                                 trusted_root=trusted_root)
     counted, ignored = [], 0
     for record in history.records:
         if record.digest != digest:
@@ -264,8 +264,7 @@ def export_evaluations(
 
     ref = as_reference(reference)
     model = str(ref.with_tag(None).with_digest(None))
-    history = evaluation_history(connection, str(ref), policy=policy,
-                                 **({"trusted_root": trusted_root} if trusted_root is not None else {}))
+    history = evaluation_history(connection, str(ref), policy=policy, trusted_root=trusted_root)
     with open_store(connection, ref) as target:
         tags = tagged(target)
     aliases: dict[str, list[str]] = {}

@@ -57,7 +57,7 @@ def check(
 
       ocimodel eval check localhost:5000/team/sentiment:production --rule 'accuracy>=0.90' --rule 'accuracy drop<=0.02 from baseline' --max-age 7d
 
-      ocimodel eval check localhost:5000/team/sentiment:production --rule 'accuracy>=0.90' --notify "$SLACK_WEBHOOK" --state-file sentiment.state
+      OCIMODEL_NOTIFY_URL="$SLACK_WEBHOOK" ocimodel eval check localhost:5000/team/sentiment:production --rule 'accuracy>=0.90' --state-file sentiment.state
 
     REPO:ALIAS checks the model the alias names now. A metric with no record, or whose
     latest record is older than --max-age, fails as missing or stale. With --policy, only
