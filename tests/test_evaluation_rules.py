@@ -216,3 +216,21 @@ def test_the_policy_reads_the_predicate_type_the_records_are_written_with():
     from ocimodel.monitoring.policy import EVALUATION_PREDICATE as judged
 
     assert judged == written
+
+
+def test_the_policy_section_is_checked_like_the_others():
+    from ocimodel.trust.policy import PolicyError, parse_policy
+
+    signers = {"ci": {"key": "ci.pub"}}
+    policy = parse_policy({"signers": signers, "evaluations": [{"metric": "accuracy", "min": 0.9, "max_age": "7d"}],
+                           "aliases": {"production": {"require": ["evaluations"]}}})
+    assert policy.evaluations[0].name == "evaluation accuracy (>= 0.9, within 7d)"
+    for bad, said in (
+        ({"evaluations": [{"metric": "accuracy", "min": 0.9, "signers": ["nobody"]}]}, "nobody"),
+        ({"evaluations": [{"metric": "accuracy", "min": 0.9, "max_age": "a week"}]}, "max_age"),
+        ({"evaluations": [{"metric": "accuracy", "minimum": 0.9}]}, "minimum"),
+        ({"aliases": {"production": {"require": ["evaluations"]}}}, "no evaluation rules"),
+    ):
+        with pytest.raises(PolicyError) as error:
+            parse_policy({"signers": signers, **bad})
+        assert said in error.value.message, error.value.message

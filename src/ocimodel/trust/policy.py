@@ -328,6 +328,8 @@ def parse_policy(document: Any, what: str = "policy") -> Policy:
             hint = "a signer is either {key: PATH} or {identity: ..., issuer: ...}"
         elif loc[:1] == ["aliases"] or message.startswith("aliases"):
             hint = "an alias rule is {require: [signature, attestations], promoters: [SIGNER, ...]}"
+        elif loc[:1] == ["evaluations"] or message.startswith("evaluations"):
+            hint = "an evaluation rule is {metric: accuracy, min: 0.9, max: ..., max_age: 7d, signers: [SIGNER], environment: production}"
         raise PolicyError(f"{what}: {where}: {message}", hint=hint) from None
 
 
