@@ -12,12 +12,7 @@ from pathlib import Path
 import pytest
 
 import ocimodel
-from ocimodel.api.common import as_reference, open_store
 from ocimodel.api.promotions import PromotionDenied
-from ocimodel.api.statements import write_unsigned
-from ocimodel.monitoring.policy import EVALUATION_PREDICATE
-from ocimodel.signing.statement import attestation_statement
-from ocimodel.transport.connection import ConnectionOptions
 from ocimodel.trust.verify import PolicyDenied
 
 pytestmark = pytest.mark.registry
@@ -27,21 +22,10 @@ def _when(days_ago: float) -> str:
     return (datetime.now(timezone.utc) - timedelta(days=days_ago)).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _predicate(accuracy: float, days_ago: float, environment: str = "production") -> dict:
-    return {"metrics": [{"name": "accuracy", "value": accuracy, "dataset": "https://data.example/holdout"}],
-            "environment": environment, "time": _when(days_ago), "recorder": "ci"}
-
-
-def _record(ref: str, key: Path, accuracy: float, days_ago: float = 0, environment: str = "production") -> None:
-    ocimodel.attest(ref, predicate_type=EVALUATION_PREDICATE, key=key,
-                    predicate=_predicate(accuracy, days_ago, environment))
-
-
-def _unsigned(ref: str, accuracy: float) -> None:
-    reference = as_reference(ref)
-    with open_store(ConnectionOptions(), reference, for_write=True) as target:
-        root = target.resolve(reference.reference)
-        write_unsigned(target, root, attestation_statement(root.digest, EVALUATION_PREDICATE, _predicate(accuracy, 0)))
+def _record(ref: str, key: Path | None, accuracy: float, days_ago: float = 0, environment: str = "production") -> None:
+    """An evaluation record as `eval record` writes it: signed with ``key``, unsigned without."""
+    ocimodel.record_evaluation(ref, {"accuracy": accuracy}, dataset="https://data.example/holdout",
+                               environment=environment, time=_when(days_ago), key=key)
 
 
 @pytest.fixture
@@ -82,7 +66,7 @@ def test_promotion_gate_needs_a_fresh_good_record_from_a_trusted_signer(setup):
     # 1.3: the trusted record is bad; newer good ones are unsigned, by an untrusted key,
     # by a signer the rule does not name, or of another environment: none of them counts
     _record(refs["1.3"], ci, 0.80, days_ago=3)
-    _unsigned(refs["1.3"], 0.99)
+    _record(refs["1.3"], None, 0.99)  # unsigned
     _record(refs["1.3"], rogue, 0.99, days_ago=0)
     _record(refs["1.3"], setup["release"], 0.99, days_ago=0)
     _record(refs["1.3"], ci, 0.99, days_ago=0, environment="staging")
