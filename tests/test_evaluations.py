@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import jsonschema
@@ -16,8 +17,12 @@ import pytest
 import ocimodel
 from ocimodel.api import functions as reg
 from ocimodel.api import trust as api_trust
+from ocimodel.api.common import as_reference, open_store
 from ocimodel.api.evaluations import EVALUATION_PREDICATE
+from ocimodel.api.statements import write_unsigned
 from ocimodel.oci import mediatypes as mt
+from ocimodel.signing.statement import attestation_statement
+from ocimodel.transport.connection import ConnectionOptions
 from tests.support.faultproxy import FaultProxy
 from tests.test_cli import json_of, ok
 
@@ -118,6 +123,12 @@ def test_history_of_an_alias_shows_each_record_under_the_version_that_held_it(re
     # The repository's history has every record, the one made off the alias too.
     assert sorted(p.metrics[0].value for p in reg.evaluation_history(repo, metric="accuracy").records if not p.baseline) == [
         0.5, 0.91, 0.92, 0.93]
+    # A tag no promotion record moved gives the history of the model it names, said so.
+    reg.tag(f"{repo}:1.1", "candidate")
+    candidate = reg.evaluation_history(f"{repo}:candidate", metric="accuracy")
+    assert candidate.kind == "model" and {p.digest for p in candidate.records} == {v["1.1"]}
+    assert [(p.version, p.alias) for p in candidate.records] == [("1.1", None), ("1.1", None)]
+    assert candidate.warnings[-1] == "no promotion record of candidate: the history of the model it names now"
 
 
 def test_signed_records_are_trusted_under_a_policy_naming_the_key(repo, model_dir, tmp_path, keys):
@@ -197,7 +208,10 @@ def test_cli_eval_record_and_history(registry, repo_name, model_dir, tmp_path, k
     assert [(m["name"], m["value"], m["dataset"], m["split"]) for m in document["records"][2]["metrics"]] == [
         ("accuracy", 0.78, "imdb", "test"), ("f1", 0.7, None, None), ("latency_ms", 41.0, None, None)]
 
-    shown = ok("eval", "history", repo, "--metric", "accuracy").out
+    drawn = tmp_path / "accuracy.svg"
+    shown = ok("eval", "history", repo, "--metric", "accuracy", "--plot", drawn).out
+    assert ET.parse(drawn).getroot().tag == "{http://www.w3.org/2000/svg}svg"
+    assert shown.splitlines()[-1] == f"Plot: {drawn}"
     lines = shown.splitlines()
     assert lines[0].startswith("2026-01-01T00:00:00Z") and "accuracy=0.95" in lines[0] and lines[0].endswith("[baseline]")
     assert "accuracy=0.93" in lines[1] and lines[1].endswith("[signed]")
@@ -217,7 +231,30 @@ def test_a_second_history_fetches_no_record_again(registry, repo_name, model_dir
         first = reg.evaluation_history(f"{proxy.host}/{repo_name}:1.0")
         blobs, manifests = proxy.count("GET", r"/blobs/sha256:"), proxy.count("GET", r"/manifests/sha256:")
         assert blobs == 3  # each record's statement layer, once
+        # The records' manifests, once each; the model's was read once, by its tag.
+        assert (manifests, proxy.count("GET", r"/manifests/1\.0")) == (3, 1)
         second = reg.evaluation_history(f"{proxy.host}/{repo_name}:1.0")
         assert proxy.count("GET", r"/blobs/sha256:") == blobs
         assert proxy.count("GET", r"/manifests/sha256:") - manifests == manifests - 3  # the records' are not asked again
     assert _points(second) == _points(first) and len(first.records) == 4
+
+
+def test_an_unreadable_evaluation_record_is_reported_not_dropped(model_dir, tmp_path):
+    repo = f"oci:{tmp_path / 'store'}"
+    v = _versions(repo, model_dir, tmp_path)
+    junk = tmp_path / "bundle.json"
+    junk.write_text('{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json"}')
+    attached = reg.attach(f"{repo}:1.0", [junk], artifact_type=mt.BUNDLE_MEDIA_TYPE,
+                          annotations={mt.ANNOTATION_BUNDLE_PREDICATE_TYPE: EVALUATION_PREDICATE})
+    # A statement of our type whose predicate is not a record (another tool's, or a bug).
+    with open_store(ConnectionOptions(), as_reference(f"{repo}:1.0")) as store:
+        root = store.resolve("1.0")
+        statement = attestation_statement(root.digest, EVALUATION_PREDICATE, {"metrics": [{"name": "accuracy", "value": "high"}],
+                                                                              "time": "2026-10-01T00:00:00Z"})
+        bad = write_unsigned(store, root, statement)
+    reg.record_evaluation(f"{repo}:1.0", {"accuracy": 0.9}, time="2026-11-01T00:00:00Z")
+    history = reg.evaluation_history(f"{repo}:1.0")
+    assert [(p.baseline, p.metrics[0].value) for p in history.records] == [(True, 0.95), (False, 0.9)]
+    assert any(attached.digest in w and "not readable" in w for w in history.warnings), history.warnings
+    assert any(bad.digest in w and "metrics.0.value" in w for w in history.warnings), history.warnings
+    assert {p.digest for p in history.records} == {v["1.0"]}

@@ -4,6 +4,7 @@ and `--plot` writing an SVG that parses and a PNG with its signature."""
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import xml.etree.ElementTree as ET
@@ -43,6 +44,9 @@ def test_metrics_from_options_json_and_csv_make_one_predicate(tmp_path, monkeypa
     table.write_text("\ufeffMetric, Value ,dataset\naccuracy,0.78,imdb\n\nf1,7e-1,\n")
     assert read_input(table) == {"metrics": [{"name": "accuracy", "value": 0.78, "dataset": "imdb"}, {"name": "f1", "value": 0.7}]}
     assert build_predicate({"accuracy": 0.9}).time.endswith("Z")  # no time given: now
+    # `--from -`: what a job pipes in.
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b'{"metrics": [{"name": "auc", "value": 0.7}]}')))
+    assert read_input("-") == {"metrics": [{"name": "auc", "value": 0.7}]}
 
 
 @pytest.mark.parametrize(("metrics", "options", "named"), [
@@ -157,6 +161,10 @@ def test_plot_writes_an_svg_that_parses_and_a_png(tmp_path):
     assert "accuracy" in svg.read_text()
     png = plot(_history(), tmp_path / "history.PNG")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # An existing file is replaced only when asked (ocimodel.outputs, as export's output).
+    with pytest.raises(UsageError, match="already exists"):
+        plot(_history(), svg)
+    assert plot(_history(), svg, overwrite=True) == svg and ET.parse(svg).getroot().tag.endswith("svg")
     with pytest.raises(UsageError, match="must end in .svg or .png"):
         plot(_history(), tmp_path / "history.pdf")
     with pytest.raises(UsageError, match="nothing to plot"):

@@ -27,6 +27,9 @@ _EXPORTS = {
     "logout": _T, "blob_cache_info": _T, "prune_blob_cache": _T,
     "BlobCacheInfo": _T, "BlobCachePruned": _T, "CopyResult": _T, "FileEntry": _T, "LoginResult": _T,
     "LogoutResult": _T, "ModelInfo": _T, "PullResult": _T, "PushResult": _T,
+    # evaluation records (issue 18)
+    "record_evaluation": _F, "evaluation_history": _F,
+    "EvaluationHistory": "ocimodel.api.evaluations", "EvaluationResult": "ocimodel.api.evaluations",
 }
 
 
@@ -43,7 +46,19 @@ def __getattr__(name: str):
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from ocimodel.api.client import Client  # noqa: F401
-    from ocimodel.api.functions import catalog, copy, inspect, list_tags, login, pull, push, tag  # noqa: F401
+    from ocimodel.api.evaluations import EvaluationHistory, EvaluationResult  # noqa: F401
+    from ocimodel.api.functions import (  # noqa: F401
+        catalog,
+        copy,
+        evaluation_history,
+        inspect,
+        list_tags,
+        login,
+        pull,
+        push,
+        record_evaluation,
+        tag,
+    )
     from ocimodel.api.transfer import (  # noqa: F401
         BlobCacheInfo,
         BlobCachePruned,

@@ -8,6 +8,7 @@ imports ocimodel."""
 
 from __future__ import annotations
 
+import io
 import os
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from ocimodel.api.evaluations import EvaluationHistory, EvaluationRecord
 from ocimodel.api.statements import parse_time
 from ocimodel.errors import UsageError
+from ocimodel.outputs import check_output, write_output
 
 PLOT_FORMATS = (".svg", ".png")
 PLOT_EXTRA = "pip install 'ocimodel[plot]'"
@@ -61,19 +63,22 @@ def text_chart(history: EvaluationHistory, *, height: int = 5, width: int = 60) 
     return lines
 
 
-def check_plot_path(path: str | os.PathLike[str]) -> None:
-    """Refuse a plot file that is not .svg or .png, or a plot without matplotlib, before
-    anything is read."""
+def check_plot_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+    """Refuse, before anything is read: a plot file that is not .svg or .png, a path that
+    is not a free name or (with ``overwrite``) a regular file (ocimodel.outputs), a plot
+    without matplotlib."""
     suffix = Path(path).suffix.lower()
     if suffix not in PLOT_FORMATS:
         raise UsageError(f"--plot {str(path)[:200]}: the file must end in .svg or .png", hint="e.g. --plot accuracy.svg")
+    check_output(path, replace=overwrite, example="history.svg")
     _matplotlib()
 
 
-def plot(history: EvaluationHistory, path: str | os.PathLike[str]) -> Path:
+def plot(history: EvaluationHistory, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
     """Draw the history to ``path`` (.svg or .png): one panel per metric, value over time,
-    a line per version; baselines as stars, records that are not trusted as hollow marks."""
-    check_plot_path(path)
+    a line per version; baselines as stars, records that are not trusted as hollow marks.
+    Written whole or not at all; an existing file only with ``overwrite``."""
+    check_plot_path(path, overwrite=overwrite)
     figure_class, canvas_class = _matplotlib()
     groups = series(history)
     if not groups:
@@ -111,7 +116,9 @@ def plot(history: EvaluationHistory, path: str | os.PathLike[str]) -> Path:
             axes.set_title(history.reference, fontsize="medium")
     figure.autofmt_xdate()
     target = Path(path)
-    figure.savefig(target, format=target.suffix.lower()[1:], metadata=_metadata(target))
+    drawn = io.BytesIO()
+    figure.savefig(drawn, format=target.suffix.lower()[1:], metadata=_metadata(target))
+    write_output(target, drawn.getvalue(), replace=overwrite, example="history.svg")
     return target
 
 

@@ -527,12 +527,12 @@ def evaluation_history(
     warnings: list[str] = []
     held: list[tuple[datetime, str | None]] | None = None  # the alias's timeline: (since, digest)
     alias = None
+    known: dict[str, Descriptor] = {}  # models resolved already: their manifest is not asked for again
     if ref.digest is None and ref.tag is not None and not is_version_tag(ref.tag):
         alias = ref.tag
         held, alias_warnings = _alias_timeline(connection, repository, alias, policy, trusted_root, offline)
         warnings += alias_warnings
     with open_store(connection, ref) as store:
-        tags = tagged(store, missing_ok=False) if ref.digest is None and ref.tag is None else tagged(store)
         if held is not None and not any(d for _, d in held):
             # An alias no promotion record moved (`latest`, a tag another tool sets): the
             # model it names now, said so.
@@ -540,17 +540,19 @@ def evaluation_history(
             warnings.append(f"no {which}promotion record of {alias}: the history of the model it names now")
             held, alias = None, None
         if held is not None:
-            kind, digests = "alias", sorted({d for _, d in held if d})
+            kind, digests, tags = "alias", sorted({d for _, d in held if d}), tagged(store)
         elif ref.digest is not None or ref.tag is not None:
-            kind, digests = "model", [store.resolve(ref.reference or DEFAULT_TAG).digest]
+            root = store.resolve(ref.reference or DEFAULT_TAG)
+            kind, digests, known = "model", [root.digest], {root.digest: root}
+            # A version tag names its model: the other tags are read only to name a digest.
+            tags = {ref.tag: digests[0]} if ref.tag is not None and is_version_tag(ref.tag) else tagged(store)
         else:
-            kind, digests = "repository", sorted(set(tags.values()))
+            kind, tags = "repository", tagged(store, missing_ok=False)  # a typo is not an empty repository
+            digests = sorted(set(tags.values()))
             if not digests:
                 raise NotFound(f"{repository} has no tagged model", hint=f"`ocimodel versions {repository}` lists the tags")
         versions = _versions(tags)
-        if kind == "model" and ref.tag is not None and is_version_tag(ref.tag):
-            versions[digests[0]] = ref.tag
-        baselines = _baselines(store, digests, repository, versions, warnings, connection)
+        baselines = _baselines(store, digests, repository, versions, warnings, connection, known)
         reads = _CachedReads(store) if isinstance(store, RemoteRepository) else store
         found = scan(reads, digests, trust=trust, keyless=keyless, skip=(mt.PROMOTION_ARTIFACT,),
                      workers=reader_threads(connection))
@@ -625,12 +627,14 @@ def _versions(tags: dict[str, str]) -> dict[str, str]:
 
 
 def _baselines(store, digests: list[str], repository: str, versions: dict[str, str], warnings: list[str],
-               connection) -> list[EvaluationRecord]:
+               connection, known: dict[str, Descriptor]) -> list[EvaluationRecord]:
     """The metrics each model's card recorded at push time (manifests only, never weights)."""
 
     def read(digest: str) -> EvaluationRecord | None:
         try:
-            descriptor = store.resolve(digest)
+            # A remote store keeps the manifest its resolve fetched: a model resolved by its
+            # tag is not fetched again by its digest.
+            descriptor = known.get(digest) or store.resolve(digest)
             manifest = parse_manifest(store.fetch_manifest(descriptor), descriptor.media_type)
         except OcimodelError as exc:
             warnings.append(f"cannot read the model card of {digest}: {exc.message}")

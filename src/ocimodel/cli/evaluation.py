@@ -130,6 +130,7 @@ def history(
         Path | None,
         typer.Option("--plot", metavar="FILE.svg|FILE.png", help="Also draw the history to FILE (needs pip install 'ocimodel[plot]')."),
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the --plot FILE if it is an existing regular file.")] = False,
     trusted_root: TrustedRootOpt = None,
     offline: OfflineOpt = True,
     plain_http: PlainHttpOpt = None,
@@ -149,7 +150,7 @@ def history(
     from ocimodel.api import evaluation_charts
 
     if plot is not None:
-        evaluation_charts.check_plot_path(plot)
+        run(lambda _: evaluation_charts.check_plot_path(plot, overwrite=force), verb="eval history", show_progress=False)
     result = run(
         lambda _: _api().evaluation_history(
             reference, metric=list(metric or []) or None, since=since, policy=policy, trusted_root=trusted_root,
@@ -158,7 +159,7 @@ def history(
         verb="eval history", show_progress=False,
     )
     if plot is not None:
-        run(lambda _: evaluation_charts.plot(result, plot), verb="eval history", show_progress=False)
+        run(lambda _: evaluation_charts.plot(result, plot, overwrite=force), verb="eval history", show_progress=False)
     if as_json:
         print_json(result)
         return
