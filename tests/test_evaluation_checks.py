@@ -144,6 +144,10 @@ def test_check_on_a_layout_and_usage_errors(tmp_path: Path, cli, monkeypatch):
     assert code == 2 and "not a duration" in err
     code, out, err = cli("eval", "check", ref, "--rule", "accuracy>=0.9", "--notify", f"ftp://h/{SECRET}")
     assert code == 2 and SECRET not in out + err
+    with Receiver() as receiver:  # without a state file, every failing run alerts
+        for _ in range(2):
+            assert cli("eval", "check", ref, "--rule", "accuracy>=0.9", "--notify", receiver.url(SECRET))[0] == 1
+        assert [a["status"] for a in receiver.received] == ["firing", "firing"]
     with Receiver([500] * 10) as receiver:  # an alert that cannot be delivered: exit 1, said, no state moved
         state = tmp_path / "s.json"
         code, out, err = cli("eval", "check", ref, "--rule", "accuracy>=0.9", "--notify", receiver.url(SECRET),
