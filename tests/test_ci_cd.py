@@ -363,7 +363,8 @@ _STEPS = {"push", "scan", "sign", "attest", "sbom", "verify", "promote"}
 @pytest.mark.parametrize("name", sorted(_scripts()))
 def test_every_ocimodel_command_names_real_subcommands_and_options(name):
     commands = ocimodel_commands(_scripts()[name])
-    assert commands, f"{name}: no ocimodel command found"
+    # model-release.yml runs ocimodel only through the action
+    assert commands or name == "examples/github/model-release.yml", f"{name}: no ocimodel command found"
     errors = [f"ocimodel {' '.join(args)}: {e}" for args in commands if _checked(args) for e in check_command(args)]
     assert errors == []
 
