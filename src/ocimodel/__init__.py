@@ -42,6 +42,9 @@ _EXPORTS = {
     "sbom": _F, "SbomResult": "ocimodel.api.sbom",
     # licenses (issue 17)
     "license_report": _F, "LicenseReport": "ocimodel.api.licenses",
+    # evaluation records (issue 18)
+    "record_evaluation": _F, "evaluation_history": _F,
+    "EvaluationHistory": "ocimodel.api.evaluations", "EvaluationResult": "ocimodel.api.evaluations",
 }
 
 
@@ -60,6 +63,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from ocimodel.api.audit import AuditResult  # noqa: F401
     from ocimodel.api.client import Client  # noqa: F401
     from ocimodel.api.deployments import DeploymentsResult  # noqa: F401
+    from ocimodel.api.evaluations import EvaluationHistory, EvaluationResult  # noqa: F401
     from ocimodel.api.functions import (  # noqa: F401
         attach,
         attest,
@@ -72,6 +76,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         deployments,
         detach,
         diff,
+        evaluation_history,
         export,
         export_signature,
         history,
@@ -84,6 +89,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         promote,
         pull,
         push,
+        record_evaluation,
         referrers,
         retire,
         rollback,
@@ -151,4 +157,5 @@ __all__ = [
     "scan", "ScanResult",
     "sbom", "SbomResult",
     "license_report", "LicenseReport",
+    "record_evaluation", "evaluation_history", "EvaluationHistory", "EvaluationResult",
 ]

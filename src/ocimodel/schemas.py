@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from ocimodel.api.audit import AuditResult
 from ocimodel.api.deployments import DeploymentsResult
+from ocimodel.api.evaluations import EvaluationHistory, EvaluationPredicate
 from ocimodel.api.licenses import LicenseReport
 from ocimodel.api.promotions import PromotionPredicate
 from ocimodel.api.registry import HistoryResult
@@ -36,6 +37,9 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "license-report.schema.json": LicenseReport,  # `ocimodel license --json`, ocimodel.license_report()
     "scan-result.schema.json": ScanResult,  # `ocimodel scan --json`, ocimodel.scan()
     "sbom-result.schema.json": SbomResult,  # `ocimodel sbom --json`, ocimodel.sbom()
+    # https://ocimodel.dev/evaluation/v1, and what `ocimodel eval record --from FILE` reads
+    "evaluation-predicate.schema.json": EvaluationPredicate,
+    "evaluation-history.schema.json": EvaluationHistory,  # `ocimodel eval history --json`
 }
 
 

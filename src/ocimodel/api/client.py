@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ocimodel.api import audit as audit_ops
     from ocimodel.api import compare as compare_ops
     from ocimodel.api import deployments as deployment_ops
+    from ocimodel.api import evaluations as evaluation_ops
     from ocimodel.api import licenses as license_ops
     from ocimodel.api import referrers as referrer_ops
     from ocimodel.api import registry as registry_ops
@@ -177,6 +178,8 @@ class Client:
         scan = _bound(scan_ops.scan)
         sbom = _bound(sbom_ops.sbom)
         license_report = _bound(license_ops.license_report)
+        record_evaluation = _bound(evaluation_ops.record_evaluation)
+        evaluation_history = _bound(evaluation_ops.evaluation_history)
     else:
         push = _Operation("ocimodel.api.transfer")
         pull = _Operation("ocimodel.api.transfer")
@@ -211,3 +214,5 @@ class Client:
         scan = _Operation("ocimodel.api.scan")
         sbom = _Operation("ocimodel.api.sbom")
         license_report = _Operation("ocimodel.api.licenses")
+        record_evaluation = _Operation("ocimodel.api.evaluations")
+        evaluation_history = _Operation("ocimodel.api.evaluations", default_concurrency=8)  # reads every record

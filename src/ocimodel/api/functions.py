@@ -11,7 +11,7 @@ arguments a function takes is the one thing said here:
 - every one takes ``plain_http`` and ``options`` (a whole :class:`ConnectionOptions`);
 - all but ``login`` take ``credentials`` (login is given a username and password);
 - the transfers (push, pull, copy, export, import_) take ``concurrency``, default 4, and
-  search, deployments and audit take it with default 8 (they read many small records);
+  search, deployments, audit and evaluation_history take it with default 8 (they read many small records);
   the others use that of ``options``."""
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ CONNECTED: dict[str, int | None] = {
     "sign": None, "attest": None, "verify": None, "export_signature": None,
     "create_index": None, "scan": None, "sbom": None, "license_report": None,
     "deploy": None, "retire": None, "deployments": SEARCH_CONCURRENCY, "audit": SEARCH_CONCURRENCY,
+    "record_evaluation": None, "evaluation_history": SEARCH_CONCURRENCY,
 }
 WITHOUT_CREDENTIALS = frozenset({"login"})
 
@@ -139,3 +140,5 @@ if TYPE_CHECKING:  # for type checkers: the operations as a default Client's met
     deployments = _default.deployments
     audit = _default.audit
     scan = _default.scan
+    record_evaluation = _default.record_evaluation
+    evaluation_history = _default.evaluation_history

@@ -23,6 +23,7 @@ from ocimodel.cli import (
     cache,
     compare,
     deploy,
+    evaluation,
     index,
     license,
     referrers,
@@ -154,6 +155,7 @@ app.add_typer(index.index_app, name="index")
 app.add_typer(trust.signature_app, name="signature")
 app.add_typer(trust.key_app, name="key")
 app.add_typer(deploy.deploy_app, name="deploy")
+app.add_typer(evaluation.eval_app, name="eval")
 
 
 def cli_command() -> Any:

@@ -1,0 +1,48 @@
+"""The options of the commands that sign what they write (records, attestations), and the
+password prompt for an encrypted key. Kept here, once, so that every such command says
+the same thing about --key and the keyless options.
+
+Two kinds of command take them: those that always sign (sign, attest, scan --attest,
+sbom --attest: without --key they sign keyless) and those that write a record that may
+be unsigned (promote, rollback, deploy, eval record: without --key or a keyless option
+the record is unsigned)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+# Named here so --help does not load the signing modules (keys.PASSWORD_ENV would).
+PASSWORD_ENV = "OCIMODEL_KEY_PASSWORD"
+
+RecordKeyOpt = Annotated[
+    Path | None,
+    typer.Option("--key", metavar="PEM", help=f"Sign the record with this ECDSA P-256 private key (encrypted: ${PASSWORD_ENV}, or asked for on a terminal). Omitted, and no keyless option: the record is unsigned."),
+]
+KeylessOpt = Annotated[bool, typer.Option("--keyless", help="Sign keyless (Sigstore) with the CI's ambient identity.")]
+RecordIdentityTokenOpt = Annotated[
+    str | None, typer.Option("--identity-token", metavar="JWT", help="Sign keyless with this OIDC identity token.")
+]
+TrustConfigOpt = Annotated[
+    Path | None, typer.Option("--trust-config", metavar="FILE", help="Keyless: a Sigstore ClientTrustConfig JSON (default: the public instance).")
+]
+StagingOpt = Annotated[bool, typer.Option("--staging", help="Keyless: use Sigstore's staging instance.")]
+
+
+def password_for(key: Path | None) -> str | None:
+    """Ask for the key's password on a terminal when it is encrypted and none is set."""
+    from ocimodel.signing.errors import KeyPasswordRequired
+    from ocimodel.signing.keys import load_private_key
+
+    if key is None:
+        return None
+    try:
+        load_private_key(key)
+    except KeyPasswordRequired:
+        if not sys.stdin.isatty():
+            raise
+        return typer.prompt(f"Password for {key}", hide_input=True, err=True)
+    return None
