@@ -154,7 +154,7 @@ def test_every_module_function_with_connection_arguments_is_a_client_method() ->
         own = [(p.name, p.kind, p.default) for p in parameters.values() if p.name not in CONNECTION_ARGUMENTS]
         theirs = [(p.name, p.kind, p.default) for p in inspect.signature(method).parameters.values()][1:]
         assert sorted(own) == sorted(theirs), name
-    assert len(wrapped) == 35  # ... scan, sbom, license_report, record_evaluation, evaluation_history
+    assert len(wrapped) == 37  # ... license_report, record_evaluation, evaluation_history, check_evaluations, export_evaluations
     assert callable(ocimodel.Client.logout)
 
 

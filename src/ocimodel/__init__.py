@@ -45,6 +45,8 @@ _EXPORTS = {
     # evaluation records (issue 18)
     "record_evaluation": _F, "evaluation_history": _F,
     "EvaluationHistory": "ocimodel.api.evaluations", "EvaluationResult": "ocimodel.api.evaluations",
+    # evaluation checks and exports (issue 18)
+    "check_evaluations": _F, "export_evaluations": _F, "EvaluationCheck": "ocimodel.api.evaluation_checks",
 }
 
 
@@ -63,12 +65,14 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from ocimodel.api.audit import AuditResult  # noqa: F401
     from ocimodel.api.client import Client  # noqa: F401
     from ocimodel.api.deployments import DeploymentsResult  # noqa: F401
+    from ocimodel.api.evaluation_checks import EvaluationCheck  # noqa: F401
     from ocimodel.api.evaluations import EvaluationHistory, EvaluationResult  # noqa: F401
     from ocimodel.api.functions import (  # noqa: F401
         attach,
         attest,
         audit,
         catalog,
+        check_evaluations,
         copy,
         create_index,
         delete,
@@ -78,6 +82,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         diff,
         evaluation_history,
         export,
+        export_evaluations,
         export_signature,
         history,
         import_,
@@ -158,4 +163,5 @@ __all__ = [
     "sbom", "SbomResult",
     "license_report", "LicenseReport",
     "record_evaluation", "evaluation_history", "EvaluationHistory", "EvaluationResult",
+    "check_evaluations", "export_evaluations", "EvaluationCheck",
 ]

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from ocimodel.api.audit import AuditResult
 from ocimodel.api.deployments import DeploymentsResult
+from ocimodel.api.evaluation_checks import EvaluationCheck
 from ocimodel.api.evaluations import EvaluationHistory, EvaluationPredicate
 from ocimodel.api.licenses import LicenseReport
 from ocimodel.api.promotions import PromotionPredicate
@@ -40,6 +41,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     # https://ocimodel.dev/evaluation/v1, and what `ocimodel eval record --from FILE` reads
     "evaluation-predicate.schema.json": EvaluationPredicate,
     "evaluation-history.schema.json": EvaluationHistory,  # `ocimodel eval history --json`
+    "evaluation-check.schema.json": EvaluationCheck,  # `ocimodel eval check --json`, ocimodel.check_evaluations()
 }
 
 

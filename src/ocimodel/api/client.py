@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ocimodel.api import audit as audit_ops
     from ocimodel.api import compare as compare_ops
     from ocimodel.api import deployments as deployment_ops
+    from ocimodel.api import evaluation_checks as evaluation_check_ops
     from ocimodel.api import evaluations as evaluation_ops
     from ocimodel.api import licenses as license_ops
     from ocimodel.api import referrers as referrer_ops
@@ -180,6 +181,8 @@ class Client:
         license_report = _bound(license_ops.license_report)
         record_evaluation = _bound(evaluation_ops.record_evaluation)
         evaluation_history = _bound(evaluation_ops.evaluation_history)
+        check_evaluations = _bound(evaluation_check_ops.check_evaluations)
+        export_evaluations = _bound(evaluation_check_ops.export_evaluations)
     else:
         push = _Operation("ocimodel.api.transfer")
         pull = _Operation("ocimodel.api.transfer")
@@ -216,3 +219,5 @@ class Client:
         license_report = _Operation("ocimodel.api.licenses")
         record_evaluation = _Operation("ocimodel.api.evaluations")
         evaluation_history = _Operation("ocimodel.api.evaluations", default_concurrency=8)  # reads every record
+        check_evaluations = _Operation("ocimodel.api.evaluation_checks", default_concurrency=8)  # reads every record
+        export_evaluations = _Operation("ocimodel.api.evaluation_checks", default_concurrency=8)

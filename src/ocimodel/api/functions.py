@@ -39,6 +39,7 @@ CONNECTED: dict[str, int | None] = {
     "create_index": None, "scan": None, "sbom": None, "license_report": None,
     "deploy": None, "retire": None, "deployments": SEARCH_CONCURRENCY, "audit": SEARCH_CONCURRENCY,
     "record_evaluation": None, "evaluation_history": SEARCH_CONCURRENCY,
+    "check_evaluations": SEARCH_CONCURRENCY, "export_evaluations": SEARCH_CONCURRENCY,
 }
 WITHOUT_CREDENTIALS = frozenset({"login"})
 
@@ -142,3 +143,5 @@ if TYPE_CHECKING:  # for type checkers: the operations as a default Client's met
     scan = _default.scan
     record_evaluation = _default.record_evaluation
     evaluation_history = _default.evaluation_history
+    check_evaluations = _default.check_evaluations
+    export_evaluations = _default.export_evaluations

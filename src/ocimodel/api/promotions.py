@@ -181,6 +181,8 @@ def _section(rule: str) -> str:
         return "attestations"
     if rule == "licenses":
         return "licenses"
+    if rule.startswith("evaluation "):
+        return "evaluations"
     return "scan" if rule.startswith("scan") else "signature"
 
 
@@ -196,7 +198,7 @@ def gate(target, model: Descriptor, alias: str, context: TrustContext, reference
     decision = evaluate(target, model, data, context.trust, reference=reference, keyless=context.keyless,
                         licenses=licenses)
     rule = context.trust.policy.aliases.get(alias)
-    wanted = set(rule.require) if rule and rule.require else {"signature", "attestations", "scan", "licenses"}
+    wanted = set(rule.require) if rule and rule.require else {"signature", "attestations", "scan", "licenses", "evaluations"}
     reasons = [GateRule(rule=r.rule, passed=r.passed, detail=r.detail) for r in decision.reasons if _section(r.rule) in wanted]
     return GateDecision(policy=policy_digest(context.trust), allowed=all(r.passed for r in reasons), reasons=reasons)
 

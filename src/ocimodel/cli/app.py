@@ -24,6 +24,7 @@ from ocimodel.cli import (
     compare,
     deploy,
     evaluation,
+    evaluation_checks,
     index,
     license,
     referrers,
@@ -155,6 +156,8 @@ app.add_typer(index.index_app, name="index")
 app.add_typer(trust.signature_app, name="signature")
 app.add_typer(trust.key_app, name="key")
 app.add_typer(deploy.deploy_app, name="deploy")
+evaluation.eval_app.command("check")(evaluation_checks.check)
+evaluation.eval_app.command("export")(evaluation_checks.export)
 app.add_typer(evaluation.eval_app, name="eval")
 
 

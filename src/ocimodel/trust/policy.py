@@ -28,6 +28,8 @@ fails on its own:
       deny: ["LicenseRef-*-community-license"]
       unknown: deny                                # or warn
       base_models: true
+    evaluations:                                   # fresh, good, signed evaluation records
+      - {metric: accuracy, min: 0.9, max_age: 7d, signers: [ci], environment: production}
 
 YAML or JSON; unknown fields, duplicate keys, keys that are not strings (``!!binary``,
 ``1``, ``true``), YAML aliases, values of the wrong type (``files: 'false'``), unknown
@@ -57,6 +59,7 @@ from pydantic import (
 from ocimodel.chunks import FileTooLarge, NotARegularFile, read_capped
 from ocimodel.errors import InvalidManifest, UsageError
 from ocimodel.licensing.policy import LicenseRule
+from ocimodel.monitoring.policy import EvaluationRule
 from ocimodel.oci.models import loads_strict
 from ocimodel.signing.errors import KeyLoadError
 from ocimodel.signing.keys import PublicKey, key_hint, load_public_key
@@ -71,8 +74,8 @@ PredicateUri = Annotated[
 Match = Literal["any-of", "all-of"]
 # An alias as a tag: the OCI tag grammar. Versions are refused by the policy's validator.
 AliasName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")]
-# The sections of this policy an alias rule can require (later: evaluation).
-Section = Literal["signature", "attestations", "scan", "licenses"]
+# The sections of this policy an alias rule can require.
+Section = Literal["signature", "attestations", "scan", "licenses", "evaluations"]
 
 
 class PolicyError(UsageError):
@@ -167,6 +170,9 @@ class Policy(_Strict):
     )
     scan: ScanRule | None = Field(default=None, description="A signed scan that must be present (docs/scanning-cli.md).")
     licenses: LicenseRule | None = Field(default=None, description="Which licenses a model may have (docs/licenses.md).")
+    evaluations: list[EvaluationRule] = Field(
+        default_factory=list, description="Signed evaluation records a model must have, fresh and good (docs/monitoring.md)."
+    )
 
     # Key paths are relative to the policy file; the directory is remembered here.
     _base: Path = PrivateAttr(default_factory=Path)
@@ -186,6 +192,7 @@ class Policy(_Strict):
         rules += [(f"aliases.{alias}.promoters", rule.promoters) for alias, rule in self.aliases.items()]
         if self.scan is not None:
             rules.append(("scan", self.scan.signers))
+        rules += [(f"evaluations[{i}]", rule.signers) for i, rule in enumerate(self.evaluations)]
         for where, names in rules:
             for name in names or ():
                 if name not in self.signers:
@@ -207,6 +214,8 @@ class Policy(_Strict):
                 raise ValueError(f"aliases.{alias}.require names scan, and the policy has no scan rule")
             if rule.require and "licenses" in rule.require and self.licenses is None:
                 raise ValueError(f"aliases.{alias}.require names licenses, and the policy has no licenses rule")
+            if rule.require and "evaluations" in rule.require and not self.evaluations:
+                raise ValueError(f"aliases.{alias}.require names evaluations, and the policy has no evaluation rules")
         return self
 
     def with_base(self, directory: str | os.PathLike[str]) -> Policy:
@@ -319,6 +328,8 @@ def parse_policy(document: Any, what: str = "policy") -> Policy:
             hint = "a signer is either {key: PATH} or {identity: ..., issuer: ...}"
         elif loc[:1] == ["aliases"] or message.startswith("aliases"):
             hint = "an alias rule is {require: [signature, attestations], promoters: [SIGNER, ...]}"
+        elif loc[:1] == ["evaluations"] or message.startswith("evaluations"):
+            hint = "an evaluation rule is {metric: accuracy, min: 0.9, max: ..., max_age: 7d, signers: [SIGNER], environment: production}"
         raise PolicyError(f"{what}: {where}: {message}", hint=hint) from None
 
 

@@ -178,6 +178,7 @@ def evaluate(
         reasons.append(_scan_rule(found, trust, manifest, root.digest, local_scan))
     if licenses is not None:  # judged by the caller, which can read cards and base models
         reasons.append(licenses)
+    reasons += [_evaluation_rule(found, trust, rule) for rule in policy.evaluations]
     signatures = [
         SignatureRecord(signer=name, predicate_type=v.predicate_type, referrer=v.referrer)
         for v in found.verified for name in sorted(v.signers)
@@ -354,6 +355,17 @@ def _scan_rule(found: _Found, trust: TrustPolicy, manifest: Any, digest: str, lo
         detail = f"no valid scan attestation ({SCAN_PREDICATE}) by {_who(signers, rule.match)}"
     hint = "; `ocimodel scan REF --attest` attaches one, `verify --scan` scans here instead"
     return RuleResult(rule=name, passed=False, detail=detail + hint, reason=str(Reason.MISSING_ATTESTATION))
+
+
+def _evaluation_rule(found: _Found, trust: TrustPolicy, rule: Any) -> RuleResult:
+    """One evaluation rule of the policy, over the evaluation records that verified
+    (a signer the policy trusts, about this model): ocimodel.monitoring.policy."""
+    from ocimodel.monitoring.policy import EVALUATION_PREDICATE, Signed, judge
+
+    signed = [Signed(v.referrer, v.signers, v.predicate) for v in found.verified if v.predicate_type == EVALUATION_PREDICATE]
+    verdict = judge(rule, signed, trust.signers_of(rule.signers))
+    return RuleResult(rule=rule.name, passed=verdict.passed, detail=verdict.detail,
+                      reason=None if verdict.passed else str(Reason.MISSING_ATTESTATION))
 
 
 def _failure_reason(found: _Found, predicate_type: str, signature_rule: bool, other_types: bool) -> str:

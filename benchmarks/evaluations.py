@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Benchmark of evaluation records: `eval history` and `eval check` on one model as its
+records grow, on the local registry without the referrers API (every listing is the
+fallback tag index; every record is a manifest and a statement blob to fetch).
+
+    PYTHONPATH=src .venv/bin/python benchmarks/evaluations.py [--steps 100,300,1000] [--runs 3] [--signed-every 10] [--out FILE]
+
+Starts Debian's docker-registry on a free loopback port (tests/support/registry.py),
+pushes one small model, then adds evaluation records (accuracy and f1, an hour apart) in
+steps up to the last count; one in --signed-every is signed with a key, the others are
+unsigned (what a monitoring job without a key writes). After each step it times, in this
+process, the median of --runs calls of `evaluation_history(REF)`, of
+`check_evaluations(REF, ["accuracy>=0.5", "accuracy drop<=0.1 from previous"])` and of the
+same check with a policy (the signed records verified), and prints one markdown row with
+the growth against the step before. At the end, one `ocimodel eval check` process, timed
+whole (start-up included). The goal: under 2 s for 1,000 records.
+
+Writers are serial here, so the fallback-index settle time is set low
+(OCIMODEL_REFERRERS_SETTLE=0.1) to keep the set-up short; reads do not depend on it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "src")]
+os.environ.setdefault("OCIMODEL_REFERRERS_SETTLE", "0.1")
+os.environ.setdefault("OCIMODEL_TAG_SETTLE", "0.5")
+
+import ocimodel  # noqa: E402
+from ocimodel.api import trust as api_trust  # noqa: E402
+from tests.support.registry import LocalRegistry  # noqa: E402
+
+RULES = ["accuracy>=0.5", "accuracy drop<=0.1 from previous"]
+
+
+def _median_seconds(call, runs: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", default="100,300,1000", help="record counts to measure at (comma-separated, rising)")
+    parser.add_argument("--runs", type=int, default=3, help="timed calls per measurement (the median is shown)")
+    parser.add_argument("--signed-every", type=int, default=10, help="one record in N is signed with a key")
+    parser.add_argument("--out", type=Path, help="also write the table to this file")
+    args = parser.parse_args()
+    steps = [int(x) for x in args.steps.split(",")]
+
+    with tempfile.TemporaryDirectory(prefix="ocimodel-bench-evals-") as tmp, LocalRegistry() as registry:
+        work = Path(tmp)
+        ref = f"{registry.host}/bench/evaluations:1.0"
+        key, pub = work / "bench.key", work / "bench.pub"
+        api_trust.generate_key_pair(key, pub)
+        policy = work / "policy.yaml"
+        policy.write_text(f"version: 1\nsigners:\n  bench: {{key: {pub}}}\n")
+        model = work / "model"
+        model.mkdir()
+        (model / "weights.bin").write_bytes(b"w" * 1024)
+        ocimodel.push(model, ref, name="bench", version="1.0")
+        start_time = datetime.now(timezone.utc) - timedelta(hours=max(steps) + 1)
+
+        written, rows, previous = 0, [], None
+        header = ("| records | history (s) | check (s) | check --policy (s) | history growth | check growth "
+                  "| set-up (s) |")
+        print(f"registry {registry.host} (referrers API: none, fallback tag index); {os.cpu_count()} CPUs", flush=True)
+        print(header + "\n|---|---|---|---|---|---|---|", flush=True)
+        for target_count in steps:
+            start = time.perf_counter()
+            while written < target_count:
+                when = (start_time + timedelta(hours=written)).isoformat(timespec="seconds").replace("+00:00", "Z")
+                signed = args.signed_every > 0 and written % args.signed_every == 0
+                ocimodel.record_evaluation(ref, {"accuracy": 0.9 + (written % 7) / 100, "f1": 0.8},
+                                           environment="production", time=when, key=key if signed else None)
+                written += 1
+            setup = time.perf_counter() - start
+            history_s, history = _median_seconds(lambda: ocimodel.evaluation_history(ref), args.runs)
+            check_s, check = _median_seconds(lambda: ocimodel.check_evaluations(ref, RULES), args.runs)
+            trusted_s, trusted = _median_seconds(lambda: ocimodel.check_evaluations(ref, RULES, policy=policy), args.runs)
+            assert sum(1 for r in history.records if not r.baseline) == written, len(history.records)
+            assert check.records == written and check.ok, check.lines()
+            assert trusted.records == (written + args.signed_every - 1) // args.signed_every, trusted.records
+            growth = ("-", "-") if previous is None else (f"x{history_s / previous[0]:.2f}", f"x{check_s / previous[1]:.2f}")
+            row = (f"| {written} | {history_s:.2f} | {check_s:.2f} | {trusted_s:.2f} | {growth[0]} | {growth[1]} "
+                   f"| {setup:.0f} |")
+            rows.append(row)
+            print(row, flush=True)
+            previous = (history_s, check_s)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+        command = [sys.executable, "-m", "ocimodel", "eval", "check", ref, *sum((["--rule", r] for r in RULES), [])]
+        cli_times = []
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+            cli_times.append(time.perf_counter() - start)
+            assert done.returncode == 0, done.stdout + done.stderr
+        note = (f"\n`ocimodel eval check` as a process at {written} records: {statistics.median(cli_times):.2f} s "
+                f"(median of {args.runs}, start-up included). {written} records, one in {args.signed_every} signed; "
+                f"median of {args.runs} runs; {os.cpu_count()} CPUs.")
+        print(note, flush=True)
+        if args.out:
+            args.out.write_text("\n".join([header, "|---|---|---|---|---|---|---|", *rows]) + "\n" + note + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
