@@ -14,8 +14,8 @@
 # policy then trusts); with neither (a laptop, the test suite) a throwaway key pair is
 # generated in $WORK.
 #
-# The evaluation step (`ocimodel eval record`, and the evaluation rule in the production
-# gate) runs when OCIMODEL_PIPELINE_EVAL=1.
+# The evaluation step (`ocimodel eval record`, and the evaluations rule in the production
+# gate) is on by default; OCIMODEL_PIPELINE_EVAL=0 leaves both out.
 #
 # Outputs: the last line is `pipeline OK REPO@DIGEST`; $WORK keeps the model, the policy,
 # scan.sarif, sbom.cdx.json and verify.json.
@@ -28,7 +28,7 @@ WORK=${WORK:-$(mktemp -d)}
 REPO=${1:-oci:$WORK/store}
 VERSION=${VERSION:-1.0}
 export OCIMODEL_ACTOR=${OCIMODEL_ACTOR:-pipeline}
-EVAL=${OCIMODEL_PIPELINE_EVAL:-0}
+EVAL=${OCIMODEL_PIPELINE_EVAL:-1}
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; "$@"; }
 
@@ -37,6 +37,7 @@ if [[ "${OCIMODEL_PIPELINE_KEYLESS:-0}" == 1 ]]; then
     : "${OCIMODEL_PIPELINE_IDENTITY:?keyless: the identity the policy trusts (e.g. https://github.com/ORG/REPO/.github/workflows/release.yml@refs/heads/main)}"
     : "${OCIMODEL_PIPELINE_ISSUER:?keyless: its OIDC issuer (e.g. https://token.actions.githubusercontent.com)}"
     signing=()   # sign, scan --attest, attest and sbom --attest use the ambient CI identity
+    recording=(--keyless)   # eval record writes an unsigned record without a signing option
     # promote signs its record only when given a signing option: hand it the job's token.
     if [[ -z "${SIGSTORE_ID_TOKEN:-}" ]]; then
         SIGSTORE_ID_TOKEN=$("$PYTHON" -c 'from ocimodel.trust.keyless import identity_token_from_environment as t; print(t() or "")')
@@ -53,13 +54,14 @@ else
     fi
     [[ "${KEY%.key}.pub" -ef "$WORK/release.pub" ]] || cp "${KEY%.key}.pub" "$WORK/release.pub"
     signing=(--key "$KEY")
+    recording=("${signing[@]}")
     signer="{key: release.pub}"
 fi
 
 # -- the policy: what verify, the promotion gates and the cluster require ----------------
 evaluation_gate=""
 if [[ "$EVAL" == 1 ]]; then
-    evaluation_gate=", evaluation"
+    evaluation_gate=", evaluations"
 fi
 cat > "$WORK/policy.yaml" <<POLICY
 version: 1
@@ -87,13 +89,15 @@ aliases:
     promoters: [release]
 POLICY
 if [[ "$EVAL" == 1 ]]; then
-    # The evaluation rule (issue 18): a fresh, trusted held-out accuracy of at least 0.9.
+    # The newest evaluation record of the pipeline's own environment, signed by release,
+    # must say accuracy >= 0.9 and be at most a week old.
     cat >> "$WORK/policy.yaml" <<POLICY
-evaluation:
+evaluations:
   - metric: accuracy
     min: 0.9
     max_age: 7d
     signers: [release]
+    environment: ci
 POLICY
 fi
 
@@ -119,14 +123,14 @@ step "$OCIMODEL" sbom "$REF" --attest -o "$WORK/sbom.cdx.json" --force "${signin
 # -- record the evaluation ------------------------------------------------------------------
 if [[ "$EVAL" == 1 ]]; then
     step "$OCIMODEL" eval record "$REF" --metric "accuracy=$ACCURACY" --metric "f1_macro=$F1" \
-        --dataset iris --environment staging "${signing[@]}" >&2
+        --dataset sklearn:iris --split test --environment ci "${recording[@]}" >&2
 fi
 
 # -- promote through the gates --------------------------------------------------------------
 step "$OCIMODEL" promote "$REF" --to staging --policy "$WORK/policy.yaml" \
     --reason "scanned and signed; held-out accuracy $ACCURACY" "${signing[@]}" >&2
 step "$OCIMODEL" promote "$REF" --to production --policy "$WORK/policy.yaml" \
-    --reason "provenance and SBOM attested; license allowed" "${signing[@]}" >&2
+    --reason "provenance and SBOM attested; license allowed; evaluated" "${signing[@]}" >&2
 
 # -- verify as the cluster would: the alias, resolved once, judged by the whole policy ------
 step "$OCIMODEL" verify "$REPO:production" --policy "$WORK/policy.yaml" --json > "$WORK/verify.json"
