@@ -149,9 +149,18 @@ def _ocimodel_args(words: list[str], arrays: dict[str, list[str]]) -> list[str] 
             if args and args[-1].isdigit():
                 args.pop()  # the 2 of 2>
             break
-        use = _ARRAY_USE.match(word)
-        args += arrays.get(use.group(1), [f"<undefined array {use.group(1)}>"]) if use else [word]
+        args += _expand(word, arrays)
     return args
+
+
+def _expand(word: str, arrays: dict[str, list[str]], depth: int = 0) -> list[str]:
+    """``"${name[@]}"`` as every word the array is given (arrays copied from arrays too)."""
+    use = _ARRAY_USE.match(word)
+    if use is None:
+        return [word]
+    if use.group(1) not in arrays or depth > 5:
+        return [f"<undefined array {use.group(1)}>"]
+    return [w for item in arrays[use.group(1)] for w in _expand(item, arrays, depth + 1)]
 
 
 # -- checking against the CLI -------------------------------------------------------------------
@@ -348,7 +357,7 @@ def test_the_checker_accepts_what_the_cli_accepts():
 
 # -- every command in the CI/CD files ---------------------------------------------------------------
 
-_STEPS = {"push", "scan", "sign", "attest", "sbom", "verify", "promote"}
+_STEPS = {"push", "scan", "sign", "attest", "sbom", "eval", "verify", "promote"}
 
 
 @pytest.mark.parametrize("name", sorted(_scripts()))
@@ -364,8 +373,10 @@ def test_every_ocimodel_command_names_real_subcommands_and_options(name):
 def test_each_flow_has_every_step(name):
     ran = {args[0] for args in ocimodel_commands(_scripts()[name])}
     assert _STEPS <= ran, f"{name} lacks {_STEPS - ran}"
-    signed = [args for args in ocimodel_commands(_scripts()[name]) if args[0] in ("sbom", "scan")]
-    assert all("--attest" in args for args in signed)
+    commands = ocimodel_commands(_scripts()[name])
+    assert all("--attest" in args for args in commands if args[0] in ("sbom", "scan"))
+    # an evaluation record is signed only when told how (unsigned ones no policy trusts)
+    assert all({"--key", "--keyless"} & set(args) for args in commands if args[0] == "eval")
 
 
 # -- action.yml ---------------------------------------------------------------------------------------
@@ -430,7 +441,7 @@ def test_keyless_signing_is_the_default_and_promote_gets_a_token():
 # -- the GitLab template and the workflow examples ------------------------------------------------------
 
 _GITLAB_JOBS = {".ocimodel", ".ocimodel-push", ".ocimodel-scan", ".ocimodel-sign", ".ocimodel-attest",
-                ".ocimodel-verify", ".ocimodel-promote", ".ocimodel-release"}
+                ".ocimodel-evaluate", ".ocimodel-verify", ".ocimodel-promote", ".ocimodel-release"}
 
 
 def test_the_gitlab_template_adds_only_hidden_jobs_with_a_sigstore_token():

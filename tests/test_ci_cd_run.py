@@ -61,9 +61,10 @@ def _policy(directory: Path, key: Path) -> Path:
         "  - {type: 'https://cyclonedx.org/bom', signers: [release]}\n"
         "scan: {max_severity: low, signers: [release]}\n"
         "licenses: {allow: [Apache-2.0]}\n"
+        "evaluations:\n  - {metric: accuracy, min: 0.9, max_age: 7d, signers: [release], environment: ci}\n"
         "aliases:\n"
         "  staging: {require: [signature, scan]}\n"
-        "  production: {require: [signature, attestations, scan, licenses], promoters: [release]}\n"
+        "  production: {require: [signature, attestations, scan, licenses, evaluations], promoters: [release]}\n"
     )
     return policy
 
@@ -229,6 +230,7 @@ def test_the_action_pushes_signs_attests_verifies_and_promotes(locked_registry, 
         "license": "Apache-2.0", "metrics": "accuracy=0.93@imdb:test\n  f1=0.91  \n",
         "username": USER, "password": PASSWORD,
         "key": str(release_key), "key-password": KEY_PASSWORD,
+        "evaluation": "accuracy=0.92\nf1=0.9", "evaluation-dataset": "https://data.example/holdout",
         "policy": str(_policy(tmp_path / "policy", release_key)), "promote-to": "staging, production",
     }, tmp_path, env)
     assert set(outcomes.values()) == {"success", "skipped"}, log
@@ -244,7 +246,7 @@ def test_the_action_pushes_signs_attests_verifies_and_promotes(locked_registry, 
     decision = json.loads(Path(outputs["verify-json"]).read_text())
     assert decision["digest"] == digest and decision["allowed"]
     passed = {r["rule"].split(" (")[0] for r in decision["reasons"] if r["passed"]}
-    assert passed >= {"signature", "file-signature", "scan", "licenses",
+    assert passed >= {"signature", "file-signature", "scan", "licenses", "evaluation accuracy",
                       "attestation https://slsa.dev/provenance/v1", "attestation https://cyclonedx.org/bom"}
 
     # Read back with the credentials the login step stored, in the runner's temp directory
@@ -324,6 +326,7 @@ def test_the_gitlab_release_job_pushes_signs_attests_verifies_and_promotes(
     variables.update(
         OCIMODEL_REFERENCE=f"{repository}:2.0", OCIMODEL_MODEL_PATH=str(model_dir), OCIMODEL_MODEL_NAME="tiny",
         OCIMODEL_MODEL_LICENSE="Apache-2.0", OCIMODEL_MODEL_METRICS="accuracy=0.95@imdb:test",
+        OCIMODEL_EVALUATION="accuracy=0.94",
         OCIMODEL_REGISTRY_USER=USER, OCIMODEL_REGISTRY_PASSWORD=PASSWORD,
         OCIMODEL_SIGNING_KEY=str(release_key), OCIMODEL_KEY_PASSWORD=KEY_PASSWORD,
         OCIMODEL_POLICY=str(_policy(tmp_path / "policy", release_key)), OCIMODEL_PROMOTE_TO="production",
