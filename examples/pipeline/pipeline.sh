@@ -54,7 +54,7 @@ else
     fi
     [[ "${KEY%.key}.pub" -ef "$WORK/release.pub" ]] || cp "${KEY%.key}.pub" "$WORK/release.pub"
     signing=(--key "$KEY")
-    recording=("${signing[@]}")
+    recording=(--key "$KEY")
     signer="{key: release.pub}"
 fi
 
