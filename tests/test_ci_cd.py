@@ -9,8 +9,10 @@ user's pipeline. No network, no registry: tests/test_ci_cd_run.py runs the scrip
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -264,10 +266,12 @@ class _GitLabLoader(yaml.SafeLoader):
 _GitLabLoader.add_constructor("!reference", lambda loader, node: ("!reference", loader.construct_sequence(node)))
 
 
+@functools.cache
 def _action() -> dict:
     return yaml.safe_load(ACTION.read_text())
 
 
+@functools.cache
 def _gitlab() -> dict:
     return yaml.load(GITLAB.read_text(), Loader=_GitLabLoader)  # noqa: S506 - a SafeLoader subclass
 
@@ -305,6 +309,7 @@ def _github_example_runs(path: Path) -> str:
     )
 
 
+@functools.cache
 def _scripts() -> dict[str, str]:
     template = _gitlab()
     scripts = {
@@ -382,6 +387,13 @@ def test_every_ocimodel_command_names_real_subcommands_and_options(name):
     assert commands or name == "examples/github/model-release.yml", f"{name}: no ocimodel command found"
     errors = [f"ocimodel {' '.join(args)}: {e}" for args in commands for e in check_command(args)]
     assert errors == []
+
+
+@pytest.mark.parametrize("name", sorted(_scripts()))
+def test_every_script_is_valid_bash(name):
+    # bash -n parses without running: an unclosed quote or `fi` fails here, not in CI.
+    checked = subprocess.run(["bash", "-n", "-c", _scripts()[name]], capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stderr
 
 
 @pytest.mark.parametrize("name", ["action.yml", "pipeline.sh", "gitlab .ocimodel-release"])
