@@ -3,8 +3,9 @@
 There is no GitHub runner here: ``run_action`` does what the runner does with a composite
 action's steps (evaluates ``if:`` and ``env:`` expressions, runs each script with
 ``bash -eo pipefail``, collects ``$GITHUB_OUTPUT``, stops at the first failing step) for the
-expression forms action.yml uses, and fails on any other. The install step is not run (it
-would pip-install from the network); the test's own ocimodel stands in for it. The GitLab
+expression forms action.yml uses, and fails on any other. The install step would
+pip-install from the network: the release runs skip it (the test's own ocimodel stands in),
+and it runs on its own with a stand-in Python that records what pip was asked for. The GitLab
 job runs as the runner joins it: before_script then script in one bash, ``!reference``
 resolved. Signing uses a key (keyless needs Fulcio and Rekor: network).
 """
@@ -350,3 +351,51 @@ def test_the_gitlab_release_job_pushes_signs_attests_verifies_and_promotes(
     assert production.returncode == 0, production.stderr
     assert json.loads(production.stdout)["digest"] == digest
     assert_no_secret([log], [PASSWORD, KEY_PASSWORD], users=[USER])
+
+
+# -- the install step, with a stand-in Python ---------------------------------------------------------
+
+_FAKE_PYTHON = """#!/bin/bash
+# Stands in for python3: `-m venv DIR` makes DIR/bin with a python that logs its pip
+# arguments and an ocimodel that prints a version.
+if [[ "$1 $2" == "-m venv" ]]; then
+  mkdir -p "$3/bin"
+  printf '#!/bin/bash\\necho "$*" >> "%s/pip.log"\\n' "$3" > "$3/bin/python"
+  printf '#!/bin/bash\\necho "ocimodel 9.9.9"\\n' > "$3/bin/ocimodel"
+  chmod +x "$3/bin/python" "$3/bin/ocimodel"
+fi
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("inputs", "requirement", "signing"), [
+    ({}, f"{ROOT}[sbom]", "keyless"),
+    ({"version": "1.2.3", "key": "release.key"}, "ocimodel[sbom]==1.2.3", "key"),
+])
+def test_the_install_step_makes_a_venv_and_names_the_signing_identity(inputs, requirement, signing, tmp_path):
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    install = next(step for step in action["runs"]["steps"] if step["id"] == "install")
+    python = tmp_path / "python3"
+    python.write_text(_FAKE_PYTHON)
+    python.chmod(0o755)
+    contexts = {
+        "inputs": {name: spec.get("default", "") for name, spec in action["inputs"].items()} | inputs | {"python": str(python)},
+        "github": {"action_path": str(ROOT)}, "runner": {"temp": str(tmp_path)}, "env": {}, "steps": {},
+    }
+    output, path_file = tmp_path / "output", tmp_path / "path"
+    env = _environment(tmp_path, GITHUB_OUTPUT=str(output), GITHUB_PATH=str(path_file), GITHUB_SERVER_URL="https://github.com",
+                       GITHUB_WORKFLOW_REF="org/models/.github/workflows/release.yml@refs/heads/main")
+    env.update({k: _interpolate(v, contexts) for k, v in install["env"].items()})
+    done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", install["run"]],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    venv = tmp_path / "ocimodel-venv"
+    assert (venv / "pip.log").read_text().split()[-1] == requirement
+    assert path_file.read_text().strip() == str(venv / "bin")
+    outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    assert outputs["version"] == "9.9.9" and outputs["signing"] == signing
+    if signing == "keyless":
+        assert outputs["identity"] == "https://github.com/org/models/.github/workflows/release.yml@refs/heads/main"
+        assert outputs["issuer"] == "https://token.actions.githubusercontent.com"
+    else:
+        assert "identity" not in outputs
