@@ -399,3 +399,23 @@ def test_the_install_step_makes_a_venv_and_names_the_signing_identity(inputs, re
         assert outputs["issuer"] == "https://token.actions.githubusercontent.com"
     else:
         assert "identity" not in outputs
+
+
+@pytest.mark.slow
+def test_keyless_promotion_without_a_token_fails_before_promoting(tmp_path):
+    # Outside CI there is no ambient credential: the step says what is missing and moves
+    # nothing, rather than writing an unsigned record no policy would trust.
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    promote = next(step for step in action["runs"]["steps"] if step["id"] == "promote")
+    output = tmp_path / "output"
+    output.touch()
+    env = _environment(tmp_path, GITHUB_OUTPUT=str(output), OCIMODEL_MODEL="127.0.0.1:9/none@sha256:" + "0" * 64,
+                       OCIMODEL_PROMOTE_TO="production", OCIMODEL_POLICY=str(tmp_path / "policy.yaml"),
+                       OCIMODEL_SIGNING_KEY="", OCIMODEL_PROMOTE_REASON="test")
+    for name in ("GITHUB_ACTIONS", "SIGSTORE_ID_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL", "GITLAB_CI", "CI"):
+        env.pop(name, None)
+    done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", promote["run"]],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1
+    assert "::error::ocimodel promote: no OIDC token for keyless signing" in done.stdout
+    assert output.read_text() == ""
