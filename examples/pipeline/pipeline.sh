@@ -43,6 +43,10 @@ if [[ "${OCIMODEL_PIPELINE_KEYLESS:-0}" == 1 ]]; then
         SIGSTORE_ID_TOKEN=$("$PYTHON" -c 'from ocimodel.trust.keyless import identity_token_from_environment as t; print(t() or "")')
         export SIGSTORE_ID_TOKEN
     fi
+    if [[ -z "$SIGSTORE_ID_TOKEN" ]]; then
+        echo "keyless: no OIDC token (GitHub Actions: permissions id-token: write; GitLab: id_tokens SIGSTORE_ID_TOKEN, aud sigstore)" >&2
+        exit 1
+    fi
     signer="{identity: \"$OCIMODEL_PIPELINE_IDENTITY\", issuer: \"$OCIMODEL_PIPELINE_ISSUER\"}"
 else
     unset SIGSTORE_ID_TOKEN OCIMODEL_IDENTITY_TOKEN   # a key and a token together are refused
