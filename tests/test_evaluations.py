@@ -18,6 +18,7 @@ from ocimodel.api import functions as reg
 from ocimodel.api import trust as api_trust
 from ocimodel.api.evaluations import EVALUATION_PREDICATE
 from ocimodel.oci import mediatypes as mt
+from tests.support.faultproxy import FaultProxy
 from tests.test_cli import json_of, ok
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
@@ -117,6 +118,12 @@ def test_history_of_an_alias_shows_each_record_under_the_version_that_held_it(re
     # The repository's history has every record, the one made off the alias too.
     assert sorted(p.metrics[0].value for p in reg.evaluation_history(repo, metric="accuracy").records if not p.baseline) == [
         0.5, 0.91, 0.92, 0.93]
+    # A tag no promotion record moved gives the history of the model it names, said so.
+    reg.tag(f"{repo}:1.1", "candidate")
+    candidate = reg.evaluation_history(f"{repo}:candidate", metric="accuracy")
+    assert candidate.kind == "model" and {p.digest for p in candidate.records} == {v["1.1"]}
+    assert [(p.version, p.alias) for p in candidate.records] == [("1.1", None), ("1.1", None)]
+    assert candidate.warnings[-1] == "no promotion record of candidate: the history of the model it names now"
 
 
 def test_signed_records_are_trusted_under_a_policy_naming_the_key(repo, model_dir, tmp_path, keys):
@@ -202,3 +209,21 @@ def test_cli_eval_record_and_history(registry, repo_name, model_dir, tmp_path, k
     assert "accuracy=0.93" in lines[1] and lines[1].endswith("[signed]")
     assert "accuracy=0.78" in lines[2] and "f1" not in shown
     assert "accuracy: 3 points, first 0.95, last 0.78, min 0.78, max 0.95" in shown
+
+
+@pytest.mark.registry
+def test_a_second_history_fetches_no_record_again(registry, repo_name, model_dir, tmp_path):
+    """Records never change (named by digest): read once, a record comes from the local
+    cache after, checked against its digest; only the listing is asked again."""
+    repo = f"{registry.host}/{repo_name}"
+    _versions(repo, model_dir, tmp_path)
+    for i in range(3):
+        reg.record_evaluation(f"{repo}:1.0", {"accuracy": 0.9 - i / 100}, time=f"2026-1{i}-01T00:00:00Z")
+    with FaultProxy(registry.host) as proxy:
+        first = reg.evaluation_history(f"{proxy.host}/{repo_name}:1.0")
+        blobs, manifests = proxy.count("GET", r"/blobs/sha256:"), proxy.count("GET", r"/manifests/sha256:")
+        assert blobs == 3  # each record's statement layer, once
+        second = reg.evaluation_history(f"{proxy.host}/{repo_name}:1.0")
+        assert proxy.count("GET", r"/blobs/sha256:") == blobs
+        assert proxy.count("GET", r"/manifests/sha256:") - manifests == manifests - 3  # the records' are not asked again
+    assert _points(second) == _points(first) and len(first.records) == 4

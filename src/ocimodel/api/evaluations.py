@@ -30,7 +30,8 @@ import math
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any
@@ -56,10 +57,13 @@ from ocimodel.metadata.card import metric_value
 from ocimodel.metadata.encoding import read_card
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import validate_digest
-from ocimodel.oci.models import Manifest, parse_manifest
+from ocimodel.oci.models import Descriptor, Manifest, parse_manifest
 from ocimodel.oci.reference import LayoutReference
+from ocimodel.settings import cache_dir
 from ocimodel.signing import keys as signing_keys
 from ocimodel.signing.statement import attestation_statement
+from ocimodel.targets.contentcache import ContentCache
+from ocimodel.targets.remote import RemoteRepository
 from ocimodel.threads import map_threads
 from ocimodel.transport.connection import ConnectionOptions
 from ocimodel.trust.policy import Policy
@@ -532,7 +536,8 @@ def evaluation_history(
         if held is not None and not any(d for _, d in held):
             # An alias no promotion record moved (`latest`, a tag another tool sets): the
             # model it names now, said so.
-            warnings.append(f"no promotion record of {alias}: the history of the model it names now")
+            which = "trusted " if trust is not None else ""
+            warnings.append(f"no {which}promotion record of {alias}: the history of the model it names now")
             held, alias = None, None
         if held is not None:
             kind, digests = "alias", sorted({d for _, d in held if d})
@@ -546,7 +551,8 @@ def evaluation_history(
         if kind == "model" and ref.tag is not None and is_version_tag(ref.tag):
             versions[digests[0]] = ref.tag
         baselines = _baselines(store, digests, repository, versions, warnings, connection)
-        found = scan(store, digests, trust=trust, keyless=keyless, skip=(mt.PROMOTION_ARTIFACT,),
+        reads = _CachedReads(store) if isinstance(store, RemoteRepository) else store
+        found = scan(reads, digests, trust=trust, keyless=keyless, skip=(mt.PROMOTION_ARTIFACT,),
                      workers=reader_threads(connection))
     warnings += found.warnings
     records = _records(found.referrers, repository, versions, warnings)
@@ -674,6 +680,45 @@ def _records(referrers, repository: str, versions: dict[str, str], warnings: lis
             identity=r.identity, detail=r.detail,
         ))
     return out
+
+
+class _CachedReads:
+    """The store, with the records' manifests and layers kept in the local content cache
+    (the one ``search`` keeps manifests in): a record never changes (it is named by its
+    digest), so a history read every hour by a monitoring job fetches only the new
+    records. Every cached read is checked against its digest, and again by the reader."""
+
+    def __init__(self, target: RemoteRepository) -> None:
+        self._target = target
+        self._cache = ContentCache(cache_dir() / "manifests")
+
+    def __getattr__(self, name: str) -> Any:  # listing, resolving: always asked
+        return getattr(self._target, name)
+
+    def fetch_manifest(self, descriptor: Descriptor) -> bytes:
+        data = self._cache.get(descriptor.digest, descriptor.size)
+        if data is None:
+            data = self._target.fetch_manifest(descriptor)  # checked against the digest
+            self._cache.put(descriptor.digest, data)
+        return data
+
+    @contextmanager
+    def open_blob(self, descriptor: Descriptor) -> Iterator[Iterator[bytes]]:
+        if descriptor.size > self._cache.max_bytes:
+            with self._target.open_blob(descriptor) as chunks:
+                yield chunks
+            return
+        data = self._cache.get(descriptor.digest, descriptor.size)
+        if data is None:
+            buffer = bytearray()
+            with self._target.open_blob(descriptor) as chunks:
+                for chunk in chunks:
+                    buffer += chunk
+                    if len(buffer) > descriptor.size:
+                        break  # the reader refuses it: it is longer than announced
+            data = bytes(buffer)
+            self._cache.put(descriptor.digest, data)  # kept only if it is what the digest names
+        yield iter((data,))
 
 
 def _in_order(baselines: list[EvaluationRecord], records: list[EvaluationRecord]) -> list[EvaluationRecord]:

@@ -8,6 +8,13 @@ from typing import Annotated
 import typer
 
 from ocimodel.cli.common import JsonOpt, PlainHttpOpt, QuietOpt, connection, print_json, run, stdout
+from ocimodel.cli.signing import (
+    KeylessOpt,
+    RecordIdentityTokenOpt,
+    RecordKeyOpt,
+    StagingOpt,
+    TrustConfigOpt,
+)
 
 
 def _api():
@@ -28,18 +35,6 @@ deploy_app = typer.Typer(
 RefArg = Annotated[str, typer.Argument(metavar="REF", help="The model: registry/repo:tag, repo@digest or oci:PATH:tag.")]
 EnvironmentOpt = Annotated[str, typer.Option("--environment", "-e", metavar="NAME", help="The environment, e.g. prod or staging.")]
 TargetOpt = Annotated[str, typer.Option("--target", metavar="URI", help="Where it runs, e.g. k8s://cluster/namespace/name.")]
-KeyOpt = Annotated[
-    Path | None,
-    typer.Option("--key", metavar="PEM", help="Sign the record with this ECDSA P-256 private key (encrypted: $OCIMODEL_KEY_PASSWORD). Omitted, and no keyless option: the record is unsigned."),
-]
-KeylessOpt = Annotated[bool, typer.Option("--keyless", help="Sign keyless (Sigstore) with the CI's ambient identity.")]
-IdentityTokenOpt = Annotated[
-    str | None, typer.Option("--identity-token", metavar="JWT", help="Sign keyless with this OIDC identity token.")
-]
-TrustConfigOpt = Annotated[
-    Path | None, typer.Option("--trust-config", metavar="FILE", help="Keyless: a Sigstore ClientTrustConfig JSON.")
-]
-StagingOpt = Annotated[bool, typer.Option("--staging", help="Keyless: Sigstore's staging instance.")]
 PolicyOpt = Annotated[
     Path | None,
     typer.Option("--policy", metavar="FILE", help="The verify policy: mark each record trusted or untrusted by its signers; only trusted records count."),
@@ -70,9 +65,9 @@ def record(
     target: TargetOpt,
     endpoint: Annotated[str | None, typer.Option("--endpoint", metavar="URL", help="The URL it serves at.")] = None,
     runtime: Annotated[str | None, typer.Option("--runtime", metavar="NAME", help="What serves it, e.g. vllm.")] = None,
-    key: KeyOpt = None,
+    key: RecordKeyOpt = None,
     keyless: KeylessOpt = False,
-    identity_token: IdentityTokenOpt = None,
+    identity_token: RecordIdentityTokenOpt = None,
     trust_config: TrustConfigOpt = None,
     staging: StagingOpt = False,
     plain_http: PlainHttpOpt = None,
@@ -103,9 +98,9 @@ def retire(
     reference: RefArg,
     environment: EnvironmentOpt,
     target: TargetOpt,
-    key: KeyOpt = None,
+    key: RecordKeyOpt = None,
     keyless: KeylessOpt = False,
-    identity_token: IdentityTokenOpt = None,
+    identity_token: RecordIdentityTokenOpt = None,
     trust_config: TrustConfigOpt = None,
     staging: StagingOpt = False,
     plain_http: PlainHttpOpt = None,

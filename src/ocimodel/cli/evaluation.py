@@ -167,6 +167,12 @@ def history(
         stdout.print(f"Plot: {plot}", highlight=False, markup=False)
 
 
+def _short(dataset: str) -> str:
+    """A dataset with its digest cut to 12 hex digits, as `docker images` shows ids (--json has it whole)."""
+    uri, at, digest = dataset.rpartition("@")
+    return f"{uri}@{digest[:19]}" if at and digest.startswith(("sha256:", "sha512:")) else dataset
+
+
 def _print_history(result, charts) -> None:
     if not result.records:
         stdout.print(f"no evaluation record and no baseline metric for {result.reference}", highlight=False, markup=False)
@@ -175,7 +181,7 @@ def _print_history(result, charts) -> None:
         version = r.version or r.digest[:19]
         if r.alias:
             version += f" ({r.alias})"
-        values = "  ".join(f"{m.name}={m.value:g}" + (f" [{m.dataset}" + (f" {m.split}" if m.split else "") + "]" if m.dataset else "")
+        values = "  ".join(f"{m.name}={m.value:g}" + (f" [{_short(m.dataset)}" + (f" {m.split}" if m.split else "") + "]" if m.dataset else "")
                            for m in r.metrics)
         if r.baseline:
             mark = "baseline"

@@ -22,22 +22,18 @@ from ocimodel.cli.common import (
     stdout,
 )
 from ocimodel.cli.lazy import lazy_import
-from ocimodel.cli.trust import (
+from ocimodel.cli.signing import (
     IdentityTokenOpt,
-    OfflineOpt,
+    RecordKeyOpt,
     StagingOpt,
     TrustConfigOpt,
-    TrustedRootOpt,
     password_for,
 )
+from ocimodel.cli.trust import OfflineOpt, TrustedRootOpt
 from ocimodel.errors import UsageError
 
 AliasOpt = Annotated[str, typer.Option("--alias", metavar="ALIAS", help="The alias, e.g. production.")]
 ReasonOpt = Annotated[str | None, typer.Option("--reason", metavar="TEXT", help="Why: kept in the promotion record.")]
-RecordKeyOpt = Annotated[
-    Path | None,
-    typer.Option("--key", metavar="PEM", help="Sign the record with this ECDSA P-256 private key (as `sign --key`). Omitted, and no keyless option: the record is unsigned."),
-]
 GatePolicyOpt = Annotated[
     Path | None,
     typer.Option("--policy", metavar="FILE", help="A verify policy: the model must pass the alias's gate (aliases: in the policy) and the signer must be one it lists, or nothing moves."),

@@ -10,14 +10,14 @@ import typer
 
 from ocimodel.cli.common import JsonOpt, PlainHttpOpt, connection, print_json, run, stderr, stdout
 from ocimodel.cli.lazy import lazy_import
-from ocimodel.cli.trust import (
+from ocimodel.cli.signing import (
     IdentityTokenOpt,
-    RefArg,
     SigningKeyOpt,
     StagingOpt,
     TrustConfigOpt,
     password_for,
 )
+from ocimodel.cli.trust import RefArg
 from ocimodel.errors import UsageError
 
 api = lazy_import("ocimodel")

@@ -17,7 +17,7 @@ from ocimodel.cli.common import (
     stdout,
 )
 from ocimodel.cli.lazy import lazy_import
-from ocimodel.cli.trust import IdentityTokenOpt, SigningKeyOpt, StagingOpt, TrustConfigOpt
+from ocimodel.cli.signing import IdentityTokenOpt, SigningKeyOpt, StagingOpt, TrustConfigOpt
 from ocimodel.errors import UsageError
 
 api = lazy_import("ocimodel")

@@ -1,11 +1,12 @@
-"""The options of the commands that sign what they write (records, attestations), and the
-password prompt for an encrypted key. Kept here, once, so that every such command says
-the same thing about --key and the keyless options.
+"""The options of the commands that sign what they write, and the password prompt for an
+encrypted key: defined once, so every such command says the same thing about --key and
+the keyless options.
 
 Two kinds of command take them: those that always sign (sign, attest, scan --attest,
-sbom --attest: without --key they sign keyless) and those that write a record that may
-be unsigned (promote, rollback, deploy, eval record: without --key or a keyless option
-the record is unsigned)."""
+sbom --attest: without --key they sign keyless) and those that write a record that may be
+unsigned (promote, rollback, deploy, eval record: without --key or a keyless option the
+record is unsigned). $SIGSTORE_ID_TOKEN is read as --identity-token by the first kind and
+by promote and rollback; deploy and eval record take --keyless instead."""
 
 from __future__ import annotations
 
@@ -18,14 +19,32 @@ import typer
 # Named here so --help does not load the signing modules (keys.PASSWORD_ENV would).
 PASSWORD_ENV = "OCIMODEL_KEY_PASSWORD"
 
+# -- commands that always sign ------------------------------------------------------------
+
+SigningKeyOpt = Annotated[
+    Path | None,
+    typer.Option("--key", metavar="PEM", help=f"ECDSA P-256 private key (PEM). Encrypted: ${PASSWORD_ENV}, or asked for on a terminal. Omitted: keyless (Sigstore)."),
+]
+IdentityTokenOpt = Annotated[
+    str | None,
+    typer.Option("--identity-token", metavar="JWT", envvar="SIGSTORE_ID_TOKEN", help="Keyless: the OIDC identity token (default: the CI's ambient credential)."),
+]
+
+# -- commands whose record may be unsigned ------------------------------------------------
+
 RecordKeyOpt = Annotated[
     Path | None,
-    typer.Option("--key", metavar="PEM", help=f"Sign the record with this ECDSA P-256 private key (encrypted: ${PASSWORD_ENV}, or asked for on a terminal). Omitted, and no keyless option: the record is unsigned."),
+    typer.Option("--key", metavar="PEM", help=f"Sign the record with this ECDSA P-256 private key (as `sign --key`; encrypted: ${PASSWORD_ENV}). Omitted, and no keyless option: the record is unsigned."),
 ]
 KeylessOpt = Annotated[bool, typer.Option("--keyless", help="Sign keyless (Sigstore) with the CI's ambient identity.")]
+# No $SIGSTORE_ID_TOKEN here: a token in the environment would sign every record of a CI
+# job keyless without being asked to (--keyless asks).
 RecordIdentityTokenOpt = Annotated[
     str | None, typer.Option("--identity-token", metavar="JWT", help="Sign keyless with this OIDC identity token.")
 ]
+
+# -- both ----------------------------------------------------------------------------------
+
 TrustConfigOpt = Annotated[
     Path | None, typer.Option("--trust-config", metavar="FILE", help="Keyless: a Sigstore ClientTrustConfig JSON (default: the public instance).")
 ]

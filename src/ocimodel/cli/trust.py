@@ -22,11 +22,17 @@ from ocimodel.cli.common import (
     stdout,
 )
 from ocimodel.cli.lazy import lazy_import
+from ocimodel.cli.signing import (
+    PASSWORD_ENV,
+    IdentityTokenOpt,
+    SigningKeyOpt,
+    StagingOpt,
+    TrustConfigOpt,
+    password_for,
+)
 from ocimodel.errors import UsageError
 
 api = lazy_import("ocimodel")
-# Named here so --help does not load the signing modules (keys.PASSWORD_ENV would).
-PASSWORD_ENV = "OCIMODEL_KEY_PASSWORD"
 
 signature_app = typer.Typer(
     name="signature",
@@ -40,18 +46,6 @@ key_app = typer.Typer(
 )
 
 RefArg = Annotated[str, typer.Argument(metavar="REF", help="The model: registry/repo:tag, repo@digest or oci:PATH:tag.")]
-SigningKeyOpt = Annotated[
-    Path | None,
-    typer.Option("--key", metavar="PEM", help=f"ECDSA P-256 private key (PEM). Encrypted: ${PASSWORD_ENV}, or asked for on a terminal. Omitted: keyless (Sigstore)."),
-]
-IdentityTokenOpt = Annotated[
-    str | None,
-    typer.Option("--identity-token", metavar="JWT", envvar="SIGSTORE_ID_TOKEN", help="Keyless: the OIDC identity token (default: the CI's ambient credential)."),
-]
-TrustConfigOpt = Annotated[
-    Path | None, typer.Option("--trust-config", metavar="FILE", help="Keyless: a Sigstore ClientTrustConfig JSON (default: the public instance).")
-]
-StagingOpt = Annotated[bool, typer.Option("--staging", help="Keyless: use Sigstore's staging instance.")]
 PublicKeyOpt = Annotated[
     list[Path] | None, typer.Option("--key", metavar="PUB", help="A trusted public key (PEM); repeatable: any one suffices.")
 ]
@@ -79,23 +73,6 @@ OfflineOpt = Annotated[
 ]
 
 
-def _password_for(key: Path | None) -> str | None:
-    """Ask for the key's password on a terminal when it is encrypted and none is set."""
-    from ocimodel.signing.errors import KeyPasswordRequired
-    from ocimodel.signing.keys import load_private_key
-
-    if key is None:
-        return None
-    try:
-        load_private_key(key)
-    except KeyPasswordRequired:
-        if not sys.stdin.isatty():
-            raise
-        return typer.prompt(f"Password for {key}", hide_input=True, err=True)
-    return None
-
-
-password_for = _password_for  # for the other commands that sign (promote, rollback)
 
 
 def sign(
@@ -121,7 +98,7 @@ def sign(
     """
     result = run(
         lambda _: api.sign(
-            reference, key=key, password=_password_for(key), identity_token=identity_token,
+            reference, key=key, password=password_for(key), identity_token=identity_token,
             trust_config=trust_config, staging=staging, file_signature=not no_file_signature,
             plain_http=plain_http, options=connection(),
         ),
@@ -164,7 +141,7 @@ def attest(
     result = run(
         lambda _: api.attest(
             reference, predicate_file=predicate, predicate_type=predicate_type, provenance=provenance,
-            source_dir=source, key=key, password=_password_for(key), identity_token=identity_token,
+            source_dir=source, key=key, password=password_for(key), identity_token=identity_token,
             trust_config=trust_config, staging=staging, plain_http=plain_http, options=connection(),
         ),
         verb="attest",
