@@ -150,6 +150,9 @@ def test_check_on_a_layout_and_usage_errors(tmp_path: Path, cli, monkeypatch):
                              "--state-file", state)
         assert code == 1 and "did not take the alert" in err and SECRET not in out + err
         assert not state.exists()
+        code, out, err = cli("eval", "check", ref, "--rule", "accuracy>=0.9", "--notify", receiver.url(SECRET), "--json")
+        assert code == 1 and "did not take the alert" in json.loads(out)["notification"]["error"]  # one document
+        assert SECRET not in out + err
 
 
 def test_check_with_a_policy_counts_trusted_records_only(tmp_path: Path):

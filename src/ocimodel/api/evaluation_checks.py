@@ -29,6 +29,7 @@ from ocimodel.api.common import DEFAULT_TAG, as_reference, open_store
 from ocimodel.monitoring import alerts
 from ocimodel.monitoring.rules import (
     Outcome,
+    format_duration,
     judge,
     parse_duration,
     parse_rules,
@@ -169,7 +170,7 @@ def check_evaluations(
     failures = [o for o in outcomes if not o.passed]
     result = EvaluationCheck(
         reference=shown, model=model, digest=digest, version=version, alias=alias, ok=not failures,
-        rules=[r.text for r in parsed], window=window, max_age=max_age if isinstance(max_age, str) else None,
+        rules=[r.text for r in parsed], window=window, max_age=format_duration(age) if age else None,
         trusted_only=policy is not None, records=sum(1 for p in points if not p.baseline), ignored=ignored,
         outcomes=outcomes, failures=failures,
         checked=checked_at.isoformat(timespec="seconds").replace("+00:00", "Z"), warnings=list(history.warnings),

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ocimodel.cli.common import JsonOpt, PlainHttpOpt, connection, print_json, run, stdout
+from ocimodel.cli.common import JsonOpt, PlainHttpOpt, connection, print_json, run, stderr, stdout
 from ocimodel.cli.trust import TrustedRootOpt
 
 
@@ -83,9 +83,10 @@ def check(
         elif note is not None and note.event is None and note.state_file:
             stdout.print(f"no alert: the state in {note.state_file} did not change", highlight=False, markup=False)
     if note is not None and note.error:
-        from ocimodel.cli.common import report_error
-
-        report_error("AlertFailed", note.error, "the state file was left as it was; the next run tries again", 1)
+        # On stderr only: with --json, the result above already holds the error (a second
+        # JSON document on stdout would break the reader).
+        stderr.print(f"error: {note.error}", highlight=False, markup=False)
+        stderr.print("hint: the state file was left as it was; the next run tries again", highlight=False, markup=False)
         raise typer.Exit(1)
     if not result.ok:
         raise typer.Exit(1)
@@ -129,6 +130,4 @@ def export(
         stdout.print(f"Wrote {result.samples} sample{'s' * (result.samples != 1)} to {result.output}",
                      highlight=False, markup=False)
     for warning in result.warnings:
-        from ocimodel.cli.common import stderr
-
         stderr.print(f"warning: {warning}", highlight=False, markup=False)
