@@ -79,7 +79,7 @@ def fetch_into(
     fd: int,
     *,
     count: int | None = None,
-    part_bytes: int = PART_BYTES,
+    part_bytes: int | None = None,
     cancelled: Callable[[], bool] | None = None,
     advanced: Callable[[int], None] | None = None,
 ) -> bool:
@@ -92,6 +92,7 @@ def fetch_into(
     retry policy allows) when a part cannot be completed. ``advanced(n)`` reports bytes
     written, possibly from several threads."""
     count = connections() if count is None else count
+    part_bytes = PART_BYTES if part_bytes is None else part_bytes
     parts = [(start, min(start + part_bytes, size)) for start in range(0, size, part_bytes)]
     received = [0] * len(parts)
     lock = threading.Condition()
