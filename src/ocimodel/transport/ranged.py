@@ -98,6 +98,12 @@ def fetch_into(
     lock = threading.Condition()
     state = {"next": 0, "failure": None}  # next part to take; first failure (an exception)
     stop = threading.Event()
+    if advanced is not None:  # parts report from several threads; progress is counted in one
+        reporting, report_to = threading.Lock(), advanced
+
+        def advanced(n: int) -> None:
+            with reporting:
+                report_to(n)
 
     def should_stop() -> bool:
         return stop.is_set() or (cancelled is not None and cancelled())
