@@ -251,3 +251,17 @@ def test_parts_follow_a_redirect_without_our_credentials(model, tmp_path):
     ranges = Counter(bool(r) for r, _ in storage.seen)
     assert ranges == Counter({True: 13})  # every part went to storage with its Range
     assert {auth for _, auth in storage.seen} == {None}  # and never with our Authorization
+
+
+def test_default_is_one_stream_from_this_machine_and_parts_elsewhere(proxy, pushed, model, tmp_path, monkeypatch):
+    """Without OCIMODEL_PULL_CONNECTIONS: a registry on loopback (whose CPU competes with
+    ours) gets one stream per blob, any other host several connections."""
+    monkeypatch.delenv("OCIMODEL_PULL_CONNECTIONS")
+    out = tmp_path / "out"
+    ocimodel.pull(_via(proxy, pushed), out, options=OPTIONS)
+    assert (out / "weights.bin").read_bytes() == (model / "weights.bin").read_bytes()
+    assert _part_gets(proxy, _weights_hex(model)) == []
+    assert ranged.wanted("registry.example", SIZE) and ranged.connections("registry.example") == 4
+    assert not ranged.wanted("localhost:5000", SIZE) and not ranged.wanted("[::1]:5000", SIZE)
+    monkeypatch.setenv("OCIMODEL_PULL_CONNECTIONS", "1")
+    assert not ranged.wanted("registry.example", SIZE)

@@ -197,7 +197,7 @@ def ssl_key_log_file() -> str | None:
     return SSL_KEY_LOG.text()
 
 
-def pull_connections(default: int = 4) -> int:
+def pull_connections(default: int) -> int:
     return PULL_CONNECTIONS.integer(default, low=1, high=32)
 
 
@@ -235,6 +235,7 @@ def check_all() -> None:
     anything (a push that fails on OCIMODEL_RETRIES after creating its layout directory
     leaves a trace the user did not ask for)."""
     for read in (plain_http, debug, retries, retry_delay, read_timeout, request_timeout, referrers_settle,
-                 tag_settle, no_cache, blob_cache, progress, progress_interval, pull_connections):
+                 tag_settle, no_cache, blob_cache, progress, progress_interval):
         read()
     INSECURE.flag()
+    pull_connections(1)

@@ -58,7 +58,7 @@ class RemoteRepository:
 
     def fetches_in_parts(self, descriptor: Descriptor) -> bool:
         """Whether this blob is large enough to be fetched over several connections."""
-        return ranged.wanted(descriptor.size)
+        return ranged.wanted(self.client.registry, descriptor.size)
 
     def fetch_into(self, descriptor: Descriptor, fd: int, cancelled: Callable[[], bool],
                    advanced: Callable[[int], None]) -> bool:

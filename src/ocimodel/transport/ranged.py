@@ -38,6 +38,7 @@ from ocimodel.errors import (
     printable,
 )
 from ocimodel.oci.digest import algorithm_of, new_hasher
+from ocimodel.oci.reference import is_loopback_host
 from ocimodel.transport import retry
 from ocimodel.transport.client import RegistryClient
 from ocimodel.transport.deadline import read_timed_out
@@ -60,15 +61,22 @@ class _Ignored(Exception):
     """Internal: the server answered a Range request with the whole blob."""
 
 
-def connections() -> int:
-    """Connections one large blob is fetched over (OCIMODEL_PULL_CONNECTIONS; 1: one stream)."""
-    return settings.pull_connections()
+# Connections per large blob when OCIMODEL_PULL_CONNECTIONS is not set: one for a registry
+# on this machine (loopback), whose own CPU competes with ours, where parts measured slower
+# than one stream; several elsewhere, where one connection can be held back by latency or
+# by the server (docs/ranged-pulls.md).
+LOOPBACK_CONNECTIONS = 1
+REMOTE_CONNECTIONS = 4
 
 
-def wanted(size: int, count: int | None = None) -> bool:
-    """Whether a blob of ``size`` bytes is fetched in parts."""
-    count = connections() if count is None else count
-    return count > 1 and size >= MIN_BYTES
+def connections(registry: str) -> int:
+    """Connections one large blob from ``registry`` is fetched over (1: one stream)."""
+    return settings.pull_connections(LOOPBACK_CONNECTIONS if is_loopback_host(registry) else REMOTE_CONNECTIONS)
+
+
+def wanted(registry: str, size: int) -> bool:
+    """Whether a blob of ``size`` bytes from ``registry`` is fetched in parts."""
+    return size >= MIN_BYTES and connections(registry) > 1
 
 
 def fetch_into(
@@ -91,7 +99,7 @@ def fetch_into(
     :class:`TransportError` (not transient: each part already resumed as often as the
     retry policy allows) when a part cannot be completed. ``advanced(n)`` reports bytes
     written, possibly from several threads."""
-    count = connections() if count is None else count
+    count = connections(client.registry) if count is None else count
     part_bytes = PART_BYTES if part_bytes is None else part_bytes
     parts = [(start, min(start + part_bytes, size)) for start in range(0, size, part_bytes)]
     received = [0] * len(parts)
