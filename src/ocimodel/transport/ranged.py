@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 
 import httpx
@@ -153,8 +154,9 @@ def fetch_into(
         stop.set()
         with lock:
             lock.notify_all()
+        grace_ends = time.monotonic() + JOIN_GRACE  # for all of them together
         for thread in threads:
-            thread.join(JOIN_GRACE)
+            thread.join(max(0.0, grace_ends - time.monotonic()))
     if actual != digest:
         raise DigestMismatch(digest, actual, f"blob {digest}")
     return True
