@@ -93,6 +93,14 @@ def pushed(registry, big_model: Path) -> str:
 # -- fixtures and helpers ---------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _one_stream_per_blob(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pulls here take each blob as one stream (the path of small blobs and of
+    registries that ignore Range), so every cut and resume is counted on one connection;
+    large blobs in parts, through the same faults: tests/test_ranged_pull.py."""
+    monkeypatch.setenv("OCIMODEL_PULL_CONNECTIONS", "1")
+
+
 @pytest.fixture
 def proxy(registry):
     with FaultProxy(registry.host) as p:

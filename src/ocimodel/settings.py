@@ -124,6 +124,7 @@ PROGRESS = Setting("OCIMODEL_PROGRESS", "how transfers show progress: auto (bars
 PROGRESS_INTERVAL = Setting("OCIMODEL_PROGRESS_INTERVAL", "seconds between plain progress lines")
 CREDENTIALS_REGISTRY = Setting("OCIMODEL_REGISTRY", "the registry OCIMODEL_USERNAME / OCIMODEL_PASSWORD are for")
 CERTS_D = Setting("OCIMODEL_CERTS_D", "the folder of per-registry CA folders, docker's certs.d layout")
+PULL_CONNECTIONS = Setting("OCIMODEL_PULL_CONNECTIONS", "connections a large blob is downloaded over (1: one stream)")
 
 APP_NAME = "ocimodel"
 DEFAULT_CERTS_D = Path("/etc/docker/certs.d")
@@ -196,6 +197,10 @@ def ssl_key_log_file() -> str | None:
     return SSL_KEY_LOG.text()
 
 
+def pull_connections(default: int) -> int:
+    return PULL_CONNECTIONS.integer(default, low=1, high=32)
+
+
 # -- directories ---------------------------------------------------------------------------
 
 
@@ -233,3 +238,4 @@ def check_all() -> None:
                  tag_settle, no_cache, blob_cache, progress, progress_interval):
         read()
     INSECURE.flag()
+    pull_connections(1)

@@ -4,7 +4,9 @@ Stdlib only (no ocimodel imports). It listens on a free 127.0.0.1 port, relays e
 request to one upstream (the test registry) and follows a script of faults a test sets
 up: cut a connection after N bytes of a request or response body, answer the next K
 matching requests itself (500, 503, 429 with Retry-After...) without forwarding them,
-stall for S seconds (then go on, or cut), or strip ``Range`` (a registry that ignores it).
+stall for S seconds (then go on, or cut), flip one byte of a response body (``corrupt``), or
+strip ``Range`` (a registry that ignores it). ``range`` limits a rule to requests whose
+``Range`` header matches it (searched; a request without one never matches).
 
     with FaultProxy(registry.host) as proxy:
         cut = proxy.cut(method="GET", path=r"/blobs/sha256:", after=8 << 20, times=2)
@@ -67,7 +69,7 @@ class _Closed(Exception):
 class Rule:
     """One scripted fault. Read ``fired`` (and ``started`` for stalls) in assertions."""
 
-    kind: str  # "cut" | "reply" | "stall" | "ignore_range"
+    kind: str  # "cut" | "reply" | "stall" | "corrupt" | "ignore_range"
     method: str = ".*"
     path: str = ".*"
     times: int | None = 1
@@ -80,13 +82,15 @@ class Rule:
     close: bool = False
     seconds: float = 0.0
     then: str = "continue"
+    range: str | None = None  # regex searched in the request's Range header
+    location: str | None = None  # a reply's Location header (a redirect)
     matched: int = 0  # requests this rule was attached to
     fired: int = 0  # times the fault took effect
     started: threading.Event = field(default_factory=threading.Event, repr=False)
     _release: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("cut", "reply", "stall", "ignore_range"):
+        if self.kind not in ("cut", "reply", "stall", "corrupt", "ignore_range"):
             raise ValueError(f"unknown fault kind {self.kind!r}")
         if self.direction not in ("up", "down"):
             raise ValueError(f"direction must be 'up' or 'down', not {self.direction!r}")
@@ -94,12 +98,15 @@ class Rule:
             raise ValueError(f"then must be 'continue' or 'cut', not {self.then!r}")
         self._method = re.compile(self.method)
         self._path = re.compile(self.path)
+        self._range = re.compile(self.range) if self.range is not None else None
 
     def release(self) -> None:
         """End this rule's stalls now (and any later one at once)."""
         self._release.set()
 
-    def _matches(self, method: str, target: str) -> bool:
+    def _matches(self, method: str, target: str, range_header: str | None = None) -> bool:
+        if self._range is not None and (range_header is None or not self._range.search(range_header)):
+            return False
         return bool(self._method.fullmatch(method) and self._path.search(target))
 
     def _left(self) -> bool:
@@ -183,17 +190,23 @@ class FaultProxy:
         return rule
 
     def cut(self, method: str = ".*", path: str = ".*", *, after: int | None = 0,
-            direction: str = "down", times: int | None = 1, skip: int = 0) -> Rule:
+            direction: str = "down", times: int | None = 1, skip: int = 0, range: str | None = None) -> Rule:
         """Close both sides of the connection after ``after`` body bytes."""
-        return self.add(Rule("cut", method, path, times=times, skip=skip, direction=direction, after=after))
+        return self.add(Rule("cut", method, path, times=times, skip=skip, direction=direction, after=after,
+                             range=range))
+
+    def corrupt(self, method: str = "GET", path: str = ".*", *, after: int = 0, times: int | None = 1,
+                skip: int = 0, range: str | None = None) -> Rule:
+        """Flip byte number ``after`` (from 0) of a response body; the rest is relayed as is."""
+        return self.add(Rule("corrupt", method, path, times=times, skip=skip, after=after, range=range))
 
     def reply(self, status: int, method: str = ".*", path: str = ".*", *, times: int | None = 1,
               skip: int = 0, retry_after: str | None = None, code: str | None = None,
-              close: bool = False) -> Rule:
+              close: bool = False, location: str | None = None) -> Rule:
         """Answer ``status`` without forwarding. The request body is read and dropped, or,
         with ``close=True``, left unread and the connection closed after the answer."""
         return self.add(Rule("reply", method, path, times=times, skip=skip, status=status, code=code,
-                             retry_after=retry_after, close=close))
+                             retry_after=retry_after, close=close, location=location))
 
     def stall(self, seconds: float, method: str = ".*", path: str = ".*", *, after: int | None = 0,
               direction: str = "down", then: str = "continue", times: int | None = 1,
@@ -225,10 +238,10 @@ class FaultProxy:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _match(self, method: str, target: str, kinds: tuple[str, ...]) -> Rule | None:
+    def _match(self, method: str, target: str, kinds: tuple[str, ...], range_header: str | None = None) -> Rule | None:
         with self._lock:
             for rule in self.rules:
-                if rule.kind not in kinds or not rule._matches(method, target) or not rule._left():
+                if rule.kind not in kinds or not rule._matches(method, target, range_header) or not rule._left():
                     continue
                 if rule.skip > 0:
                     rule.skip -= 1
@@ -301,8 +314,9 @@ class FaultProxy:
                 seen = Seen(method, target, {k.lower(): v for k, v in headers})
                 with self._lock:
                     self.requests.append(seen)
-                rule = self._match(method, target, ("cut", "reply", "stall"))
-                strip_range = self._match(method, target, ("ignore_range",))
+                range_header = _header(headers, "range")
+                rule = self._match(method, target, ("cut", "reply", "stall", "corrupt"), range_header)
+                strip_range = self._match(method, target, ("ignore_range",), range_header)
                 request_framing = _request_framing(headers)
 
                 if rule is not None and rule.kind == "reply":
@@ -435,7 +449,7 @@ class _Pipe:
                  seen: Seen, direction: str) -> None:
         self.proxy = proxy
         self.sock = sock
-        self.rule = rule if rule is not None and rule.kind in ("cut", "stall") else None
+        self.rule = rule if rule is not None and rule.kind in ("cut", "stall", "corrupt") else None
         self.seen = seen
         self.direction = direction
         self.count = 0
@@ -446,6 +460,13 @@ class _Pipe:
         rule = self.rule
         if rule is not None and rule.after is not None and self.count + len(data) > rule.after:
             head = rule.after - self.count
+            if rule.kind == "corrupt":
+                self.rule = None
+                if self.proxy._take(rule):
+                    self.seen.fault = "corrupt"
+                    data = data[:head] + bytes([data[head] ^ 0xFF]) + data[head + 1:]
+                self._write(data)
+                return
             self._write(data[:head])
             data = data[head:]
             self.fire()
@@ -539,6 +560,8 @@ def _reply(rule: Rule, method: str) -> bytes:
     ]
     if rule.retry_after is not None:
         lines.append(f"Retry-After: {rule.retry_after}")
+    if rule.location is not None:
+        lines.append(f"Location: {rule.location}")
     if rule.close:
         lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if method == "HEAD" else body)

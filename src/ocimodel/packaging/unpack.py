@@ -433,14 +433,40 @@ class DirectoryWriter:
                 self._extract(planned, read_file_chunks(spooled))
             spooled.unlink()
 
+    def receive_file(self, descriptor: Descriptor, fill: Callable[[int], bool]) -> bool:
+        """A blob of plain files (no archive) written by ``fill`` straight into its staging
+        file (a download in parts: transport/ranged.py), which verifies it before it
+        returns True. Only then is the file counted as staged; it moves into place at the
+        commit like any other. False (nothing staged) for a blob that is not a plain file
+        of the model, or when ``fill`` could not do it."""
+        targets = self._by_digest.get(descriptor.digest)
+        if not targets or any(p.streamed for p in targets):
+            return False
+        first = self._tree / targets[0].relpath
+        first.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(first, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        kept = False
+        try:
+            kept = fill(fd)
+        finally:
+            os.close(fd)
+            if not kept:  # unverified bytes are not left where a file of the model goes
+                first.unlink(missing_ok=True)
+        if kept:
+            self._staged_raw(targets, first)
+        return kept
+
     def _write_raw(self, targets: list[PlannedFile], chunks: Iterable[bytes]) -> None:
         first = self._tree / targets[0].relpath
         first.parent.mkdir(parents=True, exist_ok=True)
         with _open_staged(first, WRITE_BUFFER_BYTES) as handle:
             for chunk in chunks:
                 handle.write(chunk)
-        # The engine checks the digest before it lets the last piece go: here the file is
-        # whole and verified, so it may be kept. It gets its final mode first: once in the
+        self._staged_raw(targets, first)
+
+    def _staged_raw(self, targets: list[PlannedFile], first: Path) -> None:
+        # The engine checks the digest before it lets the last piece go (a download in
+        # parts, before ``fill`` returns): here the file is whole and verified, so it may be kept. It gets its final mode first: once in the
         # cache another pull may link it, and the commit must not change a shared inode.
         if self.blob_cache is not None:
             os.chmod(first, targets[0].mode)

@@ -27,6 +27,8 @@ BlobPusher             yes         yes               -              yes
 ManifestPusher         yes         yes               -              yes
 UnhashedPusher         yes         yes               -              -
 Mounter                -           yes               -              -
+PartFetcher            -           yes               -              -
+FileReceiver           -           -                 -              yes
 Tagger, TagLister      yes         yes               -              -
 ReferrerLister         yes         yes               -              -
 ReferrerIndexer        yes         yes               -              -
@@ -34,8 +36,9 @@ ReferrerRemover        yes         yes               -              -
 ManifestDeleter        yes         yes               -              -
 =====================  ==========  ================  ============  =============
 
-An ability a caller cannot do without is a parameter type. The one ability the copy engine
-uses only when it is there, mounting, is a ``runtime_checkable`` protocol checked with
+An ability a caller cannot do without is a parameter type. The abilities the copy engine
+uses only when they are there, mounting and a download in parts into the file a pull
+keeps (:class:`PartFetcher` with :class:`FileReceiver`), are ``runtime_checkable`` protocols checked with
 ``isinstance`` (see :class:`Mounter` for why that shape). Nothing here is found by probing
 an object for an attribute.
 
@@ -45,7 +48,7 @@ functions from a layout directory to a tar file and back, and the document cache
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Protocol, runtime_checkable
 
@@ -84,6 +87,20 @@ class BlobRangeReader(Protocol):
         ...
 
 
+@runtime_checkable
+class PartFetcher(Protocol):
+    """A store that can fetch a large blob over several connections straight into a file
+    (a registry: HTTP Range requests), verifying it itself (transport/ranged.py)."""
+
+    def fetches_in_parts(self, descriptor: Descriptor) -> bool: ...
+
+    def fetch_into(self, descriptor: Descriptor, fd: int, cancelled: Callable[[], bool],
+                   advanced: Callable[[int], None]) -> bool:
+        """Fill the empty file ``fd`` (open read-write) with the blob and check its digest
+        (raise if it does not match); False if it cannot (nothing there may be used)."""
+        ...
+
+
 # -- writing ---------------------------------------------------------------------------------
 
 
@@ -99,6 +116,17 @@ class BlobPusher(Protocol):
     def push_blob(self, descriptor: Descriptor, chunks: Iterable[bytes]) -> None:
         """Store a blob. ``chunks`` raises if the bytes do not match ``descriptor``; the
         store must then leave nothing behind."""
+        ...
+
+
+@runtime_checkable
+class FileReceiver(Protocol):
+    def receive_file(self, descriptor: Descriptor, fill: Callable[[int], bool]) -> bool:
+        """Store a blob by letting ``fill(fd)`` write it into the file it will keep (open
+        read-write, empty). ``fill`` verifies the bytes: the store keeps the file only if
+        it returns True (False: nothing kept, push the blob as a stream instead), and
+        leaves nothing behind if it raises. False without calling ``fill`` when the
+        store wants the blob as a stream."""
         ...
 
 

@@ -28,7 +28,14 @@ from ocimodel.errors import (
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import algorithm_of, digest_bytes, new_hasher
 from ocimodel.oci.models import Descriptor, Index, parse_manifest
-from ocimodel.targets.base import Mounter, ReadableTarget, UnhashedPusher, WritableTarget
+from ocimodel.targets.base import (
+    FileReceiver,
+    Mounter,
+    PartFetcher,
+    ReadableTarget,
+    UnhashedPusher,
+    WritableTarget,
+)
 from ocimodel.threads import wait_for
 from ocimodel.transport import retry as retry_module
 from ocimodel.transport.retry import RetryPolicy
@@ -370,8 +377,9 @@ def _transfer_with_restarts(
     for attempt in range(1, policy.attempts + 1):
         moved = _Counter(progress)
         try:
-            with source.open_blob(descriptor) as chunks:
-                destination.push_blob(descriptor, verified(chunks, descriptor, cancel, moved))
+            if not _fetched_in_parts(source, destination, descriptor, cancel, moved):
+                with source.open_blob(descriptor) as chunks:
+                    destination.push_blob(descriptor, verified(chunks, descriptor, cancel, moved))
             return attempt - 1
         except OcimodelError as exc:
             if not exc.transient or attempt == policy.attempts or cancel.is_set():
@@ -379,6 +387,32 @@ def _transfer_with_restarts(
             if progress and moved.total:
                 progress.blob_advanced(descriptor, -moved.total)  # the bar starts this blob over
             retry_module.wait(policy, attempt, f"blob {descriptor.digest}", exc.message)
+
+
+def _fetched_in_parts(
+    source: ReadableTarget, destination: WritableTarget, descriptor: Descriptor, cancel: threading.Event, moved: _Counter,
+) -> bool:
+    """A large blob from a registry into a pull's staging file: fetched over several
+    connections straight into the file it will be, and verified by the source before the
+    destination keeps it (transport/ranged.py). False when either side cannot (or the
+    registry ignores Range): then it goes as a stream, the progress of this try undone."""
+    if not (isinstance(source, PartFetcher) and isinstance(destination, FileReceiver)
+            and source.fetches_in_parts(descriptor)):
+        return False
+
+    def fill(fd: int) -> bool:
+        return source.fetch_into(descriptor, fd, cancel.is_set, lambda n: moved.blob_advanced(descriptor, n))
+
+    try:
+        done = destination.receive_file(descriptor, fill)
+    except OcimodelError:
+        if cancel.is_set():
+            raise Cancelled("cancelled") from None  # the failure that cancelled us is the one reported
+        raise
+    if not done and moved.total:
+        moved.blob_advanced(descriptor, -moved.total)
+        moved.total = 0
+    return done
 
 
 class _Counter:

@@ -9,7 +9,7 @@ configurations (or two tests) pointing at the same URL never see each other's an
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import httpx
@@ -22,6 +22,7 @@ from ocimodel.oci.models import MAX_MANIFEST_BYTES, Descriptor, Index, parse_man
 from ocimodel.targets import referrers as rf
 from ocimodel.targets.base import ReadableTarget
 from ocimodel.targets.locations import BlobLocations
+from ocimodel.transport import ranged
 from ocimodel.transport.client import RegistryClient
 from ocimodel.versiontags import set_version_tag
 
@@ -64,6 +65,18 @@ class RemoteRepository:
     def open_blob(self, descriptor: Descriptor) -> Iterator[Iterator[bytes]]:
         with self.client.stream_blob(self.repository, descriptor.digest) as chunks:
             yield chunks
+
+    def fetches_in_parts(self, descriptor: Descriptor) -> bool:
+        """Whether this blob is large enough to be fetched over several connections."""
+        return ranged.wanted(self.client.registry, descriptor.size)
+
+    def fetch_into(self, descriptor: Descriptor, fd: int, cancelled: Callable[[], bool],
+                   advanced: Callable[[int], None]) -> bool:
+        """Fetch the blob into the empty file ``fd`` over several connections (Range) and
+        check its digest; False when the registry does not honour Range (stream it
+        instead). See transport/ranged.py."""
+        return ranged.fetch_into(self.client, self.repository, descriptor.digest, descriptor.size, fd,
+                                 cancelled=cancelled, advanced=advanced)
 
     def read_blob_range(self, descriptor: Descriptor, offset: int, length: int) -> bytes:
         return self.client.fetch_range(self.repository, descriptor.digest, offset, min(length, max(descriptor.size - offset, 0)))

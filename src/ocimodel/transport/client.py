@@ -71,6 +71,23 @@ CANCEL_DEADLINE = 1.5
 
 log = logging.getLogger("ocimodel.transport")
 
+# httpcore reads a socket 64 KiB at a time, and every read goes through h11 (copied into
+# its buffer, out again, and once more by httpcore) with some Python per read: ~0.3 CPU-s
+# per GiB of blob in h11 alone (benchmarks/README.md, "Profiling notes: pull"). A read
+# takes what the socket holds, up to the size asked, so a larger size costs nothing for
+# small answers and cuts the number of reads of a blob body up to 16 times: a 1 GiB pull
+# used 3.2 CPU-s with 64 KiB reads and 2.7 with 1 MiB (docs/ranged-pulls.md). It is
+# httpcore's per-connection read size, a class attribute its connections read through
+# ``self``: set once for the process, checked so a renamed attribute changes nothing.
+BODY_READ_BYTES = 1 << 20
+try:
+    from httpcore._sync.http11 import HTTP11Connection as _H11Connection
+
+    if isinstance(getattr(_H11Connection, "READ_NUM_BYTES", None), int):
+        _H11Connection.READ_NUM_BYTES = max(_H11Connection.READ_NUM_BYTES, BODY_READ_BYTES)
+except ImportError:  # another httpcore layout: its default stands
+    pass
+
 
 def plain_http_wanted(registry: str, plain_http: bool | None) -> bool:
     """Plain HTTP only when asked (argument or OCIMODEL_PLAIN_HTTP=1) or for loopback hosts."""
@@ -523,6 +540,34 @@ class RegistryClient:
             return bytes(piece[:length])
         finally:
             response.close()
+
+    def open_blob_range(self, repository: str, digest: str, start: int, end: int, size: int) -> httpx.Response | None:
+        """GET bytes ``start``..``end`` (inclusive) of a blob of ``size`` bytes, streamed, for
+        a download in parts (transport/ranged.py). The head is checked: a 206 must carry
+        exactly that ``Content-Range`` (and ``Content-Length``), or the part would land in
+        the wrong place. None when the server ignored Range (a 200 with the whole blob):
+        the response is closed unread. Redirects are followed as for any blob GET
+        (``_send``): our credentials never go to another host. NOT verified: the caller
+        hashes the whole blob."""
+        url = self._url(f"/v2/{repository}/blobs/{digest}")
+        what = f"blob {digest} bytes {start}-{end}"
+        headers = {"Accept-Encoding": "identity", "Range": f"bytes={start}-{end}"}
+        response = self._send("GET", url, what=what, stream=True, body_unbounded=True, headers=headers)
+        try:
+            if response.status_code == 200:
+                response.close()
+                return None
+            self._check_streamed(response, what, (206,))
+            value = response.headers.get("content-range", "")
+            if value not in (f"bytes {start}-{end}/{size}", f"bytes {start}-{end}/*"):
+                raise RegistryError(f"{what}: the server sent another range ({printable(value, 60)!r})")
+            declared = response.headers.get("content-length")
+            if declared is not None and declared.strip() != str(end - start + 1):
+                raise RegistryError(f"{what}: the server announced {printable(declared, 20)} bytes for the range")
+        except BaseException:
+            response.close()
+            raise
+        return response
 
     @contextmanager
     def stream_blob(self, repository: str, digest: str) -> Iterator[Iterator[bytes]]:
