@@ -95,7 +95,7 @@ def test_data_that_does_not_match_its_digest_is_refused_though_the_blob_is_fine(
     repo, digest = model
     with open_store(ConnectionOptions(), as_reference(f"{repo}:1.0")) as store:
         root = store.resolve("1.0")
-        layer = push_bytes(store, UNSIGNED_STATEMENT, _statement(digest, 0.5))  # the blob: 0.5
+        layer = push_bytes(store, UNSIGNED_STATEMENT, _statement(digest, 0.51))  # the blob: 0.51
         forged = layer.model_copy(update={"data": base64.b64encode(_statement(digest, 0.99)).decode()})
         bad, _ = push_referrer(store, root, UNSIGNED_STATEMENT, [forged],
                                {ANNOTATION_STATEMENT_PREDICATE: EVALUATION_PREDICATE})
@@ -107,7 +107,8 @@ def test_data_that_does_not_match_its_digest_is_refused_though_the_blob_is_fine(
     with FaultProxy(registry.host) as proxy:
         history = reg.evaluation_history(f"{proxy.host}/{repo_name}:1.0")
         assert proxy.count("GET", r"/blobs/") == 0  # a bad data is refused, not replaced by the blob
-    # Neither the forged 0.99 nor the blob's 0.5: the record is malformed, and said so.
+    # Neither the forged 0.99 nor the blob's 0.51 (the same length: only the digest tells):
+    # the record is malformed, and said so.
     assert _values(history) == [(0.9, "unsigned")]
     for record in (bad.digest, worse.digest):
         assert any(record in w for w in history.warnings), history.warnings
