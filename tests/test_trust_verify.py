@@ -257,19 +257,33 @@ def test_tampered_bundles_are_refused(repo, model_dir, keys, tamper, reason):
     assert _refused(decision) == {reason}, decision.lines()
 
 
-@pytest.mark.parametrize("change, message", [("longer", "longer than its announced"), ("altered", "digest mismatch")])
+@pytest.mark.parametrize("change, message", [
+    ("longer", "longer than its announced"), ("altered", "digest mismatch"), ("embedded", "digest mismatch")])
 def test_a_bundle_whose_blob_was_swapped_is_refused(model_dir, keys, tmp_path, change, message):
     """The layer's bytes are read no further than its size and checked against its digest
-    before anything parses them."""
+    before anything parses them: a blob read from the store (a bundle referrer without the
+    embedded copy, as cosign and older ocimodel write them), or the copy embedded in the
+    manifest's layer descriptor, which is refused when it does not match even though the
+    blob does (docs/audit.md, "One GET per record")."""
     ref = f"oci:{tmp_path / 'store'}:1"
     ocimodel.push(model_dir, ref)
     signed = api_trust.sign(ref, key=keys["release"][0], file_signature=False)
     with _target_of(ref) as target:
         listed = next(d for d in target.referrers(signed.digest))
-        layer = json.loads(target.fetch_manifest(listed))["layers"][0]
-        blob = target.blob_path(layer["digest"])
-    data = blob.read_bytes()
-    blob.write_bytes(data + b" " if change == "longer" else data.replace(b'"keyid":""', b'"keyid":"x"')[:-1])
+        manifest = json.loads(target.fetch_manifest(listed))
+        layer = Descriptor.model_validate(manifest["layers"][0])
+        assert layer.data is not None  # ocimodel embeds it
+        data = target.blob_path(layer.digest).read_bytes()
+        if change == "embedded":
+            forged = data.replace(b'"keyid":""', b'"keyid":"x"')[:-1]  # the same length
+            layer = layer.model_copy(update={"data": base64.b64encode(forged).decode()})
+        else:
+            layer = layer.model_copy(update={"data": None})
+            blob = target.blob_path(layer.digest)
+            blob.write_bytes(data + b" " if change == "longer" else data.replace(b'"keyid":""', b'"keyid":"x"')[:-1])
+        target.remove_referrer(signed.digest, listed.digest)
+        push_referrer(target, Descriptor.model_validate(manifest["subject"]), manifest["artifactType"], [layer],
+                      manifest["annotations"])
     decision = api_trust.verify(ref, keys=[keys["release"][1]])
     assert not decision.allowed and _refused(decision) == {"malformed-referrer"}
     assert message in decision.refused[0].detail

@@ -32,7 +32,7 @@ from ocimodel.oci.models import Descriptor, Manifest, parse_manifest
 from ocimodel.signing.bundle import unverified_statement
 from ocimodel.signing.errors import Reason, VerificationFailed
 from ocimodel.signing.statement import attestation_statement, check_subject
-from ocimodel.targets.referrers import push_bytes, push_referrer
+from ocimodel.targets.referrers import push_record
 from ocimodel.threads import map_threads
 from ocimodel.trust.policy import TrustPolicy
 from ocimodel.trust.sign import BundleSigner, named
@@ -155,9 +155,8 @@ def write_record(target, model: Descriptor, record: dict[str, Any], bundle: byte
         **({mt.ANNOTATION_PROMOTION_PREVIOUS: record["previous"]} if record.get("previous") else {}),
         **({ANNOTATION_PROMOTION_GATE: json.dumps(record["gate"], sort_keys=True)} if record.get("gate") else {}),
     }
-    layer = push_bytes(target, mt.PROMOTION_ARTIFACT, json.dumps(record, sort_keys=True).encode())
-    descriptor, _ = push_referrer(target, model, mt.PROMOTION_ARTIFACT, [layer], annotations)
-    return descriptor
+    data = json.dumps(record, sort_keys=True).encode()
+    return push_record(target, model, mt.PROMOTION_ARTIFACT, mt.PROMOTION_ARTIFACT, data, annotations)
 
 
 # -- gates ------------------------------------------------------------------------------

@@ -2,10 +2,13 @@
 of each tagged model, each read in full (manifest, then its one layer) on worker threads,
 and each signed statement checked against a policy when one is given.
 
-This is what ``deployments`` and ``audit`` share. A listing of many referrers on a
-registry without the referrers API is one GET of the fallback index per model, then one
-GET of each referrer's manifest and one of its layer: those are independent and run in
-parallel (threads.map_threads), so 500 records cost about 500 / 8 round trips, not 1000.
+This is what ``deployments``, ``audit`` and evaluations share. A listing of many referrers
+on a registry without the referrers API is one GET of the fallback index per model, then
+one GET of each referrer's manifest: a record's one small layer is embedded in it (the
+layer descriptor's ``data``, written by targets/referrers.push_record and checked against
+the layer's digest before use), so only records written by older versions or other tools
+cost a second GET, of the blob. The reads are independent and run in parallel
+(threads.map_threads).
 
 What can be trusted (docs/audit.md, "Trust marks"):
 
@@ -29,12 +32,11 @@ from typing import Any
 
 from ocimodel.errors import IntegrityError, InvalidManifest, NotFound, OcimodelError, UsageError
 from ocimodel.oci import mediatypes as mt
-from ocimodel.oci.digest import verify_bytes
 from ocimodel.oci.models import Descriptor, Manifest, parse_manifest
 from ocimodel.signing.bundle import load_bundle, material_kind, unverified_statement
 from ocimodel.signing.errors import VerificationFailed
 from ocimodel.signing.statement import Statement, check_subject, parse_statement
-from ocimodel.targets.referrers import is_fallback_tag, push_bytes, push_referrer
+from ocimodel.targets.referrers import is_fallback_tag, push_record, read_small_layer
 from ocimodel.targets.remote import RemoteRepository
 from ocimodel.threads import map_threads
 from ocimodel.trust.policy import TrustPolicy
@@ -82,11 +84,8 @@ def reader_threads(connection) -> int:
 
 def write_unsigned(target, root: Descriptor, statement: Statement) -> Descriptor:
     """Store ``statement`` unsigned as a referrer of ``root``; its descriptor."""
-    layer = push_bytes(target, UNSIGNED_STATEMENT, statement.to_json())
-    descriptor, _ = push_referrer(
-        target, root, UNSIGNED_STATEMENT, [layer], {ANNOTATION_STATEMENT_PREDICATE: statement.predicate_type}
-    )
-    return descriptor
+    return push_record(target, root, UNSIGNED_STATEMENT, UNSIGNED_STATEMENT, statement.to_json(),
+                       {ANNOTATION_STATEMENT_PREDICATE: statement.predicate_type})
 
 
 def scan(
@@ -187,14 +186,7 @@ def _read_unsigned(target, base: Referrer, listed: Descriptor) -> Referrer:
     annotations = manifest.annotations or {}
     base = _replace(base, created=annotations.get(mt.ANNOTATION_CREATED) or base.created)
     try:
-        data = bytearray()
-        with target.open_blob(layer) as chunks:
-            for chunk in chunks:
-                data += chunk
-                if len(data) > layer.size:
-                    raise IntegrityError(f"longer than its announced {layer.size} bytes")
-        verify_bytes(bytes(data), layer.digest, layer.size, f"statement {layer.digest}")
-        statement = parse_statement(bytes(data))
+        statement = parse_statement(read_small_layer(target, layer, f"statement {layer.digest}"))
         check_subject(statement, base.subject)
     except VerificationFailed as exc:
         return _malformed(base, f"{exc.reason}: {exc.message}")

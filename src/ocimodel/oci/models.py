@@ -46,6 +46,10 @@ class Descriptor(_Model):
     annotations: dict[str, str] | None = None
     artifact_type: str | None = Field(default=None, alias="artifactType")
     platform: Platform | None = None
+    # The content itself, base64 (image spec 1.1 "embedded content"): a copy of what the
+    # digest names, never believed before it is checked against digest and size
+    # (targets/referrers.read_small_layer).
+    data: str | None = None
 
     @classmethod
     def for_bytes(

@@ -17,6 +17,8 @@ through it, into any :class:`~ocimodel.targets.base.WritableTarget`."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import random
 import re
@@ -36,9 +38,10 @@ from ocimodel.errors import (
     UsageError,
 )
 from ocimodel.oci import mediatypes as mt
-from ocimodel.oci.digest import algorithm_of, hex_of, validate_digest
+from ocimodel.oci.digest import algorithm_of, hex_of, validate_digest, verify_bytes
 from ocimodel.oci.models import Descriptor, Index, Manifest, parse_manifest
 from ocimodel.targets.base import (
+    BlobFetcher,
     ReferrerEditor,
     ReferrerReader,
     ReferrerSource,
@@ -452,6 +455,58 @@ def push_bytes(
     if not target.has_blob(descriptor):
         target.push_blob(descriptor, verified([data], descriptor))
     return descriptor
+
+
+# Records (statements, bundles, promotion records) are a few hundred bytes to a few KiB;
+# their one layer also travels inside the referrer manifest, base64 in the layer
+# descriptor's ``data`` field (image spec 1.1, "embedded content"), so a reader that has the
+# manifest needs no second request. Past this size a layer is only pushed as a blob: the
+# manifest stays small (distribution refuses manifests over 4 MiB; base64 adds a third).
+MAX_EMBEDDED = 64 * 1024
+
+
+def push_record(
+    target: WritableTarget,
+    subject: Descriptor,
+    artifact_type: str,
+    media_type: str,
+    data: bytes,
+    annotations: Mapping[str, str],
+) -> Descriptor:
+    """Write a one-layer referrer of ``subject`` holding ``data``: the blob is pushed as
+    usual (cosign, Kyverno and older ocimodel read it by GET) and, when at most
+    :data:`MAX_EMBEDDED` bytes, also embedded in the manifest's layer descriptor, where
+    :func:`read_small_layer` finds it. Returns the referrer manifest's descriptor."""
+    layer = push_bytes(target, media_type, data)
+    if len(data) <= MAX_EMBEDDED:
+        layer = layer.model_copy(update={"data": base64.b64encode(data).decode("ascii")})
+    descriptor, _ = push_referrer(target, subject, artifact_type, [layer], annotations)
+    return descriptor
+
+
+def read_small_layer(target: BlobFetcher, layer: Descriptor, what: str) -> bytes:
+    """The bytes of a small layer whose size the caller has already bounded: its embedded
+    ``data`` when the descriptor has one, else its blob read no further than its size.
+    Either way checked against the descriptor's digest and size (IntegrityError if not):
+    embedded bytes are as untrusted as a blob, and a ``data`` that does not match is
+    refused, never replaced by a GET of the blob, so one manifest cannot show two contents."""
+    if layer.data is not None:
+        if len(layer.data) > 4 * ((layer.size + 2) // 3):
+            raise IntegrityError(f"{what}: embedded data is longer than its announced {layer.size} bytes")
+        try:
+            content = base64.b64decode(layer.data, validate=True)
+        except (binascii.Error, ValueError):
+            raise IntegrityError(f"{what}: embedded data is not base64") from None
+        verify_bytes(content, layer.digest, layer.size, f"{what} (embedded)")
+        return content
+    chunks_read = bytearray()
+    with target.open_blob(layer) as chunks:
+        for chunk in chunks:
+            chunks_read += chunk
+            if len(chunks_read) > layer.size:
+                raise IntegrityError(f"{what}: longer than its announced {layer.size} bytes")
+    verify_bytes(bytes(chunks_read), layer.digest, layer.size, what)
+    return bytes(chunks_read)
 
 
 def _plain(descriptor: Descriptor) -> dict:

@@ -12,6 +12,9 @@ Reading them back is strict, because a referrer is untrusted until its signature
 subject are checked: the manifest is fetched by digest and verified, it must have that
 shape exactly, its subject must be the model, and the bundle layer is read only up to its
 announced size (at most 10 MiB) and checked against its digest before anything parses it.
+A bundle written by ocimodel also sits in the manifest's layer descriptor (``data``,
+targets/referrers.push_record), so reading it is one request; that copy is checked against
+the same digest and size, and a ``data`` that does not match refuses the referrer.
 A referrer that fails any of this is returned as a :class:`RefusedBundle` with the reason,
 never raised: one bad referrer must not hide the good ones, nor crash a verification."""
 
@@ -23,12 +26,11 @@ from typing import Protocol, runtime_checkable
 
 from ocimodel.errors import IntegrityError, InvalidManifest, NotFound, OcimodelError
 from ocimodel.oci import mediatypes as mt
-from ocimodel.oci.digest import verify_bytes
 from ocimodel.oci.models import Descriptor, Manifest, parse_manifest
 from ocimodel.signing.bundle import MAX_BUNDLE_BYTES
 from ocimodel.signing.errors import Reason
 from ocimodel.targets.base import BlobFetcher, ReferrerReader, WritableTarget
-from ocimodel.targets.referrers import push_bytes, push_referrer
+from ocimodel.targets.referrers import push_record, read_small_layer
 
 
 @runtime_checkable
@@ -64,10 +66,8 @@ MALFORMED_REFERRER = "malformed-referrer"
 def write_bundle(target: WritableTarget, subject: Descriptor, bundle: bytes, predicate_type: str) -> Descriptor:
     """Store ``bundle`` in an open target as a cosign v3 bundle referrer of ``subject``;
     returns the referrer manifest's descriptor."""
-    layer = push_bytes(target, mt.BUNDLE_MEDIA_TYPE, bundle)
     annotations = {mt.ANNOTATION_BUNDLE_CONTENT: mt.BUNDLE_CONTENT_DSSE, mt.ANNOTATION_BUNDLE_PREDICATE_TYPE: predicate_type}
-    descriptor, _ = push_referrer(target, subject, mt.BUNDLE_MEDIA_TYPE, [layer], annotations)
-    return descriptor
+    return push_record(target, subject, mt.BUNDLE_MEDIA_TYPE, mt.BUNDLE_MEDIA_TYPE, bundle, annotations)
 
 
 def read_bundles(target: BundleReader, subject_digest: str) -> Iterator[StoredBundle | RefusedBundle]:
@@ -105,9 +105,9 @@ def read_bundle(target: BundleReader, listed: Descriptor, subject_digest: str) -
         return refuse(*problem)
     layer = manifest.layers[0]
     try:
-        bundle = _read_layer(target, layer)
+        bundle = read_small_layer(target, layer, f"bundle {layer.digest}")
     except OcimodelError as exc:
-        return refuse(MALFORMED_REFERRER, f"bundle layer {layer.digest}: {exc.message}")
+        return refuse(MALFORMED_REFERRER, exc.message)
     return StoredBundle(
         referrer=Descriptor(mediaType=mt.OCI_MANIFEST, digest=listed.digest, size=len(data),
                             artifactType=manifest.artifact_type, annotations=annotations or None),
@@ -141,14 +141,3 @@ def _shape_problem(manifest: Manifest, subject_digest: str) -> tuple[str, str] |
         return Reason.NOT_DSSE.value, f"bundle content is {content[:40]!r}, not {mt.BUNDLE_CONTENT_DSSE}"
     return None
 
-
-def _read_layer(target: BlobFetcher, layer: Descriptor) -> bytes:
-    """The layer's bytes, read no further than its size and checked against its digest."""
-    data = bytearray()
-    with target.open_blob(layer) as chunks:
-        for chunk in chunks:
-            data += chunk
-            if len(data) > layer.size:
-                raise IntegrityError(f"longer than its announced {layer.size} bytes")
-    verify_bytes(bytes(data), layer.digest, layer.size, f"bundle {layer.digest}")
-    return bytes(data)
