@@ -228,6 +228,8 @@ def test_the_policy_section_is_checked_like_the_others():
     for bad, said in (
         ({"evaluations": [{"metric": "accuracy", "min": 0.9, "signers": ["nobody"]}]}, "nobody"),
         ({"evaluations": [{"metric": "accuracy", "min": 0.9, "max_age": "a week"}]}, "max_age"),
+        ({"evaluations": [{"metric": "accuracy", "min": 0.9, "max_age": "0s"}]}, "max_age"),
+        ({"evaluations": [{"metric": "accuracy", "min": 0.9, "max_age": "99999w"}]}, "max_age"),
         ({"evaluations": [{"metric": "accuracy", "minimum": 0.9}]}, "minimum"),
         ({"aliases": {"production": {"require": ["evaluations"]}}}, "no evaluation rules"),
     ):
