@@ -312,6 +312,22 @@ def test_a_malformed_request_is_denied_or_refused(webhook, models):
     assert webhook.client.post(webhook.url + "/validate", json=no_uid).status_code == 400
 
 
+def test_a_huge_body_is_refused_and_many_denied_models_give_a_bounded_message(webhook, models):
+    from ocimodel.admission.app import MAX_BODY
+
+    huge = webhook.client.post(webhook.url + "/validate", content=b" " * (MAX_BODY + 1))
+    assert huge.status_code == 400 and "larger than" in huge.json()["error"]
+    # An annotation naming many models none of which exists: every one is denied, and the
+    # message the user reads (and the API server keeps in its events) stays a few lines.
+    host = models.good.split("/", 1)[0]
+    missing = [f"{host}/adm/absent-{i}:1.0" for i in range(60)]
+    document = _review("pod", **_refs(models))
+    document["request"]["object"]["metadata"]["annotations"]["models.ocimodel.dev/references"] = ",".join(missing)
+    message = _denied(webhook.review(document), document["request"]["uid"])
+    assert missing[0] in message and "and 50 more models denied" in message, message[:500]
+    assert len(message) < 6000
+
+
 def _rewrite(path: Path, text: str) -> None:
     path.write_text(text)
     stat = path.stat()
