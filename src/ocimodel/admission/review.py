@@ -97,6 +97,8 @@ def parse_review(body: bytes) -> Review:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedReview(f"the body is not JSON: {str(exc)[:120]}") from None
+    except RecursionError:  # a malformed answer (400), not an unhandled error of the server
+        raise MalformedReview("the body is not JSON: nested too deeply") from None
     if not isinstance(document, dict):
         raise MalformedReview("the body is not a JSON object")
     request = document.get("request")
