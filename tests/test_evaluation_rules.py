@@ -122,9 +122,10 @@ def test_state_file_round_trip_and_refusals(tmp_path):
     assert alerts.read_state(path, "reg/m:prod") == state
     with pytest.raises(UsageError, match="not of reg/other"):
         alerts.read_state(path, "reg/other:prod")
-    path.write_text("{not json")
-    with pytest.raises(UsageError, match="not a state this command wrote"):
-        alerts.read_state(path, "reg/m:prod")
+    for broken in ("{not json", '{"version": 1, "failures": ' + "[" * 100_000):
+        path.write_text(broken)
+        with pytest.raises(UsageError, match="not a state this command wrote"):
+            alerts.read_state(path, "reg/m:prod")
     assert alerts.read_state(tmp_path / "absent.json", "reg/m:prod") is None
 
 
