@@ -443,6 +443,18 @@ def test_health_readiness_and_metrics(webhook, models):
     assert hits and float(hits[0].split()[-1]) >= 1
 
 
+def test_cache_times_that_are_not_finite_numbers_are_refused(tmp_path):
+    from ocimodel.admission.server import ServeOptions, check
+    from ocimodel.errors import UsageError
+
+    cert, key = make_pki(tmp_path / "pki").server
+    check(ServeOptions(policy=tmp_path / "p.yaml", tls_cert=cert, tls_key=key, cache_ttl=0, resolve_ttl=60))
+    for option in ("cache_ttl", "resolve_ttl"):
+        for value in (float("nan"), float("inf"), -1.0):  # nan would keep every entry forever
+            with pytest.raises(UsageError, match="--cache-ttl and --resolve-ttl"):
+                check(ServeOptions(policy=tmp_path / "p.yaml", tls_cert=cert, tls_key=key, **{option: value}))
+
+
 def test_it_refuses_to_start_without_its_policy_and_stops_gracefully_on_sigterm(models, tmp_path):
     from typer.testing import CliRunner
 
