@@ -408,6 +408,13 @@ def test_an_admitted_workload_gets_a_deployment_record_and_a_dry_run_none(webhoo
     dry["request"]["dryRun"] = True
     dry["request"]["object"]["metadata"]["name"] = dry["request"]["name"] = "dry"
     _allowed(webhook.review(dry), dry["request"]["uid"])
+    # The ReplicaSet of a rollout and the Job of a CronJob: their owners carry the record.
+    for kind, owner in (("replicaset", "Deployment"), ("job", "CronJob")):
+        owned = _review(kind, **_refs(models, model=recorded))
+        owned["request"]["object"]["metadata"]["ownerReferences"] = [
+            {"apiVersion": "apps/v1" if owner == "Deployment" else "batch/v1", "kind": owner, "name": "sentiment",
+             "uid": "0b9c4f7e-0000-4000-8000-000000000001", "controller": True}]
+        _allowed(webhook.review(owned), owned["request"]["uid"])
     real = _review("deployment", **_refs(models, model=recorded))
     _allowed(webhook.review(real), real["request"]["uid"])
     repository = recorded.rsplit(":", 1)[0]

@@ -27,6 +27,7 @@ from starlette.routing import Route
 from ocimodel.admission.metrics import Metrics
 from ocimodel.admission.records import RecordWriter
 from ocimodel.admission.review import (
+    POD_SPEC_PATHS,
     AnnotationPins,
     MalformedReview,
     Pin,
@@ -183,6 +184,8 @@ def _patch(review: Review, models: list[ModelVerdict]) -> list[dict[str, Any]]:
 def _record(review: Review, models: list[ModelVerdict], records: RecordWriter) -> None:
     if review.dry_run or (review.kind == "Pod" and review.owned) or not review.name:
         return
+    if set(review.owners) & set(POD_SPEC_PATHS):  # a ReplicaSet of a Deployment, a Job of a CronJob:
+        return  # its owner was recorded; a record per rollout or per scheduled run would only repeat it
     target = f"k8s://{review.namespace or 'default'}/{review.kind.lower()}/{review.name}"
     for v in _distinct(models):
         records.submit(pinned_reference(v.reference, v.digest or ""), target)
