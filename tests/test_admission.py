@@ -450,6 +450,27 @@ def test_health_readiness_and_metrics(webhook, models):
     assert hits and float(hits[0].split()[-1]) >= 1
 
 
+def test_a_key_file_the_policy_names_is_watched_like_the_policy(tmp_path):
+    """A key kept apart from the policy (another Secret) that is replaced or removed: the
+    policy is read again, so no verdict of the old key is reused and a missing key denies."""
+    from ocimodel.admission.verdicts import PolicyHolder, PolicyUnavailable
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    ocimodel.generate_key_pair(tmp_path / "old.key", keys / "release.pub")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("signers:\n  release: {key: keys/release.pub}\n")
+    holder = PolicyHolder(policy)
+    _, before = holder.current()
+    ocimodel.generate_key_pair(tmp_path / "new.key", tmp_path / "new.pub")
+    _rewrite(keys / "release.pub", (tmp_path / "new.pub").read_text())
+    _, after = holder.current()
+    assert after != before  # the new key's verdicts are not the old key's
+    (keys / "release.pub").unlink()
+    with pytest.raises(PolicyUnavailable, match="release.pub"):
+        holder.current()
+
+
 def test_cache_times_that_are_not_finite_numbers_are_refused(tmp_path):
     from ocimodel.admission.server import ServeOptions, check
     from ocimodel.errors import UsageError

@@ -84,7 +84,8 @@ class PolicyHolder:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: tuple[Any, ...] | None = None
+        self._keys: list[Path] = []  # the key files the policy names: a change to one reloads it too
         self.policy: Policy | None = None
         self.digest: str = ""
         self.error: str | None = None
@@ -95,14 +96,20 @@ class PolicyHolder:
         stamp = _stamp(self.path)
         data = self.path.read_bytes() if stamp is not None else b""
         policy = load_policy(self.path)
+        # Key paths are relative to the policy file, as compile() reads them. Stamped before
+        # they are read, so a key replaced meanwhile is read again on the next request.
+        keys = [self.path.parent / key for key in (getattr(s, "key", None) for s in policy.signers.values()) if key]
+        stamp = (stamp, *(_stamp(key) for key in keys))
         trust = policy.compile()  # every key loaded: a missing key fails here, not per request
         hints = sorted(k.hint for k in trust.keys.values())
         digest = hashlib.sha256(hashlib.sha256(data).hexdigest().encode() + "".join(hints).encode()).hexdigest()
+        self._keys = keys
         self.policy, self.digest, self.error, self._stamp = policy, f"sha256:{digest}", None, stamp
 
     def current(self) -> tuple[Policy, str]:
-        """The policy and its digest; reloads a changed file. Raises PolicyUnavailable."""
-        stamp = _stamp(self.path)
+        """The policy and its digest; reloads a changed file (the policy or a key it names).
+        Raises PolicyUnavailable."""
+        stamp = (_stamp(self.path), *(_stamp(key) for key in self._keys))
         if stamp != self._stamp:
             with self._lock:
                 if stamp != self._stamp:
