@@ -471,6 +471,53 @@ def test_a_key_file_the_policy_names_is_watched_like_the_policy(tmp_path):
         holder.current()
 
 
+def test_a_reload_never_pairs_one_policy_with_another_s_digest(tmp_path, monkeypatch):
+    """A request that looked at the file just before it changed reads the policy while
+    another request reloads it: it gets the old policy and digest or the new ones, never
+    the new policy under the old digest (its verdicts would be cached as the old policy's,
+    and reused if that policy came back). The reloading thread is paused between its
+    assignments, so the interleaving is forced, not timed."""
+    from ocimodel.admission import verdicts as module
+
+    class Paused(module.PolicyHolder):
+        pause: threading.Event | None = None
+        go = threading.Event()
+
+        @property
+        def digest(self) -> str:
+            return self.__dict__.get("_digest", "")
+
+        @digest.setter
+        def digest(self, value: str) -> None:
+            if self.pause is not None and threading.current_thread() is not threading.main_thread():
+                self.pause.set()
+                self.go.wait(10)
+            self.__dict__["_digest"] = value
+
+    ocimodel.generate_key_pair(tmp_path / "ci.key", tmp_path / "ci.pub")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("signers:\n  ci: {key: ci.pub}\n")
+    holder = Paused(policy)
+    old_policy, old_digest = holder.current()
+    real = module._stamp
+    before = {path: real(path) for path in (policy, tmp_path / "ci.pub")}
+    # This (main) thread saw the files as they were before the change; the other sees them now.
+    monkeypatch.setattr(module, "_stamp", lambda path: before[path] if threading.current_thread()
+                        is threading.main_thread() and path in before else real(path))
+    _rewrite(policy, "signers:\n  ci: {key: ci.pub}\nversion: 1\n")
+    Paused.pause = threading.Event()
+    reloader = threading.Thread(target=holder.current)
+    reloader.start()
+    try:
+        assert Paused.pause.wait(10)
+        seen_policy, seen_digest = holder.current()
+    finally:
+        Paused.go.set()
+        reloader.join(10)
+        Paused.pause = None
+    assert (seen_policy is old_policy) == (seen_digest == old_digest), "a policy paired with another's digest"
+
+
 def test_cache_times_that_are_not_finite_numbers_are_refused(tmp_path):
     from ocimodel.admission.server import ServeOptions, check
     from ocimodel.errors import UsageError

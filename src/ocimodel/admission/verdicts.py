@@ -88,6 +88,9 @@ class PolicyHolder:
         self._keys: list[Path] = []  # the key files the policy names: a change to one reloads it too
         self.policy: Policy | None = None
         self.digest: str = ""
+        # The policy and its digest in one attribute, assigned at once: a reader never gets
+        # one policy with another's digest (its verdicts would be cached under that digest).
+        self._loaded: tuple[Policy, str] | None = None
         self.error: str | None = None
         self.load()  # raises: a server must not start on a policy it cannot read
 
@@ -104,6 +107,7 @@ class PolicyHolder:
         hints = sorted(k.hint for k in trust.keys.values())
         digest = hashlib.sha256(hashlib.sha256(data).hexdigest().encode() + "".join(hints).encode()).hexdigest()
         self._keys = keys
+        self._loaded = (policy, f"sha256:{digest}")
         self.policy, self.digest, self.error, self._stamp = policy, f"sha256:{digest}", None, stamp
 
     def current(self) -> tuple[Policy, str]:
@@ -116,11 +120,12 @@ class PolicyHolder:
                     try:
                         self.load()
                     except (OcimodelError, OSError) as exc:
-                        self._stamp, self.policy = stamp, None
+                        self._loaded, self._stamp, self.policy = None, stamp, None
                         self.error = f"the policy {self.path} does not load: {getattr(exc, 'message', exc)}"
-        if self.policy is None:
+        loaded = self._loaded
+        if loaded is None:
             raise PolicyUnavailable(self.error or f"the policy {self.path} does not load")
-        return self.policy, self.digest
+        return loaded
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
