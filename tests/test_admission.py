@@ -518,6 +518,28 @@ def test_a_reload_never_pairs_one_policy_with_another_s_digest(tmp_path, monkeyp
     assert (seen_policy is old_policy) == (seen_digest == old_digest), "a policy paired with another's digest"
 
 
+def test_a_policy_swapped_while_it_is_read_gets_the_digest_of_what_was_parsed(tmp_path, monkeypatch):
+    from ocimodel.admission import verdicts as module
+
+    ocimodel.generate_key_pair(tmp_path / "ci.key", tmp_path / "ci.pub")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("signers:\n  ci: {key: ci.pub}\n")
+    holder = module.PolicyHolder(policy)
+    real, swaps = module.load_policy, []
+
+    def swapped_first(path):  # the file is replaced between its read for the digest and its parse
+        if not swaps:
+            swaps.append(path)
+            _rewrite(policy, "signers:\n  ci: {key: ci.pub}\nversion: 1\n# third\n")
+        return real(path)
+
+    monkeypatch.setattr(module, "load_policy", swapped_first)
+    _rewrite(policy, "signers:\n  ci: {key: ci.pub}\nversion: 1\n")  # an update: the next request reloads
+    _, digest = holder.current()
+    monkeypatch.setattr(module, "load_policy", real)
+    assert swaps and digest == module.PolicyHolder(policy).current()[1]
+
+
 def test_cache_times_that_are_not_finite_numbers_are_refused(tmp_path):
     from ocimodel.admission.server import ServeOptions, check
     from ocimodel.errors import UsageError

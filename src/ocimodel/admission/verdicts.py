@@ -40,7 +40,7 @@ from ocimodel.oci.kind import artifact_kind
 from ocimodel.oci.models import parse_manifest
 from ocimodel.oci.reference import RegistryReference, parse_registry_reference
 from ocimodel.transport.connection import ConnectionOptions
-from ocimodel.trust.policy import Policy, load_policy
+from ocimodel.trust.policy import Policy, PolicyError, load_policy
 
 MODEL_KINDS = ("model", "modelkit", "variants")  # what a container image must be to be judged
 MAX_ENTRIES = 4096  # per cache: a bounded memory, oldest out first
@@ -96,9 +96,17 @@ class PolicyHolder:
 
     def load(self) -> None:
         """Load the file now; raises its PolicyError (a UsageError)."""
-        stamp = _stamp(self.path)
-        data = self.path.read_bytes() if stamp is not None else b""
-        policy = load_policy(self.path)
+        for _ in range(3):
+            stamp = _stamp(self.path)
+            data = self.path.read_bytes() if stamp is not None else b""
+            policy = load_policy(self.path)
+            # The file read twice: swapped in between (a ConfigMap update), the bytes hashed
+            # would not be those parsed, and this policy's verdicts cached under another's digest.
+            if _stamp(self.path) == stamp:
+                break
+        else:
+            raise PolicyError(f"the policy {self.path} kept changing while it was read",
+                              hint="it is read again on the next request")
         # Key paths are relative to the policy file, as compile() reads them. Stamped before
         # they are read, so a key replaced meanwhile is read again on the next request.
         keys = [self.path.parent / key for key in (getattr(s, "key", None) for s in policy.signers.values()) if key]
