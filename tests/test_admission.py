@@ -312,6 +312,22 @@ def test_a_malformed_request_is_denied_or_refused(webhook, models):
     assert webhook.client.post(webhook.url + "/validate", json=no_uid).status_code == 400
 
 
+def test_a_huge_body_is_refused_and_many_denied_models_give_a_bounded_message(webhook, models):
+    from ocimodel.admission.app import MAX_BODY
+
+    huge = webhook.client.post(webhook.url + "/validate", content=b" " * (MAX_BODY + 1))
+    assert huge.status_code == 400 and "larger than" in huge.json()["error"]
+    # An annotation naming many models none of which exists: every one is denied, and the
+    # message the user reads (and the API server keeps in its events) stays a few lines.
+    host = models.good.split("/", 1)[0]
+    missing = [f"{host}/adm/absent-{i}:1.0" for i in range(60)]
+    document = _review("pod", **_refs(models))
+    document["request"]["object"]["metadata"]["annotations"]["models.ocimodel.dev/references"] = ",".join(missing)
+    message = _denied(webhook.review(document), document["request"]["uid"])
+    assert missing[0] in message and "and 50 more models denied" in message, message[:500]
+    assert len(message) < 6000
+
+
 def _rewrite(path: Path, text: str) -> None:
     path.write_text(text)
     stat = path.stat()
@@ -392,6 +408,13 @@ def test_an_admitted_workload_gets_a_deployment_record_and_a_dry_run_none(webhoo
     dry["request"]["dryRun"] = True
     dry["request"]["object"]["metadata"]["name"] = dry["request"]["name"] = "dry"
     _allowed(webhook.review(dry), dry["request"]["uid"])
+    # The ReplicaSet of a rollout and the Job of a CronJob: their owners carry the record.
+    for kind, owner in (("replicaset", "Deployment"), ("job", "CronJob")):
+        owned = _review(kind, **_refs(models, model=recorded))
+        owned["request"]["object"]["metadata"]["ownerReferences"] = [
+            {"apiVersion": "apps/v1" if owner == "Deployment" else "batch/v1", "kind": owner, "name": "sentiment",
+             "uid": "0b9c4f7e-0000-4000-8000-000000000001", "controller": True}]
+        _allowed(webhook.review(owned), owned["request"]["uid"])
     real = _review("deployment", **_refs(models, model=recorded))
     _allowed(webhook.review(real), real["request"]["uid"])
     repository = recorded.rsplit(":", 1)[0]
@@ -425,6 +448,108 @@ def test_health_readiness_and_metrics(webhook, models):
     assert 'ocimodel_admission_request_seconds_bucket{endpoint="validate",le="0.01"}' in text
     hits = [line for line in text.splitlines() if line.startswith('ocimodel_admission_cache_total{cache="verdict",result="hit"}')]
     assert hits and float(hits[0].split()[-1]) >= 1
+
+
+def test_a_key_file_the_policy_names_is_watched_like_the_policy(tmp_path):
+    """A key kept apart from the policy (another Secret) that is replaced or removed: the
+    policy is read again, so no verdict of the old key is reused and a missing key denies."""
+    from ocimodel.admission.verdicts import PolicyHolder, PolicyUnavailable
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    ocimodel.generate_key_pair(tmp_path / "old.key", keys / "release.pub")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("signers:\n  release: {key: keys/release.pub}\n")
+    holder = PolicyHolder(policy)
+    _, before = holder.current()
+    ocimodel.generate_key_pair(tmp_path / "new.key", tmp_path / "new.pub")
+    _rewrite(keys / "release.pub", (tmp_path / "new.pub").read_text())
+    _, after = holder.current()
+    assert after != before  # the new key's verdicts are not the old key's
+    (keys / "release.pub").unlink()
+    with pytest.raises(PolicyUnavailable, match="release.pub"):
+        holder.current()
+
+
+def test_a_reload_never_pairs_one_policy_with_another_s_digest(tmp_path, monkeypatch):
+    """A request that looked at the file just before it changed reads the policy while
+    another request reloads it: it gets the old policy and digest or the new ones, never
+    the new policy under the old digest (its verdicts would be cached as the old policy's,
+    and reused if that policy came back). The reloading thread is paused between its
+    assignments, so the interleaving is forced, not timed."""
+    from ocimodel.admission import verdicts as module
+
+    class Paused(module.PolicyHolder):
+        pause: threading.Event | None = None
+        go = threading.Event()
+
+        @property
+        def digest(self) -> str:
+            return self.__dict__.get("_digest", "")
+
+        @digest.setter
+        def digest(self, value: str) -> None:
+            if self.pause is not None and threading.current_thread() is not threading.main_thread():
+                self.pause.set()
+                self.go.wait(10)
+            self.__dict__["_digest"] = value
+
+    ocimodel.generate_key_pair(tmp_path / "ci.key", tmp_path / "ci.pub")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("signers:\n  ci: {key: ci.pub}\n")
+    holder = Paused(policy)
+    old_policy, old_digest = holder.current()
+    real = module._stamp
+    before = {path: real(path) for path in (policy, tmp_path / "ci.pub")}
+    # This (main) thread saw the files as they were before the change; the other sees them now.
+    monkeypatch.setattr(module, "_stamp", lambda path: before[path] if threading.current_thread()
+                        is threading.main_thread() and path in before else real(path))
+    _rewrite(policy, "signers:\n  ci: {key: ci.pub}\nversion: 1\n")
+    Paused.pause = threading.Event()
+    reloader = threading.Thread(target=holder.current)
+    reloader.start()
+    try:
+        assert Paused.pause.wait(10)
+        seen_policy, seen_digest = holder.current()
+    finally:
+        Paused.go.set()
+        reloader.join(10)
+        Paused.pause = None
+    assert (seen_policy is old_policy) == (seen_digest == old_digest), "a policy paired with another's digest"
+
+
+def test_a_policy_swapped_while_it_is_read_gets_the_digest_of_what_was_parsed(tmp_path, monkeypatch):
+    from ocimodel.admission import verdicts as module
+
+    ocimodel.generate_key_pair(tmp_path / "ci.key", tmp_path / "ci.pub")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("signers:\n  ci: {key: ci.pub}\n")
+    holder = module.PolicyHolder(policy)
+    real, swaps = module.load_policy, []
+
+    def swapped_first(path):  # the file is replaced between its read for the digest and its parse
+        if not swaps:
+            swaps.append(path)
+            _rewrite(policy, "signers:\n  ci: {key: ci.pub}\nversion: 1\n# third\n")
+        return real(path)
+
+    monkeypatch.setattr(module, "load_policy", swapped_first)
+    _rewrite(policy, "signers:\n  ci: {key: ci.pub}\nversion: 1\n")  # an update: the next request reloads
+    _, digest = holder.current()
+    monkeypatch.setattr(module, "load_policy", real)
+    assert swaps and digest == module.PolicyHolder(policy).current()[1]
+
+
+def test_cache_times_that_are_not_finite_numbers_are_refused(tmp_path):
+    from ocimodel.admission.server import ServeOptions, check
+    from ocimodel.errors import UsageError
+
+    cert, key = make_pki(tmp_path / "pki").server
+    check(ServeOptions(policy=tmp_path / "p.yaml", tls_cert=cert, tls_key=key, cache_ttl=0, resolve_ttl=60))
+    for option in ("cache_ttl", "resolve_ttl"):
+        for value in (float("nan"), float("inf"), -1.0):  # nan would keep every entry forever
+            with pytest.raises(UsageError, match="--cache-ttl and --resolve-ttl"):
+                check(ServeOptions(policy=tmp_path / "p.yaml", tls_cert=cert, tls_key=key, **{option: value}))
 
 
 def test_it_refuses_to_start_without_its_policy_and_stops_gracefully_on_sigterm(models, tmp_path):

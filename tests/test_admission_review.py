@@ -85,6 +85,7 @@ def test_the_patch_tests_then_replaces_and_applies_to_the_object():
      b' "operation": "CREATE"}}', "u", "without an object"),
     (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "u", "kind": {"kind": "Pod"},'
      b' "operation": "CREATE", "object": {}, "dryRun": "yes"}}', "u", "dryRun"),
+    (b'{"request": ' + b"[" * 200_000, None, "nested too deeply"),  # within the body limit
 ])
 def test_a_malformed_review_says_why_and_keeps_a_readable_uid(body, uid, reason):
     with pytest.raises(MalformedReview) as raised:

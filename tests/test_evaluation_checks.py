@@ -156,6 +156,7 @@ def test_check_on_a_layout_and_usage_errors(tmp_path: Path, cli, monkeypatch):
         assert not state.exists()
         code, out, err = cli("eval", "check", ref, "--rule", "accuracy>=0.9", "--notify", receiver.url(SECRET), "--json")
         assert code == 1 and "did not take the alert" in json.loads(out)["notification"]["error"]  # one document
+        assert "state file" not in err  # there is none: the hint says what the user can do
         assert SECRET not in out + err
 
 

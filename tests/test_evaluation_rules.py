@@ -122,9 +122,10 @@ def test_state_file_round_trip_and_refusals(tmp_path):
     assert alerts.read_state(path, "reg/m:prod") == state
     with pytest.raises(UsageError, match="not of reg/other"):
         alerts.read_state(path, "reg/other:prod")
-    path.write_text("{not json")
-    with pytest.raises(UsageError, match="not a state this command wrote"):
-        alerts.read_state(path, "reg/m:prod")
+    for broken in ("{not json", '{"version": 1, "failures": ' + "[" * 100_000):
+        path.write_text(broken)
+        with pytest.raises(UsageError, match="not a state this command wrote"):
+            alerts.read_state(path, "reg/m:prod")
     assert alerts.read_state(tmp_path / "absent.json", "reg/m:prod") is None
 
 
@@ -228,6 +229,8 @@ def test_the_policy_section_is_checked_like_the_others():
     for bad, said in (
         ({"evaluations": [{"metric": "accuracy", "min": 0.9, "signers": ["nobody"]}]}, "nobody"),
         ({"evaluations": [{"metric": "accuracy", "min": 0.9, "max_age": "a week"}]}, "max_age"),
+        ({"evaluations": [{"metric": "accuracy", "min": 0.9, "max_age": "0s"}]}, "max_age"),
+        ({"evaluations": [{"metric": "accuracy", "min": 0.9, "max_age": "99999w"}]}, "max_age"),
         ({"evaluations": [{"metric": "accuracy", "minimum": 0.9}]}, "minimum"),
         ({"aliases": {"production": {"require": ["evaluations"]}}}, "no evaluation rules"),
     ):

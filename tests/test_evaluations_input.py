@@ -81,6 +81,7 @@ def test_malformed_input_is_refused_naming_it(metrics, options, named):
     ('{"metrics": [{"name": "accuracy", "value": 0.9}], "time": "June"}', "'June' is not an RFC 3339 time"),
     ("[1, 2]", "the JSON must be an object"),
     ("{", "is not valid JSON"),
+    ('{"metrics": ' + "[" * 100_000, "nested too deeply"),
     ("name,score\naccuracy,0.9\n", "the CSV header must name metric and value"),
     ("metric,value\n", "has a header and no metric"),
     ("metric,value\naccuracy,high\n", "row 2 (accuracy): 'high' is not a number"),

@@ -161,6 +161,9 @@ def test_setup_cfg_and_pipfile_parsing():
                          '[dev-packages]\npytest = "*"\n') == [
         ("requests", None, "requests"), ("numpy", "1.26.4", "numpy==1.26.4"), ("flask", None, "flask>=2")]
     assert parse_pipfile("not toml [") == []
+    # a model's own file, nested deeper than the TOML parser recurses: no requirements, no crash
+    assert parse_pipfile("[packages]\nx = " + "[" * 3000) == []
+    assert parse_pyproject("[project]\ndependencies = " + "[" * 3000) == []
 
 
 def test_requirements_from_setup_cfg_and_pipfile_and_setup_py_never_run(tmp_path):

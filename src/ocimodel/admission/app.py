@@ -27,6 +27,7 @@ from starlette.routing import Route
 from ocimodel.admission.metrics import Metrics
 from ocimodel.admission.records import RecordWriter
 from ocimodel.admission.review import (
+    POD_SPEC_PATHS,
     AnnotationPins,
     MalformedReview,
     Pin,
@@ -46,6 +47,9 @@ MAX_BODY = 8 * 1024 * 1024  # an object and its old copy, each at most ~1.5 MiB 
 PREFIX = "ocimodel admission"
 # The paths deploy/ points the API server and the probes at (tests/test_admission_deploy.py).
 VALIDATE, MUTATE, HEALTHZ, READYZ, METRICS = "/validate", "/mutate", "/healthz", "/readyz", "/metrics"
+# The models an answer's message names: an object may list thousands (the annotation), and
+# the message is what kubectl prints and the API server keeps; the log names every one.
+MAX_SHOWN = 10
 
 
 class BodyTooLarge(Exception):
@@ -118,12 +122,16 @@ async def _answer(request: Request, endpoint: str, verdicts: Verdicts, metrics: 
          "cached": v.cached} for v in _distinct(models)
     ]
     if denied:
-        message = f"{PREFIX}: " + "; ".join(v.message() for v in denied)
+        message = f"{PREFIX}: " + "; ".join(v.message() for v in denied[:MAX_SHOWN])
+        if len(denied) > MAX_SHOWN:
+            message += f"; and {len(denied) - MAX_SHOWN} more models denied (the webhook's log names each)"
         entry.update(verdict="denied", reason=message)
         metrics.requests.labels(endpoint=endpoint, result="denied").inc()
         return _done(JSONResponse(response(review.uid, False, message)), entry, started, endpoint, metrics)
     patch = _patch(review, models) if endpoint == "mutate" else None
-    shown = ", ".join(f"{v.reference} ({v.digest})" for v in _distinct(models))
+    allowed = _distinct(models)
+    shown = ", ".join(f"{v.reference} ({v.digest})" for v in allowed[:MAX_SHOWN])
+    shown += f" and {len(allowed) - MAX_SHOWN} more" if len(allowed) > MAX_SHOWN else ""
     message = f"{PREFIX}: verified {shown}" if models else ""
     entry.update(verdict="allowed", patched=len(patch or []) // 2)
     metrics.requests.labels(endpoint=endpoint, result="allowed").inc()
@@ -176,6 +184,8 @@ def _patch(review: Review, models: list[ModelVerdict]) -> list[dict[str, Any]]:
 def _record(review: Review, models: list[ModelVerdict], records: RecordWriter) -> None:
     if review.dry_run or (review.kind == "Pod" and review.owned) or not review.name:
         return
+    if set(review.owners) & set(POD_SPEC_PATHS):  # a ReplicaSet of a Deployment, a Job of a CronJob:
+        return  # its owner was recorded; a record per rollout or per scheduled run would only repeat it
     target = f"k8s://{review.namespace or 'default'}/{review.kind.lower()}/{review.name}"
     for v in _distinct(models):
         records.submit(pinned_reference(v.reference, v.digest or ""), target)

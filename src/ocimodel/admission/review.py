@@ -61,6 +61,7 @@ class Review:
     sub_resource: str
     obj: dict[str, Any] | None
     owned: bool  # the object has ownerReferences (a Pod of a ReplicaSet, a Job of a CronJob)
+    owners: tuple[str, ...] = ()  # the kinds of its ownerReferences (ReplicaSet, CronJob, ...)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,8 @@ def parse_review(body: bytes) -> Review:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedReview(f"the body is not JSON: {str(exc)[:120]}") from None
+    except RecursionError:  # a malformed answer (400), not an unhandled error of the server
+        raise MalformedReview("the body is not JSON: nested too deeply") from None
     if not isinstance(document, dict):
         raise MalformedReview("the body is not a JSON object")
     request = document.get("request")
@@ -133,6 +136,7 @@ def parse_review(body: bytes) -> Review:
     return Review(
         uid=uid, kind=kind_name, namespace=str(namespace), name=str(name), operation=operation, dry_run=dry_run,
         sub_resource=str(request.get("subResource") or ""), obj=obj, owned=bool(metadata.get("ownerReferences")),
+        owners=_owner_kinds(metadata.get("ownerReferences")),
     )
 
 
@@ -257,6 +261,12 @@ def _annotation(obj: dict[str, Any], path: tuple[str, ...], uid: str) -> Iterato
     pointer = "/" + "/".join((*path, "annotations", pointer_token(ANNOTATION)))
     for reference in split_references(value):
         yield Found(_checked(reference, uid), pointer, "annotation")
+
+
+def _owner_kinds(references: Any) -> tuple[str, ...]:
+    if not isinstance(references, list):
+        return ()
+    return tuple(r["kind"] for r in references if isinstance(r, dict) and isinstance(r.get("kind"), str))
 
 
 def _list(spec: dict[str, Any], key: str, uid: str) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ seconds), then the process exits 0."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import signal
@@ -74,8 +75,10 @@ def check(options: ServeOptions) -> None:
     if not 0 < options.deadline <= 30:
         raise UsageError(f"--deadline must be between 0 and 30 seconds, got {options.deadline:g}",
                          hint="the API server waits at most 30 s (timeoutSeconds); the deadline must be shorter")
-    if options.cache_ttl < 0 or options.resolve_ttl < 0:
-        raise UsageError("--cache-ttl and --resolve-ttl are seconds, 0 or more")
+    # nan compares false with everything: a TTL of nan would keep every entry forever.
+    if not (0 <= options.cache_ttl < math.inf and 0 <= options.resolve_ttl < math.inf):
+        raise UsageError("--cache-ttl and --resolve-ttl are seconds, 0 or more",
+                         hint="a finite number, e.g. --cache-ttl 300")
     if not 0 <= options.port <= 65535:
         raise UsageError(f"--port {options.port} is not a port")
     try:

@@ -40,7 +40,7 @@ from ocimodel.oci.kind import artifact_kind
 from ocimodel.oci.models import parse_manifest
 from ocimodel.oci.reference import RegistryReference, parse_registry_reference
 from ocimodel.transport.connection import ConnectionOptions
-from ocimodel.trust.policy import Policy, load_policy
+from ocimodel.trust.policy import Policy, PolicyError, load_policy
 
 MODEL_KINDS = ("model", "modelkit", "variants")  # what a container image must be to be judged
 MAX_ENTRIES = 4096  # per cache: a bounded memory, oldest out first
@@ -84,36 +84,56 @@ class PolicyHolder:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: tuple[Any, ...] | None = None
+        self._keys: list[Path] = []  # the key files the policy names: a change to one reloads it too
         self.policy: Policy | None = None
         self.digest: str = ""
+        # The policy and its digest in one attribute, assigned at once: a reader never gets
+        # one policy with another's digest (its verdicts would be cached under that digest).
+        self._loaded: tuple[Policy, str] | None = None
         self.error: str | None = None
         self.load()  # raises: a server must not start on a policy it cannot read
 
     def load(self) -> None:
         """Load the file now; raises its PolicyError (a UsageError)."""
-        stamp = _stamp(self.path)
-        data = self.path.read_bytes() if stamp is not None else b""
-        policy = load_policy(self.path)
+        for _ in range(3):
+            stamp = _stamp(self.path)
+            data = self.path.read_bytes() if stamp is not None else b""
+            policy = load_policy(self.path)
+            # The file read twice: swapped in between (a ConfigMap update), the bytes hashed
+            # would not be those parsed, and this policy's verdicts cached under another's digest.
+            if _stamp(self.path) == stamp:
+                break
+        else:
+            raise PolicyError(f"the policy {self.path} kept changing while it was read",
+                              hint="it is read again on the next request")
+        # Key paths are relative to the policy file, as compile() reads them. Stamped before
+        # they are read, so a key replaced meanwhile is read again on the next request.
+        keys = [self.path.parent / key for key in (getattr(s, "key", None) for s in policy.signers.values()) if key]
+        stamp = (stamp, *(_stamp(key) for key in keys))
         trust = policy.compile()  # every key loaded: a missing key fails here, not per request
         hints = sorted(k.hint for k in trust.keys.values())
         digest = hashlib.sha256(hashlib.sha256(data).hexdigest().encode() + "".join(hints).encode()).hexdigest()
+        self._keys = keys
+        self._loaded = (policy, f"sha256:{digest}")
         self.policy, self.digest, self.error, self._stamp = policy, f"sha256:{digest}", None, stamp
 
     def current(self) -> tuple[Policy, str]:
-        """The policy and its digest; reloads a changed file. Raises PolicyUnavailable."""
-        stamp = _stamp(self.path)
+        """The policy and its digest; reloads a changed file (the policy or a key it names).
+        Raises PolicyUnavailable."""
+        stamp = (_stamp(self.path), *(_stamp(key) for key in self._keys))
         if stamp != self._stamp:
             with self._lock:
                 if stamp != self._stamp:
                     try:
                         self.load()
                     except (OcimodelError, OSError) as exc:
-                        self._stamp, self.policy = stamp, None
+                        self._loaded, self._stamp, self.policy = None, stamp, None
                         self.error = f"the policy {self.path} does not load: {getattr(exc, 'message', exc)}"
-        if self.policy is None:
+        loaded = self._loaded
+        if loaded is None:
             raise PolicyUnavailable(self.error or f"the policy {self.path} does not load")
-        return self.policy, self.digest
+        return loaded
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:

@@ -340,6 +340,8 @@ def _from_json(text: str, shown: str) -> dict[str, Any]:
         document = json.loads(text, parse_constant=lambda c: _refuse_constant(c, shown))
     except json.JSONDecodeError as exc:
         raise UsageError(f"--from {shown} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    except RecursionError:  # nesting deeper than the parser goes: a traceback otherwise
+        raise UsageError(f"--from {shown} is not valid JSON: nested too deeply") from None
     if not isinstance(document, dict):
         raise UsageError(f"--from {shown}: the JSON must be an object with a metrics list",
                          hint='e.g. {"metrics": [{"name": "accuracy", "value": 0.91}], "time": "2026-06-01T08:00:00Z"}')

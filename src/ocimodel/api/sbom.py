@@ -85,7 +85,7 @@ def _requirement(line: str) -> tuple[str, str | None, str] | None:
 def parse_pyproject(text: str) -> list[tuple[str, str | None, str]]:
     try:
         document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):  # RecursionError: nesting past the parser's stack
         return []
     project = document.get("project")
     dependencies = project.get("dependencies") if isinstance(project, dict) else None
@@ -132,7 +132,7 @@ def parse_pipfile(text: str) -> list[tuple[str, str | None, str]]:
     from a git repository, a path or a file has no PyPI name to list and is left out."""
     try:
         document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):  # RecursionError: nesting past the parser's stack
         return []
     packages = document.get("packages")
     if not isinstance(packages, dict):

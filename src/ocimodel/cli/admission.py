@@ -25,7 +25,7 @@ admission_app = typer.Typer(
 
 @admission_app.command("serve")
 def serve(
-    policy: Annotated[Path, typer.Option("--policy", metavar="FILE", help="The verify policy (as `ocimodel verify --policy`): signers, attestations, scan, licenses. Reloaded when the file changes.")],
+    policy: Annotated[Path, typer.Option("--policy", metavar="FILE", help="The verify policy (as `ocimodel verify --policy`): signers, attestations, scan, licenses, evaluations. Reloaded when the file (or a key it names) changes.")],
     tls_cert: Annotated[Path, typer.Option("--tls-cert", metavar="PEM", help="The server certificate (chain) the API server checks against the webhook's caBundle.")],
     tls_key: Annotated[Path, typer.Option("--tls-key", metavar="PEM", help="The private key of --tls-cert.")],
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="The port to listen on (0: any free port, logged).")] = 8443,

@@ -86,7 +86,9 @@ def check(
         # On stderr only: with --json, the result above already holds the error (a second
         # JSON document on stdout would break the reader).
         stderr.print(f"error: {note.error}", highlight=False, markup=False)
-        stderr.print("hint: the state file was left as it was; the next run tries again", highlight=False, markup=False)
+        hint = ("the state file was left as it was; the next run tries again" if note.state_file else
+                "run the check again; with --state-file, the next run retries an alert that was not delivered")
+        stderr.print(f"hint: {hint}", highlight=False, markup=False)
         raise typer.Exit(1)
     if not result.ok:
         raise typer.Exit(1)

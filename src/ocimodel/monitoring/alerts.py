@@ -129,7 +129,7 @@ def read_state(path: Path, reference: str) -> State | None:
         failures = frozenset(tuple(str(x) for x in f) for f in document.get("failures", []))
         if any(len(f) != 3 for f in failures):
             raise ValueError("malformed failures")
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # Recursion: nested past the parser
         raise UsageError(f"state file {path} is not a state this command wrote: {str(exc)[:200]}", hint=hint) from None
     if document.get("reference") != reference:
         raise UsageError(

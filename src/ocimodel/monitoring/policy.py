@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from ocimodel.errors import UsageError
 from ocimodel.monitoring.rules import format_duration, parse_duration, parse_time
 
 # The predicate type of an evaluation record (api/evaluations.py writes it).
@@ -74,6 +75,18 @@ class EvaluationRule(BaseModel):
                                   or not math.isfinite(value)):
             raise ValueError("must be a finite number")
         return float(value) if value is not None else value
+
+    @field_validator("max_age")
+    @classmethod
+    def _a_positive_duration(cls, value: str | None) -> str | None:
+        # The pattern takes 0s or 9999w, which judge() would refuse on every verify, after
+        # the policy loaded (an admission server would start and then deny everything).
+        if value is not None:
+            try:
+                parse_duration(value, "max_age")
+            except UsageError as exc:
+                raise ValueError(exc.message) from None
+        return value
 
     @model_validator(mode="after")
     def _a_limit(self) -> EvaluationRule:
