@@ -111,10 +111,11 @@ def test_push_with_json_loads_no_rich(tmp_path: Path) -> None:
 
 
 # What a re-push of an unchanged model never needs: the Kitfile and unpacking code (tar),
-# card comparison, drawing (--json), signing and trust, scanning, YAML (no card file).
+# card comparison, lineage (the card names no base model), drawing (--json), signing and
+# trust, scanning, YAML (no card file).
 REPUSH_NEVER = (
     "ocimodel.packaging.kitfile", "ocimodel.packaging.unpack", "ocimodel.packaging.archive", "tarfile",
-    "ocimodel.metadata.diff", "ocimodel.api.scan", "ocimodel.scanning", "ocimodel.trust", "ocimodel.signing",
+    "ocimodel.metadata.diff", "ocimodel.api.lineage", "ocimodel.api.scan", "ocimodel.scanning", "ocimodel.trust", "ocimodel.signing",
     "sigstore", "cryptography", "yaml", "rich", "pygments", "httpx._main",
 )
 

@@ -215,9 +215,8 @@ def push(
     if ref.digest is not None:
         raise UsageError(f"push needs a tag, not a digest: {reference}", hint="e.g. registry/team/model:1.0")
     tag = ref.tag or DEFAULT_TAG
-    # Here, not at the top: pull, inspect and copy never need the model-card models and
-    # lineage (~20 ms of start-up for every command).
-    from ocimodel.api.lineage import link_to_parents, pin_base_digests
+    # Here, not at the top: pull, inspect and copy never need the model-card models (~20 ms
+    # of start-up for every command); lineage only when the card names base models.
     from ocimodel.metadata.encoding import encode_card
     from ocimodel.metadata.sources import MetadataFlags, collect_card, merge_cards, parse_flags
 
@@ -232,7 +231,10 @@ def push(
     )
     registry_options = bound(connection, ref)
     concurrency = registry_options.concurrency
-    card = pin_base_digests(card, registry_options)
+    if card.base_models:
+        from ocimodel.api.lineage import link_to_parents, pin_base_digests
+
+        card = pin_base_digests(card, registry_options)
     encoded = encode_card(card)
     described = encoded.descriptor
     user_annotations = dict(annotations or {})
@@ -311,7 +313,7 @@ def push(
         if locations is not None:
             locations.flush()
     lineage = link_to_parents(card, ref.with_tag(None).with_digest(model.descriptor.digest), model.descriptor,
-                              registry_options) if link_parents else []
+                              registry_options) if link_parents and card.base_models else []
     return PushResult(
         reference=str(ref.with_tag(tag)),
         digest=model.descriptor.digest,
