@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -498,3 +499,26 @@ def test_a_file_config_cannot_run_commands_through_fsmonitor(repo, git_env):
 )
 def test_redact_url(url, redacted):
     assert redact_url(url) == redacted
+
+
+def test_git_runs_only_where_a_checkout_can_be(repo, git_env, monkeypatch):
+    """Outside any checkout no git process is started (a push pays for none); a model in a
+    linked worktree (`.git` is a file there) or reached through a symlink into a checkout
+    is still found, as git finds it."""
+    log = git_env / "git-calls"
+    real = shutil.which("git")
+    wrapper = write(git_env / "bin" / "git", f'#!/bin/sh\necho "$@" >> {log}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+    plain = git_env / "plain"
+    write(plain / "weights.bin", "w")
+    assert detect_code(plain) is None
+    assert not log.exists()
+    # a linked worktree: its `.git` is a file naming the main repository's git directory
+    git(repo, "worktree", "add", "-q", str(git_env / "linked"))
+    code = detect_code(git_env / "linked" / "model")
+    assert code is not None and code.commit == git(repo, "rev-parse", "HEAD")
+    assert log.exists()
+    # a symlink from outside into the checkout: git works from the resolved directory
+    (git_env / "via-link").symlink_to(repo / "model", target_is_directory=True)
+    assert detect_code(git_env / "via-link") == detect_code(repo / "model")

@@ -6,8 +6,10 @@ benchmarks/), each in a fresh interpreter."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,23 +32,31 @@ _REPORT = (
 )
 
 
-def _loaded(code: str, *, cwd: Path | None = None) -> set[str]:
-    """The modules loaded after running ``code`` in a fresh interpreter."""
+def _loaded_and_output(code: str, *, cwd: Path | None = None) -> tuple[set[str], str]:
+    """The modules loaded after running ``code`` in a fresh interpreter, and its stdout."""
     result = subprocess.run(
         [sys.executable, "-c", f"{code}\n{_REPORT}"], capture_output=True, text=True, timeout=60, cwd=cwd, check=False
     )
     assert result.returncode == 0, result.stderr
-    return set(json.loads(result.stderr.strip().splitlines()[-1]))
+    return set(json.loads(result.stderr.strip().splitlines()[-1])), result.stdout
 
 
-def _cli_loaded(args: list[str], *, cwd: Path) -> set[str]:
+def _loaded(code: str, *, cwd: Path | None = None) -> set[str]:
+    return _loaded_and_output(code, cwd=cwd)[0]
+
+
+def _cli_loaded_and_output(args: list[str], *, cwd: Path) -> tuple[set[str], str]:
     """Run the ``ocimodel`` command in-process (as the console script does) and report."""
     code = (
         "import sys\nfrom ocimodel.cli.app import main\n"
         f"sys.argv = ['ocimodel', *{args!r}]\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
     )
-    return _loaded(code, cwd=cwd)
+    return _loaded_and_output(code, cwd=cwd)
+
+
+def _cli_loaded(args: list[str], *, cwd: Path) -> set[str]:
+    return _cli_loaded_and_output(args, cwd=cwd)[0]
 
 
 def _any_of(loaded: set[str], prefixes: tuple[str, ...]) -> list[str]:
@@ -98,3 +108,29 @@ def test_push_with_json_loads_no_rich(tmp_path: Path) -> None:
     loaded = _cli_loaded(["push", "model", "oci:store:m:1", "--json"], cwd=tmp_path)
     assert (tmp_path / "store" / "index.json").is_file()
     assert _any_of(loaded, ("rich", "pygments", "ocimodel.trust", "ocimodel.signing", "sigstore")) == []
+
+
+# What a re-push of an unchanged model never needs: the Kitfile and unpacking code (tar),
+# card comparison, lineage (the card names no base model), drawing (--json), signing and
+# trust, scanning, YAML (no card file).
+REPUSH_NEVER = (
+    "ocimodel.packaging.kitfile", "ocimodel.packaging.unpack", "ocimodel.packaging.archive", "tarfile",
+    "ocimodel.metadata.diff", "ocimodel.api.lineage", "ocimodel.api.scan", "ocimodel.scanning", "ocimodel.trust", "ocimodel.signing",
+    "sigstore", "cryptography", "yaml", "rich", "pygments", "httpx._main",
+)
+
+
+def test_a_repush_of_an_unchanged_model_loads_only_what_it_uses(tmp_path: Path, registry) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"\2" * 1000)
+    (model / "config.json").write_text("{}")
+    past = time.time() - 3600  # settled files: the digest cache trusts them, the manifest goes first
+    for path in model.iterdir():
+        os.utime(path, (past, past))
+    reference = f"{registry.host}/startup/repush:1.0"
+    command = [str(Path(sys.executable).with_name("ocimodel")), "push", "model", reference, "--json"]
+    subprocess.run(command, cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    loaded, out = _cli_loaded_and_output(["push", "model", reference, "--json"], cwd=tmp_path)
+    assert json.loads(out)["uploaded"] == []  # the re-push, not a first push
+    assert _any_of(loaded, REPUSH_NEVER) == []

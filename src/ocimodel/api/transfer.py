@@ -48,7 +48,6 @@ from ocimodel.oci.reference import LayoutReference, Reference, RegistryReference
 from ocimodel.packaging.blobcache import BlobCache, blob_cache_wanted
 from ocimodel.packaging.classify import FileKind
 from ocimodel.packaging.digestcache import DigestCache
-from ocimodel.packaging.kitfile import is_modelkit, plan_modelkit
 from ocimodel.packaging.package import (
     ModelSource,
     PackageOptions,
@@ -59,13 +58,6 @@ from ocimodel.packaging.package import (
     scan_model,
 )
 from ocimodel.packaging.selection import select_files, string_list
-from ocimodel.packaging.unpack import (
-    DirectoryWriter,
-    archive_names,
-    layer_path,
-    plan_files,
-    unnamed_archive,
-)
 from ocimodel.targets.copy import (
     Graph,
     Progress,
@@ -223,9 +215,8 @@ def push(
     if ref.digest is not None:
         raise UsageError(f"push needs a tag, not a digest: {reference}", hint="e.g. registry/team/model:1.0")
     tag = ref.tag or DEFAULT_TAG
-    # Here, not at the top: pull, inspect and copy never need the model-card models and
-    # lineage (~20 ms of start-up for every command).
-    from ocimodel.api.lineage import link_to_parents, pin_base_digests
+    # Here, not at the top: pull, inspect and copy never need the model-card models (~20 ms
+    # of start-up for every command); lineage only when the card names base models.
     from ocimodel.metadata.encoding import encode_card
     from ocimodel.metadata.sources import MetadataFlags, collect_card, merge_cards, parse_flags
 
@@ -240,7 +231,10 @@ def push(
     )
     registry_options = bound(connection, ref)
     concurrency = registry_options.concurrency
-    card = pin_base_digests(card, registry_options)
+    if card.base_models:
+        from ocimodel.api.lineage import link_to_parents, pin_base_digests
+
+        card = pin_base_digests(card, registry_options)
     encoded = encode_card(card)
     described = encoded.descriptor
     user_annotations = dict(annotations or {})
@@ -319,7 +313,7 @@ def push(
         if locations is not None:
             locations.flush()
     lineage = link_to_parents(card, ref.with_tag(None).with_digest(model.descriptor.digest), model.descriptor,
-                              registry_options) if link_parents else []
+                              registry_options) if link_parents and card.base_models else []
     return PushResult(
         reference=str(ref.with_tag(tag)),
         digest=model.descriptor.digest,
@@ -409,6 +403,10 @@ def pull(
         if verify is not None:
             verify(source, root, data)
         # A KitOps ModelKit's paths are in its Kitfile (the config, read verified).
+        # Imported here: a push never reads a Kitfile (its models, tarfile: start-up).
+        from ocimodel.packaging.kitfile import is_modelkit, plan_modelkit
+        from ocimodel.packaging.unpack import DirectoryWriter, plan_files
+
         planned = plan_modelkit(manifest, read_config(source, manifest.config)) if is_modelkit(manifest) else plan_files(manifest)
         files = select_files(planned, include, kinds, shown=str(ref))
         result = TransferResult(descriptor=root)
@@ -464,6 +462,8 @@ def inspect(
         config = None
         files: list[FileEntry] = []
         if isinstance(parsed, Manifest):
+            from ocimodel.packaging.unpack import layer_path  # a push writes no files: start-up
+
             config = read_config(source, parsed.config)
             files = [file_entry(layer_path(layer) or _read_name(source, layer, read_layers), layer) for layer in parsed.layers]
         entries = [_index_entry(d) for d in parsed.manifests] if isinstance(parsed, Index) else []
@@ -499,6 +499,9 @@ def inspect(
 
 def _read_name(source, layer: Descriptor, wanted: bool) -> str:
     """inspect --read-layers: a tar layer's name from its headers, after its digest is checked."""
+    # tarfile: pull and inspect only
+    from ocimodel.packaging.unpack import archive_names, unnamed_archive
+
     if not wanted or unnamed_archive(layer) is None:
         return ""
     with source.open_blob(layer) as chunks:

@@ -18,7 +18,6 @@ from ocimodel.metadata.card import (
     metric_value,
     validate_card,
 )
-from ocimodel.metadata.diff import CardDelta, LicenseChange, MetricDelta, ParamChange, card_deltas
 from ocimodel.metadata.encoding import (
     CARD_ANNOTATIONS,
     DecodedCard,
@@ -80,3 +79,14 @@ __all__ = [
     "unknown_annotations",
     "validate_card",
 ]
+
+# Loaded on first use: a push imports this package for the card and never compares two.
+_DIFF_NAMES = ("CardDelta", "LicenseChange", "MetricDelta", "ParamChange", "card_deltas")
+
+
+def __getattr__(name: str) -> object:
+    if name in _DIFF_NAMES:
+        from ocimodel.metadata import diff
+
+        return getattr(diff, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

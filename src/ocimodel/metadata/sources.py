@@ -461,6 +461,8 @@ def detect_code(
         path = path.parent
     if not path.is_dir():
         return None
+    if not _may_be_in_checkout(path):
+        return None  # git would say so too; not asking spares a process on every push
     inside = _git(path, "rev-parse", "--is-inside-work-tree", timeout=timeout)
     if inside is None or inside.strip() != "true":
         return None
@@ -477,6 +479,18 @@ def detect_code(
         return Code(repository=repository, commit=commit, dirty=dirty)
     except ValueError:  # a remote we could not make safe: record the rest
         return Code(commit=commit, dirty=dirty)
+
+
+def _may_be_in_checkout(path: Path) -> bool:
+    """False only when git cannot find a work tree for ``path``: no ``.git`` (a directory,
+    or the file of a linked worktree or submodule) in it or any of its parents, looked up
+    as written and with links resolved (git works from the resolved directory). ``GIT_DIR``
+    and ``GIT_WORK_TREE`` are not passed to git (`_GIT_ENV_DROP`), so this is how git
+    itself finds a checkout."""
+    for start in {path.absolute(), path.resolve()}:
+        if any(os.path.lexists(os.path.join(d, ".git")) for d in (start, *start.parents)):
+            return True
+    return False
 
 
 def _tracked(path: Path, *, timeout: float) -> bool:

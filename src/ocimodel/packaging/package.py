@@ -80,6 +80,15 @@ class ModelFile:
     kind_overridden: bool
 
     def layer(self) -> Descriptor:
+        # Asked for several times per file and push (the manifest, the blobs, the result):
+        # built once (a frozen model; kept beside the fields, so equality is unchanged).
+        built = self.__dict__.get("_layer")
+        if built is None:
+            built = self._build_layer()
+            object.__setattr__(self, "_layer", built)
+        return built
+
+    def _build_layer(self) -> Descriptor:
         metadata = {
             "name": self.relpath.rsplit("/", 1)[-1],
             "mode": self.mode,

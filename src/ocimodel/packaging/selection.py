@@ -21,11 +21,14 @@ from __future__ import annotations
 import fnmatch
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ocimodel.errors import NothingSelected, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.packaging.classify import parse_kind
-from ocimodel.packaging.unpack import PlannedFile
+
+if TYPE_CHECKING:  # a push selects no files to write: unpack (tarfile) stays unloaded
+    from ocimodel.packaging.unpack import PlannedFile
 
 __all__ = ["layer_kind", "matches_include", "select_files"]
 
