@@ -365,7 +365,10 @@ def test_a_registry_stopped_or_stalled_mid_test_gives_a_deny_within_the_deadline
             stalled = _review("pod", **_refs(models, model=ref.replace(own.host, proxy.host)))
             # The webhook answers at its deadline, before the API server's timeout (the client's).
             message = _denied(webhook.review(stalled), document["request"]["uid"])
-            assert "denied by deadline" in message and f"deadline of {DEADLINE:g} s" in message
+            # At the webhook's deadline, or sooner when the read timeout of one request
+            # (shorter than the deadline) fires first, as it can on a loaded machine.
+            assert ("denied by deadline" in message and f"deadline of {DEADLINE:g} s" in message) or (
+                "denied by registry" in message and "did not answer within" in message), message
             assert proxy.host in message
             stall.release()
         own.stop()
@@ -582,6 +585,11 @@ def test_it_refuses_to_start_without_its_policy_and_stops_gracefully_on_sigterm(
         server.process.send_signal(signal.SIGTERM)
         pending.join(WEBHOOK_TIMEOUT)
         stall.release()
-    assert server.stop() == 0
-    assert len(answers) == 1 and "denied by deadline" in _denied(answers[0], document["request"]["uid"])
+        # Its own exit, waited for: stop() would send a second SIGTERM to a process still
+        # shutting down (slow on a loaded machine), and uvicorn takes a second one as "now".
+        code = server.process.wait(60)
+    assert code == 0 and server.stop() == 0
+    assert len(answers) == 1
+    message = _denied(answers[0], document["request"]["uid"])
+    assert "denied by deadline" in message or "did not answer within" in message, message
     assert server.entries()[-1]["event"] == "stopped"
