@@ -90,6 +90,22 @@ def test_drop_from_baseline_and_previous():
     assert not missing.passed and missing.kind == "missing" and "no baseline" in missing.detail
 
 
+def test_a_drop_compares_only_values_on_the_same_dataset():
+    rule = [parse_rule("accuracy drop<=0.02 from baseline")]
+    on_test = Point(time=NOW - timedelta(days=30), digest=DIGEST, version="1.0",
+                    measures=(Measure("accuracy", 0.99, "imdb:test"),), baseline=True)
+    # A record without a dataset is not compared with a baseline measured on imdb:test.
+    [missing] = judge([on_test, *SERIES[:2]], rule, now=NOW)
+    assert (missing.passed, missing.kind, missing.reference_value) == (False, "missing", None)
+    assert "imdb:test" in missing.detail and "without a dataset" in missing.detail
+    same = Point(time=NOW, digest=DIGEST, version="1.0", measures=(Measure("accuracy", 0.98, "imdb:test"),))
+    [ok] = judge([on_test, same], rule, now=NOW)
+    assert ok.passed and ok.reference_value == 0.99
+    other = Point(time=NOW, digest=DIGEST, version="1.0", measures=(Measure("accuracy", 0.5, "sst2"),))
+    [refused] = judge([on_test, other], rule, now=NOW)
+    assert refused.kind == "missing" and refused.reference_value is None
+
+
 def test_a_missing_metric_and_a_stale_record_are_failures_of_their_own():
     [missing] = judge(SERIES, [parse_rule("f1>=0.5")], now=NOW)
     assert (missing.passed, missing.kind) == (False, "missing")

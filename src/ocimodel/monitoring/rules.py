@@ -7,7 +7,9 @@
 
 A rule is judged per metric on the latest record that measures it, or on each of the
 last ``window`` such records; a record measuring the metric on several datasets must
-hold on each. A metric with no record is a failure of its own kind (``missing``), and so
+hold on each. A drop or rise compares like with like: the reference value of the same
+metric on the same dataset (none matches none only), else the rule fails as missing.
+A metric with no record is a failure of its own kind (``missing``), and so
 is one whose latest record is older than ``max_age`` (``stale``): silence is not health.
 Nothing here reads a registry: the records come in, a verdict goes out."""
 
@@ -241,11 +243,13 @@ def _judge_point(rule: Rule, point: Point, previous: Point | None, baselines: li
                                f"{shown}{'' if passed else ', not ' + rule.op + ' ' + _num(rule.limit)}",
                                value=measure.value, dataset=measure.dataset, **where))
             continue
-        base = _reference_value(rule, measure, point, previous, baselines)
+        base, others = _reference_value(rule, measure, point, previous, baselines)
         if base is None:
             what = "no baseline (push-time metrics of the card)" if rule.reference == "baseline" else "no previous record"
-            out.append(Outcome(rule.text, rule.metric, False, "missing",
-                               f"{shown}, and {what} of {rule.metric}{on} to compare with",
+            detail = f"{shown}, and {what} of {rule.metric}{on or ' without a dataset'} to compare with"
+            if others:  # say why the value that is there was not used
+                detail += f" ({rule.reference} has it on {', '.join(d or 'no dataset' for d in others)} only)"
+            out.append(Outcome(rule.text, rule.metric, False, "missing", detail,
                                value=measure.value, dataset=measure.dataset, **where))
             continue
         change = base - measure.value if rule.op == "drop" else measure.value - base
@@ -264,7 +268,10 @@ def _judge_point(rule: Rule, point: Point, previous: Point | None, baselines: li
 
 
 def _reference_value(rule: Rule, measure: Measure, point: Point, previous: Point | None,
-                     baselines: list[Point]) -> float | None:
+                     baselines: list[Point]) -> tuple[float | None, list[str | None]]:
+    """The value to compare with, measured on the same dataset (no dataset matches no
+    dataset only: a drop from a value on another dataset says nothing); else None and the
+    datasets the reference does measure the metric on."""
     if rule.reference == "previous":
         candidates = previous.values(rule.metric) if previous else []
     else:
@@ -273,8 +280,8 @@ def _reference_value(rule: Rule, measure: Measure, point: Point, previous: Point
         candidates = own[-1].values(rule.metric) if own else []
     same = [c for c in candidates if c.dataset == measure.dataset]
     if same:
-        return same[-1].value
-    return candidates[0].value if len(candidates) == 1 else None
+        return same[-1].value, []
+    return None, [c.dataset for c in candidates]
 
 
 def _iso(when: datetime) -> str:
