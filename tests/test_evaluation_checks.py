@@ -160,6 +160,22 @@ def test_check_on_a_layout_and_usage_errors(tmp_path: Path, cli, monkeypatch):
         assert SECRET not in out + err
 
 
+def test_export_of_an_alias_exports_what_check_of_it_judges(tmp_path: Path, cli):
+    store = tmp_path / "store"
+    ocimodel.push(_model(tmp_path), f"oci:{store}:1.0")
+    ocimodel.record_evaluation(f"oci:{store}:1.0", {"accuracy": 0.95}, time=_at(2))
+    ocimodel.promote(f"oci:{store}:1.0", "production")  # after the record: the alias held nothing then
+    alias = f"oci:{store}:production"
+    assert ocimodel.check_evaluations(alias, ["accuracy>=0.9"]).ok
+    code, out, err = cli("eval", "export", alias)
+    assert code == 0, out + err
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(out)}
+    [sample] = families["ocimodel_evaluation_value"].samples
+    assert (sample.labels["version"], sample.labels["alias"], sample.value) == ("1.0", "production", 0.95)
+
+
 def test_check_with_a_policy_counts_trusted_records_only(tmp_path: Path):
     ref = f"oci:{tmp_path / 'store'}:1.0"
     ocimodel.push(_model(tmp_path), ref)

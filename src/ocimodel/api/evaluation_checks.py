@@ -248,7 +248,8 @@ def export_evaluations(
     trusted_root: PathLike | None = None,
 ) -> ExportedEvaluations:
     """The latest evaluation value of each model version, metric and dataset of
-    ``reference`` (a model, or a repository: every tagged version) in Prometheus' text
+    ``reference`` (a model; ``REPO:ALIAS``: the model the alias names now, with all its
+    records, as ``check_evaluations`` judges it; or a repository: every tagged version) in Prometheus' text
     format, labelled model, version, alias (the aliases naming the version now),
     metric and dataset, plus the time of each value's record. ``output``: a file, written
     whole or not at all and replaced each time (node_exporter's textfile collector reads
@@ -265,9 +266,13 @@ def export_evaluations(
 
     ref = as_reference(reference)
     model = str(ref.with_tag(None).with_digest(None))
-    history = evaluation_history(connection, str(ref), policy=policy, trusted_root=trusted_root)
+    only = None  # REPO:ALIAS: the model the alias names now, with all its records, as check judges it
     with open_store(connection, ref) as target:
         tags = tagged(target)
+        if ref.tag is not None and ref.digest is None and not is_version_tag(ref.tag):
+            only = target.resolve(ref.tag).digest
+    source = str(ref) if only is None else str(ref.with_tag(None).with_digest(only))
+    history = evaluation_history(connection, source, policy=policy, trusted_root=trusted_root)
     aliases: dict[str, list[str]] = {}
     versions: dict[str, list[str]] = {}
     for tag, digest in sorted(tags.items()):
@@ -275,6 +280,8 @@ def export_evaluations(
     latest: dict[tuple[str, str, str], tuple[datetime, float, str | None]] = {}
     for record in history.records:
         if record.baseline or (policy is not None and record.trust != "trusted"):
+            continue
+        if only is not None and record.digest != only:
             continue
         when = parse_time(record.time)
         if when is None:
