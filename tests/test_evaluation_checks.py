@@ -175,6 +175,12 @@ def test_export_of_an_alias_exports_what_check_of_it_judges(tmp_path: Path, cli)
     [sample] = families["ocimodel_evaluation_value"].samples
     assert (sample.labels["version"], sample.labels["alias"], sample.value) == ("1.0", "production", 0.95)
 
+    # the hints: a file in a directory that is not there; a repository without a tag to check
+    code, out, err = cli("eval", "export", alias, "-o", tmp_path / "missing" / "x.prom")
+    assert code == 1 and "does not exist" in err and "hint: create the directory" in err
+    code, out, err = cli("eval", "check", f"oci:{store}", "--rule", "accuracy>=0.9")
+    assert code == 1 and "name the version or alias to check" in err and ":production" in err
+
 
 def test_check_with_a_policy_counts_trusted_records_only(tmp_path: Path):
     ref = f"oci:{tmp_path / 'store'}:1.0"

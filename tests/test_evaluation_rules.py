@@ -178,6 +178,47 @@ def test_post_alert_retries_then_delivers_and_never_names_the_path():
 # -- Prometheus ----------------------------------------------------------------------------
 
 
+def test_post_alert_reads_a_bounded_part_of_a_huge_answer():
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    size, sent, done = 256 * 1024 * 1024, [], threading.Event()
+
+    class Huge(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(200)
+            self.send_header("content-length", str(size))
+            self.end_headers()
+            chunk, total = b"x" * 65536, 0
+            try:
+                while total < size:
+                    self.wfile.write(chunk)
+                    total += len(chunk)
+            except OSError:  # the client closed: it read no more
+                pass
+            sent.append(total)
+            done.set()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Huge)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        document = alerts.alert_document("firing", "reg/m", "reg/m:prod", "1.0", DIGEST, [], "2026-12-06T12:00:00Z", "")
+        delivery = alerts.post_alert(f"http://127.0.0.1:{server.server_port}/hook", document, sleep=lambda _: None)
+        assert delivery.status == 200
+    finally:
+        done.wait(30)  # the handler ends when the client has closed the connection
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    # the socket buffers take a few MiB at most; the whole answer is never read
+    assert sent and sent[0] < size // 4
+
+
 def test_the_exposition_parses_back_with_labels_and_values():
     from prometheus_client.parser import text_string_to_metric_families
 
