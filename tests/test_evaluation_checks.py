@@ -110,6 +110,8 @@ def test_check_an_alias_judges_the_model_it_holds_now(registry, repo_name: str, 
     result = ocimodel.check_evaluations(f"{repository}:production", ["accuracy>=0.9"], max_age="1d")
     assert [f.kind for f in result.failures] == ["stale"]
     assert ocimodel.check_evaluations(f"{repository}:production", ["accuracy>=0.9"], max_age="2d").ok
+    code, out, err = cli("eval", "check", repository, "--rule", "accuracy>=0.9")  # no :latest here
+    assert code == 1 and "name the version or alias to check" in err, out + err
 
     # the Prometheus export: every version's latest value, labelled, read back by the parser
     from prometheus_client.parser import text_string_to_metric_families
