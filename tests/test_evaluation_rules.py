@@ -104,6 +104,14 @@ def test_a_drop_compares_only_values_on_the_same_dataset():
     other = Point(time=NOW, digest=DIGEST, version="1.0", measures=(Measure("accuracy", 0.5, "sst2"),))
     [refused] = judge([on_test, other], rule, now=NOW)
     assert refused.kind == "missing" and refused.reference_value is None
+    # the split too: a value on imdb's train split is not a baseline measured on its test split
+    split_base = Point(time=NOW - timedelta(days=30), digest=DIGEST, version="1.0",
+                       measures=(Measure("accuracy", 0.99, "imdb", "test"),), baseline=True)
+    train = Point(time=NOW, digest=DIGEST, version="1.0", measures=(Measure("accuracy", 0.98, "imdb", "train"),))
+    [other_split] = judge([split_base, train], rule, now=NOW)
+    assert other_split.kind == "missing" and "imdb (test)" in other_split.detail
+    test = Point(time=NOW, digest=DIGEST, version="1.0", measures=(Measure("accuracy", 0.98, "imdb", "test"),))
+    assert judge([split_base, test], rule, now=NOW)[0].passed
 
 
 def test_a_missing_metric_and_a_stale_record_are_failures_of_their_own():
