@@ -110,6 +110,8 @@ def test_check_an_alias_judges_the_model_it_holds_now(registry, repo_name: str, 
     result = ocimodel.check_evaluations(f"{repository}:production", ["accuracy>=0.9"], max_age="1d")
     assert [f.kind for f in result.failures] == ["stale"]
     assert ocimodel.check_evaluations(f"{repository}:production", ["accuracy>=0.9"], max_age="2d").ok
+    code, out, err = cli("eval", "check", repository, "--rule", "accuracy>=0.9")  # no :latest here
+    assert code == 1 and "name the version or alias to check" in err, out + err
 
     # the Prometheus export: every version's latest value, labelled, read back by the parser
     from prometheus_client.parser import text_string_to_metric_families
@@ -158,6 +160,28 @@ def test_check_on_a_layout_and_usage_errors(tmp_path: Path, cli, monkeypatch):
         assert code == 1 and "did not take the alert" in json.loads(out)["notification"]["error"]  # one document
         assert "state file" not in err  # there is none: the hint says what the user can do
         assert SECRET not in out + err
+
+
+def test_export_of_an_alias_exports_what_check_of_it_judges(tmp_path: Path, cli):
+    store = tmp_path / "store"
+    ocimodel.push(_model(tmp_path), f"oci:{store}:1.0")
+    ocimodel.record_evaluation(f"oci:{store}:1.0", {"accuracy": 0.95}, time=_at(2))
+    ocimodel.promote(f"oci:{store}:1.0", "production")  # after the record: the alias held nothing then
+    alias = f"oci:{store}:production"
+    assert ocimodel.check_evaluations(alias, ["accuracy>=0.9"]).ok
+    code, out, err = cli("eval", "export", alias)
+    assert code == 0, out + err
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(out)}
+    [sample] = families["ocimodel_evaluation_value"].samples
+    assert (sample.labels["version"], sample.labels["alias"], sample.value) == ("1.0", "production", 0.95)
+
+    # the hints: a file in a directory that is not there; a repository without a tag to check
+    code, out, err = cli("eval", "export", alias, "-o", tmp_path / "missing" / "x.prom")
+    assert code == 1 and "does not exist" in err and "hint: create the directory" in err
+    code, out, err = cli("eval", "check", f"oci:{store}", "--rule", "accuracy>=0.9")
+    assert code == 1 and "name the version or alias to check" in err and ":production" in err
 
 
 def test_check_with_a_policy_counts_trusted_records_only(tmp_path: Path):

@@ -90,6 +90,30 @@ def test_drop_from_baseline_and_previous():
     assert not missing.passed and missing.kind == "missing" and "no baseline" in missing.detail
 
 
+def test_a_drop_compares_only_values_on_the_same_dataset():
+    rule = [parse_rule("accuracy drop<=0.02 from baseline")]
+    on_test = Point(time=NOW - timedelta(days=30), digest=DIGEST, version="1.0",
+                    measures=(Measure("accuracy", 0.99, "imdb:test"),), baseline=True)
+    # A record without a dataset is not compared with a baseline measured on imdb:test.
+    [missing] = judge([on_test, *SERIES[:2]], rule, now=NOW)
+    assert (missing.passed, missing.kind, missing.reference_value) == (False, "missing", None)
+    assert "imdb:test" in missing.detail and "without a dataset" in missing.detail
+    same = Point(time=NOW, digest=DIGEST, version="1.0", measures=(Measure("accuracy", 0.98, "imdb:test"),))
+    [ok] = judge([on_test, same], rule, now=NOW)
+    assert ok.passed and ok.reference_value == 0.99
+    other = Point(time=NOW, digest=DIGEST, version="1.0", measures=(Measure("accuracy", 0.5, "sst2"),))
+    [refused] = judge([on_test, other], rule, now=NOW)
+    assert refused.kind == "missing" and refused.reference_value is None
+    # the split too: a value on imdb's train split is not a baseline measured on its test split
+    split_base = Point(time=NOW - timedelta(days=30), digest=DIGEST, version="1.0",
+                       measures=(Measure("accuracy", 0.99, "imdb", "test"),), baseline=True)
+    train = Point(time=NOW, digest=DIGEST, version="1.0", measures=(Measure("accuracy", 0.98, "imdb", "train"),))
+    [other_split] = judge([split_base, train], rule, now=NOW)
+    assert other_split.kind == "missing" and "imdb (test)" in other_split.detail
+    test = Point(time=NOW, digest=DIGEST, version="1.0", measures=(Measure("accuracy", 0.98, "imdb", "test"),))
+    assert judge([split_base, test], rule, now=NOW)[0].passed
+
+
 def test_a_missing_metric_and_a_stale_record_are_failures_of_their_own():
     [missing] = judge(SERIES, [parse_rule("f1>=0.5")], now=NOW)
     assert (missing.passed, missing.kind) == (False, "missing")
@@ -160,6 +184,47 @@ def test_post_alert_retries_then_delivers_and_never_names_the_path():
 
 
 # -- Prometheus ----------------------------------------------------------------------------
+
+
+def test_post_alert_reads_a_bounded_part_of_a_huge_answer():
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    size, sent, done = 256 * 1024 * 1024, [], threading.Event()
+
+    class Huge(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(200)
+            self.send_header("content-length", str(size))
+            self.end_headers()
+            chunk, total = b"x" * 65536, 0
+            try:
+                while total < size:
+                    self.wfile.write(chunk)
+                    total += len(chunk)
+            except OSError:  # the client closed: it read no more
+                pass
+            sent.append(total)
+            done.set()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Huge)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        document = alerts.alert_document("firing", "reg/m", "reg/m:prod", "1.0", DIGEST, [], "2026-12-06T12:00:00Z", "")
+        delivery = alerts.post_alert(f"http://127.0.0.1:{server.server_port}/hook", document, sleep=lambda _: None)
+        assert delivery.status == 200
+    finally:
+        done.wait(30)  # the handler ends when the client has closed the connection
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    # the socket buffers take a few MiB at most; the whole answer is never read
+    assert sent and sent[0] < size // 4
 
 
 def test_the_exposition_parses_back_with_labels_and_values():

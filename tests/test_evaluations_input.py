@@ -187,3 +187,24 @@ def test_without_the_plot_extra_plot_is_a_usage_error_naming_it(tmp_path, monkey
 def test_eval_help_names_the_from_formats(monkeypatch, capsys):
     text = _in_process(monkeypatch, capsys, "eval", "record", "--help").out
     assert "metric,value[,dataset,split]" in " ".join(text.split())
+
+
+def test_eval_record_keyless_takes_the_token_from_the_environment(tmp_path, monkeypatch, capsys):
+    """--keyless reads $SIGSTORE_ID_TOKEN (as sign does), so the token need not be on the
+    command line where `ps` shows it; the environment alone signs nothing (--keyless asks)."""
+    import ocimodel
+
+    for name in ("OCIMODEL_IDENTITY_TOKEN", "GITHUB_ACTIONS", "GITLAB_CI", "ACTIONS_ID_TOKEN_REQUEST_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SIGSTORE_ID_TOKEN", "not.a-valid.jwt")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "w.bin").write_bytes(b"w")
+    ref = f"oci:{tmp_path / 'store'}:1.0"
+    ocimodel.push(tmp_path / "m", ref)
+    help_text = " ".join(_in_process(monkeypatch, capsys, "eval", "record", "--help").out.split())
+    assert "SIGSTORE_ID_TOKEN" in help_text
+    run = _in_process(monkeypatch, capsys, "eval", "record", ref, "--metric", "accuracy=0.9", "--keyless")
+    # the token of the environment was read (and refused, offline): not "no OIDC identity token"
+    assert run.code == 1 and "the OIDC identity token was refused" in run.err, str(run)
+    run = _in_process(monkeypatch, capsys, "eval", "record", ref, "--metric", "accuracy=0.9", "--json")
+    assert run.code == 0 and json.loads(run.out)["signed"] is False, str(run)

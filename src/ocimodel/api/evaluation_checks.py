@@ -26,6 +26,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from ocimodel.api.common import DEFAULT_TAG, as_reference, open_store
+from ocimodel.errors import NotFound
 from ocimodel.monitoring import alerts
 from ocimodel.monitoring.rules import (
     Outcome,
@@ -144,7 +145,13 @@ def check_evaluations(
     alias = tag if tag is not None and not is_version_tag(tag) else None
     version = tag if tag is not None and is_version_tag(tag) else None
     with open_store(connection, ref) as target:
-        digest = target.resolve(ref.reference or DEFAULT_TAG).digest
+        try:
+            digest = target.resolve(ref.reference or DEFAULT_TAG).digest
+        except NotFound as exc:
+            if ref.reference is None:  # REPO alone: a check is of one model, say how to name it
+                exc.hint = (f"name the version or alias to check, e.g. {model}:1.0 or {model}:production"
+                            + (f"; {exc.hint}" if exc.hint else ""))
+            raise
         if version is None:  # an alias or a digest: the version tag that names the same model
             from ocimodel.api.statements import tagged
 
@@ -248,26 +255,36 @@ def export_evaluations(
     trusted_root: PathLike | None = None,
 ) -> ExportedEvaluations:
     """The latest evaluation value of each model version, metric and dataset of
-    ``reference`` (a model, or a repository: every tagged version) in Prometheus' text
+    ``reference`` (a model; ``REPO:ALIAS``: the model the alias names now, with all its
+    records, as ``check_evaluations`` judges it; or a repository: every tagged version) in Prometheus' text
     format, labelled model, version, alias (the aliases naming the version now),
     metric and dataset, plus the time of each value's record. ``output``: a file, written
     whole or not at all and replaced each time (node_exporter's textfile collector reads
     it while it may be rewritten); None: the text is returned in ``text``. With
     ``policy``, only trusted records count."""
-    from ocimodel.errors import UsageError
+    from ocimodel.errors import OutputError, UsageError
 
     if fmt != "prometheus":
         raise UsageError(f"unknown export format {fmt!r}", hint="the one format is prometheus")
     from ocimodel.api.evaluations import evaluation_history
     from ocimodel.api.statements import tagged
     from ocimodel.monitoring.prometheus import Sample, exposition
-    from ocimodel.outputs import write_output
+    from ocimodel.outputs import is_stdout, write_output
 
     ref = as_reference(reference)
     model = str(ref.with_tag(None).with_digest(None))
-    history = evaluation_history(connection, str(ref), policy=policy, trusted_root=trusted_root)
+    if output is not None and not is_stdout(output) and not Path(output).absolute().parent.is_dir():
+        # Said before the registry is read, with what to do (the write would fail bare).
+        raise OutputError(f"cannot write {output}: its directory {Path(output).absolute().parent} does not exist",
+                          hint="create the directory first (node_exporter reads its --collector.textfile.directory), "
+                               "or leave out -o to write to standard output")
+    only = None  # REPO:ALIAS: the model the alias names now, with all its records, as check judges it
     with open_store(connection, ref) as target:
         tags = tagged(target)
+        if ref.tag is not None and ref.digest is None and not is_version_tag(ref.tag):
+            only = target.resolve(ref.tag).digest
+    source = str(ref) if only is None else str(ref.with_tag(None).with_digest(only))
+    history = evaluation_history(connection, source, policy=policy, trusted_root=trusted_root)
     aliases: dict[str, list[str]] = {}
     versions: dict[str, list[str]] = {}
     for tag, digest in sorted(tags.items()):
@@ -275,6 +292,8 @@ def export_evaluations(
     latest: dict[tuple[str, str, str], tuple[datetime, float, str | None]] = {}
     for record in history.records:
         if record.baseline or (policy is not None and record.trust != "trusted"):
+            continue
+        if only is not None and record.digest != only:
             continue
         when = parse_time(record.time)
         if when is None:

@@ -95,7 +95,8 @@ def check(
 
 
 def export(
-    reference: Annotated[str, typer.Argument(metavar="REF|REPO", help="A model, or a repository: every tagged version.")],
+    reference: Annotated[str, typer.Argument(metavar="REF|REPO:ALIAS|REPO",
+                                             help="A model, the model an alias names now, or a repository: every tagged version.")],
     fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="prometheus: the text exposition format.")] = "prometheus",
     output: Annotated[
         Path | None,
@@ -116,6 +117,8 @@ def export(
 
     One sample per version, metric and dataset, labelled model, version, alias, metric
     and dataset, and the time of its record (ocimodel_evaluation_timestamp_seconds).
+    REPO:ALIAS exports the model the alias names now, all its records counted, as
+    `eval check` judges it.
     """
     result = run(
         lambda _: _api().export_evaluations(reference, output, fmt=fmt, policy=policy, trusted_root=trusted_root,

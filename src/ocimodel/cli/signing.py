@@ -36,11 +36,16 @@ RecordKeyOpt = Annotated[
     Path | None,
     typer.Option("--key", metavar="PEM", help=f"Sign the record with this ECDSA P-256 private key (as `sign --key`; encrypted: ${PASSWORD_ENV}). Omitted, and no keyless option: the record is unsigned."),
 ]
-KeylessOpt = Annotated[bool, typer.Option("--keyless", help="Sign keyless (Sigstore) with the CI's ambient identity.")]
+# --keyless takes the token from the environment as `sign` does (trust/keyless.py), so it
+# need not be on the command line where `ps` shows it.
+KeylessOpt = Annotated[bool, typer.Option(
+    "--keyless", help="Sign keyless (Sigstore) with the token in $OCIMODEL_IDENTITY_TOKEN or $SIGSTORE_ID_TOKEN, "
+    "else the CI's ambient identity.")]
 # No $SIGSTORE_ID_TOKEN here: a token in the environment would sign every record of a CI
 # job keyless without being asked to (--keyless asks).
 RecordIdentityTokenOpt = Annotated[
-    str | None, typer.Option("--identity-token", metavar="JWT", help="Sign keyless with this OIDC identity token.")
+    str | None, typer.Option("--identity-token", metavar="JWT",
+                             help="Sign keyless with this OIDC identity token (`ps` shows it: prefer --keyless and $SIGSTORE_ID_TOKEN).")
 ]
 
 # -- both ----------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ ATTEMPTS = 4  # the first try and three retries
 BACKOFF = 0.5  # seconds before the first retry, doubled each time (plus up to 25 % jitter)
 MAX_WAIT = 10.0  # the most a Retry-After is honoured for: a cron job must end
 TIMEOUT = 10.0  # seconds for each attempt
+MAX_RESPONSE_BYTES = 64 * 1024  # of a webhook's answer read: its body is not used, a huge one must not be taken in
 RETRIED_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -194,7 +195,11 @@ def post_alert(url: str, document: dict[str, Any], *, verify: Any = True, attemp
                                         extensions={"timeout": httpx.Timeout(TIMEOUT).as_dict()})
                 response = transport.handle_request(request)
                 try:
-                    response.read()
+                    taken = 0
+                    for chunk in response.iter_raw():
+                        taken += len(chunk)
+                        if taken >= MAX_RESPONSE_BYTES:
+                            break  # closing drops the rest unread
                 finally:
                     response.close()
             except httpx.TimeoutException:

@@ -7,7 +7,10 @@
 
 A rule is judged per metric on the latest record that measures it, or on each of the
 last ``window`` such records; a record measuring the metric on several datasets must
-hold on each. A metric with no record is a failure of its own kind (``missing``), and so
+hold on each. A drop or rise compares like with like: the reference value of the same
+metric on the same dataset and split (none matches none only), else the rule fails as
+missing.
+A metric with no record is a failure of its own kind (``missing``), and so
 is one whose latest record is older than ``max_age`` (``stale``): silence is not health.
 Nothing here reads a registry: the records come in, a verdict goes out."""
 
@@ -129,6 +132,14 @@ class Measure:
     name: str
     value: float
     dataset: str | None = None
+    split: str | None = None
+
+    @property
+    def on(self) -> str | None:
+        """Where it was measured, for messages: ``imdb (test)``; None: nowhere named."""
+        if self.dataset is None and self.split is None:
+            return None
+        return f"{self.dataset or ''}{f' ({self.split})' if self.split else ''}".strip()
 
 
 @dataclass(frozen=True)
@@ -157,7 +168,7 @@ def point_of(record: Any) -> Point | None:
     if when is None:
         return None
     measures = tuple(
-        Measure(m.name, float(m.value), getattr(m, "dataset", None))
+        Measure(m.name, float(m.value), getattr(m, "dataset", None), getattr(m, "split", None))
         for m in getattr(record, "metrics", ()) or ()
         if isinstance(m.value, (int, float)) and math.isfinite(m.value)
     )
@@ -233,7 +244,7 @@ def _judge_point(rule: Rule, point: Point, previous: Point | None, baselines: li
     out: list[Outcome] = []
     where = dict(version=point.version, digest=point.digest, time=_iso(point.time))
     for measure in point.values(rule.metric):
-        on = f" on {measure.dataset}" if measure.dataset else ""
+        on = f" on {measure.on}" if measure.on else ""
         shown = f"{rule.metric}{on} is {_num(measure.value)}"
         if rule.reference is None:
             passed = _OPS[rule.op](measure.value, rule.limit)
@@ -241,11 +252,13 @@ def _judge_point(rule: Rule, point: Point, previous: Point | None, baselines: li
                                f"{shown}{'' if passed else ', not ' + rule.op + ' ' + _num(rule.limit)}",
                                value=measure.value, dataset=measure.dataset, **where))
             continue
-        base = _reference_value(rule, measure, point, previous, baselines)
+        base, others = _reference_value(rule, measure, point, previous, baselines)
         if base is None:
             what = "no baseline (push-time metrics of the card)" if rule.reference == "baseline" else "no previous record"
-            out.append(Outcome(rule.text, rule.metric, False, "missing",
-                               f"{shown}, and {what} of {rule.metric}{on} to compare with",
+            detail = f"{shown}, and {what} of {rule.metric}{on or ' without a dataset'} to compare with"
+            if others:  # say why the value that is there was not used
+                detail += f" ({rule.reference} has it on {', '.join(d or 'no dataset' for d in others)} only)"
+            out.append(Outcome(rule.text, rule.metric, False, "missing", detail,
                                value=measure.value, dataset=measure.dataset, **where))
             continue
         change = base - measure.value if rule.op == "drop" else measure.value - base
@@ -264,17 +277,20 @@ def _judge_point(rule: Rule, point: Point, previous: Point | None, baselines: li
 
 
 def _reference_value(rule: Rule, measure: Measure, point: Point, previous: Point | None,
-                     baselines: list[Point]) -> float | None:
+                     baselines: list[Point]) -> tuple[float | None, list[str | None]]:
+    """The value to compare with, measured on the same dataset and split (none matches
+    none only: a drop from a value on another dataset says nothing); else None and where
+    the reference does measure the metric."""
     if rule.reference == "previous":
         candidates = previous.values(rule.metric) if previous else []
     else:
         # The baseline of this model (another version's card says nothing about this one).
         own = [b for b in baselines if b.digest == point.digest]
         candidates = own[-1].values(rule.metric) if own else []
-    same = [c for c in candidates if c.dataset == measure.dataset]
+    same = [c for c in candidates if (c.dataset, c.split) == (measure.dataset, measure.split)]
     if same:
-        return same[-1].value
-    return candidates[0].value if len(candidates) == 1 else None
+        return same[-1].value, []
+    return None, [c.on for c in candidates]
 
 
 def _iso(when: datetime) -> str:
