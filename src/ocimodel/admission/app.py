@@ -18,6 +18,7 @@ import logging
 import time
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -56,12 +57,17 @@ class BodyTooLarge(Exception):
     pass
 
 
-def create_app(verdicts: Verdicts, metrics: Metrics, records: RecordWriter | None = None) -> Starlette:
+def create_app(verdicts: Verdicts, metrics: Metrics, records: RecordWriter | None = None,
+               read_timeout: float | None = None) -> Starlette:
+    # The API server sends its body at once: a client that trickles it (or stops) would hold
+    # a connection and this request's task forever. Bounded by the deadline unless told.
+    read_timeout = verdicts.deadline if read_timeout is None else read_timeout
+
     async def validate(request: Request) -> Response:
-        return await _answer(request, "validate", verdicts, metrics, records)
+        return await _answer(request, "validate", verdicts, metrics, records, read_timeout)
 
     async def mutate(request: Request) -> Response:
-        return await _answer(request, "mutate", verdicts, metrics, None)
+        return await _answer(request, "mutate", verdicts, metrics, None, read_timeout)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")
@@ -86,11 +92,20 @@ def create_app(verdicts: Verdicts, metrics: Metrics, records: RecordWriter | Non
 
 
 async def _answer(request: Request, endpoint: str, verdicts: Verdicts, metrics: Metrics,
-                  records: RecordWriter | None) -> Response:
+                  records: RecordWriter | None, read_timeout: float) -> Response:
     started = time.perf_counter()
     entry: dict[str, Any] = {"event": "admission", "endpoint": endpoint}
     try:
-        body = await _body(request)
+        try:
+            with anyio.fail_after(read_timeout):
+                body = await _body(request)
+        except TimeoutError:
+            reason = f"the body was not read within {read_timeout:g} s"
+            entry.update(uid=None, verdict="malformed", reason=reason)
+            metrics.requests.labels(endpoint=endpoint, result="malformed").inc()
+            # Closed: what is left of the body is never read, so the connection cannot be reused.
+            timed_out = JSONResponse({"error": f"{PREFIX}: {reason}"}, status_code=408, headers={"connection": "close"})
+            return _done(timed_out, entry, started, endpoint, metrics)
         review = parse_review(body)
         entry.update(uid=review.uid, kind=review.kind, namespace=review.namespace, name=review.name,
                      operation=review.operation, dryRun=review.dry_run)

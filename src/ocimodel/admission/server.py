@@ -36,6 +36,7 @@ log = logging.getLogger("ocimodel.admission")
 # The API server's webhook timeout is at most 30 s; the default deadline leaves it room.
 DEFAULT_DEADLINE = 8.0
 DEFAULT_CACHE_TTL = 300.0
+MAX_CONNECTIONS = 1000  # open connections and requests in progress; more are answered 503
 # The environment names deployment records take (api/deployments.py checks them again).
 _ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -126,6 +127,9 @@ def serve(options: ServeOptions, connection: ConnectionOptions | None = None,
     config = uvicorn.Config(
         app, ssl_certfile=str(options.tls_cert), ssl_keyfile=str(options.tls_key), log_config=None,
         access_log=False, timeout_graceful_shutdown=int(options.deadline) + 2, lifespan="off",
+        # Idle connections closed after 5 s, at most MAX_CONNECTIONS open at once (503 beyond),
+        # a request head at most 64 KiB: what a client that never finishes can hold is bounded.
+        timeout_keep_alive=5, limit_concurrency=MAX_CONNECTIONS, h11_max_incomplete_event_size=64 * 1024,
     )
     server = uvicorn.Server(config)
     log.info({"event": "listening", "host": host, "port": port, "policy": str(options.policy),
