@@ -390,6 +390,31 @@ def test_a_registry_stopped_or_stalled_mid_test_gives_a_deny_within_the_deadline
         assert f"model {ref}" in message and own.host in message
 
 
+def test_too_many_models_are_denied_unasked_and_a_slow_request_leaves_workers_for_the_next(webhook, models):
+    document = _review("pod", **_refs(models))
+    many = ",".join(f"{models.good.rsplit(':', 1)[0]}-{i}:1.0" for i in range(65))
+    document["request"]["object"]["metadata"]["annotations"]["models.ocimodel.dev/references"] = many
+    message = _denied(webhook.review(document), document["request"]["uid"])
+    assert "denied by limit" in message and "more than the 64" in message
+    registry = models.good.split("/", 1)[0]
+    with FaultProxy(registry) as proxy:
+        stall = proxy.stall(30, path=r"/manifests/", after=None, times=None)
+        try:
+            # Two requests, each naming 20 models on a registry that never answers: 40 checks,
+            # more than the webhook's 32 workers. Each is denied at the deadline...
+            slow = _review("pod", **_refs(models))
+            slow["request"]["object"]["metadata"]["annotations"]["models.ocimodel.dev/references"] = ",".join(
+                f"{proxy.host}/adm/slow-{i}:1.0" for i in range(20))
+            for _ in range(2):
+                assert "denied by deadline" in _denied(webhook.review(slow), slow["request"]["uid"])
+            # ...having started only part of its checks, so the next request finds a free worker.
+            assert len([r for r in proxy.requests if "/manifests/" in r.target]) < 40
+            fresh = _review("pod", **_refs(models))
+            _allowed(webhook.review(fresh), fresh["request"]["uid"])
+        finally:
+            stall.release()
+
+
 def test_a_private_registry_is_read_with_the_mounted_docker_config(webhook, models, tmp_path):
     password = "pw-" + SECRET
     with LocalRegistry(htpasswd=write_htpasswd(tmp_path / "htpasswd", "reader", password)) as private:
