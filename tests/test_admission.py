@@ -467,6 +467,42 @@ def test_an_admitted_workload_gets_a_deployment_record_and_a_dry_run_none(webhoo
     assert [(r.digest, r.environment, r.target) for r in records] == [(digest, "test", "k8s://serving/deployment/sentiment")]
 
 
+def test_a_pod_owned_by_an_operator_gets_its_record_and_a_pod_of_a_replicaset_none(webhook, models):
+    recorded = models.good.replace("adm/good:1.0", "adm/operated:1.0")
+    _, digest = models.push(recorded, b"operated weights", "MIT")
+    for name, owner in (("of-a-replicaset", "ReplicaSet"), ("sentiment", "RayCluster")):
+        pod = _review("pod", **_refs(models, model=recorded))
+        pod["request"]["object"]["metadata"]["name"] = pod["request"]["name"] = name
+        pod["request"]["object"]["metadata"]["ownerReferences"] = [
+            {"apiVersion": "ray.io/v1" if owner == "RayCluster" else "apps/v1", "kind": owner, "name": "ray", "uid": "0b9c4f7e-0000-4000-8000-000000000002"}]
+        _allowed(webhook.review(pod), pod["request"]["uid"])
+    repository = recorded.rsplit(":", 1)[0]
+    for _ in range(200):  # written in order, off the request path: the second one's record ends the wait
+        records = ocimodel.deployments(repository).records
+        if records:
+            break
+        time.sleep(0.05)
+    assert [(r.digest, r.target) for r in records] == [(digest, "k8s://serving/pod/sentiment")]
+
+
+def test_the_records_already_written_are_remembered_boundedly(models):
+    from ocimodel.admission.records import RecordWriter
+    from ocimodel.transport.connection import ConnectionOptions
+
+    written = threading.Semaphore(0)
+    writer = RecordWriter(ConnectionOptions(), "test", on_result=lambda result: written.release(), max_seen=2)
+    pinned = f"{models.good.rsplit(':', 1)[0]}@{models.good_digest}"
+    try:
+        for target in ("t1", "t2", "t3", "t1", "t3"):  # t1 was pruned (oldest of 3 > 2); t3 is remembered
+            writer.submit(pinned, f"k8s://bounded/deployment/{target}")
+    finally:
+        writer.close(timeout=30)
+    results = 0
+    while written.acquire(timeout=0):
+        results += 1
+    assert results == 4
+
+
 def test_logs_are_one_json_line_per_request_without_secrets(webhook, models):
     document = _review("job", **_refs(models))
     _allowed(webhook.review(document), document["request"]["uid"])

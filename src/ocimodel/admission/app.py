@@ -197,10 +197,14 @@ def _patch(review: Review, models: list[ModelVerdict]) -> list[dict[str, Any]]:
 
 
 def _record(review: Review, models: list[ModelVerdict], records: RecordWriter) -> None:
-    if review.dry_run or (review.kind == "Pod" and review.owned) or not review.name:
+    if review.dry_run or not review.name:
         return
-    if set(review.owners) & set(POD_SPEC_PATHS):  # a ReplicaSet of a Deployment, a Job of a CronJob:
-        return  # its owner was recorded; a record per rollout or per scheduled run would only repeat it
+    # A Pod of a ReplicaSet or Job, a ReplicaSet of a Deployment, a Job of a CronJob: its owner
+    # was recorded; a record per Pod, rollout or scheduled run would only repeat it. An owner
+    # of another kind (a RayCluster, a KServe InferenceService...) is never judged here, so
+    # the object it owns is recorded itself.
+    if set(review.owners) & set(POD_SPEC_PATHS):
+        return
     target = f"k8s://{review.namespace or 'default'}/{review.kind.lower()}/{review.name}"
     for v in _distinct(models):
         records.submit(pinned_reference(v.reference, v.digest or ""), target)
