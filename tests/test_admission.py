@@ -334,7 +334,7 @@ def _rewrite(path: Path, text: str) -> None:
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a new stamp even within one clock tick
 
 
-def test_a_body_sent_too_slowly_is_answered_408_and_the_connection_closed(webhook):
+def test_a_head_or_body_sent_too_slowly_is_answered_408_and_the_connection_closed(webhook):
     import socket
 
     context = ssl.create_default_context(cafile=str(webhook.ca))
@@ -348,6 +348,13 @@ def test_a_body_sent_too_slowly_is_answered_408_and_the_connection_closed(webhoo
                 received += chunk
     assert received.startswith(b"HTTP/1.1 408"), received[:200]
     assert b"not read within" in received
+    with socket.create_connection((host, int(port)), timeout=30) as raw:
+        with context.wrap_socket(raw, server_hostname=host) as tls:
+            tls.sendall(b"POST /validate HTTP/1.1\r\nHost: webhook\r\n")  # the head never ends
+            received = b""
+            while chunk := tls.recv(65536):
+                received += chunk
+    assert received.startswith(b"HTTP/1.1 408"), received[:200]
 
 
 def test_a_changed_policy_applies_at_once_and_one_that_stops_loading_denies(webhook, models):
