@@ -422,6 +422,23 @@ def test_too_many_models_are_denied_unasked_and_a_slow_request_leaves_workers_fo
             stall.release()
 
 
+def test_a_request_that_waited_past_its_deadline_for_a_thread_asks_no_registry(models):
+    from ocimodel.admission.review import Found
+    from ocimodel.admission.verdicts import PolicyHolder, Verdicts
+    from ocimodel.transport.connection import ConnectionOptions
+
+    verdicts = Verdicts(PolicyHolder(models.policy), ConnectionOptions(), deadline=DEADLINE)
+    try:
+        with FaultProxy(models.good.split("/", 1)[0]) as proxy:
+            found = [Found(models.good.replace(models.good.split("/", 1)[0], proxy.host), "/x", "annotation")]
+            # It arrived a minute ago: the API server has given up on it; nothing is started.
+            [verdict] = verdicts.judge(found, started=time.monotonic() - 60)
+            assert verdict.rule == "deadline" and not verdict.allowed
+            assert proxy.requests == []
+    finally:
+        verdicts.close()
+
+
 def test_a_private_registry_is_read_with_the_mounted_docker_config(webhook, models, tmp_path):
     password = "pw-" + SECRET
     with LocalRegistry(htpasswd=write_htpasswd(tmp_path / "htpasswd", "reader", password)) as private:

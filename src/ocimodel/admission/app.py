@@ -93,7 +93,7 @@ def create_app(verdicts: Verdicts, metrics: Metrics, records: RecordWriter | Non
 
 async def _answer(request: Request, endpoint: str, verdicts: Verdicts, metrics: Metrics,
                   records: RecordWriter | None, read_timeout: float) -> Response:
-    started = time.perf_counter()
+    started, arrived = time.perf_counter(), time.monotonic()
     entry: dict[str, Any] = {"event": "admission", "endpoint": endpoint}
     try:
         try:
@@ -123,7 +123,7 @@ async def _answer(request: Request, endpoint: str, verdicts: Verdicts, metrics: 
 
     judged = verdicts.cached(found) if found else []
     if judged is None:  # some model must be resolved or judged: on a worker thread
-        judged = await anyio.to_thread.run_sync(verdicts.judge, found)
+        judged = await anyio.to_thread.run_sync(verdicts.judge, found, arrived)
     models = [v for v in judged if v.model]
     seen: set[str] = set()
     for v in models:  # one count per distinct reference

@@ -238,11 +238,13 @@ class Verdicts:
             self.on_cache(name, hit)
         return [replace(by_key[f.reference], source=f.source, pointer=f.pointer) for f in found]
 
-    def judge(self, found: list[Found]) -> list[ModelVerdict]:
+    def judge(self, found: list[Found], started: float | None = None) -> list[ModelVerdict]:
         """A verdict per place found, in order (each distinct reference judged once); those
         not done within the deadline are denied as such. Never raises for a registry's or
         the policy's sake."""
-        started = time.monotonic()
+        # From the request's arrival (``started``, time.monotonic()) when given: a request that
+        # waited for a thread has less time left, not a fresh deadline.
+        started = time.monotonic() if started is None else started
         try:
             policy, digest = self.policy.current()
         except PolicyUnavailable as exc:
