@@ -334,6 +334,29 @@ def _rewrite(path: Path, text: str) -> None:
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a new stamp even within one clock tick
 
 
+def test_a_head_or_body_sent_too_slowly_is_answered_408_and_the_connection_closed(webhook):
+    import socket
+
+    context = ssl.create_default_context(cafile=str(webhook.ca))
+    host, port = webhook.url.removeprefix("https://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as raw:  # far beyond the deadline
+        with context.wrap_socket(raw, server_hostname=host) as tls:
+            tls.sendall(b"POST /validate HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 1000\r\n\r\n{\"apiVersion\":")  # and nothing more
+            received = b""
+            while chunk := tls.recv(65536):  # ends when the server closes the connection
+                received += chunk
+    assert received.startswith(b"HTTP/1.1 408"), received[:200]
+    assert b"not read within" in received
+    with socket.create_connection((host, int(port)), timeout=30) as raw:
+        with context.wrap_socket(raw, server_hostname=host) as tls:
+            tls.sendall(b"POST /validate HTTP/1.1\r\nHost: webhook\r\n")  # the head never ends
+            received = b""
+            while chunk := tls.recv(65536):
+                received += chunk
+    assert received.startswith(b"HTTP/1.1 408"), received[:200]
+
+
 def test_a_changed_policy_applies_at_once_and_one_that_stops_loading_denies(webhook, models):
     document = _review("pod", **_refs(models))
     uid = document["request"]["uid"]
@@ -375,6 +398,48 @@ def test_a_registry_stopped_or_stalled_mid_test_gives_a_deny_within_the_deadline
         # The tag must be resolved again: the registry being down is a deny naming it.
         message = _denied(webhook.review(document), document["request"]["uid"])
         assert f"model {ref}" in message and own.host in message
+
+
+def test_too_many_models_are_denied_unasked_and_a_slow_request_leaves_workers_for_the_next(webhook, models):
+    document = _review("pod", **_refs(models))
+    many = ",".join(f"{models.good.rsplit(':', 1)[0]}-{i}:1.0" for i in range(65))
+    document["request"]["object"]["metadata"]["annotations"]["models.ocimodel.dev/references"] = many
+    message = _denied(webhook.review(document), document["request"]["uid"])
+    assert "denied by limit" in message and "more than the 64" in message
+    registry = models.good.split("/", 1)[0]
+    with FaultProxy(registry) as proxy:
+        stall = proxy.stall(30, path=r"/manifests/", after=None, times=None)
+        try:
+            # Two requests, each naming 20 models on a registry that never answers: 40 checks,
+            # more than the webhook's 32 workers. Each is denied at the deadline...
+            slow = _review("pod", **_refs(models))
+            slow["request"]["object"]["metadata"]["annotations"]["models.ocimodel.dev/references"] = ",".join(
+                f"{proxy.host}/adm/slow-{i}:1.0" for i in range(20))
+            for _ in range(2):
+                assert "denied by deadline" in _denied(webhook.review(slow), slow["request"]["uid"])
+            # ...having started only part of its checks, so the next request finds a free worker.
+            assert len([r for r in proxy.requests if "/manifests/" in r.target]) < 40
+            fresh = _review("pod", **_refs(models))
+            _allowed(webhook.review(fresh), fresh["request"]["uid"])
+        finally:
+            stall.release()
+
+
+def test_a_request_that_waited_past_its_deadline_for_a_thread_asks_no_registry(models):
+    from ocimodel.admission.review import Found
+    from ocimodel.admission.verdicts import PolicyHolder, Verdicts
+    from ocimodel.transport.connection import ConnectionOptions
+
+    verdicts = Verdicts(PolicyHolder(models.policy), ConnectionOptions(), deadline=DEADLINE)
+    try:
+        with FaultProxy(models.good.split("/", 1)[0]) as proxy:
+            found = [Found(models.good.replace(models.good.split("/", 1)[0], proxy.host), "/x", "annotation")]
+            # It arrived a minute ago: the API server has given up on it; nothing is started.
+            [verdict] = verdicts.judge(found, started=time.monotonic() - 60)
+            assert verdict.rule == "deadline" and not verdict.allowed
+            assert proxy.requests == []
+    finally:
+        verdicts.close()
 
 
 def test_a_private_registry_is_read_with_the_mounted_docker_config(webhook, models, tmp_path):
@@ -427,6 +492,42 @@ def test_an_admitted_workload_gets_a_deployment_record_and_a_dry_run_none(webhoo
             break
         time.sleep(0.05)
     assert [(r.digest, r.environment, r.target) for r in records] == [(digest, "test", "k8s://serving/deployment/sentiment")]
+
+
+def test_a_pod_owned_by_an_operator_gets_its_record_and_a_pod_of_a_replicaset_none(webhook, models):
+    recorded = models.good.replace("adm/good:1.0", "adm/operated:1.0")
+    _, digest = models.push(recorded, b"operated weights", "MIT")
+    for name, owner in (("of-a-replicaset", "ReplicaSet"), ("sentiment", "RayCluster")):
+        pod = _review("pod", **_refs(models, model=recorded))
+        pod["request"]["object"]["metadata"]["name"] = pod["request"]["name"] = name
+        pod["request"]["object"]["metadata"]["ownerReferences"] = [
+            {"apiVersion": "ray.io/v1" if owner == "RayCluster" else "apps/v1", "kind": owner, "name": "ray", "uid": "0b9c4f7e-0000-4000-8000-000000000002"}]
+        _allowed(webhook.review(pod), pod["request"]["uid"])
+    repository = recorded.rsplit(":", 1)[0]
+    for _ in range(200):  # written in order, off the request path: the second one's record ends the wait
+        records = ocimodel.deployments(repository).records
+        if records:
+            break
+        time.sleep(0.05)
+    assert [(r.digest, r.target) for r in records] == [(digest, "k8s://serving/pod/sentiment")]
+
+
+def test_the_records_already_written_are_remembered_boundedly(models):
+    from ocimodel.admission.records import RecordWriter
+    from ocimodel.transport.connection import ConnectionOptions
+
+    written = threading.Semaphore(0)
+    writer = RecordWriter(ConnectionOptions(), "test", on_result=lambda result: written.release(), max_seen=2)
+    pinned = f"{models.good.rsplit(':', 1)[0]}@{models.good_digest}"
+    try:
+        for target in ("t1", "t2", "t3", "t1", "t3"):  # t1 was pruned (oldest of 3 > 2); t3 is remembered
+            writer.submit(pinned, f"k8s://bounded/deployment/{target}")
+    finally:
+        writer.close(timeout=30)
+    results = 0
+    while written.acquire(timeout=0):
+        results += 1
+    assert results == 4
 
 
 def test_logs_are_one_json_line_per_request_without_secrets(webhook, models):
@@ -585,10 +686,12 @@ def test_it_refuses_to_start_without_its_policy_and_stops_gracefully_on_sigterm(
         server.process.send_signal(signal.SIGTERM)
         pending.join(WEBHOOK_TIMEOUT)
         stall.release()
-        # Its own exit, waited for: stop() would send a second SIGTERM to a process still
-        # shutting down (slow on a loaded machine), and uvicorn takes a second one as "now".
+        # Its own exit, waited for: stop() would send a second SIGTERM, and one that lands
+        # after the server put the default handlers back (its last step before exit), or
+        # that uvicorn takes as "stop now", kills it (-15).
         code = server.process.wait(60)
-    assert code == 0 and server.stop() == 0
+    server.stop()
+    assert code == 0
     assert len(answers) == 1
     message = _denied(answers[0], document["request"]["uid"])
     assert "denied by deadline" in message or "did not answer within" in message, message

@@ -18,6 +18,7 @@ import logging
 import time
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -56,12 +57,17 @@ class BodyTooLarge(Exception):
     pass
 
 
-def create_app(verdicts: Verdicts, metrics: Metrics, records: RecordWriter | None = None) -> Starlette:
+def create_app(verdicts: Verdicts, metrics: Metrics, records: RecordWriter | None = None,
+               read_timeout: float | None = None) -> Starlette:
+    # The API server sends its body at once: a client that trickles it (or stops) would hold
+    # a connection and this request's task forever. Bounded by the deadline unless told.
+    read_timeout = verdicts.deadline if read_timeout is None else read_timeout
+
     async def validate(request: Request) -> Response:
-        return await _answer(request, "validate", verdicts, metrics, records)
+        return await _answer(request, "validate", verdicts, metrics, records, read_timeout)
 
     async def mutate(request: Request) -> Response:
-        return await _answer(request, "mutate", verdicts, metrics, None)
+        return await _answer(request, "mutate", verdicts, metrics, None, read_timeout)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")
@@ -86,11 +92,20 @@ def create_app(verdicts: Verdicts, metrics: Metrics, records: RecordWriter | Non
 
 
 async def _answer(request: Request, endpoint: str, verdicts: Verdicts, metrics: Metrics,
-                  records: RecordWriter | None) -> Response:
-    started = time.perf_counter()
+                  records: RecordWriter | None, read_timeout: float) -> Response:
+    started, arrived = time.perf_counter(), time.monotonic()
     entry: dict[str, Any] = {"event": "admission", "endpoint": endpoint}
     try:
-        body = await _body(request)
+        try:
+            with anyio.fail_after(read_timeout):
+                body = await _body(request)
+        except TimeoutError:
+            reason = f"the body was not read within {read_timeout:g} s"
+            entry.update(uid=None, verdict="malformed", reason=reason)
+            metrics.requests.labels(endpoint=endpoint, result="malformed").inc()
+            # Closed: what is left of the body is never read, so the connection cannot be reused.
+            timed_out = JSONResponse({"error": f"{PREFIX}: {reason}"}, status_code=408, headers={"connection": "close"})
+            return _done(timed_out, entry, started, endpoint, metrics)
         review = parse_review(body)
         entry.update(uid=review.uid, kind=review.kind, namespace=review.namespace, name=review.name,
                      operation=review.operation, dryRun=review.dry_run)
@@ -108,7 +123,7 @@ async def _answer(request: Request, endpoint: str, verdicts: Verdicts, metrics: 
 
     judged = verdicts.cached(found) if found else []
     if judged is None:  # some model must be resolved or judged: on a worker thread
-        judged = await anyio.to_thread.run_sync(verdicts.judge, found)
+        judged = await anyio.to_thread.run_sync(verdicts.judge, found, arrived)
     models = [v for v in judged if v.model]
     seen: set[str] = set()
     for v in models:  # one count per distinct reference
@@ -182,10 +197,14 @@ def _patch(review: Review, models: list[ModelVerdict]) -> list[dict[str, Any]]:
 
 
 def _record(review: Review, models: list[ModelVerdict], records: RecordWriter) -> None:
-    if review.dry_run or (review.kind == "Pod" and review.owned) or not review.name:
+    if review.dry_run or not review.name:
         return
-    if set(review.owners) & set(POD_SPEC_PATHS):  # a ReplicaSet of a Deployment, a Job of a CronJob:
-        return  # its owner was recorded; a record per rollout or per scheduled run would only repeat it
+    # A Pod of a ReplicaSet or Job, a ReplicaSet of a Deployment, a Job of a CronJob: its owner
+    # was recorded; a record per Pod, rollout or scheduled run would only repeat it. An owner
+    # of another kind (a RayCluster, a KServe InferenceService...) is never judged here, so
+    # the object it owns is recorded itself.
+    if set(review.owners) & set(POD_SPEC_PATHS):
+        return
     target = f"k8s://{review.namespace or 'default'}/{review.kind.lower()}/{review.name}"
     for v in _distinct(models):
         records.submit(pinned_reference(v.reference, v.digest or ""), target)

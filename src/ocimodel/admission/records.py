@@ -2,16 +2,19 @@
 thread so the answer never waits for a registry write (docs/admission.md).
 
 A record says the model runs at ``k8s://NAMESPACE/KIND/NAME`` in the environment given
-to ``--record-deployments``. It is written once per (model, target) for the life of the
-process, for the workloads and bare Pods admitted, never for a dry run, and never for a
-Pod that has an owner (its Deployment or Job was recorded; a record per Pod restart would
-only repeat it). Unsigned: whoever reads them with a policy sees them as such."""
+to ``--record-deployments``. It is written once per (model, target) (remembered for a
+day, at most 10,000 pairs, oldest out first), for the workloads and Pods admitted, never
+for a dry run, and never for an object owned by a kind the webhook records (its
+Deployment or Job was recorded; a record per Pod restart would only repeat it).
+Unsigned: whoever reads them with a policy sees them as such."""
 
 from __future__ import annotations
 
 import logging
 import queue
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from ocimodel.api.deployments import deploy
@@ -21,26 +24,37 @@ from ocimodel.transport.connection import ConnectionOptions
 log = logging.getLogger("ocimodel.admission")
 
 MAX_PENDING = 1000  # a registry that cannot keep up loses records, never admission's memory
+MAX_SEEN = 10_000  # (model, target) pairs remembered as recorded
+SEEN_TTL = 24 * 3600.0  # seconds: a workload still admitted a day later is recorded again
 
 
 class RecordWriter:
     def __init__(self, connection: ConnectionOptions, environment: str,
-                 on_result: Callable[[str], None] | None = None) -> None:
+                 on_result: Callable[[str], None] | None = None, *, max_seen: int = MAX_SEEN,
+                 seen_ttl: float = SEEN_TTL) -> None:
         self.connection = connection
         self.environment = environment
         self.on_result = on_result or (lambda result: None)
         self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue(MAX_PENDING)
-        self._seen: set[tuple[str, str]] = set()
+        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()  # when each was queued
+        self.max_seen, self.seen_ttl = max_seen, seen_ttl
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="ocimodel-admission-records", daemon=True)
         self._thread.start()
 
     def submit(self, reference: str, target: str) -> None:
         """Queue a record of ``reference`` (pinned by digest) running at ``target``."""
+        key, now = (reference, target), time.monotonic()
         with self._lock:
-            if (reference, target) in self._seen:
+            queued = self._seen.get(key)
+            if queued is not None and now - queued < self.seen_ttl:
                 return
-            self._seen.add((reference, target))
+            self._seen[key] = now
+            self._seen.move_to_end(key)
+            # Oldest out first: a long-lived webhook sees ever new targets (a Pod name per
+            # run); a pruned one is recorded again, a duplicate record rather than unbounded memory.
+            while len(self._seen) > self.max_seen:
+                self._seen.popitem(last=False)
         try:
             self._queue.put_nowait((reference, target))
         except queue.Full:

@@ -36,6 +36,7 @@ log = logging.getLogger("ocimodel.admission")
 # The API server's webhook timeout is at most 30 s; the default deadline leaves it room.
 DEFAULT_DEADLINE = 8.0
 DEFAULT_CACHE_TTL = 300.0
+MAX_CONNECTIONS = 1000  # open connections and requests in progress; more are answered 503
 # The environment names deployment records take (api/deployments.py checks them again).
 _ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -126,6 +127,10 @@ def serve(options: ServeOptions, connection: ConnectionOptions | None = None,
     config = uvicorn.Config(
         app, ssl_certfile=str(options.tls_cert), ssl_keyfile=str(options.tls_key), log_config=None,
         access_log=False, timeout_graceful_shutdown=int(options.deadline) + 2, lifespan="off",
+        # Idle connections closed after 5 s, at most MAX_CONNECTIONS open at once (503 beyond),
+        # a request head at most 64 KiB: what a client that never finishes can hold is bounded.
+        timeout_keep_alive=5, limit_concurrency=MAX_CONNECTIONS, h11_max_incomplete_event_size=64 * 1024,
+        http=_head_deadline_protocol(options.deadline),
     )
     server = uvicorn.Server(config)
     log.info({"event": "listening", "host": host, "port": port, "policy": str(options.policy),
@@ -148,6 +153,39 @@ def serve(options: ServeOptions, connection: ConnectionOptions | None = None,
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         log.info({"event": "stopped", "signal": signal.Signals(caught[0]).name if caught else None})
+
+
+def _head_deadline_protocol(seconds: float) -> type:
+    """uvicorn's h11 protocol, with a time limit on each request head: uvicorn bounds an
+    idle connection (keep-alive) and the head's size, not the time a client takes to send
+    the head, so one that trickles it would hold its connection for ever. A head not
+    complete ``seconds`` after the connection opened (or after the previous answer) gets a
+    408 and the connection is closed. Naming the class also pins h11 (uvicorn would pick
+    httptools when installed, which ignores the head size limit)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadDeadline(H11Protocol):
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            self._arm()  # before a pipelined head is parsed, so that head counts as arrived
+            super().on_response_complete()
+
+        def _arm(self) -> None:
+            waiting = self.cycle  # a new head makes a new cycle
+            self.loop.call_later(seconds, self._expire, waiting)
+
+        def _expire(self, waiting) -> None:
+            if self.cycle is not waiting or self.transport.is_closing():
+                return
+            if self.conn.trailing_data[0]:  # part of a head arrived: say why before closing
+                self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n"
+                                     b"connection: close\r\n\r\n")
+            self.transport.close()
+
+    return HeadDeadline
 
 
 def _note_signals(caught: list[int]) -> dict[int, object]:

@@ -26,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,6 +44,12 @@ from ocimodel.trust.policy import Policy, PolicyError, load_policy
 
 MODEL_KINDS = ("model", "modelkit", "variants")  # what a container image must be to be judged
 MAX_ENTRIES = 4096  # per cache: a bounded memory, oldest out first
+# Distinct references one request may name (more: every one denied, nothing asked of a
+# registry), and how many of them are checked at once: a request naming hundreds of models
+# on slow registries holds at most PER_REQUEST of the workers, so the next requests still
+# find free ones.
+MAX_MODELS = 64
+PER_REQUEST = 8
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,10 @@ class ModelVerdict:
             return f"model {self.reference}{at} allowed"
         code = f" [{self.reason}]" if self.reason else ""
         return f"model {self.reference}{at} in {self.source} denied by {self.rule}: {self.detail}{code}"
+
+
+class _PastDeadline(Exception):
+    """The request's deadline passed before this check began: it is not started."""
 
 
 class PolicyUnavailable(Exception):
@@ -213,6 +223,8 @@ class Verdicts:
             return None
         lookups: list[tuple[str, bool]] = []
         by_key: dict[str, ModelVerdict] = {}
+        if len(_distinct(found)) > MAX_MODELS:
+            return None  # judge denies them all
         for f in _distinct(found):
             try:
                 ref = parse_registry_reference(f.reference)
@@ -226,42 +238,57 @@ class Verdicts:
             self.on_cache(name, hit)
         return [replace(by_key[f.reference], source=f.source, pointer=f.pointer) for f in found]
 
-    def judge(self, found: list[Found]) -> list[ModelVerdict]:
+    def judge(self, found: list[Found], started: float | None = None) -> list[ModelVerdict]:
         """A verdict per place found, in order (each distinct reference judged once); those
         not done within the deadline are denied as such. Never raises for a registry's or
         the policy's sake."""
-        started = time.monotonic()
+        # From the request's arrival (``started``, time.monotonic()) when given: a request that
+        # waited for a thread has less time left, not a fresh deadline.
+        started = time.monotonic() if started is None else started
         try:
             policy, digest = self.policy.current()
         except PolicyUnavailable as exc:
             return [_deny(f, None, "policy", "policy-unavailable", str(exc)) for f in found]
-        jobs: list[tuple[Found, Future[ModelVerdict]]] = [
-            (f, self._pool.submit(self._one, f, policy, digest)) for f in _distinct(found)
-        ]
-        left = self.deadline - (time.monotonic() - started)
-        wait_for([job for _, job in jobs], timeout=max(left, 0.0))
+        distinct = _distinct(found)
+        if len(distinct) > MAX_MODELS:
+            return [_deny(f, None, "limit", "too-many-models",
+                          f"the object names {len(distinct)} distinct models and images, more than the "
+                          f"{MAX_MODELS} the webhook checks in one request") for f in found]
+        ends = started + self.deadline
+        pending = list(distinct)
+        running: dict[Future[ModelVerdict], Found] = {}
         by_key: dict[str, ModelVerdict] = {}
-        for f, job in jobs:
-            if job.done():
-                by_key[f.reference] = job.result()
-            else:
-                job.cancel()
-                where = _registry_of(f.reference)
-                by_key[f.reference] = _deny(
-                    f, None, "deadline", "deadline",
-                    f"no verdict within the deadline of {self.deadline:g} s (is {where} down or slow?)")
+        while pending or running:
+            while pending and len(running) < PER_REQUEST:
+                f = pending.pop(0)
+                running[self._pool.submit(self._one, f, policy, digest, ends)] = f
+            left = ends - time.monotonic()
+            if left <= 0:
+                break
+            done, _ = wait_for(running, timeout=left, return_when=FIRST_COMPLETED)
+            for job in done:
+                by_key[running.pop(job).reference] = job.result()
+        for job, f in running.items():
+            job.cancel()  # a queued one never starts; a running one stops at its next stage
+        for f in [*running.values(), *pending]:
+            where = _registry_of(f.reference)
+            by_key[f.reference] = _deny(
+                f, None, "deadline", "deadline",
+                f"no verdict within the deadline of {self.deadline:g} s (is {where} down or slow?)")
         # One verdict per place, so each place can be pinned.
         return [replace(by_key[f.reference], source=f.source, pointer=f.pointer) for f in found]
 
     # -- one reference -------------------------------------------------------------------
 
-    def _one(self, found: Found, policy: Policy, policy_digest: str) -> ModelVerdict:
+    def _one(self, found: Found, policy: Policy, policy_digest: str, ends: float) -> ModelVerdict:
         try:
             ref = parse_registry_reference(found.reference)
         except OcimodelError as exc:
             return _deny(found, None, "reference", "invalid-reference", exc.message)
         try:
-            return self._judge(found, ref, policy, policy_digest)
+            return self._judge(found, ref, policy, policy_digest, ends)
+        except _PastDeadline:
+            return _deny(found, None, "deadline", "deadline", f"no verdict within the deadline of {self.deadline:g} s")
         except OcimodelError as exc:
             return _deny(found, None, "registry", type(exc).__name__, exc.message)
         except Exception as exc:  # noqa: BLE001 - fail closed on what nobody foresaw, and say it
@@ -288,7 +315,8 @@ class Verdicts:
         lookups.append(("verdict", hit is not None))
         return _from_cache(found, hit) if hit is not None else None
 
-    def _judge(self, found: Found, ref: RegistryReference, policy: Policy, policy_digest: str) -> ModelVerdict:
+    def _judge(self, found: Found, ref: RegistryReference, policy: Policy, policy_digest: str,
+               ends: float) -> ModelVerdict:
         repository = f"{ref.registry}/{ref.repository}"
         lookups: list[tuple[str, bool]] = []
         verdict = self._from_caches(found, ref, ref.digest, policy_digest, lookups)
@@ -297,6 +325,7 @@ class Verdicts:
         if verdict is not None:
             return verdict
         digest = ref.digest
+        _in_time(ends)  # the request already answered: no registry is asked for it
         # The registry is asked: the tag's digest, and (for a container image) what it is.
         with open_store(self.connection, ref) as store:
             root = store.resolve(digest or ref.tag or DEFAULT_TAG)
@@ -314,6 +343,7 @@ class Verdicts:
         hit = self.verdicts.get((repository, digest, policy_digest))  # a tag's digest, judged meanwhile
         if hit is not None:
             return _from_cache(found, hit)
+        _in_time(ends)
         decision = verify(self.connection, f"{repository}@{digest}", policy=policy)
         failed = [r for r in decision.reasons if not r.passed]
         if failed:
@@ -325,6 +355,11 @@ class Verdicts:
         self.verdicts.put((repository, digest, policy_digest), (digest, *outcome))
         allowed, rule, reason, detail = outcome
         return ModelVerdict(found.reference, found.source, found.pointer, digest, True, allowed, rule, reason, detail)
+
+
+def _in_time(ends: float) -> None:
+    if time.monotonic() >= ends:
+        raise _PastDeadline()
 
 
 def _distinct(found: list[Found]) -> list[Found]:
