@@ -37,9 +37,9 @@ HAS = {
     "OciLayout": {"Target", "ReferrerReader", "ReferrerSource", "ReferrerWriter", "ReferrerEditor", "UnhashedPusher",
                   "BlobRangeReader"},
     "RemoteRepository": {"Target", "ReferrerReader", "ReferrerSource", "ReferrerWriter", "ReferrerEditor", "UnhashedPusher", "Mounter",
-                         "BlobRangeReader"},
+                         "BlobRangeReader", "PartFetcher"},
     "PackagedModel": {"ReadableTarget"},
-    "DirectoryWriter": {"WritableTarget"},
+    "DirectoryWriter": {"WritableTarget", "FileReceiver"},
 }
 
 
