@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import re
 from datetime import datetime, timezone
-from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -33,20 +32,19 @@ from ocimodel.api.statements import (
     TRUSTED,
     UNSIGNED,
     Referrer,
+    model_display_name,
     parse_time,
     reader_threads,
     scan,
+    statement_signer,
     tagged,
     write_unsigned,
 )
-from ocimodel.errors import NotFound, OcimodelError, UsageError
-from ocimodel.oci.models import Manifest, parse_manifest
-from ocimodel.oci.reference import LayoutReference
-from ocimodel.signing import keys as signing_keys
+from ocimodel.errors import NotFound, UsageError
 from ocimodel.signing.statement import attestation_statement
 from ocimodel.transport.connection import ConnectionOptions
 from ocimodel.trust.policy import Policy, TrustPolicy, load_policy
-from ocimodel.trust.sign import BundleSigner, KeylessSigner, KeySigner, attest_model, model_name
+from ocimodel.trust.sign import attest_model
 from ocimodel.trust.verify import KeylessOptions, check_trusted_root
 
 DEPLOYMENT_PREDICATE = "https://ocimodel.dev/deployment/v1"
@@ -128,7 +126,7 @@ def deploy(
     Signed with ``key`` (ECDSA P-256 PEM), or keyless (``keyless=True``, or an
     ``identity_token``, ``trust_config`` or ``staging``); unsigned with neither."""
     return _write(connection, reference, "record", environment, target, endpoint, runtime,
-                  _signer(key, password, keyless, identity_token, trust_config, staging))
+                  statement_signer(key, password, keyless, identity_token, trust_config, staging))
 
 
 def retire(
@@ -147,7 +145,7 @@ def retire(
     """Record that the model at ``reference`` no longer runs at ``target`` in
     ``environment``. Refused (NotFound) when no record says it runs there now."""
     return _write(connection, reference, "retire", environment, target, None, None,
-                  _signer(key, password, keyless, identity_token, trust_config, staging))
+                  statement_signer(key, password, keyless, identity_token, trust_config, staging))
 
 
 def deployments(
@@ -275,18 +273,6 @@ def _check(environment: str, target: str, endpoint: str | None, runtime: str | N
         raise UsageError(f"runtime {runtime[:80]!r} is not a name", hint="e.g. vllm, triton, kserve")
 
 
-def _signer(key, password, keyless, identity_token, trust_config, staging) -> BundleSigner | None:
-    wants_keyless = keyless or identity_token is not None or trust_config is not None or staging
-    if key is not None:
-        if wants_keyless:
-            raise UsageError("sign with a key or keyless, not both", hint="drop --key, or the keyless options")
-        return KeySigner(signing_keys.load_private_key(key, password))
-    if wants_keyless:
-        return KeylessSigner(identity_token=identity_token, trust_config=Path(trust_config) if trust_config else None,
-                             staging=staging)
-    return None
-
-
 def repository_reference(repository: str, verb: str):
     ref = as_reference(repository)
     if ref.tag is not None or ref.digest is not None:
@@ -311,7 +297,7 @@ def _write(connection, reference, action, environment, target, endpoint, runtime
         if signer is None:
             written = write_unsigned(store, root, statement)
         else:
-            name = _name(store, root, ref)
+            name = model_display_name(store, root, ref)
             written = attest_model(store, root, statement, signer, name=name).referrer
     return DeployResult(
         reference=str(ref), digest=root.digest, environment=environment, target=target, action=action,
@@ -330,15 +316,6 @@ def _check_running(store, digest: str, environment: str, target: str) -> None:
             f"no deployment record says {digest} runs at {target} in {environment}",
             hint="`ocimodel deployments REPO` lists where each version runs",
         )
-
-
-def _name(store, root, ref) -> str:
-    fallback = (ref.tag or Path(ref.path).name or "model") if isinstance(ref, LayoutReference) else ref.repository.rsplit("/", 1)[-1]
-    try:
-        manifest = parse_manifest(store.fetch_manifest(root), root.media_type)
-    except OcimodelError:  # the name is informative only
-        return fallback
-    return model_name(manifest, fallback) if isinstance(manifest, Manifest) else fallback
 
 
 __all__ = [

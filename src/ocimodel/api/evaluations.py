@@ -33,7 +33,6 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -46,9 +45,11 @@ from ocimodel.api.statements import (
     ANNOTATION_STATEMENT_PREDICATE,
     MALFORMED,
     UNSIGNED,
+    model_display_name,
     parse_time,
     reader_threads,
     scan,
+    statement_signer,
     tagged,
     write_unsigned,
 )
@@ -57,17 +58,15 @@ from ocimodel.metadata.card import metric_value
 from ocimodel.metadata.encoding import read_card
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.digest import validate_digest
-from ocimodel.oci.models import Descriptor, Manifest, parse_manifest
-from ocimodel.oci.reference import LayoutReference
+from ocimodel.oci.models import Descriptor, parse_manifest
 from ocimodel.settings import cache_dir
-from ocimodel.signing import keys as signing_keys
 from ocimodel.signing.statement import attestation_statement
 from ocimodel.targets.contentcache import ContentCache
 from ocimodel.targets.remote import RemoteRepository
 from ocimodel.threads import map_threads
 from ocimodel.transport.connection import ConnectionOptions
 from ocimodel.trust.policy import Policy
-from ocimodel.trust.sign import BundleSigner, KeylessSigner, KeySigner, attest_model, model_name
+from ocimodel.trust.sign import attest_model
 from ocimodel.trust.verify import KeylessOptions, check_trusted_root
 from ocimodel.versiontags import is_version_tag, version_key
 
@@ -237,7 +236,7 @@ def record_evaluation(
     is a UsageError naming it; nothing is written then."""
     predicate = build_predicate(metrics, dataset=dataset, split=split, environment=environment, time=time,
                                 notes=notes, from_file=from_file)
-    signer = _signer(key, password, keyless, identity_token, trust_config, staging)
+    signer = statement_signer(key, password, keyless, identity_token, trust_config, staging)
     ref = as_reference(reference)
     with open_store(connection, ref, for_write=True) as store:
         root = store.resolve(ref.reference or DEFAULT_TAG)
@@ -245,7 +244,7 @@ def record_evaluation(
         if signer is None:
             written = write_unsigned(store, root, statement)
         else:
-            written = attest_model(store, root, statement, signer, name=_name(store, root, ref)).referrer
+            written = attest_model(store, root, statement, signer, name=model_display_name(store, root, ref)).referrer
     return EvaluationResult(
         reference=str(ref), digest=root.digest, record=written.digest, signed=signer is not None,
         signer=signer.description if signer is not None else None, predicate=predicate,
@@ -471,27 +470,6 @@ def format_time(when: datetime, *, precise: bool = False) -> str:
     when = when.astimezone(timezone.utc)
     text = when.isoformat(timespec="microseconds") if precise or when.microsecond else when.isoformat(timespec="seconds")
     return text.replace("+00:00", "Z")
-
-
-def _signer(key, password, keyless, identity_token, trust_config, staging) -> BundleSigner | None:
-    wants_keyless = keyless or identity_token is not None or trust_config is not None or staging
-    if key is not None:
-        if wants_keyless:
-            raise UsageError("sign with a key or keyless, not both", hint="drop --key, or the keyless options")
-        return KeySigner(signing_keys.load_private_key(key, password))
-    if wants_keyless:
-        return KeylessSigner(identity_token=identity_token, trust_config=Path(trust_config) if trust_config else None,
-                             staging=staging)
-    return None
-
-
-def _name(store, root, ref) -> str:
-    fallback = (ref.tag or Path(ref.path).name or "model") if isinstance(ref, LayoutReference) else ref.repository.rsplit("/", 1)[-1]
-    try:
-        manifest = parse_manifest(store.fetch_manifest(root), root.media_type)
-    except OcimodelError:  # the name is informative only
-        return fallback
-    return model_name(manifest, fallback) if isinstance(manifest, Manifest) else fallback
 
 
 # -- history ------------------------------------------------------------------------------

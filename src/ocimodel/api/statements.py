@@ -28,11 +28,14 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from ocimodel.errors import IntegrityError, InvalidManifest, NotFound, OcimodelError, UsageError
 from ocimodel.oci import mediatypes as mt
 from ocimodel.oci.models import Descriptor, Manifest, parse_manifest
+from ocimodel.oci.reference import LayoutReference
+from ocimodel.signing import keys as signing_keys
 from ocimodel.signing.bundle import load_bundle, material_kind, unverified_statement
 from ocimodel.signing.errors import VerificationFailed
 from ocimodel.signing.statement import Statement, check_subject, parse_statement
@@ -40,6 +43,7 @@ from ocimodel.targets.referrers import is_fallback_tag, push_record, read_small_
 from ocimodel.targets.remote import RemoteRepository
 from ocimodel.threads import map_threads
 from ocimodel.trust.policy import TrustPolicy
+from ocimodel.trust.sign import BundleSigner, KeylessSigner, KeySigner, model_name
 from ocimodel.trust.store import RefusedBundle, read_bundle
 from ocimodel.trust.verify import KeylessOptions, verify_bundle
 
@@ -275,3 +279,34 @@ def parse_time(value: object) -> datetime | None:
             return None
         when = when.replace(tzinfo=timezone.utc)
     return when.astimezone(timezone.utc)
+
+
+# -- writing records ----------------------------------------------------------------------
+
+
+def statement_signer(key, password, keyless, identity_token, trust_config, staging) -> BundleSigner | None:
+    """The signer of a record (a deployment, an evaluation): a key, keyless when asked or
+    when any keyless option is given, else None (the record is written unsigned)."""
+    wants_keyless = keyless or identity_token is not None or trust_config is not None or staging
+    if key is not None:
+        if wants_keyless:
+            raise UsageError("sign with a key or keyless, not both", hint="drop --key, or the keyless options")
+        return KeySigner(signing_keys.load_private_key(key, password))
+    if wants_keyless:
+        return KeylessSigner(identity_token=identity_token, trust_config=Path(trust_config) if trust_config else None,
+                             staging=staging)
+    return None
+
+
+def model_display_name(store, root: Descriptor, ref) -> str:
+    """The model's name for a record's bundle: its card's, else the tag or repository (the
+    name is informative only, so an unreadable manifest gives the fallback)."""
+    if isinstance(ref, LayoutReference):
+        fallback = ref.tag or Path(ref.path).name or "model"
+    else:
+        fallback = ref.repository.rsplit("/", 1)[-1]
+    try:
+        manifest = parse_manifest(store.fetch_manifest(root), root.media_type)
+    except OcimodelError:
+        return fallback
+    return model_name(manifest, fallback) if isinstance(manifest, Manifest) else fallback
