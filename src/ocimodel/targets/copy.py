@@ -439,6 +439,8 @@ PROGRESS_STEP = 1024 * 1024
 BACKGROUND_HASH_MIN_BYTES = 16 * 1024 * 1024
 HASH_BATCH_BYTES = 1024 * 1024
 HASH_QUEUE_BATCHES = 4
+# A bytes piece at least this long goes to the hash thread as it is, not copied (see _HashThread).
+HAND_OVER_BYTES = 256 * 1024
 
 
 def verified(
@@ -497,20 +499,23 @@ def verified(
 class _HashThread:
     """A hash computed by a helper thread.
 
-    Pieces are copied into a few fixed buffers (a memcpy is far cheaper than the hash) and
-    each buffer is hashed in one call, so the helper gives up and takes back the GIL once
-    per HASH_BATCH_BYTES rather than once per piece: feeding it every 64 KiB piece made
-    the two threads fight over the GIL and cost more CPU than hashing inline. A buffer is
-    refilled only after the helper is done with it, so no byte changes while it is hashed,
-    and the worker waits when the helper is HASH_QUEUE_BATCHES buffers behind."""
+    hashlib releases the GIL while it hashes, so the helper's hashing overlaps the
+    worker's reading and writing. A large ``bytes`` piece (a socket read: up to 1 MiB,
+    transport/body.py) is handed over as it is: it cannot change, so no copy is needed.
+    Small or mutable pieces are copied into a few fixed buffers and each buffer is hashed
+    in one call, so the helper gives up and takes back the GIL once per HASH_BATCH_BYTES
+    rather than once per piece (feeding it every 64 KiB piece made the two threads fight
+    over the GIL and cost more CPU than hashing inline). At most HASH_QUEUE_BATCHES items
+    wait for the helper: the worker waits when it is that far behind, so memory is a
+    bounded few MiB per blob, whatever its size."""
 
     def __init__(self, digest: str) -> None:
         self._hash = new_hasher(digest)
-        self._full: queue.Queue[tuple[memoryview, int] | None] = queue.Queue()
+        self._full: queue.Queue[tuple[memoryview | bytes, int, bool] | None] = queue.Queue()
+        # One slot per item waiting or being hashed (a buffer, or a piece handed over).
+        self._slots = threading.Semaphore(HASH_QUEUE_BATCHES)
         self._free: queue.Queue[memoryview] = queue.Queue()
-        for _ in range(HASH_QUEUE_BATCHES - 1):
-            self._free.put(memoryview(bytearray(HASH_BATCH_BYTES)))
-        self._buffer = memoryview(bytearray(HASH_BATCH_BYTES))
+        self._buffer: memoryview | None = None
         self._filled = 0
         self._stopped = False
         self._error: BaseException | None = None
@@ -521,29 +526,44 @@ class _HashThread:
         update = self._hash.update
         try:
             while (item := self._full.get()) is not None and not self._stopped:
-                buffer, length = item
-                update(buffer[:length])
-                self._free.put(buffer)
+                data, length, reused = item
+                update(data[:length] if reused else data)
+                if reused:
+                    self._free.put(data)  # type: ignore[arg-type]
+                self._slots.release()
         except BaseException as exc:  # re-raised in the worker by hexdigest()
             self._error = exc
 
     def update(self, chunk: bytes) -> None:
+        if type(chunk) is bytes and len(chunk) >= HAND_OVER_BYTES:
+            self._flush()  # what was batched before it is hashed first
+            self._take_slot()
+            self._full.put((chunk, len(chunk), False))
+            return
         view = memoryview(chunk)
         while view:
+            if self._buffer is None:
+                self._take_slot()
+                try:
+                    self._buffer = self._free.get_nowait()
+                except queue.Empty:
+                    self._buffer = memoryview(bytearray(HASH_BATCH_BYTES))
             room = HASH_BATCH_BYTES - self._filled
             piece = view[:room]
             self._buffer[self._filled : self._filled + len(piece)] = piece
             self._filled += len(piece)
             view = view[len(piece) :]
             if self._filled == HASH_BATCH_BYTES:
-                self._full.put((self._buffer, self._filled))
-                self._buffer = self._take_free()
-                self._filled = 0
+                self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer is not None:
+            self._full.put((self._buffer, self._filled, True))
+            self._buffer = None
+            self._filled = 0
 
     def hexdigest(self) -> str:
-        if self._filled:
-            self._full.put((self._buffer, self._filled))
-            self._filled = 0
+        self._flush()
         self._full.put(None)
         self._thread.join()
         if self._error is not None:
@@ -555,13 +575,10 @@ class _HashThread:
         self._stopped = True
         self._full.put(None)
 
-    def _take_free(self) -> memoryview:
-        while True:
-            try:
-                return self._free.get(timeout=1.0)
-            except queue.Empty:
-                if not self._thread.is_alive():
-                    raise self._error or RuntimeError("hash thread stopped") from None
+    def _take_slot(self) -> None:
+        while not self._slots.acquire(timeout=1.0):
+            if not self._thread.is_alive():
+                raise self._error or RuntimeError("hash thread stopped")
 
 
 def _short(digest: str) -> str:

@@ -41,6 +41,7 @@ from ocimodel.errors import (
 from ocimodel.oci.digest import algorithm_of, new_hasher
 from ocimodel.oci.reference import is_loopback_host
 from ocimodel.transport import retry
+from ocimodel.transport.body import body_chunks
 from ocimodel.transport.client import RegistryClient
 from ocimodel.transport.deadline import read_timed_out
 
@@ -211,7 +212,7 @@ def _fetch_part(client, repository, digest, size, fd, part, index, received, loc
             raise _Ignored()
         unreported = 0
         try:
-            for chunk in response.iter_raw():
+            for chunk in body_chunks(response, client.read_timeout):
                 if should_stop():
                     raise _Stop()
                 n = len(chunk)

@@ -1,0 +1,121 @@
+"""Large blob bodies read straight from the connection's socket.
+
+Every read of a response body through httpx goes through httpcore and h11: the bytes are
+copied into h11's buffer, out of it, and once more into a new object, with some Python
+for each read. For a blob that is most of a pull's CPU: a 1 GiB body took ~3 CPU-s that
+way against ~1.2 CPU-s (hashing and writing included) read from the socket directly
+(docs/raw-body-reads.md). So a large body with a plain ``Content-Length`` is read here:
+
+1. the head came through httpx as usual (auth, redirects, status checks, retries);
+2. the first piece of the body comes through httpx too. h11 hands out everything it
+   has buffered past the head as one piece, so after it h11 holds nothing of the body
+   and the rest of the body is still in the socket, unread;
+3. the rest is read from the socket, exactly ``Content-Length`` bytes in all;
+4. the caller closes the response as always. h11 never saw the end of the body, so
+   httpcore closes that connection instead of reusing it: a new connection for the next
+   request, which is why only bodies of at least :data:`RAW_MIN_BYTES` go this way (more
+   over TLS, where a new connection costs a handshake).
+
+Nothing here checks content: the caller hashes the bytes and compares them with the
+digest, as for any body. A failure reading the socket is raised as the httpx exception
+httpcore would have raised (ReadTimeout, ReadError, RemoteProtocolError), so the callers'
+resume logic treats both paths alike. A body that is chunked, has no length, comes over
+HTTP/2, or over a connection that is not a plain socket or an ``ssl.SSLSocket`` of its
+own (TLS inside a TLS proxy tunnel) is read through httpx as before.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterator
+
+import httpx
+
+# A body at least this long is read from the socket (plain HTTP, where reconnecting costs
+# one round trip), or at least TLS_RAW_MIN_BYTES over TLS (a handshake, two round trips and
+# the key exchange's CPU). See docs/raw-body-reads.md.
+RAW_MIN_BYTES = 1 << 20
+TLS_RAW_MIN_BYTES = 16 << 20
+# Bytes asked for per socket read; a plain socket returns what it holds, up to this.
+READ_BYTES = 1 << 20
+# A TLS socket returns one record (at most 16 KiB) per read: reads are gathered into a
+# piece of this size before it is handed on, so the consumer's work is per MiB.
+TLS_PIECE_BYTES = 1 << 20
+
+
+def body_chunks(response: httpx.Response, read_timeout: float | None) -> Iterator[bytes]:
+    """The pieces of ``response``'s body as it arrives (raw: not decoded), from the socket
+    when the body is large and plainly framed, else through httpx's ``iter_raw``."""
+    length, sock = _raw_source(response)
+    if sock is None:
+        yield from response.iter_raw()
+        return
+    pieces = response.iter_raw()
+    first = next(pieces, b"")  # h11's buffered part of the body, all of it (see the module doc)
+    if first:
+        yield first
+    remaining = length - len(first)
+    if remaining < 0:
+        raise httpx.RemoteProtocolError("the response body is longer than its Content-Length")
+    sock.settimeout(read_timeout)
+    if isinstance(sock, ssl.SSLSocket):
+        yield from _tls_pieces(sock, remaining)
+    else:
+        yield from _plain_pieces(sock, remaining)
+
+
+def _raw_source(response: httpx.Response) -> tuple[int, socket.socket | None]:
+    """(Content-Length, the socket to read the rest from) or (0, None): read through httpx."""
+    if response.http_version != "HTTP/1.1" or "transfer-encoding" in response.headers:
+        return 0, None
+    try:
+        length = int(response.headers.get("content-length", ""))
+    except ValueError:
+        return 0, None
+    stream = response.extensions.get("network_stream")
+    get_info = getattr(stream, "get_extra_info", None)
+    if get_info is None:  # not httpcore's connection (a test transport, another backend)
+        return 0, None
+    sock = get_info("socket")
+    if isinstance(sock, ssl.SSLSocket):
+        return (length, sock) if length >= TLS_RAW_MIN_BYTES else (0, None)
+    if type(sock) is socket.socket and get_info("ssl_object") is None and length >= RAW_MIN_BYTES:
+        return length, sock
+    return 0, None  # TLS through a TLS tunnel: the socket carries the outer layer
+
+
+def _plain_pieces(sock: socket.socket, remaining: int) -> Iterator[bytes]:
+    while remaining > 0:
+        try:
+            piece = sock.recv(min(READ_BYTES, remaining))
+        except TimeoutError:
+            raise httpx.ReadTimeout("timed out") from None
+        except OSError as exc:
+            raise httpx.ReadError(str(exc) or type(exc).__name__) from None
+        if not piece:
+            raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+        remaining -= len(piece)
+        yield piece
+
+
+def _tls_pieces(sock: ssl.SSLSocket, remaining: int) -> Iterator[bytes]:
+    buffer = bytearray(min(TLS_PIECE_BYTES, remaining))
+    view = memoryview(buffer)
+    while remaining > 0:
+        want = min(len(buffer), remaining)
+        filled = 0
+        while filled < want:
+            try:
+                got = sock.recv_into(view[filled:want])
+            except TimeoutError:
+                raise httpx.ReadTimeout("timed out") from None
+            except OSError as exc:  # ssl.SSLError included
+                raise httpx.ReadError(str(exc) or type(exc).__name__) from None
+            if not got:
+                if filled:  # what arrived before the cut counts: the caller resumes after it
+                    yield bytes(view[:filled])
+                raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+            filled += got
+        remaining -= filled
+        yield bytes(view[:filled])

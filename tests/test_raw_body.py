@@ -1,0 +1,258 @@
+"""Large blob bodies read straight from the socket (transport/body.py, docs/raw-body-reads.md).
+
+What a user relies on: the pulled file is the blob byte for byte, whatever the network
+did. A cut body resumes from its last byte, a stalled one times out and resumes, a wrong
+byte refuses the whole blob, a registry that ignores Range on the resume still works, and
+a body that is chunked, short or over TLS is read correctly. Each test checks that the
+socket path was the one taken (a spy around the real reader), so none of them passes by
+falling back to httpx's reads."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import secrets
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+import ocimodel
+from ocimodel.errors import DigestMismatch
+from ocimodel.transport import body
+from tests.support.faultproxy import FaultProxy
+from tests.support.pki import make_pki
+from tests.support.registry import LocalRegistry
+
+MiB = 1 << 20
+SIZE = 3 * MiB + 4321
+POLICY = ocimodel.RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
+OPTIONS = ocimodel.ConnectionOptions(retry=POLICY)
+
+
+@pytest.fixture(autouse=True)
+def _one_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OCIMODEL_PULL_CONNECTIONS", "1")  # the blob as one stream, not in parts
+
+
+@pytest.fixture
+def raw_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The byte counts the socket reader was asked for, one per body read from the socket."""
+    calls: list[int] = []
+    plain, tls = body._plain_pieces, body._tls_pieces
+
+    def plain_spy(sock, remaining):
+        calls.append(remaining)
+        yield from plain(sock, remaining)
+
+    def tls_spy(sock, remaining):
+        calls.append(remaining)
+        yield from tls(sock, remaining)
+
+    monkeypatch.setattr(body, "_plain_pieces", plain_spy)
+    monkeypatch.setattr(body, "_tls_pieces", tls_spy)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("raw") / "model"
+    root.mkdir()
+    (root / "weights.bin").write_bytes(random.Random(21).randbytes(SIZE))
+    (root / "config.json").write_text('{"model_type": "raw"}\n')
+    return root
+
+
+@pytest.fixture(scope="module")
+def pushed(registry, model: Path) -> str:
+    ref = f"{registry.host}/test/raw-{secrets.token_hex(3)}:v1"
+    ocimodel.push(model, ref, options=OPTIONS)
+    return ref
+
+
+@pytest.fixture
+def proxy(registry):
+    with FaultProxy(registry.host) as p:
+        yield p
+
+
+def _via(proxy: FaultProxy, ref: str) -> str:
+    return proxy.host + ref[ref.index("/"):]
+
+
+def _hex(model: Path) -> str:
+    return hashlib.sha256((model / "weights.bin").read_bytes()).hexdigest()
+
+
+def _same(out: Path, model: Path) -> bool:
+    return (out / "weights.bin").read_bytes() == (model / "weights.bin").read_bytes()
+
+
+# -- through the real registry ----------------------------------------------------------------
+
+
+def test_a_large_body_is_read_from_the_socket_whole(proxy, pushed, model, tmp_path, raw_reads):
+    out = tmp_path / "out"
+    result = ocimodel.pull(_via(proxy, pushed), out, options=OPTIONS)
+
+    assert _same(out, model)
+    assert len(raw_reads) == 1 and 0 < raw_reads[0] <= SIZE  # the rest after httpx's first piece
+    assert proxy.count("GET", _hex(model)) == 1
+    assert result.bytes_downloaded == SIZE + (model / "config.json").stat().st_size
+    assert result.retries == 0
+
+
+def test_a_cut_body_resumes_from_its_last_byte(proxy, pushed, model, tmp_path, raw_reads):
+    hexdigest = _hex(model)
+    cut = proxy.cut("GET", hexdigest, after=2 * MiB)
+    out = tmp_path / "out"
+    result = ocimodel.pull(_via(proxy, pushed), out, options=OPTIONS)
+
+    assert _same(out, model)
+    assert cut.fired == 1
+    gets = proxy.seen("GET", hexdigest)
+    assert [s.headers.get("range") for s in gets] == [None, f"bytes={2 * MiB}-"]
+    assert result.retries == 1
+    assert len(raw_reads) == 2  # the first body and the resumed rest (just over 1 MiB)
+
+
+def test_a_stalled_body_times_out_and_resumes(proxy, pushed, model, tmp_path, raw_reads):
+    hexdigest = _hex(model)
+    stall = proxy.stall(5.0, "GET", hexdigest, after=MiB + MiB // 2)
+    options = ocimodel.ConnectionOptions(retry=POLICY, read_timeout=0.5)
+    out = tmp_path / "out"
+    result = ocimodel.pull(_via(proxy, pushed), out, options=options)
+
+    assert _same(out, model)
+    assert stall.fired == 1
+    gets = proxy.seen("GET", hexdigest)
+    assert [s.headers.get("range") for s in gets] == [None, f"bytes={MiB + MiB // 2}-"]
+    assert result.retries == 1
+    assert raw_reads  # the socket read is what timed out
+
+
+def test_a_wrong_byte_past_the_first_piece_refuses_the_blob(proxy, pushed, model, tmp_path, raw_reads):
+    flipped = proxy.corrupt("GET", _hex(model), after=SIZE - 10)
+    out = tmp_path / "out"
+    with pytest.raises(DigestMismatch):
+        ocimodel.pull(_via(proxy, pushed), out, options=OPTIONS)
+    assert flipped.fired == 1
+    assert raw_reads
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ocimodel-pull-")]
+
+
+def test_a_registry_that_ignores_range_on_the_resume(proxy, pushed, model, tmp_path, raw_reads):
+    """The resume asks for the rest and gets the whole blob (200): what it already has is
+    skipped, and the file is still the blob."""
+    hexdigest = _hex(model)
+    proxy.cut("GET", hexdigest, after=2 * MiB)
+    proxy.ignore_range("GET", hexdigest)
+    out = tmp_path / "out"
+    result = ocimodel.pull(_via(proxy, pushed), out, options=OPTIONS)
+
+    assert _same(out, model)
+    assert [s.status for s in proxy.seen("GET", hexdigest)] == [200, 200]
+    assert result.retries == 1
+    assert len(raw_reads) == 2  # both whole bodies came from the socket
+
+
+@pytest.mark.registry
+def test_a_large_body_over_tls_is_read_from_the_tls_socket(tmp_path, model, raw_reads, monkeypatch):
+    monkeypatch.setattr(body, "TLS_RAW_MIN_BYTES", MiB)  # the 3 MiB blob counts as large
+    pki = make_pki(tmp_path / "pki")
+    options = ocimodel.ConnectionOptions(retry=POLICY, plain_http=False, tls=ocimodel.TlsOptions(ca_file=pki.ca))
+    with LocalRegistry(tls=pki.server, ca=pki.ca) as reg:
+        ref = f"{reg.host}/test/raw-tls:v1"
+        ocimodel.push(model, ref, options=options)
+        raw_reads.clear()
+        out = tmp_path / "out"
+        ocimodel.pull(ref, out, options=options)
+    assert _same(out, model)
+    assert len(raw_reads) == 1
+
+
+# -- framing, against a small HTTP/1.1 server -------------------------------------------------
+
+
+class _Server:
+    """Serves ``/exact`` (Content-Length), ``/chunked`` (Transfer-Encoding: chunked) and
+    ``/short`` (a Content-Length it does not keep: the connection closes early), all of
+    the same bytes, on one keep-alive connection per client."""
+
+    def __init__(self, data: bytes) -> None:
+        self.connections = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                server.connections += 1
+                super().setup()
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                if self.path == "/chunked":
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for start in range(0, len(data), 300_000):
+                        piece = data[start : start + 300_000]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.path == "/short":
+                    self.wfile.write(data[: len(data) // 2])
+                    self.close_connection = True
+                    return
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> _Server:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+DATA = random.Random(22).randbytes(2 * MiB + 77)
+
+
+def _read(client: httpx.Client, url: str) -> bytes:
+    with client.stream("GET", url) as response:
+        return b"".join(body.body_chunks(response, 5.0))
+
+
+def test_a_plainly_framed_body_is_exact_and_its_connection_not_reused(raw_reads):
+    with _Server(DATA) as server, httpx.Client() as client:
+        assert _read(client, server.url + "/exact") == DATA
+        assert _read(client, server.url + "/exact") == DATA  # a new connection, not a confused one
+        assert len(raw_reads) == 2
+        assert server.connections == 2
+
+
+def test_a_chunked_body_is_read_through_httpx(raw_reads):
+    with _Server(DATA) as server, httpx.Client() as client:
+        assert _read(client, server.url + "/chunked") == DATA
+        assert _read(client, server.url + "/chunked") == DATA
+    assert raw_reads == []
+    assert server.connections == 1  # read to its end by h11: the connection was reused
+
+
+def test_a_body_shorter_than_its_length_is_an_error(raw_reads):
+    with _Server(DATA) as server, httpx.Client() as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            _read(client, server.url + "/short")
+    assert raw_reads
