@@ -34,9 +34,11 @@ import httpx
 
 # A body at least this long is read from the socket (plain HTTP, where reconnecting costs
 # one round trip), or at least TLS_RAW_MIN_BYTES over TLS (a handshake, two round trips and
-# the key exchange's CPU). See docs/raw-body-reads.md.
+# the key exchange's CPU). Over TLS that is above a ranged pull's part (16 MiB,
+# transport/ranged.py): parts keep their connections, one large stream pays one handshake.
+# See docs/raw-body-reads.md.
 RAW_MIN_BYTES = 1 << 20
-TLS_RAW_MIN_BYTES = 16 << 20
+TLS_RAW_MIN_BYTES = 64 << 20
 # Bytes asked for per socket read; a plain socket returns what it holds, up to this.
 READ_BYTES = 1 << 20
 # A TLS socket returns one record (at most 16 KiB) per read: reads are gathered into a
