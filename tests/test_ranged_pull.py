@@ -25,7 +25,7 @@ import pytest
 
 import ocimodel
 from ocimodel.errors import DigestMismatch, TransportError
-from ocimodel.transport import ranged
+from ocimodel.transport import body, ranged
 from tests.support.faultproxy import FaultProxy
 from tests.support.htpasswd import write_htpasswd
 from tests.support.registry import LocalRegistry
@@ -42,6 +42,7 @@ STAGING = ".ocimodel-pull-"
 def _small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ranged, "MIN_BYTES", 1 << 20)
     monkeypatch.setattr(ranged, "PART_BYTES", PART)
+    monkeypatch.setattr(body, "RAW_MIN_BYTES", 64 * KiB)  # parts are read from the socket, as 16 MiB ones are
     monkeypatch.setenv("OCIMODEL_PULL_CONNECTIONS", "3")
 
 

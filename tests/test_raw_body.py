@@ -161,7 +161,6 @@ def test_a_registry_that_ignores_range_on_the_resume(proxy, pushed, model, tmp_p
 
 @pytest.mark.registry
 def test_a_large_body_over_tls_is_read_from_the_tls_socket(tmp_path, model, raw_reads, monkeypatch):
-    monkeypatch.setattr(body, "TLS_RAW_MIN_BYTES", MiB)  # the 3 MiB blob counts as large
     pki = make_pki(tmp_path / "pki")
     options = ocimodel.ConnectionOptions(retry=POLICY, plain_http=False, tls=ocimodel.TlsOptions(ca_file=pki.ca))
     with LocalRegistry(tls=pki.server, ca=pki.ca) as reg:
@@ -243,6 +242,19 @@ def test_a_plainly_framed_body_is_exact_and_its_connection_not_reused(raw_reads)
         assert server.connections == 2
 
 
+def test_a_body_from_another_host_is_read_from_the_socket_only_when_very_large(raw_reads, monkeypatch):
+    """From another host a new connection costs a round trip or more (and a handshake over
+    TLS): a 2 MiB body keeps its connection there; a body over REMOTE_RAW_MIN_BYTES does not."""
+    monkeypatch.setattr(body, "_to_this_machine", lambda sock: False)  # tests reach only loopback
+    with _Server(DATA) as server, httpx.Client() as client:
+        assert _read(client, server.url + "/exact") == DATA
+        assert _read(client, server.url + "/exact") == DATA
+        assert raw_reads == [] and server.connections == 1
+        monkeypatch.setattr(body, "REMOTE_RAW_MIN_BYTES", MiB)
+        assert _read(client, server.url + "/exact") == DATA
+        assert len(raw_reads) == 1
+
+
 def test_a_chunked_body_is_read_through_httpx(raw_reads):
     with _Server(DATA) as server, httpx.Client() as client:
         assert _read(client, server.url + "/chunked") == DATA
@@ -256,3 +268,99 @@ def test_a_body_shorter_than_its_length_is_an_error(raw_reads):
         with pytest.raises(httpx.RemoteProtocolError):
             _read(client, server.url + "/short")
     assert raw_reads
+
+
+# -- TLS framing: a tunnel through an https:// proxy, a stall inside a gathered piece ---------
+
+
+def _tls_contexts(tmp_path: Path):
+    import ssl
+
+    pki = make_pki(tmp_path / "pki")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(*map(str, pki.server))
+    return server, ssl.create_default_context(cafile=str(pki.ca))
+
+
+def _listen(handle) -> int:
+    """A loopback listener that runs ``handle(conn)`` in a thread per connection."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def accept() -> None:
+        while True:
+            conn, _ = listener.accept()
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener.getsockname()[1]
+
+
+def _head(conn) -> bytes:
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += conn.recv(4096)
+    return head
+
+
+def _pipe(source, sink) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        sink.close()
+
+
+def test_a_body_through_a_tls_proxy_tunnel_is_read_through_httpx(tmp_path, raw_reads, monkeypatch):
+    """TLS inside TLS: httpcore names the tunnel's socket, whose bytes are the inner TLS
+    records; reading it would hand those over as the body."""
+    import socket
+
+    server_tls, client_tls = _tls_contexts(tmp_path)
+
+    def origin(conn) -> None:
+        conn = server_tls.wrap_socket(conn, server_side=True)
+        _head(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(DATA) + DATA)
+        _head(conn)  # until the client goes
+
+    def tunnel(conn) -> None:
+        conn = server_tls.wrap_socket(conn, server_side=True)
+        host, port = _head(conn).split(b" ")[1].decode().rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)))
+        conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        threading.Thread(target=_pipe, args=(upstream, conn), daemon=True).start()
+        _pipe(conn, upstream)
+
+    origin_port, proxy_port = _listen(origin), _listen(tunnel)
+    proxy = httpx.Proxy(f"https://127.0.0.1:{proxy_port}", ssl_context=client_tls)
+    with httpx.Client(transport=httpx.HTTPTransport(verify=client_tls, proxy=proxy)) as client:
+        assert _read(client, f"https://127.0.0.1:{origin_port}/") == DATA
+    assert raw_reads == []
+
+
+def test_a_tls_read_that_stalls_mid_piece_keeps_what_arrived(tmp_path, monkeypatch):
+    """A resume starts after the last byte handed on: what a gathered piece held when the
+    read timed out is handed on first, not fetched again."""
+    server_tls, client_tls = _tls_contexts(tmp_path)
+    sent = MiB + MiB // 2  # the head's read takes at most a record; the rest is a part piece
+    done = threading.Event()
+
+    def stalling(conn) -> None:
+        conn = server_tls.wrap_socket(conn, server_side=True)
+        _head(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(DATA) + DATA[:sent])
+        done.wait(10)
+
+    port = _listen(stalling)
+    got = bytearray()
+    with httpx.Client(verify=client_tls) as client:
+        with client.stream("GET", f"https://127.0.0.1:{port}/") as response:
+            with pytest.raises(httpx.ReadTimeout):
+                for piece in body.body_chunks(response, 0.5):
+                    got += piece
+    done.set()
+    assert bytes(got) == DATA[:sent]

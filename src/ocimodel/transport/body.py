@@ -26,24 +26,30 @@ own (TLS inside a TLS proxy tunnel) is read through httpx as before.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 
 import httpx
 
-# A body at least this long is read from the socket (plain HTTP, where reconnecting costs
-# one round trip), or at least TLS_RAW_MIN_BYTES over TLS (a handshake, two round trips and
-# the key exchange's CPU). Over TLS that is above a ranged pull's part (16 MiB,
-# transport/ranged.py): parts keep their connections, one large stream pays one handshake.
-# See docs/raw-body-reads.md.
+# A body at least this long is read from the socket when the connection is to this
+# machine (loopback: a new connection costs next to nothing), or at least
+# REMOTE_RAW_MIN_BYTES from another host (a new connection costs a round trip or two, TCP's
+# slow start and, over TLS, a handshake). The remote threshold is above a ranged pull's
+# part (16 MiB, transport/ranged.py): parts keep their connections, and one large stream
+# pays for one new connection per 64 MiB or more. See docs/raw-body-reads.md.
 RAW_MIN_BYTES = 1 << 20
-TLS_RAW_MIN_BYTES = 64 << 20
+REMOTE_RAW_MIN_BYTES = 64 << 20
 # Bytes asked for per socket read; a plain socket returns what it holds, up to this.
 READ_BYTES = 1 << 20
 # A TLS socket returns one record (at most 16 KiB) per read: reads are gathered into a
-# piece of this size before it is handed on, so the consumer's work is per MiB.
+# piece of this size before it is handed on, so the consumer's work is per MiB; but for
+# no longer than TLS_PIECE_SECONDS, so that on a slow link progress and cancellation
+# (checked between pieces) still come several times a second.
 TLS_PIECE_BYTES = 1 << 20
+TLS_PIECE_SECONDS = 0.25
 
 
 def body_chunks(response: httpx.Response, read_timeout: float | None) -> Iterator[bytes]:
@@ -60,6 +66,10 @@ def body_chunks(response: httpx.Response, read_timeout: float | None) -> Iterato
     remaining = length - len(first)
     if remaining < 0:
         raise httpx.RemoteProtocolError("the response body is longer than its Content-Length")
+    if remaining == 0:  # it all came with the head: h11 ends the body, the connection is reused
+        for _ in pieces:
+            pass
+        return
     sock.settimeout(read_timeout)
     if isinstance(sock, ssl.SSLSocket):
         yield from _tls_pieces(sock, remaining)
@@ -80,11 +90,28 @@ def _raw_source(response: httpx.Response) -> tuple[int, socket.socket | None]:
     if get_info is None:  # not httpcore's connection (a test transport, another backend)
         return 0, None
     sock = get_info("socket")
-    if isinstance(sock, ssl.SSLSocket):
-        return (length, sock) if length >= TLS_RAW_MIN_BYTES else (0, None)
-    if type(sock) is socket.socket and get_info("ssl_object") is None and length >= RAW_MIN_BYTES:
-        return length, sock
-    return 0, None  # TLS through a TLS tunnel: the socket carries the outer layer
+    tls = get_info("ssl_object")
+    if isinstance(tls, ssl.SSLObject):
+        # TLS inside a TLS tunnel (an https:// proxy): httpcore's stream then names the
+        # tunnel's own SSLSocket as "socket", and reading it would give the inner TLS
+        # records, not the body. Only that stream's TLS is an SSLObject (over memory).
+        return 0, None
+    if not (isinstance(sock, ssl.SSLSocket) or (type(sock) is socket.socket and tls is None)):
+        return 0, None
+    if length < (RAW_MIN_BYTES if _to_this_machine(sock) else REMOTE_RAW_MIN_BYTES):
+        return 0, None
+    return length, sock
+
+
+def _to_this_machine(sock: socket.socket) -> bool:
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return False
+    try:
+        return ipaddress.ip_address(peer[0]).is_loopback if isinstance(peer, tuple) else True  # a Unix socket
+    except ValueError:
+        return False
 
 
 def _plain_pieces(sock: socket.socket, remaining: int) -> Iterator[bytes]:
@@ -107,17 +134,24 @@ def _tls_pieces(sock: ssl.SSLSocket, remaining: int) -> Iterator[bytes]:
     while remaining > 0:
         want = min(len(buffer), remaining)
         filled = 0
-        while filled < want:
+        started = time.monotonic()
+        while filled < want and (not filled or time.monotonic() - started < TLS_PIECE_SECONDS):
+            failure: httpx.HTTPError | None = None
             try:
                 got = sock.recv_into(view[filled:want])
             except TimeoutError:
-                raise httpx.ReadTimeout("timed out") from None
+                failure = httpx.ReadTimeout("timed out")
             except OSError as exc:  # ssl.SSLError included
-                raise httpx.ReadError(str(exc) or type(exc).__name__) from None
-            if not got:
-                if filled:  # what arrived before the cut counts: the caller resumes after it
+                failure = httpx.ReadError(str(exc) or type(exc).__name__)
+            else:
+                if not got:
+                    failure = httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+            if failure is not None:
+                # What arrived before the failure counts (each TLS record was authenticated):
+                # the caller resumes after it rather than fetching up to a piece again.
+                if filled:
                     yield bytes(view[:filled])
-                raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+                raise failure
             filled += got
         remaining -= filled
         yield bytes(view[:filled])
