@@ -10,6 +10,7 @@ developer's own for the whole run."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -144,8 +145,13 @@ def test_proxy_credentials_never_shown() -> None:
 
 @pytest.mark.parametrize("value", [f"socks5://{PROXY_USER}:{PROXY_PW}@p:1080", f"http://{PROXY_USER}:{PROXY_PW}@:3128"])
 def test_an_unusable_proxy_is_an_error_without_its_password(value: str) -> None:
+    """An error when a request would use it (not silently direct, as Go does), and only
+    then: a broken HTTPS_PROXY does not stop an http:// request or a NO_PROXY host."""
+    config = ProxyConfig.from_environment({"HTTPS_PROXY": value, "NO_PROXY": "direct.corp"})
+    assert config.proxy_for("http://r.corp/") is None
+    assert config.proxy_for("https://direct.corp/") is None
     with pytest.raises(UsageError) as info:
-        ProxyConfig.from_environment({"HTTPS_PROXY": value})
+        config.proxy_for("https://r.corp/")
     assert "HTTPS_PROXY" in info.value.message
     assert_no_secret([info.value.message, info.value.hint or ""], [PROXY_PW])
 
@@ -163,6 +169,7 @@ def test_push_and_pull_through_http_proxy(
     tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    (model_dir / "big.bin").write_bytes(os.urandom(3 << 20))  # large enough to be read from the socket (transport/body.py)
     ref = f"{NAME}:{registry.port}/{repo_name}:v1"
     pushed = api.push(model_dir, ref, plain_http=True)
     pulled = api.pull(ref, tmp_path / "out", plain_http=True)
@@ -201,6 +208,7 @@ def test_tls_registry_through_connect_tunnel(
     with ForwardProxy({NAME: "127.0.0.1"}, credentials=(PROXY_USER, PROXY_PW),
                       tls=pki.server if proxy_tls else None) as proxy:
         monkeypatch.setenv("https_proxy", proxy.url_with(PROXY_USER, PROXY_PW))
+        (model_dir / "big.bin").write_bytes(os.urandom(3 << 20))
         options = ConnectionOptions(plain_http=False, tls=TlsOptions(ca_file=pki.ca))
         ref = f"{NAME}:{named_tls_registry.port}/{repo_name}:v1"
         pushed = api.push(model_dir, ref, options=options)
@@ -286,6 +294,17 @@ def test_407_is_a_clear_error_without_credentials(
     assert "NO_PROXY" in (error.hint or "")
     assert not error.transient
     assert_no_secret([error.message, error.hint or ""], [PROXY_PW, "wrong-pw-Vx9-secret"], users=[PROXY_USER])
+
+
+def test_connect_refused_by_the_proxy_is_named(proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The proxy cannot reach the server and answers CONNECT with 502."""
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    port = _closed_port()
+    with pytest.raises(ProxyFailure) as info:
+        api.list_tags(f"{NAME}:{port}/some/repo", plain_http=False)
+    assert f"the proxy {proxy.host} answered 502" in info.value.message
+    assert f"would not connect to {NAME}:{port}" in (info.value.hint or "")
+    assert proxy.targets() == [f"{NAME}:{port}"]
 
 
 def test_unreachable_proxy_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

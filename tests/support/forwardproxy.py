@@ -280,8 +280,9 @@ class ForwardProxy:
             if address is None:
                 client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 return False
-            upstream = socket.create_connection((address, int(port)), timeout=IO_TIMEOUT)
-            self._track(upstream)
+            upstream = self._connect(client, address, int(port))
+            if upstream is None:
+                return False
             try:
                 client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 self._pipe(client, upstream, bytes(reader.buffer))
@@ -293,8 +294,9 @@ class ForwardProxy:
         if address is None:
             client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             return False
-        upstream = socket.create_connection((address, parts.port or 80), timeout=IO_TIMEOUT)
-        self._track(upstream)
+        upstream = self._connect(client, address, parts.port or 80)
+        if upstream is None:
+            return False
         try:
             path = parts.path or "/"
             if parts.query:
@@ -328,6 +330,16 @@ class ForwardProxy:
             return framed
         finally:
             upstream.close()
+
+    def _connect(self, client: socket.socket, address: str, port: int) -> socket.socket | None:
+        """A connection to the upstream, or None after answering 502 (as a proxy does)."""
+        try:
+            upstream = socket.create_connection((address, port), timeout=IO_TIMEOUT)
+        except OSError:
+            client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            return None
+        self._track(upstream)
+        return upstream
 
     def _pipe(self, client: socket.socket, upstream: socket.socket, early: bytes) -> None:
         """Bytes both ways in one thread (an SSL socket must not be read and written from

@@ -192,6 +192,18 @@ class Proxy:
     shown: str  # scheme://host:port: no credentials, no path
     variable: str
     has_credentials: bool
+    problem: str | None = None  # why the value cannot be used: raised when a request needs it
+
+    def check(self) -> None:
+        """:class:`UsageError` if this proxy cannot be used. Go would go direct without a
+        word; behind a mandatory proxy that only hides the mistake. Raised when a request
+        would go through it, so a broken HTTP_PROXY does not stop https:// requests."""
+        if self.problem is not None:
+            # The value itself is not shown: it may hold a password.
+            raise UsageError(
+                f"{self.variable} is not a usable proxy URL ({self.problem})",
+                hint=f"set {self.variable} to http://HOST:PORT (or https://, with USER:PASSWORD@ if the proxy wants them)",
+            )
 
     @property
     def host(self) -> str:
@@ -218,11 +230,7 @@ def _parse_proxy(value: str, variable: str) -> Proxy:
     if problem is None and scheme.startswith("socks"):
         problem = "a SOCKS proxy, which ocimodel does not support"
     if problem is not None:
-        # The value itself is not shown: it may hold a password.
-        raise UsageError(
-            f"{variable} is not a usable proxy URL ({problem})",
-            hint=f"set {variable} to http://HOST:PORT (or https://, with USER:PASSWORD@ if the proxy wants them)",
-        )
+        return Proxy("", f"{variable} (unusable)", variable, False, problem)
     bracketed = f"[{host}]" if ":" in (host or "") else host
     shown = f"{scheme}://{bracketed}:{port or _DEFAULT_PORTS[scheme]}"
     return Proxy(value, shown, variable, bool(parts.username or parts.password))
@@ -247,8 +255,7 @@ class ProxyConfig:
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> ProxyConfig:
         """Read HTTPS_PROXY, HTTP_PROXY and NO_PROXY (each upper-case first, then
-        lower-case). :class:`UsageError` for a proxy URL that cannot be used (Go would go
-        direct without a word; behind a mandatory proxy that only hides the mistake)."""
+        lower-case)."""
         environ = os.environ if environ is None else environ
         https_name, https_value = _first(environ, "HTTPS_PROXY", "https_proxy")
         http_name, http_value = _first(environ, "HTTP_PROXY", "http_proxy")
@@ -275,7 +282,8 @@ class ProxyConfig:
         return (self.http is not None or self.https is not None) and not self.no_proxy.everything
 
     def proxy_for(self, url: httpx.URL | str) -> Proxy | None:
-        """The proxy a request to ``url`` goes through, or None: direct."""
+        """The proxy a request to ``url`` goes through, or None: direct.
+        :class:`UsageError` if that proxy's variable cannot be used."""
         url = httpx.URL(url)
         proxy = self.https if url.scheme == "https" else self.http if url.scheme == "http" else None
         if proxy is None:
@@ -283,6 +291,7 @@ class ProxyConfig:
         port = str(url.port) if url.port is not None else _DEFAULT_PORTS[url.scheme]
         if self.no_proxy.bypass(url.raw_host.decode("ascii", "replace"), port):
             return None
+        proxy.check()
         return proxy
 
 
