@@ -14,6 +14,8 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import pytest
 from ocimodel import api
 from ocimodel.errors import ProxyFailure, TransportError, UsageError
 from ocimodel.monitoring.alerts import AlertFailed, post_alert
-from ocimodel.transport.client import RegistryClient
+from ocimodel.transport.client import RegistryClient, TlsError
 from ocimodel.transport.connection import ConnectionOptions, TlsOptions
 from ocimodel.transport.proxies import NoProxy, ProxyConfig
 from tests.support.cli_env import user_env
@@ -328,6 +330,19 @@ def test_untrusted_https_proxy_is_named(named_tls_registry: LocalRegistry, pki: 
     assert "not trusted" in info.value.message
 
 
+def test_registry_tls_failure_in_a_tunnel_is_the_registrys(named_tls_registry: LocalRegistry, proxy: ForwardProxy,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """TLS to the registry inside the tunnel fails (its CA not given): the registry's
+    TLS error, as without a proxy, not the proxy's."""
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    with RegistryClient(f"{NAME}:{named_tls_registry.port}", plain_http=False) as client, \
+            pytest.raises(TlsError) as info:
+        client.ping()
+    assert not isinstance(info.value, ProxyFailure)
+    assert f"TLS certificate of {NAME}:{named_tls_registry.port} is not trusted" in info.value.message
+    assert proxy.targets("CONNECT"), "it went through the tunnel"
+
+
 def test_cli_debug_never_prints_the_proxy_password(registry: LocalRegistry, proxy: ForwardProxy, repo_name: str,
                                                     model_dir: Path, tmp_path: Path) -> None:
     api.push(model_dir, f"{registry.host}/{repo_name}:v1")
@@ -366,13 +381,28 @@ def test_alerts_go_through_the_proxy(proxy: ForwardProxy, monkeypatch: pytest.Mo
 
 @pytest.mark.slow
 def test_deadline_bounds_a_proxied_request(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A proxy that accepts and never answers: the request's total time limit ends it
-    (the deadline guard is under the proxy's pool too)."""
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(8)
-        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{silent.getsockname()[1]}")
-        with RegistryClient(f"{NAME}:5000", plain_http=True, request_timeout=1.0, read_timeout=300) as client, \
-                pytest.raises(TransportError) as info:
-            client.ping()
-    assert "did not answer within 1 s" in info.value.message
+    """A proxy that trickles its answer's head a byte at a time: each read gets a byte long
+    before any read timeout, so only the request's total limit can end it, which the
+    deadline guard under the proxy's pool enforces (transport/deadline.py)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def trickle() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                try:
+                    for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100:
+                        conn.sendall(bytes([byte]))
+                        time.sleep(0.1)
+                except OSError:
+                    return  # the client gave up: what the test wants
+
+    threading.Thread(target=trickle, daemon=True).start()
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    with RegistryClient(f"{NAME}:5000", plain_http=True, request_timeout=1.0) as client, \
+            pytest.raises(TransportError) as info:
+        client.ping()
+    assert f"{NAME}:5000 did not answer within 1 s" in info.value.message
