@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ocimodel.errors import ProxyFailure, UsageError
+from ocimodel.errors import ProxyFailure, UsageError, printable
 from ocimodel.transport.deadline import guarded_transport
 
 log = logging.getLogger("ocimodel.transport")
@@ -223,9 +223,10 @@ def _parse_proxy(value: str, variable: str) -> Proxy:
     try:
         parts = urlsplit(value)
         scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
+        httpx.URL(value)  # what httpx will be given must parse there too
         if not host:
             problem = "no host"
-    except ValueError:
+    except (ValueError, httpx.InvalidURL):
         scheme, host, port, problem = "", None, None, "not a URL"
     if problem is None and scheme.startswith("socks"):
         problem = "a SOCKS proxy, which ocimodel does not support"
@@ -271,9 +272,9 @@ class ProxyConfig:
         )
         if config.active:
             log.debug(
-                "proxies: https:// through %s, http:// through %s%s",
+                "proxies: https:// through %s, http:// through %s, NO_PROXY=%r",
                 config.https.shown if config.https else "none", config.http.shown if config.http else "none",
-                "; NO_PROXY=*" if config.no_proxy.everything else "",
+                printable(_first(environ, "NO_PROXY", "no_proxy")[1]),
             )
         return config
 
