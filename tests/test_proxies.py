@@ -10,6 +10,7 @@ developer's own for the whole run."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -28,6 +29,7 @@ from ocimodel.transport.client import RegistryClient, TlsError
 from ocimodel.transport.connection import ConnectionOptions, TlsOptions
 from ocimodel.transport.proxies import NoProxy, ProxyConfig
 from tests.support.cli_env import user_env
+from tests.support.faultproxy import FaultProxy
 from tests.support.files import tree_digest
 from tests.support.forwardproxy import ForwardProxy
 from tests.support.pki import Pki, make_pki
@@ -272,6 +274,27 @@ def test_token_service_on_another_host_decided_by_its_own_url(
             api.push(model_dir, f"{NAME}:{reg.port}/{repo_name}:v1", plain_http=True,
                      credentials=("alice", "alice-pw-proxy-test"))
             assert any(t.startswith(f"http://tokens.example:{tokens.port}/token?") for t in proxy.targets("GET"))
+
+
+def test_a_redirect_is_decided_by_its_own_url(registry: LocalRegistry, proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch,
+                                              repo_name: str, model_dir: Path, tmp_path: Path) -> None:
+    """A blob GET answered 307 to storage on another host: the registry by its name
+    through the proxy, the storage (here the registry again, as localhost) directly."""
+    pushed = api.push(model_dir, f"{registry.host}/{repo_name}:v1")
+    with RegistryClient(registry.host) as client:
+        manifest = json.loads(client.get_manifest(repo_name, "v1").data)
+    digest = manifest["layers"][0]["digest"]
+    with FaultProxy(registry.host) as front:
+        front.reply(307, "GET", f"/blobs/{digest}", times=None,
+                    location=f"http://localhost:{registry.port}/v2/{repo_name}/blobs/{digest}")
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        pulled = api.pull(f"{NAME}:{front.port}/{repo_name}:v1", tmp_path / "out", plain_http=True)
+        redirected = front.count("GET", f"/blobs/{digest}")
+    assert pulled.digest == pushed.digest
+    assert tree_digest(tmp_path / "out") == tree_digest(model_dir)
+    assert redirected >= 1
+    assert f"http://{NAME}:{front.port}/v2/{repo_name}/blobs/{digest}" in proxy.targets("GET")
+    assert not [t for t in proxy.targets() if "localhost" in t]
 
 
 # -- failures at the proxy: one clear line, no credentials ------------------------------------------
