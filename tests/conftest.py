@@ -39,6 +39,12 @@ os.environ.setdefault("OCIMODEL_RETRIES", "1")
 # races writers must set the setting itself, as those do.
 os.environ.setdefault("OCIMODEL_REFERRERS_SETTLE", "0")
 os.environ.setdefault("OCIMODEL_TAG_SETTLE", "0")
+# Nobody's proxy settings either: ocimodel honours HTTPS_PROXY / HTTP_PROXY / NO_PROXY
+# (docs/proxies.md), and a developer's would route the tests' requests, or a CLI run in a
+# subprocess, through a proxy. Loopback is never proxied; names like registry.example
+# would be. The tests of proxies set their own (tests/test_proxies.py, with monkeypatch).
+for _name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+    os.environ.pop(_name, None)
 # Nobody's own `docker login` may change what the tests see: an empty docker config
 # directory, unless a test points DOCKER_CONFIG elsewhere.
 os.environ["DOCKER_CONFIG"] = tempfile.mkdtemp(prefix="ocimodel-test-docker-config-")

@@ -186,6 +186,13 @@ class TransportError(OcimodelError):
     transient = True
 
 
+class ProxyFailure(TransportError):
+    """The proxy a request went through (HTTPS_PROXY / HTTP_PROXY) could not be reached,
+    refused the request (407: credentials wanted or refused; a CONNECT refused), or TLS
+    with it failed. The message names the proxy by host and port, never its credentials
+    (docs/proxies.md)."""
+
+
 class RequestTimeout(TransportError):
     """A registry sent nothing for OCIMODEL_READ_TIMEOUT seconds, or did not finish a small
     request within OCIMODEL_REQUEST_TIMEOUT. Not transient: its tries are spent, and

@@ -182,12 +182,15 @@ def post_alert(url: str, document: dict[str, Any], *, verify: Any = True, attemp
     AlertFailed naming only the webhook's scheme and host."""
     import httpx
 
+    from ocimodel.transport.proxies import ProxyRefused, ProxyTrouble, proxied_transport
+
     shown = redact(url)
     body = json.dumps(document).encode()
     headers = {"content-type": "application/json", "user-agent": "ocimodel-eval-check"}
     problem = "no attempt made"
     # The transport, not httpx.Client: the client logs every request with its full URL.
-    with httpx.HTTPTransport(verify=verify, retries=0) as transport:
+    # It honours HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as the registry client does.
+    with proxied_transport(verify, httpx.Limits()) as transport:
         for attempt in range(1, attempts + 1):
             wait = BACKOFF * 2 ** (attempt - 1) * (1 + random.random() / 4)
             try:
@@ -202,6 +205,10 @@ def post_alert(url: str, document: dict[str, Any], *, verify: Any = True, attemp
                             break  # closing drops the rest unread
                 finally:
                     response.close()
+            except ProxyTrouble as exc:  # names the proxy's host alone
+                problem = exc.brief
+                if isinstance(exc, ProxyRefused):
+                    break  # asking the same proxy again gets the same answer
             except httpx.TimeoutException:
                 problem = "timed out"
             except httpx.TransportError as exc:

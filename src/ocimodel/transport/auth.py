@@ -28,6 +28,7 @@ import httpx
 
 from ocimodel.errors import AuthenticationError, PermissionDenied, printable
 from ocimodel.transport import deadline
+from ocimodel.transport.proxies import proxy_error
 from ocimodel.transport.tls import tls_failure
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]+))')
@@ -356,6 +357,9 @@ class RegistryAuth(httpx.Auth):
                             f"the token service at {where} sent an oversized answer", status=None
                         )
         except httpx.HTTPError as exc:
+            proxied = proxy_error(exc, f"the token service at {where}", "a token request")
+            if proxied is not None:
+                raise proxied from None
             tls_error = tls_failure(exc, where, None)
             if tls_error is not None:
                 raise tls_error from None

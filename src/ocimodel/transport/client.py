@@ -46,10 +46,10 @@ from ocimodel.transport.deadline import (
     CONNECT_TIMEOUT,
     Deadline,
     WaitNotices,
-    guarded_transport,
     read_timed_out,
     request_timed_out,
 )
+from ocimodel.transport.proxies import ProxyConfig, ProxyRefused, proxied_transport, proxy_error
 from ocimodel.transport.retry import RetryPolicy, RetryStats
 from ocimodel.transport.tls import (
     TlsError,  # noqa: F401  (re-exported: TLS failures are typed)
@@ -156,12 +156,14 @@ class RegistryClient:
         # One context for the registry and its token service: the same trust for both.
         self._tls = build_tls(registry, tls)
         common = dict(timeout=timeout, headers={"User-Agent": USER_AGENT}, verify=self._tls.context)
+        # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, decided per request URL (transport/proxies.py).
+        proxies = ProxyConfig.from_environment() if transport is None else None
         self._token_client = httpx.Client(
-            transport=transport or guarded_transport(self._tls.context, httpx.Limits()), **common
+            transport=transport or proxied_transport(self._tls.context, httpx.Limits(), proxies), **common
         )
         self._auth = RegistryAuth(credentials, self._token_client, origin=self.base_url)
         self._http = httpx.Client(
-            transport=transport or guarded_transport(self._tls.context, limits), limits=limits, auth=self._auth, **common
+            transport=transport or proxied_transport(self._tls.context, limits, proxies), limits=limits, auth=self._auth, **common
         )
         self._looks_like_registry: bool | None = None  # unknown until a strange answer makes us ask
         # Whether this registry has the OCI 1.1 referrers API: None until one of its answers
@@ -235,6 +237,8 @@ class RegistryClient:
                 try:
                     response = self._http.send(request, stream=True, follow_redirects=method in ("GET", "HEAD"))
                 except httpx.HTTPError as exc:
+                    if isinstance(exc, ProxyRefused):  # a proxy that refuses does not change its mind
+                        raise proxy_error(exc, self.registry, what) from None
                     tls_error = tls_failure(exc, self.registry, self._tls)
                     if tls_error is not None:
                         raise tls_error from None  # an untrusted certificate does not pass by waiting
@@ -299,6 +303,9 @@ class RegistryClient:
                 raise request_timed_out(self.registry, what, deadline.seconds or 0, 1) from None
 
     def _connection_error(self, exc: httpx.HTTPError, what: str, tries: int) -> TransportError:
+        proxied = proxy_error(exc, self.registry, what)
+        if proxied is not None:
+            return proxied
         if isinstance(exc, httpx.ConnectTimeout):
             return TransportError(
                 f"cannot reach {self.registry} ({what}): no connection within {CONNECT_TIMEOUT:g} s",

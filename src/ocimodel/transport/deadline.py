@@ -163,14 +163,16 @@ class GuardedBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def guarded_transport(verify, limits: httpx.Limits) -> httpx.HTTPTransport:
+def guarded_transport(verify, limits: httpx.Limits, proxy: httpx.Proxy | None = None) -> httpx.HTTPTransport:
     """httpx's transport with :class:`GuardedBackend` under its connection pool.
 
     httpx offers no parameter for the backend, so it is set on the pool httpx built (an
     attribute both libraries have kept since httpcore 0.14). If a later version moves it,
     the transport is used as it is: the per-try timeouts and the checks between body
-    chunks still bound a silent registry; only a trickled response head would escape."""
-    transport = httpx.HTTPTransport(verify=verify, limits=limits)
+    chunks still bound a silent registry; only a trickled response head would escape.
+    ``proxy``: every request through it (httpx's proxy pool has the same attribute: the
+    connection to the proxy is guarded too; transport/proxies.py decides per request)."""
+    transport = httpx.HTTPTransport(verify=verify, limits=limits, proxy=proxy)
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     if isinstance(backend, httpcore.NetworkBackend):
