@@ -8,6 +8,7 @@ Exit codes: 0 success, 1 failure (the registry, the network, the data), 2 usage 
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 from pathlib import Path
@@ -163,14 +164,61 @@ evaluation.eval_app.command("export")(evaluation_checks.export)
 app.add_typer(evaluation.eval_app, name="eval")
 
 
-def cli_command() -> Any:
+# The root's options (main_options) that take a value, and its flags.
+_ROOT_OPTIONS_WITH_VALUE = ("--ca-file", "--cert", "--key")
+_ROOT_FLAGS = ("--debug", "--insecure", "--version")
+
+
+def _name(info: Any) -> str | None:
+    """The name a registered command or group has on the command line (typer's rule)."""
+    if info.name:
+        return info.name
+    callback = getattr(info, "callback", None)
+    return callback.__name__.lower().replace("_", "-") if callback is not None else None
+
+
+def invoked_command(args: list[str]) -> str | None:
+    """The command or group of the root that ``args`` (a command line) runs, when they
+    plainly name one: the root's own options, then its name; "" for the root's options
+    alone with --version (it answers before a command is looked up). None for anything
+    else (--help, no command, an option or a name the root does not know), which needs
+    the whole tree: the list of commands, "did you mean"."""
+    words = iter(args)
+    version = False
+    for word in words:
+        if word in _ROOT_OPTIONS_WITH_VALUE:
+            if next(words, None) is None:
+                return None
+        elif word in _ROOT_FLAGS or word.partition("=")[0] in _ROOT_OPTIONS_WITH_VALUE:
+            version = version or word == "--version"  # else a flag, or --ca-file=PEM
+        elif word.startswith("-"):
+            return None  # -h, --help, `--`, an option the root does not have
+        else:
+            registered = [*app.registered_commands, *app.registered_groups]
+            return word if word in {_name(info) for info in registered} else None
+    return "" if version else None
+
+
+def cli_command(args: list[str] | None = None) -> Any:
     """The command tree `main` runs: typer's, with help laid out so that example lines stay
-    whole at any terminal width (ocimodel.cli.helptext)."""
+    whole at any terminal width (ocimodel.cli.helptext).
+
+    Given the command line (``args``) and when it names a command, the root has that
+    command alone: typer makes a click command of every function's signature, ~0.15 s for
+    the whole tree, and a run needs one. The command parses, runs, prints and fails as in
+    the whole tree (it is made from the same registration); what needs every command (the
+    root's --help, a mistyped name) gets the whole tree."""
     from typer.main import get_command
 
     from ocimodel.cli.helptext import install
 
-    return install(get_command(app))
+    only = invoked_command(args) if args is not None else None
+    root = app
+    if only is not None:  # "" (--version): no command
+        root = copy.copy(app)  # the same settings, callback and options; one branch
+        root.registered_commands = [info for info in app.registered_commands if _name(info) == only]
+        root.registered_groups = [info for info in app.registered_groups if _name(info) == only]
+    return install(get_command(root))
 
 
 # Seconds the clean-up after Ctrl-C (cancelling upload sessions, letting transfer threads
@@ -239,7 +287,7 @@ def _main() -> None:
     state.update(json=None, progress=None)  # set by the options' callbacks as they are parsed
     state["exits"] = True
     try:
-        code = cli_command()(standalone_mode=False)
+        code = cli_command(sys.argv[1:])(standalone_mode=False)
     except TyperException as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":
             exc.show()  # bare `ocimodel` or `ocimodel push`: the help is the answer
