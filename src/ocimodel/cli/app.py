@@ -9,6 +9,7 @@ Exit codes: 0 success, 1 failure (the registry, the network, the data), 2 usage 
 from __future__ import annotations
 
 import copy
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -17,29 +18,10 @@ from typing import Annotated, Any
 import typer
 from typer.exceptions import TyperException
 
-from ocimodel.cli import (
-    admission,
-    audit,
-    auth,
-    browse,
-    cache,
-    compare,
-    deploy,
-    evaluation,
-    evaluation_checks,
-    index,
-    license,
-    referrers,
-    registry,
-    sbom,
-    scan,
-    transfer,
-    trust,
-)
 from ocimodel.cli.common import report_error, state, stderr, stdout
 from ocimodel.errors import UsageError, escape_controls
 
-app = typer.Typer(
+_root = typer.Typer(  # the root alone: its help, settings and options (main_options)
     name="ocimodel",
     help=(
         "Store ML models as OCI artifacts (CNCF ModelPack) in any OCI registry, "
@@ -76,7 +58,7 @@ def _print_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
+@_root.callback()
 def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and transport logs (never secrets).")] = False,
     ca_file: Annotated[
@@ -122,59 +104,88 @@ def main_options(
 
 # -- the commands, in the order `ocimodel --help` lists them --------------------------------
 
-app.command()(transfer.push)
-app.command()(transfer.pull)
-app.command()(browse.inspect)
-app.command()(registry.tag)
-app.command("ls")(browse.list_tags)
-app.command()(browse.catalog)
-app.command()(transfer.copy)
-app.command()(auth.login)
-app.command()(auth.logout)
-app.command()(referrers.attach)
-app.command()(referrers.discover)
-app.command()(referrers.detach)
-app.command()(referrers.delete)
-app.command()(transfer.export)
-app.command("import")(transfer.import_archive)
-app.command()(registry.versions)
-app.command()(registry.promote)
-app.command()(registry.rollback)
-app.command()(registry.history)
-app.command()(registry.lineage)
-app.command()(deploy.deployments)
-app.command()(audit.audit)
-app.command()(trust.sign)
-app.command()(trust.attest)
-app.command()(trust.verify)
-app.command()(scan.scan)
-app.command()(sbom.sbom)
-app.command(name="license")(license.license_command)
-app.command("generate-key-pair", hidden=True)(trust.generate_key_pair)  # cosign's name for `key generate`
-app.command()(compare.diff)
-app.command()(compare.search)
-app.add_typer(cache.cache_app, name="cache")
-app.add_typer(index.index_app, name="index")
-app.add_typer(trust.signature_app, name="signature")
-app.add_typer(trust.key_app, name="key")
-app.add_typer(deploy.deploy_app, name="deploy")
-app.add_typer(admission.admission_app, name="admission")
-evaluation.eval_app.command("check")(evaluation_checks.check)
-evaluation.eval_app.command("export")(evaluation_checks.export)
-app.add_typer(evaluation.eval_app, name="eval")
+# (name, leaf module, function, options of Typer.command) and (name, leaf module, sub-app).
+# A leaf is imported when a tree that has one of its commands is made (cli_command).
+COMMANDS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+    ("push", "transfer", "push", {}),
+    ("pull", "transfer", "pull", {}),
+    ("inspect", "browse", "inspect", {}),
+    ("tag", "registry", "tag", {}),
+    ("ls", "browse", "list_tags", {}),
+    ("catalog", "browse", "catalog", {}),
+    ("copy", "transfer", "copy", {}),
+    ("login", "auth", "login", {}),
+    ("logout", "auth", "logout", {}),
+    ("attach", "referrers", "attach", {}),
+    ("discover", "referrers", "discover", {}),
+    ("detach", "referrers", "detach", {}),
+    ("delete", "referrers", "delete", {}),
+    ("export", "transfer", "export", {}),
+    ("import", "transfer", "import_archive", {}),
+    ("versions", "registry", "versions", {}),
+    ("promote", "registry", "promote", {}),
+    ("rollback", "registry", "rollback", {}),
+    ("history", "registry", "history", {}),
+    ("lineage", "registry", "lineage", {}),
+    ("deployments", "deploy", "deployments", {}),
+    ("audit", "audit", "audit", {}),
+    ("sign", "trust", "sign", {}),
+    ("attest", "trust", "attest", {}),
+    ("verify", "trust", "verify", {}),
+    ("scan", "scan", "scan", {}),
+    ("sbom", "sbom", "sbom", {}),
+    ("license", "license", "license_command", {}),
+    ("generate-key-pair", "trust", "generate_key_pair", {"hidden": True}),  # cosign's name for `key generate`
+    ("diff", "compare", "diff", {}),
+    ("search", "compare", "search", {}),
+)
+GROUPS: tuple[tuple[str, str, str], ...] = (
+    ("cache", "cache", "cache_app"),
+    ("index", "index", "index_app"),
+    ("signature", "trust", "signature_app"),
+    ("key", "trust", "key_app"),
+    ("deploy", "deploy", "deploy_app"),
+    ("admission", "admission", "admission_app"),
+    ("eval", "evaluation", "eval_app"),
+)
+
+
+def _leaf(module: str) -> Any:
+    leaf = importlib.import_module(f"ocimodel.cli.{module}")
+    if module == "evaluation" and not getattr(leaf, "_checks_registered", False):
+        from ocimodel.cli import evaluation_checks  # `eval check` and `eval export` live apart
+
+        leaf.eval_app.command("check")(evaluation_checks.check)
+        leaf.eval_app.command("export")(evaluation_checks.export)
+        leaf._checks_registered = True
+    return leaf
+
+
+def _tree(only: str | None = None) -> typer.Typer:
+    """The root with every command and group, or with only the one named ``only``."""
+    root = copy.copy(_root)  # the same settings, callback and options
+    root.registered_commands, root.registered_groups = [], []
+    for name, module, function, options in COMMANDS:
+        if only is None or name == only:
+            root.command(name, **options)(getattr(_leaf(module), function))
+    for name, module, group in GROUPS:
+        if only is None or name == only:
+            root.add_typer(getattr(_leaf(module), group), name=name)
+    return root
+
+
+def __getattr__(name: str) -> Any:
+    """``app``: the whole typer app (every leaf imported), for callers such as typer's
+    CliRunner; made on first use, as `main` needs one branch of it."""
+    if name == "app":
+        globals()["app"] = whole = _tree()
+        return whole
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # The root's options (main_options) that take a value, and its flags.
 _ROOT_OPTIONS_WITH_VALUE = ("--ca-file", "--cert", "--key")
 _ROOT_FLAGS = ("--debug", "--insecure", "--version")
-
-
-def _name(info: Any) -> str | None:
-    """The name a registered command or group has on the command line (typer's rule)."""
-    if info.name:
-        return info.name
-    callback = getattr(info, "callback", None)
-    return callback.__name__.lower().replace("_", "-") if callback is not None else None
 
 
 def invoked_command(args: list[str]) -> str | None:
@@ -194,8 +205,7 @@ def invoked_command(args: list[str]) -> str | None:
         elif word.startswith("-"):
             return None  # -h, --help, `--`, an option the root does not have
         else:
-            registered = [*app.registered_commands, *app.registered_groups]
-            return word if word in {_name(info) for info in registered} else None
+            return word if word in {entry[0] for entry in (*COMMANDS, *GROUPS)} else None
     return "" if version else None
 
 
@@ -204,20 +214,16 @@ def cli_command(args: list[str] | None = None) -> Any:
     whole at any terminal width (ocimodel.cli.helptext).
 
     Given the command line (``args``) and when it names a command, the root has that
-    command alone: typer makes a click command of every function's signature, ~0.15 s for
-    the whole tree, and a run needs one. The command parses, runs, prints and fails as in
-    the whole tree (it is made from the same registration); what needs every command (the
-    root's --help, a mistyped name) gets the whole tree."""
+    command alone, and only its leaf is imported: typer makes a click command of every
+    function's signature (about 0.1 s for the whole tree), and a run needs one. The command
+    parses, runs, prints and fails as in the whole tree (it is made from the same table);
+    what needs every command (the root's --help, a mistyped name) gets the whole tree."""
     from typer.main import get_command
 
     from ocimodel.cli.helptext import install
 
     only = invoked_command(args) if args is not None else None
-    root = app
-    if only is not None:  # "" (--version): no command
-        root = copy.copy(app)  # the same settings, callback and options; one branch
-        root.registered_commands = [info for info in app.registered_commands if _name(info) == only]
-        root.registered_groups = [info for info in app.registered_groups if _name(info) == only]
+    root = __getattr__("app") if only is None else _tree(only)  # "" (--version): no command
     return install(get_command(root))
 
 
