@@ -92,8 +92,9 @@ def _leaves(loaded: set[str]) -> set[str]:
 
 
 def test_version_loads_neither_api_nor_transport(tmp_path: Path) -> None:
-    loaded = _cli_loaded(["--version"], cwd=tmp_path)
-    assert _any_of(loaded, ("ocimodel.api", "httpx", "pydantic")) == []
+    loaded, out = _cli_loaded_and_output(["--version"], cwd=tmp_path)
+    assert out.startswith("ocimodel ") and out.count("\n") == 1
+    assert _any_of(loaded, ("ocimodel.api", "httpx", "pydantic", "rich")) == []
     assert _leaves(loaded) <= CLI_CORE  # no command's module: --version answers before one is looked up
 
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from typer.exceptions import TyperException
 
-from ocimodel.cli.common import report_error, state, stderr, stdout
+from ocimodel.cli.common import report_error, state, stderr
 from ocimodel.errors import UsageError, escape_controls
 
 _root = typer.Typer(  # the root alone: its help, settings and options (main_options)
@@ -54,7 +54,7 @@ def _print_version(value: bool) -> None:
     if value:
         from ocimodel import __version__
 
-        stdout.print(f"ocimodel {__version__}", highlight=False)
+        sys.stdout.write(f"ocimodel {__version__}\n")  # as stdout.print would, without loading rich
         raise typer.Exit(0)
 
 
