@@ -1,7 +1,9 @@
 """A command line that names a command runs with only that command built (ocimodel.cli.app
 `cli_command`): typer makes a click command of every function's signature, and a run
-needs one. What a user sees must not depend on it: each command line below prints and
-exits exactly as it does through the whole tree."""
+needs one. And plain option values are checked without typer's pydantic adapters
+(`quick_coercion`). What a user sees must not depend on either: each command line below
+prints and exits exactly as it does through the whole tree, with typer doing all the
+checking."""
 
 from __future__ import annotations
 
@@ -24,7 +26,20 @@ LINES = [
     ["--version"], ["--debug", "--version"], ["--version", "push"], ["--version", "--help"], ["--ca-file"],
     ["--ca-file", "--version"], ["--ca-file", "x.pem", "--insecure", "push", "--help"], ["--cert=x.pem", "pull"],
     ["--", "push"], ["--help"], [],
+    # values checked quickly, or handed to typer: in range, out of it, not a number
+    ["push", "model", "oci:store:m:1", "-j", "08", "--bogus"], ["push", "model", "oci:store:m:1", "-j", "33"],
+    ["push", "model", "oci:store:m:1", "-j", "+4", "--bogus"], ["push", "model", "oci:store:m:1", "-j", "4.5"],
+    ["push", "model", "oci:store:m:1", "-j", "x"], ["push", "model", "oci:store:m:1", "-j", "", "--bogus"],
+    ["push", "model", "oci:store:m:1", "--annotation", "a=b", "--annotation", "c"],
+    ["push", "model", "oci:store:m:1", "--fail-on", "high", "--allow", "x"],
+    ["admission", "serve", "--port", "70000"], ["eval", "record", "--help"],
 ]
+
+
+def _typer_alone(monkeypatch) -> None:
+    """From here on, the whole tree and typer's own checks (as before either existed)."""
+    monkeypatch.setattr(cli_app, "invoked_command", lambda args: None)
+    monkeypatch.setattr(cli_app, "quick_coercion", lambda command: command)
 
 
 def _run(args: list[str], monkeypatch, capsys) -> tuple[object, str, str]:
@@ -40,7 +55,7 @@ def _run(args: list[str], monkeypatch, capsys) -> tuple[object, str, str]:
 def test_a_command_line_runs_as_through_the_whole_tree(args: list[str], monkeypatch, capsys, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     branch = _run(args, monkeypatch, capsys)
-    monkeypatch.setattr(cli_app, "invoked_command", lambda args: None)  # the whole tree, always
+    _typer_alone(monkeypatch)
     assert _run(args, monkeypatch, capsys) == branch
 
 
@@ -50,14 +65,14 @@ def test_a_command_runs_in_its_branch_as_in_the_whole_tree(monkeypatch, capsys, 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "weights.bin").write_bytes(b"\3" * 100)
-    for extra in (["--json"], ["--progress", "none"]):  # (progress lines show a rate: timing)
+    for extra in (["--json", "-j", "2", "--annotation", "a=b"], ["--progress", "none"]):  # (progress lines show a rate: timing)
         shutil.rmtree(tmp_path / "store", ignore_errors=True)
         args = ["push", "model", "oci:store:m:1", *extra]
         branch = _run(args, monkeypatch, capsys)
         assert branch[0] == 0, branch
         shutil.rmtree(tmp_path / "store")  # a first push again, not a re-push
         with monkeypatch.context() as whole:
-            whole.setattr(cli_app, "invoked_command", lambda args: None)
+            _typer_alone(whole)
             assert _run(args, monkeypatch, capsys) == branch
 
 

@@ -9,9 +9,12 @@ Exit codes: 0 success, 1 failure (the registry, the network, the data), 2 usage 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import importlib
 import logging
 import sys
+import typing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -209,6 +212,73 @@ def invoked_command(args: list[str]) -> str | None:
     return "" if version else None
 
 
+# typer 0.29 checks each parameter's value with a pydantic TypeAdapter it builds on first
+# use, for every parameter of the command run, None included: 36 for push, ~10 ms, and it
+# imports pydantic for commands that have no other use for it. `quick_coercion` answers
+# the plain cases below itself, each exactly as that adapter does (a str is returned as it
+# is, digits are an int, a list of str a list), and hands anything else (a value out of
+# range, a Path, an environment variable's string for a flag) to typer's own adapter, so
+# what is accepted, refused and said about it is typer's. It reaches into typer's
+# coercion classes, so it is limited to the typer versions it was checked against: with
+# another, typer does all of it, as before.
+QUICK_COERCION_TYPER = ("0.29.",)
+_UNSURE = object()
+
+
+def _quick_value(annotation: Any, info: Any, value: Any) -> Any:
+    """``value`` as typer's adapter for ``annotation`` makes it, or _UNSURE."""
+    if annotation is str:
+        return value if type(value) is str else _UNSURE
+    if annotation is int and not info.clamp:
+        if type(value) is str and value.isascii() and value.isdigit():
+            value = int(value)
+        if type(value) is int and (info.min is None or value >= info.min) and (info.max is None or value <= info.max):
+            return value
+        return _UNSURE
+    if typing.get_origin(annotation) is list and typing.get_args(annotation) == (str,):
+        if type(value) in (list, tuple) and all(type(item) is str for item in value):
+            return list(value)
+    return _UNSURE
+
+
+@functools.cache
+def _quick_param_class() -> Any:
+    from typer import _coercion
+
+    @dataclasses.dataclass(frozen=True)
+    class QuickParam(_coercion.RuntimeParam):
+        descriptor: Any
+
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            quick = _quick_value(self.annotation, self.parameter_info, value)
+            if quick is not _UNSURE:
+                return quick
+            return _coercion.build_runtime_param(self.descriptor)._coerce_value(value, param=param, ctx=ctx)
+
+    return QuickParam
+
+
+def quick_coercion(command: Any) -> Any:
+    """``command`` (a click command tree from typer) with the quick checks above in place of
+    typer's adapters, where typer is a version they were checked against."""
+    if not typer.__version__.startswith(QUICK_COERCION_TYPER):
+        return command
+    quick = _quick_param_class()
+    commands = [command]
+    while commands:
+        current = commands.pop()
+        commands.extend(getattr(current, "commands", {}).values())
+        for param in current.params:
+            descriptor = getattr(param, "type_descriptor", None)
+            if getattr(param, "_runtime_param", False) is not None or descriptor is None:
+                continue  # not typer's parameter, or its adapter is already made
+            if descriptor.file_annotation is None and descriptor.parameter_info.parser is None:
+                param._runtime_param = quick(
+                    annotation=descriptor.annotation, parameter_info=descriptor.parameter_info, descriptor=descriptor
+                )
+    return command
+
+
 def cli_command(args: list[str] | None = None) -> Any:
     """The command tree `main` runs: typer's, with help laid out so that example lines stay
     whole at any terminal width (ocimodel.cli.helptext).
@@ -224,7 +294,7 @@ def cli_command(args: list[str] | None = None) -> Any:
 
     only = invoked_command(args) if args is not None else None
     root = __getattr__("app") if only is None else _tree(only)  # "" (--version): no command
-    return install(get_command(root))
+    return install(quick_coercion(get_command(root)))
 
 
 # Seconds the clean-up after Ctrl-C (cancelling upload sessions, letting transfer threads
