@@ -98,6 +98,13 @@ def test_version_loads_neither_api_nor_transport(tmp_path: Path) -> None:
     assert _leaves(loaded) <= CLI_CORE  # no command's module: --version answers before one is looked up
 
 
+def test_a_command_help_loads_neither_api_nor_transport(tmp_path: Path) -> None:
+    # the options are parsed (typer's checks without pydantic), the transport waits for a use
+    loaded, out = _cli_loaded_and_output(["push", "--help"], cwd=tmp_path)
+    assert "--concurrency" in out
+    assert _any_of(loaded, ("ocimodel.api", "ocimodel.transport", "httpx", "pydantic")) == []
+
+
 def test_a_command_loads_only_its_own_leaf(tmp_path: Path) -> None:
     assert _leaves(_cli_loaded(["push", "--help"], cwd=tmp_path)) <= CLI_CORE | {"ocimodel.cli.transfer"}
     assert _leaves(_cli_loaded(["key", "--help"], cwd=tmp_path)) <= CLI_CORE | {"ocimodel.cli.trust", "ocimodel.cli.signing"}

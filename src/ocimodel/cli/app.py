@@ -96,13 +96,10 @@ def main_options(
         logging.getLogger("ocimodel").setLevel(logging.DEBUG)
     if insecure:
         stderr.print("warning: --insecure: TLS certificates are not verified", highlight=False)
-    # Imported here: --version and --help need no transport (httpx, pydantic).
-    from ocimodel.transport.connection import ConnectionOptions, TlsOptions
-
-    state["connection"] = ConnectionOptions(
-        tls=TlsOptions(ca_file=ca_file, insecure=insecure, client_cert=client_cert, client_key=client_key),
-        on_wait=lambda line: stderr.print(line, highlight=False, markup=False),  # a silent wait looks like a hang
-    )
+    # Made by the first use (common.connection): a command's --help or a usage error needs
+    # no transport (httpx, pydantic: ~0.1 s to import).
+    state["connection"] = None
+    state["tls"] = {"ca_file": ca_file, "insecure": insecure, "client_cert": client_cert, "client_key": client_key}
 
 
 # -- the commands, in the order `ocimodel --help` lists them --------------------------------
@@ -264,18 +261,27 @@ def quick_coercion(command: Any) -> Any:
     if not typer.__version__.startswith(QUICK_COERCION_TYPER):
         return command
     quick = _quick_param_class()
+
+    def quicken(param: Any) -> Any:
+        descriptor = getattr(param, "type_descriptor", None)
+        if getattr(param, "_runtime_param", False) is not None or descriptor is None:
+            return param  # not typer's parameter, or its adapter is already made
+        if descriptor.file_annotation is None and descriptor.parameter_info.parser is None:
+            param._runtime_param = quick(
+                annotation=descriptor.annotation, parameter_info=descriptor.parameter_info, descriptor=descriptor
+            )
+        return param
+
+    def help_option(get_help_option: Any) -> Any:  # --help is made when a context asks for it
+        return lambda ctx: quicken(get_help_option(ctx))
+
     commands = [command]
     while commands:
         current = commands.pop()
         commands.extend(getattr(current, "commands", {}).values())
         for param in current.params:
-            descriptor = getattr(param, "type_descriptor", None)
-            if getattr(param, "_runtime_param", False) is not None or descriptor is None:
-                continue  # not typer's parameter, or its adapter is already made
-            if descriptor.file_annotation is None and descriptor.parameter_info.parser is None:
-                param._runtime_param = quick(
-                    annotation=descriptor.annotation, parameter_info=descriptor.parameter_info, descriptor=descriptor
-                )
+            quicken(param)
+        current.get_help_option = help_option(current.get_help_option)
     return command
 
 
