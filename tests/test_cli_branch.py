@@ -59,6 +59,17 @@ def test_a_command_line_runs_as_through_the_whole_tree(args: list[str], monkeypa
     assert _run(args, monkeypatch, capsys) == branch
 
 
+@pytest.mark.parametrize("value", ["yes", "0", "maybe"])
+def test_an_option_from_the_environment_is_checked_as_typer_checks_it(value: str, monkeypatch, capsys, tmp_path: Path) -> None:
+    """A flag's value from its environment variable is a string: typer's own adapter reads it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OCIMODEL_INSECURE", value)
+    args = ["push", "model", "oci:store:m:1", "--bogus"]
+    branch = _run(args, monkeypatch, capsys)
+    _typer_alone(monkeypatch)
+    assert _run(args, monkeypatch, capsys) == branch
+
+
 def test_a_command_runs_in_its_branch_as_in_the_whole_tree(monkeypatch, capsys, tmp_path: Path) -> None:
     """A command that does its work (a push into a layout, --json and for people) gives the
     same result either way."""
