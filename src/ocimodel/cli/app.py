@@ -1,8 +1,9 @@
 """The ``ocimodel`` command: the root of the command tree. It makes the typer app, reads
-the global options (--debug, TLS, --version), registers every command of its leaves, and
-runs them from `main` with our exit codes and Ctrl-C handling. The commands themselves live
-in the leaves (one module per group of verbs); what they share lives in
-ocimodel.cli.common. No leaf imports this module.
+the global options (--debug, TLS, --version), registers every command of its leaves (from
+a table: a run builds, and imports the leaf of, only the command it names; see
+docs/startup.md), and runs them from `main` with our exit codes and Ctrl-C handling. The
+commands themselves live in the leaves (one module per group of verbs); what they share
+lives in ocimodel.cli.common. No leaf imports this module.
 
 Exit codes: 0 success, 1 failure (the registry, the network, the data), 2 usage error."""
 
