@@ -83,9 +83,33 @@ def test_httpx_command_line_still_runs_after() -> None:
     assert "--method" in result.stdout
 
 
+# The root of the CLI and what every command shares; a command adds its own leaf.
+CLI_CORE = {"ocimodel.cli", "ocimodel.cli.app", "ocimodel.cli.common", "ocimodel.cli.lazy", "ocimodel.cli.helptext"}
+
+
+def _leaves(loaded: set[str]) -> set[str]:
+    return {m for m in loaded if m.startswith("ocimodel.cli.")} | ({"ocimodel.cli"} & loaded)
+
+
 def test_version_loads_neither_api_nor_transport(tmp_path: Path) -> None:
-    loaded = _cli_loaded(["--version"], cwd=tmp_path)
-    assert _any_of(loaded, ("ocimodel.api", "httpx", "pydantic")) == []
+    loaded, out = _cli_loaded_and_output(["--version"], cwd=tmp_path)
+    assert out.startswith("ocimodel ") and out.count("\n") == 1
+    assert _any_of(loaded, ("ocimodel.api", "httpx", "pydantic", "rich")) == []
+    assert _leaves(loaded) <= CLI_CORE  # no command's module: --version answers before one is looked up
+
+
+def test_a_command_help_loads_neither_api_nor_transport(tmp_path: Path) -> None:
+    # the options are parsed (typer's checks without pydantic), the transport waits for a use
+    loaded, out = _cli_loaded_and_output(["push", "--help"], cwd=tmp_path)
+    assert "--concurrency" in out
+    assert _any_of(loaded, ("ocimodel.api", "ocimodel.transport", "httpx", "pydantic")) == []
+
+
+def test_a_command_loads_only_its_own_leaf(tmp_path: Path) -> None:
+    assert _leaves(_cli_loaded(["push", "--help"], cwd=tmp_path)) <= CLI_CORE | {"ocimodel.cli.transfer"}
+    assert _leaves(_cli_loaded(["key", "--help"], cwd=tmp_path)) <= CLI_CORE | {"ocimodel.cli.trust", "ocimodel.cli.signing"}
+    # the root's help lists every command: all of them are there
+    assert {"ocimodel.cli.admission", "ocimodel.cli.trust", "ocimodel.cli.evaluation_checks"} <= _cli_loaded(["--help"], cwd=tmp_path)
 
 
 def test_pull_loads_neither_model_card_nor_trust_code(tmp_path: Path) -> None:
@@ -134,3 +158,4 @@ def test_a_repush_of_an_unchanged_model_loads_only_what_it_uses(tmp_path: Path, 
     loaded, out = _cli_loaded_and_output(["push", "model", reference, "--json"], cwd=tmp_path)
     assert json.loads(out)["uploaded"] == []  # the re-push, not a first push
     assert _any_of(loaded, REPUSH_NEVER) == []
+    assert _leaves(loaded) <= CLI_CORE | {"ocimodel.cli.transfer"}

@@ -27,7 +27,7 @@ stdout = LazyConsole(soft_wrap=True)
 stderr = LazyConsole(stderr=True, soft_wrap=True)
 # Filled as the command line is parsed: by the global options (debug, connection), by the
 # callbacks of --json and --progress, and by main() (exits, watchdog).
-state: dict[str, Any] = {"debug": False, "connection": None, "json": None, "progress": None}
+state: dict[str, Any] = {"debug": False, "connection": None, "tls": None, "json": None, "progress": None}
 
 T = TypeVar("T")
 
@@ -152,9 +152,15 @@ def connection() -> ConnectionOptions:
     """The connection settings the global options chose (TLS; the rest per command)."""
     if state["connection"] is not None:
         return state["connection"]
-    from ocimodel.transport.connection import ConnectionOptions
+    from ocimodel.transport.connection import ConnectionOptions, TlsOptions
 
-    return ConnectionOptions()
+    if state.get("tls") is None:  # no global options were read (a leaf run on its own)
+        return ConnectionOptions()
+    state["connection"] = ConnectionOptions(
+        tls=TlsOptions(**state["tls"]),
+        on_wait=lambda line: stderr.print(line, highlight=False, markup=False),  # a silent wait looks like a hang
+    )
+    return state["connection"]
 
 
 def print_result(result: Any, as_json: bool, quiet: bool, lines: list[str]) -> None:
