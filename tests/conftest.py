@@ -26,6 +26,14 @@ from tests.support.registry import LocalRegistry  # noqa: E402
 # Tests that feed bad answers want the first failure, not five tries with backoff: retries
 # are off unless a test asks for them (tests of retrying set their own policy). Set here,
 # before any test starts, so subprocesses running the CLI inherit it too.
+# A test run started in the background by a shell without job control (`cmd &` in a
+# script, nohup) inherits SIGINT ignored, and so does every process it starts: the tests
+# of Ctrl-C (a pull's commit, an interrupted push, the interrupt watchdog) would then
+# test nothing. Python's own handler, as an interactive run has it; SIGTERM's default too.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 os.environ.setdefault("OCIMODEL_RETRIES", "1")
 # Writers of a fallback referrers index (targets/referrers.py) and of a version tag on a
 # registry (versiontags.py) wait 2 x their settle time after each write, so that of
