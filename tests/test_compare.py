@@ -48,10 +48,6 @@ def proxy(registry):
         yield p
 
 
-def _via(proxy: FaultProxy, ref: str) -> str:
-    return proxy.host + ref[ref.index("/"):]
-
-
 # -- diff ---------------------------------------------------------------------------------
 
 
@@ -100,7 +96,7 @@ def test_diff_reports_files_metadata_metrics_and_licenses(two_versions):
 
 def test_diff_reads_manifests_and_configs_only(two_versions, proxy):
     v1, v2, _, _ = two_versions
-    result = api_compare.diff(_via(proxy, v1), _via(proxy, v2))
+    result = api_compare.diff(proxy.via(v1), proxy.via(v2))
     fetched = {s.path.rsplit("/", 1)[-1] for s in proxy.seen("GET", r"/blobs/")}
     configs = {ocimodel.inspect(ref).manifest["config"]["digest"] for ref in (v1, v2)}
     assert fetched == configs  # two small configs; not one weight, doc or code layer

@@ -129,11 +129,6 @@ def _retries(clients: list) -> Counter:
     return +total
 
 
-def _via(proxy: FaultProxy, ref: str) -> str:
-    """The same reference, through the proxy."""
-    return proxy.host + ref[ref.index("/"):]
-
-
 def _assert_same_files(pulled: Path, model: Path) -> None:
     assert tree_digest(pulled) == tree_digest(model)
 
@@ -211,7 +206,7 @@ def _registry_keeps_session(registry, repo: str, path: str) -> bool:
 def test_pull_resumes_each_cut_with_a_range_request(proxy, pushed, big_model, digests, clients, tmp_path):
     cut = proxy.cut("GET", r"/blobs/sha256:" + _shards_pattern(digests), after=7 * MiB, times=4)
     out = tmp_path / "out"
-    result = ocimodel.pull(_via(proxy, pushed), out, options=OPTIONS)
+    result = ocimodel.pull(proxy.via(pushed), out, options=OPTIONS)
 
     _assert_same_files(out, big_model)
     assert cut.fired == 4
@@ -233,7 +228,7 @@ def test_pull_from_a_registry_that_ignores_range(proxy, pushed, big_model, diges
     proxy.ignore_range("GET", r"/blobs/")
     cut = proxy.cut("GET", r"/blobs/sha256:" + _shard_hex(digests, 1), after=20 * MiB, times=2)
     out = tmp_path / "out"
-    result = ocimodel.pull(_via(proxy, pushed), out, options=OPTIONS)
+    result = ocimodel.pull(proxy.via(pushed), out, options=OPTIONS)
 
     _assert_same_files(out, big_model)
     assert cut.fired == 2
@@ -251,7 +246,7 @@ def test_pull_rides_out_error_bursts(proxy, pushed, big_model, digests, clients,
     proxy.reply(503, "GET", r"/blobs/", times=2)
     proxy.reply(429, "GET", r"/blobs/", times=2, retry_after="0")
     out = tmp_path / "out"
-    result = ocimodel.pull(_via(proxy, pushed), out, options=OPTIONS)
+    result = ocimodel.pull(proxy.via(pushed), out, options=OPTIONS)
 
     _assert_same_files(out, big_model)
     assert _retries(clients) == Counter({"500": 2, "503": 2, "429": 2})
@@ -281,7 +276,7 @@ def test_retry_after_is_honoured_and_capped(registry, proxy, model_dir, repo_nam
     options = ocimodel.ConnectionOptions(retry=ocimodel.RetryPolicy(attempts=5, base_delay=0.01, max_delay=1.5))
     waits.clear()
     started = time.monotonic()
-    result = ocimodel.pull(_via(proxy, ref), tmp_path / "out", options=options)
+    result = ocimodel.pull(proxy.via(ref), tmp_path / "out", options=options)
     elapsed = time.monotonic() - started
 
     assert waits == [("429", 1.0), ("429", 1.5)]
@@ -303,7 +298,7 @@ def test_stall_longer_than_the_read_timeout_is_retried(
     body_stall = proxy.stall(STALL, "GET", _shard_hex(digests, 2), after=10 * MiB)
     out = tmp_path / "out"
     started = time.monotonic()
-    result = ocimodel.pull(_via(proxy, pushed), out, options=OPTIONS)
+    result = ocimodel.pull(proxy.via(pushed), out, options=OPTIONS)
     elapsed = time.monotonic() - started
 
     _assert_same_files(out, big_model)
@@ -329,7 +324,7 @@ def test_pull_fails_cleanly_when_the_fault_never_stops(fault, proxy, pushed, dig
         else:
             proxy.reply(503, "GET", target, times=None)
         with pytest.raises(expected) as caught:
-            ocimodel.pull(_via(proxy, pushed), destination, options=OPTIONS)
+            ocimodel.pull(proxy.via(pushed), destination, options=OPTIONS)
         assert caught.value.message
         assert proxy.count("GET", target) == POLICY.attempts
     assert not out.exists()
@@ -340,7 +335,7 @@ def test_pull_fails_cleanly_when_the_fault_never_stops(fault, proxy, pushed, dig
 def test_copy_to_a_layout_resumes_cut_downloads(proxy, pushed, digests, clients, tmp_path):
     proxy.cut("GET", r"/blobs/sha256:" + _shards_pattern(digests), after=9 * MiB, times=2)
     layout = tmp_path / "store"
-    result = ocimodel.copy(_via(proxy, pushed), f"oci:{layout}:v1", options=OPTIONS)
+    result = ocimodel.copy(proxy.via(pushed), f"oci:{layout}:v1", options=OPTIONS)
 
     assert result.retries == 2
     assert _retries(clients) == Counter({"resume": 2})

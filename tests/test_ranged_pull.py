@@ -68,10 +68,6 @@ def proxy(registry):
         yield p
 
 
-def _via(proxy: FaultProxy, ref: str) -> str:
-    return proxy.host + ref[ref.index("/"):]
-
-
 def _weights_hex(model: Path) -> str:
     return hashlib.sha256((model / "weights.bin").read_bytes()).hexdigest()
 
@@ -92,7 +88,7 @@ def _no_staging(*places: Path) -> None:
 
 def test_large_blob_is_fetched_in_parts(proxy, pushed, model, tmp_path):
     out = tmp_path / "out"
-    result = ocimodel.pull(_via(proxy, pushed), out, options=OPTIONS)
+    result = ocimodel.pull(proxy.via(pushed), out, options=OPTIONS)
 
     assert (out / "weights.bin").read_bytes() == (model / "weights.bin").read_bytes()
     parts = _part_gets(proxy, _weights_hex(model))
@@ -110,7 +106,7 @@ def test_cut_connections_resume_their_own_part(proxy, pushed, model, tmp_path):
     # resumes from there.
     cut = proxy.cut("GET", hexdigest, after=100_000, times=3, range=rf"^bytes=(0|{PART}|{2 * PART})-")
     out = tmp_path / "out"
-    result = ocimodel.pull(_via(proxy, pushed), out, options=OPTIONS)
+    result = ocimodel.pull(proxy.via(pushed), out, options=OPTIONS)
 
     assert (out / "weights.bin").read_bytes() == (model / "weights.bin").read_bytes()
     assert cut.fired == 3
@@ -131,7 +127,7 @@ def test_wrong_bytes_in_one_part_refuse_the_whole_blob(proxy, pushed, model, tmp
         proxy.clear()
         flipped = proxy.corrupt("GET", hexdigest, after=5_000, range=rf"^bytes={4 * PART}-")
         with pytest.raises(DigestMismatch):
-            ocimodel.pull(_via(proxy, pushed), destination, options=OPTIONS)
+            ocimodel.pull(proxy.via(pushed), destination, options=OPTIONS)
         assert flipped.fired == 1
         # Not started over: a digest mismatch is not a fault that may pass.
         assert len([r for r in _ranges(_part_gets(proxy, hexdigest)) if r[0] == 4 * PART]) == 1
@@ -149,7 +145,7 @@ def test_resumed_part_is_verified_too(proxy, pushed, model, tmp_path):
     flipped = proxy.corrupt("GET", hexdigest, after=10, range=rf"^bytes={2 * PART + 100_000}-")
     out = tmp_path / "out"
     with pytest.raises(DigestMismatch):
-        ocimodel.pull(_via(proxy, pushed), out, options=OPTIONS)
+        ocimodel.pull(proxy.via(pushed), out, options=OPTIONS)
     assert cut.fired == 1 and flipped.fired == 1
     assert not out.exists()
     _no_staging(tmp_path)
@@ -162,7 +158,7 @@ def test_a_part_that_keeps_failing_fails_the_pull_cleanly(proxy, pushed, model, 
     proxy.cut("GET", hexdigest, after=1_000, times=None, range=rf"^bytes=\d+-{2 * PART - 1}$")  # part 1, resumed or not
     out = tmp_path / "out"
     with pytest.raises(TransportError):
-        ocimodel.pull(_via(proxy, pushed), out, options=OPTIONS)
+        ocimodel.pull(proxy.via(pushed), out, options=OPTIONS)
     tries = [r for r in _ranges(_part_gets(proxy, hexdigest)) if PART <= r[0] < 2 * PART]
     assert len(tries) == POLICY.attempts
     assert not out.exists()
@@ -173,7 +169,7 @@ def test_a_registry_that_ignores_range_gets_one_stream(proxy, pushed, model, tmp
     hexdigest = _weights_hex(model)
     proxy.ignore_range("GET", hexdigest)
     out = tmp_path / "out"
-    result = ocimodel.pull(_via(proxy, pushed), out, options=OPTIONS)
+    result = ocimodel.pull(proxy.via(pushed), out, options=OPTIONS)
 
     assert (out / "weights.bin").read_bytes() == (model / "weights.bin").read_bytes()
     gets = proxy.seen("GET", hexdigest)
@@ -245,7 +241,7 @@ def test_parts_follow_a_redirect_without_our_credentials(model, tmp_path):
                 proxy.reply(307, "GET", f"/blobs/sha256:{hexdigest}", times=None,
                             location=f"{storage.base}/blobs/sha256:{hexdigest}")
                 out = tmp_path / "out"
-                ocimodel.pull(_via(proxy, ref), out, options=options)
+                ocimodel.pull(proxy.via(ref), out, options=options)
                 # The registry itself was asked with our credentials (the redirecting answers).
                 assert all("authorization" in s.headers for s in proxy.seen("GET", hexdigest))
         finally:
@@ -261,7 +257,7 @@ def test_default_is_one_stream_from_this_machine_and_parts_elsewhere(proxy, push
     ours) gets one stream per blob, any other host several connections."""
     monkeypatch.delenv("OCIMODEL_PULL_CONNECTIONS")
     out = tmp_path / "out"
-    ocimodel.pull(_via(proxy, pushed), out, options=OPTIONS)
+    ocimodel.pull(proxy.via(pushed), out, options=OPTIONS)
     assert (out / "weights.bin").read_bytes() == (model / "weights.bin").read_bytes()
     assert _part_gets(proxy, _weights_hex(model)) == []
     assert ranged.wanted("registry.example", SIZE) and ranged.connections("registry.example") == 4

@@ -78,10 +78,6 @@ def proxy(registry):
         yield p
 
 
-def _via(proxy: FaultProxy, ref: str) -> str:
-    return proxy.host + ref[ref.index("/"):]
-
-
 def _hex(model: Path) -> str:
     return hashlib.sha256((model / "weights.bin").read_bytes()).hexdigest()
 
@@ -95,7 +91,7 @@ def _same(out: Path, model: Path) -> bool:
 
 def test_a_large_body_is_read_from_the_socket_whole(proxy, pushed, model, tmp_path, raw_reads):
     out = tmp_path / "out"
-    result = ocimodel.pull(_via(proxy, pushed), out, options=OPTIONS)
+    result = ocimodel.pull(proxy.via(pushed), out, options=OPTIONS)
 
     assert _same(out, model)
     assert len(raw_reads) == 1 and 0 < raw_reads[0] <= SIZE  # the rest after httpx's first piece
@@ -108,7 +104,7 @@ def test_a_cut_body_resumes_from_its_last_byte(proxy, pushed, model, tmp_path, r
     hexdigest = _hex(model)
     cut = proxy.cut("GET", hexdigest, after=2 * MiB)
     out = tmp_path / "out"
-    result = ocimodel.pull(_via(proxy, pushed), out, options=OPTIONS)
+    result = ocimodel.pull(proxy.via(pushed), out, options=OPTIONS)
 
     assert _same(out, model)
     assert cut.fired == 1
@@ -123,7 +119,7 @@ def test_a_stalled_body_times_out_and_resumes(proxy, pushed, model, tmp_path, ra
     stall = proxy.stall(5.0, "GET", hexdigest, after=MiB + MiB // 2)
     options = ocimodel.ConnectionOptions(retry=POLICY, read_timeout=0.5)
     out = tmp_path / "out"
-    result = ocimodel.pull(_via(proxy, pushed), out, options=options)
+    result = ocimodel.pull(proxy.via(pushed), out, options=options)
 
     assert _same(out, model)
     assert stall.fired == 1
@@ -137,7 +133,7 @@ def test_a_wrong_byte_past_the_first_piece_refuses_the_blob(proxy, pushed, model
     flipped = proxy.corrupt("GET", _hex(model), after=SIZE - 10)
     out = tmp_path / "out"
     with pytest.raises(DigestMismatch):
-        ocimodel.pull(_via(proxy, pushed), out, options=OPTIONS)
+        ocimodel.pull(proxy.via(pushed), out, options=OPTIONS)
     assert flipped.fired == 1
     assert raw_reads
     assert not out.exists()
@@ -151,7 +147,7 @@ def test_a_registry_that_ignores_range_on_the_resume(proxy, pushed, model, tmp_p
     proxy.cut("GET", hexdigest, after=2 * MiB)
     proxy.ignore_range("GET", hexdigest)
     out = tmp_path / "out"
-    result = ocimodel.pull(_via(proxy, pushed), out, options=OPTIONS)
+    result = ocimodel.pull(proxy.via(pushed), out, options=OPTIONS)
 
     assert _same(out, model)
     assert [s.status for s in proxy.seen("GET", hexdigest)] == [200, 200]

@@ -162,6 +162,10 @@ class FaultProxy:
         self._threads.append(thread)
         return self
 
+    def via(self, ref: str) -> str:
+        """The same reference (``HOST/repo[:tag|@digest]``), through this proxy."""
+        return self.host + ref[ref.index("/"):]
+
     def stop(self) -> None:
         self._stop.set()
         with self._lock:

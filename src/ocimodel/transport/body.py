@@ -26,13 +26,14 @@ own (TLS inside a TLS proxy tunnel) is read through httpx as before.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import ssl
 import time
 from collections.abc import Iterator
 
 import httpx
+
+from ocimodel.oci.reference import is_loopback_host
 
 # A body at least this long is read from the socket when the connection is to this
 # machine (loopback: a new connection costs next to nothing), or at least
@@ -108,22 +109,20 @@ def _to_this_machine(sock: socket.socket) -> bool:
         peer = sock.getpeername()
     except OSError:
         return False
-    try:
-        return ipaddress.ip_address(peer[0]).is_loopback if isinstance(peer, tuple) else True  # a Unix socket
-    except ValueError:
-        return False
+    if not isinstance(peer, tuple):  # a Unix socket
+        return True
+    host = str(peer[0])
+    return is_loopback_host(f"[{host}]" if ":" in host else host)  # IPv4-mapped loopback too
 
 
 def _plain_pieces(sock: socket.socket, remaining: int) -> Iterator[bytes]:
     while remaining > 0:
         try:
             piece = sock.recv(min(READ_BYTES, remaining))
-        except TimeoutError:
-            raise httpx.ReadTimeout("timed out") from None
         except OSError as exc:
-            raise httpx.ReadError(str(exc) or type(exc).__name__) from None
+            raise _read_failure(exc) from None
         if not piece:
-            raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+            raise _read_failure(None)
         remaining -= len(piece)
         yield piece
 
@@ -136,16 +135,11 @@ def _tls_pieces(sock: ssl.SSLSocket, remaining: int) -> Iterator[bytes]:
         filled = 0
         started = time.monotonic()
         while filled < want and (not filled or time.monotonic() - started < TLS_PIECE_SECONDS):
-            failure: httpx.HTTPError | None = None
             try:
                 got = sock.recv_into(view[filled:want])
-            except TimeoutError:
-                failure = httpx.ReadTimeout("timed out")
+                failure = None if got else _read_failure(None)
             except OSError as exc:  # ssl.SSLError included
-                failure = httpx.ReadError(str(exc) or type(exc).__name__)
-            else:
-                if not got:
-                    failure = httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+                failure = _read_failure(exc)
             if failure is not None:
                 # What arrived before the failure counts (each TLS record was authenticated):
                 # the caller resumes after it rather than fetching up to a piece again.
@@ -155,3 +149,13 @@ def _tls_pieces(sock: ssl.SSLSocket, remaining: int) -> Iterator[bytes]:
             filled += got
         remaining -= filled
         yield bytes(view[:filled])
+
+
+def _read_failure(exc: OSError | None) -> httpx.HTTPError:
+    """The httpx exception httpcore raises for the same failure of a socket read (None: the
+    peer closed the connection before the body's end), so callers resume alike."""
+    if exc is None:
+        return httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+    if isinstance(exc, TimeoutError):
+        return httpx.ReadTimeout("timed out")
+    return httpx.ReadError(str(exc) or type(exc).__name__)
