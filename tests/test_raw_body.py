@@ -169,6 +169,24 @@ def test_a_large_body_over_tls_is_read_from_the_tls_socket(tmp_path, model, raw_
     assert len(raw_reads) == 1
 
 
+def test_several_large_bodies_at_once_share_one_pool(registry, tmp_path, raw_reads):
+    """Workers pulling large files at the same time from one client: each body is read
+    from its own connection, none of them is handed to another request half read."""
+    model = tmp_path / "many"
+    model.mkdir()
+    rng = random.Random(23)
+    for n in range(6):
+        (model / f"shard-{n}.bin").write_bytes(rng.randbytes(MiB + 1000 * n))
+    ref = f"{registry.host}/test/raw-many-{secrets.token_hex(3)}:v1"
+    ocimodel.push(model, ref, options=OPTIONS)
+    raw_reads.clear()
+    out = tmp_path / "out"
+    ocimodel.pull(ref, out, options=OPTIONS, concurrency=4)
+    for n in range(6):
+        assert (out / f"shard-{n}.bin").read_bytes() == (model / f"shard-{n}.bin").read_bytes()
+    assert len(raw_reads) == 6
+
+
 # -- framing, against a small HTTP/1.1 server -------------------------------------------------
 
 
