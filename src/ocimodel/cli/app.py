@@ -37,7 +37,8 @@ _root = typer.Typer(  # the root alone: its help, settings and options (main_opt
         "References: [registry/]repository[:tag][@sha256:...] or oci:PATH[:tag][@digest]. "
         "Plain HTTP is used for localhost/127.0.0.1/::1, or with --plain-http / OCIMODEL_PLAIN_HTTP=1. "
         "Credentials: OCIMODEL_USERNAME and OCIMODEL_PASSWORD, else what `ocimodel login` "
-        "(or docker login) stored: docker's config.json and its credential helpers."
+        "(or docker login) stored: docker's config.json and its credential helpers. "
+        "Proxies: HTTPS_PROXY, HTTP_PROXY and NO_PROXY, as docker reads them (never for localhost)."
     ),
     no_args_is_help=True,
     add_completion=False,
