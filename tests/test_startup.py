@@ -159,3 +159,45 @@ def test_a_repush_of_an_unchanged_model_loads_only_what_it_uses(tmp_path: Path, 
     assert json.loads(out)["uploaded"] == []  # the re-push, not a first push
     assert _any_of(loaded, REPUSH_NEVER) == []
     assert _leaves(loaded) <= CLI_CORE | {"ocimodel.cli.transfer"}
+
+
+def test_the_console_script_and_python_m_start_at_the_process_entry() -> None:
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["ocimodel"] == "ocimodel.cli.entry:main"
+    assert "from ocimodel.cli.entry import main" in (root / "src" / "ocimodel" / "__main__.py").read_text()
+
+
+def test_the_process_entry_stops_the_collector_only_as_the_process_ends(tmp_path: Path) -> None:
+    # A handler registered before the command runs after the entry's own (last in, first
+    # out): it sees the collector as the interpreter's final passes will.
+    code = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('at exit:', gc.isenabled(), gc.get_freeze_count() > 0, file=sys.stderr))\n"
+        "sys.argv = ['ocimodel', 'version-of-nothing']\n"
+        "from ocimodel.cli.entry import main\n"
+        "import ocimodel.cli.app as app\n"
+        "seen = []\n"
+        "app._main = lambda: seen.append((gc.isenabled(), gc.get_threshold()[0], gc.get_freeze_count()))\n"
+        "try:\n    main()\nfinally:\n    print('during:', *seen[0])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr
+    enabled, threshold, frozen = result.stdout.split()[1:]
+    assert (enabled, frozen) == ("True", "0") and int(threshold) > 700  # collecting, less often, nothing frozen
+    assert "at exit: False True" in result.stderr
+
+
+def test_the_command_run_in_process_leaves_the_collector_alone(tmp_path: Path) -> None:
+    # tests and embedding apps call ocimodel.cli.app.main in their own process
+    code = (
+        "import gc, sys\nbefore = (gc.isenabled(), gc.get_threshold(), gc.get_freeze_count())\n"
+        "from ocimodel.cli.app import main\nsys.argv = ['ocimodel', '--version']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code\n"
+        "assert (gc.isenabled(), gc.get_threshold(), gc.get_freeze_count()) == before, before\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ocimodel ")

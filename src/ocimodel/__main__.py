@@ -1,3 +1,3 @@
-from ocimodel.cli.app import main
+from ocimodel.cli.entry import main
 
 main()
