@@ -76,12 +76,16 @@ def test_rows_that_fail_a_check_are_dropped_when_read(tmp_path: Path):
         [other.digest, 10, REG, "Team/../A", 1.0],
         [other.digest, 10, "no host/", "team/a", 1.0],
         [other.digest, 10, 7, "team/a", 1.0],
+        [other.digest, 10, REG, "team/a", 10**400],  # no float can hold it
+        [other.digest, 10, REG, "team/a", float("nan")],
+        [other.digest, 10, f"host:{'9' * 5000}", "team/a", 1.0],  # a port past int()'s digit limit
     ], "settled": [[REG, "team/a", "bad tag!", good.digest, 1.0], [REG, "team/a", "1.0", good.digest, 1.0],
-                   [REG, "Team/../A", "1.0", other.digest, 1.0]]}))
+                   [REG, "Team/../A", "1.0", other.digest, 1.0], [REG, "team/a", "2.0", other.digest, 10**400]]}))
     record = BlobLocations(path)
     assert record.candidates(REG, good.digest, besides="x/y") == ["team/a"]
     assert record.candidates(REG, other.digest, besides="x/y") == []
     assert not record.settled(REG, "Team/../A", "1.0", other.digest)
+    assert not record.settled(REG, "team/a", "2.0", other.digest)
     assert record.settled(REG, "team/a", "1.0", good.digest)
     assert not record.settled(REG, "team/a", "bad tag!", good.digest)
 

@@ -141,6 +141,8 @@ INVALID = [
     ("host:/x", 'invalid registry port ""'),
     ("host:50a/x", 'invalid registry port "50a"'),
     ("[::1]:70000/x", 'invalid registry port "70000"'),
+    ("host:" + "9" * 5000 + "/x", "invalid registry port"),  # past int()'s digit limit: still our error
+    ("host:" + "0" * 5000 + "80000/x", "invalid registry port"),
     ("::1:5000/x", "brackets"),
     ("[::g]:5000/x", '"[::g]:5000"'),
     ("[::1/x", "bracketed IPv6"),
@@ -287,6 +289,8 @@ def test_host_and_port():
     assert (ref.host, ref.port) == ("::1", 5000)
     ref = parse_registry_reference("ghcr.io/a")
     assert (ref.host, ref.port) == ("ghcr.io", None)
+    ref = parse_registry_reference("host:" + "0" * 5000 + "80/a")  # leading zeros past int()'s digit limit
+    assert (ref.host, ref.port) == ("host", 80)
 
 
 # --- reference, with_tag, with_digest ------------------------------------------------------

@@ -22,8 +22,9 @@ FIRST_GENERATION_THRESHOLD = 20_000
 def _freeze() -> None:
     """At exit: the collector stops and what is alive moves out of its reach, so the
     passes the interpreter makes as it ends do not walk every object of the command.
-    Objects are still freed as their references go; cycles left at exit are not (the
-    process is ending, and nothing of ours relies on a finalizer in a cycle)."""
+    Objects are still freed as their references go; nothing in a reference cycle is
+    finalized after this (garbage or not): nothing of ours may rely on a finalizer at
+    exit (docs/startup.md)."""
     gc.disable()
     gc.freeze()
 

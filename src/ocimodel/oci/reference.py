@@ -148,7 +148,7 @@ def _digest_problem(digest: str) -> str:
 
 
 def _split_host(registry: str, whole: str | None) -> tuple[str, str | None]:
-    """Validate ``host[:port]`` / ``[ipv6][:port]``; return (host, port)."""
+    """Validate ``host[:port]`` / ``[ipv6][:port]``; return (host, port), the port without leading zeros."""
     if not isinstance(registry, str) or registry == "":
         raise _fail(f"missing registry host{_in('', whole)}")
     if registry.startswith("["):
@@ -183,10 +183,14 @@ def _split_host(registry: str, whole: str | None) -> tuple[str, str | None]:
                 "expected a DNS name, an IPv4 address or a bracketed IPv6 address"
             )
     if port is not None:
-        if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+        # Leading zeros off and five digits at most before int(): a port of thousands of
+        # digits would reach int()'s own limit and raise ValueError instead of this error.
+        digits = port.lstrip("0")
+        if not (port.isascii() and port.isdigit() and len(digits) <= 5) or not 1 <= int(digits or "0") <= 65535:
             raise _fail(
                 f"invalid registry port {_q(port)}{_in(port, whole)}: ports are 1-65535"
             )
+        port = digits
     return host, port
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -245,22 +246,35 @@ def _blob_row(row: object, places: dict[tuple[object, object], bool]) -> BlobRow
     if not (isinstance(row, list) and len(row) == 5 and isinstance(row[4], (int, float))):
         return None
     digest, size, registry, repository, seen = row
-    if not (_valid_digest(digest) and isinstance(size, int) and size >= 0 and _valid_place(registry, repository, places)):
+    when = _seen(seen)
+    if when is None or not (_valid_digest(digest) and isinstance(size, int) and size >= 0
+                            and _valid_place(registry, repository, places)):
         return None
-    return digest, size, registry, repository, float(seen)
+    return digest, size, registry, repository, when
 
 
 def _settled_row(row: object, places: dict[tuple[object, object], bool]) -> SettledRow | None:
     if not (isinstance(row, list) and len(row) == 5 and isinstance(row[4], (int, float))):
         return None
     registry, repository, tag, digest, seen = row
-    if not (_valid_digest(digest) and _valid_place(registry, repository, places) and isinstance(tag, str)):
+    when = _seen(seen)
+    if when is None or not (_valid_digest(digest) and _valid_place(registry, repository, places) and isinstance(tag, str)):
         return None
     try:
         validate_tag(tag)
     except InvalidReference:
         return None
-    return registry, repository, tag, digest, float(seen)
+    return registry, repository, tag, digest, when
+
+
+def _seen(value: int | float) -> float | None:
+    """A row's Unix time as a finite float, or None: an integer too large for a float (JSON
+    allows any number of digits) raised OverflowError, and NaN would sort anywhere."""
+    try:
+        when = float(value)
+    except OverflowError:
+        return None
+    return when if math.isfinite(when) else None
 
 
 def _valid_digest(value: object) -> bool:
