@@ -107,18 +107,17 @@ def test_a_renewed_certificate_is_served_and_a_connection_in_progress_completes(
         assert _served(server) == _der(cert_a)
         assert _reloads(server) == {"ok": 0, "failed": 0, "expiry": _not_after(cert_a)}
         # A connection made with A, its request begun: the renewal must not cut it.
-        early = _handshake(server)
-        early.sendall(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n")
-        _replace(key, key_b.read_bytes())  # two files, two renames: a check in between refuses B's key with A
-        _replace(cert, cert_b.read_bytes())
-        _wait_served(server, cert_b)
-        early.sendall(b"connection: close\r\n\r\n")
-        answer = b""
-        while chunk := early.recv(65536):
-            answer += chunk
-        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"ok\n"), answer
-        assert early.getpeercert(binary_form=True) == _der(cert_a)
-        early.close()
+        with _handshake(server) as early:
+            early.sendall(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n")
+            _replace(key, key_b.read_bytes())  # two files, two renames: a check in between refuses B's key with A
+            _replace(cert, cert_b.read_bytes())
+            _wait_served(server, cert_b)
+            early.sendall(b"connection: close\r\n\r\n")
+            answer = b""
+            while chunk := early.recv(65536):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"ok\n"), answer
+            assert early.getpeercert(binary_form=True) == _der(cert_a)
         _delete_review(server)  # reviews are answered over the new certificate
         metrics = _reloads(server)
         assert metrics["ok"] == 1 and metrics["expiry"] == _not_after(cert_b)

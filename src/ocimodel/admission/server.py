@@ -138,16 +138,16 @@ def serve(options: ServeOptions, connection: ConnectionOptions | None = None,
         timeout_keep_alive=5, limit_concurrency=MAX_CONNECTIONS, h11_max_incomplete_event_size=64 * 1024,
         http=_head_deadline_protocol(options.deadline),
     )
-    reloader = None
-    if options.tls_reload_interval > 0:
-        reloader = CertificateReloader(options.tls_cert, options.tls_key, lambda: _blank_context(config),
-                                       on_result=lambda result: metrics.tls_reloads.labels(result=result).inc(),
-                                       on_served=lambda served: metrics.tls_expiry.set(served.not_after))
-        stamp = reloader.stamp()  # before uvicorn reads the files: a change in between is reloaded
-        config.load()  # makes config.ssl, the context every connection starts with
-        assert config.ssl is not None
-        reloader.install(config.ssl, stamp)
-    server = _server_class(uvicorn.Server, reloader, options.tls_reload_interval)(config)
+    # Installed even when it never looks again (--tls-reload-interval 0): the expiry metric.
+    reloader = CertificateReloader(options.tls_cert, options.tls_key, lambda: _blank_context(config),
+                                   on_result=lambda result: metrics.tls_reloads.labels(result=result).inc(),
+                                   on_served=lambda served: metrics.tls_expiry.set(served.not_after))
+    stamp = reloader.stamp()  # before uvicorn reads the files: a change in between is reloaded
+    config.load()  # makes config.ssl, the context every connection starts with
+    assert config.ssl is not None
+    reloader.install(config.ssl, stamp)
+    server = _server_class(uvicorn.Server, reloader if options.tls_reload_interval > 0 else None,
+                           options.tls_reload_interval)(config)
     log.info({"event": "listening", "host": host, "port": port, "policy": str(options.policy),
               "policyDigest": policy.digest, "deadline": options.deadline, "cacheTtl": options.cache_ttl,
               "resolveTtl": options.resolve_ttl, "recordDeployments": options.record_environment,
