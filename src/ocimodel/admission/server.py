@@ -128,8 +128,6 @@ def serve(options: ServeOptions, connection: ConnectionOptions | None = None,
         records = RecordWriter(verdicts.connection, options.record_environment,
                                on_result=lambda result: metrics.records.labels(result=result).inc())
     app = create_app(verdicts, metrics, records)
-    sock = _listen(options.host, options.port)
-    host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
         app, ssl_certfile=str(options.tls_cert), ssl_keyfile=str(options.tls_key), log_config=None,
         access_log=False, timeout_graceful_shutdown=int(options.deadline) + 2, lifespan="off",
@@ -148,6 +146,8 @@ def serve(options: ServeOptions, connection: ConnectionOptions | None = None,
     reloader.install(config.ssl, stamp)
     server = _server_class(uvicorn.Server, reloader if options.tls_reload_interval > 0 else None,
                            options.tls_reload_interval)(config)
+    sock = _listen(options.host, options.port)  # after the TLS context loaded: nothing left to close if it did not
+    host, port = sock.getsockname()[:2]
     log.info({"event": "listening", "host": host, "port": port, "policy": str(options.policy),
               "policyDigest": policy.digest, "deadline": options.deadline, "cacheTtl": options.cache_ttl,
               "resolveTtl": options.resolve_ttl, "recordDeployments": options.record_environment,
