@@ -44,10 +44,11 @@ SECRET = "s3cret-admission-password"
 class Webhook:
     """`ocimodel admission serve` in a subprocess; stderr (its JSON log) collected."""
 
-    def __init__(self, tmp: Path, policy: Path, *extra: str) -> None:
-        pki = make_pki(tmp / "pki")
-        self.ca = pki.ca
-        cert, key = pki.server
+    def __init__(self, tmp: Path, policy: Path, *extra: str, tls: tuple[Path, Path, Path] | None = None) -> None:
+        if tls is None:  # (CA, certificate, key); made here unless given
+            pki = make_pki(tmp / "pki")
+            tls = (pki.ca, *pki.server)
+        self.ca, cert, key = tls
         self.lines: list[str] = []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ocimodel", "admission", "serve", "--policy", str(policy), "--tls-cert", str(cert),

@@ -10,6 +10,7 @@
     pki.client_combined         # one PEM holding the client certificate and its key
     pki.untrusted_client        # (cert, key) signed by the server CA, not the client CA
     pki.client_key_encrypted    # the client key, encrypted with a passphrase
+    make_server_pairs(dir, 2)   # (ca, [(cert, key), (cert, key)]): a certificate and its renewal
 
 Every certificate carries the extensions strict verifiers ask for (basicConstraints,
 keyUsage, extendedKeyUsage, subject and authority key identifiers). Keys are written
@@ -29,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["Pki", "make_pki"]
+__all__ = ["Pki", "make_pki", "make_server_pairs"]
 
 SERVER_NAMES = ("127.0.0.1", "localhost")
 
@@ -197,3 +198,16 @@ def make_pki(directory: Path) -> Pki:
             directory / "client-encrypted.key", _key_pem(client.key, b"test-passphrase"), 0o600
         ),
     )
+
+
+def make_server_pairs(directory: Path, count: int) -> tuple[Path, list[tuple[Path, Path]]]:
+    """A CA (PEM) and ``count`` server certificates it issued for 127.0.0.1 and localhost,
+    each with its own key and common name (``server-1``...): a certificate and its renewal."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = _ca("ocimodel test CA")
+    pairs = [
+        _pair(directory, f"server-{n}", _leaf(ca, f"server-{n}", SERVER_NAMES, ExtendedKeyUsageOID.SERVER_AUTH))
+        for n in range(1, count + 1)
+    ]
+    return _write(directory / "ca.crt", _cert_pem(ca.cert)), pairs

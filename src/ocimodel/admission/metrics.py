@@ -8,7 +8,11 @@ process, as in the tests, do not share counters):
 - ``ocimodel_admission_request_seconds{endpoint}``: the time to answer (histogram);
 - ``ocimodel_admission_cache_total{cache, result}``: lookups of the verdict, resolve and
   kind caches, by hit or miss;
-- ``ocimodel_admission_deployment_records_total{result}``: records written or failed."""
+- ``ocimodel_admission_deployment_records_total{result}``: records written or failed;
+- ``ocimodel_admission_tls_reloads_total{result}``: TLS certificate reloads (ok, failed:
+  the new files did not load and the last good pair is still served);
+- ``ocimodel_admission_tls_certificate_expiry_timestamp_seconds``: the served
+  certificate's notAfter (Unix time), to alert before it expires."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -37,6 +42,12 @@ class Metrics:
         self.cache = Counter("ocimodel_admission_cache", "Cache lookups.", ["cache", "result"], registry=self.registry)
         self.records = Counter("ocimodel_admission_deployment_records", "Deployment records written off the "
                                "request path.", ["result"], registry=self.registry)
+        self.tls_reloads = Counter("ocimodel_admission_tls_reloads", "TLS certificate reloads after the files "
+                                   "changed.", ["result"], registry=self.registry)
+        for result in ("ok", "failed"):  # both shown from the start: an alert on failed needs its 0
+            self.tls_reloads.labels(result=result)
+        self.tls_expiry = Gauge("ocimodel_admission_tls_certificate_expiry_timestamp_seconds", "The served "
+                                "certificate's notAfter, in Unix time.", registry=self.registry)
 
     def cache_lookup(self, name: str, hit: bool) -> None:
         self.cache.labels(cache=name, result="hit" if hit else "miss").inc()

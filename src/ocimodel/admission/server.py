@@ -20,11 +20,13 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ocimodel.admission.app import create_app, json_line
+from ocimodel.admission.certificates import DEFAULT_INTERVAL, CertificateReloader
 from ocimodel.admission.metrics import Metrics
 from ocimodel.admission.records import RecordWriter
 from ocimodel.admission.verdicts import PolicyHolder, Verdicts
@@ -53,6 +55,7 @@ class ServeOptions:
     resolve_ttl: float = 0.0
     docker_config: Path | None = None
     record_environment: str | None = None
+    tls_reload_interval: float = DEFAULT_INTERVAL  # seconds between looks at the TLS files; 0: never
 
 
 class _JsonFormatter(logging.Formatter):
@@ -80,6 +83,9 @@ def check(options: ServeOptions) -> None:
     if not (0 <= options.cache_ttl < math.inf and 0 <= options.resolve_ttl < math.inf):
         raise UsageError("--cache-ttl and --resolve-ttl are seconds, 0 or more",
                          hint="a finite number, e.g. --cache-ttl 300")
+    if not 0 <= options.tls_reload_interval < math.inf:
+        raise UsageError("--tls-reload-interval is seconds, 0 (never) or more",
+                         hint=f"a finite number, e.g. --tls-reload-interval {DEFAULT_INTERVAL:g}")
     if not 0 <= options.port <= 65535:
         raise UsageError(f"--port {options.port} is not a port")
     try:
@@ -122,8 +128,6 @@ def serve(options: ServeOptions, connection: ConnectionOptions | None = None,
         records = RecordWriter(verdicts.connection, options.record_environment,
                                on_result=lambda result: metrics.records.labels(result=result).inc())
     app = create_app(verdicts, metrics, records)
-    sock = _listen(options.host, options.port)
-    host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
         app, ssl_certfile=str(options.tls_cert), ssl_keyfile=str(options.tls_key), log_config=None,
         access_log=False, timeout_graceful_shutdown=int(options.deadline) + 2, lifespan="off",
@@ -132,10 +136,22 @@ def serve(options: ServeOptions, connection: ConnectionOptions | None = None,
         timeout_keep_alive=5, limit_concurrency=MAX_CONNECTIONS, h11_max_incomplete_event_size=64 * 1024,
         http=_head_deadline_protocol(options.deadline),
     )
-    server = uvicorn.Server(config)
+    # Installed even when it never looks again (--tls-reload-interval 0): the expiry metric.
+    reloader = CertificateReloader(options.tls_cert, options.tls_key, lambda: _blank_context(config),
+                                   on_result=lambda result: metrics.tls_reloads.labels(result=result).inc(),
+                                   on_served=lambda served: metrics.tls_expiry.set(served.not_after))
+    stamp = reloader.stamp()  # before uvicorn reads the files: a change in between is reloaded
+    config.load()  # makes config.ssl, the context every connection starts with
+    assert config.ssl is not None
+    reloader.install(config.ssl, stamp)
+    server = _server_class(uvicorn.Server, reloader if options.tls_reload_interval > 0 else None,
+                           options.tls_reload_interval)(config)
+    sock = _listen(options.host, options.port)  # after the TLS context loaded: nothing left to close if it did not
+    host, port = sock.getsockname()[:2]
     log.info({"event": "listening", "host": host, "port": port, "policy": str(options.policy),
               "policyDigest": policy.digest, "deadline": options.deadline, "cacheTtl": options.cache_ttl,
-              "resolveTtl": options.resolve_ttl, "recordDeployments": options.record_environment})
+              "resolveTtl": options.resolve_ttl, "recordDeployments": options.record_environment,
+              "tlsReloadInterval": options.tls_reload_interval})
     if on_listening is not None:
         on_listening(host, port)
     # uvicorn handles SIGTERM and SIGINT while it runs, then raises the signal again under
@@ -153,6 +169,44 @@ def serve(options: ServeOptions, connection: ConnectionOptions | None = None,
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         log.info({"event": "stopped", "signal": signal.Signals(caught[0]).name if caught else None})
+
+
+def _blank_context(config) -> ssl.SSLContext:
+    """A server context as uvicorn makes it (config.py, create_ssl_context), without the
+    certificate. A handshake switched to it takes its certificate, key and ALPN; the
+    protocol versions, ciphers and options stay those of uvicorn's context (OpenSSL's
+    SSL_set_SSL_CTX), so only what the files hold changes."""
+    context = ssl.SSLContext(config.ssl_version)
+    context.verify_mode = ssl.VerifyMode(config.ssl_cert_reqs)
+    if config.ssl_ciphers:
+        context.set_ciphers(config.ssl_ciphers)
+    alpn = getattr(config.http_protocol_class, "alpn_protocols", None)
+    if alpn:
+        context.set_alpn_protocols(alpn)
+    return context
+
+
+def _server_class(base: type, reloader: CertificateReloader | None, interval: float) -> type:
+    """uvicorn's Server, looking at the TLS files every ``interval`` seconds from its tick
+    (main_loop calls on_tick every 0.1 s in the event loop): the check runs between
+    handshakes, never during one, and needs no thread of its own."""
+    if reloader is None:
+        return base
+
+    class Reloading(base):  # type: ignore[misc, valid-type]
+        _next = 0.0
+
+        async def on_tick(self, counter: int) -> bool:
+            now = time.monotonic()
+            if now >= self._next:
+                self._next = now + interval
+                try:
+                    reloader.check()
+                except Exception as exc:  # a bug here must not stop the webhook: it keeps its certificate
+                    log.error({"event": "tls-reload-failed", "reason": f"{type(exc).__name__}: {exc}"})
+            return await super().on_tick(counter)
+
+    return Reloading
 
 
 def _head_deadline_protocol(seconds: float) -> type:

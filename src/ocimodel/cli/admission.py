@@ -28,6 +28,7 @@ def serve(
     policy: Annotated[Path, typer.Option("--policy", metavar="FILE", help="The verify policy (as `ocimodel verify --policy`): signers, attestations, scan, licenses, evaluations. Reloaded when the file (or a key it names) changes.")],
     tls_cert: Annotated[Path, typer.Option("--tls-cert", metavar="PEM", help="The server certificate (chain) the API server checks against the webhook's caBundle.")],
     tls_key: Annotated[Path, typer.Option("--tls-key", metavar="PEM", help="The private key of --tls-cert.")],
+    tls_reload_interval: Annotated[float, typer.Option("--tls-reload-interval", metavar="SECONDS", help="How often to look for a renewed --tls-cert and --tls-key; a pair that loads is served on new connections, one that does not is ignored (0: never).")] = 10.0,
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="The port to listen on (0: any free port, logged).")] = 8443,
     host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = "0.0.0.0",
     deadline: Annotated[float, typer.Option("--deadline", metavar="SECONDS", help="Time to judge one request; a model not judged by then is denied. Keep it below the webhook's timeoutSeconds.")] = 8.0,
@@ -50,7 +51,8 @@ def serve(
 
     Fail closed: a registry that does not answer within --deadline, a policy that stops
     loading, a malformed request: denied, with the reason. The server refuses to start when
-    the policy, its keys or the TLS files do not load (exit 2). SIGTERM stops it gracefully.
+    the policy, its keys or the TLS files do not load (exit 2). A renewed certificate is
+    served without a restart (--tls-reload-interval). SIGTERM stops it gracefully.
     Logs: one JSON line per request on stderr. deploy/ has the Kubernetes manifests.
     """
     try:
@@ -62,7 +64,7 @@ def serve(
     options = server.ServeOptions(
         policy=policy, tls_cert=tls_cert, tls_key=tls_key, host=host, port=port, deadline=deadline,
         cache_ttl=cache_ttl, resolve_ttl=resolve_ttl, docker_config=docker_config,
-        record_environment=record_deployments,
+        record_environment=record_deployments, tls_reload_interval=tls_reload_interval,
     )
     # The wait line of the CLI has no reader here: the deadline bounds every wait.
     quiet = dataclasses.replace(connection(), on_wait=None)
