@@ -201,3 +201,16 @@ def test_the_command_run_in_process_leaves_the_collector_alone(tmp_path: Path) -
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ocimodel ")
+
+
+def test_the_webhook_server_puts_young_collections_back_to_cpython_s_pace(tmp_path: Path) -> None:
+    # A server runs for weeks: the entry's spaced-out collections would let per-request
+    # cycles pile up; what start-up made is frozen once instead.
+    code = (
+        "import gc\ngc.set_threshold(20000, 10, 10)\n"
+        "from ocimodel.admission import server\nserver._settle_collector()\n"
+        "print(gc.get_threshold()[0], gc.get_freeze_count() > 0, gc.isenabled())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["700", "True", "True"]
