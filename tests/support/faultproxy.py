@@ -14,6 +14,7 @@ strip ``Range`` (a registry that ignores it). ``range`` limits a rule to request
         proxy.reply(429, method="GET", path=r"/manifests/", retry_after="1")
         ocimodel.pull(f"{proxy.host}/team/model:1", dest)
         assert cut.fired == 2
+        proxy.settle()           # after an interrupted transfer: wait until the record is final
         proxy.requests           # every request seen, in order, with what was done to it
 
 Rules are checked in the order they were added; a request gets the first rule that
@@ -139,6 +140,9 @@ class FaultProxy:
         self.requests: list[Seen] = []
         self.connections = 0
         self._lock = threading.Lock()
+        # Requests read and not yet handled to their end (see settle()).
+        self._in_hand = 0
+        self._settled = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._sockets: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
@@ -240,6 +244,23 @@ class FaultProxy:
     def count(self, method: str = ".*", path: str = ".*") -> int:
         return len(self.seen(method, path))
 
+    def settle(self, timeout: float | None = None) -> None:
+        """Wait until every request seen so far is handled to its end (its answer relayed,
+        or its connection closed), so that what ``requests`` records of it (status, body
+        bytes) is final. A client acts on an answer as soon as it has it, maybe before
+        the thread that relayed it has recorded it: read the record after an interrupted
+        transfer only once the proxy has settled. (It does not wait for idle
+        connections, nor for the upstream to finish a request the client dropped.)"""
+        with self._settled:
+            if not self._settled.wait_for(lambda: self._in_hand == 0, self.io_timeout if timeout is None else timeout):
+                raise TimeoutError(f"{self._in_hand} request(s) still in hand")
+
+    def _handled(self) -> None:
+        with self._settled:
+            self._in_hand -= 1
+            if self._in_hand == 0:
+                self._settled.notify_all()
+
     # -- internals ----------------------------------------------------------------------
 
     def _match(self, method: str, target: str, kinds: tuple[str, ...], range_header: str | None = None) -> Rule | None:
@@ -307,8 +328,12 @@ class FaultProxy:
         upstream: socket.socket | None = None
         up_reader: _Reader | None = None
         reader = _Reader(client)
+        in_hand = False  # a request of this connection is read and not yet handled to its end
         try:
             for _ in range(MAX_REQUESTS_PER_CONNECTION):
+                if in_hand:
+                    in_hand = False
+                    self._handled()
                 if self._stop.is_set():
                     return
                 head = reader.head()
@@ -318,6 +343,8 @@ class FaultProxy:
                 seen = Seen(method, target, {k.lower(): v for k, v in headers})
                 with self._lock:
                     self.requests.append(seen)
+                    self._in_hand += 1
+                in_hand = True
                 range_header = _header(headers, "range")
                 rule = self._match(method, target, ("cut", "reply", "stall", "corrupt"), range_header)
                 strip_range = self._match(method, target, ("ignore_range",), range_header)
@@ -366,6 +393,8 @@ class FaultProxy:
         finally:
             self._untrack(client)
             self._untrack(upstream)
+            if in_hand:
+                self._handled()
 
     def _relay(self, reader: _Reader, framing: tuple[str, int], pipe: _Pipe) -> None:
         kind, length = framing

@@ -734,8 +734,9 @@ class RegistryClient:
         with self._upload_session(location):
             # copy_merge_params keeps the registry's own query (_state); params= would drop it.
             url = location.copy_merge_params({"digest": digest})
+            body = _body_in_hand(chunks)
             response = self._send(
-                "PUT", url, what=f"blob upload {digest}", content=_iter_chunks(chunks), deadline=Deadline(None),
+                "PUT", url, what=f"blob upload {digest}", content=body, deadline=Deadline(None),
                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
             )
             try:
@@ -774,8 +775,9 @@ class RegistryClient:
                 yield last[0]
 
         with self._upload_session(location):
+            body = _body_in_hand(hashed())
             response = self._send(
-                "PATCH", location, what=f"blob upload to {repository}", content=hashed(), deadline=Deadline(None),
+                "PATCH", location, what=f"blob upload to {repository}", content=body, deadline=Deadline(None),
                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
             )
             try:
@@ -880,8 +882,23 @@ def _valid_only(names: set[str], valid: Callable[[str], bool], who: str, what: s
     return kept
 
 
-def _iter_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    yield from chunks
+def _body_in_hand(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """An upload body whose first chunk is read now, before its request is begun: a failure
+    or a cancel (Ctrl-C) that comes while the first chunk is read then stops the upload
+    before any request head leaves. A head sent and its body dropped before the first
+    byte races the session's cancel in distribution 2.8: the aborted request stores the
+    session's hash state while the DELETE removes the session's directory, the removal
+    fails ("directory not empty"), the DELETE is answered 204 all the same, and the
+    session's files stay in storage until the upload purger runs (docs/deadlines.md)."""
+    chunks = iter(chunks)
+    first = next(chunks, None)
+
+    def body() -> Iterator[bytes]:
+        if first is not None:
+            yield first
+        yield from chunks
+
+    return body()
 
 
 def _follow_location(response: httpx.Response, previous: httpx.URL, base_url: str) -> httpx.URL:
