@@ -1,7 +1,7 @@
 """The webhook server: uvicorn serving the Starlette app over TLS (docs/admission.md).
 
 Started only when everything it needs loads: the policy and its keys, the TLS certificate
-and key, the docker config named, the key that signs deployment records; otherwise it refuses to start (a usage error, exit 2),
+and key, the docker config named, --record-key; otherwise it refuses to start (exit 2),
 because a webhook that answers without a policy could only deny everything or allow it.
 
 SIGTERM (what Kubernetes sends a Pod it stops) and Ctrl-C shut it down gracefully:
