@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -44,7 +45,8 @@ SECRET = "s3cret-admission-password"
 class Webhook:
     """`ocimodel admission serve` in a subprocess; stderr (its JSON log) collected."""
 
-    def __init__(self, tmp: Path, policy: Path, *extra: str, tls: tuple[Path, Path, Path] | None = None) -> None:
+    def __init__(self, tmp: Path, policy: Path, *extra: str, tls: tuple[Path, Path, Path] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         if tls is None:  # (CA, certificate, key); made here unless given
             pki = make_pki(tmp / "pki")
             tls = (pki.ca, *pki.server)
@@ -53,7 +55,7 @@ class Webhook:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ocimodel", "admission", "serve", "--policy", str(policy), "--tls-cert", str(cert),
              "--tls-key", str(key), "--host", "127.0.0.1", "--port", "0", "--deadline", str(DEADLINE), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -511,6 +513,58 @@ def test_a_pod_owned_by_an_operator_gets_its_record_and_a_pod_of_a_replicaset_no
             break
         time.sleep(0.05)
     assert [(r.digest, r.target) for r in records] == [(digest, "k8s://serving/pod/sentiment")]
+
+
+def test_records_signed_with_the_mounted_key_are_trusted_by_a_policy_that_trusts_it(models, tmp_path):
+    password = "record-key-password"  # encrypted, as a key in a Secret should be: the env gives the password
+    ocimodel.generate_key_pair(tmp_path / "webhook.key", tmp_path / "webhook.pub", password)
+    ocimodel.generate_key_pair(tmp_path / "other.key", tmp_path / "other.pub")
+    recorded = models.good.replace("adm/good:1.0", "adm/signed-record:1.0")
+    _, digest = models.push(recorded, b"signed record weights", "MIT")
+    server = Webhook(tmp_path, models.policy, "--record-deployments", "prod", "--record-key", str(tmp_path / "webhook.key"),
+                     env={**os.environ, "OCIMODEL_KEY_PASSWORD": password})
+    repository = recorded.rsplit(":", 1)[0]
+    try:
+        document = _review("deployment", **_refs(models, model=recorded))
+        _allowed(server.review(document), document["request"]["uid"])
+        for _ in range(200):  # written off the request path: wait for it, boundedly
+            if ocimodel.deployments(repository).records:
+                break
+            time.sleep(0.05)
+    finally:
+        server.stop()
+    for name in ("webhook", "other"):
+        (tmp_path / f"{name}.yaml").write_text(f"signers:\n  {name}: {{key: {name}.pub}}\n")
+    [trusted] = ocimodel.deployments(repository, policy=tmp_path / "webhook.yaml").records
+    assert (trusted.digest, trusted.environment, trusted.target) == (digest, "prod", "k8s://serving/deployment/sentiment")
+    assert (trusted.trust, trusted.signers) == ("trusted", ["webhook"])
+    [other] = ocimodel.deployments(repository, policy=tmp_path / "other.yaml").records
+    assert other.trust == "untrusted" and other.record == trusted.record
+    log = "".join(server.lines)
+    assert password not in log and "PRIVATE KEY" not in log
+
+
+def test_a_record_key_that_does_not_load_or_has_no_records_to_sign_refuses_to_start(models, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from ocimodel.cli.app import app
+
+    monkeypatch.delenv("OCIMODEL_KEY_PASSWORD", raising=False)
+    pki = make_pki(tmp_path / "pki")
+    garbage = tmp_path / "garbage.key"
+    garbage.write_text("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5IGF0IGFsbA==\n-----END PRIVATE KEY-----\n")
+    ocimodel.generate_key_pair(tmp_path / "locked.key", tmp_path / "locked.pub", "no env gives this")
+    # A port already taken: a server that wrongly starts fails to listen (exit 1) instead of serving forever here.
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        serve = ["admission", "serve", "--policy", str(models.policy), "--tls-cert", str(pki.server[0]),
+                 "--tls-key", str(pki.server[1]), "--host", "127.0.0.1", "--port", str(busy.getsockname()[1])]
+        for key, reason in ((garbage, "is not a PEM private key"), (tmp_path / "locked.key", "is encrypted")):
+            run = CliRunner().invoke(app, [*serve, "--record-deployments", "prod", "--record-key", str(key)])
+            first = run.stderr.splitlines()[0]
+            assert run.exit_code == 2 and first.startswith("error: cannot load --record-key") and str(key) in first, run.output
+            assert reason in first and "Traceback" not in run.output and "bm90IGEga2V5" not in run.output
+        run = CliRunner().invoke(app, [*serve, "--record-key", str(tmp_path / "locked.key")])
+        assert run.exit_code == 2 and "needs --record-deployments" in run.stderr, run.output
 
 
 def test_the_records_already_written_are_remembered_boundedly(models):

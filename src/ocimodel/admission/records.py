@@ -6,7 +6,11 @@ to ``--record-deployments``. It is written once per (model, target) (remembered 
 day, at most 10,000 pairs, oldest out first), for the workloads and Pods admitted, never
 for a dry run, and never for an object owned by a kind the webhook records (its
 Deployment or Job was recorded; a record per Pod restart would only repeat it).
-Unsigned: whoever reads them with a policy sees them as such."""
+Signed with ``--record-key`` (an ECDSA P-256 private key, read from its file for each
+record, so a rotated Secret signs the next one; ``$OCIMODEL_KEY_PASSWORD`` decrypts it),
+a record is trusted by whoever reads it with a policy that trusts the public key.
+Without a key they are unsigned, and a policy shows them as such. Never keyless: no
+identity token for Fulcio in a webhook (docs/admission.md)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 
 from ocimodel.api.deployments import deploy
 from ocimodel.errors import OcimodelError
@@ -31,9 +36,10 @@ SEEN_TTL = 24 * 3600.0  # seconds: a workload still admitted a day later is reco
 class RecordWriter:
     def __init__(self, connection: ConnectionOptions, environment: str,
                  on_result: Callable[[str], None] | None = None, *, max_seen: int = MAX_SEEN,
-                 seen_ttl: float = SEEN_TTL) -> None:
+                 seen_ttl: float = SEEN_TTL, key: Path | None = None) -> None:
         self.connection = connection
         self.environment = environment
+        self.key = key  # the password, when encrypted, from $OCIMODEL_KEY_PASSWORD (never held here)
         self.on_result = on_result or (lambda result: None)
         self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue(MAX_PENDING)
         self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()  # when each was queued
@@ -77,7 +83,8 @@ class RecordWriter:
                 return
             reference, target = item
             try:
-                deploy(self.connection, reference, environment=self.environment, target=target, runtime=None)
+                deploy(self.connection, reference, environment=self.environment, target=target, runtime=None,
+                       key=self.key)
                 self.on_result("written")
             except OcimodelError as exc:
                 self.on_result("failed")

@@ -1,7 +1,7 @@
 """The webhook server: uvicorn serving the Starlette app over TLS (docs/admission.md).
 
 Started only when everything it needs loads: the policy and its keys, the TLS certificate
-and key, the docker config named; otherwise it refuses to start (a usage error, exit 2),
+and key, the docker config named, --record-key; otherwise it refuses to start (exit 2),
 because a webhook that answers without a policy could only deny everything or allow it.
 
 SIGTERM (what Kubernetes sends a Pod it stops) and Ctrl-C shut it down gracefully:
@@ -56,6 +56,7 @@ class ServeOptions:
     resolve_ttl: float = 0.0
     docker_config: Path | None = None
     record_environment: str | None = None
+    record_key: Path | None = None  # signs the records (ECDSA P-256 PEM); None: unsigned
     tls_reload_interval: float = DEFAULT_INTERVAL  # seconds between looks at the TLS files; 0: never
 
 
@@ -98,6 +99,16 @@ def check(options: ServeOptions) -> None:
     if options.record_environment is not None and not _ENVIRONMENT.match(options.record_environment):
         raise UsageError(f"--record-deployments {options.record_environment[:80]!r} is not an environment name",
                          hint="e.g. prod, staging, eu-prod")
+    if options.record_key is not None:
+        if options.record_environment is None:
+            raise UsageError("--record-key signs deployment records: it needs --record-deployments ENVIRONMENT")
+        from ocimodel.signing.keys import PASSWORD_ENV, load_private_key
+
+        try:  # loaded (and decrypted with $OCIMODEL_KEY_PASSWORD) only to refuse a bad one now
+            load_private_key(options.record_key)
+        except OcimodelError as exc:  # the messages name the file, never what is in it
+            raise UsageError(f"cannot load --record-key: {exc.message}",
+                             hint=f"an ECDSA P-256 private key (PEM); an encrypted one needs ${PASSWORD_ENV}") from None
     if options.docker_config is not None:
         path = options.docker_config
         if path.name != "config.json":
@@ -126,7 +137,7 @@ def serve(options: ServeOptions, connection: ConnectionOptions | None = None,
                         on_cache=metrics.cache_lookup)
     records = None
     if options.record_environment is not None:
-        records = RecordWriter(verdicts.connection, options.record_environment,
+        records = RecordWriter(verdicts.connection, options.record_environment, key=options.record_key,
                                on_result=lambda result: metrics.records.labels(result=result).inc())
     app = create_app(verdicts, metrics, records)
     config = uvicorn.Config(
@@ -152,6 +163,7 @@ def serve(options: ServeOptions, connection: ConnectionOptions | None = None,
     log.info({"event": "listening", "host": host, "port": port, "policy": str(options.policy),
               "policyDigest": policy.digest, "deadline": options.deadline, "cacheTtl": options.cache_ttl,
               "resolveTtl": options.resolve_ttl, "recordDeployments": options.record_environment,
+              "recordKey": None if options.record_key is None else str(options.record_key),
               "tlsReloadInterval": options.tls_reload_interval})
     if on_listening is not None:
         on_listening(host, port)

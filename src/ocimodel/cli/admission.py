@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from ocimodel.cli.common import connection, report_error, state, stderr
+from ocimodel.cli.signing import PASSWORD_ENV
 from ocimodel.errors import OcimodelError, UsageError
 
 admission_app = typer.Typer(
@@ -35,7 +36,8 @@ def serve(
     cache_ttl: Annotated[float, typer.Option("--cache-ttl", metavar="SECONDS", help="How long a verdict is reused for the same repository, digest and policy (0: never).")] = 300.0,
     resolve_ttl: Annotated[float, typer.Option("--resolve-ttl", metavar="SECONDS", help="How long a tag's digest is reused (default 0: every request asks the registry).")] = 0.0,
     docker_config: Annotated[Path | None, typer.Option("--docker-config", metavar="FILE", help="Registry credentials: a docker config.json (default: $DOCKER_CONFIG/config.json, else ~/.docker/config.json).")] = None,
-    record_deployments: Annotated[str | None, typer.Option("--record-deployments", metavar="ENVIRONMENT", help="Write an (unsigned) deployment record in this environment for each admitted model, off the request path; never for a dry run.")] = None,
+    record_deployments: Annotated[str | None, typer.Option("--record-deployments", metavar="ENVIRONMENT", help="Write a deployment record in this environment for each admitted model, off the request path; never for a dry run. Unsigned unless --record-key.")] = None,
+    record_key: Annotated[Path | None, typer.Option("--record-key", metavar="PEM", help=f"Sign the deployment records with this ECDSA P-256 private key (encrypted: ${PASSWORD_ENV}), so `deployments --policy` can trust them. Only with --record-deployments; checked at start.")] = None,
 ) -> None:
     """Serve the validating (/validate) and mutating (/mutate) admission webhooks over
     HTTPS, with /healthz, /readyz and Prometheus /metrics.
@@ -51,7 +53,7 @@ def serve(
 
     Fail closed: a registry that does not answer within --deadline, a policy that stops
     loading, a malformed request: denied, with the reason. The server refuses to start when
-    the policy, its keys or the TLS files do not load (exit 2). A renewed certificate is
+    the policy, its keys, the TLS files or --record-key do not load (exit 2). A renewed certificate is
     served without a restart (--tls-reload-interval). SIGTERM stops it gracefully.
     Logs: one JSON line per request on stderr. deploy/ has the Kubernetes manifests.
     """
@@ -64,7 +66,7 @@ def serve(
     options = server.ServeOptions(
         policy=policy, tls_cert=tls_cert, tls_key=tls_key, host=host, port=port, deadline=deadline,
         cache_ttl=cache_ttl, resolve_ttl=resolve_ttl, docker_config=docker_config,
-        record_environment=record_deployments, tls_reload_interval=tls_reload_interval,
+        record_environment=record_deployments, record_key=record_key, tls_reload_interval=tls_reload_interval,
     )
     # The wait line of the CLI has no reader here: the deadline bounds every wait.
     quiet = dataclasses.replace(connection(), on_wait=None)
