@@ -722,3 +722,31 @@ def test_cli_push_interrupted_during_a_streamed_upload_leaves_no_tag(registry, p
     proxy.clear()
     ocimodel.push(big_model, f"{proxy.host}/{repo_name}:v1", options=OPTIONS)
     assert _registry_tags(registry, repo_name) == ["v1"]
+
+
+@pytest.mark.parametrize("how", ["streamed", "monolithic"])
+def test_an_upload_cut_mid_body_closes_its_source_at_once(how, registry, proxy, repo_name):
+    """When a blob upload's request fails with its body half read, the source is closed on
+    the way out, not left suspended until the collector finds it (the exception's
+    traceback keeps it in a cycle; for a large blob it holds a hashing thread)."""
+    from ocimodel.oci.digest import digest_bytes
+    from ocimodel.transport.client import RegistryClient
+
+    closed: list[bool] = []
+    piece, count = b"x" * MiB, 64  # more than the socket buffers hold: the cut comes mid-body
+
+    def source():
+        try:
+            for _ in range(count):
+                yield piece
+        finally:
+            closed.append(True)
+
+    proxy.cut("PATCH|PUT", r"/blobs/uploads/", direction="up", after=0, times=None)
+    with RegistryClient(proxy.host) as client:
+        with pytest.raises(TransportError) as caught:  # its traceback keeps every frame alive
+            if how == "streamed":
+                client.upload_unhashed(f"{repo_name}/src", count * MiB, source())
+            else:
+                client.upload_blob(f"{repo_name}/src", digest_bytes(piece * count), count * MiB, source())
+        assert closed == [True], caught.value

@@ -734,11 +734,13 @@ class RegistryClient:
         with self._upload_session(location):
             # copy_merge_params keeps the registry's own query (_state); params= would drop it.
             url = location.copy_merge_params({"digest": digest})
-            body = _body_in_hand(chunks)
-            response = self._send(
-                "PUT", url, what=f"blob upload {digest}", content=body, deadline=Deadline(None),
-                headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-            )
+            try:
+                response = self._send(
+                    "PUT", url, what=f"blob upload {digest}", content=_body_in_hand(chunks), deadline=Deadline(None),
+                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                )
+            finally:
+                _close(chunks)
             try:
                 self._check(response, f"blob upload {digest}", (201, 204))
             except AuthenticationError as exc:
@@ -775,11 +777,14 @@ class RegistryClient:
                 yield last[0]
 
         with self._upload_session(location):
-            body = _body_in_hand(hashed())
-            response = self._send(
-                "PATCH", location, what=f"blob upload to {repository}", content=body, deadline=Deadline(None),
-                headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-            )
+            try:
+                response = self._send(
+                    "PATCH", location, what=f"blob upload to {repository}", content=_body_in_hand(hashed()),
+                    deadline=Deadline(None),
+                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                )
+            finally:
+                _close(chunks)
             try:
                 self._check(response, f"blob upload to {repository}", (202, 204))
             except AuthenticationError as exc:
@@ -899,6 +904,18 @@ def _body_in_hand(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield from chunks
 
     return body()
+
+
+def _close(chunks: Iterable[bytes]) -> None:
+    """Close an upload's source once its request is over. Sent whole, it is already
+    exhausted; cut short (a refused connection, a token that did not come, a cancel), its
+    first chunk was read (_body_in_hand), so a generator source is suspended mid-way and
+    holds what it started -- for a large blob a hashing thread and its buffers -- until
+    the collector finds it: an exception's traceback keeps it in a cycle. Each attempt
+    of an upload makes a new source, so none is read again after this."""
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
 
 
 def _follow_location(response: httpx.Response, previous: httpx.URL, base_url: str) -> httpx.URL:
