@@ -198,3 +198,27 @@ def test_a_kubelet_secret_swap_is_served(setup):
         assert metrics == {"ok": 1, "failed": 0, "expiry": _not_after(cert_b)}
     finally:
         assert server.stop() == 0
+
+
+def test_an_expired_certificate_is_refused_and_the_last_good_one_kept(tmp_path):
+    # A rolled-back or stale file: serving it would make every client refuse the webhook.
+    ca, [(cert_a, key_a), (cert_b, key_b), (cert_old, key_old)] = make_server_pairs(tmp_path / "pki", 3, expired=1)
+    ocimodel.generate_key_pair(tmp_path / "ci.key", tmp_path / "ci.pub")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"signers:\n  ci: {{key: {tmp_path / 'ci.pub'}}}\n")
+    live_cert, live_key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    live_cert.write_bytes(cert_a.read_bytes())
+    live_key.write_bytes(key_a.read_bytes())
+    server = _start(tmp_path, policy, ca, live_cert, live_key)
+    try:
+        _replace(live_key, key_old.read_bytes())
+        _replace(live_cert, cert_old.read_bytes())
+        # (a check between the two renames may refuse the mixed pair first: that is a refusal too)
+        server.wait_for(lambda e: e.get("event") == "tls-reload-failed" and "expired" in e.get("reason", ""), 20)
+        assert _served(server) == _der(cert_a)
+        assert _reloads(server)["failed"] >= 1 and _reloads(server)["ok"] == 0
+        _replace(live_key, key_b.read_bytes())
+        _replace(live_cert, cert_b.read_bytes())
+        _wait_served(server, cert_b)
+    finally:
+        server.stop()

@@ -200,14 +200,17 @@ def make_pki(directory: Path) -> Pki:
     )
 
 
-def make_server_pairs(directory: Path, count: int) -> tuple[Path, list[tuple[Path, Path]]]:
+def make_server_pairs(directory: Path, count: int, *, expired: int = 0) -> tuple[Path, list[tuple[Path, Path]]]:
     """A CA (PEM) and ``count`` server certificates it issued for 127.0.0.1 and localhost,
-    each with its own key and common name (``server-1``...): a certificate and its renewal."""
+    each with its own key and common name (``server-1``...): a certificate and its renewal.
+    The last ``expired`` of them expired yesterday."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     ca = _ca("ocimodel test CA")
+    past = {"not_before": _now() - dt.timedelta(days=10), "not_after": _now() - dt.timedelta(days=1)}
     pairs = [
-        _pair(directory, f"server-{n}", _leaf(ca, f"server-{n}", SERVER_NAMES, ExtendedKeyUsageOID.SERVER_AUTH))
+        _pair(directory, f"server-{n}", _leaf(ca, f"server-{n}", SERVER_NAMES, ExtendedKeyUsageOID.SERVER_AUTH,
+                                               **(past if n > count - expired else {})))
         for n in range(1, count + 1)
     ]
     return _write(directory / "ca.crt", _cert_pem(ca.cert)), pairs

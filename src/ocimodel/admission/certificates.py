@@ -8,7 +8,8 @@ certificate it read at start would fail every handshake once that one expired, a
 ``CertificateReloader.check()`` runs in the event loop (uvicorn's tick, every
 ``interval`` seconds): it stats both files, and when one changed it loads the pair into a
 fresh SSLContext. A pair that does not load (a new certificate with the old key, a file
-half written) is refused: the last good pair stays served, one warning is logged per
+half written, an encrypted key) or whose certificate is out of its validity dates (a
+rolled-back file) is refused: the last good pair stays served, one warning is logged per
 change, and the next change is tried again. A pair that loads becomes the context each new
 handshake switches to (the SNI callback, called by OpenSSL for every ClientHello, with or
 without a server name). The context uvicorn made is never modified: reloading it in place
@@ -21,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +39,23 @@ class Served:
     subject: str
     serial: str
     not_after: float  # Unix time
+    not_before: float = 0.0
 
     @classmethod
     def read(cls, pem: bytes) -> Served:
         from cryptography import x509  # a dependency of ocimodel; loaded when the server starts
 
         cert = x509.load_pem_x509_certificate(pem)  # the first one in the file: the server's own
-        return cls(cert.subject.rfc4514_string(), f"{cert.serial_number:x}", cert.not_valid_after_utc.timestamp())
+        return cls(cert.subject.rfc4514_string(), f"{cert.serial_number:x}", cert.not_valid_after_utc.timestamp(),
+                   cert.not_valid_before_utc.timestamp())
+
+    def out_of_date(self, now: float) -> str | None:
+        """Why a client would refuse this certificate now, or None."""
+        if now > self.not_after:
+            return f"the certificate expired at {_iso(self.not_after)}"
+        if now < self.not_before:
+            return f"the certificate is valid only from {_iso(self.not_before)}"
+        return None
 
 
 def _stamp(path: Path) -> tuple[object, ...] | None:
@@ -72,6 +84,10 @@ class CertificateReloader:
         self._stamp: tuple[object, ...] | None = None  # of the pair served
         self._refused: tuple[object, ...] | None = None  # of the last pair that did not load
         self._current: ssl.SSLContext | None = None  # None: the context uvicorn made
+        # uvicorn's context; it gets the SNI callback only at the first reload that takes:
+        # until then every handshake is uvicorn's alone (Python refuses a handshake whose
+        # server name is not valid IDNA once a callback is set, and prints a traceback).
+        self._live: ssl.SSLContext | None = None
         self.served: Served | None = None
 
     def stamp(self) -> tuple[object, ...]:
@@ -81,12 +97,12 @@ class CertificateReloader:
         """Hook into the context uvicorn serves with; ``stamp`` was taken before that
         context read the files (a change since is seen by the first check)."""
         self._stamp = stamp
+        self._live = live
         try:
             self.served = Served.read(self.cert.read_bytes())
             self.on_served(self.served)
         except (OSError, ValueError):
             pass  # swapped since it loaded: the first check reloads it
-        live.sni_callback = self._switch
 
     def _switch(self, connection: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext) -> None:
         current = self._current  # one read: a reload in between is for the next handshake
@@ -101,8 +117,13 @@ class CertificateReloader:
         try:
             pem = self.cert.read_bytes()
             context = self.make_context()
-            context.load_cert_chain(self.cert, self.key)
+            # An encrypted key is refused, never prompted for: with a terminal, OpenSSL would
+            # ask for its passphrase on it and the event loop would stop serving meanwhile.
+            context.load_cert_chain(self.cert, self.key, password=_no_passphrase)
             served = Served.read(pem)
+            late = served.out_of_date(time.time())
+            if late is not None:  # a rolled-back or stale pair: every client would refuse it
+                raise ValueError(late)
         except (OSError, ssl.SSLError, ValueError) as exc:
             if self.stamp() != stamp:
                 return  # still being written: tried again at the next check
@@ -115,10 +136,16 @@ class CertificateReloader:
         if self.stamp() != stamp:
             return  # swapped while read: the certificate parsed may not be the one loaded
         self._current, self._stamp, self._refused, self.served = context, stamp, None, served
+        if self._live is not None and self._live.sni_callback is None:
+            self._live.sni_callback = self._switch
         self.on_result("ok")
         self.on_served(served)
         log.info({"event": "tls-reloaded", "certificate": str(self.cert), "subject": served.subject,
                   "serial": served.serial, "notAfter": _iso(served.not_after)})
+
+
+def _no_passphrase() -> bytes:
+    raise ValueError("the key is encrypted: the webhook's TLS key must be unencrypted (a Secret)")
 
 
 def _reason(exc: BaseException) -> str:
@@ -128,6 +155,4 @@ def _reason(exc: BaseException) -> str:
 
 
 def _iso(timestamp: float) -> str:
-    import time
-
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))

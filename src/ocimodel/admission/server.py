@@ -204,9 +204,11 @@ def _settle_collector() -> None:
 
 def _blank_context(config) -> ssl.SSLContext:
     """A server context as uvicorn makes it (config.py, create_ssl_context), without the
-    certificate. A handshake switched to it takes its certificate, key and ALPN; the
-    protocol versions, ciphers and options stay those of uvicorn's context (OpenSSL's
-    SSL_set_SSL_CTX), so only what the files hold changes."""
+    certificate. A handshake switched to it (OpenSSL's SSL_set_SSL_CTX) keeps the protocol
+    versions, options and verify mode of uvicorn's context, and takes from this one the
+    certificate, key, ALPN, cipher list, security level and client trust store: so each
+    of those is set here as uvicorn sets it, and a setting added to uvicorn's context later
+    must be added here too."""
     context = ssl.SSLContext(config.ssl_version)
     context.verify_mode = ssl.VerifyMode(config.ssl_cert_reqs)
     if config.ssl_ciphers:
