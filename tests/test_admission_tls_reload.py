@@ -26,17 +26,29 @@ INTERVAL = "0.2"  # --tls-reload-interval: the tests wait for a handful of check
 DEADLINE = "25"
 
 
+def _setup(tmp: Path, count: int, expired: int = 0) -> tuple[Path, Path, Path, list[tuple[Path, Path]]]:
+    ca, pairs = make_server_pairs(tmp / "pki", count, expired=expired)
+    ocimodel.generate_key_pair(tmp / "ci.key", tmp / "ci.pub")
+    policy = tmp / "policy.yaml"
+    policy.write_text(f"signers:\n  ci: {{key: {tmp / 'ci.pub'}}}\n")
+    return tmp, policy, ca, pairs
+
+
 @pytest.fixture
 def setup(tmp_path):
-    ca, pairs = make_server_pairs(tmp_path / "pki", 2)
-    ocimodel.generate_key_pair(tmp_path / "ci.key", tmp_path / "ci.pub")
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(f"signers:\n  ci: {{key: {tmp_path / 'ci.pub'}}}\n")
-    return tmp_path, policy, ca, pairs
+    return _setup(tmp_path, 2)
 
 
 def _start(tmp: Path, policy: Path, ca: Path, cert: Path, key: Path) -> Webhook:
     return Webhook(tmp, policy, "--deadline", DEADLINE, "--tls-reload-interval", INTERVAL, tls=(ca, cert, key))
+
+
+def _start_serving(tmp: Path, policy: Path, ca: Path, pair: tuple[Path, Path]) -> tuple[Webhook, Path, Path]:
+    """A server started on copies of ``pair`` at tls.crt and tls.key, which the test replaces."""
+    cert, key = tmp / "tls.crt", tmp / "tls.key"
+    _replace(cert, pair[0].read_bytes())
+    _replace(key, pair[1].read_bytes())
+    return _start(tmp, policy, ca, cert, key), cert, key
 
 
 def _der(cert: Path) -> bytes:
@@ -99,10 +111,7 @@ def _delete_review(server: Webhook) -> None:
 
 def test_a_renewed_certificate_is_served_and_a_connection_in_progress_completes(setup):
     tmp, policy, ca, ((cert_a, key_a), (cert_b, key_b)) = setup
-    cert, key = tmp / "tls.crt", tmp / "tls.key"
-    _replace(cert, cert_a.read_bytes())
-    _replace(key, key_a.read_bytes())
-    server = _start(tmp, policy, ca, cert, key)
+    server, cert, key = _start_serving(tmp, policy, ca, (cert_a, key_a))
     try:
         assert _served(server) == _der(cert_a)
         assert _reloads(server) == {"ok": 0, "failed": 0, "expiry": _not_after(cert_a)}
@@ -130,10 +139,7 @@ def test_a_renewed_certificate_is_served_and_a_connection_in_progress_completes(
 
 def test_a_pair_that_does_not_load_is_refused_and_the_last_good_one_kept(setup):
     tmp, policy, ca, ((cert_a, key_a), (cert_b, key_b)) = setup
-    cert, key = tmp / "tls.crt", tmp / "tls.key"
-    _replace(cert, cert_a.read_bytes())
-    _replace(key, key_a.read_bytes())
-    server = _start(tmp, policy, ca, cert, key)
+    server, cert, key = _start_serving(tmp, policy, ca, (cert_a, key_a))
     try:
         failures = lambda: [e for e in server.entries() if e.get("event") == "tls-reload-failed"]  # noqa: E731
         # The new certificate with the old key: it cannot be served.
@@ -202,14 +208,8 @@ def test_a_kubelet_secret_swap_is_served(setup):
 
 def test_an_expired_certificate_is_refused_and_the_last_good_one_kept(tmp_path):
     # A rolled-back or stale file: serving it would make every client refuse the webhook.
-    ca, [(cert_a, key_a), (cert_b, key_b), (cert_old, key_old)] = make_server_pairs(tmp_path / "pki", 3, expired=1)
-    ocimodel.generate_key_pair(tmp_path / "ci.key", tmp_path / "ci.pub")
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(f"signers:\n  ci: {{key: {tmp_path / 'ci.pub'}}}\n")
-    live_cert, live_key = tmp_path / "tls.crt", tmp_path / "tls.key"
-    live_cert.write_bytes(cert_a.read_bytes())
-    live_key.write_bytes(key_a.read_bytes())
-    server = _start(tmp_path, policy, ca, live_cert, live_key)
+    tmp, policy, ca, [(cert_a, key_a), (cert_b, key_b), (cert_old, key_old)] = _setup(tmp_path, 3, expired=1)
+    server, live_cert, live_key = _start_serving(tmp, policy, ca, (cert_a, key_a))
     try:
         _replace(live_key, key_old.read_bytes())
         _replace(live_cert, cert_old.read_bytes())
@@ -221,4 +221,4 @@ def test_an_expired_certificate_is_refused_and_the_last_good_one_kept(tmp_path):
         _replace(live_cert, cert_b.read_bytes())
         _wait_served(server, cert_b)
     finally:
-        server.stop()
+        assert server.stop() == 0

@@ -170,6 +170,13 @@ def test_the_console_script_and_python_m_start_at_the_process_entry() -> None:
     assert "from ocimodel.cli.entry import main" in (root / "src" / "ocimodel" / "__main__.py").read_text()
 
 
+def _python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a fresh interpreter, which must exit 0."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=cwd, check=False)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_the_process_entry_stops_the_collector_only_as_the_process_ends(tmp_path: Path) -> None:
     # A handler registered before the command runs after the entry's own (last in, first
     # out): it sees the collector as the interpreter's final passes will.
@@ -183,8 +190,7 @@ def test_the_process_entry_stops_the_collector_only_as_the_process_ends(tmp_path
         "app._main = lambda: seen.append((gc.isenabled(), gc.get_threshold()[0], gc.get_freeze_count()))\n"
         "try:\n    main()\nfinally:\n    print('during:', *seen[0])\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
-    assert result.returncode == 0, result.stderr
+    result = _python(code, tmp_path)
     enabled, threshold, frozen = result.stdout.split()[1:]
     assert (enabled, frozen) == ("True", "0") and int(threshold) > 700  # collecting, less often, nothing frozen
     assert "at exit: False True" in result.stderr
@@ -198,8 +204,7 @@ def test_the_command_run_in_process_leaves_the_collector_alone(tmp_path: Path) -
         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code\n"
         "assert (gc.isenabled(), gc.get_threshold(), gc.get_freeze_count()) == before, before\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
-    assert result.returncode == 0, result.stderr
+    result = _python(code, tmp_path)
     assert result.stdout.startswith("ocimodel ")
 
 
@@ -211,6 +216,5 @@ def test_the_webhook_server_puts_young_collections_back_to_cpython_s_pace(tmp_pa
         "from ocimodel.admission import server\nserver._settle_collector()\n"
         "print(gc.get_threshold()[0], gc.get_freeze_count() > 0, gc.isenabled())\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
-    assert result.returncode == 0, result.stderr
+    result = _python(code, tmp_path)
     assert result.stdout.split() == ["700", "True", "True"]
