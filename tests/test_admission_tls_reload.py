@@ -5,9 +5,11 @@ get. No registry: the reviews sent are DELETEs, answered without judging a model
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
+import subprocess
 import time
 from pathlib import Path
 
@@ -220,5 +222,28 @@ def test_an_expired_certificate_is_refused_and_the_last_good_one_kept(tmp_path):
         _replace(live_key, key_b.read_bytes())
         _replace(live_cert, cert_b.read_bytes())
         _wait_served(server, cert_b)
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_server_name_python_cannot_decode_fails_that_handshake_alone_and_logs_one_json_line(setup):
+    # After a reload the SNI callback is set; Python refuses a ClientHello whose server
+    # name is not valid IDNA before calling it, and reports the error as "unraisable".
+    tmp, policy, ca, ((cert_a, key_a), (cert_b, key_b)) = setup
+    server, cert, key = _start_serving(tmp, policy, ca, (cert_a, key_a))
+    try:
+        _replace(key, key_b.read_bytes())
+        _replace(cert, cert_b.read_bytes())
+        _wait_served(server, cert_b)
+        hello = subprocess.run(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{_port(server)}", "-servername", "\u00e4\u00e4.example"],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=20, check=False,
+        )
+        assert hello.returncode != 0  # that handshake was refused
+        entry = server.wait_for(lambda e: e.get("event") == "unraisable", 10)
+        assert entry["reason"].startswith("UnicodeDecodeError"), entry
+        assert _served(server) == _der(cert_b)  # the next client is served
+        for line in server.lines:
+            json.loads(line)  # every line of the log is one JSON object: no traceback
     finally:
         assert server.stop() == 0

@@ -173,9 +173,11 @@ def serve(options: ServeOptions, connection: ConnectionOptions | None = None,
     # process exits 0 (a graceful stop is not a failure) instead of dying by the signal.
     caught: list[int] = []
     previous = _note_signals(caught)
+    unraisable_hook, sys.unraisablehook = sys.unraisablehook, _log_unraisable
     try:
         server.run(sockets=[sock])
     finally:
+        sys.unraisablehook = unraisable_hook
         if records is not None:
             records.close()
         verdicts.close()
@@ -183,6 +185,16 @@ def serve(options: ServeOptions, connection: ConnectionOptions | None = None,
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         log.info({"event": "stopped", "signal": signal.Signals(caught[0]).name if caught else None})
+
+
+def _log_unraisable(unraisable) -> None:
+    """An error Python cannot raise to anyone -- e.g. a TLS client's server name that is not
+    valid IDNA, refused before the SNI callback runs (that handshake alone fails) -- as one
+    JSON line, not a traceback in the middle of the log (one JSON object per line). The
+    reason is cut short: it can hold what a client sent."""
+    exc = unraisable.exc_value
+    log.warning({"event": "unraisable", "reason": f"{type(exc).__name__}: {exc}"[:300],
+                 "where": (unraisable.err_msg or "")[:200]})
 
 
 # CPython's default: a young collection every 700 net allocations of tracked objects.
