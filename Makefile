@@ -14,11 +14,12 @@ APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
 .PHONY: deps venv test test-fast demo clean
 
-## deps: install docker-registry, skopeo (and python3-venv) with apt-get when missing
+## deps: install docker-registry, skopeo, openssl (and python3-venv) with apt-get when missing
 deps:
 	@pkgs=""; \
 	command -v docker-registry >/dev/null 2>&1 || pkgs="$$pkgs docker-registry"; \
 	command -v skopeo >/dev/null 2>&1 || pkgs="$$pkgs skopeo"; \
+	command -v openssl >/dev/null 2>&1 || pkgs="$$pkgs openssl"; \
 	if [ ! -x $(VENV)/bin/python ] && ! $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1; then \
 	  pkgs="$$pkgs python3-venv"; \
 	fi; \
