@@ -13,7 +13,6 @@ The sizes are scaled down (a 1 MiB threshold, 256 KiB parts) so a ~3 MiB blob is
 from __future__ import annotations
 
 import hashlib
-import random
 import re
 import secrets
 import threading
@@ -28,6 +27,7 @@ from ocimodel.errors import DigestMismatch, TransportError
 from ocimodel.transport import body, ranged
 from tests.support.faultproxy import FaultProxy
 from tests.support.htpasswd import write_htpasswd
+from tests.support.modeltrees import one_weights_model
 from tests.support.registry import LocalRegistry
 
 KiB = 1 << 10
@@ -48,11 +48,7 @@ def _small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ranged") / "model"
-    root.mkdir()
-    (root / "weights.bin").write_bytes(random.Random(20).randbytes(SIZE))
-    (root / "config.json").write_text('{"model_type": "ranged"}\n')
-    return root
+    return one_weights_model(tmp_path_factory.mktemp("ranged") / "model", SIZE, 20, "ranged")
 
 
 @pytest.fixture(scope="module")

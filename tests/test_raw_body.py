@@ -23,6 +23,7 @@ import ocimodel
 from ocimodel.errors import DigestMismatch
 from ocimodel.transport import body
 from tests.support.faultproxy import FaultProxy
+from tests.support.modeltrees import one_weights_model
 from tests.support.pki import make_pki
 from tests.support.registry import LocalRegistry
 
@@ -58,11 +59,7 @@ def raw_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("raw") / "model"
-    root.mkdir()
-    (root / "weights.bin").write_bytes(random.Random(21).randbytes(SIZE))
-    (root / "config.json").write_text('{"model_type": "raw"}\n')
-    return root
+    return one_weights_model(tmp_path_factory.mktemp("raw") / "model", SIZE, 21, "raw")
 
 
 @pytest.fixture(scope="module")

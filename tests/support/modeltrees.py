@@ -21,6 +21,7 @@ __all__ = [
     "fetch_blob",
     "fetch_manifest",
     "nested_tree_spec",
+    "one_weights_model",
     "put_blob",
     "put_manifest",
     "sha256_bytes",
@@ -77,6 +78,15 @@ def nested_tree_spec(count: int = 60, seed: int = 1234) -> dict[str, tuple[bytes
 
 
 # -- the registry, read and written directly (not through ocimodel) ------------------------
+
+
+def one_weights_model(root: Path, size: int, seed: int, model_type: str) -> Path:
+    """``root`` holding ``weights.bin`` (``size`` seeded random bytes: one large blob) and a
+    small ``config.json``."""
+    root.mkdir(parents=True)
+    (root / "weights.bin").write_bytes(random.Random(seed).randbytes(size))
+    (root / "config.json").write_text(f'{{"model_type": "{model_type}"}}\n')
+    return root
 
 
 def fetch_manifest(registry_url: str, repo: str, reference: str, accept: str = OCI_MANIFEST) -> httpx.Response:
