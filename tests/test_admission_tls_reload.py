@@ -10,6 +10,7 @@ import os
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -165,6 +166,14 @@ def test_a_pair_that_does_not_load_is_refused_and_the_last_good_one_kept(setup):
         _delete_review(server)
         metrics = _reloads(server)
         assert metrics["failed"] >= 2 and metrics["ok"] == 0 and metrics["expiry"] == _not_after(cert_a)
+        # A fifo in the certificate's place: reading it would wait for a writer forever,
+        # and the checks run in the event loop; it is refused, and answers keep coming.
+        aside = cert.with_name("fifo")
+        os.mkfifo(aside)
+        os.replace(aside, cert)
+        server.wait_for(lambda e: e.get("event") == "tls-reload-failed" and "not a regular file" in e["reason"], 20)
+        _delete_review(server)
+        assert _served(server) == _der(cert_a)
         # Fixed: the next check serves it.
         _replace(cert, cert_b.read_bytes())
         _wait_served(server, cert_b)
@@ -247,3 +256,16 @@ def test_a_server_name_python_cannot_decode_fails_that_handshake_alone_and_logs_
             json.loads(line)  # every line of the log is one JSON object: no traceback
     finally:
         assert server.stop() == 0
+
+
+def test_a_fifo_given_as_the_certificate_refuses_to_start(setup):
+    tmp, policy, _ca, ((_cert, key), _) = setup
+    fifo = tmp / "tls.crt"
+    os.mkfifo(fifo)
+    result = subprocess.run(
+        [sys.executable, "-m", "ocimodel", "admission", "serve", "--policy", str(policy), "--tls-cert", str(fifo),
+         "--tls-key", str(key), "--port", "0"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "not a regular file" in result.stderr and "Traceback" not in result.stderr

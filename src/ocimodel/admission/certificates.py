@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,6 +116,7 @@ class CertificateReloader:
         if stamp == self._stamp or stamp == self._refused:
             return
         try:
+            regular_files(self.cert, self.key)  # a fifo put there would block the event loop
             pem = self.cert.read_bytes()
             context = self.make_context()
             # An encrypted key is refused, never prompted for: with a terminal, OpenSSL would
@@ -142,6 +144,14 @@ class CertificateReloader:
         self.on_served(served)
         log.info({"event": "tls-reloaded", "certificate": str(self.cert), "subject": served.subject,
                   "serial": served.serial, "notAfter": _iso(served.not_after)})
+
+
+def regular_files(*paths: Path) -> None:
+    """Raise OSError unless every path (its symlinks followed) is a regular file: reading a
+    fifo or a device would wait for a writer that may never come."""
+    for path in paths:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise OSError(f"{path} is not a regular file")
 
 
 def _no_passphrase() -> bytes:

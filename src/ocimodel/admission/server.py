@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ocimodel.admission.app import create_app, json_line
-from ocimodel.admission.certificates import DEFAULT_INTERVAL, CertificateReloader
+from ocimodel.admission.certificates import DEFAULT_INTERVAL, CertificateReloader, regular_files
 from ocimodel.admission.metrics import Metrics
 from ocimodel.admission.records import RecordWriter
 from ocimodel.admission.verdicts import PolicyHolder, Verdicts
@@ -91,6 +91,7 @@ def check(options: ServeOptions) -> None:
     if not 0 <= options.port <= 65535:
         raise UsageError(f"--port {options.port} is not a port")
     try:
+        regular_files(options.tls_cert, options.tls_key)
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(options.tls_cert, options.tls_key)
     except (OSError, ssl.SSLError) as exc:
         raise UsageError(f"cannot load the TLS certificate {options.tls_cert} and key {options.tls_key}: {exc}",
