@@ -43,6 +43,7 @@ def serve(
     HTTPS, with /healthz, /readyz and Prometheus /metrics.
 
       ocimodel admission serve --policy /etc/ocimodel/policy.yaml --tls-cert /tls/tls.crt --tls-key /tls/tls.key
+      ocimodel admission serve --policy policy.yaml --tls-cert tls.crt --tls-key tls.key --record-deployments prod --record-key /keys/webhook.key
 
     Models are found in Pods and in the pod templates of Deployments, StatefulSets,
     DaemonSets, ReplicaSets, Jobs and CronJobs: image volumes (volumes[].image.reference),
